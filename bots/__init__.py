@@ -1,0 +1,1 @@
+"""Inbound chat: one conversation engine rendered for Telegram and SMS."""

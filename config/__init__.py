@@ -1,0 +1,1 @@
+"""Configuration: operator settings (``HOSEN_*``), the municipality profile and the message catalogs."""

@@ -1,0 +1,173 @@
+"""The municipality profile: authorities, zones, shelters, skills and the emergency-role catalogue.
+
+One service may serve a regional cluster of several authorities. The profile is a TOML file
+(``HOSEN_PROFILE``), validated here so that a typo fails at start with the line that names it.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import time
+from pathlib import Path
+from typing import Annotated, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from config.languages import ALL_LANGUAGES, Language
+
+Code = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")]
+
+
+class ProfileError(Exception):
+    """The profile file is missing or invalid; ``str()`` is one line."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Names(_Strict):
+    """A display name in every language Hosen speaks."""
+
+    he: str
+    ar: str
+    en: str
+    ru: str
+    am: str
+
+    def get(self, language: Language) -> str:
+        return str(getattr(self, language.value))
+
+
+class ZoneProfile(_Strict):
+    code: Code
+    names: Names
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+
+
+class ShelterProfile(_Strict):
+    code: Code
+    zone: Code
+    name: str
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+    capacity: int = Field(gt=0)
+
+
+class QuietHours(_Strict):
+    """Drills are not started inside this window (local time); emergencies ignore it."""
+
+    start: time = time(22, 0)
+    end: time = time(7, 0)
+
+    def contains(self, moment: time) -> bool:
+        if self.start <= self.end:
+            return self.start <= moment < self.end
+        return moment >= self.start or moment < self.end
+
+
+class AuthorityProfile(_Strict):
+    code: Code
+    names: Names
+    zones: list[ZoneProfile] = Field(min_length=1)
+    shelters: list[ShelterProfile] = []
+    quiet_hours: QuietHours = QuietHours()
+
+    @model_validator(mode="after")
+    def _shelters_in_known_zones(self) -> Self:
+        zones = {zone.code for zone in self.zones}
+        if len(zones) != len(self.zones):
+            raise ValueError(f"authority {self.code}: zone codes repeat")
+        for shelter in self.shelters:
+            if shelter.zone not in zones:
+                raise ValueError(f"shelter {shelter.code}: unknown zone {shelter.zone!r}")
+        return self
+
+
+class SkillProfile(_Strict):
+    code: Code
+    names: Names
+
+
+class RoleProfile(_Strict):
+    """One entry of the emergency-role catalogue.
+
+    A quota is per zone or per shelter (or neither: a town-wide role with ``quota_total``).
+    """
+
+    code: Code
+    names: Names
+    required_skills: list[Code] = []
+    min_age: int = Field(default=18, ge=14, le=99)
+    quota_per_zone: int | None = Field(default=None, ge=1)
+    quota_per_shelter: int | None = Field(default=None, ge=1)
+    quota_total: int | None = Field(default=None, ge=1)
+    home_visits: bool = False
+
+    @model_validator(mode="after")
+    def _one_quota_kind(self) -> Self:
+        kinds = [self.quota_per_zone, self.quota_per_shelter, self.quota_total]
+        if sum(k is not None for k in kinds) > 1:
+            raise ValueError(
+                f"role {self.code}: give one of quota_per_zone, quota_per_shelter, quota_total"
+            )
+        return self
+
+
+class Profile(_Strict):
+    name: str
+    authorities: list[AuthorityProfile] = Field(min_length=1)
+    skills: list[SkillProfile] = Field(min_length=1)
+    roles: list[RoleProfile] = Field(min_length=1)
+    walking_distance_m: int = Field(default=1500, gt=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        skills = {skill.code for skill in self.skills}
+        for role in self.roles:
+            unknown = set(role.required_skills) - skills
+            if unknown:
+                raise ValueError(f"role {role.code}: unknown skills {sorted(unknown)}")
+        for label, codes in (
+            ("authority", [a.code for a in self.authorities]),
+            ("skill", [s.code for s in self.skills]),
+            ("role", [r.code for r in self.roles]),
+        ):
+            if len(set(codes)) != len(codes):
+                raise ValueError(f"{label} codes repeat")
+        return self
+
+    def authority(self, code: str) -> AuthorityProfile:
+        for authority in self.authorities:
+            if authority.code == code:
+                return authority
+        raise KeyError(code)
+
+    def role(self, code: str) -> RoleProfile:
+        for role in self.roles:
+            if role.code == code:
+                return role
+        raise KeyError(code)
+
+
+def load_profile(path: Path) -> Profile:
+    """Read and validate a profile file, raising :class:`ProfileError` with one clear line."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ProfileError(f"HOSEN_PROFILE: no such file {path}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ProfileError(f"HOSEN_PROFILE: {path} is not valid TOML: {exc}") from None
+    try:
+        return Profile.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
+        raise ProfileError(f"HOSEN_PROFILE: {path}: {where}: {message}") from None
+
+
+__all__ = ["ALL_LANGUAGES", "Profile", "ProfileError", "load_profile"]
+
+DEFAULT_PROFILE_PATH = Path(__file__).parent / "profiles" / "kiryat-tamar.toml"

@@ -1,0 +1,1 @@
+"""The dispatcher: campaigns, the outbox and its workers, responses, escalation and reports."""

@@ -1,0 +1,105 @@
+"""The dispatcher's tables: the outbox every outbound message passes through, and the inbox that
+stores every inbound update before it is acted on.
+
+This is the contract shared by bots/ (conversation replies) and the campaign workers: one
+outbound path, one audit trail, one set of rate limits.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import IntEnum, StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from registry.db import Base, JSONType, UTCDateTime, utcnow
+from registry.models import Channel, enum_type
+
+
+class Priority(IntEnum):
+    """Lower goes first. Interactive replies are never starved by a large campaign."""
+
+    INTERACTIVE = 0
+    EMERGENCY = 1
+    DRILL = 2
+    ROUTINE = 3
+
+
+class OutboxStatus(StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"  # claimed by a worker under a lease
+    SENT = "sent"  # the provider accepted it
+    DELIVERED = "delivered"  # the provider confirmed delivery (Twilio status callback)
+    READ = "read"  # answered / read
+    FAILED = "failed"  # permanently failed on this channel (a fallback row may follow)
+    CANCELLED = "cancelled"
+
+
+class OutboxMessage(Base):
+    """One message to one person on one channel. Workers claim due rows under a lease."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_due", "status", "priority", "due_at"),
+        Index("ix_outbox_person", "person_id"),
+        Index("ix_outbox_provider_id", "provider_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("person.id", ondelete="SET NULL"))
+    channel: Mapped[Channel] = mapped_column(enum_type(Channel))
+    # Telegram chat id or E.164 phone, copied at enqueue time so a worker needs no join.
+    address: Mapped[str] = mapped_column(String(40))
+    text: Mapped[str] = mapped_column(Text)
+    # Choices as [[{"text": ..., "data": ...}, ...], ...] rows; Telegram renders inline buttons.
+    buttons: Mapped[list[list[dict[str, str]]] | None] = mapped_column(JSONType)
+    priority: Mapped[int] = mapped_column(SmallInteger, default=Priority.ROUTINE)
+    kind: Mapped[str] = mapped_column(
+        String(24), default="reply"
+    )  # reply | checkin | task | announcement ...
+    campaign_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    status: Mapped[OutboxStatus] = mapped_column(
+        enum_type(OutboxStatus), default=OutboxStatus.QUEUED
+    )
+    attempts: Mapped[int] = mapped_column(SmallInteger, default=0)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    leased_by: Mapped[str | None] = mapped_column(String(64))
+    provider_id: Mapped[str | None] = mapped_column(String(64))
+    last_error: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class InboundMessage(Base):
+    """Every inbound Telegram update or SMS, stored before it is acted on.
+
+    ``provider_key`` is ``tg:<update_id>`` or ``sms:<MessageSid>``: a redelivered webhook hits the
+    unique key and is acknowledged without being processed again.
+    """
+
+    __tablename__ = "inbox"
+    __table_args__ = (UniqueConstraint("provider_key"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    provider_key: Mapped[str] = mapped_column(String(80))
+    channel: Mapped[Channel] = mapped_column(enum_type(Channel))
+    person_id: Mapped[int | None] = mapped_column(
+        ForeignKey("person.id", ondelete="SET NULL"), index=True
+    )
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    error: Mapped[str | None] = mapped_column(String(200))

@@ -1,0 +1,1 @@
+"""Loopback fakes of the Telegram Bot API and Twilio Messages API, checked against the official specs."""

@@ -1,0 +1,5 @@
+import sys
+
+from hosen.cli import main
+
+sys.exit(main())

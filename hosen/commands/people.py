@@ -1,0 +1,138 @@
+"""``hosen people list|show``: what the registry knows, for municipal staff."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from config.settings import Settings
+from hosen.context import CommandError, Context
+from registry import audit
+from registry.db import unit_of_work
+from registry.errors import InvalidPhone
+from registry.models import Person, PersonStatus, Zone
+from registry.phones import normalise_phone
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    people = subparsers.add_parser("people", help="list and show registered people")
+    sub = people.add_subparsers(dest="people_command", required=True)
+
+    ls = sub.add_parser("list", help="list people")
+    ls.add_argument("--authority", help="authority code (default: the profile's first)")
+    ls.add_argument("--zone", help="zone code")
+    kind = ls.add_mutually_exclusive_group()
+    kind.add_argument("--volunteers", action="store_true", help="volunteers only")
+    kind.add_argument("--residents", action="store_true", help="residents who may need help only")
+    ls.add_argument("--limit", type=int, default=50, help="at most this many (0: all)")
+    ls.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    ls.set_defaults(handler=list_people)
+
+    show = sub.add_parser("show", help="one person in full (the read of health data is audited)")
+    show.add_argument("who", help="person id or phone number")
+    show.add_argument("--authority", help="authority code (default: the profile's first)")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(handler=show_person)
+
+
+def summary(person: Person, zone_code: str | None) -> dict[str, Any]:
+    return {
+        "id": person.id,
+        "name": person.name,
+        "phone": person.phone,
+        "phone_kind": person.phone_kind.value,
+        "language": person.language.value,
+        "channel": person.channel.value,
+        "zone": zone_code,
+        "volunteer": person.is_volunteer,
+        "needs_help": person.needs_help,
+        "status": person.status.value,
+    }
+
+
+def list_people(ctx: Context, args: argparse.Namespace) -> int:
+    with unit_of_work(ctx.sessions) as session:
+        authority = ctx.authority(session, args.authority)
+        query = (
+            select(Person, Zone.code)
+            .outerjoin(Zone, Person.zone_id == Zone.id)
+            .where(Person.authority_id == authority.id, Person.status != PersonStatus.ERASED)
+            .order_by(Person.id)
+        )
+        if args.zone:
+            query = query.where(Zone.code == args.zone)
+        if args.volunteers:
+            query = query.where(Person.is_volunteer.is_(True))
+        if args.residents:
+            query = query.where(Person.needs_help.is_(True))
+        if args.limit:
+            query = query.limit(args.limit)
+        rows = [summary(person, zone) for person, zone in session.execute(query)]
+    if args.json:
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
+        return 0
+    print(f"{'id':>6}  {'name':<28} {'phone':<14} {'lang':<4} {'channel':<8} {'zone':<14} kind")
+    for row in rows:
+        kind = "/".join(
+            k for k, on in (("volunteer", row["volunteer"]), ("resident", row["needs_help"])) if on
+        )
+        print(
+            f"{row['id']:>6}  {(row['name'] or '')[:28]:<28} {row['phone'] or '-':<14} {row['language']:<4} "
+            f"{row['channel']:<8} {row['zone'] or '-':<14} {kind}"
+        )
+    print(f"{len(rows)} shown")
+    return 0
+
+
+def _find(session: Session, settings: Settings, authority_id: int, who: str) -> Person:
+    if who.isdigit() and len(who) < 9:
+        person = session.get(Person, int(who))
+    else:
+        try:
+            phone = normalise_phone(who, region=settings.default_region).e164
+        except InvalidPhone as exc:
+            raise CommandError(f"{who!r}: {exc}") from None
+        person = session.scalar(
+            select(Person).where(Person.authority_id == authority_id, Person.phone == phone)
+        )
+    if person is None or person.authority_id != authority_id:
+        raise CommandError(f"no person {who!r} in this authority")
+    return person
+
+
+def show_person(ctx: Context, args: argparse.Namespace) -> int:
+    with unit_of_work(ctx.sessions) as session:
+        authority = ctx.authority(session, args.authority)
+        person = _find(session, ctx.settings, authority.id, args.who)
+        zone = session.get(Zone, person.zone_id) if person.zone_id else None
+        data = summary(person, zone.code if zone else None)
+        data.update(
+            birth_year=person.birth_year,
+            address=person.address,
+            telegram=person.telegram_chat_id is not None,
+        )
+        if person.volunteer is not None:
+            v = person.volunteer
+            data["volunteer_profile"] = {
+                "skills": v.skills,
+                "languages": v.languages,
+                "available_routine": v.available_routine,
+                "available_emergency": v.available_emergency,
+                "has_vehicle": v.has_vehicle,
+                "checkin_capacity": v.checkin_capacity,
+            }
+        needs = audit.read_needs(session, person, actor="cli", purpose="people show")
+        if needs is not None:
+            data["needs"] = needs.flags()
+            data["emergency_contact"] = needs.emergency_contact_name
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+    else:
+        for key, value in data.items():
+            print(f"{key:>20}: {value}")
+    return 0

@@ -1,0 +1,50 @@
+"""What every command and server needs, built once per process: settings, profile, database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from config.profile import Profile, load_profile
+from config.settings import Settings, load_settings
+from registry.db import make_engine, make_sessionmaker
+from registry.models import Authority
+
+
+class CommandError(Exception):
+    """A command cannot go on; ``str()`` is the one line the user sees."""
+
+
+@dataclass
+class Context:
+    settings: Settings
+
+    @cached_property
+    def profile(self) -> Profile:
+        return load_profile(self.settings.profile)
+
+    @cached_property
+    def engine(self) -> Engine:
+        return make_engine(self.settings.database_url)
+
+    @cached_property
+    def sessions(self) -> sessionmaker[Session]:
+        return make_sessionmaker(self.engine)
+
+    def authority(self, session: Session, code: str | None) -> Authority:
+        """The authority named by ``code``, or the profile's first one."""
+        wanted = code or self.profile.authorities[0].code
+        authority = session.scalar(select(Authority).where(Authority.code == wanted))
+        if authority is None:
+            known = ", ".join(a.code for a in self.profile.authorities)
+            raise CommandError(
+                f"unknown authority {wanted!r} (known: {known}); run `hosen db upgrade` first"
+            )
+        return authority
+
+
+def build_context(settings: Settings | None = None) -> Context:
+    return Context(settings=settings or load_settings())

@@ -1,0 +1,1 @@
+"""The registry: people, their needs and skills, groups, consent, roles, and the audit trail."""

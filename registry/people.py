@@ -1,0 +1,469 @@
+"""Register, update, merge, opt out and erase people. Usable from the CLI, the bots and tests alike.
+
+Every function takes ``session`` and leaves the commit to its caller (the unit of work).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.orm import Session
+
+from config.languages import Language
+from registry import audit
+from registry.db import utcnow
+from registry.errors import ConsentRequired, RegistryError
+from registry.models import (
+    ACTIVE_ASSIGNMENT,
+    NEED_FLAGS,
+    AssignmentStatus,
+    AuditEntry,
+    Authority,
+    BuddyAssignment,
+    Channel,
+    Consent,
+    ConsentGiver,
+    ConsentKind,
+    GroupMember,
+    Person,
+    PersonStatus,
+    PhoneKind,
+    ResidentNeeds,
+    RoleAssignment,
+    Source,
+    VolunteerProfile,
+    Zone,
+)
+from registry.phones import Phone
+
+ADULT_AGE = 18
+MAX_NAME = 120
+MAX_ADDRESS = 200
+
+
+@dataclass(frozen=True)
+class VolunteerDetails:
+    skills: tuple[str, ...] = ()
+    languages: tuple[str, ...] = ()
+    available_routine: bool = True
+    available_emergency: bool = True
+    has_vehicle: bool = False
+    checkin_capacity: int = 3
+
+
+@dataclass(frozen=True)
+class NeedsDetails:
+    lives_alone: bool = False
+    mobility: bool = False
+    bedridden: bool = False
+    powered_medical_equipment: bool = False
+    sight: bool = False
+    hearing: bool = False
+    cognitive: bool = False
+    regular_medication: bool = False
+    young_children: bool = False
+    no_shelter_access: bool = False
+    emergency_contact_name: str | None = None
+    emergency_contact_phone: str | None = None
+
+
+@dataclass(frozen=True)
+class PersonDetails:
+    """What is known about a person from one source. ``None`` means "not given": left as it is."""
+
+    name: str | None = None
+    phone: Phone | None = None
+    telegram_chat_id: int | None = None
+    language: Language | None = None
+    channel: Channel | None = None
+    birth_year: int | None = None
+    zone: Zone | None = None
+    address: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    external_ref: str | None = None
+    volunteer: VolunteerDetails | None = None
+    needs: NeedsDetails | None = None
+
+
+@dataclass
+class Registration:
+    person: Person
+    created: bool
+    changed: list[str] = field(default_factory=list)
+    merged_from: int | None = None
+
+
+def clean_text(text: str, limit: int) -> str:
+    """Collapse white space, drop control characters (bidi marks stay: they are legitimate)."""
+    kept = "".join(ch for ch in text if ch.isprintable() or ch in "\u200e\u200f")
+    return " ".join(kept.split())[:limit]
+
+
+def find_person(
+    session: Session,
+    *,
+    authority: Authority,
+    phone: str | None = None,
+    telegram_chat_id: int | None = None,
+    external_ref: str | None = None,
+) -> list[Person]:
+    """Every live person matching any of the keys (more than one means they should be merged)."""
+    keys = []
+    if external_ref:
+        keys.append(Person.external_ref == external_ref)
+    if phone:
+        keys.append(Person.phone == phone)
+    if telegram_chat_id is not None:
+        keys.append(Person.telegram_chat_id == telegram_chat_id)
+    if not keys:
+        return []
+    query = (
+        select(Person)
+        .where(or_(*keys), Person.status != PersonStatus.ERASED)
+        .where(
+            or_(Person.authority_id == authority.id, Person.telegram_chat_id == telegram_chat_id)
+        )
+        .order_by(Person.id)
+    )
+    return list(session.scalars(query))
+
+
+def register_person(
+    session: Session,
+    *,
+    authority: Authority,
+    details: PersonDetails,
+    source: Source,
+    actor: str,
+    now: datetime | None = None,
+) -> Registration:
+    """Create or update a person idempotently; the same details twice change nothing.
+
+    A person is found by municipal reference, phone or Telegram chat. When the keys point at two
+    people (someone who registered by SMS now shares the same phone on Telegram) they are merged.
+    """
+    now = now or utcnow()
+    if details.zone is not None and details.zone.authority_id != authority.id:
+        raise RegistryError("zone.unknown", zone=details.zone.code)
+    matches = find_person(
+        session,
+        authority=authority,
+        phone=details.phone.e164 if details.phone else None,
+        telegram_chat_id=details.telegram_chat_id,
+        external_ref=details.external_ref,
+    )
+    merged_from = None
+    if matches:
+        person = matches[0]
+        for other in matches[1:]:
+            merge_people(session, keep=person, absorb=other, actor=actor, now=now)
+            merged_from = other.id
+        created = False
+    else:
+        person = Person(authority_id=authority.id, source=source, created_at=now, updated_at=now)
+        session.add(person)
+        created = True
+
+    changed = _apply(person, details)
+    if created or changed:
+        person.updated_at = now
+        session.flush()
+        audit.record(
+            session,
+            actor=actor,
+            action="person.create" if created else "person.update",
+            person_id=person.id,
+            at=now,
+            fields=sorted(changed),
+            source=source.value,
+        )
+    return Registration(
+        person=person, created=created, changed=sorted(changed), merged_from=merged_from
+    )
+
+
+def _apply(person: Person, details: PersonDetails) -> set[str]:
+    changed: set[str] = set()
+
+    def put(attr: str, value: object) -> None:
+        if value is not None and getattr(person, attr) != value:
+            setattr(person, attr, value)
+            changed.add(attr)
+
+    put("name", clean_text(details.name, MAX_NAME) if details.name else None)
+    if details.phone is not None:
+        put("phone", details.phone.e164)
+        put("phone_kind", details.phone.kind)
+    put("telegram_chat_id", details.telegram_chat_id)
+    put("language", details.language)
+    put("channel", details.channel)
+    put("birth_year", details.birth_year)
+    put("zone_id", details.zone.id if details.zone else None)
+    put("address", clean_text(details.address, MAX_ADDRESS) if details.address else None)
+    put("lat", details.lat)
+    put("lon", details.lon)
+    put("external_ref", details.external_ref)
+    if person.channel is None or (
+        person.channel == Channel.SMS and person.phone_kind == PhoneKind.LANDLINE
+    ):
+        # A landline cannot take SMS; such a person is reached by Telegram if known, else by a buddy.
+        put("channel", Channel.TELEGRAM if person.telegram_chat_id else Channel.NONE)
+    if details.volunteer is not None:
+        put("is_volunteer", True)
+        profile = person.volunteer or VolunteerProfile()
+        if _copy(details.volunteer, profile):
+            changed.add("volunteer")
+        person.volunteer = profile
+    if details.needs is not None:
+        put("needs_help", True)
+        needs = person.needs or ResidentNeeds()
+        if _copy(details.needs, needs):
+            changed.add("needs")
+        person.needs = needs
+    return changed
+
+
+def _copy(
+    source: VolunteerDetails | NeedsDetails, target: VolunteerProfile | ResidentNeeds
+) -> bool:
+    changed = False
+    for f in fields(source):
+        value = getattr(source, f.name)
+        if isinstance(value, tuple):
+            value = sorted(set(value))
+        if getattr(target, f.name, None) != value:
+            setattr(target, f.name, value)
+            changed = True
+    return changed
+
+
+def merge_people(
+    session: Session, *, keep: Person, absorb: Person, actor: str, now: datetime
+) -> None:
+    """Fold ``absorb`` into ``keep``: fill gaps, join skills and needs, move every linked row."""
+    for attr in (
+        "name",
+        "phone",
+        "telegram_chat_id",
+        "birth_year",
+        "zone_id",
+        "address",
+        "lat",
+        "lon",
+        "external_ref",
+    ):
+        if getattr(keep, attr) is None and getattr(absorb, attr) is not None:
+            value = getattr(absorb, attr)
+            setattr(absorb, attr, None)  # unique keys must be free before they move
+            session.flush()
+            setattr(keep, attr, value)
+    if absorb.phone_kind != PhoneKind.UNKNOWN and keep.phone == absorb.phone:
+        keep.phone_kind = absorb.phone_kind
+    if keep.telegram_chat_id is not None:
+        keep.channel = Channel.TELEGRAM
+    keep.is_volunteer = keep.is_volunteer or absorb.is_volunteer
+    keep.needs_help = keep.needs_help or absorb.needs_help
+    if absorb.volunteer is not None:
+        if keep.volunteer is None:
+            keep.volunteer = VolunteerProfile(
+                skills=list(absorb.volunteer.skills),
+                languages=list(absorb.volunteer.languages),
+                available_routine=absorb.volunteer.available_routine,
+                available_emergency=absorb.volunteer.available_emergency,
+                has_vehicle=absorb.volunteer.has_vehicle,
+                checkin_capacity=absorb.volunteer.checkin_capacity,
+            )
+        else:
+            keep.volunteer.skills = sorted(
+                set(keep.volunteer.skills) | set(absorb.volunteer.skills)
+            )
+            keep.volunteer.languages = sorted(
+                set(keep.volunteer.languages) | set(absorb.volunteer.languages)
+            )
+            keep.volunteer.has_vehicle = keep.volunteer.has_vehicle or absorb.volunteer.has_vehicle
+    if absorb.needs is not None:
+        if keep.needs is None:
+            keep.needs = ResidentNeeds()
+        for flag in NEED_FLAGS:
+            setattr(keep.needs, flag, getattr(keep.needs, flag) or getattr(absorb.needs, flag))
+        for attr in ("emergency_contact_name", "emergency_contact_phone"):
+            if getattr(keep.needs, attr) is None:
+                setattr(keep.needs, attr, getattr(absorb.needs, attr))
+    session.flush()
+
+    for model, column in (
+        (Consent, Consent.person_id),
+        (RoleAssignment, RoleAssignment.person_id),
+        (BuddyAssignment, BuddyAssignment.resident_id),
+        (BuddyAssignment, BuddyAssignment.volunteer_id),
+        (AuditEntry, AuditEntry.person_id),
+    ):
+        session.execute(update(model).where(column == absorb.id).values({column.key: keep.id}))
+    existing_groups = set(
+        session.scalars(select(GroupMember.group_id).where(GroupMember.person_id == keep.id))
+    )
+    session.execute(
+        delete(GroupMember).where(
+            GroupMember.person_id == absorb.id, GroupMember.group_id.in_(existing_groups)
+        )
+    )
+    session.execute(
+        update(GroupMember).where(GroupMember.person_id == absorb.id).values(person_id=keep.id)
+    )
+    session.expire_all()
+    session.delete(session.get(Person, absorb.id))
+    session.flush()
+    audit.record(
+        session, actor=actor, action="person.merge", person_id=keep.id, at=now, absorbed=absorb.id
+    )
+
+
+def record_consent(
+    session: Session,
+    *,
+    person: Person,
+    kind: ConsentKind,
+    version: str,
+    language: Language,
+    text: str,
+    channel: Source,
+    given_by: ConsentGiver,
+    actor: str,
+    guardian_name: str | None = None,
+    now: datetime | None = None,
+) -> Consent:
+    """Record exactly what was agreed to; an earlier consent of the same kind stays as history."""
+    now = now or utcnow()
+    consent = Consent(
+        person_id=person.id,
+        kind=kind,
+        version=version,
+        language=language,
+        text=text,
+        channel=channel,
+        given_by=given_by,
+        guardian_name=clean_text(guardian_name, MAX_NAME) if guardian_name else None,
+        given_at=now,
+    )
+    session.add(consent)
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="consent.give",
+        person_id=person.id,
+        at=now,
+        kind=kind.value,
+        version=version,
+    )
+    return consent
+
+
+def has_consent(session: Session, person: Person, kind: ConsentKind) -> bool:
+    query = select(Consent.id).where(
+        Consent.person_id == person.id, Consent.kind == kind, Consent.withdrawn_at.is_(None)
+    )
+    return session.scalar(query.limit(1)) is not None
+
+
+def age_in(person: Person, year: int) -> int | None:
+    return None if person.birth_year is None else year - person.birth_year
+
+
+def ensure_may_take_role(session: Session, person: Person, *, now: datetime | None = None) -> None:
+    """Refuse a role to a minor without a recorded guardian consent, or to someone of unknown age."""
+    age = age_in(person, (now or utcnow()).year)
+    if age is None:
+        raise ConsentRequired("role.birth_year_required")
+    if age < ADULT_AGE and not has_consent(session, person, ConsentKind.GUARDIAN):
+        raise ConsentRequired("role.guardian_consent_required")
+
+
+def opt_out(session: Session, person: Person, *, actor: str, now: datetime | None = None) -> bool:
+    """Stop every message to the person. Their volunteer assignments are released for reassignment.
+
+    Returns False when they had already opted out (a repeated STOP changes nothing).
+    """
+    now = now or utcnow()
+    if person.status in (PersonStatus.OPTED_OUT, PersonStatus.ERASED):
+        return False
+    person.status = PersonStatus.OPTED_OUT
+    person.opted_out_at = now
+    _release_volunteer_assignments(session, person)
+    audit.record(session, actor=actor, action="person.opt_out", person_id=person.id, at=now)
+    return True
+
+
+def opt_in(session: Session, person: Person, *, actor: str, now: datetime | None = None) -> bool:
+    """Undo an opt-out or a pause (START / UNSTOP)."""
+    now = now or utcnow()
+    if person.status not in (PersonStatus.OPTED_OUT, PersonStatus.PAUSED):
+        return False
+    person.status = PersonStatus.ACTIVE
+    person.opted_out_at = None
+    audit.record(session, actor=actor, action="person.opt_in", person_id=person.id, at=now)
+    return True
+
+
+def pause(session: Session, person: Person, *, actor: str, now: datetime | None = None) -> bool:
+    """Routine messages stop; unlike opt-out, assignments are kept and emergencies still reach them."""
+    now = now or utcnow()
+    if person.status != PersonStatus.ACTIVE:
+        return False
+    person.status = PersonStatus.PAUSED
+    audit.record(session, actor=actor, action="person.pause", person_id=person.id, at=now)
+    return True
+
+
+def erase(session: Session, person: Person, *, actor: str, now: datetime | None = None) -> None:
+    """Remove every personal field; keep the row's zone and roles-in-general for anonymous counts."""
+    now = now or utcnow()
+    _release_volunteer_assignments(session, person)
+    session.execute(
+        update(BuddyAssignment)
+        .where(
+            BuddyAssignment.resident_id == person.id, BuddyAssignment.status.in_(ACTIVE_ASSIGNMENT)
+        )
+        .values(status=AssignmentStatus.RELEASED, updated_at=now)
+    )
+    session.execute(delete(GroupMember).where(GroupMember.person_id == person.id))
+    session.execute(
+        update(Consent)
+        .where(Consent.person_id == person.id)
+        .values(guardian_name=None, withdrawn_at=now)
+    )
+    person.volunteer = None
+    person.needs = None
+    for attr in (
+        "name",
+        "phone",
+        "telegram_chat_id",
+        "birth_year",
+        "address",
+        "lat",
+        "lon",
+        "external_ref",
+    ):
+        setattr(person, attr, None)
+    person.phone_kind = PhoneKind.UNKNOWN
+    person.channel = Channel.NONE
+    person.status = PersonStatus.ERASED
+    person.erased_at = now
+    person.updated_at = now
+    session.flush()
+    audit.record(session, actor=actor, action="person.erase", person_id=person.id, at=now)
+
+
+def _release_volunteer_assignments(session: Session, person: Person) -> None:
+    for model, column in (
+        (RoleAssignment, RoleAssignment.person_id),
+        (BuddyAssignment, BuddyAssignment.volunteer_id),
+    ):
+        session.execute(
+            update(model)
+            .where(column == person.id, model.status.in_(ACTIVE_ASSIGNMENT))
+            .values(status=AssignmentStatus.RELEASED, pinned=False)
+        )

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from config.profile import ProfileError, load_profile
+from config.settings import SettingsError, load_settings
+
+
+def test_defaults_are_the_embedded_setup(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HOSEN_DATABASE_URL", "HOSEN_TELEGRAM_TOKEN", "HOSEN_TWILIO_ACCOUNT_SID"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings(_env_file=None)
+    assert settings.database_url.startswith("sqlite:///var/")
+    assert settings.default_region == "IL"
+    assert settings.timezone == "Asia/Jerusalem"
+    assert not settings.telegram_enabled and not settings.sms_enabled
+    assert "Telegram off" in settings.channel_summary()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "named"),
+    [
+        ("HOSEN_DATABASE_URL", "mysql://db/x", "HOSEN_DATABASE_URL"),
+        ("HOSEN_TIMEZONE", "Mars/Olympus", "HOSEN_TIMEZONE"),
+        ("HOSEN_DEFAULT_REGION", "XX", "HOSEN_DEFAULT_REGION"),
+        ("HOSEN_TELEGRAM_API_URL", "not a url", "HOSEN_TELEGRAM_API_URL"),
+        ("HOSEN_TWILIO_AUTH_TOKEN", "changeme", "HOSEN_TWILIO_AUTH_TOKEN"),
+        ("HOSEN_TWILIO_FROM", "0501234567", "HOSEN_TWILIO_FROM"),
+        ("HOSEN_SMS_RATE_PER_SECOND", "-3", "HOSEN_SMS_RATE_PER_SECOND"),
+    ],
+)
+def test_bad_setting_is_one_line_naming_it(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, named: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings(_env_file=None)
+    message = str(caught.value)
+    assert message.startswith(named + ":")
+    assert "\n" not in message
+
+
+def test_env_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HOSEN_TIMEZONE", raising=False)
+    env = tmp_path / ".env"
+    env.write_text("HOSEN_TIMEZONE=Europe/Moscow\n", encoding="utf-8")
+    assert load_settings(_env_file=env).timezone == "Europe/Moscow"
+
+
+def test_sample_profile_is_valid_and_complete() -> None:
+    from config.profile import DEFAULT_PROFILE_PATH
+
+    profile = load_profile(DEFAULT_PROFILE_PATH)
+    codes = {role.code for role in profile.roles}
+    # The functions of an Israeli local emergency team, plus the community roles.
+    assert {
+        "head",
+        "information",
+        "education",
+        "welfare",
+        "health",
+        "security",
+        "logistics",
+    } <= codes
+    assert {"spokesperson", "buddy", "shelter_manager", "driver", "youth_team"} <= codes
+    assert len(profile.authorities) == 2
+    assert all(a.shelters for a in profile.authorities)
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("name = 'x'\n[[", "not valid TOML"),
+        ("name = 'x'\nauthorities = []\nskills = []\nroles = []\n", "authorities"),
+    ],
+)
+def test_bad_profile_is_one_line(tmp_path: Path, text: str, fragment: str) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ProfileError) as caught:
+        load_profile(path)
+    assert fragment in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_profile_shelter_in_unknown_zone_is_refused(tmp_path: Path) -> None:
+    from config.profile import DEFAULT_PROFILE_PATH
+
+    text = DEFAULT_PROFILE_PATH.read_text(encoding="utf-8").replace(
+        'zone = "kt-north"', 'zone = "kt-nowhere"'
+    )
+    path = tmp_path / "p.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ProfileError, match="kt-nowhere"):
+        load_profile(path)
+
+
+def test_missing_profile_names_the_setting(tmp_path: Path) -> None:
+    with pytest.raises(ProfileError, match=r"^HOSEN_PROFILE: no such file"):
+        load_profile(tmp_path / "missing.toml")

@@ -1,0 +1,157 @@
+"""Fixtures shared by the whole suite.
+
+Database tests run on SQLite and on PostgreSQL (``--db sqlite|postgresql|all``, default all).
+Each PostgreSQL test session gets a scratch database of its own on the server named by
+``HOSEN_TEST_POSTGRES_URL`` (default: the local server's ``test`` database as ``postgres``),
+so several suites can run side by side. The schema is built by the Alembic migrations,
+exactly as a real deployment gets it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from config.profile import DEFAULT_PROFILE_PATH, Profile, load_profile
+from config.settings import Settings
+from hosen import migrations
+from registry.db import Base, make_engine, make_sessionmaker
+from registry.models import Authority
+from registry.profile_sync import Directory, sync_profile
+
+POSTGRES_URL = os.environ.get(
+    "HOSEN_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--db",
+        choices=("sqlite", "postgresql", "all"),
+        default=os.environ.get("HOSEN_TEST_DB", "all"),
+        help="which databases the database tests run on",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "db_kind" in metafunc.fixturenames:
+        choice = metafunc.config.getoption("--db")
+        kinds = ["sqlite", "postgresql"] if choice == "all" else [choice]
+        metafunc.parametrize("db_kind", kinds, scope="session")
+
+
+@pytest.fixture(autouse=True)
+def _no_real_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any connection outside loopback fails the test: nothing here may reach the internet."""
+    real_connect = socket.socket.connect
+
+    def guarded(self: socket.socket, address: object) -> object:
+        host = address[0] if isinstance(address, tuple) else address
+        if (
+            isinstance(host, str)
+            and not (
+                host.startswith("127.") or host in ("localhost", "::1") or host.startswith("/")
+            )
+            and self.family in (socket.AF_INET, socket.AF_INET6)
+        ):
+            raise AssertionError(f"test tried to reach the network: {address!r}")
+        return real_connect(self, address)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+
+
+@pytest.fixture(scope="session")
+def profile() -> Profile:
+    return load_profile(DEFAULT_PROFILE_PATH)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A scratch PostgreSQL database for this test session, dropped at the end."""
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    name = f"hosen_test_{secrets.token_hex(4)}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except (
+        Exception
+    ) as exc:  # pragma: no cover - a clear failure beats a skip: CI must test PostgreSQL
+        pytest.fail(f"PostgreSQL at {POSTGRES_URL} is not usable: {exc}")
+    url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url(
+    db_kind: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> str:
+    if db_kind == "sqlite":
+        return f"sqlite:///{tmp_path_factory.mktemp('db') / 'hosen.sqlite3'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[Engine]:
+    """An engine whose schema was built by the migrations (once per session and database)."""
+    eng = make_engine(database_url)
+    migrations.upgrade(eng)
+    yield eng
+    eng.dispose()
+
+
+def _empty_all_tables(eng: Engine) -> None:
+    tables = list(reversed(Base.metadata.sorted_tables))
+    with eng.begin() as conn:
+        if eng.dialect.name == "postgresql":
+            names = ", ".join(f'"{t.name}"' for t in tables)
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                conn.execute(table.delete())
+
+
+@pytest.fixture
+def sessions(engine: Engine) -> Iterator[sessionmaker[Session]]:
+    """A session factory on a clean database; every table is emptied after the test."""
+    yield make_sessionmaker(engine)
+    _empty_all_tables(engine)
+
+
+@pytest.fixture
+def session(sessions: sessionmaker[Session]) -> Iterator[Session]:
+    with sessions() as s:
+        yield s
+
+
+@pytest.fixture
+def directory(session: Session, profile: Profile) -> Directory:
+    directory = sync_profile(session, profile)
+    session.commit()
+    return directory
+
+
+@pytest.fixture
+def authority(directory: Directory) -> Authority:
+    return directory.authorities["kiryat-tamar"]
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return Settings(database_url=database_url, _env_file=None)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def unit_settings(tmp_path: Path) -> Settings:
+    """Settings for tests that touch no database: every HOSEN_* variable ignored."""
+    return Settings(database_url=f"sqlite:///{tmp_path / 'unused.sqlite3'}", _env_file=None)  # type: ignore[call-arg]
