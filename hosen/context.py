@@ -34,6 +34,11 @@ class Context:
     def sessions(self) -> sessionmaker[Session]:
         return make_sessionmaker(self.engine)
 
+    def close(self) -> None:
+        """Release the database connections, if any were opened."""
+        if "engine" in self.__dict__:
+            self.engine.dispose()
+
     def authority(self, session: Session, code: str | None) -> Authority:
         """The authority named by ``code``, or the profile's first one."""
         wanted = code or self.profile.authorities[0].code

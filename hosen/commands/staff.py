@@ -1,0 +1,115 @@
+"""``hosen staff add|list|remove``: who may run drills and emergencies, and coordinate groups."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from sqlalchemy import select
+
+from hosen.context import CommandError, Context
+from registry.db import unit_of_work
+from registry.errors import InvalidPhone
+from registry.models import Authority, Group
+from registry.phones import Phone, normalise_phone
+from registry.staff import StaffMember, StaffRole, add_staff, remove_staff
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    staff = subparsers.add_parser(
+        "staff", help="municipal staff: administrators, officers, coordinators"
+    )
+    sub = staff.add_subparsers(dest="staff_command", required=True)
+
+    add = sub.add_parser("add", help="register a staff member (again: update them)")
+    add.add_argument(
+        "--phone", required=True, help="their mobile phone; commands are accepted only from it"
+    )
+    add.add_argument("--name", required=True)
+    add.add_argument("--authority", help="authority code; omit for a cluster-wide administrator")
+    add.add_argument("--role", required=True, choices=[r.value for r in StaffRole])
+    add.add_argument(
+        "--group", action="append", default=[], help="join code of a group they coordinate"
+    )
+    add.set_defaults(handler=add_member)
+
+    ls = sub.add_parser("list", help="list staff")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(handler=list_members)
+
+    rm = sub.add_parser("remove", help="revoke a staff member")
+    rm.add_argument("--phone", required=True)
+    rm.set_defaults(handler=remove_member)
+
+
+def _phone(ctx: Context, text: str) -> Phone:
+    try:
+        phone = normalise_phone(text, region=ctx.settings.default_region)
+    except InvalidPhone as exc:
+        raise CommandError(f"--phone {text!r}: {exc}") from None
+    return phone
+
+
+def add_member(ctx: Context, args: argparse.Namespace) -> int:
+    phone = _phone(ctx, args.phone)
+    with unit_of_work(ctx.sessions) as session:
+        authority = ctx.authority(session, args.authority) if args.authority else None
+        groups = []
+        for code in args.group:
+            group = session.scalar(select(Group).where(Group.join_code == code))
+            if group is None:
+                raise CommandError(f"--group {code!r}: no such group")
+            groups.append(group)
+        member = add_staff(
+            session,
+            name=args.name,
+            phone=phone,
+            authority=authority,
+            role=StaffRole(args.role),
+            groups=groups,
+            actor="cli",
+        )
+        where = authority.code if authority else "the whole cluster"
+        print(
+            f"staff #{member.id}: {member.role.value} for {where}; commands accepted from {phone.e164}"
+        )
+    return 0
+
+
+def list_members(ctx: Context, args: argparse.Namespace) -> int:
+    with unit_of_work(ctx.sessions) as session:
+        rows = session.execute(
+            select(StaffMember, Authority.code)
+            .outerjoin(Authority, StaffMember.authority_id == Authority.id)
+            .where(StaffMember.active)
+            .order_by(StaffMember.id)
+        ).all()
+        data = [
+            {
+                "id": m.id,
+                "name": m.name,
+                "phone": m.phone,
+                "role": m.role.value,
+                "authority": code or "*",
+                "telegram_verified": m.telegram_chat_id is not None,
+            }
+            for m, code in rows
+        ]
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+        return 0
+    for row in data:
+        telegram = "telegram ✓" if row["telegram_verified"] else "telegram -"
+        print(
+            f"{row['id']:>4}  {row['role']:<12} {row['authority']:<14} {row['phone']:<14} {telegram}  {row['name']}"
+        )
+    print(f"{len(data)} staff")
+    return 0
+
+
+def remove_member(ctx: Context, args: argparse.Namespace) -> int:
+    phone = _phone(ctx, args.phone)
+    with unit_of_work(ctx.sessions) as session:
+        removed = remove_staff(session, phone=phone, actor="cli")
+    print("removed" if removed else "no active staff member with that phone")
+    return 0 if removed else 1
