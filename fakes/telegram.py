@@ -248,6 +248,8 @@ class FakeTelegram(LoopbackServer):
         self.faults = Faults()
         self.limits: RateLimits | None = None
         self.traffic = Traffic()
+        # Called on the fake's loop with each Message the bot sends (simulated people listen).
+        self.on_message: list[Callable[[JSON], None]] = []
         self.method_counts: Counter[str] = Counter()
         self.blocked: set[int] = set()
         self.missing_chats: set[int] = set()
@@ -346,6 +348,8 @@ class FakeTelegram(LoopbackServer):
             return _answer(error.body(), error.code)
         if name in SENDING_METHODS:
             self.traffic.count("lost_reply" if outcome == "lost_reply" else "accepted")
+            for listener in list(self.on_message):
+                listener(result)
         if outcome == "lost_reply":
             await self.hold(faults.hold_seconds)
         return _answer({"ok": True, "result": result}, 200)

@@ -211,6 +211,8 @@ class FakeTwilio(LoopbackServer):
         self.faults = Faults()
         self.limits: RateLimits | None = None
         self.traffic = Traffic()
+        # Called on the fake's loop with each message accepted (simulated people listen).
+        self.on_message: list[Callable[[JSON], None]] = []
         self.created = 0
         self.status_codes: Counter[int] = Counter()
         self.callbacks: list[tuple[str, JSON, int]] = []
@@ -327,6 +329,8 @@ class FakeTwilio(LoopbackServer):
             self.traffic.count("throttled" if error.status == 429 else "refused")
             return self._error(error)
         self.traffic.count("lost_reply" if lose_reply else "accepted")
+        for listener in list(self.on_message):
+            listener(message)
         if lose_reply:
             await self.hold(self.faults.hold_seconds)
         return self._answer(message, 201)
