@@ -51,7 +51,6 @@ from typing import Any, ClassVar, Literal
 from aiohttp import web
 from aiohttp.web_request import FileField
 
-from fakes.faults import Faults, RateLimits, Traffic
 from fakes.loopback import LoopbackServer
 from fakes.telegram_spec import BotApiSpec, load_spec
 
@@ -245,9 +244,6 @@ class FakeTelegram(LoopbackServer):
 
         self.violations: list[str] = []
         self.sent: list[Call] = []
-        self.faults = Faults()
-        self.limits: RateLimits | None = None
-        self.traffic = Traffic()
         # Called on the fake's loop with each Message the bot sends (simulated people listen).
         self.on_message: list[Callable[[JSON], None]] = []
         self.method_counts: Counter[str] = Counter()
@@ -289,6 +285,7 @@ class FakeTelegram(LoopbackServer):
     def build_app(self) -> web.Application:
         self._update_event = asyncio.Event()
         app = web.Application(client_max_size=60 * 1024 * 1024)
+        self.add_control_routes(app)
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
         return app
 
