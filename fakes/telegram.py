@@ -269,6 +269,7 @@ class FakeTelegram(LoopbackServer):
         self._update_event: asyncio.Event | None = None
         self._poll_generation = 0
         self._closing = False
+        self._implementations = self._methods()
 
     # -- addresses ---------------------------------------------------------------------------
 
@@ -388,7 +389,7 @@ class FakeTelegram(LoopbackServer):
     async def _call(self, method: str, params: JSON) -> Any:
         if method == "getUpdates":
             return await self._get_updates(params)
-        implementation = self._methods().get(method)
+        implementation = self._implementations.get(method)
         if implementation is None:
             self._violation(f"{method}: valid, but not reproduced by FakeTelegram")
             raise BotApiError(400, f"Bad Request: {method} is not reproduced by the fake")
