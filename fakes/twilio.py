@@ -235,6 +235,7 @@ class FakeTwilio(LoopbackServer):
         app.router.add_post(base + "/Messages.json", self._create)
         app.router.add_get(base + "/Messages.json", self._list)
         app.router.add_get(base + "/Messages/{sid}.json", self._fetch)
+        app.router.add_route("*", base + "/Messages/{sid}.json", self._not_reproduced)
         app.router.add_route("*", "/{tail:.*}", self._unknown)
         return app
 
@@ -291,6 +292,13 @@ class FakeTwilio(LoopbackServer):
             self.traffic.count(outcome)
             return self._error(TwilioError(429, 20429, "Too Many Requests"))
         return None
+
+    async def _not_reproduced(self, request: web.Request) -> web.Response:
+        self.traffic.count("request")
+        self._violation(
+            f"{request.method} Messages/{{Sid}}.json: valid, not reproduced by FakeTwilio"
+        )
+        return self._error(TwilioError(405, 20004, "Method not allowed by the fake"))
 
     async def _unknown(self, request: web.Request) -> web.Response:
         self.traffic.count("request")
