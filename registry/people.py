@@ -356,6 +356,8 @@ def _column_values(obj: Person | VolunteerProfile | ResidentNeeds) -> dict[str, 
             value = default.arg  # type: ignore[attr-defined]
         elif value is None and default is not None and default.is_callable:
             value = default.arg(None)  # type: ignore[attr-defined]
+        if value is not None and getattr(obj, column.key) is None:
+            setattr(obj, column.key, value)  # the object reads as the row it was written as
         row[column.key] = value
     return row
 
