@@ -319,7 +319,7 @@ def test_a_synthetic_welfare_list_imports_whole_and_twice_changes_nothing(
     town = generate_town(profile, size=1200, seed=5, year=2026)
     path = tmp_path / "welfare.csv"
     written = write_municipal_csv(town, path, "residents", profile=profile, encoding="cp1255")
-    rows, totals = run(session, authority, profile, path.read_bytes())
+    _, totals = run(session, authority, profile, path.read_bytes())
     assert totals["created"] == written and totals["skipped"] == 0
     assert totals["with_warnings"] == 0
     audits = count(session, AuditEntry)
