@@ -33,8 +33,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler = args.handler
+    ctx: Context | None = None
     try:
-        return handler(build_context(), args)
+        ctx = build_context()
+        return handler(ctx, args)
     except (SettingsError, ProfileError, CommandError, RegistryError) as exc:
         print(f"hosen: error: {exc}", file=sys.stderr)
         return 2
@@ -44,6 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    finally:
+        if ctx is not None and "engine" in vars(ctx):  # close the pool only if one was opened
+            ctx.engine.dispose()
 
 
 if __name__ == "__main__":
