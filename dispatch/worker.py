@@ -203,7 +203,8 @@ class Worker:
         if self.on_postgresql:
             return
         now = self.clock.now()
-        ttl = timedelta(seconds=max(self.config.lease_seconds, 3 * self.config.sweep_every))
+        # Renewed at every sweep; a killed worker's lease runs out like its rows' leases do.
+        ttl = timedelta(seconds=max(self.config.lease_seconds, 2 * self.config.sweep_every))
         with unit_of_work(self.sessions) as session:
             if not gates.acquire_lease(
                 session, name=SQLITE_WORKER_LEASE, holder=self.worker_id, ttl=ttl, now=now
@@ -231,7 +232,9 @@ class Worker:
     def _claim(self, channel: Channel) -> list[Claimed]:
         now = self.clock.now()
         rate = self.rate(channel)
-        limit = min(self.config.max_batch, max(1, math.ceil(rate * self.config.batch_window)))
+        # A batch must be sent well within its lease, or the sweep would hand it out again.
+        window = min(self.config.batch_window, self.config.lease_seconds / 2)
+        limit = min(self.config.max_batch, max(1, math.ceil(rate * window)))
         with unit_of_work(self.sessions) as session:
             if gates.paused_until(session, channel=channel, now=now) is not None:
                 return []
@@ -331,6 +334,17 @@ class Worker:
                         slot=slot,
                         attempts=row.attempts,
                     )
+                )
+            if claimed and claimed[-1].slot > now:
+                # Slots shared with other workers may start later than now: the lease runs
+                # from the last planned send, not from the claim.
+                session.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id.in_([c.message.id for c in claimed]))
+                    .values(
+                        lease_until=claimed[-1].slot + timedelta(seconds=self.config.lease_seconds)
+                    )
+                    .execution_options(synchronize_session=False)
                 )
             if deferred:
                 session.execute(update(OutboxMessage), deferred)
