@@ -1,4 +1,5 @@
 """Import every package's models so that ``Base.metadata`` describes the whole schema."""
 
+import bots.models  # noqa: F401
 import dispatch.models  # noqa: F401
 import registry.models  # noqa: F401

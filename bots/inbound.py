@@ -1,0 +1,227 @@
+"""Every inbound Telegram update and SMS passes through :func:`handle_inbound`, in one transaction.
+
+1. It is stored in the inbox under its provider key (``tg:<update_id>`` / ``sms:<MessageSid>``);
+   a redelivery hits that key and is acknowledged without being processed again.
+2. Messages the bots do not act on (edited messages, group chats) stop here.
+3. :func:`route_to_dispatcher` may claim it: campaign answers belong to the dispatcher.
+4. The sender's flood allowance is checked.
+5. The conversation engine answers, and the replies go to the outbox in the same transaction
+   (one outbound path: the dispatcher's workers send them).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from bots import render
+from bots.dialog import Dialog, Inbound
+from bots.flood import DEFAULT_POLICY, FloodPolicy, admit
+from bots.models import Conversation
+from bots.prompts import Prompt
+from config.i18n import t
+from config.languages import DEFAULT_LANGUAGE, Language
+from dispatch.models import InboundMessage, Priority
+from dispatch.outbox import enqueue
+from registry.models import Channel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One inbound update as the edge saw it. ``payload`` is stored in the inbox as it came."""
+
+    provider_key: str
+    inbound: Inbound
+    payload: dict[str, Any] = field(default_factory=dict)
+    group_chat: bool = False  # a Telegram group: the bot talks to people one to one only
+    addressed_to_bot: bool = False  # in a group: a /command
+    edited: bool = False
+
+
+@dataclass(frozen=True)
+class Outcome:
+    duplicate: bool = False
+    processed: bool = False
+    slowed: bool = False
+    replies: int = 0
+
+
+def handle_inbound(
+    session: Session,
+    *,
+    delivery: Delivery,
+    dialog: Dialog,
+    now: datetime,
+    flood: FloodPolicy = DEFAULT_POLICY,
+) -> Outcome:
+    """Store, de-duplicate, route and answer one inbound message (the caller commits)."""
+    inbound = delivery.inbound
+    stored = _store(session, delivery, now)
+    if stored is None:
+        return Outcome(duplicate=True)
+    if delivery.edited or delivery.group_chat:
+        stored.processed_at = now
+        if delivery.group_chat and delivery.addressed_to_bot:
+            _send(
+                session,
+                inbound.channel,
+                inbound.address,
+                None,
+                DEFAULT_LANGUAGE,
+                [Prompt(text=t(DEFAULT_LANGUAGE, "bot.group.private"))],
+            )
+            return Outcome(processed=True, replies=1)
+        return Outcome(processed=True)
+    if route_to_dispatcher(session, delivery=delivery, inbox=stored, now=now):
+        stored.processed_at = now
+        return Outcome(processed=True)
+
+    conversation = _conversation(session, inbound.channel, inbound.address, now)
+    admission = admit(conversation, now=now, policy=flood)
+    language = conversation.language or DEFAULT_LANGUAGE
+    if not admission.admitted:
+        stored.processed_at, stored.error = now, "slowed down: not processed"
+        stored.person_id = conversation.person_id
+        conversation.updated_at = now
+        if admission.warn:
+            prompt = Prompt(text=t(language, "bot.error.slow_down"))
+            _send(
+                session,
+                inbound.channel,
+                inbound.address,
+                conversation.person_id,
+                language,
+                [prompt],
+            )
+        return Outcome(processed=False, slowed=True, replies=int(admission.warn))
+
+    prompts = dialog.respond(session, conversation, inbound, now=now)
+    language = conversation.language or DEFAULT_LANGUAGE
+    sent = _send(
+        session, inbound.channel, inbound.address, conversation.person_id, language, prompts
+    )
+    stored.processed_at = now
+    stored.person_id = conversation.person_id
+    if stored.person_id is None and conversation.step == "":
+        stored.payload = {}  # erased just now: keep no text of theirs
+    return Outcome(processed=True, replies=sent)
+
+
+def route_to_dispatcher(
+    session: Session, *, delivery: Delivery, inbox: InboundMessage, now: datetime
+) -> bool:
+    """The integrator's hook: return True when the dispatcher takes this message.
+
+    Campaign answers come here first: Telegram callbacks whose data starts with ``c:`` (check-ins)
+    or ``t:`` (tasks), and SMS replies from a number with an open check-in. The bots handle only
+    ``b:`` callbacks and free conversation, so until the dispatcher is wired in nothing is claimed
+    (a ``c:``/``t:`` callback is then acknowledged and ignored rather than misread as a dialog
+    answer).
+    """
+    button = delivery.inbound.button
+    return button is not None and button.startswith(("c:", "t:"))
+
+
+def record_failure(session: Session, *, delivery: Delivery, now: datetime, error: str) -> None:
+    """After an unexpected error: keep the message (marked) and tell the sender to try again."""
+    existing = session.scalar(
+        select(InboundMessage).where(InboundMessage.provider_key == delivery.provider_key)
+    )
+    if existing is not None:
+        return
+    session.add(
+        InboundMessage(
+            provider_key=delivery.provider_key,
+            channel=delivery.inbound.channel,
+            payload=delivery.payload,
+            received_at=now,
+            processed_at=now,
+            error=error[:200],
+        )
+    )
+    conversation = session.scalar(
+        select(Conversation).where(
+            Conversation.channel == delivery.inbound.channel,
+            Conversation.address == delivery.inbound.address,
+        )
+    )
+    language = (conversation.language if conversation else None) or DEFAULT_LANGUAGE
+    if not delivery.group_chat:
+        _send(
+            session,
+            delivery.inbound.channel,
+            delivery.inbound.address,
+            None,
+            language,
+            [Prompt(text=t(language, "bot.error.internal"))],
+        )
+
+
+def _store(session: Session, delivery: Delivery, now: datetime) -> InboundMessage | None:
+    exists = session.scalar(
+        select(InboundMessage.id).where(InboundMessage.provider_key == delivery.provider_key)
+    )
+    if exists is not None:
+        return None
+    message = InboundMessage(
+        provider_key=delivery.provider_key,
+        channel=delivery.inbound.channel,
+        payload=delivery.payload,
+        received_at=now,
+    )
+    try:
+        with session.begin_nested():
+            session.add(message)
+    except IntegrityError:  # the same delivery, racing in on another connection
+        return None
+    return message
+
+
+def _conversation(session: Session, channel: Channel, address: str, now: datetime) -> Conversation:
+    conversation = session.scalar(
+        select(Conversation).where(Conversation.channel == channel, Conversation.address == address)
+    )
+    if conversation is None:
+        conversation = Conversation(
+            channel=channel, address=address, step="", draft={}, updated_at=now, allowance=0.0
+        )
+        session.add(conversation)
+        session.flush()
+    return conversation
+
+
+def _send(
+    session: Session,
+    channel: Channel,
+    address: str,
+    person_id: int | None,
+    language: Language,
+    prompts: list[Prompt],
+) -> int:
+    count = 0
+    for prompt in prompts:
+        if channel == Channel.TELEGRAM:
+            rendered = [render.for_telegram(prompt, language)]
+        else:
+            rendered = render.for_sms(prompt, language)
+        for message in rendered:
+            enqueue(
+                session,
+                channel=channel,
+                address=address,
+                text=message.text,
+                person_id=person_id,
+                buttons=message.buttons,
+                priority=Priority.INTERACTIVE,
+                kind="reply",
+            )
+            count += 1
+    return count
