@@ -51,7 +51,7 @@ class OutboxMessage(Base):
 
     __tablename__ = "outbox"
     __table_args__ = (
-        Index("ix_outbox_due", "status", "priority", "due_at"),
+        Index("ix_outbox_due", "status", "priority", "risk_rank", "due_at"),
         Index("ix_outbox_person", "person_id"),
         Index("ix_outbox_provider_id", "provider_id"),
     )
@@ -65,6 +65,9 @@ class OutboxMessage(Base):
     # Choices as [[{"text": ..., "data": ...}, ...], ...] rows; Telegram renders inline buttons.
     buttons: Mapped[list[list[dict[str, str]]] | None] = mapped_column(JSONType)
     priority: Mapped[int] = mapped_column(SmallInteger, default=Priority.ROUTINE)
+    # Within one priority, lower goes first: a campaign sets it from the person's needs at
+    # enqueue time so the most at-risk residents are messaged first.
+    risk_rank: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
     kind: Mapped[str] = mapped_column(
         String(24), default="reply"
     )  # reply | checkin | task | announcement ...
@@ -103,3 +106,70 @@ class InboundMessage(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     error: Mapped[str | None] = mapped_column(String(200))
+
+
+class ChannelGate(Base):
+    """One row per channel: the shared send-rate reservation and the provider-imposed pause.
+
+    Every worker reserves its send slots here (``next_slot_at`` moves forward by one slot per
+    message), so the configured rate holds across all workers together; a ``RetryAfter`` or a
+    429 sets ``paused_until`` and every worker stops claiming for that channel until then.
+    """
+
+    __tablename__ = "channel_gate"
+
+    channel: Mapped[Channel] = mapped_column(enum_type(Channel), primary_key=True)
+    next_slot_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    pauses: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ChatGate(Base):
+    """The earliest time the next message may go to one chat (Telegram: 1 a second per chat)."""
+
+    __tablename__ = "chat_gate"
+
+    channel: Mapped[Channel] = mapped_column(enum_type(Channel), primary_key=True)
+    address: Mapped[str] = mapped_column(String(40), primary_key=True)
+    next_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class BlockReason(StrEnum):
+    BLOCKED = "blocked"  # the user blocked the bot or deactivated the account
+    CHAT_NOT_FOUND = "chat_not_found"
+    UNSUBSCRIBED = "unsubscribed"  # Twilio 21610: the number replied STOP
+    INVALID_NUMBER = "invalid_number"  # Twilio 21211
+    LANDLINE = "landline"  # Twilio 21614: not a mobile number
+    UNDELIVERABLE = "undeliverable"  # the carrier reported the number unreachable
+
+
+class ChannelBlock(Base):
+    """A channel that must not be used for one person any more, and why.
+
+    Written when a provider answers with a permanent error; the worker skips straight to the
+    next channel for that person, and the drill report lists the numbers that bounced.
+    """
+
+    __tablename__ = "channel_block"
+
+    person_id: Mapped[int] = mapped_column(
+        ForeignKey("person.id", ondelete="CASCADE"), primary_key=True
+    )
+    channel: Mapped[Channel] = mapped_column(enum_type(Channel), primary_key=True)
+    reason: Mapped[BlockReason] = mapped_column(enum_type(BlockReason))
+    address: Mapped[str] = mapped_column(String(40))
+    blocked_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ProcessLease(Base):
+    """A named lock held by one process under a lease it renews (a heartbeat).
+
+    Used where only one process may act: the single SQLite worker and the one active scheduler
+    when the database has no advisory locks. A holder that dies simply stops renewing.
+    """
+
+    __tablename__ = "process_lease"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(80))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

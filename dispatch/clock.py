@@ -1,0 +1,83 @@
+"""Time as an object the dispatcher is given, so tests move time instead of sleeping."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from registry.db import utcnow
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+    async def sleep_until(self, when: datetime) -> None: ...
+
+
+class SystemClock:
+    """The real time."""
+
+    def now(self) -> datetime:
+        return utcnow()
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            await asyncio.sleep(seconds)
+
+    async def sleep_until(self, when: datetime) -> None:
+        await self.sleep((when - utcnow()).total_seconds())
+
+
+class ManualClock:
+    """A clock that only moves when told to, or when every sleeper is waiting.
+
+    Sleepers wake one at a time in the order of their wake-up times, and the clock jumps to
+    each one's time as it wakes, so concurrent senders observe the same timeline as with the
+    real clock, without the wait.
+    """
+
+    def __init__(self, start: datetime) -> None:
+        self._now = start
+        self.slept = 0.0
+        self._waiters: list[tuple[datetime, int, asyncio.Future[None]]] = []
+        self._sequence = 0
+        self._releasing = False
+
+    def now(self) -> datetime:
+        return self._now
+
+    def advance(self, seconds: float) -> None:
+        self._now += timedelta(seconds=seconds)
+
+    async def sleep(self, seconds: float) -> None:
+        await self.sleep_until(self._now + timedelta(seconds=max(seconds, 0.0)))
+
+    async def sleep_until(self, when: datetime) -> None:
+        if when <= self._now:
+            await asyncio.sleep(0)
+            return
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._sequence += 1
+        heapq.heappush(self._waiters, (when, self._sequence, future))
+        if not self._releasing:
+            self._releasing = True
+            loop.call_soon(self._release_next)
+        await future
+
+    def _release_next(self) -> None:
+        # Runs from the event loop after every task already started has had its turn.
+        if not self._waiters:
+            self._releasing = False
+            return
+        when, _, future = heapq.heappop(self._waiters)
+        if when > self._now:
+            self.slept += (when - self._now).total_seconds()
+            self._now = when
+        if not future.done():
+            future.set_result(None)
+        asyncio.get_running_loop().call_soon(self._release_next)

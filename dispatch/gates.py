@@ -1,0 +1,134 @@
+"""Shared send limits and single-holder locks, kept in the database so they bind every process.
+
+* Channel rate: each worker reserves a run of send slots (``count`` messages at ``rate`` a
+  second) by moving ``channel_gate.next_slot_at`` forward under a row lock, then sends each
+  message at its slot. Workers never share memory, yet together they never exceed the rate.
+* Channel pause: a provider's ``RetryAfter`` / 429 sets ``paused_until``; nobody claims or sends
+  on that channel before then.
+* Per-chat rate (Telegram: 1 a second per chat): ``chat_gate`` keeps each chat's next free time.
+* :func:`acquire_lease`: a named lock with a heartbeat (the single SQLite worker, the scheduler
+  where there are no advisory locks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from dispatch.models import ChannelGate, ChatGate, ProcessLease
+from registry.models import Channel
+
+
+def upsert(session: Session, model: Any) -> Any:
+    """An INSERT that can take ``on_conflict_do_*`` on both databases."""
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
+
+
+def _gate(session: Session, channel: Channel, now: datetime) -> ChannelGate:
+    session.execute(
+        upsert(session, ChannelGate)
+        .values(channel=channel, next_slot_at=now, paused_until=None, pauses=0)
+        .on_conflict_do_nothing(index_elements=["channel"])
+    )
+    gate = session.scalars(
+        select(ChannelGate)
+        .where(ChannelGate.channel == channel)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+    return gate
+
+
+def reserve_slots(
+    session: Session, *, channel: Channel, count: int, rate: float, now: datetime
+) -> datetime:
+    """Reserve ``count`` consecutive send slots; returns the first (the rest follow at 1/rate)."""
+    gate = _gate(session, channel, now)
+    start = max(gate.next_slot_at, now, gate.paused_until or now)
+    gate.next_slot_at = start + timedelta(seconds=count / rate)
+    return start
+
+
+def paused_until(session: Session, *, channel: Channel, now: datetime) -> datetime | None:
+    """When the channel may be used again, if a provider asked us to pause it."""
+    until = session.scalar(select(ChannelGate.paused_until).where(ChannelGate.channel == channel))
+    return until if until is not None and until > now else None
+
+
+def pause_channel(session: Session, *, channel: Channel, until: datetime, now: datetime) -> None:
+    """Stop every worker from sending on ``channel`` before ``until``."""
+    gate = _gate(session, channel, now)
+    if gate.paused_until is None or gate.paused_until < until:
+        gate.paused_until = until
+    gate.pauses += 1
+    if gate.next_slot_at < until:
+        gate.next_slot_at = until
+
+
+def chat_next_times(
+    session: Session, *, channel: Channel, addresses: Iterable[str]
+) -> dict[str, datetime]:
+    wanted = sorted(set(addresses))
+    if not wanted:
+        return {}
+    rows = session.execute(
+        select(ChatGate.address, ChatGate.next_at)
+        .where(ChatGate.channel == channel, ChatGate.address.in_(wanted))
+        .with_for_update()
+    )
+    return {address: next_at for address, next_at in rows}
+
+
+def set_chat_next_times(session: Session, *, channel: Channel, times: dict[str, datetime]) -> None:
+    if not times:
+        return
+    statement = upsert(session, ChatGate)
+    session.execute(
+        statement.values(
+            [
+                {"channel": channel.value, "address": address, "next_at": at}
+                for address, at in sorted(times.items())
+            ]
+        ).on_conflict_do_update(
+            index_elements=["channel", "address"], set_={"next_at": statement.excluded.next_at}
+        )
+    )
+
+
+def forget_old_chat_times(session: Session, *, before: datetime) -> int:
+    result = session.execute(delete(ChatGate).where(ChatGate.next_at < before))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def acquire_lease(
+    session: Session, *, name: str, holder: str, ttl: timedelta, now: datetime
+) -> bool:
+    """Take or renew the named lease; ``False`` while another holder's lease is alive."""
+    session.execute(
+        upsert(session, ProcessLease)
+        .values(name=name, holder=holder, expires_at=now + ttl)
+        .on_conflict_do_nothing(index_elements=["name"])
+    )
+    lease = session.scalars(
+        select(ProcessLease)
+        .where(ProcessLease.name == name)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+    if lease.holder != holder and lease.expires_at > now:
+        return False
+    lease.holder = holder
+    lease.expires_at = now + ttl
+    return True
+
+
+def release_lease(session: Session, *, name: str, holder: str) -> None:
+    session.execute(
+        delete(ProcessLease).where(ProcessLease.name == name, ProcessLease.holder == holder)
+    )

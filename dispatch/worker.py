@@ -1,0 +1,485 @@
+"""The outbox worker: claims due messages under a lease, sends them within the shared rate
+limits, and records what the provider answered.
+
+Claiming is one ``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING`` on
+PostgreSQL, so any number of ``hosen worker`` processes can share a database without sending a
+row twice; a worker killed mid-batch leaves rows in ``sending`` whose lease runs out, and the
+sweep puts them back in the queue (at least once: those in-flight rows may be sent twice).
+SQLite has no row locks: there, exactly one worker may run, enforced by a lease row
+(``process_lease`` "sqlite-worker") that a second worker finds taken and refuses to start.
+
+Order: priority (interactive, emergency, drill, routine), then ``risk_rank`` (the most at-risk
+first within a campaign), then due time. Each channel's rate is reserved in the database
+(:mod:`dispatch.gates`), so the limit holds across workers; a ``RetryAfter``/429 pauses the
+channel for everyone and the row goes back to the queue. Transient errors back off
+exponentially with jitter; permanent ones move the message to the next channel
+(:func:`dispatch.delivery.move_on`). Time comes from an injected clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import random
+import secrets
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from config.settings import Settings
+from dispatch import delivery, gates, sweeps
+from dispatch.clock import Clock, SystemClock
+from dispatch.models import ChannelBlock, OutboxMessage, OutboxStatus
+from dispatch.senders import Outgoing, Permanent, RateLimited, Sender, SendResult, Sent, Transient
+from registry.db import unit_of_work
+from registry.models import Channel
+
+log = logging.getLogger("hosen.worker")
+
+SQLITE_WORKER_LEASE = "sqlite-worker"
+
+
+class AnotherWorkerRunning(Exception):
+    """SQLite allows one worker; another one holds the lease."""
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    batch_window: float = 2.0  # claim about this many seconds' worth of sends at the channel rate
+    max_batch: int = 500
+    max_in_flight: int = 200
+    lease_seconds: float = 60.0  # a claimed row returns to the queue this long after a crash
+    send_timeout: float = 20.0
+    max_attempts: int = 6  # transient failures before the channel is given up for this message
+    backoff_base: float = 2.0
+    backoff_cap: float = 300.0
+    idle_sleep: float = 0.25
+    sweep_every: float = 5.0
+    lanes_per_channel: int = 2  # concurrent claim→send→record loops per channel in ``run``
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    message: Outgoing
+    slot: datetime
+    attempts: int
+
+
+@dataclass
+class _Lane:
+    paused: bool = False
+    handled: int = 0
+    results: list[tuple[Claimed, SendResult]] = field(default_factory=list)
+
+
+def backoff_seconds(attempts: int, *, base: float, cap: float, rng: random.Random) -> float:
+    """Exponential backoff with jitter: base·2^(n-1), capped, scaled by a random 0.5–1.0."""
+    delay = min(cap, base * float(2 ** max(attempts - 1, 0)))
+    return float(delay * rng.uniform(0.5, 1.0))
+
+
+class Worker:
+    """One dispatcher worker. ``await worker.run(stop)`` until ``stop`` is set."""
+
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        senders: Mapping[Channel, Sender],
+        settings: Settings,
+        clock: Clock | None = None,
+        config: WorkerConfig | None = None,
+        worker_id: str | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.senders = dict(senders)
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.config = config or WorkerConfig()
+        self.worker_id = (
+            worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        )[:64]
+        self.rng = rng or random.Random()
+        bind = sessions.kw.get("bind")
+        self.on_postgresql = bind is not None and bind.dialect.name == "postgresql"
+        self._last_sweep: datetime | None = None
+        self._started = False
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self._hold_sqlite_lease)
+        for sender in self.senders.values():
+            await sender.start()
+        self._started = True
+
+    async def close(self) -> None:
+        for sender in self.senders.values():
+            await sender.close()
+        if not self.on_postgresql:
+            with unit_of_work(self.sessions) as session:
+                gates.release_lease(session, name=SQLITE_WORKER_LEASE, holder=self.worker_id)
+        self._started = False
+
+    async def __aenter__(self) -> Worker:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def rate(self, channel: Channel) -> float:
+        if channel == Channel.TELEGRAM:
+            return self.settings.telegram_rate_per_second
+        return self.settings.sms_rate_per_second
+
+    # --- one pass ----------------------------------------------------------------------------
+
+    async def run_once(self) -> int:
+        """Sweep if due, then one claim→send→record round on every channel; rows handled."""
+        await asyncio.to_thread(self._housekeeping)
+        counts = await asyncio.gather(*(self._lane(channel) for channel in self.senders))
+        return sum(counts)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until ``stop`` is set; database outages are waited out, not fatal."""
+        if not self._started:
+            await self.start()
+        try:
+            loops = [
+                self._loop(stop, channel)
+                for channel in self.senders
+                for _ in range(self.config.lanes_per_channel if self.on_postgresql else 1)
+            ]
+            await asyncio.gather(self._housekeeping_loop(stop), *loops)
+        finally:
+            await self.close()
+
+    async def _loop(self, stop: asyncio.Event, channel: Channel) -> None:
+        failures = 0
+        while not stop.is_set():
+            try:
+                handled = await self._lane(channel)
+                failures = 0
+            except (OperationalError, DBAPIError) as exc:
+                # The database went away (restart, failover): wait and try again; leases
+                # expire and the sweep returns any half-done batch to the queue.
+                failures += 1
+                log.warning("worker %s: database error (%s), retrying", self.worker_id, exc.code)
+                handled = 0
+                await self._idle(stop, min(10.0, 0.5 * 2**failures))
+                continue
+            if handled == 0:
+                await self._idle(stop, self.config.idle_sleep)
+
+    async def _housekeeping_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await asyncio.to_thread(self._housekeeping)
+            except (OperationalError, DBAPIError):
+                log.warning("worker %s: database unavailable for housekeeping", self.worker_id)
+            await self._idle(stop, self.config.sweep_every / 2)
+
+    async def _idle(self, stop: asyncio.Event, seconds: float) -> None:
+        if isinstance(self.clock, SystemClock):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=seconds)
+        else:
+            await self.clock.sleep(seconds)
+
+    # --- database steps (run in a thread: the event loop keeps sending meanwhile) ------------
+
+    def _hold_sqlite_lease(self) -> None:
+        if self.on_postgresql:
+            return
+        now = self.clock.now()
+        ttl = timedelta(seconds=max(self.config.lease_seconds, 3 * self.config.sweep_every))
+        with unit_of_work(self.sessions) as session:
+            if not gates.acquire_lease(
+                session, name=SQLITE_WORKER_LEASE, holder=self.worker_id, ttl=ttl, now=now
+            ):
+                raise AnotherWorkerRunning(
+                    "another worker is running on this SQLite database; "
+                    "SQLite allows one (use PostgreSQL for several)"
+                )
+
+    def _housekeeping(self) -> None:
+        now = self.clock.now()
+        if (
+            self._last_sweep is not None
+            and (now - self._last_sweep).total_seconds() < self.config.sweep_every
+        ):
+            return
+        self._last_sweep = now
+        self._hold_sqlite_lease()
+        with unit_of_work(self.sessions) as session:
+            requeued = sweeps.requeue_expired_leases(session, now=now)
+            gates.forget_old_chat_times(session, before=now - timedelta(minutes=5))
+        if requeued:
+            log.info("worker %s: %d expired leases back in the queue", self.worker_id, requeued)
+
+    def _claim(self, channel: Channel) -> list[Claimed]:
+        now = self.clock.now()
+        rate = self.rate(channel)
+        limit = min(self.config.max_batch, max(1, math.ceil(rate * self.config.batch_window)))
+        with unit_of_work(self.sessions) as session:
+            if gates.paused_until(session, channel=channel, now=now) is not None:
+                return []
+            due = (
+                select(OutboxMessage.id)
+                .where(
+                    OutboxMessage.status == OutboxStatus.QUEUED,
+                    OutboxMessage.channel == channel,
+                    OutboxMessage.due_at <= now,
+                )
+                .order_by(
+                    OutboxMessage.priority,
+                    OutboxMessage.risk_rank,
+                    OutboxMessage.due_at,
+                    OutboxMessage.id,
+                )
+                .limit(limit)
+            )
+            if self.on_postgresql:
+                due = due.with_for_update(skip_locked=True)
+            rows = list(
+                session.execute(
+                    update(OutboxMessage)
+                    .where(
+                        OutboxMessage.id.in_(due.scalar_subquery()),
+                        OutboxMessage.status == OutboxStatus.QUEUED,
+                    )
+                    .values(
+                        status=OutboxStatus.SENDING,
+                        lease_until=now + timedelta(seconds=self.config.lease_seconds),
+                        leased_by=self.worker_id,
+                        attempts=OutboxMessage.attempts + 1,
+                    )
+                    .returning(
+                        OutboxMessage.id,
+                        OutboxMessage.person_id,
+                        OutboxMessage.address,
+                        OutboxMessage.text,
+                        OutboxMessage.buttons,
+                        OutboxMessage.kind,
+                        OutboxMessage.attempts,
+                        OutboxMessage.priority,
+                        OutboxMessage.risk_rank,
+                        OutboxMessage.due_at,
+                    )
+                    .execution_options(synchronize_session=False)
+                ).all()
+            )
+            if not rows:
+                return []
+            rows.sort(key=lambda r: (r.priority, r.risk_rank, r.due_at, r.id))
+            blocked = self._skip_dead_channels(session, channel, rows, now)
+            rows = [r for r in rows if r.id not in blocked]
+            if not rows:
+                return []
+            start = gates.reserve_slots(
+                session, channel=channel, count=len(rows), rate=rate, now=now
+            )
+            step = timedelta(seconds=1 / rate)
+            claimed: list[Claimed] = []
+            deferred: list[dict[str, object]] = []
+            chat_times: dict[str, datetime] = {}
+            changed: dict[str, datetime] = {}
+            if channel == Channel.TELEGRAM:
+                chat_times = gates.chat_next_times(
+                    session, channel=channel, addresses=(r.address for r in rows)
+                )
+            chat_step = timedelta(seconds=1 / self.settings.telegram_rate_per_chat_per_second)
+            for index, row in enumerate(rows):
+                slot = start + index * step
+                if channel == Channel.TELEGRAM:
+                    free_at = chat_times.get(row.address)
+                    if free_at is not None and free_at > slot:
+                        # This chat had a message less than a second ago: later, not now.
+                        deferred.append(
+                            {
+                                "id": row.id,
+                                "status": OutboxStatus.QUEUED,
+                                "due_at": free_at,
+                                "attempts": row.attempts - 1,
+                                "lease_until": None,
+                                "leased_by": None,
+                            }
+                        )
+                        continue
+                    chat_times[row.address] = changed[row.address] = slot + chat_step
+                claimed.append(
+                    Claimed(
+                        message=Outgoing(
+                            id=row.id,
+                            channel=channel,
+                            address=row.address,
+                            text=row.text,
+                            buttons=row.buttons,
+                            kind=row.kind,
+                        ),
+                        slot=slot,
+                        attempts=row.attempts,
+                    )
+                )
+            if deferred:
+                session.execute(update(OutboxMessage), deferred)
+            gates.set_chat_next_times(session, channel=channel, times=changed)
+        return claimed
+
+    def _skip_dead_channels(
+        self, session: Session, channel: Channel, rows: Sequence[Any], now: datetime
+    ) -> set[int]:
+        """Rows for people whose channel a provider declared dead go straight to the next one."""
+        pairs = [(r.person_id, channel) for r in rows if r.person_id is not None]
+        dead = delivery.blocked_pairs(session, pairs=pairs)
+        if not dead:
+            return set()
+        skipped: set[int] = set()
+        for row in rows:
+            if (row.person_id, channel) not in dead:
+                continue
+            message = session.get(OutboxMessage, row.id)
+            block = session.get(ChannelBlock, (message.person_id, channel)) if message else None
+            if message is None or block is None:
+                continue
+            delivery.move_on(
+                session,
+                message=message,
+                reason=None,
+                error=f"{channel.value} {block.reason.value}",
+                now=now,
+            )
+            skipped.add(message.id)
+        return skipped
+
+    def _record(self, channel: Channel, results: list[tuple[Claimed, SendResult]]) -> None:
+        now = self.clock.now()
+        sent: list[dict[str, object]] = []
+        retry: list[dict[str, object]] = []
+        permanent: list[tuple[Claimed, Permanent]] = []
+        pause_for = 0.0
+        for claimed, result in results:
+            if isinstance(result, Sent):
+                sent.append(
+                    {
+                        "id": claimed.message.id,
+                        "status": OutboxStatus.SENT,
+                        "provider_id": result.provider_id[:64],
+                        "sent_at": now,
+                        "lease_until": None,
+                        "leased_by": None,
+                        "last_error": None,
+                    }
+                )
+            elif isinstance(result, RateLimited):
+                pause_for = max(pause_for, result.retry_after)
+                retry.append(
+                    {
+                        "id": claimed.message.id,
+                        "status": OutboxStatus.QUEUED,
+                        "attempts": claimed.attempts - 1,  # a pause is not the message's fault
+                        "due_at": now + timedelta(seconds=result.retry_after),
+                        "lease_until": None,
+                        "leased_by": None,
+                        "last_error": "rate limited",
+                    }
+                )
+            elif isinstance(result, Transient):
+                if claimed.attempts >= self.config.max_attempts:
+                    permanent.append(
+                        (
+                            claimed,
+                            Permanent(
+                                error=f"gave up after {claimed.attempts} attempts: {result.error}",
+                                reason=None,
+                            ),
+                        )
+                    )
+                    continue
+                delay = backoff_seconds(
+                    claimed.attempts,
+                    base=self.config.backoff_base,
+                    cap=self.config.backoff_cap,
+                    rng=self.rng,
+                )
+                retry.append(
+                    {
+                        "id": claimed.message.id,
+                        "status": OutboxStatus.QUEUED,
+                        "due_at": now + timedelta(seconds=max(delay, result.retry_after or 0.0)),
+                        "lease_until": None,
+                        "leased_by": None,
+                        "last_error": result.error[:200],
+                    }
+                )
+            else:
+                permanent.append((claimed, result))
+        with unit_of_work(self.sessions) as session:
+            if sent:
+                session.execute(update(OutboxMessage), sent)
+            if retry:
+                session.execute(update(OutboxMessage), retry)
+            if pause_for > 0:
+                gates.pause_channel(
+                    session, channel=channel, until=now + timedelta(seconds=pause_for), now=now
+                )
+            for claimed, failure in permanent:
+                message = session.get(OutboxMessage, claimed.message.id)
+                if message is not None:
+                    delivery.move_on(
+                        session,
+                        message=message,
+                        reason=failure.reason,
+                        error=failure.error,
+                        now=now,
+                    )
+        if pause_for > 0:
+            log.warning("worker %s: %s paused for %.1fs", self.worker_id, channel.value, pause_for)
+
+    # --- sending -----------------------------------------------------------------------------
+
+    async def _lane(self, channel: Channel) -> int:
+        claimed = await asyncio.to_thread(self._claim, channel)
+        if not claimed:
+            return 0
+        results = await self._send_all(channel, claimed)
+        await asyncio.to_thread(self._record, channel, results)
+        return len(claimed)
+
+    async def _send_all(
+        self, channel: Channel, claimed: list[Claimed]
+    ) -> list[tuple[Claimed, SendResult]]:
+        sender = self.senders[channel]
+        limit = asyncio.Semaphore(self.config.max_in_flight)
+        lane = _Lane()
+
+        async def one(item: Claimed) -> tuple[Claimed, SendResult]:
+            await self.clock.sleep_until(item.slot)
+            async with limit:
+                if lane.paused:
+                    # The provider asked everyone to slow down: do not keep knocking.
+                    return item, RateLimited(retry_after=0.0)
+                try:
+                    async with asyncio.timeout(self.config.send_timeout):
+                        result = await sender.send(item.message)
+                except TimeoutError:
+                    result = Transient(error="timeout")
+                except Exception as exc:  # never lose a row to a surprise: retry it later
+                    log.exception("worker %s: unexpected send error", self.worker_id)
+                    result = Transient(error=f"unexpected {type(exc).__name__}")
+                if isinstance(result, RateLimited):
+                    lane.paused = True
+                return item, result
+
+        return list(await asyncio.gather(*(one(item) for item in claimed)))

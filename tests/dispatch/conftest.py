@@ -1,0 +1,108 @@
+"""Fixtures for the dispatcher tests: people to message, a clock that moves only when told to,
+and a scripted in-memory sender (a fake channel: it records what it was given and answers what
+the test scripted for each address, like a provider would)."""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from config.languages import Language
+from config.settings import Settings
+from dispatch.clock import ManualClock
+from dispatch.senders import Outgoing, SendResult, Sent
+from registry.models import Authority, Channel, Person, PhoneKind, Source
+
+START = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+
+
+class ScriptedSender:
+    """A channel that accepts everything unless a result was scripted for an address."""
+
+    def __init__(self, channel: Channel, clock: ManualClock) -> None:
+        self.channel = channel
+        self.clock = clock
+        self.sent: list[tuple[datetime, Outgoing]] = []
+        self.script: dict[str, deque[SendResult]] = defaultdict(deque)
+        self.started = False
+
+    def answer(self, address: str, *results: SendResult) -> None:
+        self.script[address].extend(results)
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def close(self) -> None:
+        self.started = False
+
+    async def send(self, message: Outgoing) -> SendResult:
+        self.sent.append((self.clock.now(), message))
+        queue = self.script.get(message.address)
+        if queue:
+            return queue.popleft()
+        return Sent(provider_id=f"{self.channel.value}-{message.id}-{len(self.sent)}")
+
+    def addresses(self) -> list[str]:
+        return [message.address for _, message in self.sent]
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(START)
+
+
+@pytest.fixture
+def telegram(clock: ManualClock) -> ScriptedSender:
+    return ScriptedSender(Channel.TELEGRAM, clock)
+
+
+@pytest.fixture
+def sms(clock: ManualClock) -> ScriptedSender:
+    return ScriptedSender(Channel.SMS, clock)
+
+
+@pytest.fixture
+def fast_settings(settings: Settings) -> Settings:
+    return settings.model_copy(
+        update={"telegram_rate_per_second": 1000.0, "sms_rate_per_second": 1000.0}
+    )
+
+
+MakePerson = Callable[..., Person]
+
+
+@pytest.fixture
+def make_person(sessions: sessionmaker[Session], authority: Authority) -> Iterator[MakePerson]:
+    counter = iter(range(1, 1_000_000))
+
+    def make(
+        *,
+        telegram: bool = True,
+        sms: bool = True,
+        landline: bool = False,
+        language: Language = Language.HE,
+        name: str | None = None,
+        **fields: object,
+    ) -> Person:
+        n = next(counter)
+        with sessions() as session:
+            person = Person(
+                authority_id=authority.id,
+                name=name or f"Resident {n}",
+                phone=f"+97250{n:07d}" if (sms or landline) else None,
+                phone_kind=PhoneKind.LANDLINE if landline else PhoneKind.MOBILE,
+                telegram_chat_id=100_000 + n if telegram else None,
+                language=language,
+                channel=Channel.TELEGRAM if telegram else Channel.SMS,
+                source=Source.STAFF,
+                **fields,
+            )
+            session.add(person)
+            session.commit()
+            return person
+
+    yield make

@@ -1,0 +1,349 @@
+"""The outbox worker against real databases, with scripted channels and a manual clock."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from config.settings import Settings
+from dispatch import gates
+from dispatch.clock import ManualClock
+from dispatch.models import (
+    BlockReason,
+    ChannelBlock,
+    ChannelGate,
+    OutboxMessage,
+    OutboxStatus,
+    Priority,
+)
+from dispatch.outbox import enqueue
+from dispatch.senders import Permanent, RateLimited, Transient
+from dispatch.worker import AnotherWorkerRunning, Worker, WorkerConfig
+from registry.models import Channel, PhoneKind
+from tests.dispatch.conftest import MakePerson, ScriptedSender
+
+pytestmark = pytest.mark.db
+
+
+def make_worker(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    clock: ManualClock,
+    *senders: ScriptedSender,
+    **config: object,
+) -> Worker:
+    return Worker(
+        sessions=sessions,
+        senders={sender.channel: sender for sender in senders},
+        settings=settings,
+        clock=clock,
+        config=WorkerConfig(**config),  # type: ignore[arg-type]
+    )
+
+
+def put(
+    sessions: sessionmaker[Session],
+    clock: ManualClock,
+    *,
+    person_id: int | None,
+    address: str,
+    channel: Channel = Channel.TELEGRAM,
+    priority: Priority = Priority.ROUTINE,
+    risk_rank: int = 0,
+    text: str = "hello",
+    campaign_id: int | None = None,
+) -> int:
+    with sessions() as session:
+        message = enqueue(
+            session,
+            channel=channel,
+            address=address,
+            text=text,
+            person_id=person_id,
+            priority=priority,
+            due_at=clock.now(),
+            campaign_id=campaign_id,
+        )
+        message.risk_rank = risk_rank
+        session.commit()
+        return message.id
+
+
+def statuses(sessions: sessionmaker[Session]) -> list[tuple[int, Channel, OutboxStatus]]:
+    with sessions() as session:
+        return [
+            (m.id, m.channel, m.status)
+            for m in session.scalars(select(OutboxMessage).order_by(OutboxMessage.id))
+        ]
+
+
+def run(worker: Worker, rounds: int = 1) -> int:
+    async def go() -> int:
+        total = 0
+        async with worker:
+            for _ in range(rounds):
+                total += await worker.run_once()
+        return total
+
+    return asyncio.run(go())
+
+
+def test_interactive_first_then_emergency_drill_routine_and_most_at_risk_first(
+    sessions: sessionmaker[Session],
+    fast_settings: Settings,
+    clock: ManualClock,
+    telegram: ScriptedSender,
+) -> None:
+    put(sessions, clock, person_id=None, address="1", priority=Priority.ROUTINE)
+    put(sessions, clock, person_id=None, address="2", priority=Priority.DRILL, risk_rank=5)
+    put(sessions, clock, person_id=None, address="3", priority=Priority.DRILL, risk_rank=1)
+    put(sessions, clock, person_id=None, address="4", priority=Priority.EMERGENCY)
+    put(sessions, clock, person_id=None, address="5", priority=Priority.INTERACTIVE)
+
+    handled = run(make_worker(sessions, fast_settings, clock, telegram))
+
+    assert handled == 5
+    assert telegram.addresses() == ["5", "4", "3", "2", "1"]
+    assert {status for *_, status in statuses(sessions)} == {OutboxStatus.SENT}
+    with sessions() as session:
+        message = session.scalars(select(OutboxMessage)).first()
+        assert message is not None
+        assert message.attempts == 1
+        assert message.provider_id is not None
+        assert message.lease_until is None
+
+
+def test_the_channel_rate_holds_and_slots_are_spread(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    clock: ManualClock,
+    telegram: ScriptedSender,
+) -> None:
+    limited = settings.model_copy(update={"telegram_rate_per_second": 30.0})
+    for n in range(90):
+        put(sessions, clock, person_id=None, address=str(n))
+    start = clock.now()
+
+    run(make_worker(sessions, limited, clock, telegram), rounds=3)
+
+    times = [at for at, _ in telegram.sent]
+    assert len(times) == 90
+    # 90 messages at 30 a second need three seconds; no one-second window holds more than 30.
+    assert (times[-1] - start) >= timedelta(seconds=89 / 30 - 0.001)
+    for i in range(len(times) - 30):
+        assert times[i + 30] - times[i] >= timedelta(seconds=0.999)
+
+
+def test_two_workers_share_one_rate(
+    sessions: sessionmaker[Session], settings: Settings, clock: ManualClock
+) -> None:
+    """Slots come from the database: two workers' reservations never overlap."""
+    with sessions() as session:
+        first = gates.reserve_slots(
+            session, channel=Channel.SMS, count=10, rate=10.0, now=clock.now()
+        )
+        session.commit()
+    with sessions() as session:
+        second = gates.reserve_slots(
+            session, channel=Channel.SMS, count=10, rate=10.0, now=clock.now()
+        )
+        session.commit()
+    assert first == clock.now()
+    assert second == clock.now() + timedelta(seconds=1)
+
+
+def test_one_chat_gets_at_most_one_message_a_second(
+    sessions: sessionmaker[Session],
+    fast_settings: Settings,
+    clock: ManualClock,
+    telegram: ScriptedSender,
+) -> None:
+    first = put(sessions, clock, person_id=None, address="42", text="one")
+    second = put(sessions, clock, person_id=None, address="42", text="two")
+    worker = make_worker(sessions, fast_settings, clock, telegram)
+
+    run(worker)
+    assert [m.text for _, m in telegram.sent] == ["one"]
+    with sessions() as session:
+        deferred = session.get(OutboxMessage, second)
+        assert deferred is not None and deferred.status == OutboxStatus.QUEUED
+        assert deferred.attempts == 0
+    clock.advance(1.0)
+    run(worker)
+    assert [m.text for _, m in telegram.sent] == ["one", "two"]
+    assert telegram.sent[1][0] - telegram.sent[0][0] >= timedelta(seconds=1)
+    assert first < second
+
+
+def test_transient_errors_back_off_then_give_the_channel_up(
+    sessions: sessionmaker[Session],
+    fast_settings: Settings,
+    clock: ManualClock,
+    telegram: ScriptedSender,
+    sms: ScriptedSender,
+    make_person: MakePerson,
+) -> None:
+    person = make_person()
+    address = str(person.telegram_chat_id)
+    telegram.answer(address, *[Transient(error="NetworkError: Bad Gateway")] * 3)
+    message_id = put(sessions, clock, person_id=person.id, address=address, campaign_id=None)
+    worker = make_worker(sessions, fast_settings, clock, telegram, sms, max_attempts=3)
+
+    delays = []
+    for _ in range(3):
+        before = clock.now()
+        run(worker)
+        with sessions() as session:
+            row = session.get(OutboxMessage, message_id)
+            assert row is not None
+            if row.status == OutboxStatus.QUEUED:
+                delays.append((row.due_at - before).total_seconds())
+                assert row.last_error == "NetworkError: Bad Gateway"
+                clock.advance(delays[-1] + 0.001)
+    assert len(telegram.sent) == 3
+    # Exponential backoff with jitter: 1–2 s after the first failure, 2–4 s after the second.
+    assert 1.0 <= delays[0] <= 2.0
+    assert 2.0 <= delays[1] <= 4.0
+    with sessions() as session:
+        row = session.get(OutboxMessage, message_id)
+        assert row is not None
+        assert row.status == OutboxStatus.FAILED
+        assert row.attempts == 3
+        assert "gave up after 3 attempts" in (row.last_error or "")
+        # Giving up after retries is not the person's fault: the channel stays open for them.
+        assert session.get(ChannelBlock, (person.id, Channel.TELEGRAM)) is None
+    run(worker)
+    assert sms.addresses() == [person.phone]
+
+
+def test_retry_after_pauses_the_channel_for_every_worker_and_keeps_the_row(
+    sessions: sessionmaker[Session],
+    fast_settings: Settings,
+    clock: ManualClock,
+    telegram: ScriptedSender,
+) -> None:
+    telegram.answer("1", RateLimited(retry_after=5.0))
+    put(sessions, clock, person_id=None, address="1")
+    worker = make_worker(sessions, fast_settings, clock, telegram)
+
+    run(worker)
+    with sessions() as session:
+        gate = session.get(ChannelGate, Channel.TELEGRAM)
+        assert gate is not None and gate.paused_until == clock.now() + timedelta(seconds=5)
+        row = session.scalars(select(OutboxMessage)).one()
+        assert row.status == OutboxStatus.QUEUED
+        assert row.attempts == 0  # a pause is not counted against the message
+        assert gates.paused_until(session, channel=Channel.TELEGRAM, now=clock.now()) is not None
+    clock.advance(4.0)
+    assert run(make_worker(sessions, fast_settings, clock, telegram)) == 0
+    clock.advance(1.0)
+    assert run(make_worker(sessions, fast_settings, clock, telegram)) == 1
+    assert telegram.addresses() == ["1", "1"]
+
+
+def test_a_blocked_bot_moves_the_message_to_sms_and_stops_telegram_for_that_person(
+    sessions: sessionmaker[Session],
+    fast_settings: Settings,
+    clock: ManualClock,
+    telegram: ScriptedSender,
+    sms: ScriptedSender,
+    make_person: MakePerson,
+) -> None:
+    person = make_person()
+    address = str(person.telegram_chat_id)
+    telegram.answer(
+        address, Permanent(error="Forbidden: bot was blocked", reason=BlockReason.BLOCKED)
+    )
+    put(sessions, clock, person_id=person.id, address=address, text="first")
+    worker = make_worker(sessions, fast_settings, clock, telegram, sms)
+
+    run(worker, rounds=2)
+    assert sms.addresses() == [person.phone]
+    put(sessions, clock, person_id=person.id, address=address, text="second")
+    run(worker, rounds=2)
+
+    assert telegram.addresses() == [address]  # never tried again on Telegram
+    assert [m.text for _, m in sms.sent] == ["first", "second"]
+    with sessions() as session:
+        block = session.get(ChannelBlock, (person.id, Channel.TELEGRAM))
+        assert block is not None and block.reason == BlockReason.BLOCKED
+        rows = session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)).all()
+        assert [(r.channel, r.status) for r in rows] == [
+            (Channel.TELEGRAM, OutboxStatus.FAILED),
+            (Channel.SMS, OutboxStatus.SENT),
+            (Channel.TELEGRAM, OutboxStatus.FAILED),
+            (Channel.SMS, OutboxStatus.SENT),
+        ]
+
+
+def test_a_landline_answer_fixes_the_registry(
+    sessions: sessionmaker[Session],
+    fast_settings: Settings,
+    clock: ManualClock,
+    sms: ScriptedSender,
+    make_person: MakePerson,
+) -> None:
+    person = make_person(telegram=False)
+    assert person.phone is not None
+    sms.answer(person.phone, Permanent(error="twilio 21614", reason=BlockReason.LANDLINE))
+    put(sessions, clock, person_id=person.id, address=person.phone, channel=Channel.SMS)
+
+    run(make_worker(sessions, fast_settings, clock, sms))
+
+    with sessions() as session:
+        stored = session.get(type(person), person.id)
+        assert stored is not None and stored.phone_kind == PhoneKind.LANDLINE
+        assert session.get(ChannelBlock, (person.id, Channel.SMS)) is not None
+
+
+def test_an_expired_lease_is_claimed_again(
+    sessions: sessionmaker[Session],
+    fast_settings: Settings,
+    clock: ManualClock,
+    telegram: ScriptedSender,
+) -> None:
+    message_id = put(sessions, clock, person_id=None, address="7")
+    dead = make_worker(sessions, fast_settings, clock, telegram, lease_seconds=30.0)
+    claimed = dead._claim(Channel.TELEGRAM)  # the worker claims, then dies before sending
+    assert [c.message.id for c in claimed] == [message_id]
+    with sessions() as session:
+        gates.release_lease(session, name="sqlite-worker", holder=dead.worker_id)
+        session.commit()
+
+    survivor = make_worker(sessions, fast_settings, clock, telegram, sweep_every=0.0)
+    assert run(survivor) == 0  # still leased
+    clock.advance(31)
+    assert run(survivor) == 1
+    assert telegram.addresses() == ["7"]
+    with sessions() as session:
+        row = session.get(OutboxMessage, message_id)
+        assert row is not None and row.status == OutboxStatus.SENT and row.attempts == 2
+
+
+def test_claims_skip_rows_another_worker_holds(
+    sessions: sessionmaker[Session],
+    fast_settings: Settings,
+    clock: ManualClock,
+    telegram: ScriptedSender,
+    db_kind: str,
+) -> None:
+    ids = [put(sessions, clock, person_id=None, address=str(n)) for n in range(4)]
+    if db_kind == "sqlite":
+        first = make_worker(sessions, fast_settings, clock, telegram)
+        asyncio.run(first.start())
+        with pytest.raises(AnotherWorkerRunning):
+            asyncio.run(make_worker(sessions, fast_settings, clock, telegram).start())
+        return
+    # PostgreSQL: rows locked by another transaction are skipped, not waited for.
+    with sessions() as holder:
+        holder.scalars(
+            select(OutboxMessage).where(OutboxMessage.id.in_(ids[:2])).with_for_update()
+        ).all()
+        worker = make_worker(sessions, fast_settings, clock, telegram)
+        claimed = worker._claim(Channel.TELEGRAM)
+        assert sorted(c.message.id for c in claimed) == ids[2:]
+        holder.rollback()
