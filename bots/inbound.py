@@ -18,7 +18,8 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
 
 from bots import render
 from bots.dialog import Dialog, Inbound
@@ -29,6 +30,7 @@ from config.i18n import t
 from config.languages import DEFAULT_LANGUAGE, Language
 from dispatch.models import InboundMessage, Priority
 from dispatch.outbox import enqueue
+from registry.db import unit_of_work
 from registry.models import Channel
 
 log = logging.getLogger(__name__)
@@ -43,7 +45,7 @@ class Delivery:
     payload: dict[str, Any] = field(default_factory=dict)
     group_chat: bool = False  # a Telegram group: the bot talks to people one to one only
     addressed_to_bot: bool = False  # in a group: a /command
-    edited: bool = False
+    ignored: bool = False  # edited messages, channel posts, membership changes: kept, not acted on
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,7 @@ def handle_inbound(
     stored = _store(session, delivery, now)
     if stored is None:
         return Outcome(duplicate=True)
-    if delivery.edited or delivery.group_chat:
+    if delivery.ignored or delivery.group_chat:
         stored.processed_at = now
         if delivery.group_chat and delivery.addressed_to_bot:
             _send(
@@ -113,6 +115,47 @@ def handle_inbound(
     if stored.person_id is None and conversation.step == "":
         stored.payload = {}  # erased just now: keep no text of theirs
     return Outcome(processed=True, replies=sent)
+
+
+RACES = (StaleDataError, IntegrityError)
+
+
+def receive(
+    sessions: sessionmaker[Session],
+    *,
+    delivery: Delivery,
+    dialog: Dialog,
+    now: datetime,
+    flood: FloodPolicy = DEFAULT_POLICY,
+    attempts: int = 3,
+) -> Outcome:
+    """The unit of work around :func:`handle_inbound`, for the edges. Never raises.
+
+    Two messages from one sender racing each other conflict on the conversation's version (or on
+    its creation); the loser is simply run again on the fresh row. Any other error is recorded on
+    the inbox row and the sender is asked to try again: nothing crashes the webhook or the poller.
+    Logs carry the provider key and the error's class only: never the text, names or phones.
+    """
+    error = "unknown"
+    for _ in range(attempts):
+        try:
+            with unit_of_work(sessions) as session:
+                return handle_inbound(
+                    session, delivery=delivery, dialog=dialog, now=now, flood=flood
+                )
+        except RACES as exc:
+            error = type(exc).__name__
+            continue
+        except Exception as exc:
+            error = type(exc).__name__
+            log.error("inbound %s failed: %s", delivery.provider_key, error)
+            break
+    try:
+        with unit_of_work(sessions) as session:
+            record_failure(session, delivery=delivery, now=now, error=error)
+    except Exception as exc:
+        log.error("inbound %s could not be recorded: %s", delivery.provider_key, type(exc).__name__)
+    return Outcome(processed=False)
 
 
 def route_to_dispatcher(

@@ -1,7 +1,7 @@
 """bot conversations
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0005
 Create Date: 2026-11-22 17:59:06.794481
 """
 
@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql
 import registry.db
 
 revision: str = "0004"
-down_revision: str | Sequence[str] | None = "0002"
+down_revision: str | Sequence[str] | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
