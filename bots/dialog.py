@@ -209,9 +209,10 @@ class Dialog:
         """Take one inbound message, move the conversation, and return what to say."""
         turn = Turn(session, conversation, inbound, now, self._person(session, conversation))
         self._respond(turn)
-        # The draft is changed in place; a JSON column must be told.
-        flag_modified(conversation, "draft")
-        conversation.updated_at = now
+        if conversation not in session.deleted:
+            # The draft is changed in place; a JSON column must be told.
+            flag_modified(conversation, "draft")
+            conversation.updated_at = now
         return turn.replies
 
     def _respond(self, turn: Turn) -> None:
@@ -732,23 +733,28 @@ class Dialog:
         person = turn.person
         assert person is not None
         self.erase(turn.session, person, actor=self._actor(turn), now=turn.now)
-        conv = turn.conversation
-        conv.person_id, conv.draft, conv.step = None, {}, Step.NEW
+        # The conversation goes too (its address is their phone); the goodbye is still sent.
+        turn.session.delete(turn.conversation)
         turn.person = None
         turn.say("bot.delete.done")
         return None
 
     @staticmethod
     def erase(session: Session, person: Person, *, actor: str, now: datetime) -> None:
-        """Erase the person and what the bots kept about them: drafts and stored inbound texts."""
+        """Erase the person and what the bots kept about them: stored inbound texts, and every
+        other conversation of theirs (the caller deletes the one it is holding)."""
+        held = {c for c in session.identity_map.values() if isinstance(c, Conversation)}
         people.erase(session, person, actor=actor, now=now)
         session.execute(
             update(InboundMessage).where(InboundMessage.person_id == person.id).values(payload={})
         )
         session.execute(
-            update(Conversation)
-            .where(Conversation.person_id == person.id)
-            .values(person_id=None, draft={}, step=Step.NEW)
+            delete(Conversation)
+            .where(
+                Conversation.person_id == person.id,
+                Conversation.id.not_in([c.id for c in held if c.id is not None]),
+            )
+            .execution_options(synchronize_session=False)
         )
 
     # ------------------------------------------------------------------ moving between steps

@@ -111,9 +111,10 @@ def handle_inbound(
         session, inbound.channel, inbound.address, conversation.person_id, language, prompts
     )
     stored.processed_at = now
-    stored.person_id = conversation.person_id
-    if stored.person_id is None and conversation.step == "":
-        stored.payload = {}  # erased just now: keep no text of theirs
+    if conversation in session.deleted:
+        stored.payload = {}  # they erased their data just now: keep no text of theirs
+    else:
+        stored.person_id = conversation.person_id
     return Outcome(processed=True, replies=sent)
 
 

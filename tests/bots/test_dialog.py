@@ -93,12 +93,40 @@ GOOD_ANSWERS: list[tuple[Step, dict[str, Any], Answer, str, Any, Step]] = [
     (Step.WHO, {}, "2", "who", "resident", Step.NAME),
     (Step.WHO, {}, word("bot.who.volunteer"), "who", "volunteer", Step.NAME),
     (Step.WHO, {}, word("bot.who.family"), "who", "family", Step.NAME),
-    (Step.NAME, {"who": "resident"}, " Sara \u202bכהן\u202c 🌸", "name", "Sara כהן 🌸", Step.AUTHORITY),
+    (
+        Step.NAME,
+        {"who": "resident"},
+        " Sara \u202bכהן\u202c 🌸",
+        "name",
+        "Sara כהן 🌸",
+        Step.AUTHORITY,
+    ),
     (Step.AUTHORITY, {"who": "resident"}, "1", "authority", "kiryat-tamar", Step.ZONE),
-    (Step.ZONE, {"who": "resident", "authority": "kiryat-tamar"}, "3", "zone", "kt-rimonim", Step.BIRTH_YEAR),
-    (Step.ZONE, {"who": "resident", "authority": "emek-tamar"}, "2", "zone", "et-kfar-ela", Step.BIRTH_YEAR),
+    (
+        Step.ZONE,
+        {"who": "resident", "authority": "kiryat-tamar"},
+        "3",
+        "zone",
+        "kt-rimonim",
+        Step.BIRTH_YEAR,
+    ),
+    (
+        Step.ZONE,
+        {"who": "resident", "authority": "emek-tamar"},
+        "2",
+        "zone",
+        "et-kfar-ela",
+        Step.BIRTH_YEAR,
+    ),
     (Step.BIRTH_YEAR, RESIDENT, "1940", "birth_year", 1940, Step.NEEDS),
-    (Step.BIRTH_YEAR, VOLUNTEER, "١٩٨٠".translate(str.maketrans("١٩٨٠", "1980")), "birth_year", 1980, Step.SKILLS),
+    (
+        Step.BIRTH_YEAR,
+        VOLUNTEER,
+        "١٩٨٠".translate(str.maketrans("١٩٨٠", "1980")),
+        "birth_year",
+        1980,
+        Step.SKILLS,
+    ),
     (Step.SKILLS, VOLUNTEER, "1 3", "skills", ["driving", "first_aid"], Step.LANGUAGES),
     (Step.SKILLS, VOLUNTEER, "1, 3", "skills", ["driving", "first_aid"], Step.LANGUAGES),
     (Step.LANGUAGES, VOLUNTEER, "2", "langs", ["ar"], Step.AVAILABILITY),
@@ -110,12 +138,54 @@ GOOD_ANSWERS: list[tuple[Step, dict[str, Any], Answer, str, Any, Step]] = [
     (Step.NEEDS, RESIDENT, "0", "needs", [], Step.CONTACT_NAME),
     (Step.CONTACT_NAME, RESIDENT, "David", "ec_name", "David", Step.CONTACT_PHONE),
     (Step.CONTACT_NAME, RESIDENT, word("bot.choice.skip"), "ec_name", None, Step.CONSENT),
-    (Step.CONTACT_PHONE, {**RESIDENT, "ec_name": "D"}, "054-555-0101", "ec_phone", "+972545550101", Step.CONSENT),
-    (Step.CONSENT, RESIDENT, "1", "consent", CONSENT_VERSIONS[ConsentKind.REGISTRATION], Step.SUMMARY),
-    (Step.HEALTH_CONSENT, {**RESIDENT, "needs": ["mobility"], "consent": "v"}, "1", "health", CONSENT_VERSIONS[ConsentKind.HEALTH_DATA], Step.SUMMARY),
-    (Step.HEALTH_CONSENT, {**RESIDENT, "needs": ["mobility"], "consent": "v"}, "2", "needs", [], Step.SUMMARY),
-    (Step.GUARDIAN, {**VOLUNTEER, "birth_year": 2011, "consent": "v"}, "Dana Levi", "guardian", "Dana Levi", Step.SUMMARY),
-    (Step.GUARDIAN, {**VOLUNTEER, "birth_year": 2011, "consent": "v"}, word("bot.choice.no"), "guardian", None, Step.SUMMARY),
+    (
+        Step.CONTACT_PHONE,
+        {**RESIDENT, "ec_name": "D"},
+        "054-555-0101",
+        "ec_phone",
+        "+972545550101",
+        Step.CONSENT,
+    ),
+    (
+        Step.CONSENT,
+        RESIDENT,
+        "1",
+        "consent",
+        CONSENT_VERSIONS[ConsentKind.REGISTRATION],
+        Step.SUMMARY,
+    ),
+    (
+        Step.HEALTH_CONSENT,
+        {**RESIDENT, "needs": ["mobility"], "consent": "v"},
+        "1",
+        "health",
+        CONSENT_VERSIONS[ConsentKind.HEALTH_DATA],
+        Step.SUMMARY,
+    ),
+    (
+        Step.HEALTH_CONSENT,
+        {**RESIDENT, "needs": ["mobility"], "consent": "v"},
+        "2",
+        "needs",
+        [],
+        Step.SUMMARY,
+    ),
+    (
+        Step.GUARDIAN,
+        {**VOLUNTEER, "birth_year": 2011, "consent": "v"},
+        "Dana Levi",
+        "guardian",
+        "Dana Levi",
+        Step.SUMMARY,
+    ),
+    (
+        Step.GUARDIAN,
+        {**VOLUNTEER, "birth_year": 2011, "consent": "v"},
+        word("bot.choice.no"),
+        "guardian",
+        None,
+        Step.SUMMARY,
+    ),
 ]
 
 # (step, draft before, answer, error message key)
@@ -191,14 +261,23 @@ def test_a_bad_answer_is_explained_and_nothing_is_lost(
 
 def _applicable(draft: dict[str, Any]) -> list[Step]:
     return [
-        s for s in REGISTRATION if s not in (Step.PHONE, Step.GUARDIAN, Step.HEALTH_CONSENT)
-        and not (s in (Step.SKILLS, Step.LANGUAGES, Step.AVAILABILITY, Step.VEHICLE, Step.CAPACITY) and draft["who"] == "resident")
-        and not (s in (Step.NEEDS, Step.CONTACT_NAME, Step.CONTACT_PHONE) and draft["who"] == "volunteer")
+        s
+        for s in REGISTRATION
+        if s not in (Step.PHONE, Step.GUARDIAN, Step.HEALTH_CONSENT)
+        and not (
+            s in (Step.SKILLS, Step.LANGUAGES, Step.AVAILABILITY, Step.VEHICLE, Step.CAPACITY)
+            and draft["who"] == "resident"
+        )
+        and not (
+            s in (Step.NEEDS, Step.CONTACT_NAME, Step.CONTACT_PHONE) and draft["who"] == "volunteer"
+        )
     ]
 
 
 @pytest.mark.parametrize("language", ALL_LANGUAGES)
-@pytest.mark.parametrize("step", [s for s in _applicable({"who": "resident"}) if s != Step.LANGUAGE])
+@pytest.mark.parametrize(
+    "step", [s for s in _applicable({"who": "resident"}) if s != Step.LANGUAGE]
+)
 def test_back_goes_to_the_previous_question_and_keeps_answers(
     open_desk: Callable[..., Desk], language: Language, step: Step
 ) -> None:
@@ -270,7 +349,9 @@ def test_a_keyword_in_a_language_skips_the_language_question(
 def test_telegram_contact_must_be_the_senders_own(
     open_desk: Callable[..., Desk], language: Language
 ) -> None:
-    desk = open_desk(Step.PHONE, {"who": "volunteer", "name": "Omar"}, language, Channel.TELEGRAM, "5001")
+    desk = open_desk(
+        Step.PHONE, {"who": "volunteer", "name": "Omar"}, language, Channel.TELEGRAM, "5001"
+    )
     prompts = desk.send(contact_phone="+972525550000", contact_is_sender=False)
     assert prompts[0].text == t(language, "bot.phone.not_own")
     assert desk.step == Step.PHONE and "phone" not in desk.draft
@@ -280,10 +361,22 @@ def test_telegram_contact_must_be_the_senders_own(
 
 
 def test_telegram_location_picks_the_nearest_zone(open_desk: Callable[..., Desk]) -> None:
-    desk = open_desk(Step.ZONE, {"who": "volunteer", "authority": "kiryat-tamar"}, Language.AR, Channel.TELEGRAM, "5002")
+    desk = open_desk(
+        Step.ZONE,
+        {"who": "volunteer", "authority": "kiryat-tamar"},
+        Language.AR,
+        Channel.TELEGRAM,
+        "5002",
+    )
     desk.send(location=(31.6243, 34.7695))
     assert desk.draft["zone"] == "kt-north" and desk.draft["lat"] == 31.6243
-    desk2 = open_desk(Step.ZONE, {"who": "volunteer", "authority": "kiryat-tamar"}, Language.AR, Channel.TELEGRAM, "5003")
+    desk2 = open_desk(
+        Step.ZONE,
+        {"who": "volunteer", "authority": "kiryat-tamar"},
+        Language.AR,
+        Channel.TELEGRAM,
+        "5003",
+    )
     desk2.send(location=(31.5655, 34.7905))
     assert desk2.draft["authority"] == "emek-tamar" and desk2.draft["zone"] == "et-kfar-ela"
 
@@ -332,7 +425,23 @@ def test_a_complete_sms_registration_writes_person_and_consents(
     open_desk: Callable[..., Desk], language: Language
 ) -> None:
     desk = open_desk(Step.WHO, {}, language)
-    for answer in ["3", "Miriam", "1", "2", "1950", "1 2", "1", "1", "1", "3", "1", "רות", "054-555-0101", "1", "1"]:
+    for answer in [
+        "3",
+        "Miriam",
+        "1",
+        "2",
+        "1950",
+        "1 2",
+        "1",
+        "1",
+        "1",
+        "3",
+        "1",
+        "רות",
+        "054-555-0101",
+        "1",
+        "1",
+    ]:
         desk.send(answer)
     assert desk.step == Step.SUMMARY, desk.draft
     prompts = desk.send("1")

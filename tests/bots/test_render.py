@@ -76,7 +76,10 @@ def _sms_texts(
             if step == Step.GUARDIAN:
                 draft["birth_year"] = 2011
             conversation = Conversation(
-                channel=Channel.SMS, address="+972525551234", step=step.value, draft=draft,
+                channel=Channel.SMS,
+                address="+972525551234",
+                step=step.value,
+                draft=draft,
                 language=language,
             )
             inbound = Inbound(channel=Channel.SMS, address="+972525551234")
@@ -87,7 +90,13 @@ def _sms_texts(
             m.text
             for m in render.for_sms(
                 dialog.prompt(
-                    Turn(session, Conversation(channel=Channel.SMS, address="x", step="", draft={}), Inbound(channel=Channel.SMS, address="x"), NOW, None),
+                    Turn(
+                        session,
+                        Conversation(channel=Channel.SMS, address="x", step="", draft={}),
+                        Inbound(channel=Channel.SMS, address="x"),
+                        NOW,
+                        None,
+                    ),
                     Step.LANGUAGE,
                 ),
                 language,
