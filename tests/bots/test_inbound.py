@@ -5,10 +5,9 @@ from __future__ import annotations
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from bots.dialog import Dialog, Step
+from bots.dialog import Dialog, Inbound, Step
 from bots.flood import FloodPolicy
 from bots.inbound import Delivery, handle_inbound
-from bots.dialog import Inbound
 from config.i18n import t
 from config.languages import Language
 from config.profile import Profile
@@ -317,7 +316,6 @@ def test_one_flooding_sender_is_slowed_without_slowing_others(
     replies: list[int] = []
     for i in range(12):
         with unit_of_work(sessions) as session:
-            before = session.scalar(select(func.count()).select_from(OutboxMessage)) or 0
             outcome = handle_inbound(
                 session,
                 delivery=Delivery(
