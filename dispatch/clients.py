@@ -1,31 +1,151 @@
-"""Provider clients built from settings (temporary stand-in until the ``fakes`` branch's version
-is merged; same names): python-telegram-bot's ``Bot`` and the async twilio ``Client``, both
-pointed at HOSEN_TELEGRAM_API_URL / HOSEN_TWILIO_API_URL so tests and the demo use the fakes."""
+"""The production python-telegram-bot and twilio clients, built from the operator's settings.
+
+The API bases come from ``HOSEN_TELEGRAM_API_URL`` and ``HOSEN_TWILIO_API_URL``, so the same
+code talks to Telegram and Twilio in production and to the loopback fakes (``fakes/``) in tests,
+the demo and the benchmarks. Only the edges (bots/ and the channel senders) use these clients.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
+from aiohttp import encode_basic_auth
 from telegram import Bot
+from telegram.request import HTTPXRequest
+from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.http.http_client import TwilioHttpClient
+from twilio.http.response import Response
+from twilio.rest import Client
 
-from config.settings import Settings
+from config.settings import Settings, SettingsError
+
+# httpx logs every request URL at INFO, and a Bot API URL contains the bot token.
+TOKEN_LEAKING_LOGGERS = ("httpx", "httpcore")
 
 
-def make_telegram_bot(settings: Settings) -> Bot:
+def quiet_token_leaking_loggers() -> None:
+    """Raise the loggers that would print request URLs (with the bot token) to WARNING."""
+    for name in TOKEN_LEAKING_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < logging.WARNING:
+            logger.setLevel(logging.WARNING)
+
+
+def telegram_api_urls(settings: Settings) -> tuple[str, str]:
+    """python-telegram-bot's ``base_url`` and ``base_file_url`` for ``HOSEN_TELEGRAM_API_URL``.
+
+    For an ``ApplicationBuilder``: ``.base_url(urls[0]).base_file_url(urls[1])``.
+    """
+    root = str(settings.telegram_api_url).rstrip("/")
+    return f"{root}/bot", f"{root}/file/bot"
+
+
+def make_telegram_bot(
+    settings: Settings,
+    *,
+    connection_pool_size: int = 64,
+    read_timeout: float = 10.0,
+    pool_timeout: float = 10.0,
+) -> Bot:
+    """A ``telegram.Bot`` for ``HOSEN_TELEGRAM_TOKEN`` at ``HOSEN_TELEGRAM_API_URL``.
+
+    Not yet initialised: use ``async with bot:`` or ``await bot.initialize()``. The connection
+    pool is sized for concurrent sends (PTB's default Bot allows one connection at a time).
+    """
     if settings.telegram_token is None:
-        raise ValueError("HOSEN_TELEGRAM_TOKEN is not set")
-    base = str(settings.telegram_api_url).rstrip("/")
-    return Bot(settings.telegram_token, base_url=f"{base}/bot")
-
-
-def make_twilio_client(settings: Settings) -> Any:
-    from twilio.http.async_http_client import AsyncTwilioHttpClient
-    from twilio.rest import Client
-
-    client = Client(
-        settings.twilio_account_sid,
-        settings.twilio_auth_token,
-        http_client=AsyncTwilioHttpClient(),
+        raise SettingsError("HOSEN_TELEGRAM_TOKEN: required to talk to Telegram")
+    quiet_token_leaking_loggers()
+    base_url, base_file_url = telegram_api_urls(settings)
+    request = HTTPXRequest(
+        connection_pool_size=connection_pool_size,
+        read_timeout=read_timeout,
+        pool_timeout=pool_timeout,
     )
+    return Bot(
+        settings.telegram_token,
+        base_url=base_url,
+        base_file_url=base_file_url,
+        request=request,
+    )
+
+
+def _twilio_credentials(settings: Settings) -> tuple[str, str]:
+    if not (settings.twilio_account_sid and settings.twilio_auth_token):
+        raise SettingsError(
+            "HOSEN_TWILIO_ACCOUNT_SID / HOSEN_TWILIO_AUTH_TOKEN: required to send SMS"
+        )
+    return settings.twilio_account_sid, settings.twilio_auth_token
+
+
+def _point_at_api(client: Client, settings: Settings) -> Client:
+    # The Messages resource lives on the "api" domain; its base_url is the only place the
+    # host is named, so replacing it moves every Messages call to HOSEN_TWILIO_API_URL.
     client.api.base_url = str(settings.twilio_api_url).rstrip("/")
     return client
+
+
+class AsyncTwilioHttp(AsyncTwilioHttpClient):  # type: ignore[misc]
+    """twilio's aiohttp transport with two corrections.
+
+    twilio passes ``timeout=None`` on every call, which aiohttp reads as "no timeout at all", so
+    the client-wide timeout is applied here; and the credentials travel as an ``Authorization``
+    header, because aiohttp deprecates the ``BasicAuth`` object twilio would build.
+    """
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        params: dict[str, object] | None = None,
+        data: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,
+        allow_redirects: bool = False,
+    ) -> Response:
+        headers = dict(headers or {})
+        if auth is not None:
+            headers["Authorization"] = encode_basic_auth(auth[0], auth[1])
+        response: Response = await super().request(
+            method,
+            url,
+            params=params,
+            data=data,
+            headers=headers,
+            auth=None,
+            timeout=timeout if timeout is not None else self.timeout,
+            allow_redirects=allow_redirects,
+        )
+        return response
+
+
+def make_twilio_client(settings: Settings, *, timeout: float = 10.0) -> Client:
+    """An asynchronous twilio ``Client``: ``await client.messages.create_async(...)``.
+
+    Must be called with an event loop running (its aiohttp session binds to that loop);
+    close it with ``await client.http_client.close()``, or use :func:`open_twilio_client`.
+    """
+    account_sid, auth_token = _twilio_credentials(settings)
+    http_client = AsyncTwilioHttp(timeout=timeout)
+    client = Client(account_sid, auth_token, account_sid=account_sid, http_client=http_client)
+    return _point_at_api(client, settings)
+
+
+@asynccontextmanager
+async def open_twilio_client(settings: Settings, *, timeout: float = 10.0) -> AsyncIterator[Client]:
+    """:func:`make_twilio_client` whose HTTP session is closed on exit."""
+    client = make_twilio_client(settings, timeout=timeout)
+    try:
+        yield client
+    finally:
+        await client.http_client.close()
+
+
+def make_twilio_sync_client(settings: Settings, *, timeout: float = 10.0) -> Client:
+    """A blocking twilio ``Client`` (requests), for the CLI and scripts."""
+    account_sid, auth_token = _twilio_credentials(settings)
+    http_client = TwilioHttpClient(timeout=timeout)
+    client = Client(account_sid, auth_token, account_sid=account_sid, http_client=http_client)
+    return _point_at_api(client, settings)

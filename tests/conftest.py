@@ -155,3 +155,7 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
 def unit_settings(tmp_path: Path) -> Settings:
     """Settings for tests that touch no database: every HOSEN_* variable ignored."""
     return Settings(database_url=f"sqlite:///{tmp_path / 'unused.sqlite3'}", _env_file=None)  # type: ignore[call-arg]
+
+
+# The loopback fakes' fixtures (fake_telegram, fake_twilio, fake_settings, log_secrets).
+pytest_plugins = ["tests.fakes_fixtures"]

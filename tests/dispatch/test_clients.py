@@ -1,0 +1,107 @@
+"""The production client factories talk to whatever HOSEN_*_API_URL names: here, the fakes."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiohttp import web
+from telegram import Bot
+
+from config.settings import Settings, SettingsError
+from dispatch.clients import (
+    make_telegram_bot,
+    make_twilio_sync_client,
+    open_twilio_client,
+    telegram_api_urls,
+)
+from fakes.telegram import FakeTelegram
+from fakes.twilio import FakeTwilio
+
+pytestmark = pytest.mark.e2e
+
+
+def test_telegram_bot_uses_the_configured_api_url(
+    fake_telegram: FakeTelegram, fake_settings: Settings, log_secrets: list[str]
+) -> None:
+    dana = fake_telegram.new_user()
+
+    async def run() -> int:
+        async with make_telegram_bot(fake_settings) as bot:
+            assert isinstance(bot, Bot)
+            message = await bot.send_message(dana.id, "שלום")
+            return message.message_id
+
+    assert asyncio.run(run()) == 1
+    assert fake_telegram.last_sent(dana.id)["text"] == "שלום"
+
+
+def test_telegram_urls_tolerate_a_trailing_slash(unit_settings: Settings) -> None:
+    settings = unit_settings.model_copy(update={"telegram_api_url": "http://127.0.0.1:9/"})
+    assert telegram_api_urls(settings) == ("http://127.0.0.1:9/bot", "http://127.0.0.1:9/file/bot")
+
+
+def test_async_twilio_client_uses_the_configured_api_url(
+    fake_twilio: FakeTwilio, fake_settings: Settings, log_secrets: list[str]
+) -> None:
+    async def run() -> str:
+        async with open_twilio_client(fake_settings) as client:
+            message = await client.messages.create_async(
+                to="+972501234567", from_=fake_settings.twilio_from, body="hi"
+            )
+            return str(message.sid)
+
+    sid = asyncio.run(run())
+    assert fake_twilio.messages[sid]["to"] == "+972501234567"
+
+
+def test_sync_twilio_client_uses_the_configured_api_url(
+    fake_twilio: FakeTwilio, fake_settings: Settings
+) -> None:
+    client = make_twilio_sync_client(fake_settings)
+    message = client.messages.create(to="+972501234567", from_=fake_settings.twilio_from, body="hi")
+    assert message.sid in fake_twilio.messages
+
+
+def test_async_twilio_timeout_is_applied(unit_settings: Settings) -> None:
+    """twilio itself passes no timeout per request; the factory's timeout must still hold."""
+
+    async def run() -> None:
+        released = asyncio.Event()
+
+        async def never_answers(request: web.Request) -> web.Response:
+            await released.wait()
+            return web.Response()
+
+        app = web.Application()
+        app.router.add_post("/{tail:.*}", never_answers)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        settings = unit_settings.model_copy(
+            update={
+                "twilio_account_sid": "AC" + "0" * 32,
+                "twilio_auth_token": "f" * 32,
+                "twilio_api_url": f"http://127.0.0.1:{port}",
+            }
+        )
+        try:
+            async with open_twilio_client(settings, timeout=0.2) as client:
+                with pytest.raises(TimeoutError):
+                    await client.messages.create_async(
+                        to="+972501234567", from_="+972559000001", body="x"
+                    )
+        finally:
+            released.set()
+            await runner.cleanup()
+
+    asyncio.run(run())
+
+
+def test_missing_credentials_are_named(unit_settings: Settings) -> None:
+    with pytest.raises(SettingsError, match="HOSEN_TELEGRAM_TOKEN"):
+        make_telegram_bot(unit_settings)
+    with pytest.raises(SettingsError, match="HOSEN_TWILIO_ACCOUNT_SID"):
+        make_twilio_sync_client(unit_settings)
