@@ -552,6 +552,8 @@ class Dialog:
             turn.draft["phone"] = phone
             turn.draft["phone_verified"] = not family
             if not family:
+                if self._link_known_person(turn, phone):
+                    return None
                 self._adopt_sms_draft(turn, phone)
             return self._advance(turn, Step.PHONE)
         if is_word(text, turn.conversation.language, Word.SKIP) and not family:
@@ -566,6 +568,35 @@ class Dialog:
             return normalise_phone(text, region=self.region).e164
         except InvalidPhone:
             raise Invalid("phone.invalid") from None
+
+    def _link_known_person(self, turn: Turn, phone: str) -> bool:
+        """Their own, verified number is already registered (say by SMS): this chat is them."""
+        known = turn.session.scalar(
+            select(Person)
+            .where(Person.phone == phone, Person.status != PersonStatus.ERASED)
+            .order_by(Person.id)
+        )
+        if known is None:
+            return False
+        authority = turn.session.get(Authority, known.authority_id)
+        assert authority is not None
+        registration = people.register_person(
+            turn.session,
+            authority=authority,
+            details=people.PersonDetails(
+                phone=normalise_phone(phone, region=self.region),
+                telegram_chat_id=int(turn.conversation.address),
+                channel=Channel.TELEGRAM,
+            ),
+            source=Source.TELEGRAM,
+            actor=self._actor(turn),
+            now=turn.now,
+        )
+        turn.conversation.person_id = registration.person.id
+        turn.person = registration.person
+        turn.say("bot.phone.linked")
+        self._menu(turn)
+        return True
 
     def _adopt_sms_draft(self, turn: Turn, phone: str) -> None:
         """The person began by SMS and goes on in Telegram: keep what they already answered."""

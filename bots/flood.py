@@ -17,8 +17,8 @@ from bots.models import Conversation
 
 @dataclass(frozen=True)
 class FloodPolicy:
-    burst: float = 8.0
-    per_second: float = 0.5
+    burst: float = 12.0  # a person tapping through a multi-select stays well inside this
+    per_second: float = 1.0
 
 
 DEFAULT_POLICY = FloodPolicy()

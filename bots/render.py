@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bots.prompts import Prompt, Request
-from bots.sms_segments import segments
 from config.i18n import t
 from config.languages import Language
+from dispatch.segments import count_segments as segments
 
 CALLBACK_PREFIX = "b:"
 CONTACT_BUTTON = "kb:contact"

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import parse_qsl
 
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
@@ -22,6 +23,7 @@ from starlette.responses import Response
 from twilio.request_validator import RequestValidator
 
 from bots.dialog import Dialog, Inbound
+from bots.flood import DEFAULT_POLICY, FloodPolicy
 from bots.inbound import Delivery, receive
 from config.settings import Settings
 from dispatch.delivery import record_sms_status
@@ -41,6 +43,7 @@ class SmsWebhooks:
     sessions: sessionmaker[Session]
     dialog: Dialog
     clock: Clock
+    flood: FloodPolicy = DEFAULT_POLICY
 
     def signed(self, request: Request, params: dict[str, str]) -> bool:
         """Whether Twilio signed exactly this URL and these parameters with our auth token."""
@@ -72,7 +75,12 @@ class SmsWebhooks:
         )
         delivery = Delivery(provider_key=f"sms:{sid}", inbound=inbound, payload=params)
         await run_in_threadpool(
-            receive, self.sessions, delivery=delivery, dialog=self.dialog, now=self.clock()
+            receive,
+            self.sessions,
+            delivery=delivery,
+            dialog=self.dialog,
+            now=self.clock(),
+            flood=self.flood,
         )
         return Response(EMPTY_TWIML, media_type="text/xml")
 
@@ -105,8 +113,14 @@ class SmsWebhooks:
 
 
 async def _form(request: Request) -> dict[str, str]:
-    form = await request.form()
-    return {key: value for key, value in form.items() if isinstance(value, str)}
+    """Twilio posts ``application/x-www-form-urlencoded``; the standard library reads it (no
+    multipart parser needed). Blank values are kept: the signature covers them."""
+    body = await request.body()
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=200)
+    except (UnicodeDecodeError, ValueError):
+        return {}
+    return dict(pairs)
 
 
 def sms_endpoints(webhooks: SmsWebhooks) -> dict[str, Callable[[Request], Awaitable[Response]]]:

@@ -32,14 +32,18 @@ from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHand
 from telegram.request import HTTPXRequest
 
 from bots.dialog import Dialog, Inbound
+from bots.flood import DEFAULT_POLICY, FloodPolicy
 from bots.inbound import Delivery, receive
 from config.settings import Settings
+from dispatch.clients import quiet_token_leaking_loggers, telegram_api_urls
 from registry.models import Channel
 
 log = logging.getLogger("hosen.telegram")
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 POLL_TIMEOUT = 30  # seconds a getUpdates long poll may hang waiting for news
+# What the bot asks Telegram for (the rest, e.g. chat_member, it has no use for).
+ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_member"]
 Clock = Callable[[], datetime]
 
 
@@ -155,7 +159,7 @@ async def restart_if_stalled(updater: Poller, watch: PollWatch) -> bool:
 
 async def start_polling(updater: Poller) -> None:
     await updater.start_polling(
-        timeout=POLL_TIMEOUT, allowed_updates=Update.ALL_TYPES, drop_pending_updates=False
+        timeout=POLL_TIMEOUT, allowed_updates=ALLOWED_UPDATES, drop_pending_updates=False
     )
 
 
@@ -187,6 +191,7 @@ class TelegramInbound:
     sessions: sessionmaker[Session]
     dialog: Dialog
     clock: Clock
+    flood: FloodPolicy = DEFAULT_POLICY
     handled: int = field(default=0)
 
     async def __call__(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -196,7 +201,12 @@ class TelegramInbound:
         delivery = delivery_from_update(update)
         if delivery is not None:
             await asyncio.to_thread(
-                receive, self.sessions, delivery=delivery, dialog=self.dialog, now=self.clock()
+                receive,
+                self.sessions,
+                delivery=delivery,
+                dialog=self.dialog,
+                now=self.clock(),
+                flood=self.flood,
             )
             self.handled += 1
         if update.callback_query is not None:
@@ -218,16 +228,18 @@ def build_application(
     clock: Clock,
     watch: PollWatch | None = None,
     polling: bool = True,
+    flood: FloodPolicy = DEFAULT_POLICY,
 ) -> Application[Any, Any, Any, Any, Any, Any]:
     """The python-telegram-bot Application with Hosen's handler, pointed at HOSEN_TELEGRAM_API_URL."""
     if settings.telegram_token is None:
         raise ValueError("HOSEN_TELEGRAM_TOKEN is not set")
-    base = str(settings.telegram_api_url).rstrip("/")
+    quiet_token_leaking_loggers()
+    base_url, base_file_url = telegram_api_urls(settings)
     builder = (
         ApplicationBuilder()
         .token(settings.telegram_token)
-        .base_url(f"{base}/bot")
-        .base_file_url(f"{base}/file/bot")
+        .base_url(base_url)
+        .base_file_url(base_file_url)
     )
     if polling:
         watch = watch or PollWatch(clock=clock)
@@ -237,7 +249,7 @@ def build_application(
     else:
         builder = builder.updater(None)
     application = builder.build()
-    application.add_handler(TypeHandler(Update, TelegramInbound(sessions, dialog, clock)))
+    application.add_handler(TypeHandler(Update, TelegramInbound(sessions, dialog, clock, flood)))
     application.add_error_handler(_log_error)
     return application
 

@@ -23,8 +23,10 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from bots.dialog import Dialog
+from bots.flood import DEFAULT_POLICY, FloodPolicy
 from bots.sms import SmsWebhooks
 from bots.telegram import (
+    ALLOWED_UPDATES,
     PollWatch,
     build_application,
     keep_polling,
@@ -58,10 +60,13 @@ def build_app(
     clock: Callable[[], datetime] = utcnow,
     run_worker: bool = True,
     run_bot: bool = True,
+    flood: FloodPolicy = DEFAULT_POLICY,
 ) -> Starlette:
     settings = ctx.settings
     dialog = Dialog(profile=ctx.profile, region=settings.default_region)
-    sms = SmsWebhooks(settings=settings, sessions=ctx.sessions, dialog=dialog, clock=clock)
+    sms = SmsWebhooks(
+        settings=settings, sessions=ctx.sessions, dialog=dialog, clock=clock, flood=flood
+    )
     runtime = Runtime()
     webhook_mode = settings.public_url is not None
     if run_bot and settings.telegram_enabled:
@@ -73,6 +78,7 @@ def build_app(
             clock=clock,
             watch=runtime.watch,
             polling=not webhook_mode,
+            flood=flood,
         )
 
     async def telegram_webhook(request: Request) -> Response:
@@ -114,7 +120,9 @@ async def _start(ctx: Context, runtime: Runtime, *, run_worker: bool) -> None:
         if runtime.webhook_mode:
             url = str(settings.public_url).rstrip("/") + "/telegram/webhook"
             await application.bot.set_webhook(
-                url=url, secret_token=settings.telegram_webhook_secret, allowed_updates=[]
+                url=url,
+                secret_token=settings.telegram_webhook_secret,
+                allowed_updates=ALLOWED_UPDATES,
             )
         else:
             await application.bot.delete_webhook()

@@ -129,22 +129,22 @@ def test_the_same_person_on_both_channels_is_one_person(
     for text in HEBREW_RESIDENT:
         sms_chat.send(text)
     sms_chat.send("1")
-    # Later, on Telegram, the same person shares their own contact.
+    # Later, on Telegram, the same person shares their own contact: the chat is linked to her.
     tg_chat.send("/start")
     tg_chat.send("1")  # Hebrew
-    tg_chat.send("3")  # both
+    tg_chat.send("2")  # resident
     tg_chat.send("מרים אבוקסיס")
-    tg_chat.send(contact="+972525551234", own_contact=True)
-    with sessions() as session:
-        people = session.scalars(select(Person)).all()
-        assert len(people) == 1
-    tg_chat.send("1")  # Kiryat Tamar
-    tg_chat.send("2")
-    tg_chat.send("1941")
+    replies = tg_chat.send(contact="+972525551234", own_contact=True)
+    assert replies[0] == t(Language.HE, "bot.phone.linked")
+    assert tg_chat.conversation().step == Step.MENU  # type: ignore[union-attr]
+    # She adds that she volunteers too, from Telegram.
+    tg_chat.send(button="menu:update")
+    tg_chat.send(button="update:who")
+    tg_chat.send(button="who:both")
     for _ in ("skills", "langs"):
         tg_chat.send(button=f"{tg_chat.conversation().step}:done")  # type: ignore[union-attr]
-    for text in ["1", "2", "1", "0", "דלג", "1"]:
-        tg_chat.send(text)
+    for answer in ["avail:both", "vehicle:no", "capacity:2"]:
+        tg_chat.send(button=answer)
     assert tg_chat.conversation().step == Step.SUMMARY  # type: ignore[union-attr]
     tg_chat.send(button="summary:confirm")
     with sessions() as session:
@@ -152,7 +152,7 @@ def test_the_same_person_on_both_channels_is_one_person(
         assert len(people) == 1
         person = people[0]
         assert person.telegram_chat_id == 777001 and person.phone == "+972525551234"
-        assert person.is_volunteer and person.needs_help
+        assert person.is_volunteer and person.needs_help and person.channel == Channel.TELEGRAM
     # Either channel now sees the registered person's menu.
     assert sms_chat.send("מצב")[0].startswith("מרים אבוקסיס")
 

@@ -11,9 +11,9 @@ from bots import render
 from bots.dialog import REGISTRATION, Dialog, Inbound, Step, Turn
 from bots.models import Conversation
 from bots.prompts import Choice, Prompt, Request
-from bots.sms_segments import segments
 from config.i18n import catalog, t
 from config.languages import ALL_LANGUAGES, Language
+from dispatch.segments import count_segments as segments
 from registry.models import Channel
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
