@@ -38,8 +38,12 @@ def test_text_and_commands(builder: FakeTelegram) -> None:
 def test_a_shared_contact_is_own_only_when_the_user_ids_match(builder: FakeTelegram) -> None:
     user = builder.new_user("Omar")
     own = delivery_from_update(as_update(builder.contact(user, "+972525557777")))
-    other = delivery_from_update(as_update(builder.contact(user, "+972525550000", contact_user_id=99)))
-    unknown = delivery_from_update(as_update(builder.contact(user, "+972525550000", contact_user_id=None)))
+    other = delivery_from_update(
+        as_update(builder.contact(user, "+972525550000", contact_user_id=99))
+    )
+    unknown = delivery_from_update(
+        as_update(builder.contact(user, "+972525550000", contact_user_id=None))
+    )
     assert own is not None and own.inbound.contact_is_sender
     assert other is not None and not other.inbound.contact_is_sender
     assert unknown is not None and not unknown.inbound.contact_is_sender
@@ -69,8 +73,12 @@ def test_callbacks_lose_their_prefix_and_keep_foreign_ones(builder: FakeTelegram
     user = builder.new_user("Dana")
     message = builder._incoming(user, None, text="Q")  # a message to hang buttons on
     message["from"] = {"id": 1, "is_bot": True, "first_name": "Hosen"}
-    dialog = delivery_from_update(as_update(builder.callback(user, message, "b:who:both", check_button=False)))
-    campaign = delivery_from_update(as_update(builder.callback(user, message, "c:17:ok", check_button=False)))
+    dialog = delivery_from_update(
+        as_update(builder.callback(user, message, "b:who:both", check_button=False))
+    )
+    campaign = delivery_from_update(
+        as_update(builder.callback(user, message, "c:17:ok", check_button=False))
+    )
     assert dialog is not None and dialog.inbound.button == "who:both"
     assert campaign is not None and campaign.inbound.button == "c:17:ok"
 
