@@ -1,17 +1,561 @@
-"""The escalation ladder: reminders, a buddy's home visit, the officer's unreached list."""
+"""The escalation ladder and home-visit tasks.
+
+A check-in recipient's timer is its ``next_step_at``: a row with a due time, so a restart loses
+nothing. :func:`run_escalations` (the sweep) moves each silent recipient one step:
+
+0 → 1  after T1: a reminder, on the next channel when there is one (a missed Telegram message is
+       often a phone without data: SMS may get through);
+1 → 2  after T2: a home-visit task for the resident's buddy ("please check on <name> at
+       <address>": name and address only, never a word about needs), with accept / done /
+       could-not-reach buttons (``t:<task>:accept|done|fail``);
+2 → 3  after T3: the officer's unreached list (an alert).
+
+"I need help" skips the ladder: a task for the buddy and an alert at once. A buddy who is a
+minor never gets a home visit alone: the task goes to an adult coordinator of the minor's group,
+who goes together with them. With nobody to send, the officer gets a "no buddy" alert.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dispatch.models import OutboxMessage
-from registry.models import Person
+from config.i18n import t
+from config.languages import Language
+from dispatch.models import (
+    Alert,
+    AlertKind,
+    Answer,
+    Campaign,
+    CampaignKind,
+    CampaignRecipient,
+    CampaignStatus,
+    ChannelBlock,
+    OutboxMessage,
+    Priority,
+    Task,
+    TaskReason,
+    TaskStatus,
+)
+from dispatch.outbox import enqueue
+from registry.models import (
+    ACTIVE_ASSIGNMENT,
+    Authority,
+    BuddyAssignment,
+    Channel,
+    Group,
+    GroupMember,
+    Person,
+    PersonStatus,
+    PhoneKind,
+    Zone,
+)
+
+ADULT_AGE = 18
+SWEEP_BATCH = 1000
+
+
+# --- sending to one person -------------------------------------------------------------------
+
+
+def channel_for(session: Session, person: Person) -> Channel:
+    """The first channel that still reaches ``person`` (Telegram, then SMS), or NONE."""
+    blocked = {
+        Channel(c)
+        for c in session.scalars(
+            select(ChannelBlock.channel).where(ChannelBlock.person_id == person.id)
+        )
+    }
+    if person.telegram_chat_id is not None and Channel.TELEGRAM not in blocked:
+        return Channel.TELEGRAM
+    if person.can_receive_sms and Channel.SMS not in blocked:
+        return Channel.SMS
+    return Channel.NONE
+
+
+def send_to(
+    session: Session,
+    *,
+    person: Person,
+    text: str,
+    buttons: list[list[dict[str, str]]] | None,
+    priority: Priority,
+    kind: str,
+    campaign_id: int | None,
+    now: datetime,
+    channel: Channel | None = None,
+) -> OutboxMessage | None:
+    """Queue one message on the person's best channel (or ``channel``); None if none reaches."""
+    from dispatch.campaigns import for_channel
+
+    channel = channel or channel_for(session, person)
+    if channel == Channel.NONE or not person.reachable:
+        return None
+    address = person.phone if channel == Channel.SMS else str(person.telegram_chat_id)
+    assert address is not None
+    return enqueue(
+        session,
+        channel=channel,
+        address=address,
+        text=for_channel(text, buttons, channel),
+        person_id=person.id,
+        buttons=[[(b["text"], b["data"]) for b in row] for row in buttons] if buttons else None,
+        priority=priority,
+        kind=kind,
+        campaign_id=campaign_id,
+        due_at=now,
+    )
+
+
+def campaign_text(campaign: Campaign | None, language: Language, key: str, **params: str) -> str:
+    from dispatch.campaigns import marked
+
+    text = t(language, key, **params)
+    return marked(language, campaign.mode, text) if campaign is not None else text
+
+
+# --- who visits ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Visitor:
+    person: Person  # who gets the task
+    group_id: int | None = None  # set when a coordinator gets it for a group member
+    member: Person | None = None  # the minor buddy going with the coordinator
+
+
+def is_minor(person: Person, now: datetime) -> bool:
+    return person.birth_year is not None and now.year - person.birth_year < ADULT_AGE
+
+
+def choose_visitor(session: Session, *, resident_id: int, now: datetime) -> Visitor | None:
+    """The resident's buddy (primary, then backup); a minor buddy's adult coordinator."""
+    assignments = session.scalars(
+        select(BuddyAssignment)
+        .where(
+            BuddyAssignment.resident_id == resident_id,
+            BuddyAssignment.status.in_(ACTIVE_ASSIGNMENT),
+        )
+        .order_by(BuddyAssignment.rank)
+    ).all()
+    for assignment in assignments:
+        buddy = session.get(Person, assignment.volunteer_id)
+        if buddy is None or buddy.status != PersonStatus.ACTIVE:
+            continue
+        if not is_minor(buddy, now):
+            if channel_for(session, buddy) != Channel.NONE:
+                return Visitor(person=buddy)
+            continue
+        coordinator = _adult_coordinator(session, member=buddy, now=now)
+        if coordinator is not None:
+            return coordinator
+    return None
+
+
+def _adult_coordinator(session: Session, *, member: Person, now: datetime) -> Visitor | None:
+    groups = session.scalars(
+        select(GroupMember.group_id).where(GroupMember.person_id == member.id)
+    ).all()
+    for group_id in groups:
+        coordinators = session.scalars(
+            select(Person)
+            .join(GroupMember, GroupMember.person_id == Person.id)
+            .where(
+                GroupMember.group_id == group_id,
+                GroupMember.is_coordinator.is_(True),
+                Person.id != member.id,
+                Person.status == PersonStatus.ACTIVE,
+            )
+            .order_by(Person.id)
+        ).all()
+        for coordinator in coordinators:
+            if not is_minor(coordinator, now) and channel_for(session, coordinator) != Channel.NONE:
+                return Visitor(person=coordinator, group_id=group_id, member=member)
+    return None
+
+
+def place_of(session: Session, resident: Person) -> str:
+    """Where to go: the address, or at least the zone's name."""
+    if resident.address:
+        return resident.address
+    zone = session.get(Zone, resident.zone_id) if resident.zone_id else None
+    return zone.name if zone else "?"
+
+
+def task_buttons(language: Language, task_id: int) -> list[list[dict[str, str]]]:
+    return [
+        [
+            {"text": t(language, "dispatch.task.accept"), "data": f"t:{task_id}:accept"},
+            {"text": t(language, "dispatch.task.done"), "data": f"t:{task_id}:done"},
+            {"text": t(language, "dispatch.task.not_reached"), "data": f"t:{task_id}:fail"},
+        ]
+    ]
+
+
+def visit_text(
+    session: Session, *, campaign: Campaign | None, visitor: Visitor, resident: Person
+) -> str:
+    language = visitor.person.language
+    params = {"name": resident.name or "?", "address": place_of(session, resident)}
+    if visitor.member is not None:
+        return campaign_text(
+            campaign,
+            language,
+            "dispatch.task.visit_with",
+            member=visitor.member.name or "?",
+            **params,
+        )
+    return campaign_text(campaign, language, "dispatch.task.visit", **params)
+
+
+def send_visit(
+    session: Session,
+    *,
+    campaign: Campaign | None,
+    resident: Person,
+    reason: TaskReason,
+    now: datetime,
+) -> Task | None:
+    """A home-visit task for the resident's buddy, sent at once; an alert if nobody can go."""
+    open_task = session.scalars(
+        select(Task).where(
+            Task.resident_id == resident.id,
+            Task.campaign_id == (campaign.id if campaign else None),
+            Task.status.in_((TaskStatus.OFFERED, TaskStatus.ACCEPTED)),
+        )
+    ).first()
+    if open_task is not None:
+        if reason == TaskReason.HELP and open_task.reason != TaskReason.HELP:
+            open_task.reason = TaskReason.HELP  # the visit is now for someone who asked for help
+        return open_task
+    visitor = choose_visitor(session, resident_id=resident.id, now=now)
+    if visitor is None:
+        raise_alert(
+            session,
+            campaign_id=campaign.id if campaign else None,
+            person_id=resident.id,
+            kind=AlertKind.NO_BUDDY,
+            now=now,
+        )
+        return None
+    task = Task(
+        campaign_id=campaign.id if campaign else None,
+        resident_id=resident.id,
+        volunteer_id=visitor.person.id,
+        group_id=visitor.group_id,
+        reason=reason,
+        status=TaskStatus.OFFERED,
+        created_at=now,
+    )
+    session.add(task)
+    session.flush()
+    send_to(
+        session,
+        person=visitor.person,
+        text=visit_text(session, campaign=campaign, visitor=visitor, resident=resident),
+        buttons=task_buttons(visitor.person.language, task.id),
+        priority=Priority.INTERACTIVE,  # few and urgent: ahead of any bulk campaign
+        kind="task",
+        campaign_id=campaign.id if campaign else None,
+        now=now,
+    )
+    return task
+
+
+def raise_alert(
+    session: Session,
+    *,
+    campaign_id: int | None,
+    person_id: int | None,
+    kind: AlertKind,
+    now: datetime,
+    task_id: int | None = None,
+) -> Alert:
+    alert = Alert(
+        campaign_id=campaign_id, person_id=person_id, kind=kind, task_id=task_id, created_at=now
+    )
+    session.add(alert)
+    return alert
+
+
+# --- the ladder --------------------------------------------------------------------------------
+
+
+def run_escalations(session: Session, *, now: datetime, limit: int = SWEEP_BATCH) -> int:
+    """Move every due, still-silent check-in recipient one step up the ladder; returns how many."""
+    query = (
+        select(CampaignRecipient, Campaign)
+        .join(Campaign, Campaign.id == CampaignRecipient.campaign_id)
+        .where(
+            CampaignRecipient.next_step_at <= now,
+            Campaign.status == CampaignStatus.ACTIVE,
+        )
+        .order_by(CampaignRecipient.next_step_at, CampaignRecipient.id)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True, of=CampaignRecipient)
+    rows = session.execute(query).all()
+    for recipient, campaign in rows:
+        step_up(session, recipient=recipient, campaign=campaign, now=now)
+    return len(rows)
+
+
+def step_up(
+    session: Session, *, recipient: CampaignRecipient, campaign: Campaign, now: datetime
+) -> None:
+    if recipient.answer != Answer.PENDING or campaign.kind != CampaignKind.CHECKIN:
+        recipient.next_step_at = None
+        return
+    resident = session.get(Person, recipient.person_id)
+    if resident is None or resident.status != PersonStatus.ACTIVE:
+        recipient.next_step_at = None
+        return
+    started = campaign.started_at
+    if recipient.step == 0 and recipient.channel != Channel.NONE:
+        _remind(session, recipient=recipient, campaign=campaign, resident=resident, now=now)
+        recipient.step = 1
+        recipient.next_step_at = started + timedelta(seconds=campaign.visit_after)
+    elif recipient.step <= 1:
+        reason = (
+            TaskReason.NO_CHANNEL if recipient.channel == Channel.NONE else TaskReason.NO_ANSWER
+        )
+        send_visit(session, campaign=campaign, resident=resident, reason=reason, now=now)
+        recipient.step = 2
+        recipient.next_step_at = max(now, started + timedelta(seconds=campaign.unreached_after))
+    else:
+        recipient.answer = Answer.NO_ANSWER
+        recipient.step = 3
+        recipient.next_step_at = None
+        raise_alert(
+            session,
+            campaign_id=campaign.id,
+            person_id=resident.id,
+            kind=AlertKind.UNREACHED,
+            now=now,
+        )
+
+
+def _remind(
+    session: Session,
+    *,
+    recipient: CampaignRecipient,
+    campaign: Campaign,
+    resident: Person,
+    now: datetime,
+) -> None:
+    from dispatch.campaigns import checkin_message, priority_for
+
+    channel = channel_for(session, resident)
+    # The same or the next channel: if Telegram went unanswered and SMS is possible, use SMS.
+    if channel == Channel.TELEGRAM and resident.can_receive_sms:
+        blocked = session.get(ChannelBlock, (resident.id, Channel.SMS))
+        if blocked is None and resident.phone_kind != PhoneKind.LANDLINE:
+            channel = Channel.SMS
+    if channel == Channel.NONE:
+        return
+    text, buttons = checkin_message(
+        language=resident.language,
+        name=resident.name,
+        campaign_id=campaign.id,
+        mode=campaign.mode,
+        channel=channel,
+        reminder=True,
+    )
+    address = resident.phone if channel == Channel.SMS else str(resident.telegram_chat_id)
+    assert address is not None
+    enqueue(
+        session,
+        channel=channel,
+        address=address,
+        text=text,
+        person_id=resident.id,
+        buttons=[[(b["text"], b["data"]) for b in row] for row in buttons],
+        priority=priority_for(campaign.mode),
+        kind="reminder",
+        campaign_id=campaign.id,
+        due_at=now,
+    ).risk_rank = recipient.risk_rank
 
 
 def no_channel_left(
     session: Session, *, message: OutboxMessage, person: Person, now: datetime
 ) -> None:
-    """Every channel to ``person`` failed for ``message``."""
-    return None
+    """Every channel to ``person`` failed for ``message``: a check-in becomes a home visit."""
+    if message.campaign_id is None:
+        return
+    campaign = session.get(Campaign, message.campaign_id)
+    if campaign is None:
+        return
+    if message.kind == "task":
+        # The visitor cannot be reached: the officer must find someone else.
+        raise_alert(
+            session, campaign_id=campaign.id, person_id=person.id, kind=AlertKind.NO_BUDDY, now=now
+        )
+        return
+    recipient = session.scalars(
+        select(CampaignRecipient).where(
+            CampaignRecipient.campaign_id == campaign.id,
+            CampaignRecipient.person_id == person.id,
+        )
+    ).first()
+    if recipient is None or campaign.kind != CampaignKind.CHECKIN:
+        return
+    if recipient.answer == Answer.PENDING and recipient.step < 2:
+        send_visit(
+            session, campaign=campaign, resident=person, reason=TaskReason.NO_CHANNEL, now=now
+        )
+        recipient.step = 2
+        recipient.next_step_at = max(
+            now, campaign.started_at + timedelta(seconds=campaign.unreached_after)
+        )
+
+
+# --- task assignment campaigns -----------------------------------------------------------------
+
+
+def assign_buddy_tasks(
+    session: Session, *, campaign: Campaign, audience: object, now: datetime
+) -> int:
+    """A task-assignment campaign: every buddy gets a home visit for each of their residents.
+
+    Adults get their tasks themselves (one message with buttons, or a list); a minor's tasks go
+    to the adult coordinator of their group, all of a group's tasks in one list.
+    """
+    from dispatch.campaigns import Audience, resolve_audience
+
+    assert isinstance(audience, Audience)
+    volunteers = {
+        r.person_id
+        for r in resolve_audience(
+            session,
+            authority=_authority(session, campaign.authority_id),
+            audience=audience,
+        )
+    }
+    assignments = session.execute(
+        select(BuddyAssignment.resident_id, BuddyAssignment.volunteer_id)
+        .join(Person, Person.id == BuddyAssignment.resident_id)
+        .where(
+            BuddyAssignment.status.in_(ACTIVE_ASSIGNMENT),
+            BuddyAssignment.rank == 1,
+            Person.status == PersonStatus.ACTIVE,
+            Person.authority_id == campaign.authority_id,
+        )
+        .order_by(BuddyAssignment.volunteer_id, BuddyAssignment.resident_id)
+    ).all()
+    lists: dict[tuple[int, int | None], list[tuple[Task, Person, Person | None]]] = defaultdict(
+        list
+    )
+    count = 0
+    for resident_id, volunteer_id in assignments:
+        if volunteer_id not in volunteers:
+            continue
+        volunteer = session.get(Person, volunteer_id)
+        resident = session.get(Person, resident_id)
+        if volunteer is None or resident is None:
+            continue
+        if is_minor(volunteer, now):
+            visitor = _adult_coordinator(session, member=volunteer, now=now)
+            if visitor is None:
+                raise_alert(
+                    session,
+                    campaign_id=campaign.id,
+                    person_id=resident.id,
+                    kind=AlertKind.NO_BUDDY,
+                    now=now,
+                )
+                continue
+        else:
+            visitor = Visitor(person=volunteer)
+        task = Task(
+            campaign_id=campaign.id,
+            resident_id=resident.id,
+            volunteer_id=visitor.person.id,
+            group_id=visitor.group_id,
+            reason=TaskReason.ASSIGNED,
+            status=TaskStatus.OFFERED,
+            created_at=now,
+        )
+        session.add(task)
+        lists[(visitor.person.id, visitor.group_id)].append((task, resident, visitor.member))
+        count += 1
+    session.flush()
+    for (visitor_id, group_id), tasks in lists.items():
+        visitor_person = session.get(Person, visitor_id)
+        assert visitor_person is not None
+        send_task_list(
+            session,
+            campaign=campaign,
+            visitor=visitor_person,
+            group_id=group_id,
+            tasks=tasks,
+            now=now,
+        )
+    return count
+
+
+def send_task_list(
+    session: Session,
+    *,
+    campaign: Campaign,
+    visitor: Person,
+    group_id: int | None,
+    tasks: list[tuple[Task, Person, Person | None]],
+    now: datetime,
+) -> None:
+    """One task: the visit message with its three buttons. Several: one list, a button each."""
+    from dispatch.campaigns import priority_for
+
+    language = visitor.language
+    if len(tasks) == 1 and group_id is None:
+        task, resident, _ = tasks[0]
+        send_to(
+            session,
+            person=visitor,
+            text=visit_text(
+                session, campaign=campaign, visitor=Visitor(visitor), resident=resident
+            ),
+            buttons=task_buttons(language, task.id),
+            priority=priority_for(campaign.mode),
+            kind="task",
+            campaign_id=campaign.id,
+            now=now,
+        )
+        return
+    group = session.get(Group, group_id) if group_id else None
+    title = group.name if group else (visitor.name or "").split(" ")[0]
+    lines = [campaign_text(campaign, language, "dispatch.task.list", group=title)]
+    buttons: list[list[dict[str, str]]] = []
+    channel = channel_for(session, visitor)
+    for number, (task, resident, member) in enumerate(tasks, start=1):
+        place = place_of(session, resident)
+        with_member = f" ({member.name})" if member is not None and member.name else ""
+        if channel == Channel.SMS:
+            # SMS: the numbered choices are the list itself ("2" marks task 2 done).
+            label = f"{resident.name or '?'}, {place}{with_member}"
+        else:
+            lines.append(f"{number}. {resident.name or '?'}, {place}{with_member}")
+            label = f"✓ {number}. {resident.name or '?'}"[:60]
+        buttons.append([{"text": label, "data": f"t:{task.id}:done"}])
+    send_to(
+        session,
+        person=visitor,
+        text="\n".join(lines),
+        buttons=buttons,
+        priority=priority_for(campaign.mode),
+        kind="task_list",
+        campaign_id=campaign.id,
+        now=now,
+        channel=channel,
+    )
+
+
+def _authority(session: Session, authority_id: int) -> Authority:
+    authority = session.get(Authority, authority_id)
+    assert authority is not None
+    return authority

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     ForeignKey,
     Index,
     Integer,
@@ -173,3 +174,143 @@ class ProcessLease(Base):
     name: Mapped[str] = mapped_column(String(40), primary_key=True)
     holder: Mapped[str] = mapped_column(String(80))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CampaignKind(StrEnum):
+    CHECKIN = "checkin"  # "are you OK?" with answers and an escalation ladder
+    TASKS = "tasks"  # task assignment: buddies get their home-visit tasks
+    ANNOUNCEMENT = "announcement"  # one-way message
+
+
+class CampaignMode(StrEnum):
+    DRILL = "drill"
+    EMERGENCY = "emergency"
+
+
+class CampaignStatus(StrEnum):
+    ACTIVE = "active"
+    CLOSED = "closed"
+
+
+class Campaign(Base):
+    """One check-in, task assignment or announcement, started by an officer or the scheduler."""
+
+    __tablename__ = "campaign"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    authority_id: Mapped[int] = mapped_column(ForeignKey("authority.id"), index=True)
+    kind: Mapped[CampaignKind] = mapped_column(enum_type(CampaignKind))
+    mode: Mapped[CampaignMode] = mapped_column(enum_type(CampaignMode))
+    status: Mapped[CampaignStatus] = mapped_column(
+        enum_type(CampaignStatus), default=CampaignStatus.ACTIVE
+    )
+    # What the officer asked for (zones, needs, roles, groups ...), kept for the report.
+    audience: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    # An announcement's own words (the officer's); check-ins use the catalog templates.
+    text: Mapped[str | None] = mapped_column(Text)
+    started_by: Mapped[str] = mapped_column(String(80))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The escalation ladder, in seconds after the start: reminder, buddy's visit, unreached.
+    reminder_after: Mapped[int] = mapped_column(Integer, default=15 * 60)
+    visit_after: Mapped[int] = mapped_column(Integer, default=45 * 60)
+    unreached_after: Mapped[int] = mapped_column(Integer, default=120 * 60)
+    recipients: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Answer(StrEnum):
+    PENDING = "pending"
+    OK = "ok"
+    HELP = "help"
+    FREE_TEXT = "free_text"  # an answer a person must read
+    NO_ANSWER = "no_answer"  # the ladder ran out: on the officer's unreached list
+
+
+class CampaignRecipient(Base):
+    """One person in one campaign: the answer, and the escalation timer (``next_step_at``)."""
+
+    __tablename__ = "campaign_recipient"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "person_id"),
+        Index("ix_campaign_recipient_timer", "next_step_at"),
+        Index("ix_campaign_recipient_person", "person_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"))
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"))
+    zone_id: Mapped[int | None] = mapped_column(Integer)
+    channel: Mapped[Channel] = mapped_column(enum_type(Channel))  # the first channel tried
+    risk_rank: Mapped[int] = mapped_column(SmallInteger, default=0)
+    answer: Mapped[Answer] = mapped_column(enum_type(Answer), default=Answer.PENDING)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    answer_text: Mapped[str | None] = mapped_column(String(500))  # free text, for a human
+    needs_human: Mapped[bool] = mapped_column(Boolean, default=False)
+    # 0 nothing yet, 1 reminded, 2 buddy sent, 3 on the unreached list.
+    step: Mapped[int] = mapped_column(SmallInteger, default=0)
+    next_step_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class TaskStatus(StrEnum):
+    OFFERED = "offered"
+    ACCEPTED = "accepted"
+    DONE = "done"
+    NOT_REACHED = "not_reached"  # the volunteer went and could not reach the person
+    CANCELLED = "cancelled"
+
+
+class TaskReason(StrEnum):
+    HELP = "help"  # the resident asked for help
+    NO_ANSWER = "no_answer"  # silence after the reminder
+    NO_CHANNEL = "no_channel"  # no channel reaches the resident (landline, blocked)
+    ASSIGNED = "assigned"  # a task-assignment campaign
+
+
+class Task(Base):
+    """A home visit: "please check on <name> at <address>", for a buddy or a group coordinator."""
+
+    __tablename__ = "visit_task"
+    __table_args__ = (
+        Index("ix_visit_task_volunteer_status", "volunteer_id", "status"),
+        Index("ix_visit_task_resident", "resident_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int | None] = mapped_column(
+        ForeignKey("campaign.id", ondelete="SET NULL"), index=True
+    )
+    resident_id: Mapped[int] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"))
+    # Who gets the task: the buddy, or the coordinator of a youth group for its members.
+    volunteer_id: Mapped[int] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"))
+    group_id: Mapped[int | None] = mapped_column(
+        ForeignKey("community_group.id", ondelete="SET NULL")
+    )
+    reason: Mapped[TaskReason] = mapped_column(enum_type(TaskReason))
+    status: Mapped[TaskStatus] = mapped_column(enum_type(TaskStatus), default=TaskStatus.OFFERED)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AlertKind(StrEnum):
+    HELP = "help"  # a resident answered "I need help"
+    UNREACHED = "unreached"  # the ladder ran out
+    FREE_TEXT = "free_text"  # an answer a person must read
+    NO_BUDDY = "no_buddy"  # a visit was needed and nobody could be given the task
+    NOT_REACHED = "not_reached"  # the volunteer went and could not reach the resident
+
+
+class Alert(Base):
+    """Something an officer must look at now: the officer's list in ``hosen campaign status``."""
+
+    __tablename__ = "officer_alert"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int | None] = mapped_column(
+        ForeignKey("campaign.id", ondelete="CASCADE"), index=True
+    )
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("person.id", ondelete="SET NULL"))
+    kind: Mapped[AlertKind] = mapped_column(enum_type(AlertKind))
+    task_id: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

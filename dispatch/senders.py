@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
@@ -247,19 +247,23 @@ class SmsSender:
 
     channel = Channel.SMS
 
-    def __init__(self, client: Any, *, from_: str, status_callback: str | None) -> None:
-        self.client = client
+    def __init__(
+        self, make_client: Callable[[], Any], *, from_: str, status_callback: str | None
+    ) -> None:
+        # The async twilio client binds to the running event loop: it is built in ``start``.
+        self.make_client = make_client
+        self.client: Any = None
         self.from_ = from_
         self.status_callback = status_callback
 
     async def start(self) -> None:
-        return None
+        if self.client is None:
+            self.client = self.make_client()
 
     async def close(self) -> None:
-        http_client = getattr(self.client, "http_client", None)
-        close = getattr(http_client, "close", None)
-        if close is not None:
-            await close()
+        if self.client is not None:
+            await self.client.http_client.close()
+            self.client = None
 
     async def send(self, message: Outgoing) -> SendResult:
         from twilio.base.exceptions import TwilioRestException
@@ -305,6 +309,8 @@ def build_senders(settings: Settings) -> dict[Channel, Sender]:
             str(settings.public_url).rstrip("/") + "/sms/status" if settings.public_url else None
         )
         senders[Channel.SMS] = SmsSender(
-            make_twilio_client(settings), from_=settings.twilio_from, status_callback=callback
+            lambda: make_twilio_client(settings),
+            from_=settings.twilio_from,
+            status_callback=callback,
         )
     return senders

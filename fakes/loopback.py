@@ -9,6 +9,7 @@ caller's loop that is busy cannot stall the fake.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Coroutine
 from types import TracebackType
@@ -31,6 +32,7 @@ class LoopbackServer:
         self._client: ClientSession | None = None
         self._stopped = threading.Event()
         self._lock = threading.RLock()
+        self._shutting_down: asyncio.Event | None = None
 
     # -- to be provided by the concrete fake --------------------------------------------------
 
@@ -97,8 +99,17 @@ class LoopbackServer:
         assert isinstance(server, asyncio.base_events.Server)
         self.port = server.sockets[0].getsockname()[1]
         self._client = ClientSession(timeout=ClientTimeout(total=30))
+        self._shutting_down = asyncio.Event()
+
+    async def hold(self, seconds: float) -> None:
+        """Keep a request waiting (a simulated timeout), but never past the server's stop."""
+        assert self._shutting_down is not None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._shutting_down.wait(), seconds)
 
     async def _close(self) -> None:
+        if self._shutting_down is not None:
+            self._shutting_down.set()
         await self.on_shutdown()
         if self._client is not None:
             await self._client.close()

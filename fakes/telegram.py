@@ -24,8 +24,14 @@ Deliberately NOT reproduced: files and media uploads (sendPhoto and friends answ
 inline mode, payments, business and forum features, group administration, message
 deletion, webhook retries by Telegram after a failed POST, the HTTPS requirement and port
 whitelist of setWebhook (the fake accepts http:// loopback URLs), expiry of callback queries
-after some minutes, and any rate limit (fault injection and rate limits come with the
-``faults`` settings, off by default).
+after some minutes, and Telegram's exact (unpublished) flood-control arithmetic.
+
+Faults and limits, off by default, switch on at runtime: ``fake.faults = Faults(...)`` (5xx,
+held requests, lost replies, 429 bursts, a stable fraction of chats that blocked the bot or do
+not exist; see ``fakes.faults``) and ``fake.limits = RateLimits.telegram()`` (30 messages a
+second per bot, 1 a second per chat, 20 a minute per group, answered with 429 and
+``retry_after``). ``fake.traffic`` counts requests, accepted messages, 429s and per-second
+rates for the benchmarks.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from typing import Any, ClassVar, Literal
 from aiohttp import web
 from aiohttp.web_request import FileField
 
+from fakes.faults import Faults, RateLimits, Traffic
 from fakes.loopback import LoopbackServer
 from fakes.telegram_spec import BotApiSpec, load_spec
 
@@ -85,6 +92,21 @@ CHAT_ACTIONS = frozenset(
         "upload_video_note",
     }
 )
+# Methods that post a message into a chat: the ones Telegram's rate limits count.
+SENDING_METHODS = frozenset(
+    {
+        "sendMessage",
+        "forwardMessage",
+        "copyMessage",
+        "sendPhoto",
+        "sendDocument",
+        "sendSticker",
+        "sendLocation",
+        "sendContact",
+        "sendPoll",
+    }
+)
+_BAD_GATEWAY = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx/1.18.0</center>\r\n</body>\r\n</html>\r\n"
 MAX_TEXT = 4096
 MAX_CALLBACK_DATA_BYTES = 64
 _COMMAND = re.compile(r"^[a-z0-9_]{1,32}$")
@@ -223,7 +245,9 @@ class FakeTelegram(LoopbackServer):
 
         self.violations: list[str] = []
         self.sent: list[Call] = []
-        self.requests = 0
+        self.faults = Faults()
+        self.limits: RateLimits | None = None
+        self.traffic = Traffic()
         self.method_counts: Counter[str] = Counter()
         self.blocked: set[int] = set()
         self.missing_chats: set[int] = set()
@@ -271,8 +295,13 @@ class FakeTelegram(LoopbackServer):
         if self._update_event is not None:
             self._update_event.set()
 
+    @property
+    def requests(self) -> int:
+        """HTTP requests received so far (any method, any answer)."""
+        return self.traffic.requests
+
     async def _handle(self, request: web.Request) -> web.Response:
-        self.requests += 1
+        self.traffic.count("request")
         if request.match_info["token"] != self.token:
             return _answer(BotApiError(401, "Unauthorized").body(), 401)
         name = self.spec.method_name(request.match_info["method"])
@@ -291,17 +320,54 @@ class FakeTelegram(LoopbackServer):
             return _answer(BotApiError(400, "Bad Request: " + "; ".join(problems)).body(), 400)
         params = self._decode(name, params) if form else params
         self.method_counts[name] += 1
+        faults = self.faults
+        outcome = faults.decide(name)
+        if outcome == "server_error":
+            self.traffic.count(outcome)
+            if self.traffic.server_errors % 2:
+                return web.Response(status=502, text=_BAD_GATEWAY, content_type="text/html")
+            return _answer(BotApiError(500, "Internal Server Error").body(), 500)
+        if outcome == "timeout":
+            self.traffic.count(outcome)
+            await self.hold(faults.hold_seconds)
+            return _answer(BotApiError(504, "Gateway Timeout").body(), 504)
+        if outcome == "throttled":
+            return self._too_many(faults.retry_after)
         try:
             refused = await self.before_method(name, params)
             if refused is not None:
                 raise refused
             result = await self._call(name, params)
         except BotApiError as error:
+            if error.code == 429:
+                self.traffic.count("throttled")
+            else:
+                self.traffic.count("refused")
             return _answer(error.body(), error.code)
+        if name in SENDING_METHODS:
+            self.traffic.count("lost_reply" if outcome == "lost_reply" else "accepted")
+        if outcome == "lost_reply":
+            await self.hold(faults.hold_seconds)
         return _answer({"ok": True, "result": result}, 200)
 
+    def _too_many(self, retry_after: int) -> web.Response:
+        self.traffic.count("throttled")
+        error = BotApiError(
+            429, f"Too Many Requests: retry after {retry_after}", {"retry_after": retry_after}
+        )
+        return _answer(error.body(), 429)
+
     async def before_method(self, method: str, params: JSON) -> BotApiError | None:
-        """A hook for fault injection and rate limits: an error to answer instead, or None."""
+        """Telegram's rate limits, when :attr:`limits` is set: an error to answer, or None."""
+        if self.limits is None or method not in SENDING_METHODS:
+            return None
+        chat_id = params.get("chat_id")
+        group = isinstance(chat_id, int) and chat_id < 0
+        retry_after = self.limits.admit(chat_id, group=group)
+        if retry_after:
+            return BotApiError(
+                429, f"Too Many Requests: retry after {retry_after}", {"retry_after": retry_after}
+            )
         return None
 
     def _violation(self, text: str) -> None:
@@ -357,9 +423,12 @@ class FakeTelegram(LoopbackServer):
                 chat_id = int(chat_id)
             else:
                 raise BotApiError(400, "Bad Request: chat not found")
-        if chat_id in self.blocked:
+        faults = self.faults
+        if chat_id in self.blocked or faults.picks("blocked", chat_id, faults.blocked_rate):
             raise BotApiError(403, "Forbidden: bot was blocked by the user")
-        if chat_id in self.missing_chats:
+        if chat_id in self.missing_chats or faults.picks(
+            "missing", chat_id, faults.missing_chat_rate
+        ):
             raise BotApiError(400, "Bad Request: chat not found")
         chat = self._chats.get(chat_id)
         if chat is None:

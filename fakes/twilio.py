@@ -23,8 +23,13 @@ pools, scheduled messages, message update (redaction, cancel) and delete, the Co
 WhatsApp, API-key authentication, prices, carrier lookups (any E.164 number not configured
 otherwise is a deliverable mobile), Twilio's own retries of failed webhooks, and Twilio's
 habit of ignoring unknown parameters (the fake refuses them, code 20001, because a misspelt
-parameter is a bug in Hosen). Rate limits and faults come with the fault settings (off by
-default).
+parameter is a bug in Hosen).
+
+Faults and limits, off by default, switch on at runtime: ``fake.faults = Faults(...)`` (5xx,
+held requests, lost replies, 429 bursts with code 20429, a stable fraction of numbers that are
+unsubscribed, invalid, landlines or undeliverable; see ``fakes.faults``) and ``fake.limits =
+RateLimits.twilio(mps)`` (the account's messages per second, 429 / 20429 beyond it).
+``fake.traffic`` counts requests, accepted messages, 429s and per-second rates.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ from aiohttp import web
 from twilio.request_validator import RequestValidator
 
 from dispatch.segments import count_segments
+from fakes.faults import Faults, Outcome, RateLimits, Traffic
 from fakes.loopback import LoopbackServer
 
 JSON = dict[str, Any]
@@ -202,7 +208,9 @@ class FakeTwilio(LoopbackServer):
         self.violations: list[str] = []
         self.messages: dict[str, JSON] = {}
         self.sent: list[JSON] = []
-        self.requests = 0
+        self.faults = Faults()
+        self.limits: RateLimits | None = None
+        self.traffic = Traffic()
         self.created = 0
         self.status_codes: Counter[int] = Counter()
         self.callbacks: list[tuple[str, JSON, int]] = []
@@ -263,15 +271,37 @@ class FakeTwilio(LoopbackServer):
         if request.match_info["account_sid"] != self.account_sid:
             raise TwilioError(404, 20404, f"The requested resource {request.path} was not found")
 
+    @property
+    def requests(self) -> int:
+        """HTTP requests received so far (any endpoint, any answer)."""
+        return self.traffic.requests
+
+    async def _fault_answer(self, outcome: Outcome) -> web.Response | None:
+        """The answer an injected fault gives instead of the real one, if any."""
+        if outcome == "server_error":
+            self.traffic.count(outcome)
+            if self.traffic.server_errors % 2:
+                return self._error(TwilioError(503, 20503, "Service Unavailable"))
+            return self._error(TwilioError(500, 20500, "Internal Server Error"))
+        if outcome == "timeout":
+            self.traffic.count(outcome)
+            await self.hold(self.faults.hold_seconds)
+            return self._error(TwilioError(504, 20504, "Gateway Timeout"))
+        if outcome == "throttled":
+            self.traffic.count(outcome)
+            return self._error(TwilioError(429, 20429, "Too Many Requests"))
+        return None
+
     async def _unknown(self, request: web.Request) -> web.Response:
-        self.requests += 1
+        self.traffic.count("request")
         self._violation(f"{request.method} {request.path}: not a Messages API endpoint")
         return self._error(
             TwilioError(404, 20404, f"The requested resource {request.path} was not found")
         )
 
     async def _create(self, request: web.Request) -> web.Response:
-        self.requests += 1
+        self.traffic.count("request")
+        lose_reply = False
         try:
             self._authenticate(request)
             if request.content_type != "application/x-www-form-urlencoded":
@@ -283,17 +313,28 @@ class FakeTwilio(LoopbackServer):
                 params[name] = [str(v) for v in form.getall(name)]
             self._check_create(params)
             single = {name: values[0] for name, values in params.items()}
+            outcome = self.faults.decide("create")
+            fault = await self._fault_answer(outcome)
+            if fault is not None:
+                return fault
             refused = await self.before_create(single)
             if refused is not None:
                 raise refused
             self._check_recipient(single)
             message = self._accept(single, params.get("MediaUrl", []))
+            lose_reply = outcome == "lost_reply"
         except TwilioError as error:
+            self.traffic.count("throttled" if error.status == 429 else "refused")
             return self._error(error)
+        self.traffic.count("lost_reply" if lose_reply else "accepted")
+        if lose_reply:
+            await self.hold(self.faults.hold_seconds)
         return self._answer(message, 201)
 
     async def before_create(self, params: JSON) -> TwilioError | None:
-        """A hook for fault injection and rate limits: an error to answer instead, or None."""
+        """The account's messages-per-second limit, when :attr:`limits` is set."""
+        if self.limits is not None and self.limits.admit(params.get("To")):
+            return TwilioError(429, 20429, "Too Many Requests")
         return None
 
     def _check_create(self, params: Mapping[str, list[str]]) -> None:
@@ -355,15 +396,16 @@ class FakeTwilio(LoopbackServer):
 
     def _check_recipient(self, params: Mapping[str, str]) -> None:
         to = params["To"]
+        faults = self.faults
         if not _E164.match(to):
             # Hosen normalises every number to E.164 first: anything else is a bug upstream.
             self._violation(f"create: To {to!r} is not an E.164 number")
             raise TwilioError(400, 21211, f"Invalid 'To' Phone Number: {to}")
-        if to in self.invalid_numbers:
+        if to in self.invalid_numbers or faults.picks("invalid", to, faults.invalid_number_rate):
             raise TwilioError(400, 21211, f"Invalid 'To' Phone Number: {to}")
-        if to in self.landlines:
+        if to in self.landlines or faults.picks("landline", to, faults.landline_rate):
             raise TwilioError(400, 21614, f"'To' number {to} is not a valid mobile number")
-        if to in self.unsubscribed:
+        if to in self.unsubscribed or faults.picks("unsubscribed", to, faults.unsubscribed_rate):
             raise TwilioError(400, 21610, "Attempt to send to unsubscribed recipient")
 
     def _accept(self, params: Mapping[str, str], media: list[str]) -> JSON:
@@ -401,7 +443,7 @@ class FakeTwilio(LoopbackServer):
                 self.messages[sid] = message
                 self.sent.append(message)
         callback = params.get("StatusCallback")
-        if callback and (self.auto_status or params["To"] in self.undeliverable):
+        if callback and (self.auto_status or self._undeliverable(params["To"]) is not None):
             task = asyncio.get_running_loop().create_task(
                 self._auto_callbacks(sid, message, callback)
             )
@@ -413,7 +455,7 @@ class FakeTwilio(LoopbackServer):
         return dict(message)
 
     async def _auto_callbacks(self, sid: str, message: JSON, url: str) -> None:
-        error = self.undeliverable.get(message["to"])
+        error = self._undeliverable(message["to"])
         statuses: Sequence[str] = ("sent", "undelivered") if error is not None else self.auto_status
         for status in statuses:
             if self.status_delay:
@@ -422,10 +464,21 @@ class FakeTwilio(LoopbackServer):
                 url, message, status, error if status in ("undelivered", "failed") else None
             )
 
+    def _undeliverable(self, number: str) -> int | None:
+        """The ErrorCode with which messages to ``number`` end undelivered, or None."""
+        if number in self.undeliverable:
+            return self.undeliverable[number]
+        if self.faults.picks("undeliverable", number, self.faults.undeliverable_rate):
+            return 30003  # Unreachable destination handset
+        return None
+
     async def _fetch(self, request: web.Request) -> web.Response:
-        self.requests += 1
+        self.traffic.count("request")
         try:
             self._authenticate(request)
+            fault = await self._fault_answer(self.faults.decide("fetch"))
+            if fault is not None:
+                return fault
             message = self.messages.get(request.match_info["sid"])
             if message is None:
                 raise TwilioError(
@@ -436,9 +489,12 @@ class FakeTwilio(LoopbackServer):
         return self._answer(message, 200)
 
     async def _list(self, request: web.Request) -> web.Response:
-        self.requests += 1
+        self.traffic.count("request")
         try:
             self._authenticate(request)
+            fault = await self._fault_answer(self.faults.decide("list"))
+            if fault is not None:
+                return fault
             for name, value in request.query.items():
                 spec = self.spec.list_params.get(name)
                 problem = (

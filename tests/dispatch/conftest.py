@@ -15,7 +15,16 @@ from config.languages import Language
 from config.settings import Settings
 from dispatch.clock import ManualClock
 from dispatch.senders import Outgoing, SendResult, Sent
-from registry.models import Authority, Channel, Person, PhoneKind, Source
+from registry.models import (
+    AssignmentStatus,
+    Authority,
+    BuddyAssignment,
+    Channel,
+    Person,
+    PhoneKind,
+    ResidentNeeds,
+    Source,
+)
 
 START = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 
@@ -86,6 +95,7 @@ def make_person(sessions: sessionmaker[Session], authority: Authority) -> Iterat
         landline: bool = False,
         language: Language = Language.HE,
         name: str | None = None,
+        needs: tuple[str, ...] = (),
         **fields: object,
     ) -> Person:
         n = next(counter)
@@ -101,8 +111,28 @@ def make_person(sessions: sessionmaker[Session], authority: Authority) -> Iterat
                 source=Source.STAFF,
                 **fields,
             )
+            if needs:
+                person.needs_help = True
+                person.needs = ResidentNeeds(**dict.fromkeys(needs, True))
             session.add(person)
             session.commit()
             return person
 
     yield make
+
+
+@pytest.fixture
+def make_buddy(sessions: sessionmaker[Session]) -> Callable[..., None]:
+    def pair(resident: Person, volunteer: Person, rank: int = 1) -> None:
+        with sessions() as session:
+            session.add(
+                BuddyAssignment(
+                    resident_id=resident.id,
+                    volunteer_id=volunteer.id,
+                    rank=rank,
+                    status=AssignmentStatus.CONFIRMED,
+                )
+            )
+            session.commit()
+
+    return pair

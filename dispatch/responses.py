@@ -1,0 +1,425 @@
+"""Answers to campaigns and tasks: the one entry point bots/ calls before its conversation engine.
+
+``take_campaign_reply`` understands
+* Telegram buttons: ``c:<campaign>:ok|help`` (check-in) and ``t:<task>:accept|done|fail``;
+* SMS (or typed) "1", "2", ...: mapped through the buttons of the latest campaign or task message
+  the person was sent (the same numbers the SMS showed);
+* the common words in every language ("כן", "בסדר", "نعم", "ok", "да", "አዎ", "help", "עזרה" ...);
+* anything else typed after a check-in: kept word for word and flagged for a human.
+
+A reply counts for the person's latest check-in even when it comes late (after the ladder ran
+out or the campaign was closed): a late "I'm OK" still takes someone off the unreached list.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from functools import cache
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from config.i18n import t
+from config.languages import ALL_LANGUAGES
+from dispatch.campaigns import MESSAGE_KINDS, marked
+from dispatch.escalation import raise_alert, send_to, send_visit
+from dispatch.models import (
+    Alert,
+    AlertKind,
+    Answer,
+    Campaign,
+    CampaignKind,
+    CampaignRecipient,
+    OutboxMessage,
+    OutboxStatus,
+    Priority,
+    Task,
+    TaskReason,
+    TaskStatus,
+)
+from dispatch.senders import choice_from_reply
+from registry.models import Channel, Person
+
+# How far back a number or a word is matched to a campaign message.
+REPLY_WINDOW = timedelta(days=3)
+_PUNCTUATION = re.compile(r"[\s.,!?;:؟،׃።፣\"'’`()\-]+")
+
+
+def normalise(text: str) -> str:
+    return _PUNCTUATION.sub(" ", text.casefold().replace("’", "'")).strip()
+
+
+@cache
+def answer_words() -> dict[str, Answer]:
+    """Every language's OK and help words: a Russian speaker registered in Hebrew still says "да"."""
+    words: dict[str, Answer] = {}
+    for language in ALL_LANGUAGES:
+        for key, answer in (("dispatch.words.ok", Answer.OK), ("dispatch.words.help", Answer.HELP)):
+            for word in t(language, key).split("|"):
+                words.setdefault(normalise(word), answer)
+    return words
+
+
+def take_campaign_reply(
+    session: Session,
+    *,
+    person: Person,
+    channel: Channel,
+    text: str | None = None,
+    callback_data: str | None = None,
+    now: datetime,
+) -> bool:
+    """Handle ``text`` or ``callback_data`` if it answers a campaign or a task; True if it did.
+
+    The caller (bots/) commits. When True, the acknowledgement is already in the outbox and the
+    conversation engine must not answer as well.
+    """
+    data = callback_data
+    if data is None and text:
+        data = _data_from_text(session, person=person, text=text, now=now)
+    if data is not None:
+        if data.startswith("c:"):
+            return _answer_checkin(session, person=person, channel=channel, data=data, now=now)
+        if data.startswith("t:"):
+            return _answer_task(session, person=person, channel=channel, data=data, now=now)
+        return False
+    if text and text.strip():
+        return _free_text(session, person=person, channel=channel, text=text, now=now)
+    return False
+
+
+def _latest_campaign_message(
+    session: Session, *, person: Person, now: datetime
+) -> OutboxMessage | None:
+    return session.scalars(
+        select(OutboxMessage)
+        .where(
+            OutboxMessage.person_id == person.id,
+            OutboxMessage.kind.in_(MESSAGE_KINDS),
+            OutboxMessage.created_at >= now - REPLY_WINDOW,
+        )
+        .order_by(OutboxMessage.id.desc())
+        .limit(1)
+    ).first()
+
+
+def _latest_checkin(session: Session, *, person: Person, now: datetime) -> CampaignRecipient | None:
+    return session.scalars(
+        select(CampaignRecipient)
+        .join(Campaign, Campaign.id == CampaignRecipient.campaign_id)
+        .where(
+            CampaignRecipient.person_id == person.id,
+            Campaign.kind == CampaignKind.CHECKIN,
+            Campaign.started_at >= now - REPLY_WINDOW,
+        )
+        .order_by(Campaign.started_at.desc(), Campaign.id.desc())
+        .limit(1)
+    ).first()
+
+
+def _data_from_text(session: Session, *, person: Person, text: str, now: datetime) -> str | None:
+    latest = _latest_campaign_message(session, person=person, now=now)
+    if latest is not None and latest.buttons:
+        data = choice_from_reply(text, latest.buttons)
+        if data is not None:
+            return data
+    answer = answer_words().get(normalise(text))
+    if answer is None:
+        return None
+    recipient = _latest_checkin(session, person=person, now=now)
+    if recipient is None:
+        return None
+    return f"c:{recipient.campaign_id}:{answer.value}"
+
+
+def _parse(data: str) -> tuple[int, str] | None:
+    parts = data.split(":")
+    if len(parts) != 3 or not parts[1].isdigit():
+        return None
+    return int(parts[1]), parts[2]
+
+
+def _ack(
+    session: Session,
+    *,
+    person: Person,
+    channel: Channel,
+    campaign: Campaign | None,
+    key: str,
+    now: datetime,
+    **params: str,
+) -> None:
+    text = t(person.language, key, **params)
+    if campaign is not None:
+        text = marked(person.language, campaign.mode, text)
+    send_to(
+        session,
+        person=person,
+        text=text,
+        buttons=None,
+        priority=Priority.INTERACTIVE,
+        kind="ack",
+        campaign_id=campaign.id if campaign else None,
+        now=now,
+        channel=channel if channel != Channel.NONE else None,
+    )
+
+
+def _answer_checkin(
+    session: Session, *, person: Person, channel: Channel, data: str, now: datetime
+) -> bool:
+    parsed = _parse(data)
+    if parsed is None or parsed[1] not in (Answer.OK.value, Answer.HELP.value):
+        return True  # ours, but malformed: nothing to do, nothing for the bot either
+    campaign_id, value = parsed
+    recipient = session.scalars(
+        select(CampaignRecipient).where(
+            CampaignRecipient.campaign_id == campaign_id,
+            CampaignRecipient.person_id == person.id,
+        )
+    ).first()
+    campaign = session.get(Campaign, campaign_id)
+    if recipient is None or campaign is None:
+        return True
+    record_answer(
+        session,
+        recipient=recipient,
+        campaign=campaign,
+        person=person,
+        answer=Answer(value),
+        now=now,
+    )
+    _ack(
+        session,
+        person=person,
+        channel=channel,
+        campaign=campaign,
+        key="dispatch.ack.help" if value == Answer.HELP.value else "dispatch.ack.ok",
+        now=now,
+    )
+    return True
+
+
+def record_answer(
+    session: Session,
+    *,
+    recipient: CampaignRecipient,
+    campaign: Campaign,
+    person: Person,
+    answer: Answer,
+    now: datetime,
+    text: str | None = None,
+) -> None:
+    """Store an answer, stop the ladder, mark the messages answered; help sends the buddy now."""
+    previous = recipient.answer
+    # A request for help is never erased by a later "OK": the visit stands, the officer decides.
+    if previous != Answer.HELP:
+        recipient.answer = answer
+    if recipient.answered_at is None:
+        recipient.answered_at = now
+    recipient.next_step_at = None
+    if text is not None:
+        recipient.answer_text = text[:500]
+        recipient.needs_human = True
+    if previous == Answer.NO_ANSWER:
+        # A late answer takes the person off the unreached list.
+        session.execute(
+            update(Alert)
+            .where(
+                Alert.campaign_id == campaign.id,
+                Alert.person_id == person.id,
+                Alert.kind == AlertKind.UNREACHED,
+                Alert.resolved_at.is_(None),
+            )
+            .values(resolved_at=now)
+        )
+    session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.campaign_id == campaign.id,
+            OutboxMessage.person_id == person.id,
+            OutboxMessage.kind.in_(("checkin", "reminder")),
+            OutboxMessage.status.in_((OutboxStatus.SENT, OutboxStatus.DELIVERED)),
+        )
+        .values(status=OutboxStatus.READ)
+        .execution_options(synchronize_session=False)
+    )
+    # A reminder not sent yet is no longer needed.
+    session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.campaign_id == campaign.id,
+            OutboxMessage.person_id == person.id,
+            OutboxMessage.kind == "reminder",
+            OutboxMessage.status == OutboxStatus.QUEUED,
+        )
+        .values(status=OutboxStatus.CANCELLED)
+        .execution_options(synchronize_session=False)
+    )
+    if answer == Answer.HELP and previous != Answer.HELP:
+        raise_alert(
+            session, campaign_id=campaign.id, person_id=person.id, kind=AlertKind.HELP, now=now
+        )
+        send_visit(session, campaign=campaign, resident=person, reason=TaskReason.HELP, now=now)
+    if text is not None:
+        raise_alert(
+            session, campaign_id=campaign.id, person_id=person.id, kind=AlertKind.FREE_TEXT, now=now
+        )
+
+
+def _free_text(
+    session: Session, *, person: Person, channel: Channel, text: str, now: datetime
+) -> bool:
+    """Words we cannot read right after a check-in are an answer for a human to read."""
+    latest_any = session.scalars(
+        select(OutboxMessage)
+        .where(OutboxMessage.person_id == person.id)
+        .order_by(OutboxMessage.id.desc())
+        .limit(1)
+    ).first()
+    # Only when the last thing we sent this person was the check-in itself: otherwise they are
+    # talking to the bot, and the conversation engine should have their words.
+    if latest_any is None or latest_any.kind not in ("checkin", "reminder"):
+        return False
+    if latest_any.campaign_id is None or latest_any.created_at < now - REPLY_WINDOW:
+        return False
+    recipient = session.scalars(
+        select(CampaignRecipient).where(
+            CampaignRecipient.campaign_id == latest_any.campaign_id,
+            CampaignRecipient.person_id == person.id,
+        )
+    ).first()
+    campaign = session.get(Campaign, latest_any.campaign_id)
+    if recipient is None or campaign is None:
+        return False
+    record_answer(
+        session,
+        recipient=recipient,
+        campaign=campaign,
+        person=person,
+        answer=Answer.FREE_TEXT,
+        now=now,
+        text=text.strip(),
+    )
+    _ack(
+        session,
+        person=person,
+        channel=channel,
+        campaign=campaign,
+        key="dispatch.ack.free_text",
+        now=now,
+    )
+    return True
+
+
+def _answer_task(
+    session: Session, *, person: Person, channel: Channel, data: str, now: datetime
+) -> bool:
+    parsed = _parse(data)
+    task = session.get(Task, parsed[0]) if parsed else None
+    campaign = session.get(Campaign, task.campaign_id) if task and task.campaign_id else None
+    if (
+        parsed is None
+        or task is None
+        or task.volunteer_id != person.id
+        or task.status not in (TaskStatus.OFFERED, TaskStatus.ACCEPTED)
+        or parsed[1] not in ("accept", "done", "fail")
+    ):
+        _ack(
+            session,
+            person=person,
+            channel=channel,
+            campaign=campaign,
+            key="dispatch.task.gone",
+            now=now,
+        )
+        return True
+    action = parsed[1]
+    resident = session.get(Person, task.resident_id)
+    if action == "accept":
+        task.status = TaskStatus.ACCEPTED
+        task.accepted_at = now
+        _ack(
+            session,
+            person=person,
+            channel=channel,
+            campaign=campaign,
+            key="dispatch.task.ack_accept",
+            now=now,
+        )
+        if task.reason == TaskReason.HELP and resident is not None:
+            # Close the loop: the resident who asked for help hears that someone is coming.
+            volunteer = (person.name or "").split(" ")[0] or t(
+                resident.language, "dispatch.checkin.no_name"
+            )
+            _ack(
+                session,
+                person=resident,
+                channel=Channel.NONE,
+                campaign=campaign,
+                key="dispatch.ack.help_taken",
+                now=now,
+                volunteer=volunteer,
+            )
+        return True
+    task.closed_at = now
+    if action == "done":
+        task.status = TaskStatus.DONE
+        _checked(session, task=task, now=now)
+        _ack(
+            session,
+            person=person,
+            channel=channel,
+            campaign=campaign,
+            key="dispatch.task.ack_done",
+            now=now,
+        )
+    else:
+        task.status = TaskStatus.NOT_REACHED
+        raise_alert(
+            session,
+            campaign_id=task.campaign_id,
+            person_id=task.resident_id,
+            kind=AlertKind.NOT_REACHED,
+            task_id=task.id,
+            now=now,
+        )
+        _ack(
+            session,
+            person=person,
+            channel=channel,
+            campaign=campaign,
+            key="dispatch.task.ack_not_reached",
+            now=now,
+        )
+    return True
+
+
+def _checked(session: Session, *, task: Task, now: datetime) -> None:
+    """A buddy saw the resident: the ladder stops and any unreached alert is resolved."""
+    if task.campaign_id is None:
+        return
+    session.execute(
+        update(CampaignRecipient)
+        .where(
+            CampaignRecipient.campaign_id == task.campaign_id,
+            CampaignRecipient.person_id == task.resident_id,
+        )
+        .values(next_step_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        update(Alert)
+        .where(
+            Alert.campaign_id == task.campaign_id,
+            Alert.person_id == task.resident_id,
+            Alert.kind == AlertKind.UNREACHED,
+            Alert.resolved_at.is_(None),
+        )
+        .values(resolved_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+__all__ = ["answer_words", "normalise", "record_answer", "take_campaign_reply"]

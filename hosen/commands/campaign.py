@@ -1,0 +1,247 @@
+"""``hosen campaign start|status|close|export|list|sweep``: drills and emergency check-ins."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import or_, select
+
+from hosen.context import CommandError, Context
+from registry.db import unit_of_work, utcnow
+
+STATUS_COLUMNS = (
+    "recipients",
+    "queued",
+    "sent",
+    "delivered",
+    "failed",
+    "no_channel",
+    "ok",
+    "help",
+    "free_text",
+    "no_answer",
+    "unreached",
+)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    campaign = subparsers.add_parser("campaign", help="start, watch and close check-ins and drills")
+    sub = campaign.add_subparsers(dest="campaign_command", required=True)
+
+    start = sub.add_parser("start", help="start a check-in, task assignment or announcement")
+    start.add_argument("--kind", choices=("checkin", "tasks", "announcement"), default="checkin")
+    mode = start.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--drill", action="store_true", help="a drill: every message says so")
+    mode.add_argument("--emergency", action="store_true", help="a real emergency")
+    start.add_argument("--authority", help="authority code (default: the profile's first)")
+    start.add_argument("--zone", action="append", default=[], help="zone code (repeatable)")
+    start.add_argument("--need", action="append", default=[], help="need flag, e.g. mobility")
+    start.add_argument("--role", action="append", default=[], help="role code (repeatable)")
+    start.add_argument("--group", action="append", default=[], help="group id or name")
+    who = start.add_mutually_exclusive_group()
+    who.add_argument("--residents", action="store_true", help="only residents who may need help")
+    who.add_argument("--volunteers", action="store_true", help="only volunteers")
+    start.add_argument("--text", help="an announcement's text (sent as written)")
+    start.add_argument("--reminder-after", type=int, default=15, metavar="MIN")
+    start.add_argument("--visit-after", type=int, default=45, metavar="MIN")
+    start.add_argument("--unreached-after", type=int, default=120, metavar="MIN")
+    start.add_argument("--json", action="store_true")
+    start.set_defaults(handler=start_campaign)
+
+    status = sub.add_parser("status", help="live status: delivery and answers, per zone")
+    status.add_argument("campaign_id", type=int)
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(handler=show_status)
+
+    close = sub.add_parser("close", help="close it: stop the ladder and print the drill report")
+    close.add_argument("campaign_id", type=int)
+    close.add_argument("--json", action="store_true")
+    close.set_defaults(handler=close_campaign)
+
+    export = sub.add_parser("export", help="one CSV line per recipient")
+    export.add_argument("campaign_id", type=int)
+    export.add_argument("--out", type=Path, help="file to write (default: standard output)")
+    export.set_defaults(handler=export_campaign)
+
+    ls = sub.add_parser("list", help="recent campaigns")
+    ls.add_argument("--limit", type=int, default=20)
+    ls.set_defaults(handler=list_campaigns)
+
+    sweep = sub.add_parser("sweep", help="run the escalation timers and lease repair once")
+    sweep.set_defaults(handler=run_sweep)
+
+
+def _groups(session: Any, authority_id: int, names: list[str]) -> tuple[int, ...]:
+    from registry.models import Group
+
+    ids = []
+    for name in names:
+        group = session.scalars(
+            select(Group).where(
+                Group.authority_id == authority_id,
+                or_(Group.name == name, Group.id == (int(name) if name.isdigit() else -1)),
+            )
+        ).first()
+        if group is None:
+            raise CommandError(f"no group {name!r}")
+        ids.append(group.id)
+    return tuple(ids)
+
+
+def start_campaign(ctx: Context, args: argparse.Namespace) -> int:
+    from dispatch import campaigns
+    from dispatch.models import CampaignKind, CampaignMode
+
+    try:
+        ladder = campaigns.Ladder(
+            reminder_after=timedelta(minutes=args.reminder_after),
+            visit_after=timedelta(minutes=args.visit_after),
+            unreached_after=timedelta(minutes=args.unreached_after),
+        )
+        with unit_of_work(ctx.sessions) as session:
+            authority = ctx.authority(session, args.authority)
+            audience = campaigns.Audience(
+                zones=tuple(args.zone),
+                needs=tuple(args.need),
+                roles=tuple(args.role),
+                groups=_groups(session, authority.id, args.group),
+                residents_only=args.residents,
+                volunteers_only=args.volunteers,
+            )
+            campaign = campaigns.start_campaign(
+                session,
+                authority=authority,
+                kind=CampaignKind(args.kind),
+                mode=CampaignMode.DRILL if args.drill else CampaignMode.EMERGENCY,
+                audience=audience,
+                started_by="cli",
+                now=utcnow(),
+                text=args.text,
+                ladder=ladder,
+            )
+            result = {
+                "campaign_id": campaign.id,
+                "kind": campaign.kind.value,
+                "mode": campaign.mode.value,
+                "recipients": campaign.recipients,
+            }
+    except campaigns.CampaignError as exc:
+        raise CommandError(str(exc)) from None
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(
+            f"campaign {result['campaign_id']} started ({result['mode']} {result['kind']}): "
+            f"{result['recipients']} recipients queued; `hosen worker` sends them"
+        )
+    return 0
+
+
+def _load(session: Any, campaign_id: int) -> Any:
+    from dispatch.campaigns import CampaignError, get_campaign
+
+    try:
+        return get_campaign(session, campaign_id)
+    except CampaignError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _print_counts_table(status: dict[str, Any]) -> None:
+    header = f"{'zone':<16}" + "".join(f"{name:>11}" for name in STATUS_COLUMNS)
+    print(header)
+    for zone, counts in sorted(status["zones"].items()):
+        print(f"{zone:<16}" + "".join(f"{counts[name]:>11}" for name in STATUS_COLUMNS))
+    print(f"{'total':<16}" + "".join(f"{status['total'][name]:>11}" for name in STATUS_COLUMNS))
+    if status["tasks"]:
+        print("tasks: " + ", ".join(f"{k} {v}" for k, v in sorted(status["tasks"].items())))
+    if status["alerts"]:
+        print("open alerts: " + ", ".join(f"{k} {v}" for k, v in sorted(status["alerts"].items())))
+
+
+def show_status(ctx: Context, args: argparse.Namespace) -> int:
+    from dispatch.reports import live_status
+
+    with unit_of_work(ctx.sessions) as session:
+        status = live_status(session, campaign=_load(session, args.campaign_id)).as_dict()
+    if args.json:
+        print(json.dumps(status, ensure_ascii=False))
+        return 0
+    print(
+        f"campaign {status['campaign_id']}: {status['mode']} {status['kind']}, {status['status']}, "
+        f"started {status['started_at']}"
+    )
+    _print_counts_table(status)
+    return 0
+
+
+def close_campaign(ctx: Context, args: argparse.Namespace) -> int:
+    from dispatch.reports import close_campaign as close
+
+    with unit_of_work(ctx.sessions) as session:
+        report = close(session, campaign=_load(session, args.campaign_id), now=utcnow()).as_dict()
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False))
+        return 0
+    times = report["time_to_answer_seconds"]
+    print(f"campaign {report['campaign_id']} closed ({report['mode']})")
+    print(
+        f"answered {report['answered']} of {report['recipients']} "
+        f"({100 * report['response_rate']:.1f}%); time to answer p50 {times['p50']} s, "
+        f"p90 {times['p90']} s, p99 {times['p99']} s"
+    )
+    _print_counts_table(report["status"])
+    print(f"unreached ({len(report['unreached'])}):")
+    for person in report["unreached"]:
+        print(
+            f"  {person['person_id']:>6}  {person['name'] or '-':<28} {person['zone'] or '-':<14} "
+            f"{person['phone'] or '-':<14} {person['address'] or '-'}"
+        )
+    print(f"numbers that bounced ({len(report['bounced_numbers'])}), fix them in the registry:")
+    for bounce in report["bounced_numbers"]:
+        print(f"  {bounce['person_id']:>6}  {bounce['address']:<14} {bounce['reason']}")
+    return 0
+
+
+def export_campaign(ctx: Context, args: argparse.Namespace) -> int:
+    from dispatch.reports import export_csv
+
+    with unit_of_work(ctx.sessions) as session:
+        text = export_csv(session, campaign=_load(session, args.campaign_id))
+    if args.out:
+        args.out.write_text(text, encoding="utf-8")
+        print(f"wrote {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def list_campaigns(ctx: Context, args: argparse.Namespace) -> int:
+    from dispatch.models import Campaign
+
+    with unit_of_work(ctx.sessions) as session:
+        rows = session.scalars(
+            select(Campaign).order_by(Campaign.id.desc()).limit(args.limit)
+        ).all()
+        for c in rows:
+            print(
+                f"{c.id:>5}  {c.mode.value:<9} {c.kind.value:<12} {c.status.value:<7} "
+                f"{c.started_at:%Y-%m-%d %H:%M}  {c.recipients} recipients"
+            )
+    return 0
+
+
+def run_sweep(ctx: Context, args: argparse.Namespace) -> int:
+    from dispatch.escalation import run_escalations
+    from dispatch.sweeps import requeue_expired_leases
+
+    now = utcnow()
+    with unit_of_work(ctx.sessions) as session:
+        moved = run_escalations(session, now=now)
+        requeued = requeue_expired_leases(session, now=now)
+    print(f"{moved} recipients moved up the ladder; {requeued} expired leases requeued")
+    return 0

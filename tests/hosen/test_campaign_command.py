@@ -1,0 +1,58 @@
+"""``hosen campaign`` end to end through the command line, on both databases."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from hosen import cli
+from hosen.cli import main
+from hosen.context import build_context
+from registry.models import Authority, Person, Source
+
+pytestmark = pytest.mark.db
+
+
+def test_start_status_close_export(
+    sessions: sessionmaker[Session],
+    authority: Authority,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: object,
+) -> None:
+    monkeypatch.setenv("HOSEN_DATABASE_URL", database_url)
+    # One context for every command, so its engine is closed at the end of the test.
+    context = build_context()
+    monkeypatch.setattr(cli, "build_context", lambda: context)
+    with sessions() as session:
+        session.add_all(
+            Person(
+                authority_id=authority.id,
+                name=f"P {n}",
+                phone=f"+97250800000{n}",
+                source=Source.STAFF,
+                needs_help=True,
+            )
+            for n in range(3)
+        )
+        session.commit()
+    assert main(["campaign", "start", "--drill", "--residents", "--json"]) == 0
+    started = json.loads(capsys.readouterr().out)
+    assert started["recipients"] == 3
+    campaign_id = str(started["campaign_id"])
+    assert main(["campaign", "status", campaign_id, "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["total"]["queued"] == 3
+    assert main(["campaign", "status", campaign_id]) == 0
+    assert "total" in capsys.readouterr().out
+    assert main(["campaign", "close", campaign_id, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert len(report["unreached"]) == 3
+    assert main(["campaign", "export", campaign_id]) == 0
+    assert capsys.readouterr().out.startswith("person_id,name,zone,channel,delivery")
+    assert main(["campaign", "start", "--drill", "--zone", "atlantis"]) == 2
+    assert "unknown zone" in capsys.readouterr().err
+    context.engine.dispose()
