@@ -3,7 +3,8 @@
 1. It is stored in the inbox under its provider key (``tg:<update_id>`` / ``sms:<MessageSid>``);
    a redelivery hits that key and is acknowledged without being processed again.
 2. Messages the bots do not act on (edited messages, group chats) stop here.
-3. :func:`route_to_dispatcher` may claim it: campaign answers belong to the dispatcher.
+3. :func:`route_to_dispatcher` may claim it: campaign answers belong to the dispatcher
+   (``dispatch.responses.take_campaign_reply``).
 4. The sender's flood allowance is checked.
 5. The conversation engine answers, and the replies go to the outbox in the same transaction
    (one outbound path: the dispatcher's workers send them).
@@ -26,14 +27,17 @@ from bots.dialog import Dialog, Inbound
 from bots.flood import DEFAULT_POLICY, FloodPolicy, admit
 from bots.models import Conversation
 from bots.prompts import Prompt
+from bots.words import CARRIER_HELP, CARRIER_OPT_IN, CARRIER_OPT_OUT, command_in, fold
 from config.i18n import t
 from config.languages import DEFAULT_LANGUAGE, Language
-from dispatch.models import InboundMessage, Priority
+from dispatch.models import InboundMessage, OutboxMessage, Priority
 from dispatch.outbox import enqueue
+from dispatch.responses import take_campaign_reply
 from registry.db import unit_of_work
-from registry.models import Channel
+from registry.models import Channel, Person, PersonStatus
 
 log = logging.getLogger(__name__)
+CARRIER_WORDS = CARRIER_OPT_OUT | CARRIER_OPT_IN | CARRIER_HELP
 
 
 @dataclass(frozen=True)
@@ -162,16 +166,58 @@ def receive(
 def route_to_dispatcher(
     session: Session, *, delivery: Delivery, inbox: InboundMessage, now: datetime
 ) -> bool:
-    """The integrator's hook: return True when the dispatcher takes this message.
+    """Campaign answers go to the dispatcher before the conversation engine sees anything.
 
-    Campaign answers come here first: Telegram callbacks whose data starts with ``c:`` (check-ins)
-    or ``t:`` (tasks), and SMS replies from a number with an open check-in. The bots handle only
-    ``b:`` callbacks and free conversation, so until the dispatcher is wired in nothing is claimed
-    (a ``c:``/``t:`` callback is then acknowledged and ignored rather than misread as a dialog
-    answer).
+    Taken: Telegram buttons ``c:`` (check-ins) and ``t:`` (tasks), always (one from someone we
+    do not know is acknowledged and dropped rather than misread as a dialog answer); and text
+    from a registered person whose latest message from us was a campaign message (a check-in,
+    reminder, task...), not a bot reply, so "1" after a check-in means "I'm OK" while "1" after
+    the bot's menu means the menu's first choice. Carrier keywords and bot commands always stay
+    with the bots: STOP must work whatever was sent last.
     """
-    button = delivery.inbound.button
-    return button is not None and button.startswith(("c:", "t:"))
+    inbound = delivery.inbound
+    button = inbound.button
+    if button is not None and not button.startswith(("c:", "t:")):
+        return False
+    person = _known_person(session, inbound.channel, inbound.address)
+    if button is not None:
+        if person is not None:
+            take_campaign_reply(
+                session, person=person, channel=inbound.channel, callback_data=button, now=now
+            )
+        return True
+    text = inbound.text
+    if person is None or not text or not fold(text):
+        return False
+    if fold(text) in CARRIER_WORDS or command_in(text, person.language) is not None:
+        return False
+    latest = session.scalars(
+        select(OutboxMessage.kind)
+        .where(OutboxMessage.person_id == person.id)
+        .order_by(OutboxMessage.id.desc())
+        .limit(1)
+    ).first()
+    if latest is None or latest == "reply":
+        return False  # they are talking with the bot
+    inbox.person_id = person.id
+    return take_campaign_reply(session, person=person, channel=inbound.channel, text=text, now=now)
+
+
+def _known_person(session: Session, channel: Channel, address: str) -> Person | None:
+    conversation = session.scalar(
+        select(Conversation).where(Conversation.channel == channel, Conversation.address == address)
+    )
+    if conversation is not None and conversation.person_id is not None:
+        person = session.get(Person, conversation.person_id)
+        if person is not None and person.status != PersonStatus.ERASED:
+            return person
+    if channel == Channel.TELEGRAM and address.lstrip("-").isdigit():
+        key = Person.telegram_chat_id == int(address)
+    else:
+        key = Person.phone == address
+    return session.scalar(
+        select(Person).where(key, Person.status != PersonStatus.ERASED).order_by(Person.id)
+    )
 
 
 def record_failure(session: Session, *, delivery: Delivery, now: datetime, error: str) -> None:

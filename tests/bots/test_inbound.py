@@ -378,3 +378,60 @@ def test_group_chats_are_not_served(
     assert quiet.replies == 0 and asked.replies == 1
     with sessions() as session:
         assert session.scalar(select(OutboxMessage.text)) == t(Language.HE, "bot.group.private")
+
+
+def _start_checkin(sessions: sessionmaker[Session], authority: Authority, clock: Clock) -> int:
+    from dispatch.campaigns import Audience, start_campaign
+    from dispatch.models import CampaignKind, CampaignMode, OutboxStatus
+
+    with unit_of_work(sessions) as session:
+        campaign = start_campaign(
+            session,
+            authority=session.get(Authority, authority.id),  # type: ignore[arg-type]
+            kind=CampaignKind.CHECKIN,
+            mode=CampaignMode.DRILL,
+            audience=Audience(residents_only=True),
+            started_by="test",
+            now=clock.tick(),
+        )
+        for row in session.scalars(select(OutboxMessage).where(OutboxMessage.kind != "reply")):
+            row.status = OutboxStatus.SENT
+        return campaign.id
+
+
+def test_answers_to_a_check_in_go_to_the_dispatcher_and_the_rest_to_the_dialog(
+    sms_chat: Chat, sessions: sessionmaker[Session], authority: Authority, clock: Clock
+) -> None:
+    from dispatch.models import Answer, CampaignRecipient
+
+    for text in HEBREW_RESIDENT:
+        sms_chat.send(text)
+    sms_chat.send("1")
+    _start_checkin(sessions, authority, clock)
+    # "1" right after the check-in means "I'm OK": the dispatcher takes it and acknowledges.
+    replies = sms_chat.send("1")
+    with sessions() as session:
+        recipient = session.scalars(select(CampaignRecipient)).one()
+        assert recipient.answer == Answer.OK
+        kinds = [
+            k
+            for k in session.scalars(
+                select(OutboxMessage.kind).order_by(OutboxMessage.id.desc()).limit(len(replies))
+            )
+        ]
+    assert "reply" not in kinds
+    # A command still reaches the bot, and then "1" is the menu's first choice again.
+    assert sms_chat.send("מצב")[0].startswith("מרים אבוקסיס")
+    assert sms_chat.send("1")[-1].startswith(t(Language.HE, "bot.update.prompt"))
+    # STOP always opts out, whatever was sent last.
+    _start_checkin(sessions, authority, clock)
+    assert sms_chat.send("STOP") == []
+    assert _person(sessions, phone="+972525551234").status == PersonStatus.OPTED_OUT  # type: ignore[union-attr]
+
+
+def test_campaign_buttons_never_reach_the_dialog(
+    tg_chat: Chat, sessions: sessionmaker[Session]
+) -> None:
+    assert tg_chat.send(button="c:99:ok") == []  # from someone unknown: acknowledged, dropped
+    assert tg_chat.last is not None and tg_chat.last.processed
+    assert tg_chat.conversation() is None
