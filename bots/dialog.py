@@ -41,7 +41,7 @@ from bots.words import (
 )
 from config.i18n import t
 from config.languages import ALL_LANGUAGES, DEFAULT_LANGUAGE, Language
-from config.profile import Profile
+from config.profile import AuthorityProfile, Profile
 from dispatch.models import InboundMessage
 from registry import audit, people
 from registry.errors import InvalidPhone
@@ -450,9 +450,7 @@ class Dialog:
             turn.draft.pop(EDIT, None)
             turn.say("bot.language.changed")
             return self._menu(turn)
-        if EDIT in turn.draft and turn.person is None:
-            turn.draft.pop(EDIT, None)
-            return self._ask_current_registration(turn)
+        turn.draft.pop(EDIT, None)  # a change of language mid-registration: carry on
         return self._advance(turn, Step.LANGUAGE)
 
     def _on_choice(self, key: str) -> Callable[[Turn, str | None, str | None], None]:
@@ -720,11 +718,10 @@ class Dialog:
         return None
 
     def _on_menu(self, turn: Turn, text: str | None, value: str | None) -> None:
-        choice = self._match(turn, Step.MENU, self._choices(turn, Step.MENU), text)
-        if value is not None:
-            choice = value if value in {c.value for c in self._choices(turn, Step.MENU)} else None
-        if choice is None:
-            return self._menu(turn)
+        choices = self._choices(turn, Step.MENU)
+        choice = value if value is not None else self._match(turn, Step.MENU, choices, text)
+        if choice not in {c.value for c in choices}:
+            return self._menu(turn)  # anything else: their status and the menu again
         person = turn.person
         assert person is not None
         if choice == "update":
@@ -852,9 +849,6 @@ class Dialog:
             return self._begin(turn, None) if turn.person is None else self._menu(turn)
         return self._ask(turn, Step(step))
 
-    def _ask_current_registration(self, turn: Turn) -> None:
-        return self._advance(turn, Step.LANGUAGE)
-
     def _ask(self, turn: Turn, step: Step) -> None:
         turn.conversation.step = step
         turn.replies.append(self.prompt(turn, step))
@@ -973,7 +967,7 @@ class Dialog:
             )
         return ()
 
-    def _authority_profile(self, turn: Turn) -> Any:
+    def _authority_profile(self, turn: Turn) -> AuthorityProfile:
         code = turn.draft.get("authority")
         for authority in self.profile.authorities:
             if authority.code == code:
@@ -1261,10 +1255,3 @@ def _metres(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     dp, dl = p2 - p1, math.radians(lon2 - lon1)
     a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
     return 2 * radius * math.asin(math.sqrt(a))
-
-
-def forget_conversations(session: Session, *, channel: Channel, address: str) -> None:
-    """Drop a conversation entirely (used by tests and by erasure of an unregistered draft)."""
-    session.execute(
-        delete(Conversation).where(Conversation.channel == channel, Conversation.address == address)
-    )
