@@ -25,16 +25,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import create_engine, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
-from bots.dialog import Dialog, Inbound  # noqa: E402
-from bots.inbound import Delivery, receive  # noqa: E402
-from config.profile import DEFAULT_PROFILE_PATH, load_profile  # noqa: E402
-from hosen import migrations  # noqa: E402
-from registry.db import make_engine, make_sessionmaker, unit_of_work  # noqa: E402
-from registry.models import Channel  # noqa: E402
-from registry.profile_sync import sync_profile  # noqa: E402
+from bots.dialog import Dialog, Inbound
+from bots.inbound import Delivery, receive
+from config.profile import DEFAULT_PROFILE_PATH, load_profile
+from hosen import migrations
+from registry.db import make_engine, make_sessionmaker, unit_of_work
+from registry.models import Channel
+from registry.profile_sync import sync_profile
 
 CONVERSATION = ["הצטרפות", "2", "מרים אבוקסיס", "1", "2", "1941", "1 2", "רות",
                 "054-555-0101", "1", "1", "1", "מצב"]  # fmt: skip
