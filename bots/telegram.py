@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
 from starlette.responses import Response
-from telegram import Update
+from telegram import BotCommand, Update
 from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
 from telegram.request import HTTPXRequest
@@ -34,6 +34,8 @@ from telegram.request import HTTPXRequest
 from bots.dialog import Dialog, Inbound
 from bots.flood import DEFAULT_POLICY, FloodPolicy
 from bots.inbound import Delivery, receive
+from config.i18n import t
+from config.languages import ALL_LANGUAGES, Language
 from config.settings import Settings
 from dispatch.clients import quiet_token_leaking_loggers, telegram_api_urls
 from registry.models import Channel
@@ -252,6 +254,17 @@ def build_application(
     application.add_handler(TypeHandler(Update, TelegramInbound(sessions, dialog, clock, flood)))
     application.add_error_handler(_log_error)
     return application
+
+
+COMMANDS = ("start", "status", "update", "language", "stop", "delete", "help")
+
+
+async def publish_commands(bot: Any) -> None:
+    """Telegram's command menu, described in each language (English for everyone else)."""
+    for language in ALL_LANGUAGES:
+        commands = [BotCommand(name, t(language, f"bot.commands.{name}")) for name in COMMANDS]
+        code = None if language == Language.EN else language.value
+        await bot.set_my_commands(commands, language_code=code)
 
 
 def webhook_endpoint(

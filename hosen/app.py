@@ -21,6 +21,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
+from telegram.error import TelegramError
 
 from bots.dialog import Dialog
 from bots.flood import DEFAULT_POLICY, FloodPolicy
@@ -30,6 +31,7 @@ from bots.telegram import (
     PollWatch,
     build_application,
     keep_polling,
+    publish_commands,
     start_polling,
     webhook_endpoint,
 )
@@ -117,6 +119,10 @@ async def _start(ctx: Context, runtime: Runtime, *, run_worker: bool) -> None:
     if application is not None:
         await application.initialize()
         await application.start()
+        try:
+            await publish_commands(application.bot)
+        except TelegramError as exc:  # a menu is a nicety: never a reason not to start
+            log.warning("telegram command menu not set: %s", type(exc).__name__)
         if runtime.webhook_mode:
             url = str(settings.public_url).rstrip("/") + "/telegram/webhook"
             await application.bot.set_webhook(

@@ -213,6 +213,11 @@ def test_an_arabic_volunteer_registers_on_telegram_with_contact_and_location(
         service = await start_service(config, port)
         try:
             assert fake_telegram.webhook is not None  # hosen serve registered its webhook
+            menus = {
+                c.get("language_code"): c["commands"] for c in fake_telegram.calls("setMyCommands")
+            }
+            assert set(menus) == {None, "he", "ar", "ru", "am"}
+            assert {"command": "delete", "description": t(ar, "bot.commands.delete")} in menus["ar"]
             omar = fake_telegram.new_user("عمر", language_code="ar")
             chat = omar.id
 
