@@ -428,9 +428,12 @@ class Dialog:
         folded = fold(text)
         if not folded:
             return None
-        if folded.isdigit():
-            index = int(folded) - 1
+        number = clean(text).rstrip(".)")
+        if number.isdigit():
+            index = int(number) - 1
             return choices[index].value if 0 <= index < len(choices) else None
+        if folded.isdigit():
+            return None  # "-1", "#2": not clearly one of the numbers offered
         english = {c.value: fold(c.label) for c in self._choices(turn, step, Language.EN)}
         for choice in choices:
             if folded in (fold(choice.label), fold(choice.value), english.get(choice.value)):
@@ -514,7 +517,7 @@ class Dialog:
             if found is not None:
                 chosen.add(found)
                 continue
-            for token in fold(part).split():
+            for token in clean(part).split():
                 found = self._match(turn, step, choices, token)
                 if found is None:
                     raise Invalid("bot.error.choice")

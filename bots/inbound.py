@@ -267,11 +267,11 @@ def _store(session: Session, delivery: Delivery, now: datetime) -> InboundMessag
         payload=delivery.payload,
         received_at=now,
     )
-    try:
-        with session.begin_nested():
-            session.add(message)
-    except IntegrityError:  # the same delivery, racing in on another connection
-        return None
+    # The same delivery racing in on another connection fails this flush on the unique key;
+    # :func:`receive` then runs the unit again and finds the row. (No savepoint: SQLite's
+    # driver would commit an outermost one on release.)
+    session.add(message)
+    session.flush()
     return message
 
 

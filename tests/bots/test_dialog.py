@@ -17,7 +17,16 @@ from bots.models import Conversation
 from bots.prompts import Prompt
 from config.i18n import t
 from config.languages import ALL_LANGUAGES, Language
-from registry.models import Channel, Consent, ConsentKind, Person
+from registry.models import (
+    AssignmentStatus,
+    BuddyAssignment,
+    Channel,
+    Consent,
+    ConsentKind,
+    Person,
+    RoleAssignment,
+    Source,
+)
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 Answer = str | Callable[[Language], str]
@@ -470,3 +479,117 @@ def test_consent_texts_are_pinned_to_their_versions() -> None:
     recorded = {kind: CONSENT_VERSIONS[kind] for kind in pins}
     print({kind.value: fp for kind, (_, fp) in pins.items()})
     assert recorded == {kind: version for kind, (version, _) in pins.items()}
+
+
+NASTY = [
+    "",
+    " ",
+    "\u202e\u2066\u200f",
+    "🙂" * 50,
+    "x" * 5000,
+    "/",
+    "/start " + "p" * 300,
+    "'; DROP TABLE person; --",
+    "-1",
+    "1e9",
+    "٣",
+    "0 0 0",
+    "\x00\x07",
+    "1,,,,2",
+    "שלום\nעולם",
+]
+
+
+@pytest.mark.parametrize("language", [Language.HE, Language.AM])
+@pytest.mark.parametrize(
+    "step", [s for s in REGISTRATION if s not in (Step.LANGUAGE, Step.SUMMARY)]
+)
+def test_nasty_input_never_crashes_and_loses_nothing(
+    open_desk: Callable[..., Desk], language: Language, step: Step
+) -> None:
+    before = {**VOLUNTEER, "birth_year": 1980, "skills": ["driving"], "ec_name": "D"}
+    own = {
+        Step.WHO: "who",
+        Step.NAME: "name",
+        Step.AUTHORITY: "authority",
+        Step.ZONE: "zone",
+        Step.BIRTH_YEAR: "birth_year",
+        Step.SKILLS: "skills",
+        Step.CONTACT_NAME: "ec_name",
+    }
+    n = 0
+    for channel, address in ((Channel.SMS, "+9725255512"), (Channel.TELEGRAM, "50")):
+        for text in NASTY:
+            n += 1
+            desk = open_desk(step, dict(before), language, channel, f"{address}{n:02d}")
+            prompts = desk.send(text)
+            assert prompts, (step, text)
+            for key in ("who", "name", "authority", "zone", "birth_year", "skills", "ec_name"):
+                if key != own.get(step) and not (step == Step.AUTHORITY and key == "zone"):
+                    assert desk.draft.get(key) == before[key], (step, text, key)
+
+
+def test_a_role_and_buddies_show_in_the_status(
+    open_desk: Callable[..., Desk], memory_sessions: sessionmaker[Session]
+) -> None:
+    desk = open_desk(
+        Step.SUMMARY,
+        {
+            **VOLUNTEER,
+            "birth_year": 1980,
+            "skills": ["first_aid"],
+            "langs": [],
+            "avail": "both",
+            "vehicle": False,
+            "capacity": 3,
+            "consent": "v",
+            "_new_consents": ["registration"],
+        },
+        Language.RU,
+    )
+    desk.send("1")
+    person = desk.session.scalar(select(Person))
+    assert person is not None
+    resident = Person(authority_id=person.authority_id, source=Source.STAFF, needs_help=True)
+    desk.session.add(resident)
+    desk.session.flush()
+    desk.session.add(
+        RoleAssignment(
+            person_id=person.id,
+            authority_id=person.authority_id,
+            role_code="health",
+            status=AssignmentStatus.CONFIRMED,
+        )
+    )
+    desk.session.add(BuddyAssignment(resident_id=resident.id, volunteer_id=person.id, rank=1))
+    desk.session.flush()
+    status = desk.send("/status")[0].text
+    assert t(Language.RU, "bot.status.role_confirmed", role="Здравоохранение") in status
+    assert t(Language.RU, "bot.status.checks_on", count=1) in status
+
+
+class BrokenDialog(Dialog):
+    """A dialog that fails, to prove the edge survives any error in it."""
+
+    def respond(self, *args: Any, **kwargs: Any) -> list[Prompt]:
+        raise RuntimeError("the database went away")
+
+
+def test_an_unexpected_error_is_recorded_and_the_sender_asked_again(
+    memory_sessions: sessionmaker[Session], dialog: Dialog
+) -> None:
+    from bots.inbound import Delivery, receive
+    from dispatch.models import InboundMessage, OutboxMessage
+
+    broken = BrokenDialog(profile=dialog.profile, region="IL")
+    delivery = Delivery(
+        provider_key="sms:SMbroken",
+        inbound=Inbound(channel=Channel.SMS, address="+972525551234", text="hello"),
+    )
+    outcome = receive(memory_sessions, delivery=delivery, dialog=broken, now=NOW)
+    assert not outcome.processed
+    with memory_sessions() as session:
+        stored = session.scalars(select(InboundMessage)).one()
+        assert stored.error == "RuntimeError" and stored.processed_at is not None
+        reply = session.scalars(select(OutboxMessage)).one()
+        assert reply.text == t(Language.HE, "bot.error.internal")
