@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import socket
 import subprocess
@@ -11,6 +12,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import AnyHttpUrl
+
+from config.settings import Settings
+from hosen.commands.serve import run_serve
+from hosen.context import CommandError, Context
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,3 +57,17 @@ def test_serve_starts_without_channels_and_says_which_are_off(tmp_path: Path) ->
     finally:
         process.terminate()
         process.communicate(timeout=10)  # also closes the pipes
+
+
+def test_webhook_mode_needs_a_secret(unit_settings: Settings) -> None:
+    settings = unit_settings.model_copy(
+        update={
+            "telegram_token": "123:" + "x" * 35,
+            "public_url": AnyHttpUrl("https://hosen.example.org"),
+        }
+    )
+    with pytest.raises(CommandError, match="HOSEN_TELEGRAM_WEBHOOK_SECRET"):
+        run_serve(
+            Context(settings=settings),
+            argparse.Namespace(host="127.0.0.1", port=8000, no_worker=True),
+        )
