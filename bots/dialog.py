@@ -13,18 +13,19 @@ for a minor volunteer) → summary and confirm. "Back", "cancel" and "help" work
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
 
+from bots import enrolment
 from bots.consent import CONSENT_VERSIONS, consent_text
+from bots.enrolment import NEW_CONSENTS
 from bots.models import Conversation
 from bots.prompts import Choice, Prompt, Request
 from bots.words import (
@@ -42,25 +43,15 @@ from bots.words import (
 from config.i18n import t
 from config.languages import ALL_LANGUAGES, DEFAULT_LANGUAGE, Language
 from config.profile import AuthorityProfile, Profile
-from dispatch.models import InboundMessage
-from registry import audit, people
+from registry import people
 from registry.errors import InvalidPhone
 from registry.models import (
-    ACTIVE_ASSIGNMENT,
     NEED_FLAGS,
     Authority,
-    BuddyAssignment,
     Channel,
-    ConsentGiver,
     ConsentKind,
-    Group,
-    GroupMember,
     Person,
     PersonStatus,
-    PhoneKind,
-    RoleAssignment,
-    Source,
-    Zone,
 )
 from registry.phones import normalise_phone
 
@@ -138,7 +129,6 @@ AVAILABILITY_VALUES = ("both", "emergency", "routine")
 CAPACITY_SHORTCUTS = ("1", "2", "3", "5")
 # Draft keys starting with "_" are bookkeeping, not answers.
 EDIT = "_edit"
-NEW_CONSENTS = "_new_consents"
 
 
 @dataclass(frozen=True)
@@ -279,11 +269,11 @@ class Dialog:
         raise AssertionError(command)  # pragma: no cover - every command is handled above
 
     def _join(self, turn: Turn, payload: str) -> None:
-        group = self._group(turn.session, payload) if payload else None
+        group = enrolment.find_group(turn.session, payload) if payload else None
         person = turn.person
         if person is not None:
             if group is not None:
-                self._add_to_group(turn.session, person, group)
+                enrolment.join_group(turn.session, person, group)
                 turn.say("bot.group.joined", group=group.name)
             if people.opt_in(turn.session, person, actor=self._actor(turn), now=turn.now):
                 turn.say("bot.stopped.resumed")
@@ -572,29 +562,18 @@ class Dialog:
 
     def _link_known_person(self, turn: Turn, phone: str) -> bool:
         """Their own, verified number is already registered (say by SMS): this chat is them."""
-        known = turn.session.scalar(
-            select(Person)
-            .where(Person.phone == phone, Person.status != PersonStatus.ERASED)
-            .order_by(Person.id)
-        )
-        if known is None:
-            return False
-        authority = turn.session.get(Authority, known.authority_id)
-        assert authority is not None
-        registration = people.register_person(
+        person = enrolment.link_telegram(
             turn.session,
-            authority=authority,
-            details=people.PersonDetails(
-                phone=normalise_phone(phone, region=self.region),
-                telegram_chat_id=int(turn.conversation.address),
-                channel=Channel.TELEGRAM,
-            ),
-            source=Source.TELEGRAM,
+            phone=phone,
+            chat_id=int(turn.conversation.address),
+            region=self.region,
             actor=self._actor(turn),
             now=turn.now,
         )
-        turn.conversation.person_id = registration.person.id
-        turn.person = registration.person
+        if person is None:
+            return False
+        turn.conversation.person_id = person.id
+        turn.person = person
         turn.say("bot.phone.linked")
         self._menu(turn)
         return True
@@ -615,24 +594,14 @@ class Dialog:
     def _on_zone(self, turn: Turn, text: str | None, value: str | None) -> None:
         location = turn.inbound.location
         if location is not None:
-            authority, zone = self._nearest_zone(*location)
+            nearest = enrolment.nearest_zone(self.profile, *location)
+            if nearest is None:
+                raise Invalid("bot.error.choice")
+            authority, zone = nearest
             turn.draft.update(authority=authority, zone=zone, lat=location[0], lon=location[1])
             return self._advance(turn, Step.ZONE)
         turn.draft["zone"] = self._pick(turn, Step.ZONE, text, value)
         return self._advance(turn, Step.ZONE)
-
-    def _nearest_zone(self, lat: float, lon: float) -> tuple[str, str]:
-        best: tuple[float, str, str] | None = None
-        for authority in self.profile.authorities:
-            for zone in authority.zones:
-                if zone.lat is None or zone.lon is None:
-                    continue
-                distance = _metres(lat, lon, zone.lat, zone.lon)
-                if best is None or distance < best[0]:
-                    best = (distance, authority.code, zone.code)
-        if best is None:
-            raise Invalid("bot.error.choice")
-        return best[1], best[2]
 
     def _on_birth_year(self, turn: Turn, text: str | None, value: str | None) -> None:
         folded = fold(text)
@@ -747,7 +716,9 @@ class Dialog:
     def _start_update(self, turn: Turn) -> None:
         person = turn.person
         assert person is not None
-        turn.conversation.draft = self._draft_from(turn, person)
+        turn.conversation.draft = enrolment.draft_from(
+            turn.session, person, actor=self._actor(turn)
+        )
         turn.draft[EDIT] = True
         self._ask(turn, Step.UPDATE)
 
@@ -763,30 +734,12 @@ class Dialog:
             return self._menu(turn)
         person = turn.person
         assert person is not None
-        self.erase(turn.session, person, actor=self._actor(turn), now=turn.now)
+        enrolment.erase(turn.session, person, actor=self._actor(turn), now=turn.now)
         # The conversation goes too (its address is their phone); the goodbye is still sent.
         turn.session.delete(turn.conversation)
         turn.person = None
         turn.say("bot.delete.done")
         return None
-
-    @staticmethod
-    def erase(session: Session, person: Person, *, actor: str, now: datetime) -> None:
-        """Erase the person and what the bots kept about them: stored inbound texts, and every
-        other conversation of theirs (the caller deletes the one it is holding)."""
-        held = {c for c in session.identity_map.values() if isinstance(c, Conversation)}
-        people.erase(session, person, actor=actor, now=now)
-        session.execute(
-            update(InboundMessage).where(InboundMessage.person_id == person.id).values(payload={})
-        )
-        session.execute(
-            delete(Conversation)
-            .where(
-                Conversation.person_id == person.id,
-                Conversation.id.not_in([c.id for c in held if c.id is not None]),
-            )
-            .execution_options(synchronize_session=False)
-        )
 
     # ------------------------------------------------------------------ moving between steps
     def _advance(self, turn: Turn, after: Step) -> None:
@@ -999,262 +952,54 @@ class Dialog:
             lines.append(t(lang, "bot.summary.needs", count=len(draft.get("needs", []))))
         return "\n".join(lines)
 
-    # ------------------------------------------------------------------ status
-    def status_text(self, session: Session, person: Person, lang: Language) -> str:
-        """Who they are registered as, their role and buddies, in a few short lines."""
-        if person.is_volunteer and person.needs_help:
-            who = t(lang, "bot.who.both")
-        elif person.needs_help:
-            who = t(lang, "bot.who.resident")
-        else:
-            who = t(lang, "bot.who.volunteer")
-        zone = session.get(Zone, person.zone_id) if person.zone_id else None
-        zone_name = self._zone_name(zone, lang) if zone else "-"
-        lines = [
-            t(lang, "bot.status.registered", name=person.name or "-", who=who, zone=zone_name),
-            t(lang, f"bot.status.state_{person.status.value}"),
-        ]
-        if person.is_volunteer:
-            role = session.scalar(
-                select(RoleAssignment).where(
-                    RoleAssignment.person_id == person.id,
-                    RoleAssignment.status.in_(ACTIVE_ASSIGNMENT),
-                )
-            )
-            if role is None:
-                lines.append(t(lang, "bot.status.no_role"))
-            else:
-                try:
-                    role_name = self.profile.role(role.role_code).names.get(lang)
-                except KeyError:
-                    role_name = role.role_code
-                lines.append(t(lang, f"bot.status.role_{role.status.value}", role=role_name))
-            count = len(
-                session.scalars(
-                    select(BuddyAssignment.id).where(
-                        BuddyAssignment.volunteer_id == person.id,
-                        BuddyAssignment.status.in_(ACTIVE_ASSIGNMENT),
-                    )
-                ).all()
-            )
-            lines.append(t(lang, "bot.status.checks_on", count=count))
-        if person.needs_help:
-            buddy = session.scalar(
-                select(BuddyAssignment.id).where(
-                    BuddyAssignment.resident_id == person.id,
-                    BuddyAssignment.status.in_(ACTIVE_ASSIGNMENT),
-                )
-            )
-            lines.append(t(lang, "bot.status.has_buddy" if buddy else "bot.status.no_buddy"))
-        return "\n".join(lines)
-
-    def _zone_name(self, zone: Zone, lang: Language) -> str:
-        for authority in self.profile.authorities:
-            for candidate in authority.zones:
-                if candidate.code == zone.code:
-                    return candidate.names.get(lang)
-        return zone.name
-
     # ------------------------------------------------------------------ the registry
-    def _person(self, session: Session, conversation: Conversation) -> Person | None:
-        """The registered person behind this conversation, found again by chat id or phone."""
-        person = session.get(Person, conversation.person_id) if conversation.person_id else None
-        if person is None or person.status == PersonStatus.ERASED:
-            person = None
-            if (
-                conversation.channel == Channel.TELEGRAM
-                and conversation.address.lstrip("-").isdigit()
-            ):
-                key = Person.telegram_chat_id == int(conversation.address)
-            else:
-                key = Person.phone == conversation.address
-            person = session.scalar(
-                select(Person).where(key, Person.status != PersonStatus.ERASED).order_by(Person.id)
-            )
-            conversation.person_id = person.id if person else None
-            if person is not None and conversation.step in (Step.NEW, *REGISTRATION):
-                if EDIT not in conversation.draft:
-                    conversation.step = Step.MENU
-                    conversation.draft = {}
-                if conversation.language is None:
-                    conversation.language = person.language
-        return person
+    def status_text(self, session: Session, person: Person, lang: Language) -> str:
+        return enrolment.status_text(session, person, lang, self.profile)
 
-    def _draft_from(self, turn: Turn, person: Person) -> dict[str, Any]:
-        """A draft holding the person's current answers, to edit one of them."""
-        session = turn.session
-        authority = session.get(Authority, person.authority_id)
-        zone = session.get(Zone, person.zone_id) if person.zone_id else None
-        who = (
-            "both"
-            if person.is_volunteer and person.needs_help
-            else "resident"
-            if person.needs_help
-            else "volunteer"
-        )
-        draft: dict[str, Any] = {
-            "language": person.language.value,
-            "who": who,
-            "name": person.name,
-            "phone": person.phone,
-            "phone_verified": True,
-            "authority": authority.code if authority else None,
-            "zone": zone.code if zone else None,
-            "birth_year": person.birth_year,
-            "consent": "given",
-        }
-        if person.volunteer is not None:
-            v = person.volunteer
-            avail = (
-                "both"
-                if v.available_routine and v.available_emergency
-                else "emergency"
-                if v.available_emergency
-                else "routine"
-            )
-            draft.update(
-                skills=list(v.skills),
-                langs=list(v.languages),
-                avail=avail,
-                vehicle=v.has_vehicle,
-                capacity=v.checkin_capacity,
-            )
-        if person.needs_help:
-            needs = audit.read_needs(
-                session, person, actor=self._actor(turn), purpose="self_update"
-            )
-            draft["needs"] = needs.flags() if needs else []
-            draft["ec_name"] = needs.emergency_contact_name if needs else None
-            draft["ec_phone"] = needs.emergency_contact_phone if needs else None
-        if people.has_consent(session, person, ConsentKind.HEALTH_DATA):
-            draft["health"] = "given"
-        if people.has_consent(session, person, ConsentKind.GUARDIAN):
-            draft["guardian"] = "given"
-        return draft
+    def _person(self, session: Session, conversation: Conversation) -> Person | None:
+        """The registered person behind this conversation, found again by chat id or phone.
+
+        Found anew (they registered on the other channel, or by staff), a conversation that was
+        half-way through registering goes to their menu instead.
+        """
+        person = session.get(Person, conversation.person_id) if conversation.person_id else None
+        if person is not None and person.status != PersonStatus.ERASED:
+            return person
+        person = enrolment.person_at(session, conversation.channel, conversation.address)
+        conversation.person_id = person.id if person else None
+        if person is not None and conversation.step in (Step.NEW, *REGISTRATION):
+            if EDIT not in conversation.draft:
+                conversation.step = Step.MENU
+                conversation.draft = {}
+            if conversation.language is None:
+                conversation.language = person.language
+        return person
 
     def _register(self, turn: Turn) -> str | None:
         """Write the confirmed answers to the registry. Returns a refusal key, or None when done."""
-        session, draft, conv = turn.session, turn.draft, turn.conversation
-        lang = turn.language
-        family = draft.get("who") == "family"
-        telegram = conv.channel == Channel.TELEGRAM
-        authority_code = draft.get("authority") or self.profile.authorities[0].code
-        authority = session.scalar(select(Authority).where(Authority.code == authority_code))
-        if authority is None:
-            return "bot.error.choice"
-        zone = session.scalar(
-            select(Zone).where(Zone.authority_id == authority.id, Zone.code == draft.get("zone"))
-        )
-        phone_text = draft.get("phone") or (None if telegram else conv.address)
         try:
-            phone = normalise_phone(phone_text, region=self.region) if phone_text else None
-        except InvalidPhone:
-            return "phone.invalid"
-        chat_id = int(conv.address) if telegram and not family else None
-        if phone is not None and not draft.get("phone_verified") and (telegram or family):
-            # A typed number must not take over someone else's record through the phone merge.
-            owners = people.find_person(session, authority=authority, phone=phone.e164)
-            if any(
-                p.id != (turn.person.id if turn.person else None)
-                and (chat_id is None or p.telegram_chat_id != chat_id)
-                for p in owners
-            ):
-                draft.pop("phone", None)
-                return "bot.phone.taken"
-        volunteer = draft.get("who") in ("volunteer", "both")
-        resident = draft.get("who") in ("resident", "both", "family")
-        avail = draft.get("avail", "both")
-        needs = set(draft.get("needs", [])) if draft.get("health") else set()
-        if family:
-            channel = Channel.SMS if phone and phone.can_receive_sms else Channel.NONE
-        else:
-            channel = conv.channel
-        details = people.PersonDetails(
-            name=draft.get("name"),
-            phone=phone,
-            telegram_chat_id=chat_id,
-            language=lang,
-            channel=channel,
-            birth_year=draft.get("birth_year"),
-            zone=zone,
-            lat=draft.get("lat"),
-            lon=draft.get("lon"),
-            volunteer=people.VolunteerDetails(
-                skills=tuple(draft.get("skills", [])),
-                languages=tuple(draft.get("langs", [])),
-                available_routine=avail in ("both", "routine"),
-                available_emergency=avail in ("both", "emergency"),
-                has_vehicle=bool(draft.get("vehicle")),
-                checkin_capacity=int(draft.get("capacity", 3)),
-            )
-            if volunteer
-            else None,
-            needs=people.NeedsDetails(
-                **{flag: flag in needs for flag in NEED_FLAGS},
-                emergency_contact_name=draft.get("ec_name"),
-                emergency_contact_phone=draft.get("ec_phone"),
-            )
-            if resident
-            else None,
-        )
-        source = Source.TELEGRAM if telegram else Source.SMS
-        actor = self._actor(turn)
-        registration = people.register_person(
-            session, authority=authority, details=details, source=source, actor=actor, now=turn.now
-        )
-        person = registration.person
-        giver = ConsentGiver.FAMILY if family else ConsentGiver.SELF
-        for kind_value in draft.get(NEW_CONSENTS, []):
-            kind = ConsentKind(kind_value)
-            if kind == ConsentKind.HEALTH_DATA and not draft.get("health"):
-                continue
-            people.record_consent(
-                session,
-                person=person,
-                kind=kind,
-                version=CONSENT_VERSIONS[kind],
-                language=lang,
-                text=consent_text(kind, lang),
-                channel=source,
-                given_by=ConsentGiver.GUARDIAN if kind == ConsentKind.GUARDIAN else giver,
-                guardian_name=draft.get("guardian") if kind == ConsentKind.GUARDIAN else None,
-                actor=actor,
+            enrolled = enrolment.enrol(
+                turn.session,
+                draft=turn.draft,
+                channel=turn.conversation.channel,
+                address=turn.conversation.address,
+                language=turn.language,
+                profile=self.profile,
+                region=self.region,
+                current=turn.person,
+                actor=self._actor(turn),
                 now=turn.now,
             )
-        group = self._group(session, draft.get("group") or "")
-        if group is not None:
-            self._add_to_group(session, person, group)
-        if phone is not None and phone.kind == PhoneKind.LANDLINE:
+        except enrolment.Refused as refusal:
+            return refusal.key
+        if enrolled.landline:
             turn.say("phone.landline")
-        conv.person_id = person.id
-        turn.person = person
-        turn.say("bot.summary.done" if registration.created else "bot.summary.updated")
+        turn.conversation.person_id = enrolled.person.id
+        turn.person = enrolled.person
+        turn.say("bot.summary.done" if enrolled.created else "bot.summary.updated")
         self._menu(turn)
         return None
 
     @staticmethod
-    def _group(session: Session, join_code: str) -> Group | None:
-        code = clean(join_code)[:32]
-        if not code:
-            return None
-        return session.scalar(select(Group).where(Group.join_code == code))
-
-    @staticmethod
-    def _add_to_group(session: Session, person: Person, group: Group) -> None:
-        exists = session.get(GroupMember, (group.id, person.id))
-        if exists is None:
-            session.add(GroupMember(group_id=group.id, person_id=person.id))
-            session.flush()
-
-    @staticmethod
     def _actor(turn: Turn) -> str:
         return f"bot:{turn.conversation.channel.value}"
-
-
-def _metres(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance (haversine); plenty for picking the nearest neighbourhood."""
-    radius = 6_371_000.0
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * radius * math.asin(math.sqrt(a))

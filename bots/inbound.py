@@ -24,6 +24,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from bots import render
 from bots.dialog import Dialog, Inbound
+from bots.enrolment import person_at
 from bots.flood import DEFAULT_POLICY, FloodPolicy, admit
 from bots.models import Conversation
 from bots.prompts import Prompt
@@ -211,13 +212,7 @@ def _known_person(session: Session, channel: Channel, address: str) -> Person | 
         person = session.get(Person, conversation.person_id)
         if person is not None and person.status != PersonStatus.ERASED:
             return person
-    if channel == Channel.TELEGRAM and address.lstrip("-").isdigit():
-        key = Person.telegram_chat_id == int(address)
-    else:
-        key = Person.phone == address
-    return session.scalar(
-        select(Person).where(key, Person.status != PersonStatus.ERASED).order_by(Person.id)
-    )
+    return person_at(session, channel, address)
 
 
 def record_failure(session: Session, *, delivery: Delivery, now: datetime, error: str) -> None:
