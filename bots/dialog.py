@@ -19,7 +19,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
 
@@ -199,7 +199,7 @@ class Dialog:
         """Take one inbound message, move the conversation, and return what to say."""
         turn = Turn(session, conversation, inbound, now, self._person(session, conversation))
         self._respond(turn)
-        if conversation not in session.deleted:
+        if conversation not in session.deleted and not inspect(conversation).deleted:
             # The draft is changed in place; a JSON column must be told.
             flag_modified(conversation, "draft")
             conversation.updated_at = now

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
@@ -116,7 +116,7 @@ def handle_inbound(
         session, inbound.channel, inbound.address, conversation.person_id, language, prompts
     )
     stored.processed_at = now
-    if conversation in session.deleted:
+    if erased(session, conversation):
         stored.payload = {}  # they erased their data just now: keep no text of theirs
     else:
         stored.person_id = conversation.person_id
@@ -124,6 +124,11 @@ def handle_inbound(
 
 
 RACES = (StaleDataError, IntegrityError)
+
+
+def erased(session: Session, conversation: Conversation) -> bool:
+    """Whether this turn deleted the conversation (the person erased their data)."""
+    return conversation in session.deleted or inspect(conversation).deleted
 
 
 def receive(

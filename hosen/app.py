@@ -35,6 +35,7 @@ from bots.telegram import (
     start_polling,
     webhook_endpoint,
 )
+from config.settings import Settings
 from hosen.context import Context
 from registry.db import utcnow
 
@@ -50,6 +51,7 @@ class Runtime:
     worker: Any = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    telegram_ready: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def webhook_mode(self) -> bool:
@@ -114,34 +116,54 @@ def build_app(
 
 
 async def _start(ctx: Context, runtime: Runtime, *, run_worker: bool) -> None:
-    settings = ctx.settings
-    application = runtime.telegram
-    if application is not None:
-        await application.initialize()
-        await application.start()
-        try:
-            await publish_commands(application.bot)
-        except TelegramError as exc:  # a menu is a nicety: never a reason not to start
-            log.warning("telegram command menu not set: %s", type(exc).__name__)
-        if runtime.webhook_mode:
-            url = str(settings.public_url).rstrip("/") + "/telegram/webhook"
-            await application.bot.set_webhook(
-                url=url,
-                secret_token=settings.telegram_webhook_secret,
-                allowed_updates=ALLOWED_UPDATES,
-            )
-        else:
-            await application.bot.delete_webhook()
-            await start_polling(application.updater)
-            assert runtime.watch is not None
-            runtime.watch.mark()
-            runtime.tasks.append(
-                asyncio.create_task(
-                    keep_polling(application.updater, runtime.watch, stop=runtime.stop)
-                )
-            )
+    if runtime.telegram is not None:
+        # In the background: Telegram being unreachable must not keep SMS and the worker down.
+        runtime.tasks.append(asyncio.create_task(_bring_up_telegram(ctx.settings, runtime)))
     if run_worker:
         await _start_worker(ctx, runtime)
+
+
+async def _bring_up_telegram(settings: Settings, runtime: Runtime, *, retry: float = 5.0) -> None:
+    """Start the bot (webhook or polling), retrying with back-off until it works or we stop."""
+    application = runtime.telegram
+    while not runtime.stop.is_set():
+        try:
+            await _start_telegram(settings, runtime)
+        except (TelegramError, OSError) as exc:
+            log.warning("telegram not started (%s); retrying in %.0fs", type(exc).__name__, retry)
+            with contextlib.suppress(Exception):
+                if application.running:
+                    await application.stop()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(runtime.stop.wait(), timeout=retry)
+            retry = min(retry * 2, 120.0)
+            continue
+        runtime.telegram_ready.set()
+        if not runtime.webhook_mode:
+            assert runtime.watch is not None
+            await keep_polling(application.updater, runtime.watch, stop=runtime.stop)
+        return
+
+
+async def _start_telegram(settings: Settings, runtime: Runtime) -> None:
+    application = runtime.telegram
+    await application.initialize()  # a no-op once it has worked
+    if not application.running:
+        await application.start()
+    try:
+        await publish_commands(application.bot)
+    except TelegramError as exc:  # a menu is a nicety: never a reason not to start
+        log.warning("telegram command menu not set: %s", type(exc).__name__)
+    if runtime.webhook_mode:
+        url = str(settings.public_url).rstrip("/") + "/telegram/webhook"
+        await application.bot.set_webhook(
+            url=url, secret_token=settings.telegram_webhook_secret, allowed_updates=ALLOWED_UPDATES
+        )
+        return
+    await application.bot.delete_webhook()
+    await start_polling(application.updater)
+    assert runtime.watch is not None
+    runtime.watch.mark()
 
 
 async def _start_worker(ctx: Context, runtime: Runtime) -> None:
@@ -175,4 +197,4 @@ async def _stop(runtime: Runtime) -> None:
             await application.updater.stop()
         if application.running:
             await application.stop()
-        await application.shutdown()
+        await application.shutdown()  # a no-op if it never started

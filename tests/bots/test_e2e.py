@@ -84,6 +84,8 @@ async def start_service(settings: Settings, port: int) -> Service:
         if task.done():
             task.result()
         await asyncio.sleep(0.01)
+    if settings.telegram_enabled:  # the bot comes up in the background: wait for it
+        await asyncio.wait_for(app.state.runtime.telegram_ready.wait(), timeout=20)
     worker = Worker(sessions=ctx.sessions, senders=build_senders(settings), settings=settings)
     await worker.start()
     return Service(ctx, server, task, worker)
@@ -443,5 +445,47 @@ def test_polling_mode_answers_through_get_updates(
             assert runtime.watch is not None and runtime.watch.last_success is not None
         finally:
             await service.stop()
+
+    run(scenario)
+
+
+def test_sms_keeps_working_while_telegram_is_unreachable(
+    settings: Settings, directory: Directory, fake_twilio: FakeTwilio
+) -> None:
+    port = _free_port()
+    nowhere = _free_port()  # nothing listens there: Telegram is "down"
+    config = service_settings(settings, telegram=None, twilio=fake_twilio, port=port).model_copy(
+        update={
+            "telegram_token": "123456:" + "A" * 35,
+            "telegram_api_url": AnyHttpUrl(f"http://127.0.0.1:{nowhere}"),
+        }
+    )
+
+    async def scenario() -> None:
+        ctx = build_context(config)
+        app = build_app(ctx, run_worker=False)
+        server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical")
+        )
+        task = asyncio.create_task(server.serve())
+        try:
+            for _ in range(500):
+                if server.started:
+                    break
+                await asyncio.sleep(0.01)
+            worker = Worker(
+                sessions=ctx.sessions,
+                senders=build_senders(config.model_copy(update={"telegram_token": None})),
+                settings=config,
+            )
+            await worker.start()
+            service = Service(ctx, server, task, worker)
+            replies = await sms(service, fake_twilio, "JOIN")
+            assert replies and not app.state.runtime.telegram_ready.is_set()
+            await worker.close()
+        finally:
+            server.should_exit = True
+            await task
+            ctx.engine.dispose()
 
     run(scenario)
