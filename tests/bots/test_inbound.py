@@ -465,3 +465,22 @@ def test_the_same_delivery_racing_in_twice_is_processed_once(
         assert session.scalar(select(func.count()).select_from(InboundMessage)) == 1
         replies = session.scalar(select(func.count()).select_from(OutboxMessage))
     assert replies == 1  # the language question, once
+
+
+def test_a_daughter_registers_her_father_who_has_only_a_landline(
+    sms_chat: Chat, sessions: sessionmaker[Session]
+) -> None:
+    for text in ["ЯЗЫК", "4", "4", "Борис Левин", "08-6123456", "1", "1", "1938", "2 3"]:
+        sms_chat.send(text)
+    # She is his emergency contact.
+    for text in ["Анна", "052-555-1234", "1", "1"]:
+        sms_chat.send(text)
+    assert sms_chat.conversation().step == Step.SUMMARY  # type: ignore[union-attr]
+    replies = sms_chat.send("1")
+    assert replies[0] == t(Language.RU, "phone.landline")
+    father = _person(sessions, phone="+97286123456")
+    assert father is not None and father.channel == Channel.NONE and father.language == Language.RU
+    assert father.needs is not None and father.needs.mobility and father.needs.bedridden
+    with sessions() as session:
+        consents = session.scalars(select(Consent).where(Consent.person_id == father.id)).all()
+        assert {c.given_by.value for c in consents} == {"family"}
