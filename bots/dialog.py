@@ -31,6 +31,7 @@ from bots.prompts import Choice, Prompt, Request
 from bots.words import (
     CARRIER_HELP,
     CARRIER_OPT_IN,
+    CARRIER_OPT_IN_AFTER_STOP,
     CARRIER_OPT_OUT,
     Command,
     Word,
@@ -211,7 +212,9 @@ class Dialog:
         if conv.channel == Channel.SMS:
             if folded in CARRIER_OPT_OUT:
                 return self._stop(turn, carrier=True)
-            if folded in CARRIER_OPT_IN:
+            if folded in CARRIER_OPT_IN or (
+                conv.step == Step.STOPPED and folded in CARRIER_OPT_IN_AFTER_STOP
+            ):
                 return self._join(turn, "")
             if folded in CARRIER_HELP:
                 return self._help(turn)

@@ -193,8 +193,8 @@ def route_to_dispatcher(
             )
         return True
     text = inbound.text
-    if person is None or not text or not fold(text):
-        return False
+    if person is None or not text or not fold(text) or person.status == PersonStatus.OPTED_OUT:
+        return False  # an opted-out person's words (START, YES...) are for the bot
     if fold(text) in CARRIER_WORDS or command_in(text, person.language) is not None:
         return False
     latest = session.scalars(

@@ -47,6 +47,8 @@ CARRIER_OPT_OUT = frozenset(
     {"stop", "stopall", "unsubscribe", "cancel", "end", "quit", "revoke", "optout"}
 )
 CARRIER_OPT_IN = frozenset({"start", "unstop"})
+# Twilio also re-subscribes an opted-out number that texts YES (only then is it an opt-in).
+CARRIER_OPT_IN_AFTER_STOP = frozenset({"yes"})
 CARRIER_HELP = frozenset({"help", "info"})
 
 

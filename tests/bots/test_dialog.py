@@ -325,7 +325,7 @@ def test_carrier_cancel_on_sms_is_an_opt_out(open_desk: Callable[..., Desk]) -> 
     assert desk.send("CANCEL") == []  # Twilio itself confirms carrier opt-outs
     assert desk.step == Step.STOPPED
     assert desk.send("hello?") == []
-    prompts = desk.send("START")
+    prompts = desk.send("YES")  # Twilio re-subscribes a stopped number that says YES
     assert desk.step == Step.ZONE and prompts[-1].step == "zone"
     assert desk.draft["name"] == "Sara"
 
