@@ -56,7 +56,9 @@ class AnotherWorkerRunning(Exception):
 class WorkerConfig:
     batch_window: float = 2.0  # claim about this many seconds' worth of sends at the channel rate
     max_batch: int = 500
-    max_in_flight: int = 200
+    # No more than the HTTP connection pool (dispatch.clients: 64): requests queued inside
+    # httpcore's pool cost time quadratic in the queue length.
+    max_in_flight: int = 16
     lease_seconds: float = 60.0  # a claimed row returns to the queue this long after a crash
     send_timeout: float = 20.0
     max_attempts: int = 6  # transient failures before the channel is given up for this message
@@ -203,7 +205,8 @@ class Worker:
         if self.on_postgresql:
             return
         now = self.clock.now()
-        ttl = timedelta(seconds=max(self.config.lease_seconds, 3 * self.config.sweep_every))
+        # Renewed at every sweep; a killed worker's lease runs out like its rows' leases do.
+        ttl = timedelta(seconds=max(self.config.lease_seconds, 2 * self.config.sweep_every))
         with unit_of_work(self.sessions) as session:
             if not gates.acquire_lease(
                 session, name=SQLITE_WORKER_LEASE, holder=self.worker_id, ttl=ttl, now=now
@@ -231,7 +234,9 @@ class Worker:
     def _claim(self, channel: Channel) -> list[Claimed]:
         now = self.clock.now()
         rate = self.rate(channel)
-        limit = min(self.config.max_batch, max(1, math.ceil(rate * self.config.batch_window)))
+        # A batch must be sent well within its lease, or the sweep would hand it out again.
+        window = min(self.config.batch_window, self.config.lease_seconds / 2)
+        limit = min(self.config.max_batch, max(1, math.ceil(rate * window)))
         with unit_of_work(self.sessions) as session:
             if gates.paused_until(session, channel=channel, now=now) is not None:
                 return []
@@ -331,6 +336,17 @@ class Worker:
                         slot=slot,
                         attempts=row.attempts,
                     )
+                )
+            if claimed and claimed[-1].slot > now:
+                # Slots shared with other workers may start later than now: the lease runs
+                # from the last planned send, not from the claim.
+                session.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id.in_([c.message.id for c in claimed]))
+                    .values(
+                        lease_until=claimed[-1].slot + timedelta(seconds=self.config.lease_seconds)
+                    )
+                    .execution_options(synchronize_session=False)
                 )
             if deferred:
                 session.execute(update(OutboxMessage), deferred)

@@ -17,6 +17,8 @@ from typing import Any, Self, TypeVar
 
 from aiohttp import ClientSession, ClientTimeout, web
 
+from fakes.faults import Faults, RateLimits, Traffic
+
 T = TypeVar("T")
 
 
@@ -33,6 +35,10 @@ class LoopbackServer:
         self._stopped = threading.Event()
         self._lock = threading.RLock()
         self._shutting_down: asyncio.Event | None = None
+        # Switched at runtime by tests and benchmarks (see fakes.faults); off by default.
+        self.faults = Faults()
+        self.limits: RateLimits | None = None
+        self.traffic = Traffic()
 
     # -- to be provided by the concrete fake --------------------------------------------------
 
@@ -41,6 +47,29 @@ class LoopbackServer:
 
     async def on_shutdown(self) -> None:
         """Wake long-running handlers so the server can close quickly."""
+
+    def add_control_routes(self, app: web.Application) -> None:
+        """``GET /_fake/traffic`` and ``POST /_fake/config``, for a fake in another process."""
+        app.router.add_get("/_fake/traffic", self._traffic_route)
+        app.router.add_post("/_fake/config", self._config_route)
+
+    async def _traffic_route(self, request: web.Request) -> web.Response:
+        return web.json_response(self.traffic.summary())
+
+    async def _config_route(self, request: web.Request) -> web.Response:
+        """Body: ``{"faults": {...Faults fields} | null, "limits": {...RateLimits fields} |
+        null, "reset_traffic": bool}``; keys left out keep their current setting."""
+        body = await request.json()
+        if "faults" in body:
+            fields = dict(body["faults"] or {})
+            if fields.get("methods") is not None:
+                fields["methods"] = frozenset(fields["methods"])
+            self.faults = Faults(**fields)
+        if "limits" in body:
+            self.limits = RateLimits(**body["limits"]) if body["limits"] else None
+        if body.get("reset_traffic"):
+            self.traffic = Traffic()
+        return web.json_response(self.traffic.summary())
 
     # -- lifecycle ---------------------------------------------------------------------------
 

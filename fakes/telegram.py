@@ -11,7 +11,8 @@ into a failed test.
 Reproduced realistically: getMe; getUpdates (long poll, ``offset`` confirming updates,
 ``limit``, ``allowed_updates``, 409 while a webhook is set or when a newer poll takes over);
 setWebhook / deleteWebhook / getWebhookInfo; sendMessage (a full Message with per-chat
-message ids, HTML parse mode checked, text and callback-data limits), editMessageText,
+message ids, HTML and MarkdownV2 checked and turned into entities, text and callback-data
+limits), editMessageText,
 editMessageReplyMarkup (including "message is not modified"), answerCallbackQuery (once per
 query), sendChatAction, setMyCommands / getMyCommands / deleteMyCommands, getChat. Blocked
 users (403) and unknown chats (400) are configurable per chat. Tests build realistic updates
@@ -20,8 +21,8 @@ photos, group messages) and deliver them through getUpdates or as webhook POSTs 
 ``X-Telegram-Bot-Api-Secret-Token``.
 
 Deliberately NOT reproduced: files and media uploads (sendPhoto and friends answer
-"not reproduced" and count as a violation), MarkdownV2 parsing (the text is kept as sent),
-inline mode, payments, business and forum features, group administration, message
+"not reproduced" and count as a violation), legacy Markdown (kept as sent), MarkdownV2's
+nesting rules and custom emoji, inline mode, payments, business and forum features, group administration, message
 deletion, webhook retries by Telegram after a failed POST, the HTTPS requirement and port
 whitelist of setWebhook (the fake accepts http:// loopback URLs), expiry of callback queries
 after some minutes, and Telegram's exact (unpublished) flood-control arithmetic.
@@ -51,7 +52,6 @@ from typing import Any, ClassVar, Literal
 from aiohttp import web
 from aiohttp.web_request import FileField
 
-from fakes.faults import Faults, RateLimits, Traffic
 from fakes.loopback import LoopbackServer
 from fakes.telegram_spec import BotApiSpec, load_spec
 
@@ -245,9 +245,8 @@ class FakeTelegram(LoopbackServer):
 
         self.violations: list[str] = []
         self.sent: list[Call] = []
-        self.faults = Faults()
-        self.limits: RateLimits | None = None
-        self.traffic = Traffic()
+        # Called on the fake's loop with each Message the bot sends (simulated people listen).
+        self.on_message: list[Callable[[JSON], None]] = []
         self.method_counts: Counter[str] = Counter()
         self.blocked: set[int] = set()
         self.missing_chats: set[int] = set()
@@ -287,6 +286,7 @@ class FakeTelegram(LoopbackServer):
     def build_app(self) -> web.Application:
         self._update_event = asyncio.Event()
         app = web.Application(client_max_size=60 * 1024 * 1024)
+        self.add_control_routes(app)
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
         return app
 
@@ -346,6 +346,8 @@ class FakeTelegram(LoopbackServer):
             return _answer(error.body(), error.code)
         if name in SENDING_METHODS:
             self.traffic.count("lost_reply" if outcome == "lost_reply" else "accepted")
+            for listener in list(self.on_message):
+                listener(result)
         if outcome == "lost_reply":
             await self.hold(faults.hold_seconds)
         return _answer({"ok": True, "result": result}, 200)
@@ -998,7 +1000,9 @@ def _parse_text(text: str, parse_mode: str | None) -> tuple[str, list[JSON]]:
     entities: list[JSON] = []
     if parse_mode is not None and parse_mode.upper() == "HTML":
         text, entities = _parse_html(text)
-    elif parse_mode is not None and parse_mode not in ("Markdown", "MarkdownV2"):
+    elif parse_mode is not None and parse_mode.lower() == "markdownv2":
+        text, entities = _parse_markdown_v2(text)
+    elif parse_mode is not None and parse_mode.lower() != "markdown":
         raise BotApiError(400, f"Bad Request: unsupported parse_mode {parse_mode!r}")
     if not text.strip():
         raise BotApiError(400, "Bad Request: message text is empty")
@@ -1082,3 +1086,89 @@ def _parse_html(text: str) -> tuple[str, list[JSON]]:
     if parser.error is not None:
         raise BotApiError(400, f"Bad Request: can't parse entities: {parser.error}")
     return parser.text, sorted(parser.entities, key=lambda e: (e["offset"], -e["length"]))
+
+
+_MD_RESERVED = frozenset("_*[]()~`>#+-=|{}.!")
+_MD_TOGGLES = (("```", "pre"), ("||", "spoiler"), ("__", "underline"), ("`", "code"))
+_MD_SINGLE = {"*": "bold", "_": "italic", "~": "strikethrough"}
+
+
+def _parse_markdown_v2(text: str) -> tuple[str, list[JSON]]:
+    """MarkdownV2 as Telegram reads it (without nesting rules or custom emoji): every reserved
+    character outside an entity marker must be escaped, and every entity closed."""
+    out: list[str] = []
+    entities: list[JSON] = []
+    open_: dict[str, int] = {}  # entity kind -> offset where it started
+    link_start: int | None = None
+    i = 0
+
+    def offset() -> int:
+        return utf16_len("".join(out))
+
+    def fail(reason: str) -> BotApiError:
+        return BotApiError(400, f"Bad Request: can't parse entities: {reason}")
+
+    def toggle(kind: str) -> None:
+        if kind in open_:
+            start = open_.pop(kind)
+            if offset() > start:
+                entities.append({"type": kind, "offset": start, "length": offset() - start})
+        else:
+            open_[kind] = offset()
+
+    while i < len(text):
+        char = text[i]
+        if char == "\\":
+            if i + 1 == len(text):
+                raise fail("Character '\\' is reserved and must be escaped with the preceding '\\'")
+            out.append(text[i + 1])
+            i += 2
+            continue
+        code = "code" in open_ or "pre" in open_
+        marker = next((m for m, _ in _MD_TOGGLES if text.startswith(m, i)), None)
+        if marker is not None and (not code or marker in ("`", "```")):
+            kind = dict(_MD_TOGGLES)[marker]
+            if marker == "```" and kind not in open_:
+                end_of_line = text.find("\n", i)
+                i = len(text) if end_of_line < 0 else end_of_line + 1  # skip the language tag
+                toggle(kind)
+                continue
+            toggle(kind)
+            i += len(marker)
+            continue
+        if code:
+            out.append(char)
+            i += 1
+            continue
+        if char in _MD_SINGLE:
+            toggle(_MD_SINGLE[char])
+        elif char == "[" and link_start is None:
+            link_start = offset()
+        elif char == "]" and link_start is not None and text.startswith("(", i + 1):
+            close = text.find(")", i + 2)
+            if close < 0:
+                raise fail("Can't find end of a URL")
+            entities.append(
+                {
+                    "type": "text_link",
+                    "offset": link_start,
+                    "length": offset() - link_start,
+                    "url": text[i + 2 : close],
+                }
+            )
+            link_start = None
+            i = close + 1
+            continue
+        elif char == ">" and (i == 0 or text[i - 1] == "\n"):
+            pass  # a blockquote line
+        elif char in _MD_RESERVED:
+            raise fail(
+                f"Character '{char}' is reserved and must be escaped with the preceding '\\'"
+            )
+        else:
+            out.append(char)
+        i += 1
+    if open_ or link_start is not None:
+        kind = next(iter(open_), "text_link")
+        raise fail(f"Can't find end of {kind} entity")
+    return "".join(out), sorted(entities, key=lambda e: (e["offset"], -e["length"]))

@@ -24,11 +24,18 @@ _INTEGER = re.compile(r"^-?\d+$")
 _BOOLEANS = {"true": True, "false": False, "1": True, "0": False}
 
 
+# A String field whose description fixes its value: the discriminator of a union's forms
+# (BotCommandScopeChat.type is "chat", ChatMemberOwner.status is "creator", ...).
+_CONSTANT = re.compile(r'(?:always|must be) [“"]?([a-z_]+)[”"]?')
+_DISCRIMINATORS = frozenset({"type", "status", "source"})
+
+
 @dataclass(frozen=True)
 class Field:
     name: str
     types: tuple[str, ...]
     required: bool
+    constant: str | None = None
 
 
 class BotApiSpec:
@@ -40,7 +47,8 @@ class BotApiSpec:
             name: _fields(method.get("fields", [])) for name, method in raw["methods"].items()
         }
         self.types: dict[str, dict[str, Field]] = {
-            name: _fields(kind.get("fields", [])) for name, kind in raw["types"].items()
+            name: _fields(kind.get("fields", []), discriminated="subtype_of" in kind)
+            for name, kind in raw["types"].items()
         }
         self.subtypes: dict[str, tuple[str, ...]] = {
             name: tuple(kind["subtypes"])
@@ -163,16 +171,26 @@ class BotApiSpec:
         ]
         for name, item in value.items():
             field = fields.get(name)
-            if field is not None:
+            if field is None:
+                continue
+            if field.constant is not None and item != field.constant:
+                problems.append(f"{path}.{name}: must be {field.constant!r} in {kind}")
+            else:
                 problems += self.check_value(item, field.types, f"{path}.{name}", form=False)
         return problems
 
 
-def _fields(raw: list[Mapping[str, Any]]) -> dict[str, Field]:
-    return {
-        f["name"]: Field(name=f["name"], types=tuple(f["types"]), required=bool(f["required"]))
-        for f in raw
-    }
+def _fields(raw: list[Mapping[str, Any]], *, discriminated: bool = False) -> dict[str, Field]:
+    fields = {}
+    for f in raw:
+        constant = None
+        if discriminated and f["types"] == ["String"] and f["name"] in _DISCRIMINATORS:
+            match = _CONSTANT.search(f.get("description", ""))
+            constant = match.group(1) if match else None
+        fields[f["name"]] = Field(
+            name=f["name"], types=tuple(f["types"]), required=bool(f["required"]), constant=constant
+        )
+    return fields
 
 
 def _is_structured(kind: str) -> bool:

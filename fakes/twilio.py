@@ -56,7 +56,7 @@ from aiohttp import web
 from twilio.request_validator import RequestValidator
 
 from dispatch.segments import count_segments
-from fakes.faults import Faults, Outcome, RateLimits, Traffic
+from fakes.faults import Outcome
 from fakes.loopback import LoopbackServer
 
 JSON = dict[str, Any]
@@ -208,9 +208,8 @@ class FakeTwilio(LoopbackServer):
         self.violations: list[str] = []
         self.messages: dict[str, JSON] = {}
         self.sent: list[JSON] = []
-        self.faults = Faults()
-        self.limits: RateLimits | None = None
-        self.traffic = Traffic()
+        # Called on the fake's loop with each message accepted (simulated people listen).
+        self.on_message: list[Callable[[JSON], None]] = []
         self.created = 0
         self.status_codes: Counter[int] = Counter()
         self.callbacks: list[tuple[str, JSON, int]] = []
@@ -232,6 +231,7 @@ class FakeTwilio(LoopbackServer):
     def build_app(self) -> web.Application:
         app = web.Application()
         base = "/2010-04-01/Accounts/{account_sid}"
+        self.add_control_routes(app)
         app.router.add_post(base + "/Messages.json", self._create)
         app.router.add_get(base + "/Messages.json", self._list)
         app.router.add_get(base + "/Messages/{sid}.json", self._fetch)
@@ -327,6 +327,8 @@ class FakeTwilio(LoopbackServer):
             self.traffic.count("throttled" if error.status == 429 else "refused")
             return self._error(error)
         self.traffic.count("lost_reply" if lose_reply else "accepted")
+        for listener in list(self.on_message):
+            listener(message)
         if lose_reply:
             await self.hold(self.faults.hold_seconds)
         return self._answer(message, 201)

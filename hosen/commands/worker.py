@@ -6,6 +6,8 @@ import argparse
 import asyncio
 import logging
 import signal
+import time
+from typing import Any
 
 from hosen.context import CommandError, Context
 
@@ -19,19 +21,49 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--once", action="store_true", help="one claim→send→record round, then exit"
     )
     worker.add_argument("--id", help="this worker's name in leases (default: host:pid:random)")
+    worker.add_argument(
+        "--lease",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long a claimed message stays with this worker if it dies (default 60)",
+    )
     worker.set_defaults(handler=run_worker)
+
+
+async def _start_when_free(worker: Any, *, patience: float) -> None:
+    """On SQLite a crashed worker's lease must run out first: wait for it, within reason."""
+    from dispatch.worker import AnotherWorkerRunning
+
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            await worker.start()
+            return
+        except AnotherWorkerRunning:
+            if time.monotonic() > deadline:
+                raise
+            print("another worker holds the SQLite lease; waiting for it to expire", flush=True)
+            await asyncio.sleep(1.0)
 
 
 def run_worker(ctx: Context, args: argparse.Namespace) -> int:
     from dispatch.senders import build_senders
-    from dispatch.worker import AnotherWorkerRunning, Worker
+    from dispatch.worker import AnotherWorkerRunning, Worker, WorkerConfig
 
     senders = build_senders(ctx.settings)
     if not senders:
         raise CommandError(f"no channel is configured: {ctx.settings.channel_summary()}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.lease <= 0:
+        raise CommandError("--lease must be positive")
+    config = WorkerConfig(lease_seconds=args.lease, sweep_every=min(5.0, args.lease / 3))
     worker = Worker(
-        sessions=ctx.sessions, senders=senders, settings=ctx.settings, worker_id=args.id
+        sessions=ctx.sessions,
+        senders=senders,
+        settings=ctx.settings,
+        worker_id=args.id,
+        config=config,
     )
 
     async def main() -> int:
@@ -44,6 +76,7 @@ def run_worker(ctx: Context, args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
+        await _start_when_free(worker, patience=2 * args.lease + 1)
         print(f"worker {worker.worker_id} running; {ctx.settings.channel_summary()}", flush=True)
         await worker.run(stop)
         return 0

@@ -297,6 +297,23 @@ def test_html_is_parsed_into_entities(fake_telegram: FakeTelegram) -> None:
     assert message.entities[0].type == "bold" and message.entities[0].length == 5
 
 
+def test_markdown_v2_must_be_escaped(fake_telegram: FakeTelegram) -> None:
+    from telegram.helpers import escape_markdown
+
+    dana = fake_telegram.new_user()
+    name = "Dana (Levi) - 1.5!"
+    text = f"*תרגיל* שלום {escape_markdown(name, version=2)}"
+    message = with_bot(
+        fake_telegram, lambda bot: bot.send_message(dana.id, text, parse_mode="MarkdownV2")
+    )
+    assert message.text == f"תרגיל שלום {name}"
+    with pytest.raises(BadRequest, match=r"(?i)reserved"):
+        with_bot(
+            fake_telegram,
+            lambda bot: bot.send_message(dana.id, f"שלום {name}", parse_mode="MarkdownV2"),
+        )
+
+
 def test_blocked_and_unknown_chats(fake_telegram: FakeTelegram) -> None:
     fake_telegram.blocked.add(555)
     fake_telegram.missing_chats.add(556)

@@ -1,0 +1,309 @@
+"""Reliability: a killed worker, a misbehaving provider, a database that drops its connections.
+
+These run real workers against the loopback fakes in real time, so they are marked ``slow``;
+each is bounded (a deadline, not a sleep) and typically takes a few seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, insert, select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from config.settings import Settings
+from dispatch.campaigns import Audience, start_campaign
+from dispatch.models import (
+    Alert,
+    AlertKind,
+    CampaignKind,
+    CampaignMode,
+    ChannelBlock,
+    OutboxMessage,
+    OutboxStatus,
+    Task,
+)
+from dispatch.senders import build_senders
+from dispatch.worker import Worker, WorkerConfig
+from fakes.faults import Faults
+from fakes.settings import settings_for_fakes
+from fakes.telegram import FakeTelegram
+from fakes.twilio import FakeTwilio
+from registry.db import utcnow
+from registry.models import Authority, Person, PhoneKind, Source
+
+pytestmark = [pytest.mark.db, pytest.mark.e2e, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def add_people(
+    sessions: sessionmaker[Session], authority: Authority, count: int, *, sms_share: float = 0.0
+) -> list[int]:
+    sms_every = int(1 / sms_share) if sms_share else 0
+    rows = []
+    for n in range(count):
+        sms_only = bool(sms_every) and n % sms_every == 0
+        rows.append(
+            {
+                "authority_id": authority.id,
+                "name": f"Resident {n}",
+                "phone": f"+97252{n:07d}",
+                "phone_kind": PhoneKind.MOBILE,
+                "telegram_chat_id": None if sms_only else 500_000 + n,
+                "language": "he",
+                "channel": "sms" if sms_only else "telegram",
+                "source": Source.STAFF,
+                "needs_help": True,
+                "status": "active",
+                "is_volunteer": False,
+                "created_at": utcnow(),
+                "updated_at": utcnow(),
+            }
+        )
+    with sessions() as session:
+        session.execute(insert(Person), rows)
+        session.commit()
+        return list(session.scalars(select(Person.id).order_by(Person.id)))
+
+
+def begin(sessions: sessionmaker[Session], authority: Authority) -> int:
+    with sessions() as session:
+        campaign = start_campaign(
+            session,
+            authority=authority,
+            kind=CampaignKind.CHECKIN,
+            mode=CampaignMode.DRILL,
+            audience=Audience(),
+            started_by="test",
+            now=utcnow(),
+        )
+        session.commit()
+        return campaign.id
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def worker_process(settings: Settings, lease: float, log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "HOSEN_DATABASE_URL": settings.database_url,
+        "HOSEN_TELEGRAM_TOKEN": settings.telegram_token or "",
+        "HOSEN_TELEGRAM_API_URL": str(settings.telegram_api_url),
+        "HOSEN_TELEGRAM_RATE_PER_SECOND": str(settings.telegram_rate_per_second),
+    }
+    with log.open("wb") as err:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "hosen", "worker", "--lease", str(lease)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+
+
+def test_a_worker_killed_mid_campaign_loses_nothing(
+    sessions: sessionmaker[Session],
+    authority: Authority,
+    settings: Settings,
+    fake_telegram: FakeTelegram,
+    tmp_path: Path,
+) -> None:
+    wired = settings_for_fakes(settings, telegram=fake_telegram).model_copy(
+        update={"telegram_rate_per_second": 150.0}
+    )
+    count = 400
+    add_people(sessions, authority, count)
+    begin(sessions, authority)
+    chats = [500_000 + n for n in range(count)]
+
+    first = worker_process(wired, lease=2.0, log=tmp_path / "first.log")
+    try:
+        wait_for(lambda: len(fake_telegram.calls("sendMessage")) >= 100, 30, "the first sends")
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    with sessions() as session:
+        in_flight = set(
+            session.scalars(
+                select(OutboxMessage.address).where(OutboxMessage.status == OutboxStatus.SENDING)
+            )
+        )
+        unsent = session.scalar(
+            select(func.count()).where(OutboxMessage.status != OutboxStatus.SENT)
+        )
+    assert unsent, "the campaign ended before the kill: make it longer"
+
+    second = worker_process(wired, lease=2.0, log=tmp_path / "second.log")
+    try:
+        wait_for(lambda: all(fake_telegram.sent_to(chat) for chat in chats), 60, "every check-in")
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(15) == 0, (tmp_path / "second.log").read_text()
+    counts: dict[int, int] = {}
+    for call in fake_telegram.calls("sendMessage"):
+        counts[int(call["chat_id"])] = counts.get(int(call["chat_id"]), 0) + 1
+    assert set(counts) == set(chats)
+    duplicated = {str(chat) for chat, n in counts.items() if n > 1}
+    # At least once: only what the killed worker had in flight may have gone twice.
+    assert duplicated <= in_flight
+    with sessions() as session:
+        statuses = set(session.scalars(select(OutboxMessage.status)))
+    assert statuses == {OutboxStatus.SENT}
+
+
+def test_a_faulty_provider_still_reaches_everyone_reachable(
+    sessions: sessionmaker[Session],
+    authority: Authority,
+    settings: Settings,
+    fake_telegram: FakeTelegram,
+    fake_twilio: FakeTwilio,
+) -> None:
+    """10% 5xx, 5% timeouts, 429 bursts, blocked users and dead numbers on both channels."""
+    count = 300
+    ids = add_people(sessions, authority, count, sms_share=0.2)
+    faults = {
+        "seed": 7,
+        "server_error_rate": 0.10,
+        "timeout_rate": 0.05,
+        "throttle_burst_rate": 0.01,
+        "throttle_burst_length": 5,
+        "hold_seconds": 2.0,
+    }
+    fake_telegram.faults = Faults(**faults, blocked_rate=0.05, missing_chat_rate=0.02)  # type: ignore[arg-type]
+    fake_twilio.faults = Faults(**faults, unsubscribed_rate=0.05, invalid_number_rate=0.03)  # type: ignore[arg-type]
+    wired = settings_for_fakes(settings, telegram=fake_telegram, twilio=fake_twilio).model_copy(
+        update={"telegram_rate_per_second": 400.0, "sms_rate_per_second": 400.0}
+    )
+    begin(sessions, authority)
+    worker = Worker(
+        sessions=sessions,
+        senders=build_senders(wired),
+        settings=wired,
+        config=WorkerConfig(
+            send_timeout=1.0, backoff_base=0.05, backoff_cap=0.4, max_attempts=12, sweep_every=0.5
+        ),
+    )
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        runner = asyncio.create_task(worker.run(stop))
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            with sessions() as session:
+                open_rows = session.scalar(
+                    select(OutboxMessage.id)
+                    .where(OutboxMessage.status.in_((OutboxStatus.QUEUED, OutboxStatus.SENDING)))
+                    .limit(1)
+                )
+            if open_rows is None:
+                break
+        stop.set()
+        await runner
+
+    asyncio.run(go())
+    with sessions() as session:
+        people = {p.id: p for p in session.scalars(select(Person))}
+        left = session.scalars(
+            select(OutboxMessage).where(
+                OutboxMessage.status.in_((OutboxStatus.QUEUED, OutboxStatus.SENDING))
+            )
+        ).all()
+        assert left == [], "the worker did not finish in time"
+        blocks: dict[int, set[str]] = {}
+        for person_id, channel in session.execute(
+            select(ChannelBlock.person_id, ChannelBlock.channel)
+        ):
+            blocks.setdefault(person_id, set()).add(str(channel))
+        unreached = {
+            a.person_id
+            for a in session.scalars(select(Alert).where(Alert.kind == AlertKind.NO_BUDDY))
+        } | set(session.scalars(select(Task.resident_id)))
+    reached = 0
+    for person_id in ids:
+        person = people[person_id]
+        got = bool(
+            person.telegram_chat_id and fake_telegram.sent_to(person.telegram_chat_id)
+        ) or bool(person.phone and fake_twilio.sent_to(person.phone))
+        if got:
+            reached += 1
+            continue
+        # Not reached: every channel the person has was declared dead, and the officer knows.
+        channels = {"sms"} | ({"telegram"} if person.telegram_chat_id else set())
+        assert blocks.get(person_id, set()) >= channels, (person_id, blocks.get(person_id))
+        assert person_id in unreached
+    assert reached >= count * 0.9
+    assert fake_telegram.violations == [] and fake_twilio.violations == []
+
+
+def test_workers_recover_when_the_database_drops_their_connections(
+    sessions: sessionmaker[Session],
+    authority: Authority,
+    settings: Settings,
+    engine: Engine,
+    db_kind: str,
+    fake_telegram: FakeTelegram,
+) -> None:
+    """PostgreSQL only. Restarting the shared server would disturb other suites, so the restart
+    is simulated by terminating every backend of this scratch database mid-campaign."""
+    if db_kind != "postgresql":
+        pytest.skip("a PostgreSQL server restart has no SQLite equivalent")
+    count = 300
+    add_people(sessions, authority, count)
+    begin(sessions, authority)
+    wired = settings_for_fakes(settings, telegram=fake_telegram).model_copy(
+        update={"telegram_rate_per_second": 200.0}
+    )
+    worker = Worker(
+        sessions=sessions,
+        senders=build_senders(wired),
+        settings=wired,
+        config=WorkerConfig(lease_seconds=1.0, sweep_every=0.3),
+    )
+    database = engine.url.database
+    terminated = 0
+
+    async def go() -> None:
+        nonlocal terminated
+        stop = asyncio.Event()
+        runner = asyncio.create_task(worker.run(stop))
+        while len(fake_telegram.calls("sendMessage")) < 80:
+            await asyncio.sleep(0.02)
+        admin = engine.connect()
+        terminated = admin.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = :db AND pid <> pg_backend_pid()"
+            ),
+            {"db": database},
+        ).scalar_one()
+        admin.close()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if len({c["chat_id"] for c in fake_telegram.calls("sendMessage")}) >= count:
+                break
+            await asyncio.sleep(0.1)
+        stop.set()
+        await runner
+
+    asyncio.run(go())
+    assert terminated >= 1
+    chats = {int(c["chat_id"]) for c in fake_telegram.calls("sendMessage")}
+    assert chats == {500_000 + n for n in range(count)}
