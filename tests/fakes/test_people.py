@@ -186,3 +186,16 @@ def test_personas_drawn_from_a_mix_are_repeatable(fake_telegram: FakeTelegram) -
 
     assert kinds(1) == kinds(1)
     assert 350 < kinds(1).count("ok") < 450
+
+
+def test_the_town_fixture_joins_the_fakes(fake_telegram: FakeTelegram, town: Town) -> None:
+    person = town.add_telegram(Persona("help", Delay(median=5, sigma=0.01)))
+
+    async def send() -> None:
+        async with Bot(fake_telegram.token, base_url=fake_telegram.base_url) as bot:
+            await bot.send_message(person.address, "?", reply_markup=CHECK_IN)
+
+    asyncio.run(send())
+    assert town.advance(60) == 1
+    (update,) = fake_telegram.pending_updates
+    assert update["callback_query"]["data"] == "c:7:help"
