@@ -180,17 +180,29 @@ class Town:
         self._order = itertools.count()
         self._lock = threading.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._timers: dict[asyncio.TimerHandle, asyncio.AbstractEventLoop] = {}
         if telegram is not None:
             telegram.on_message.append(self._on_telegram)
         if twilio is not None:
             twilio.on_message.append(self._on_sms)
 
     def close(self) -> None:
-        """Stop listening to the fakes."""
+        """Stop listening to the fakes and drop the answers not given yet."""
         if self.telegram is not None and self._on_telegram in self.telegram.on_message:
             self.telegram.on_message.remove(self._on_telegram)
         if self.twilio is not None and self._on_sms in self.twilio.on_message:
             self.twilio.on_message.remove(self._on_sms)
+        with self._lock:
+            pending: list[
+                tuple[asyncio.TimerHandle | asyncio.Task[None], asyncio.AbstractEventLoop]
+            ]
+            pending = [*self._timers.items(), *((task, task.get_loop()) for task in self._tasks)]
+            self._due.clear()
+            self._timers.clear()
+            self._tasks.clear()
+        for item, loop in pending:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(item.cancel)
 
     # -- population --------------------------------------------------------------------------
 
@@ -270,11 +282,16 @@ class Town:
                 heapq.heappush(self._due, _Due(self.now + delay, next(self._order), act))
             return
         loop = asyncio.get_running_loop()
-        loop.call_later(delay / self.time_scale, self._spawn, act)
+        handles: list[asyncio.TimerHandle] = []
+        handles.append(loop.call_later(delay / self.time_scale, self._spawn, act, handles))
+        with self._lock:
+            self._timers[handles[0]] = loop
 
-    def _spawn(self, act: Callable[[], Any]) -> None:
+    def _spawn(self, act: Callable[[], Any], handles: list[asyncio.TimerHandle]) -> None:
         task = asyncio.get_running_loop().create_task(act())
-        self._tasks.add(task)
+        with self._lock:
+            self._timers.pop(handles[0], None)
+            self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _answer(
@@ -340,4 +357,4 @@ class Town:
     def waiting(self) -> int:
         """Answers scheduled and not given yet."""
         with self._lock:
-            return len(self._due) + len(self._tasks)
+            return len(self._due) + len(self._timers) + len(self._tasks)

@@ -199,3 +199,17 @@ def test_the_town_fixture_joins_the_fakes(fake_telegram: FakeTelegram, town: Tow
     assert town.advance(60) == 1
     (update,) = fake_telegram.pending_updates
     assert update["callback_query"]["data"] == "c:7:help"
+
+
+def test_close_drops_answers_not_given_yet(fake_telegram: FakeTelegram) -> None:
+    town = Town(telegram=fake_telegram, time_scale=1.0)  # real time: an hour away
+    person = town.add_telegram(Persona("ok", Delay(median=3600, sigma=0.01)))
+
+    async def send() -> None:
+        async with Bot(fake_telegram.token, base_url=fake_telegram.base_url) as bot:
+            await bot.send_message(person.address, "?", reply_markup=CHECK_IN)
+
+    asyncio.run(send())
+    assert town.waiting == 1
+    town.close()
+    assert town.waiting == 0 and fake_telegram.on_message == []
