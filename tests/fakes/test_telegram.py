@@ -255,6 +255,30 @@ def test_json_body_is_checked_strictly(fake_telegram: FakeTelegram) -> None:
     fake_telegram.violations.clear()
 
 
+def test_multipart_form_is_accepted(fake_telegram: FakeTelegram) -> None:
+    """python-telegram-bot switches to multipart when a call carries a file; same checks."""
+    from aiohttp import FormData
+
+    dana = fake_telegram.new_user()
+
+    async def post(fields: dict[str, str]) -> dict[str, Any]:
+        form = FormData(default_to_multipart=True)
+        for name, value in fields.items():
+            form.add_field(name, value)
+        url = f"{fake_telegram.base_url}{fake_telegram.token}/sendMessage"
+        async with fake_telegram.client.post(url, data=form) as response:
+            return dict(await response.json())
+
+    markup = json.dumps({"inline_keyboard": [[{"text": "OK", "callback_data": "c:1:ok"}]]})
+    ok = fake_telegram.run(post({"chat_id": str(dana.id), "text": "hi", "reply_markup": markup}))
+    assert (
+        ok["ok"] is True and ok["result"]["reply_markup"]["inline_keyboard"][0][0]["text"] == "OK"
+    )
+    bad = fake_telegram.run(post({"chat_id": "not-a-number-or-@name", "text": "hi", "bogus": "1"}))
+    assert bad["ok"] is False and "unknown field 'bogus'" in bad["description"]
+    fake_telegram.violations.clear()
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error"),
     [
