@@ -44,7 +44,7 @@ import re
 import secrets
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any, ClassVar, Literal
@@ -52,6 +52,7 @@ from typing import Any, ClassVar, Literal
 from aiohttp import web
 from aiohttp.web_request import FileField
 
+from fakes.load import LatencyReport, open_loop
 from fakes.loopback import LoopbackServer
 from fakes.telegram_spec import BotApiSpec, load_spec
 
@@ -709,6 +710,26 @@ class FakeTelegram(LoopbackServer):
         if secret_token is not None:
             headers[SECRET_TOKEN_HEADER] = secret_token
         return await self.post(url, headers=headers, data=json.dumps(update).encode())
+
+    def webhook_load(
+        self, url: str, updates: Sequence[JSON], *, rate: float, secret_token: str | None = None
+    ) -> LatencyReport:
+        """POST ``updates`` to a webhook at ``rate`` a second (open loop); latencies measured."""
+        return self.run(self._webhook_load(url, updates, rate, secret_token), timeout=None)
+
+    async def webhook_load_async(
+        self, url: str, updates: Sequence[JSON], *, rate: float, secret_token: str | None = None
+    ) -> LatencyReport:
+        return await self.run_async(self._webhook_load(url, updates, rate, secret_token))
+
+    async def _webhook_load(
+        self, url: str, updates: Sequence[JSON], rate: float, secret_token: str | None
+    ) -> LatencyReport:
+        return await open_loop(
+            lambda i: self._post_update(url, updates[i], secret_token),
+            rate=rate,
+            total=len(updates),
+        )
 
     def deliver(self, update: JSON) -> int | None:
         """Deliver as Telegram would: to the webhook set by the bot, else into getUpdates.

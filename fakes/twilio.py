@@ -57,6 +57,7 @@ from twilio.request_validator import RequestValidator
 
 from dispatch.segments import count_segments
 from fakes.faults import Outcome
+from fakes.load import LatencyReport, open_loop
 from fakes.loopback import LoopbackServer
 
 JSON = dict[str, Any]
@@ -671,6 +672,37 @@ class FakeTwilio(LoopbackServer):
     ) -> int:
         params = self.inbound_params(from_=from_, body=body, to=to, message_sid=message_sid)
         return await self.run_async(self._post_inbound(url, params, signing, signature_url))
+
+    def inbound_load(
+        self,
+        url: str,
+        messages: Sequence[tuple[str, str]],
+        *,
+        rate: float,
+        signature_url: str | None = None,
+    ) -> LatencyReport:
+        """POST signed inbound SMS ``(from, body)`` at ``rate`` a second (open loop)."""
+        return self.run(self._inbound_load(url, messages, rate, signature_url), timeout=None)
+
+    async def inbound_load_async(
+        self,
+        url: str,
+        messages: Sequence[tuple[str, str]],
+        *,
+        rate: float,
+        signature_url: str | None = None,
+    ) -> LatencyReport:
+        return await self.run_async(self._inbound_load(url, messages, rate, signature_url))
+
+    async def _inbound_load(
+        self, url: str, messages: Sequence[tuple[str, str]], rate: float, signature_url: str | None
+    ) -> LatencyReport:
+        forms = [self.inbound_params(from_=sender, body=body) for sender, body in messages]
+        return await open_loop(
+            lambda i: self._post_form(url, forms[i], "valid", signature_url),
+            rate=rate,
+            total=len(forms),
+        )
 
     def post_form(
         self,
