@@ -265,6 +265,7 @@ class FakeTelegram(LoopbackServer):
         self._user_ids = itertools.count(100_000_000 + secrets.randbelow(100_000_000))
         self._group_ids = itertools.count(4_000_000_000 + secrets.randbelow(1_000_000))
         self._query_ids = itertools.count(1)
+        self._message_ids = itertools.count(1)  # without history: one sequence for all chats
         self._open_queries: dict[str, JSON] = {}
         self._allowed_updates: frozenset[str] = DEFAULT_ALLOWED_UPDATES
         self._update_event: asyncio.Event | None = None
@@ -439,10 +440,13 @@ class FakeTelegram(LoopbackServer):
             if self.strict_chats or chat_id <= 0:
                 raise BotApiError(400, "Bad Request: chat not found")
             chat = {"id": chat_id, "type": "private", "first_name": f"Person {chat_id}"}
-            self._chats[chat_id] = chat
+            if self.keep_history:  # a benchmark's 100,000 recipients need not stay in memory
+                self._chats[chat_id] = chat
         return chat
 
     def _new_message_id(self, chat_id: int) -> int:
+        if not self.keep_history:
+            return next(self._message_ids)
         next_id = self._next_message_id.get(chat_id, 1)
         self._next_message_id[chat_id] = next_id + 1
         return next_id
@@ -529,6 +533,8 @@ class FakeTelegram(LoopbackServer):
                 400,
                 "Bad Request: query is too old and response timeout expired or query ID is invalid",
             )
+        if len(params.get("text", "")) > 200:
+            raise BotApiError(400, "Bad Request: MESSAGE_TOO_LONG")
         del self._open_queries[query_id]
         self.callback_answers[query_id] = params
         return True
@@ -1012,9 +1018,16 @@ def _check_inline_keyboard(markup: JSON) -> None:
                     "Bad Request: can't parse inline keyboard button: "
                     "Text buttons are unallowed in the inline keyboard",
                 )
+            if not button["text"]:
+                raise BotApiError(400, "Bad Request: text must be non-empty")
             data = button.get("callback_data")
             if data is not None and not 1 <= len(data.encode()) <= MAX_CALLBACK_DATA_BYTES:
                 raise BotApiError(400, "Bad Request: BUTTON_DATA_INVALID")
+            url = button.get("url")
+            if url is not None and not re.match(r"^(https?|tg)://\S+$", url):
+                raise BotApiError(
+                    400, f"Bad Request: inline keyboard button URL '{url}' is invalid"
+                )
 
 
 def _parse_text(text: str, parse_mode: str | None) -> tuple[str, list[JSON]]:

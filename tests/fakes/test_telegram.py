@@ -294,8 +294,33 @@ def test_multipart_form_is_accepted(fake_telegram: FakeTelegram) -> None:
             },
             "BUTTON_DATA_INVALID",
         ),
+        (
+            {
+                "text": "x",
+                "reply_markup": InlineKeyboardMarkup(
+                    [[InlineKeyboardButton("map", url="shelter 4")]]
+                ),
+            },
+            "button URL",
+        ),
+        (
+            {
+                "text": "x",
+                "reply_markup": InlineKeyboardMarkup(
+                    [[InlineKeyboardButton("", callback_data="c:1:ok")]]
+                ),
+            },
+            "non-empty",
+        ),
     ],
-    ids=["unbalanced-html", "bare-lt", "too-long", "callback-data-65-bytes"],
+    ids=[
+        "unbalanced-html",
+        "bare-lt",
+        "too-long",
+        "callback-data-65-bytes",
+        "bad-url",
+        "empty-label",
+    ],
 )
 def test_telegram_rules_beyond_the_spec(
     fake_telegram: FakeTelegram, kwargs: dict[str, Any], error: str
@@ -476,3 +501,15 @@ async def _until(condition: Callable[[], bool], timeout: float = 10) -> None:
         if loop.time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.01)
+
+
+def test_without_history_nothing_is_kept() -> None:
+    """The benchmarks' mode: answers stay realistic, memory does not grow with recipients."""
+    with FakeTelegram(keep_history=False) as fake:
+
+        async def body(bot: Bot) -> list[int]:
+            return [(await bot.send_message(100 + i, "x")).message_id for i in range(3)]
+
+        assert with_bot(fake, body) == [1, 2, 3]
+        assert fake.sent == [] and fake.sent_to(100) == [] and fake._chats == {}
+        assert fake.traffic.accepted == 3 and fake.violations == []
