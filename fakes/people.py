@@ -15,7 +15,7 @@ asks for nothing. :func:`default_responder` presses a button whose data ends in 
 ``help`` and answers SMS with "1" / "2"; the dispatcher's tests pass their own.
 
 Time is compressible: ``time_scale=60`` plays a simulated minute in a real second. With
-``manual=True`` nothing happens by itself: reactions wait until :meth:`Town.advance` moves the
+``manual=True`` nothing happens by itself: reactions wait until :meth:`People.advance` moves the
 simulated clock, which tests use instead of sleeping.
 """
 
@@ -147,7 +147,7 @@ class _Due:
     action: Callable[[], Any] = field(compare=False)
 
 
-class Town:
+class People:
     """A population of simulated people attached to running fakes."""
 
     def __init__(
@@ -207,11 +207,19 @@ class Town:
     # -- population --------------------------------------------------------------------------
 
     def add_telegram(
-        self, persona: Persona, *, first_name: str = "Resident", language_code: str = "he"
+        self,
+        persona: Persona,
+        *,
+        chat_id: int | None = None,
+        first_name: str = "Resident",
+        language_code: str = "he",
     ) -> Person:
-        """A person with a Telegram chat (the bot blocked, if that is their persona)."""
-        assert self.telegram is not None, "Town has no FakeTelegram"
-        user = self.telegram.new_user(first_name, language_code=language_code)
+        """A person with a Telegram chat (the bot blocked, if that is their persona).
+
+        ``chat_id``: the chat the registry knows them by (a new one if None).
+        """
+        assert self.telegram is not None, "People has no FakeTelegram"
+        user = self.telegram.new_user(first_name, language_code=language_code, user_id=chat_id)
         if persona.kind == "blocked":
             self.telegram.blocked.add(user.id)
         person = Person(persona, "telegram", user.id, user, self.answers_per_person)
@@ -220,7 +228,7 @@ class Town:
 
     def add_sms(self, persona: Persona, phone: str) -> Person:
         """A person reached by SMS at ``phone`` (E.164)."""
-        assert self.twilio is not None, "Town has no FakeTwilio"
+        assert self.twilio is not None, "People has no FakeTwilio"
         if persona.kind == "blocked":
             self.twilio.unsubscribed.add(phone)
         elif persona.kind == "landline":
@@ -234,7 +242,7 @@ class Town:
     def draw_persona(
         self, mix: Mapping[Kind, float] = DRILL_MIX, delay: Delay = Delay()
     ) -> Persona:
-        """A persona drawn from ``mix`` (shares that sum to 1) with the town's seeded generator."""
+        """A persona drawn from ``mix`` (shares that sum to 1) with its seeded generator."""
         kinds = list(mix)
         kind = self.rng.choices(kinds, weights=[mix[k] for k in kinds])[0]
         return Persona(kind, delay)
