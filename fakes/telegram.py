@@ -463,6 +463,7 @@ class FakeTelegram(LoopbackServer):
         markup = params.get("reply_markup")
         if isinstance(markup, dict) and "inline_keyboard" in markup:
             _check_inline_keyboard(markup)
+        reply_to = self._replied_message(chat, params.get("reply_parameters"))
         message: JSON = {
             "message_id": self._new_message_id(chat["id"]),
             "from": self.bot_user,
@@ -472,6 +473,8 @@ class FakeTelegram(LoopbackServer):
         }
         if entities:
             message["entities"] = entities
+        if reply_to is not None:
+            message["reply_to_message"] = reply_to
         if isinstance(markup, dict) and "inline_keyboard" in markup:
             # Telegram echoes only inline keyboards; reply keyboards live on the client.
             message["reply_markup"] = markup
@@ -481,6 +484,19 @@ class FakeTelegram(LoopbackServer):
             self.reply_keyboards.pop(chat["id"], None)
         self._store(message)
         return message
+
+    def _replied_message(self, chat: JSON, reply: JSON | None) -> JSON | None:
+        """The message a reply quotes (without its own reply, as Telegram nests one level)."""
+        if reply is None:
+            return None
+        chat_id = str(reply.get("chat_id", chat["id"]))
+        found = self._messages.get(int(chat_id) if chat_id.lstrip("-").isdigit() else 0, {})
+        message = found.get(reply["message_id"])
+        if message is None:
+            if reply.get("allow_sending_without_reply") or not self.keep_history:
+                return None
+            raise BotApiError(400, "Bad Request: message to be replied not found")
+        return {k: v for k, v in message.items() if k != "reply_to_message"}
 
     def _find_own_message(self, params: JSON) -> JSON:
         if "inline_message_id" in params:

@@ -513,3 +513,16 @@ def test_without_history_nothing_is_kept() -> None:
         assert with_bot(fake, body) == [1, 2, 3]
         assert fake.sent == [] and fake.sent_to(100) == [] and fake._chats == {}
         assert fake.traffic.accepted == 3 and fake.violations == []
+
+
+def test_replies_quote_an_existing_message(fake_telegram: FakeTelegram) -> None:
+    dana = fake_telegram.new_user()
+    asked = fake_telegram.text(dana, "מה המצב?")["message"]["message_id"]
+
+    async def body(bot: Bot) -> None:
+        reply = await bot.send_message(dana.id, "הכול בסדר", reply_to_message_id=asked)
+        assert reply.reply_to_message is not None and reply.reply_to_message.text == "מה המצב?"
+        with pytest.raises(BadRequest, match=r"(?i)replied not found"):
+            await bot.send_message(dana.id, "x", reply_to_message_id=9999)
+
+    with_bot(fake_telegram, body)
