@@ -37,7 +37,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import itertools
 import json
 import re
 import secrets
@@ -52,7 +51,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from aiohttp import web
+from aiohttp import ClientError, web
 from twilio.request_validator import RequestValidator
 
 from dispatch.segments import count_segments
@@ -213,6 +212,7 @@ class FakeTwilio(LoopbackServer):
         self.on_message: list[Callable[[JSON], None]] = []
         self.created = 0
         self.status_codes: Counter[int] = Counter()
+        # Status callbacks posted: (url, form, HTTP status; 0 when the URL could not be reached).
         self.callbacks: list[tuple[str, JSON, int]] = []
         self.inbound: list[JSON] = []
 
@@ -225,7 +225,6 @@ class FakeTwilio(LoopbackServer):
 
         self._status_urls: dict[str, str] = {}
         self._status_tasks: set[asyncio.Task[None]] = set()
-        self._inbound_counter = itertools.count(1)
 
     # -- server ------------------------------------------------------------------------------
 
@@ -599,7 +598,10 @@ class FakeTwilio(LoopbackServer):
             params["MessagingServiceSid"] = message["messaging_service_sid"]
         if error_code is not None:
             params["ErrorCode"] = str(error_code)
-        code = await self._post_form(url, params, "valid", None)
+        try:
+            code = await self._post_form(url, params, "valid", None)
+        except (ClientError, OSError, TimeoutError):
+            code = 0  # unreachable: Twilio gives up on a callback too, and nothing else changes
         with self._lock:
             self.callbacks.append((url, params, code))
         return code
