@@ -31,6 +31,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from aiohttp import ClientError
+
 from fakes.telegram import FakeTelegram, TelegramUser
 from fakes.twilio import FakeTwilio
 
@@ -125,7 +127,7 @@ class Reaction:
     person: Person
     intent: Intent
     delay: float  # simulated seconds after the message arrived
-    status: int | None  # the webhook's HTTP status (None: queued for getUpdates)
+    status: int | None  # the webhook's HTTP status (None: queued for getUpdates; 0: unreachable)
 
 
 # Realistic shares for a drill: most answer OK, some ask for help, a tenth stay silent.
@@ -314,15 +316,19 @@ class People:
                 )
             else:
                 update = self.telegram.text(person.user, answer.text or "")
-            status = await self.telegram.deliver_async(update)
+            delivery = self.telegram.deliver_async(update)
         else:
             assert self.twilio is not None and self.sms_webhook_url is not None
-            status = await self.twilio.send_inbound_async(
+            delivery = self.twilio.send_inbound_async(
                 self.sms_webhook_url,
                 from_=str(person.address),
                 body=answer.text or "",
                 signature_url=self.sms_signature_url,
             )
+        try:
+            status = await delivery
+        except (ClientError, OSError, TimeoutError):
+            status = 0  # the application was unreachable: the answer is lost, as it would be
         with self._lock:
             person.busy = False
             person.answers_left -= 1
