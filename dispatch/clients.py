@@ -21,12 +21,18 @@ from twilio.rest import Client
 
 from config.settings import Settings, SettingsError
 
-# httpx logs every request URL at INFO, and a Bot API URL contains the bot token.
-TOKEN_LEAKING_LOGGERS = ("httpx", "httpcore")
+# httpx logs every request URL at INFO, and a Bot API URL contains the bot token;
+# python-telegram-bot's Bot logs its API URL (token included) and every call's parameters and
+# answers (people's messages) at DEBUG.
+TOKEN_LEAKING_LOGGERS = ("httpx", "httpcore", "telegram.Bot")
 
 
 def quiet_token_leaking_loggers() -> None:
-    """Raise the loggers that would print request URLs (with the bot token) to WARNING."""
+    """Raise the loggers that would print the bot token or message texts to WARNING.
+
+    Call it before building any ``telegram.Bot`` or ``Application`` (the Bot logs its URL when
+    it is constructed); :func:`make_telegram_bot` does.
+    """
     for name in TOKEN_LEAKING_LOGGERS:
         logger = logging.getLogger(name)
         if logger.getEffectiveLevel() < logging.WARNING:

@@ -14,7 +14,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -93,12 +93,9 @@ class BotApiSpec:
             # In a form, objects and arrays travel as JSON text; plain strings stay plain.
             if isinstance(value, bytes):
                 return []  # an uploaded file part (InputFile)
-            try:
-                decoded = json.loads(value)
-            except ValueError:
-                decoded = None
-            if isinstance(decoded, dict | list):
-                return self.check_value(decoded, types, path, form=False)
+            checked = self._check_json_text(value, types, path)
+            if checked is not None:
+                return list(checked)
         attempts: list[list[str]] = []
         for kind in types:
             problems = self._check_one(value, kind, path, form=form)
@@ -112,6 +109,19 @@ class BotApiSpec:
         ):
             return [f"{path}: expected {' or '.join(types)}, got {_describe(value)}"]
         return best
+
+    @lru_cache(maxsize=4096)  # noqa: B019 - one spec per process; a campaign repeats its keyboard
+    def _check_json_text(
+        self, text: str, types: tuple[str, ...], path: str
+    ) -> tuple[str, ...] | None:
+        """Problems of a JSON-encoded object or array, or None if ``text`` is not one."""
+        try:
+            decoded = json.loads(text)
+        except ValueError:
+            return None
+        if not isinstance(decoded, dict | list):
+            return None
+        return tuple(self.check_value(decoded, types, path, form=False))
 
     def _check_one(self, value: Any, kind: str, path: str, *, form: bool) -> list[str]:
         if kind.startswith("Array of "):
