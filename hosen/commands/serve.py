@@ -33,6 +33,9 @@ def run_serve(ctx: Context, args: argparse.Namespace) -> int:
             "HOSEN_TELEGRAM_WEBHOOK_SECRET: required for the Telegram webhook (HOSEN_PUBLIC_URL is set)"
         )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # twilio's clients log every request's headers at INFO: ten lines per SMS, no news.
+    for noisy in ("twilio.http_client", "twilio.async_http_client", "apscheduler"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     mode = "webhook" if settings.public_url else "polling"
     summary = settings.channel_summary()
     if settings.telegram_enabled:
