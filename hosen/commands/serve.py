@@ -40,6 +40,8 @@ def run_serve(ctx: Context, args: argparse.Namespace) -> int:
     summary = settings.channel_summary()
     if settings.telegram_enabled:
         summary += f" (Telegram by {mode})"
+    if settings.sms_enabled and settings.public_url is None:
+        summary += " (inbound SMS refused: Twilio signatures need HOSEN_PUBLIC_URL)"
     print(f"hosen serve on http://{args.host}:{args.port}: {summary}", flush=True)
     app = build_app(ctx, run_worker=not args.no_worker)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
