@@ -238,7 +238,7 @@ class Dialog:
         if command is not None:
             return self._command(turn, *command)
         if conv.step == Step.NEW and turn.person is None:
-            return self._begin(turn, None)
+            return self._begin(turn)
         return self._answer(turn, inbound.text)
 
     # ------------------------------------------------------------------ commands
@@ -262,7 +262,7 @@ class Dialog:
             if registering:
                 turn.say("bot.status.not_registered")
                 return self._ask_current(turn)
-            return self._begin(turn, None)
+            return self._begin(turn)
         if command == Command.STATUS:
             return self._menu(turn)
         if command == Command.UPDATE:
@@ -294,13 +294,10 @@ class Dialog:
         if turn.conversation.step in REGISTRATION:
             turn.say("bot.welcome.back")
             return self._ask_current(turn)
-        return self._begin(turn, None)
+        return self._begin(turn)
 
-    def _begin(self, turn: Turn, language: Language | None) -> None:
+    def _begin(self, turn: Turn) -> None:
         """A new conversation: ask the language first (in every language at once)."""
-        if language is not None:
-            turn.conversation.language = language
-            turn.draft["language"] = language.value
         if turn.conversation.language is None or "language" not in turn.draft:
             return self._ask(turn, Step.LANGUAGE)
         return self._advance(turn, Step.LANGUAGE)
@@ -316,6 +313,7 @@ class Dialog:
         conv, person = turn.conversation, turn.person
         if person is not None:
             people.opt_out(turn.session, person, actor=self._actor(turn), now=turn.now)
+            conv.draft = {}  # their details live in the registry; a draft may hold health data
         elif conv.step not in (Step.STOPPED, Step.NEW):
             turn.draft["_resume"] = conv.step
         conv.step = Step.STOPPED
@@ -336,9 +334,8 @@ class Dialog:
     def _back(self, turn: Turn) -> None:
         step = turn.conversation.step
         if turn.person is not None and (step not in REGISTRATION or EDIT in turn.draft):
-            if step in (Step.UPDATE, Step.MENU, Step.DELETE) or step not in REGISTRATION:
-                return self._menu(turn)
-            return self._ask(turn, Step.UPDATE)
+            # Registered: back from editing a field is the list of fields; else the menu.
+            return self._ask(turn, Step.UPDATE) if step in REGISTRATION else self._menu(turn)
         if step not in REGISTRATION:
             return self._ask_current(turn)
         index = REGISTRATION.index(Step(step))
@@ -805,7 +802,7 @@ class Dialog:
     def _ask_current(self, turn: Turn) -> None:
         step = turn.conversation.step
         if step in (Step.NEW, Step.STOPPED):
-            return self._begin(turn, None) if turn.person is None else self._menu(turn)
+            return self._begin(turn) if turn.person is None else self._menu(turn)
         return self._ask(turn, Step(step))
 
     def _ask(self, turn: Turn, step: Step) -> None:
@@ -815,7 +812,7 @@ class Dialog:
     def _menu(self, turn: Turn) -> None:
         person = turn.person
         if person is None:
-            return self._begin(turn, None)
+            return self._begin(turn)
         turn.draft.clear()
         turn.replies.append(Prompt(text=self.status_text(turn.session, person, turn.language)))
         return self._ask(turn, Step.MENU)
