@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import sys
@@ -23,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import aiohttp
 from telegram import Bot
 from telegram.request import HTTPXRequest
 
@@ -60,6 +62,26 @@ async def telegram_naive(fakes: RemoteFakes, total: int) -> float:
         for i in range(total):
             await bot.send_message(1_000_000 + i, TEXT)
         return total / (time.perf_counter() - started)
+
+
+async def raw_http(
+    url: str,
+    total: int,
+    concurrency: int,
+    form: dict[str, str],
+    auth: tuple[str, str] | None = None,
+) -> float:
+    """The fake's own ceiling: a plain aiohttp client posting the same form (no SDK)."""
+    headers = {"Authorization": aiohttp.encode_basic_auth(*auth)} if auth else {}
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+
+        async def send(i: int) -> object:
+            async with session.post(url, data=form) as response:
+                assert response.status < 300, await response.text()
+                return await response.read()
+
+        return await _bounded(total, concurrency, send)
 
 
 async def twilio_concurrent(fakes: RemoteFakes, total: int, concurrency: int) -> float:
@@ -103,6 +125,23 @@ def main() -> int:
                 asyncio.run(twilio_concurrent(fakes, args.n, level)) for _ in range(args.repeat)
             ]
             rows.append(("twilio messages.create_async", f"{level}", rates))
+        telegram_form = {
+            "chat_id": "1000",
+            "text": TEXT,
+            "reply_markup": json.dumps(
+                {"inline_keyboard": [[{"text": "OK", "callback_data": "c:1:ok"}]]}
+            ),
+        }
+        url = f"{fakes.telegram_url}/bot{fakes.telegram_token}/sendMessage"
+        rates = [asyncio.run(raw_http(url, args.n, 64, telegram_form)) for _ in range(args.repeat)]
+        rows.append(("raw aiohttp -> FakeTelegram", "64", rates))
+        twilio_form = {"To": "+972501000000", "From": fakes.twilio_phone_number, "Body": TEXT}
+        url = f"{fakes.twilio_url}/2010-04-01/Accounts/{fakes.twilio_account_sid}/Messages.json"
+        auth = (fakes.twilio_account_sid, fakes.twilio_auth_token)
+        rates = [
+            asyncio.run(raw_http(url, args.n, 64, twilio_form, auth)) for _ in range(args.repeat)
+        ]
+        rows.append(("raw aiohttp -> FakeTwilio", "64", rates))
         seen_telegram = traffic(fakes.telegram_url)
         seen_twilio = traffic(fakes.twilio_url)
         configure(fakes.telegram_url, reset_traffic=True)

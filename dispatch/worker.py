@@ -56,7 +56,9 @@ class AnotherWorkerRunning(Exception):
 class WorkerConfig:
     batch_window: float = 2.0  # claim about this many seconds' worth of sends at the channel rate
     max_batch: int = 500
-    max_in_flight: int = 200
+    # No more than the HTTP connection pool (dispatch.clients: 64): requests queued inside
+    # httpcore's pool cost time quadratic in the queue length.
+    max_in_flight: int = 16
     lease_seconds: float = 60.0  # a claimed row returns to the queue this long after a crash
     send_timeout: float = 20.0
     max_attempts: int = 6  # transient failures before the channel is given up for this message

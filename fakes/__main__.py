@@ -33,10 +33,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--twilio-mps", type=float, help="enforce this many SMS a second")
     parser.add_argument("--auto-status", default="", help="e.g. sent,delivered")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--server-error-rate", type=float, default=0.0)
-    parser.add_argument("--timeout-rate", type=float, default=0.0)
+    parser.add_argument(
+        "--faults",
+        default="{}",
+        help='fields of fakes.faults.Faults as JSON, e.g. \'{"seed": 1, "server_error_rate": 0.1}\'',
+    )
     args = parser.parse_args(argv)
+    faults = json.loads(args.faults)
+    if faults.get("methods") is not None:
+        faults["methods"] = frozenset(faults["methods"])
 
     telegram = FakeTelegram(
         token=args.token, keep_history=not args.no_history, port=args.telegram_port
@@ -49,12 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         auto_status=[s for s in args.auto_status.split(",") if s],
         port=args.twilio_port,
     )
-    for fake in (telegram, twilio):
-        fake.faults = Faults(
-            seed=args.seed,
-            server_error_rate=args.server_error_rate,
-            timeout_rate=args.timeout_rate,
-        )
+    telegram.faults = Faults(**faults)
+    twilio.faults = Faults(**faults)
     if args.telegram_limits:
         telegram.limits = RateLimits.telegram()
     if args.twilio_mps:

@@ -15,7 +15,7 @@ asks for nothing. :func:`default_responder` presses a button whose data ends in 
 ``help`` and answers SMS with "1" / "2"; the dispatcher's tests pass their own.
 
 Time is compressible: ``time_scale=60`` plays a simulated minute in a real second. With
-``manual=True`` nothing happens by itself: reactions wait until :meth:`Town.advance` moves the
+``manual=True`` nothing happens by itself: reactions wait until :meth:`People.advance` moves the
 simulated clock, which tests use instead of sleeping.
 """
 
@@ -30,6 +30,8 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from aiohttp import ClientError
 
 from fakes.telegram import FakeTelegram, TelegramUser
 from fakes.twilio import FakeTwilio
@@ -125,7 +127,7 @@ class Reaction:
     person: Person
     intent: Intent
     delay: float  # simulated seconds after the message arrived
-    status: int | None  # the webhook's HTTP status (None: queued for getUpdates)
+    status: int | None  # the webhook's HTTP status (None: queued for getUpdates; 0: unreachable)
 
 
 # Realistic shares for a drill: most answer OK, some ask for help, a tenth stay silent.
@@ -147,7 +149,7 @@ class _Due:
     action: Callable[[], Any] = field(compare=False)
 
 
-class Town:
+class People:
     """A population of simulated people attached to running fakes."""
 
     def __init__(
@@ -180,26 +182,46 @@ class Town:
         self._order = itertools.count()
         self._lock = threading.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._timers: dict[asyncio.TimerHandle, asyncio.AbstractEventLoop] = {}
         if telegram is not None:
             telegram.on_message.append(self._on_telegram)
         if twilio is not None:
             twilio.on_message.append(self._on_sms)
 
     def close(self) -> None:
-        """Stop listening to the fakes."""
+        """Stop listening to the fakes and drop the answers not given yet."""
         if self.telegram is not None and self._on_telegram in self.telegram.on_message:
             self.telegram.on_message.remove(self._on_telegram)
         if self.twilio is not None and self._on_sms in self.twilio.on_message:
             self.twilio.on_message.remove(self._on_sms)
+        with self._lock:
+            pending: list[
+                tuple[asyncio.TimerHandle | asyncio.Task[None], asyncio.AbstractEventLoop]
+            ]
+            pending = [*self._timers.items(), *((task, task.get_loop()) for task in self._tasks)]
+            self._due.clear()
+            self._timers.clear()
+            self._tasks.clear()
+        for item, loop in pending:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(item.cancel)
 
     # -- population --------------------------------------------------------------------------
 
     def add_telegram(
-        self, persona: Persona, *, first_name: str = "Resident", language_code: str = "he"
+        self,
+        persona: Persona,
+        *,
+        chat_id: int | None = None,
+        first_name: str = "Resident",
+        language_code: str = "he",
     ) -> Person:
-        """A person with a Telegram chat (the bot blocked, if that is their persona)."""
-        assert self.telegram is not None, "Town has no FakeTelegram"
-        user = self.telegram.new_user(first_name, language_code=language_code)
+        """A person with a Telegram chat (the bot blocked, if that is their persona).
+
+        ``chat_id``: the chat the registry knows them by (a new one if None).
+        """
+        assert self.telegram is not None, "People has no FakeTelegram"
+        user = self.telegram.new_user(first_name, language_code=language_code, user_id=chat_id)
         if persona.kind == "blocked":
             self.telegram.blocked.add(user.id)
         person = Person(persona, "telegram", user.id, user, self.answers_per_person)
@@ -208,7 +230,7 @@ class Town:
 
     def add_sms(self, persona: Persona, phone: str) -> Person:
         """A person reached by SMS at ``phone`` (E.164)."""
-        assert self.twilio is not None, "Town has no FakeTwilio"
+        assert self.twilio is not None, "People has no FakeTwilio"
         if persona.kind == "blocked":
             self.twilio.unsubscribed.add(phone)
         elif persona.kind == "landline":
@@ -222,7 +244,7 @@ class Town:
     def draw_persona(
         self, mix: Mapping[Kind, float] = DRILL_MIX, delay: Delay = Delay()
     ) -> Persona:
-        """A persona drawn from ``mix`` (shares that sum to 1) with the town's seeded generator."""
+        """A persona drawn from ``mix`` (shares that sum to 1) with its seeded generator."""
         kinds = list(mix)
         kind = self.rng.choices(kinds, weights=[mix[k] for k in kinds])[0]
         return Persona(kind, delay)
@@ -270,11 +292,16 @@ class Town:
                 heapq.heappush(self._due, _Due(self.now + delay, next(self._order), act))
             return
         loop = asyncio.get_running_loop()
-        loop.call_later(delay / self.time_scale, self._spawn, act)
+        handles: list[asyncio.TimerHandle] = []
+        handles.append(loop.call_later(delay / self.time_scale, self._spawn, act, handles))
+        with self._lock:
+            self._timers[handles[0]] = loop
 
-    def _spawn(self, act: Callable[[], Any]) -> None:
+    def _spawn(self, act: Callable[[], Any], handles: list[asyncio.TimerHandle]) -> None:
         task = asyncio.get_running_loop().create_task(act())
-        self._tasks.add(task)
+        with self._lock:
+            self._timers.pop(handles[0], None)
+            self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _answer(
@@ -289,15 +316,19 @@ class Town:
                 )
             else:
                 update = self.telegram.text(person.user, answer.text or "")
-            status = await self.telegram.deliver_async(update)
+            delivery = self.telegram.deliver_async(update)
         else:
             assert self.twilio is not None and self.sms_webhook_url is not None
-            status = await self.twilio.send_inbound_async(
+            delivery = self.twilio.send_inbound_async(
                 self.sms_webhook_url,
                 from_=str(person.address),
                 body=answer.text or "",
                 signature_url=self.sms_signature_url,
             )
+        try:
+            status = await delivery
+        except (ClientError, OSError, TimeoutError):
+            status = 0  # the application was unreachable: the answer is lost, as it would be
         with self._lock:
             person.busy = False
             person.answers_left -= 1
@@ -340,4 +371,4 @@ class Town:
     def waiting(self) -> int:
         """Answers scheduled and not given yet."""
         with self._lock:
-            return len(self._due) + len(self._tasks)
+            return len(self._due) + len(self._timers) + len(self._tasks)

@@ -44,7 +44,7 @@ import re
 import secrets
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any, ClassVar, Literal
@@ -52,6 +52,7 @@ from typing import Any, ClassVar, Literal
 from aiohttp import web
 from aiohttp.web_request import FileField
 
+from fakes.load import LatencyReport, open_loop
 from fakes.loopback import LoopbackServer
 from fakes.telegram_spec import BotApiSpec, load_spec
 
@@ -264,6 +265,7 @@ class FakeTelegram(LoopbackServer):
         self._user_ids = itertools.count(100_000_000 + secrets.randbelow(100_000_000))
         self._group_ids = itertools.count(4_000_000_000 + secrets.randbelow(1_000_000))
         self._query_ids = itertools.count(1)
+        self._message_ids = itertools.count(1)  # without history: one sequence for all chats
         self._open_queries: dict[str, JSON] = {}
         self._allowed_updates: frozenset[str] = DEFAULT_ALLOWED_UPDATES
         self._update_event: asyncio.Event | None = None
@@ -438,10 +440,13 @@ class FakeTelegram(LoopbackServer):
             if self.strict_chats or chat_id <= 0:
                 raise BotApiError(400, "Bad Request: chat not found")
             chat = {"id": chat_id, "type": "private", "first_name": f"Person {chat_id}"}
-            self._chats[chat_id] = chat
+            if self.keep_history:  # a benchmark's 100,000 recipients need not stay in memory
+                self._chats[chat_id] = chat
         return chat
 
     def _new_message_id(self, chat_id: int) -> int:
+        if not self.keep_history:
+            return next(self._message_ids)
         next_id = self._next_message_id.get(chat_id, 1)
         self._next_message_id[chat_id] = next_id + 1
         return next_id
@@ -458,6 +463,7 @@ class FakeTelegram(LoopbackServer):
         markup = params.get("reply_markup")
         if isinstance(markup, dict) and "inline_keyboard" in markup:
             _check_inline_keyboard(markup)
+        reply_to = self._replied_message(chat, params.get("reply_parameters"))
         message: JSON = {
             "message_id": self._new_message_id(chat["id"]),
             "from": self.bot_user,
@@ -467,6 +473,8 @@ class FakeTelegram(LoopbackServer):
         }
         if entities:
             message["entities"] = entities
+        if reply_to is not None:
+            message["reply_to_message"] = reply_to
         if isinstance(markup, dict) and "inline_keyboard" in markup:
             # Telegram echoes only inline keyboards; reply keyboards live on the client.
             message["reply_markup"] = markup
@@ -476,6 +484,19 @@ class FakeTelegram(LoopbackServer):
             self.reply_keyboards.pop(chat["id"], None)
         self._store(message)
         return message
+
+    def _replied_message(self, chat: JSON, reply: JSON | None) -> JSON | None:
+        """The message a reply quotes (without its own reply, as Telegram nests one level)."""
+        if reply is None:
+            return None
+        chat_id = str(reply.get("chat_id", chat["id"]))
+        found = self._messages.get(int(chat_id) if chat_id.lstrip("-").isdigit() else 0, {})
+        message = found.get(reply["message_id"])
+        if message is None:
+            if reply.get("allow_sending_without_reply") or not self.keep_history:
+                return None
+            raise BotApiError(400, "Bad Request: message to be replied not found")
+        return {k: v for k, v in message.items() if k != "reply_to_message"}
 
     def _find_own_message(self, params: JSON) -> JSON:
         if "inline_message_id" in params:
@@ -528,6 +549,8 @@ class FakeTelegram(LoopbackServer):
                 400,
                 "Bad Request: query is too old and response timeout expired or query ID is invalid",
             )
+        if len(params.get("text", "")) > 200:
+            raise BotApiError(400, "Bad Request: MESSAGE_TOO_LONG")
         del self._open_queries[query_id]
         self.callback_answers[query_id] = params
         return True
@@ -709,6 +732,26 @@ class FakeTelegram(LoopbackServer):
         if secret_token is not None:
             headers[SECRET_TOKEN_HEADER] = secret_token
         return await self.post(url, headers=headers, data=json.dumps(update).encode())
+
+    def webhook_load(
+        self, url: str, updates: Sequence[JSON], *, rate: float, secret_token: str | None = None
+    ) -> LatencyReport:
+        """POST ``updates`` to a webhook at ``rate`` a second (open loop); latencies measured."""
+        return self.run(self._webhook_load(url, updates, rate, secret_token), timeout=None)
+
+    async def webhook_load_async(
+        self, url: str, updates: Sequence[JSON], *, rate: float, secret_token: str | None = None
+    ) -> LatencyReport:
+        return await self.run_async(self._webhook_load(url, updates, rate, secret_token))
+
+    async def _webhook_load(
+        self, url: str, updates: Sequence[JSON], rate: float, secret_token: str | None
+    ) -> LatencyReport:
+        return await open_loop(
+            lambda i: self._post_update(url, updates[i], secret_token),
+            rate=rate,
+            total=len(updates),
+        )
 
     def deliver(self, update: JSON) -> int | None:
         """Deliver as Telegram would: to the webhook set by the bot, else into getUpdates.
@@ -991,9 +1034,16 @@ def _check_inline_keyboard(markup: JSON) -> None:
                     "Bad Request: can't parse inline keyboard button: "
                     "Text buttons are unallowed in the inline keyboard",
                 )
+            if not button["text"]:
+                raise BotApiError(400, "Bad Request: text must be non-empty")
             data = button.get("callback_data")
             if data is not None and not 1 <= len(data.encode()) <= MAX_CALLBACK_DATA_BYTES:
                 raise BotApiError(400, "Bad Request: BUTTON_DATA_INVALID")
+            url = button.get("url")
+            if url is not None and not re.match(r"^(https?|tg)://\S+$", url):
+                raise BotApiError(
+                    400, f"Bad Request: inline keyboard button URL '{url}' is invalid"
+                )
 
 
 def _parse_text(text: str, parse_mode: str | None) -> tuple[str, list[JSON]]:

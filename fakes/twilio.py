@@ -37,7 +37,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import itertools
 import json
 import re
 import secrets
@@ -52,11 +51,12 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from aiohttp import web
+from aiohttp import ClientError, web
 from twilio.request_validator import RequestValidator
 
 from dispatch.segments import count_segments
 from fakes.faults import Outcome
+from fakes.load import LatencyReport, open_loop
 from fakes.loopback import LoopbackServer
 
 JSON = dict[str, Any]
@@ -212,6 +212,7 @@ class FakeTwilio(LoopbackServer):
         self.on_message: list[Callable[[JSON], None]] = []
         self.created = 0
         self.status_codes: Counter[int] = Counter()
+        # Status callbacks posted: (url, form, HTTP status; 0 when the URL could not be reached).
         self.callbacks: list[tuple[str, JSON, int]] = []
         self.inbound: list[JSON] = []
 
@@ -224,7 +225,6 @@ class FakeTwilio(LoopbackServer):
 
         self._status_urls: dict[str, str] = {}
         self._status_tasks: set[asyncio.Task[None]] = set()
-        self._inbound_counter = itertools.count(1)
 
     # -- server ------------------------------------------------------------------------------
 
@@ -598,7 +598,10 @@ class FakeTwilio(LoopbackServer):
             params["MessagingServiceSid"] = message["messaging_service_sid"]
         if error_code is not None:
             params["ErrorCode"] = str(error_code)
-        code = await self._post_form(url, params, "valid", None)
+        try:
+            code = await self._post_form(url, params, "valid", None)
+        except (ClientError, OSError, TimeoutError):
+            code = 0  # unreachable: Twilio gives up on a callback too, and nothing else changes
         with self._lock:
             self.callbacks.append((url, params, code))
         return code
@@ -671,6 +674,37 @@ class FakeTwilio(LoopbackServer):
     ) -> int:
         params = self.inbound_params(from_=from_, body=body, to=to, message_sid=message_sid)
         return await self.run_async(self._post_inbound(url, params, signing, signature_url))
+
+    def inbound_load(
+        self,
+        url: str,
+        messages: Sequence[tuple[str, str]],
+        *,
+        rate: float,
+        signature_url: str | None = None,
+    ) -> LatencyReport:
+        """POST signed inbound SMS ``(from, body)`` at ``rate`` a second (open loop)."""
+        return self.run(self._inbound_load(url, messages, rate, signature_url), timeout=None)
+
+    async def inbound_load_async(
+        self,
+        url: str,
+        messages: Sequence[tuple[str, str]],
+        *,
+        rate: float,
+        signature_url: str | None = None,
+    ) -> LatencyReport:
+        return await self.run_async(self._inbound_load(url, messages, rate, signature_url))
+
+    async def _inbound_load(
+        self, url: str, messages: Sequence[tuple[str, str]], rate: float, signature_url: str | None
+    ) -> LatencyReport:
+        forms = [self.inbound_params(from_=sender, body=body) for sender, body in messages]
+        return await open_loop(
+            lambda i: self._post_form(url, forms[i], "valid", signature_url),
+            rate=rate,
+            total=len(forms),
+        )
 
     def post_form(
         self,

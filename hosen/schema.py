@@ -1,5 +1,6 @@
 """Import every package's models so that ``Base.metadata`` describes the whole schema."""
 
+import bots.models  # noqa: F401
 import dispatch.models  # noqa: F401
 import registry.models
 import registry.staff  # noqa: F401

@@ -2,7 +2,7 @@
 
 ``fake_telegram`` and ``fake_twilio`` start a fake for one test and fail the test at teardown if
 any request broke the provider's spec. ``fake_settings`` points Hosen's settings at whichever
-fakes the test uses. ``log_secrets`` captures logs at DEBUG and fails the test if a fake's token
+fakes the test uses; ``people`` adds simulated people to them. ``log_secrets`` captures logs at DEBUG and fails the test if a fake's token
 (or any secret the test adds to the returned list) was logged.
 """
 
@@ -15,6 +15,7 @@ import pytest
 
 from config.settings import Settings
 from fakes.leaks import assert_no_secret_in
+from fakes.people import People
 from fakes.settings import settings_for_fakes
 from fakes.telegram import FakeTelegram
 from fakes.twilio import FakeTwilio
@@ -84,3 +85,17 @@ def log_secrets(
         for record in caplog.records
     )
     assert_no_secret_in(logged + caplog.text, secrets)
+
+
+@pytest.fixture
+def people(request: pytest.FixtureRequest) -> Iterator[People]:
+    """Simulated people on a manual clock, attached to the fakes this test also requests.
+
+    Set ``people.sms_webhook_url`` before SMS people answer; move time with ``people.advance(s)``.
+    """
+    names = request.fixturenames
+    telegram = request.getfixturevalue("fake_telegram") if "fake_telegram" in names else None
+    twilio = request.getfixturevalue("fake_twilio") if "fake_twilio" in names else None
+    simulated = People(telegram=telegram, twilio=twilio, manual=True)
+    yield simulated
+    simulated.close()

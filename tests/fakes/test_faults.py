@@ -42,10 +42,13 @@ def test_faults_are_repeatable_with_a_seed() -> None:
 
 
 def test_a_throttle_burst_covers_consecutive_requests() -> None:
-    faults = Faults(throttle_burst_rate=1.0, throttle_burst_length=3)
-    faults.throttle_burst_rate = 0.0  # only the first draw may start a burst
-    faults.throttle_next(3)
-    assert [faults.decide("x") for _ in range(5)] == ["throttled"] * 3 + ["pass"] * 2
+    faults = Faults(throttle_burst_rate=0.05, throttle_burst_length=4, seed=11)
+    outcomes = [faults.decide("x") for _ in range(400)]
+    first = outcomes.index("throttled")
+    assert outcomes[first : first + 4] == ["throttled"] * 4
+    forced = Faults()
+    forced.throttle_next(3)
+    assert [forced.decide("x") for _ in range(5)] == ["throttled"] * 3 + ["pass"] * 2
 
 
 def test_faults_only_hit_the_chosen_methods() -> None:

@@ -78,3 +78,11 @@ def test_the_guard_catches_httpx_logging_the_bot_token(
     finally:
         restore()
     assert find_secrets(caplog.text, [fake_telegram.token]) == []
+
+
+def test_the_fake_fixtures_fail_a_test_with_violations() -> None:
+    from tests.fakes_fixtures import _fail_on_violations
+
+    _fail_on_violations("FakeTelegram", [])
+    with pytest.raises(pytest.fail.Exception, match="1 spec violation"):
+        _fail_on_violations("FakeTelegram", ["sendMessage: unknown field 'x'"])

@@ -18,9 +18,9 @@ from fakes.people import (
     Answer,
     Delay,
     Intent,
+    People,
     Persona,
     SeenMessage,
-    Town,
     default_responder,
 )
 from fakes.telegram import FakeTelegram
@@ -57,11 +57,12 @@ def test_default_responder() -> None:
 def test_telegram_people_press_their_buttons_when_time_advances(
     fake_telegram: FakeTelegram,
 ) -> None:
-    town = Town(telegram=fake_telegram, manual=True, seed=4)
-    fine = town.add_telegram(Persona("ok", Delay(median=60)))
-    needs_help = town.add_telegram(Persona("help", Delay(median=600)))
-    silent = town.add_telegram(Persona("silent"))
-    blocked = town.add_telegram(Persona("blocked"))
+    people = People(telegram=fake_telegram, manual=True, seed=4)
+    fine = people.add_telegram(Persona("ok", Delay(median=60)))
+    needs_help = people.add_telegram(Persona("help", Delay(median=600)))
+    silent = people.add_telegram(Persona("silent"), chat_id=777_000_001)
+    assert silent.address == 777_000_001
+    blocked = people.add_telegram(Persona("blocked"))
 
     async def run() -> None:
         async with Bot(fake_telegram.token, base_url=fake_telegram.base_url) as bot:
@@ -77,15 +78,15 @@ def test_telegram_people_press_their_buttons_when_time_advances(
     assert fake_telegram.pending_updates == []
     answered = 0
     for _ in range(200):  # ten simulated hours, one three-minute step at a time
-        answered += town.advance(180)
-    assert answered == 2 and town.waiting == 0
+        answered += people.advance(180)
+    assert answered == 2 and people.waiting == 0
     presses = {
         u["callback_query"]["from"]["id"]: u["callback_query"]["data"]
         for u in fake_telegram.pending_updates
     }
     assert presses == {fine.address: "c:7:ok", needs_help.address: "c:7:help"}
-    assert {r.intent for r in town.reactions} == {"ok", "help"}
-    town.close()
+    assert {r.intent for r in people.reactions} == {"ok", "help"}
+    people.close()
 
 
 async def _sms_receiver(auth_token: str) -> tuple[web.AppRunner, str, list[dict[str, str]]]:
@@ -123,20 +124,20 @@ def test_sms_people_answer_on_a_compressed_clock(
 
     async def run() -> list[dict[str, str]]:
         runner, url, received = await _sms_receiver(fake_twilio.auth_token)
-        town = Town(
+        people = People(
             twilio=fake_twilio, sms_webhook_url=url, responder=responder, time_scale=10_000, seed=2
         )
-        people = {
-            "+972501000001": town.add_sms(Persona("ok", Delay(median=60)), "+972501000001"),
-            "+972501000002": town.add_sms(Persona("help", Delay(median=60)), "+972501000002"),
-            "+972501000003": town.add_sms(
+        phones = {
+            "+972501000001": people.add_sms(Persona("ok", Delay(median=60)), "+972501000001"),
+            "+972501000002": people.add_sms(Persona("help", Delay(median=60)), "+972501000002"),
+            "+972501000003": people.add_sms(
                 Persona("wrong_number", Delay(median=60)), "+972501000003"
             ),
-            "+972501000004": town.add_sms(Persona("landline"), "+972501000004"),
+            "+972501000004": people.add_sms(Persona("landline"), "+972501000004"),
         }
         try:
             async with open_twilio_client(fake_settings) as client:
-                for phone in people:
+                for phone in phones:
                     try:
                         await client.messages.create_async(
                             to=phone,
@@ -151,7 +152,7 @@ def test_sms_people_answer_on_a_compressed_clock(
                 await asyncio.sleep(0.01)
             return received
         finally:
-            town.close()
+            people.close()
             await runner.cleanup()
 
     received = asyncio.run(run())
@@ -162,8 +163,8 @@ def test_sms_people_answer_on_a_compressed_clock(
 
 
 def test_a_person_answers_once_until_reset(fake_telegram: FakeTelegram) -> None:
-    town = Town(telegram=fake_telegram, manual=True)
-    person = town.add_telegram(Persona("ok", Delay(median=1, sigma=0.01)))
+    people = People(telegram=fake_telegram, manual=True)
+    person = people.add_telegram(Persona("ok", Delay(median=1, sigma=0.01)))
 
     async def send(bot_text: str) -> None:
         async with Bot(fake_telegram.token, base_url=fake_telegram.base_url) as bot:
@@ -171,18 +172,45 @@ def test_a_person_answers_once_until_reset(fake_telegram: FakeTelegram) -> None:
 
     asyncio.run(send("check-in"))
     asyncio.run(send("reminder"))  # already answering: ignored
-    assert town.advance(10) == 1
+    assert people.advance(10) == 1
     asyncio.run(send("another reminder"))  # answered: ignored
-    assert town.advance(10) == 0
-    town.reset()
+    assert people.advance(10) == 0
+    people.reset()
     asyncio.run(send("next drill"))
-    assert town.advance(10) == 1
+    assert people.advance(10) == 1
 
 
 def test_personas_drawn_from_a_mix_are_repeatable(fake_telegram: FakeTelegram) -> None:
     def kinds(seed: int) -> list[str]:
-        town = Town(telegram=fake_telegram, manual=True, seed=seed)
-        return [town.draw_persona().kind for _ in range(500)]
+        people = People(telegram=fake_telegram, manual=True, seed=seed)
+        return [people.draw_persona().kind for _ in range(500)]
 
     assert kinds(1) == kinds(1)
     assert 350 < kinds(1).count("ok") < 450
+
+
+def test_the_people_fixture_joins_the_fakes(fake_telegram: FakeTelegram, people: People) -> None:
+    person = people.add_telegram(Persona("help", Delay(median=5, sigma=0.01)))
+
+    async def send() -> None:
+        async with Bot(fake_telegram.token, base_url=fake_telegram.base_url) as bot:
+            await bot.send_message(person.address, "?", reply_markup=CHECK_IN)
+
+    asyncio.run(send())
+    assert people.advance(60) == 1
+    (update,) = fake_telegram.pending_updates
+    assert update["callback_query"]["data"] == "c:7:help"
+
+
+def test_close_drops_answers_not_given_yet(fake_telegram: FakeTelegram) -> None:
+    people = People(telegram=fake_telegram, time_scale=1.0)  # real time: an hour away
+    person = people.add_telegram(Persona("ok", Delay(median=3600, sigma=0.01)))
+
+    async def send() -> None:
+        async with Bot(fake_telegram.token, base_url=fake_telegram.base_url) as bot:
+            await bot.send_message(person.address, "?", reply_markup=CHECK_IN)
+
+    asyncio.run(send())
+    assert people.waiting == 1
+    people.close()
+    assert people.waiting == 0 and fake_telegram.on_message == []

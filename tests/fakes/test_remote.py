@@ -28,3 +28,14 @@ def test_spawned_fakes_serve_and_report_traffic() -> None:
         counters = traffic(fakes.telegram_url)
         assert counters["server_errors_5xx"] == 1 and counters["accepted"] == 0
         assert fakes.twilio_account_sid.startswith("AC")
+
+
+def test_faults_from_the_command_line() -> None:
+    with spawn_fakes("--no-history", "--faults", '{"server_error_rate": 1.0}') as fakes:
+
+        async def send() -> None:
+            async with Bot(fakes.telegram_token, base_url=f"{fakes.telegram_url}/bot") as bot:
+                await bot.send_message(42, "hi")
+
+        with pytest.raises(NetworkError):
+            asyncio.run(send())

@@ -255,6 +255,30 @@ def test_json_body_is_checked_strictly(fake_telegram: FakeTelegram) -> None:
     fake_telegram.violations.clear()
 
 
+def test_multipart_form_is_accepted(fake_telegram: FakeTelegram) -> None:
+    """python-telegram-bot switches to multipart when a call carries a file; same checks."""
+    from aiohttp import FormData
+
+    dana = fake_telegram.new_user()
+
+    async def post(fields: dict[str, str]) -> dict[str, Any]:
+        form = FormData(default_to_multipart=True)
+        for name, value in fields.items():
+            form.add_field(name, value)
+        url = f"{fake_telegram.base_url}{fake_telegram.token}/sendMessage"
+        async with fake_telegram.client.post(url, data=form) as response:
+            return dict(await response.json())
+
+    markup = json.dumps({"inline_keyboard": [[{"text": "OK", "callback_data": "c:1:ok"}]]})
+    ok = fake_telegram.run(post({"chat_id": str(dana.id), "text": "hi", "reply_markup": markup}))
+    assert (
+        ok["ok"] is True and ok["result"]["reply_markup"]["inline_keyboard"][0][0]["text"] == "OK"
+    )
+    bad = fake_telegram.run(post({"chat_id": "not-a-number-or-@name", "text": "hi", "bogus": "1"}))
+    assert bad["ok"] is False and "unknown field 'bogus'" in bad["description"]
+    fake_telegram.violations.clear()
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error"),
     [
@@ -270,8 +294,33 @@ def test_json_body_is_checked_strictly(fake_telegram: FakeTelegram) -> None:
             },
             "BUTTON_DATA_INVALID",
         ),
+        (
+            {
+                "text": "x",
+                "reply_markup": InlineKeyboardMarkup(
+                    [[InlineKeyboardButton("map", url="shelter 4")]]
+                ),
+            },
+            "button URL",
+        ),
+        (
+            {
+                "text": "x",
+                "reply_markup": InlineKeyboardMarkup(
+                    [[InlineKeyboardButton("", callback_data="c:1:ok")]]
+                ),
+            },
+            "non-empty",
+        ),
     ],
-    ids=["unbalanced-html", "bare-lt", "too-long", "callback-data-65-bytes"],
+    ids=[
+        "unbalanced-html",
+        "bare-lt",
+        "too-long",
+        "callback-data-65-bytes",
+        "bad-url",
+        "empty-label",
+    ],
 )
 def test_telegram_rules_beyond_the_spec(
     fake_telegram: FakeTelegram, kwargs: dict[str, Any], error: str
@@ -452,3 +501,28 @@ async def _until(condition: Callable[[], bool], timeout: float = 10) -> None:
         if loop.time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.01)
+
+
+def test_without_history_nothing_is_kept() -> None:
+    """The benchmarks' mode: answers stay realistic, memory does not grow with recipients."""
+    with FakeTelegram(keep_history=False) as fake:
+
+        async def body(bot: Bot) -> list[int]:
+            return [(await bot.send_message(100 + i, "x")).message_id for i in range(3)]
+
+        assert with_bot(fake, body) == [1, 2, 3]
+        assert fake.sent == [] and fake.sent_to(100) == [] and fake._chats == {}
+        assert fake.traffic.accepted == 3 and fake.violations == []
+
+
+def test_replies_quote_an_existing_message(fake_telegram: FakeTelegram) -> None:
+    dana = fake_telegram.new_user()
+    asked = fake_telegram.text(dana, "מה המצב?")["message"]["message_id"]
+
+    async def body(bot: Bot) -> None:
+        reply = await bot.send_message(dana.id, "הכול בסדר", reply_to_message_id=asked)
+        assert reply.reply_to_message is not None and reply.reply_to_message.text == "מה המצב?"
+        with pytest.raises(BadRequest, match=r"(?i)replied not found"):
+            await bot.send_message(dana.id, "x", reply_to_message_id=9999)
+
+    with_bot(fake_telegram, body)

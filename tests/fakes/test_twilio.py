@@ -227,3 +227,23 @@ def test_status_callbacks_are_signed(fake_twilio: FakeTwilio, fake_settings: Set
         ("+972501234568", "undelivered", "30003"),
     ]
     assert fake_twilio.last_sent(DANA)["status"] == "delivered"
+
+
+def test_an_unreachable_status_callback_is_recorded_not_raised(
+    fake_twilio: FakeTwilio, fake_settings: Settings
+) -> None:
+    fake_twilio.auto_status = ("sent",)
+    closed = "http://127.0.0.1:9/sms/status"  # discard port: nothing listens
+
+    async def run() -> None:
+        async with open_twilio_client(fake_settings) as client:
+            await client.messages.create_async(
+                to=DANA, from_=fake_twilio.phone_number, body="x", status_callback=closed
+            )
+        for _ in range(500):
+            if fake_twilio.callbacks:
+                return
+            await asyncio.sleep(0.01)
+
+    asyncio.run(run())
+    assert [(url, code) for url, _, code in fake_twilio.callbacks] == [(closed, 0)]

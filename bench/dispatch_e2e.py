@@ -1,0 +1,381 @@
+"""The dispatcher end to end against the loopback fakes: campaign write time, messages a second
+against the bare-client ceiling, a limited Telegram (30/s) with the count of 429s, and a worker's
+peak memory with a large campaign in flight.
+
+The fakes run in a child process (``fakes.remote.spawn_fakes``) so they do not share the
+benchmark's interpreter lock; the worker runs in this process for the throughput runs and as
+``python -m hosen worker`` child processes for the memory runs. Databases: a SQLite file under
+``var/`` and a scratch PostgreSQL database (``HOSEN_BENCH_POSTGRES_URL``, default the local
+server), dropped at the end.
+
+Run: ``python bench/dispatch_e2e.py [-n 50000] [--db sqlite,postgresql] [--skip-memory]``.
+Prints tables; the machine is shared, so numbers are noisy: compare ratios taken in one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pydantic import AnyHttpUrl
+from sqlalchemy import create_engine, func, insert, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from bench.fakes_ceiling import telegram_concurrent, telegram_naive, twilio_concurrent
+from config.profile import DEFAULT_PROFILE_PATH, load_profile
+from config.settings import Settings
+from dispatch.campaigns import Audience, start_campaign
+from dispatch.models import CampaignKind, CampaignMode, OutboxMessage, OutboxStatus
+from dispatch.senders import build_senders
+from dispatch.worker import Worker
+from fakes.remote import RemoteFakes, configure, spawn_fakes, traffic
+from hosen import migrations
+from registry.db import make_engine, make_sessionmaker, utcnow
+from registry.models import Authority, Person, PhoneKind, Source
+from registry.profile_sync import sync_profile
+
+ROOT = Path(__file__).resolve().parent.parent
+POSTGRES_URL = os.environ.get(
+    "HOSEN_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+UNLIMITED = 1_000_000.0
+
+
+@contextmanager
+def database(kind: str) -> Iterator[str]:
+    """A fresh, migrated database URL for one run."""
+    if kind == "sqlite":
+        path = ROOT / "var" / f"bench-{secrets.token_hex(3)}.sqlite3"
+        url = f"sqlite:///{path}"
+        engine = make_engine(url)
+        migrations.upgrade(engine)
+        engine.dispose()
+        try:
+            yield url
+        finally:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+        return
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    name = f"hosen_bench_{secrets.token_hex(3)}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    engine = make_engine(url)
+    migrations.upgrade(engine)
+    engine.dispose()
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def populate(sessions: sessionmaker[Session], count: int, channel: str) -> Authority:
+    """``count`` residents reachable on ``channel`` only, inserted in bulk."""
+    with sessions() as session:
+        directory = sync_profile(session, load_profile(DEFAULT_PROFILE_PATH))
+        authority = next(iter(directory.authorities.values()))
+        session.commit()
+        now = utcnow()
+        rows = [
+            {
+                "authority_id": authority.id,
+                "name": f"Resident {n}",
+                "phone": f"+97250{n:07d}",
+                "phone_kind": PhoneKind.MOBILE,
+                "telegram_chat_id": 1_000_000 + n if channel == "telegram" else None,
+                "language": ("he", "ar", "ru", "en", "am")[n % 5],
+                "channel": channel,
+                "source": Source.SYNTHETIC,
+                "needs_help": True,
+                "status": "active",
+                "is_volunteer": False,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for n in range(count)
+        ]
+        for start in range(0, count, 10_000):
+            session.execute(insert(Person), rows[start : start + 10_000])
+        session.commit()
+        return authority
+
+
+def write_campaign(sessions: sessionmaker[Session], authority: Authority) -> tuple[int, float]:
+    started = time.perf_counter()
+    with sessions() as session:
+        campaign = start_campaign(
+            session,
+            authority=authority,
+            kind=CampaignKind.CHECKIN,
+            mode=CampaignMode.DRILL,
+            audience=Audience(),
+            started_by="bench",
+            now=utcnow(),
+        )
+        session.commit()
+        return campaign.id, time.perf_counter() - started
+
+
+def open_rows(sessions: sessionmaker[Session]) -> int:
+    with sessions() as session:
+        return int(
+            session.scalar(
+                select(func.count()).where(
+                    OutboxMessage.status.in_((OutboxStatus.QUEUED, OutboxStatus.SENDING))
+                )
+            )
+            or 0
+        )
+
+
+def settings_for(url: str, fakes: RemoteFakes, **rates: float) -> Settings:
+    return Settings(
+        database_url=url,
+        telegram_token=fakes.telegram_token,
+        telegram_api_url=AnyHttpUrl(fakes.telegram_url),
+        twilio_account_sid=fakes.twilio_account_sid,
+        twilio_auth_token=fakes.twilio_auth_token,
+        twilio_from=fakes.twilio_phone_number,
+        twilio_api_url=AnyHttpUrl(fakes.twilio_url),
+        _env_file=None,
+    ).model_copy(update=rates)
+
+
+async def drain(worker: Worker, sessions: sessionmaker[Session], deadline: float) -> float:
+    """Run the worker until the outbox is empty; returns the seconds it took."""
+    stop = asyncio.Event()
+    started = time.perf_counter()
+    runner = asyncio.create_task(worker.run(stop))
+    while time.perf_counter() < deadline:
+        await asyncio.sleep(0.25)
+        if await asyncio.to_thread(open_rows, sessions) == 0:
+            break
+    elapsed = time.perf_counter() - started
+    stop.set()
+    await runner
+    return elapsed
+
+
+def throughput_run(
+    kind: str, fakes: RemoteFakes, count: int, channel: str, window: float
+) -> dict[str, Any]:
+    """Write a ``count``-recipient check-in, then send for at most ``window`` seconds."""
+    with database(kind) as url:
+        engine = make_engine(url)
+        sessions = make_sessionmaker(engine)
+        authority = populate(sessions, count, channel)
+        _, write_seconds = write_campaign(sessions, authority)
+        settings = settings_for(
+            url, fakes, telegram_rate_per_second=UNLIMITED, sms_rate_per_second=UNLIMITED
+        )
+        senders = {k: v for k, v in build_senders(settings).items() if k.value == channel}
+        worker = Worker(sessions=sessions, senders=senders, settings=settings)
+        seconds = asyncio.run(drain(worker, sessions, time.perf_counter() + window))
+        left = open_rows(sessions)
+        engine.dispose()
+    return {
+        "db": kind,
+        "channel": channel,
+        "n": count,
+        "write_s": write_seconds,
+        "send_s": seconds,
+        "rate": (count - left) / seconds,
+        "left": left,
+    }
+
+
+def limited_run(kind: str, fakes: RemoteFakes, count: int) -> dict[str, Any]:
+    configure(
+        fakes.telegram_url, reset_traffic=True, limits={"per_sender": 30.0, "per_recipient": 1.0}
+    )
+    try:
+        with database(kind) as url:
+            engine = make_engine(url)
+            sessions = make_sessionmaker(engine)
+            authority = populate(sessions, count, "telegram")
+            write_campaign(sessions, authority)
+            settings = settings_for(url, fakes, telegram_rate_per_second=30.0)
+            senders = {k: v for k, v in build_senders(settings).items() if k.value == "telegram"}
+            worker = Worker(sessions=sessions, senders=senders, settings=settings)
+            seconds = asyncio.run(drain(worker, sessions, time.perf_counter() + 600))
+            left = open_rows(sessions)
+            engine.dispose()
+    finally:
+        seen = traffic(fakes.telegram_url)
+        configure(fakes.telegram_url, limits=None)
+    return {
+        "db": kind,
+        "n": count,
+        "seconds": seconds,
+        "rate": (count - left) / seconds,
+        "throttled": seen["throttled_429"],
+    }
+
+
+def _rss_mb(pid: int) -> tuple[float, float]:
+    """(current RSS, peak RSS) of a process in MB, from /proc."""
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(("VmRSS:", "VmHWM:")):
+            values[line.split(":")[0]] = int(line.split()[1]) / 1024
+    return values.get("VmRSS", 0.0), values.get("VmHWM", 0.0)
+
+
+def memory_run(
+    kind: str, fakes: RemoteFakes, count: int, workers: int, seconds: float
+) -> dict[str, Any]:
+    """Peak RSS of ``workers`` worker processes while a ``count``-recipient campaign drains."""
+    with database(kind) as url:
+        engine = make_engine(url)
+        sessions = make_sessionmaker(engine)
+        authority = populate(sessions, count, "telegram")
+        write_campaign(sessions, authority)
+        env = {
+            **os.environ,
+            "HOSEN_DATABASE_URL": url,
+            "HOSEN_TELEGRAM_TOKEN": fakes.telegram_token,
+            "HOSEN_TELEGRAM_API_URL": fakes.telegram_url,
+            "HOSEN_TELEGRAM_RATE_PER_SECOND": str(UNLIMITED),
+        }
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-m", "hosen", "worker"],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for _ in range(workers)
+        ]
+        peaks = [0.0] * workers
+        deadline = time.perf_counter() + seconds
+        try:
+            while time.perf_counter() < deadline:
+                time.sleep(0.5)
+                for i, process in enumerate(processes):
+                    peaks[i] = max(peaks[i], _rss_mb(process.pid)[1])
+                if open_rows(sessions) == 0:
+                    break
+        finally:
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                process.wait(30)
+        sent = count - open_rows(sessions)
+        engine.dispose()
+    return {"db": kind, "n": count, "workers": workers, "peak_mb": max(peaks), "sent": sent}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=50_000)
+    parser.add_argument("--db", default="sqlite,postgresql")
+    parser.add_argument(
+        "--send-seconds", type=float, default=60.0, help="send window per throughput run"
+    )
+    parser.add_argument("--ceiling-n", type=int, default=5000)
+    parser.add_argument("--naive-n", type=int, default=1000)
+    parser.add_argument("--limited-n", type=int, default=900)
+    parser.add_argument("--memory-n", default="10000,100000")
+    parser.add_argument("--memory-seconds", type=float, default=40.0)
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-sms", action="store_true")
+    args = parser.parse_args()
+    kinds = args.db.split(",")
+
+    with spawn_fakes("--no-history") as fakes:
+        # The ceiling is the bare client at its best concurrency on this machine.
+        ceiling_tg = max(
+            statistics.median(
+                asyncio.run(telegram_concurrent(fakes, args.ceiling_n, level)) for _ in range(3)
+            )
+            for level in (4, 16, 64)
+        )
+        ceiling_sms = max(
+            statistics.median(
+                asyncio.run(twilio_concurrent(fakes, args.ceiling_n, level)) for _ in range(3)
+            )
+            for level in (4, 16, 64)
+        )
+        naive = asyncio.run(telegram_naive(fakes, args.naive_n))
+        window = args.send_seconds
+        runs = [throughput_run(kind, fakes, args.n, "telegram", window) for kind in kinds]
+        if not args.skip_sms:
+            runs += [throughput_run(kind, fakes, args.n, "sms", window) for kind in kinds]
+        ceiling_after = max(
+            statistics.median(
+                asyncio.run(telegram_concurrent(fakes, args.ceiling_n, level)) for _ in range(3)
+            )
+            for level in (4, 16)
+        )
+        limited = [limited_run(kind, fakes, args.limited_n) for kind in kinds]
+        memory = []
+        if not args.skip_memory:
+            for kind in kinds:
+                for workers in (1, 2) if kind == "postgresql" else (1,):
+                    for n in (int(v) for v in args.memory_n.split(",")):
+                        memory.append(memory_run(kind, fakes, n, workers, args.memory_seconds))
+
+    load = os.getloadavg()[0]
+    print(
+        f"dispatcher end to end, {os.cpu_count()} CPUs, load average {load:.1f} at the end "
+        "(shared machine: noisy)"
+    )
+    print(
+        f"bare-client ceiling (best of concurrency 4/16/64, median of 3): telegram {ceiling_tg:.0f}/s "
+        f"(again after the runs: {ceiling_after:.0f}/s), twilio {ceiling_sms:.0f}/s; "
+        f"naive one-by-one send_message loop: {naive:.0f}/s"
+    )
+    print()
+    print(
+        f"{'db':<11} {'channel':<9} {'recipients':>10} {'write s':>8} {'send s':>8} "
+        f"{'msg/s':>7} {'ceiling':>8} {'ratio':>6} {'vs naive':>8}"
+    )
+    for run in runs:
+        ceiling = ceiling_tg if run["channel"] == "telegram" else ceiling_sms
+        print(
+            f"{run['db']:<11} {run['channel']:<9} {run['n']:>10} {run['write_s']:>8.2f} "
+            f"{run['send_s']:>8.1f} {run['rate']:>7.0f} {ceiling:>8.0f} "
+            f"{run['rate'] / ceiling:>6.0%} {run['rate'] / naive:>7.1f}x"
+            + (f"  ({run['n'] - run['left']} sent in the window)" if run["left"] else "")
+        )
+    print()
+    print(
+        f"{'db':<11} {'limit/s':>7} {'messages':>8} {'seconds':>8} {'achieved/s':>10} {'of limit':>8} {'429s':>5}"
+    )
+    for run in limited:
+        print(
+            f"{run['db']:<11} {30:>7} {run['n']:>8} {run['seconds']:>8.1f} {run['rate']:>10.1f} "
+            f"{run['rate'] / 30:>8.0%} {run['throttled']:>5}"
+        )
+    if memory:
+        print()
+        print(
+            f"{'db':<11} {'workers':>7} {'campaign':>9} {'peak RSS MB':>11} {'sent in window':>14}"
+        )
+        for run in memory:
+            print(
+                f"{run['db']:<11} {run['workers']:>7} {run['n']:>9} {run['peak_mb']:>11.0f} "
+                f"{run['sent']:>14}"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,363 @@
+"""Between the dialog and the registry: a confirmed draft becomes a registered person, a person
+becomes a draft again to edit, a person's status is put in words, and erasure reaches what the
+bots kept. Every function takes the caller's session and never commits.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from bots.consent import CONSENT_VERSIONS, consent_text
+from bots.models import Conversation
+from bots.words import clean
+from config.i18n import t
+from config.languages import Language
+from config.profile import Profile
+from dispatch.models import InboundMessage
+from registry import audit, people
+from registry.errors import InvalidPhone
+from registry.models import (
+    ACTIVE_ASSIGNMENT,
+    NEED_FLAGS,
+    Authority,
+    BuddyAssignment,
+    Channel,
+    ConsentGiver,
+    ConsentKind,
+    Group,
+    GroupMember,
+    Person,
+    PersonStatus,
+    PhoneKind,
+    RoleAssignment,
+    Source,
+    Zone,
+)
+from registry.phones import normalise_phone
+
+# Draft keys starting with "_" are bookkeeping; this one lists consents given in this dialog.
+NEW_CONSENTS = "_new_consents"
+
+
+class Refused(Exception):
+    """The draft cannot be registered as it is; ``key`` is the catalog message saying why."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+@dataclass(frozen=True)
+class Enrolled:
+    person: Person
+    created: bool
+    landline: bool  # their phone cannot take SMS: they will be reached through a buddy
+
+
+def person_at(session: Session, channel: Channel, address: str) -> Person | None:
+    """The live person a chat id or phone belongs to."""
+    if channel == Channel.TELEGRAM and address.lstrip("-").isdigit():
+        key = Person.telegram_chat_id == int(address)
+    else:
+        key = Person.phone == address
+    return session.scalar(
+        select(Person).where(key, Person.status != PersonStatus.ERASED).order_by(Person.id)
+    )
+
+
+def enrol(
+    session: Session,
+    *,
+    draft: dict[str, Any],
+    channel: Channel,
+    address: str,
+    language: Language,
+    profile: Profile,
+    region: str,
+    current: Person | None,
+    actor: str,
+    now: datetime,
+) -> Enrolled:
+    """Register (or update) the person a confirmed draft describes, with its new consents."""
+    family = draft.get("who") == "family"
+    telegram = channel == Channel.TELEGRAM
+    authority_code = draft.get("authority") or profile.authorities[0].code
+    authority = session.scalar(select(Authority).where(Authority.code == authority_code))
+    if authority is None:
+        raise Refused("bot.error.choice")
+    zone = session.scalar(
+        select(Zone).where(Zone.authority_id == authority.id, Zone.code == draft.get("zone"))
+    )
+    phone_text = draft.get("phone") or (None if telegram else address)
+    try:
+        phone = normalise_phone(phone_text, region=region) if phone_text else None
+    except InvalidPhone:
+        raise Refused("phone.invalid") from None
+    chat_id = int(address) if telegram and not family else None
+    if phone is not None and not draft.get("phone_verified") and (telegram or family):
+        # A typed number must not take over someone else's record through the phone merge.
+        owners = people.find_person(session, authority=authority, phone=phone.e164)
+        if any(
+            p.id != (current.id if current else None)
+            and (chat_id is None or p.telegram_chat_id != chat_id)
+            for p in owners
+        ):
+            draft.pop("phone", None)
+            raise Refused("bot.phone.taken")
+    volunteer = draft.get("who") in ("volunteer", "both")
+    resident = draft.get("who") in ("resident", "both", "family")
+    avail = draft.get("avail", "both")
+    # Without the health-data consent no need is kept, whatever was ticked.
+    needs = set(draft.get("needs", [])) if draft.get("health") else set()
+    if family:
+        reach = Channel.SMS if phone and phone.can_receive_sms else Channel.NONE
+    else:
+        reach = channel
+    details = people.PersonDetails(
+        name=draft.get("name"),
+        phone=phone,
+        telegram_chat_id=chat_id,
+        language=language,
+        channel=reach,
+        birth_year=draft.get("birth_year"),
+        zone=zone,
+        lat=draft.get("lat"),
+        lon=draft.get("lon"),
+        volunteer=people.VolunteerDetails(
+            skills=tuple(draft.get("skills", [])),
+            languages=tuple(draft.get("langs", [])),
+            available_routine=avail in ("both", "routine"),
+            available_emergency=avail in ("both", "emergency"),
+            has_vehicle=bool(draft.get("vehicle")),
+            checkin_capacity=int(draft.get("capacity", 3)),
+        )
+        if volunteer
+        else None,
+        needs=people.NeedsDetails(
+            **{flag: flag in needs for flag in NEED_FLAGS},
+            emergency_contact_name=draft.get("ec_name"),
+            emergency_contact_phone=draft.get("ec_phone"),
+        )
+        if resident
+        else None,
+    )
+    source = Source.TELEGRAM if telegram else Source.SMS
+    registration = people.register_person(
+        session, authority=authority, details=details, source=source, actor=actor, now=now
+    )
+    person = registration.person
+    giver = ConsentGiver.FAMILY if family else ConsentGiver.SELF
+    for kind_value in draft.get(NEW_CONSENTS, []):
+        kind = ConsentKind(kind_value)
+        if kind == ConsentKind.HEALTH_DATA and not draft.get("health"):
+            continue
+        guardian = kind == ConsentKind.GUARDIAN
+        people.record_consent(
+            session,
+            person=person,
+            kind=kind,
+            version=CONSENT_VERSIONS[kind],
+            language=language,
+            text=consent_text(kind, language),
+            channel=source,
+            given_by=ConsentGiver.GUARDIAN if guardian else giver,
+            guardian_name=draft.get("guardian") if guardian else None,
+            actor=actor,
+            now=now,
+        )
+    group = find_group(session, draft.get("group") or "")
+    if group is not None:
+        join_group(session, person, group)
+    landline = phone is not None and phone.kind == PhoneKind.LANDLINE
+    return Enrolled(person=person, created=registration.created, landline=landline)
+
+
+def link_telegram(
+    session: Session, *, phone: str, chat_id: int, region: str, actor: str, now: datetime
+) -> Person | None:
+    """Their own, verified number is already registered (say by SMS): this chat is theirs too."""
+    known = session.scalar(
+        select(Person)
+        .where(Person.phone == phone, Person.status != PersonStatus.ERASED)
+        .order_by(Person.id)
+    )
+    if known is None:
+        return None
+    authority = session.get(Authority, known.authority_id)
+    assert authority is not None
+    registration = people.register_person(
+        session,
+        authority=authority,
+        details=people.PersonDetails(
+            phone=normalise_phone(phone, region=region),
+            telegram_chat_id=chat_id,
+            channel=Channel.TELEGRAM,
+        ),
+        source=Source.TELEGRAM,
+        actor=actor,
+        now=now,
+    )
+    return registration.person
+
+
+def draft_from(session: Session, person: Person, *, actor: str) -> dict[str, Any]:
+    """A draft holding the person's current answers, to edit one of them (the read is audited)."""
+    authority = session.get(Authority, person.authority_id)
+    zone = session.get(Zone, person.zone_id) if person.zone_id else None
+    if person.is_volunteer and person.needs_help:
+        who = "both"
+    elif person.needs_help:
+        who = "resident"
+    else:
+        who = "volunteer"
+    draft: dict[str, Any] = {
+        "language": person.language.value,
+        "who": who,
+        "name": person.name,
+        "phone": person.phone,
+        "phone_verified": True,
+        "authority": authority.code if authority else None,
+        "zone": zone.code if zone else None,
+        "birth_year": person.birth_year,
+        "consent": "given",
+    }
+    volunteer = person.volunteer
+    if volunteer is not None:
+        if volunteer.available_routine and volunteer.available_emergency:
+            avail = "both"
+        elif volunteer.available_emergency:
+            avail = "emergency"
+        else:
+            avail = "routine"
+        draft.update(
+            skills=list(volunteer.skills),
+            langs=list(volunteer.languages),
+            avail=avail,
+            vehicle=volunteer.has_vehicle,
+            capacity=volunteer.checkin_capacity,
+        )
+    if person.needs_help:
+        needs = audit.read_needs(session, person, actor=actor, purpose="self_update")
+        draft["needs"] = needs.flags() if needs else []
+        draft["ec_name"] = needs.emergency_contact_name if needs else None
+        draft["ec_phone"] = needs.emergency_contact_phone if needs else None
+    if people.has_consent(session, person, ConsentKind.HEALTH_DATA):
+        draft["health"] = "given"
+    if people.has_consent(session, person, ConsentKind.GUARDIAN):
+        draft["guardian"] = "given"
+    return draft
+
+
+def status_text(session: Session, person: Person, language: Language, profile: Profile) -> str:
+    """Who they are registered as, their role and buddies, in a few short lines."""
+    lang = language
+    if person.is_volunteer and person.needs_help:
+        who = t(lang, "bot.who.both")
+    elif person.needs_help:
+        who = t(lang, "bot.who.resident")
+    else:
+        who = t(lang, "bot.who.volunteer")
+    zone = session.get(Zone, person.zone_id) if person.zone_id else None
+    zone_name = zone_label(profile, zone, lang) if zone else "-"
+    lines = [
+        t(lang, "bot.status.registered", name=person.name or "-", who=who, zone=zone_name),
+        t(lang, f"bot.status.state_{person.status.value}"),
+    ]
+    if person.is_volunteer:
+        role = session.scalar(
+            select(RoleAssignment).where(
+                RoleAssignment.person_id == person.id,
+                RoleAssignment.status.in_(ACTIVE_ASSIGNMENT),
+            )
+        )
+        if role is None:
+            lines.append(t(lang, "bot.status.no_role"))
+        else:
+            try:
+                role_name = profile.role(role.role_code).names.get(lang)
+            except KeyError:
+                role_name = role.role_code
+            lines.append(t(lang, f"bot.status.role_{role.status.value}", role=role_name))
+        checks_on = session.scalars(
+            select(BuddyAssignment.id).where(
+                BuddyAssignment.volunteer_id == person.id,
+                BuddyAssignment.status.in_(ACTIVE_ASSIGNMENT),
+            )
+        ).all()
+        lines.append(t(lang, "bot.status.checks_on", count=len(checks_on)))
+    if person.needs_help:
+        buddy = session.scalar(
+            select(BuddyAssignment.id).where(
+                BuddyAssignment.resident_id == person.id,
+                BuddyAssignment.status.in_(ACTIVE_ASSIGNMENT),
+            )
+        )
+        lines.append(t(lang, "bot.status.has_buddy" if buddy else "bot.status.no_buddy"))
+    return "\n".join(lines)
+
+
+def zone_label(profile: Profile, zone: Zone, language: Language) -> str:
+    for authority in profile.authorities:
+        for candidate in authority.zones:
+            if candidate.code == zone.code:
+                return candidate.names.get(language)
+    return zone.name
+
+
+def nearest_zone(profile: Profile, lat: float, lon: float) -> tuple[str, str] | None:
+    """The authority and zone whose centre is closest to a shared location."""
+    best: tuple[float, str, str] | None = None
+    for authority in profile.authorities:
+        for zone in authority.zones:
+            if zone.lat is None or zone.lon is None:
+                continue
+            distance = _metres(lat, lon, zone.lat, zone.lon)
+            if best is None or distance < best[0]:
+                best = (distance, authority.code, zone.code)
+    return None if best is None else (best[1], best[2])
+
+
+def find_group(session: Session, join_code: str) -> Group | None:
+    code = clean(join_code)[:32]
+    if not code:
+        return None
+    return session.scalar(select(Group).where(Group.join_code == code))
+
+
+def join_group(session: Session, person: Person, group: Group) -> None:
+    if session.get(GroupMember, (group.id, person.id)) is None:
+        session.add(GroupMember(group_id=group.id, person_id=person.id))
+        session.flush()
+
+
+def erase(session: Session, person: Person, *, actor: str, now: datetime) -> None:
+    """Erase the person and what the bots kept about them: stored inbound texts, and every
+    other conversation of theirs (the caller deletes the one it is holding)."""
+    held = {c for c in session.identity_map.values() if isinstance(c, Conversation)}
+    people.erase(session, person, actor=actor, now=now)
+    session.execute(
+        update(InboundMessage).where(InboundMessage.person_id == person.id).values(payload={})
+    )
+    session.execute(
+        delete(Conversation)
+        .where(
+            Conversation.person_id == person.id,
+            Conversation.id.not_in([c.id for c in held if c.id is not None]),
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _metres(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance (haversine); plenty for picking the nearest neighbourhood."""
+    radius = 6_371_000.0
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * radius * math.asin(math.sqrt(a))

@@ -1,0 +1,317 @@
+"""Every inbound Telegram update and SMS passes through :func:`handle_inbound`, in one transaction.
+
+1. It is stored in the inbox under its provider key (``tg:<update_id>`` / ``sms:<MessageSid>``);
+   a redelivery hits that key and is acknowledged without being processed again.
+2. Messages the bots do not act on (edited messages, group chats) stop here.
+3. :func:`route_to_dispatcher` may claim it: campaign answers belong to the dispatcher
+   (``dispatch.responses.take_campaign_reply``).
+4. The sender's flood allowance is checked.
+5. The conversation engine answers, and the replies go to the outbox in the same transaction
+   (one outbound path: the dispatcher's workers send them).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import inspect, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
+
+from bots import render
+from bots.dialog import Dialog, Inbound
+from bots.enrolment import person_at
+from bots.flood import DEFAULT_POLICY, FloodPolicy, admit
+from bots.models import Conversation
+from bots.prompts import Prompt
+from bots.words import CARRIER_HELP, CARRIER_OPT_IN, CARRIER_OPT_OUT, command_in, fold
+from config.i18n import t
+from config.languages import DEFAULT_LANGUAGE, Language
+from dispatch.models import InboundMessage, OutboxMessage, Priority
+from dispatch.outbox import enqueue
+from dispatch.responses import take_campaign_reply
+from registry.db import unit_of_work
+from registry.models import Channel, Person, PersonStatus
+
+log = logging.getLogger(__name__)
+CARRIER_WORDS = CARRIER_OPT_OUT | CARRIER_OPT_IN | CARRIER_HELP
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One inbound update as the edge saw it. ``payload`` is stored in the inbox as it came."""
+
+    provider_key: str
+    inbound: Inbound
+    payload: dict[str, Any] = field(default_factory=dict)
+    group_chat: bool = False  # a Telegram group: the bot talks to people one to one only
+    addressed_to_bot: bool = False  # in a group: a /command
+    ignored: bool = False  # edited messages, channel posts, membership changes: kept, not acted on
+
+
+@dataclass(frozen=True)
+class Outcome:
+    duplicate: bool = False
+    processed: bool = False
+    slowed: bool = False
+    replies: int = 0
+
+
+def handle_inbound(
+    session: Session,
+    *,
+    delivery: Delivery,
+    dialog: Dialog,
+    now: datetime,
+    flood: FloodPolicy = DEFAULT_POLICY,
+) -> Outcome:
+    """Store, de-duplicate, route and answer one inbound message (the caller commits)."""
+    inbound = delivery.inbound
+    stored = _store(session, delivery, now)
+    if stored is None:
+        return Outcome(duplicate=True)
+    if delivery.ignored or delivery.group_chat:
+        stored.processed_at = now
+        if delivery.group_chat and delivery.addressed_to_bot:
+            _send(
+                session,
+                inbound.channel,
+                inbound.address,
+                None,
+                DEFAULT_LANGUAGE,
+                [Prompt(text=t(DEFAULT_LANGUAGE, "bot.group.private"))],
+            )
+            return Outcome(processed=True, replies=1)
+        return Outcome(processed=True)
+    if route_to_dispatcher(session, delivery=delivery, inbox=stored, now=now):
+        stored.processed_at = now
+        return Outcome(processed=True)
+
+    conversation = _conversation(session, inbound.channel, inbound.address, now)
+    admission = admit(conversation, now=now, policy=flood)
+    language = conversation.language or DEFAULT_LANGUAGE
+    if not admission.admitted:
+        stored.processed_at, stored.error = now, "slowed down: not processed"
+        stored.person_id = conversation.person_id
+        conversation.updated_at = now
+        if admission.warn:
+            prompt = Prompt(text=t(language, "bot.error.slow_down"))
+            _send(
+                session,
+                inbound.channel,
+                inbound.address,
+                conversation.person_id,
+                language,
+                [prompt],
+            )
+        return Outcome(processed=False, slowed=True, replies=int(admission.warn))
+
+    prompts = dialog.respond(session, conversation, inbound, now=now)
+    language = conversation.language or DEFAULT_LANGUAGE
+    sent = _send(
+        session, inbound.channel, inbound.address, conversation.person_id, language, prompts
+    )
+    stored.processed_at = now
+    if erased(session, conversation):
+        stored.payload = {}  # they erased their data just now: keep no text of theirs
+    else:
+        stored.person_id = conversation.person_id
+    return Outcome(processed=True, replies=sent)
+
+
+RACES = (StaleDataError, IntegrityError)
+
+
+def erased(session: Session, conversation: Conversation) -> bool:
+    """Whether this turn deleted the conversation (the person erased their data)."""
+    return conversation in session.deleted or inspect(conversation).deleted
+
+
+def receive(
+    sessions: sessionmaker[Session],
+    *,
+    delivery: Delivery,
+    dialog: Dialog,
+    now: datetime,
+    flood: FloodPolicy = DEFAULT_POLICY,
+    attempts: int = 3,
+) -> Outcome:
+    """The unit of work around :func:`handle_inbound`, for the edges. Never raises.
+
+    Two messages from one sender racing each other conflict on the conversation's version (or on
+    its creation); the loser is simply run again on the fresh row. Any other error is recorded on
+    the inbox row and the sender is asked to try again: nothing crashes the webhook or the poller.
+    Logs carry the provider key and the error's class only: never the text, names or phones.
+    """
+    error = "unknown"
+    for _ in range(attempts):
+        try:
+            with unit_of_work(sessions) as session:
+                return handle_inbound(
+                    session, delivery=delivery, dialog=dialog, now=now, flood=flood
+                )
+        except RACES as exc:
+            error = type(exc).__name__
+            continue
+        except Exception as exc:
+            error = type(exc).__name__
+            log.error("inbound %s failed: %s", delivery.provider_key, error)
+            break
+    try:
+        with unit_of_work(sessions) as session:
+            record_failure(session, delivery=delivery, now=now, error=error)
+    except Exception as exc:
+        log.error("inbound %s could not be recorded: %s", delivery.provider_key, type(exc).__name__)
+    return Outcome(processed=False)
+
+
+def route_to_dispatcher(
+    session: Session, *, delivery: Delivery, inbox: InboundMessage, now: datetime
+) -> bool:
+    """Campaign answers go to the dispatcher before the conversation engine sees anything.
+
+    Taken: Telegram buttons ``c:`` (check-ins) and ``t:`` (tasks), always (one from someone we
+    do not know is acknowledged and dropped rather than misread as a dialog answer); and text
+    from a registered person whose latest message from us was a campaign message (a check-in,
+    reminder, task...), not a bot reply, so "1" after a check-in means "I'm OK" while "1" after
+    the bot's menu means the menu's first choice. Carrier keywords and bot commands always stay
+    with the bots: STOP must work whatever was sent last.
+    """
+    inbound = delivery.inbound
+    button = inbound.button
+    if button is not None and not button.startswith(("c:", "t:")):
+        return False
+    person = _known_person(session, inbound.channel, inbound.address)
+    if button is not None:
+        if person is not None:
+            take_campaign_reply(
+                session, person=person, channel=inbound.channel, callback_data=button, now=now
+            )
+        return True
+    text = inbound.text
+    if person is None or not text or not fold(text) or person.status == PersonStatus.OPTED_OUT:
+        return False  # an opted-out person's words (START, YES...) are for the bot
+    if fold(text) in CARRIER_WORDS or command_in(text, person.language) is not None:
+        return False
+    latest = session.scalars(
+        select(OutboxMessage.kind)
+        .where(OutboxMessage.person_id == person.id)
+        .order_by(OutboxMessage.id.desc())
+        .limit(1)
+    ).first()
+    if latest is None or latest == "reply":
+        return False  # they are talking with the bot
+    inbox.person_id = person.id
+    return take_campaign_reply(session, person=person, channel=inbound.channel, text=text, now=now)
+
+
+def _known_person(session: Session, channel: Channel, address: str) -> Person | None:
+    conversation = session.scalar(
+        select(Conversation).where(Conversation.channel == channel, Conversation.address == address)
+    )
+    if conversation is not None and conversation.person_id is not None:
+        person = session.get(Person, conversation.person_id)
+        if person is not None and person.status != PersonStatus.ERASED:
+            return person
+    return person_at(session, channel, address)
+
+
+def record_failure(session: Session, *, delivery: Delivery, now: datetime, error: str) -> None:
+    """After an unexpected error: keep the message (marked) and tell the sender to try again."""
+    existing = session.scalar(
+        select(InboundMessage).where(InboundMessage.provider_key == delivery.provider_key)
+    )
+    if existing is not None:
+        return
+    session.add(
+        InboundMessage(
+            provider_key=delivery.provider_key,
+            channel=delivery.inbound.channel,
+            payload=delivery.payload,
+            received_at=now,
+            processed_at=now,
+            error=error[:200],
+        )
+    )
+    conversation = session.scalar(
+        select(Conversation).where(
+            Conversation.channel == delivery.inbound.channel,
+            Conversation.address == delivery.inbound.address,
+        )
+    )
+    language = (conversation.language if conversation else None) or DEFAULT_LANGUAGE
+    if not delivery.group_chat:
+        _send(
+            session,
+            delivery.inbound.channel,
+            delivery.inbound.address,
+            None,
+            language,
+            [Prompt(text=t(language, "bot.error.internal"))],
+        )
+
+
+def _store(session: Session, delivery: Delivery, now: datetime) -> InboundMessage | None:
+    exists = session.scalar(
+        select(InboundMessage.id).where(InboundMessage.provider_key == delivery.provider_key)
+    )
+    if exists is not None:
+        return None
+    message = InboundMessage(
+        provider_key=delivery.provider_key,
+        channel=delivery.inbound.channel,
+        payload=delivery.payload,
+        received_at=now,
+    )
+    # The same delivery racing in on another connection fails this flush on the unique key;
+    # :func:`receive` then runs the unit again and finds the row. (No savepoint: SQLite's
+    # driver would commit an outermost one on release.)
+    session.add(message)
+    session.flush()
+    return message
+
+
+def _conversation(session: Session, channel: Channel, address: str, now: datetime) -> Conversation:
+    conversation = session.scalar(
+        select(Conversation).where(Conversation.channel == channel, Conversation.address == address)
+    )
+    if conversation is None:
+        conversation = Conversation(
+            channel=channel, address=address, step="", draft={}, updated_at=now, allowance=0.0
+        )
+        session.add(conversation)
+        session.flush()
+    return conversation
+
+
+def _send(
+    session: Session,
+    channel: Channel,
+    address: str,
+    person_id: int | None,
+    language: Language,
+    prompts: list[Prompt],
+) -> int:
+    count = 0
+    for prompt in prompts:
+        if channel == Channel.TELEGRAM:
+            rendered = [render.for_telegram(prompt, language)]
+        else:
+            rendered = render.for_sms(prompt, language)
+        for message in rendered:
+            enqueue(
+                session,
+                channel=channel,
+                address=address,
+                text=message.text,
+                person_id=person_id,
+                buttons=message.buttons,
+                priority=Priority.INTERACTIVE,
+                kind="reply",
+            )
+            count += 1
+    return count

@@ -1,0 +1,291 @@
+"""The Telegram edge: python-telegram-bot's ``Application`` turns updates into inbound deliveries.
+
+Two ways in, one handler: long polling (``getUpdates``) or the webhook (``POST /telegram/webhook``,
+mounted by :mod:`hosen.app`, whose secret header is compared in constant time). Either way an
+update becomes a :class:`~bots.inbound.Delivery` and goes to :func:`bots.inbound.receive`.
+Replies are not sent from here: they are outbox rows the dispatcher's worker sends. The one
+direct call is ``answerCallbackQuery``, Telegram's acknowledgement of a button press.
+
+Polling must not stall silently: every successful ``getUpdates`` is noted by
+:class:`PollWatch`, and :func:`keep_polling` restarts the updater when none succeeded for too long.
+
+Run it with ``hosen serve`` (polling unless HOSEN_PUBLIC_URL is set, then webhook).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.requests import Request
+from starlette.responses import Response
+from telegram import BotCommand, Update
+from telegram.error import TelegramError
+from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
+from telegram.request import HTTPXRequest
+
+from bots.dialog import Dialog, Inbound
+from bots.flood import DEFAULT_POLICY, FloodPolicy
+from bots.inbound import Delivery, receive
+from config.i18n import t
+from config.languages import ALL_LANGUAGES, Language
+from config.settings import Settings
+from dispatch.clients import quiet_token_leaking_loggers, telegram_api_urls
+from registry.models import Channel
+
+log = logging.getLogger("hosen.telegram")
+
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+POLL_TIMEOUT = 30  # seconds a getUpdates long poll may hang waiting for news
+# What the bot asks Telegram for (the rest, e.g. chat_member, it has no use for).
+ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_member"]
+Clock = Callable[[], datetime]
+
+
+def delivery_from_update(update: Update) -> Delivery | None:
+    """The inbound delivery for an update (``None`` for an update without a chat, e.g. a poll)."""
+    key = f"tg:{update.update_id}"
+    payload: dict[str, Any] = update.to_dict()
+    query = update.callback_query
+    if query is not None:
+        chat = query.message.chat if query.message is not None else None
+        address = str(chat.id if chat is not None else query.from_user.id)
+        data = query.data or ""
+        button = data[2:] if data.startswith("b:") else data
+        private = chat is None or chat.type == "private"
+        return Delivery(
+            provider_key=key,
+            inbound=Inbound(channel=Channel.TELEGRAM, address=address, button=button),
+            payload=payload,
+            group_chat=not private,
+        )
+    message = update.message
+    if message is None:
+        chat = update.effective_chat
+        if chat is None:
+            return None
+        # Edited messages, channel posts, membership changes: stored, not acted on.
+        inbound = Inbound(channel=Channel.TELEGRAM, address=str(chat.id))
+        return Delivery(provider_key=key, inbound=inbound, payload=payload, ignored=True)
+    chat = message.chat
+    text = message.text
+    contact_phone = None
+    own = False
+    if message.contact is not None:
+        contact_phone = message.contact.phone_number
+        sender = message.from_user.id if message.from_user else None
+        own = sender is not None and message.contact.user_id == sender
+    location = (message.location.latitude, message.location.longitude) if message.location else None
+    unsupported = text is None and contact_phone is None and location is None
+    inbound = Inbound(
+        channel=Channel.TELEGRAM,
+        address=str(chat.id),
+        text=text,
+        contact_phone=contact_phone,
+        contact_is_sender=own,
+        location=location,
+        unsupported=unsupported,
+    )
+    private = chat.type == "private"
+    return Delivery(
+        provider_key=key,
+        inbound=inbound,
+        payload=payload,
+        group_chat=not private,
+        addressed_to_bot=not private and (text or "").startswith("/"),
+    )
+
+
+@dataclass
+class PollWatch:
+    """When ``getUpdates`` last succeeded; a poller silent for ``stall_after`` seconds is stuck."""
+
+    clock: Clock
+    stall_after: float = 3 * POLL_TIMEOUT
+    last_success: datetime | None = None
+    restarts: int = 0
+
+    def mark(self) -> None:
+        self.last_success = self.clock()
+
+    def stalled(self) -> bool:
+        if self.last_success is None:
+            return False
+        return (self.clock() - self.last_success).total_seconds() > self.stall_after
+
+
+class WatchedRequest(HTTPXRequest):
+    """The request object for ``getUpdates``: notes every answered poll in the :class:`PollWatch`."""
+
+    def __init__(self, watch: PollWatch, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.watch = watch
+
+    async def do_request(self, *args: Any, **kwargs: Any) -> tuple[int, bytes]:
+        status, body = await super().do_request(*args, **kwargs)
+        if status == 200:
+            self.watch.mark()
+        return status, body
+
+
+class Poller(Protocol):
+    """What :func:`keep_polling` needs of python-telegram-bot's ``Updater``."""
+
+    @property
+    def running(self) -> bool: ...
+
+    async def stop(self) -> None: ...
+
+    async def start_polling(self, **kwargs: Any) -> Any: ...
+
+
+async def restart_if_stalled(updater: Poller, watch: PollWatch) -> bool:
+    """One watchdog check: restart the updater when polling has gone quiet. True if it did."""
+    if not watch.stalled():
+        return False
+    log.warning("telegram polling silent for over %ss: restarting it", watch.stall_after)
+    if updater.running:
+        await updater.stop()
+    await start_polling(updater)
+    watch.restarts += 1
+    watch.mark()  # a fresh period for the restarted poller to prove itself
+    return True
+
+
+async def start_polling(updater: Poller) -> None:
+    await updater.start_polling(
+        timeout=POLL_TIMEOUT, allowed_updates=ALLOWED_UPDATES, drop_pending_updates=False
+    )
+
+
+async def keep_polling(
+    updater: Poller,
+    watch: PollWatch,
+    *,
+    stop: asyncio.Event,
+    every: float = 10.0,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
+) -> None:
+    """Check the poller every ``every`` seconds until ``stop`` is set."""
+    while not stop.is_set():
+        try:
+            await restart_if_stalled(updater, watch)
+        except Exception as exc:  # keep watching: the next check tries again
+            log.error("telegram polling restart failed: %s", type(exc).__name__)
+        if sleep is not None:
+            await sleep(every)
+            continue
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=every)
+
+
+@dataclass
+class TelegramInbound:
+    """The one handler: every update, whatever its kind, goes to :func:`bots.inbound.receive`."""
+
+    sessions: sessionmaker[Session]
+    dialog: Dialog
+    clock: Clock
+    flood: FloodPolicy = DEFAULT_POLICY
+    handled: int = field(default=0)
+
+    async def __call__(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Store and answer one update; acknowledge a button press."""
+        if not isinstance(update, Update):
+            return
+        delivery = delivery_from_update(update)
+        if delivery is not None:
+            await asyncio.to_thread(
+                receive,
+                self.sessions,
+                delivery=delivery,
+                dialog=self.dialog,
+                now=self.clock(),
+                flood=self.flood,
+            )
+            self.handled += 1
+        if update.callback_query is not None:
+            try:
+                await update.callback_query.answer()
+            except TelegramError as exc:  # an old query cannot be answered; nothing to do
+                log.info("callback answer failed: %s", type(exc).__name__)
+
+
+async def _log_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+    log.error("telegram handler error: %s", type(context.error).__name__)
+
+
+def build_application(
+    *,
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    dialog: Dialog,
+    clock: Clock,
+    watch: PollWatch | None = None,
+    polling: bool = True,
+    flood: FloodPolicy = DEFAULT_POLICY,
+) -> Application[Any, Any, Any, Any, Any, Any]:
+    """The python-telegram-bot Application with Hosen's handler, pointed at HOSEN_TELEGRAM_API_URL."""
+    if settings.telegram_token is None:
+        raise ValueError("HOSEN_TELEGRAM_TOKEN is not set")
+    quiet_token_leaking_loggers()
+    base_url, base_file_url = telegram_api_urls(settings)
+    builder = (
+        ApplicationBuilder()
+        .token(settings.telegram_token)
+        .base_url(base_url)
+        .base_file_url(base_file_url)
+    )
+    if polling:
+        watch = watch or PollWatch(clock=clock)
+        builder = builder.get_updates_request(
+            WatchedRequest(watch, read_timeout=POLL_TIMEOUT + 10, connect_timeout=10)
+        )
+    else:
+        builder = builder.updater(None)
+    application = builder.build()
+    application.add_handler(TypeHandler(Update, TelegramInbound(sessions, dialog, clock, flood)))
+    application.add_error_handler(_log_error)
+    return application
+
+
+COMMANDS = ("start", "status", "update", "language", "stop", "delete", "help")
+
+
+async def publish_commands(bot: Any) -> None:
+    """Telegram's command menu, described in each language (English for everyone else)."""
+    for language in ALL_LANGUAGES:
+        commands = [BotCommand(name, t(language, f"bot.commands.{name}")) for name in COMMANDS]
+        code = None if language == Language.EN else language.value
+        await bot.set_my_commands(commands, language_code=code)
+
+
+def webhook_endpoint(
+    application: Application[Any, Any, Any, Any, Any, Any], *, secret: str | None
+) -> Callable[[Request], Awaitable[Response]]:
+    """``POST /telegram/webhook``: check the secret header, hand the update to the Application."""
+    expected = (secret or "").encode()
+
+    async def telegram_webhook(request: Request) -> Response:
+        given = request.headers.get(SECRET_HEADER, "").encode()
+        # Constant-time comparison; with no secret configured every request is refused.
+        if not expected or not hmac.compare_digest(given, expected):
+            return Response(status_code=403)
+        try:
+            data = await request.json()
+            update = Update.de_json(data, application.bot)
+        except (ValueError, TypeError, KeyError):
+            return Response(status_code=400)
+        if update is None:
+            return Response(status_code=400)
+        await application.process_update(update)
+        return Response(status_code=200)
+
+    return telegram_webhook

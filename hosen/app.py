@@ -1,0 +1,200 @@
+"""The ASGI application ``hosen serve`` runs: the webhooks, and in-process the Telegram bot and the
+dispatcher's outbox worker.
+
+Routes: ``POST /sms/inbound``, ``POST /sms/status`` (Twilio), ``POST /telegram/webhook``
+(Telegram, webhook mode) and ``GET /health``. At start-up, when HOSEN_TELEGRAM_TOKEN is set, the
+bot starts polling (or, with HOSEN_PUBLIC_URL set, registers its webhook); when any channel is
+configured, one outbox worker sends the replies and campaign messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+from telegram.error import TelegramError
+
+from bots.dialog import Dialog
+from bots.flood import DEFAULT_POLICY, FloodPolicy
+from bots.sms import SmsWebhooks
+from bots.telegram import (
+    ALLOWED_UPDATES,
+    PollWatch,
+    build_application,
+    keep_polling,
+    publish_commands,
+    start_polling,
+    webhook_endpoint,
+)
+from config.settings import Settings
+from hosen.context import Context
+from registry.db import utcnow
+
+log = logging.getLogger("hosen.serve")
+
+
+@dataclass
+class Runtime:
+    """What runs beside the HTTP endpoints; kept so tests and shutdown can reach it."""
+
+    telegram: Any = None
+    watch: PollWatch | None = None
+    worker: Any = None
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    telegram_ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def webhook_mode(self) -> bool:
+        return self.telegram is not None and self.telegram.updater is None
+
+
+def build_app(
+    ctx: Context,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+    run_worker: bool = True,
+    run_bot: bool = True,
+    flood: FloodPolicy = DEFAULT_POLICY,
+) -> Starlette:
+    settings = ctx.settings
+    dialog = Dialog(profile=ctx.profile, region=settings.default_region)
+    sms = SmsWebhooks(
+        settings=settings, sessions=ctx.sessions, dialog=dialog, clock=clock, flood=flood
+    )
+    runtime = Runtime()
+    webhook_mode = settings.public_url is not None
+    if run_bot and settings.telegram_enabled:
+        runtime.watch = PollWatch(clock=clock)
+        runtime.telegram = build_application(
+            settings=settings,
+            sessions=ctx.sessions,
+            dialog=dialog,
+            clock=clock,
+            watch=runtime.watch,
+            polling=not webhook_mode,
+            flood=flood,
+        )
+
+    async def telegram_webhook(request: Request) -> Response:
+        if runtime.telegram is None or not runtime.webhook_mode:
+            return Response(status_code=404)
+        endpoint = webhook_endpoint(runtime.telegram, secret=settings.telegram_webhook_secret)
+        return await endpoint(request)
+
+    async def health(request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await _start(ctx, runtime, run_worker=run_worker)
+        try:
+            yield
+        finally:
+            await _stop(runtime)
+
+    app = Starlette(
+        routes=[
+            Route("/sms/inbound", sms.inbound, methods=["POST"]),
+            Route("/sms/status", sms.status, methods=["POST"]),
+            Route("/telegram/webhook", telegram_webhook, methods=["POST"]),
+            Route("/health", health, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    return app
+
+
+async def _start(ctx: Context, runtime: Runtime, *, run_worker: bool) -> None:
+    if runtime.telegram is not None:
+        # In the background: Telegram being unreachable must not keep SMS and the worker down.
+        runtime.tasks.append(asyncio.create_task(_bring_up_telegram(ctx.settings, runtime)))
+    if run_worker:
+        await _start_worker(ctx, runtime)
+
+
+async def _bring_up_telegram(settings: Settings, runtime: Runtime, *, retry: float = 5.0) -> None:
+    """Start the bot (webhook or polling), retrying with back-off until it works or we stop."""
+    application = runtime.telegram
+    while not runtime.stop.is_set():
+        try:
+            await _start_telegram(settings, runtime)
+        except (TelegramError, OSError) as exc:
+            log.warning("telegram not started (%s); retrying in %.0fs", type(exc).__name__, retry)
+            with contextlib.suppress(Exception):
+                if application.running:
+                    await application.stop()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(runtime.stop.wait(), timeout=retry)
+            retry = min(retry * 2, 120.0)
+            continue
+        runtime.telegram_ready.set()
+        if not runtime.webhook_mode:
+            assert runtime.watch is not None
+            await keep_polling(application.updater, runtime.watch, stop=runtime.stop)
+        return
+
+
+async def _start_telegram(settings: Settings, runtime: Runtime) -> None:
+    application = runtime.telegram
+    await application.initialize()  # a no-op once it has worked
+    if not application.running:
+        await application.start()
+    try:
+        await publish_commands(application.bot)
+    except TelegramError as exc:  # a menu is a nicety: never a reason not to start
+        log.warning("telegram command menu not set: %s", type(exc).__name__)
+    if runtime.webhook_mode:
+        url = str(settings.public_url).rstrip("/") + "/telegram/webhook"
+        await application.bot.set_webhook(
+            url=url, secret_token=settings.telegram_webhook_secret, allowed_updates=ALLOWED_UPDATES
+        )
+        return
+    await application.bot.delete_webhook()
+    await start_polling(application.updater)
+    assert runtime.watch is not None
+    runtime.watch.mark()
+
+
+async def _start_worker(ctx: Context, runtime: Runtime) -> None:
+    from dispatch.senders import build_senders
+    from dispatch.worker import AnotherWorkerRunning, Worker
+
+    senders = build_senders(ctx.settings)
+    if not senders:
+        return
+    worker = Worker(sessions=ctx.sessions, senders=senders, settings=ctx.settings)
+    try:
+        await worker.start()
+    except AnotherWorkerRunning as exc:
+        log.warning("outbox worker not started here: %s", exc)
+        return
+    runtime.worker = worker
+    runtime.tasks.append(asyncio.create_task(worker.run(runtime.stop)))
+
+
+async def _stop(runtime: Runtime) -> None:
+    runtime.stop.set()
+    for task in runtime.tasks:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, timeout=10)
+    if runtime.worker is not None:
+        with contextlib.suppress(Exception):
+            await runtime.worker.close()
+    application = runtime.telegram
+    if application is not None:
+        if application.updater is not None and application.updater.running:
+            await application.updater.stop()
+        if application.running:
+            await application.stop()
+        await application.shutdown()  # a no-op if it never started

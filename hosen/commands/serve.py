@@ -1,0 +1,48 @@
+"""``hosen serve``: the webhooks for Telegram and Twilio, the Telegram bot and the outbox worker."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from hosen.context import CommandError, Context
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = subparsers.add_parser(
+        "serve", help="run the Telegram bot, the SMS webhooks and the outbox worker"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (8000)")
+    serve.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="do not send the outbox from this process (run `hosen worker` elsewhere)",
+    )
+    serve.set_defaults(handler=run_serve)
+
+
+def run_serve(ctx: Context, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from hosen.app import build_app
+
+    settings = ctx.settings
+    if settings.telegram_enabled and settings.public_url and not settings.telegram_webhook_secret:
+        raise CommandError(
+            "HOSEN_TELEGRAM_WEBHOOK_SECRET: required for the Telegram webhook (HOSEN_PUBLIC_URL is set)"
+        )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # twilio's clients log every request's headers at INFO: ten lines per SMS, no news.
+    for noisy in ("twilio.http_client", "twilio.async_http_client", "apscheduler"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    mode = "webhook" if settings.public_url else "polling"
+    summary = settings.channel_summary()
+    if settings.telegram_enabled:
+        summary += f" (Telegram by {mode})"
+    if settings.sms_enabled and settings.public_url is None:
+        summary += " (inbound SMS refused: Twilio signatures need HOSEN_PUBLIC_URL)"
+    print(f"hosen serve on http://{args.host}:{args.port}: {summary}", flush=True)
+    app = build_app(ctx, run_worker=not args.no_worker)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0

@@ -1,0 +1,595 @@
+"""The conversation engine, step by step, in all five languages (in-memory SQLite, no network)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from bots.consent import CONSENT_VERSIONS, consent_text, fingerprint
+from bots.dialog import REGISTRATION, Dialog, Inbound, Step
+from bots.models import Conversation
+from bots.prompts import Prompt
+from config.i18n import t
+from config.languages import ALL_LANGUAGES, Language
+from registry.models import (
+    AssignmentStatus,
+    BuddyAssignment,
+    Channel,
+    Consent,
+    ConsentKind,
+    Person,
+    RoleAssignment,
+    Source,
+)
+
+NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+Answer = str | Callable[[Language], str]
+
+
+@dataclass
+class Desk:
+    """One conversation driven straight through the engine."""
+
+    session: Session
+    dialog: Dialog
+    conversation: Conversation
+
+    def send(self, text: str | None = None, **inbound: Any) -> list[Prompt]:
+        message = Inbound(
+            channel=self.conversation.channel,
+            address=self.conversation.address,
+            text=text,
+            **inbound,
+        )
+        prompts = self.dialog.respond(self.session, self.conversation, message, now=NOW)
+        self.session.flush()
+        return prompts
+
+    @property
+    def step(self) -> str:
+        return self.conversation.step
+
+    @property
+    def draft(self) -> dict[str, Any]:
+        return self.conversation.draft
+
+
+@pytest.fixture
+def open_desk(
+    memory_sessions: sessionmaker[Session], dialog: Dialog
+) -> Iterator[Callable[..., Desk]]:
+    session = memory_sessions()
+
+    def make(
+        step: Step,
+        draft: dict[str, Any],
+        language: Language,
+        channel: Channel = Channel.SMS,
+        address: str = "+972525551234",
+    ) -> Desk:
+        conversation = Conversation(
+            channel=channel,
+            address=address,
+            step=step.value,
+            draft={"language": language.value, **draft},
+            language=language,
+            updated_at=NOW,
+            allowance=0.0,
+        )
+        session.add(conversation)
+        session.flush()
+        return Desk(session, dialog, conversation)
+
+    yield make
+    session.close()
+
+
+def word(key: str) -> Callable[[Language], str]:
+    return lambda language: t(language, key)
+
+
+RESIDENT = {"who": "resident", "name": "Sara", "authority": "kiryat-tamar", "zone": "kt-center"}
+VOLUNTEER = {"who": "volunteer", "name": "Omar", "authority": "kiryat-tamar", "zone": "kt-center"}
+
+# (step, draft before, answer, draft key, value expected, next step)
+GOOD_ANSWERS: list[tuple[Step, dict[str, Any], Answer, str, Any, Step]] = [
+    (Step.WHO, {}, "2", "who", "resident", Step.NAME),
+    (Step.WHO, {}, word("bot.who.volunteer"), "who", "volunteer", Step.NAME),
+    (Step.WHO, {}, word("bot.who.family"), "who", "family", Step.NAME),
+    (
+        Step.NAME,
+        {"who": "resident"},
+        " Sara \u202bכהן\u202c 🌸",
+        "name",
+        "Sara כהן 🌸",
+        Step.AUTHORITY,
+    ),
+    (Step.AUTHORITY, {"who": "resident"}, "1", "authority", "kiryat-tamar", Step.ZONE),
+    (
+        Step.ZONE,
+        {"who": "resident", "authority": "kiryat-tamar"},
+        "3",
+        "zone",
+        "kt-rimonim",
+        Step.BIRTH_YEAR,
+    ),
+    (
+        Step.ZONE,
+        {"who": "resident", "authority": "emek-tamar"},
+        "2",
+        "zone",
+        "et-kfar-ela",
+        Step.BIRTH_YEAR,
+    ),
+    (Step.BIRTH_YEAR, RESIDENT, "1940", "birth_year", 1940, Step.NEEDS),
+    (
+        Step.BIRTH_YEAR,
+        VOLUNTEER,
+        "١٩٨٠".translate(str.maketrans("١٩٨٠", "1980")),
+        "birth_year",
+        1980,
+        Step.SKILLS,
+    ),
+    (Step.SKILLS, VOLUNTEER, "1 3", "skills", ["driving", "first_aid"], Step.LANGUAGES),
+    (Step.SKILLS, VOLUNTEER, "1, 3", "skills", ["driving", "first_aid"], Step.LANGUAGES),
+    (Step.LANGUAGES, VOLUNTEER, "2", "langs", ["ar"], Step.AVAILABILITY),
+    (Step.AVAILABILITY, VOLUNTEER, "2", "avail", "emergency", Step.VEHICLE),
+    (Step.VEHICLE, VOLUNTEER, word("bot.choice.yes"), "vehicle", True, Step.CAPACITY),
+    (Step.VEHICLE, VOLUNTEER, "2", "vehicle", False, Step.CAPACITY),
+    (Step.CAPACITY, VOLUNTEER, "4", "capacity", 4, Step.CONSENT),
+    (Step.NEEDS, RESIDENT, "1 2", "needs", ["lives_alone", "mobility"], Step.CONTACT_NAME),
+    (Step.NEEDS, RESIDENT, "0", "needs", [], Step.CONTACT_NAME),
+    (Step.CONTACT_NAME, RESIDENT, "David", "ec_name", "David", Step.CONTACT_PHONE),
+    (Step.CONTACT_NAME, RESIDENT, word("bot.choice.skip"), "ec_name", None, Step.CONSENT),
+    (
+        Step.CONTACT_PHONE,
+        {**RESIDENT, "ec_name": "D"},
+        "054-555-0101",
+        "ec_phone",
+        "+972545550101",
+        Step.CONSENT,
+    ),
+    (
+        Step.CONSENT,
+        RESIDENT,
+        "1",
+        "consent",
+        CONSENT_VERSIONS[ConsentKind.REGISTRATION],
+        Step.SUMMARY,
+    ),
+    (
+        Step.HEALTH_CONSENT,
+        {**RESIDENT, "needs": ["mobility"], "consent": "v"},
+        "1",
+        "health",
+        CONSENT_VERSIONS[ConsentKind.HEALTH_DATA],
+        Step.SUMMARY,
+    ),
+    (
+        Step.HEALTH_CONSENT,
+        {**RESIDENT, "needs": ["mobility"], "consent": "v"},
+        "2",
+        "needs",
+        [],
+        Step.SUMMARY,
+    ),
+    (
+        Step.GUARDIAN,
+        {**VOLUNTEER, "birth_year": 2011, "consent": "v"},
+        "Dana Levi",
+        "guardian",
+        "Dana Levi",
+        Step.SUMMARY,
+    ),
+    (
+        Step.GUARDIAN,
+        {**VOLUNTEER, "birth_year": 2011, "consent": "v"},
+        word("bot.choice.no"),
+        "guardian",
+        None,
+        Step.SUMMARY,
+    ),
+]
+
+# (step, draft before, answer, error message key)
+BAD_ANSWERS: list[tuple[Step, dict[str, Any], str, str]] = [
+    (Step.WHO, {}, "9", "bot.error.choice"),
+    (Step.WHO, {}, "", "bot.error.choice"),
+    (Step.NAME, RESIDENT, "🙂🙂", "bot.error.name_letters"),
+    (Step.NAME, RESIDENT, "\u202b\u202c", "bot.error.name_empty"),
+    (Step.NAME, RESIDENT, "א" * 61, "bot.error.name_long"),
+    (Step.ZONE, RESIDENT, "99", "bot.error.choice"),
+    (Step.BIRTH_YEAR, RESIDENT, "forty", "bot.error.year"),
+    (Step.BIRTH_YEAR, RESIDENT, "1850", "bot.error.year"),
+    (Step.BIRTH_YEAR, VOLUNTEER, "2020", "bot.error.too_young"),
+    (Step.SKILLS, VOLUNTEER, "1 77", "bot.error.choice"),
+    (Step.CAPACITY, VOLUNTEER, "50", "bot.error.number"),
+    (Step.CONTACT_PHONE, {**RESIDENT, "ec_name": "D"}, "12", "phone.invalid"),
+    (Step.CONSENT, RESIDENT, "maybe", "bot.error.choice"),
+]
+
+
+def _answer(answer: Answer, language: Language) -> str:
+    return answer if isinstance(answer, str) else answer(language)
+
+
+@pytest.mark.parametrize("language", ALL_LANGUAGES)
+@pytest.mark.parametrize(
+    ("step", "before", "answer", "key", "value", "after"),
+    GOOD_ANSWERS,
+    ids=[f"{case[0].value}-{i}" for i, case in enumerate(GOOD_ANSWERS)],
+)
+def test_a_good_answer_is_kept_and_the_next_step_asked(
+    open_desk: Callable[..., Desk],
+    language: Language,
+    step: Step,
+    before: dict[str, Any],
+    answer: Answer,
+    key: str,
+    value: Any,
+    after: Step,
+) -> None:
+    desk = open_desk(step, before, language)
+    prompts = desk.send(_answer(answer, language))
+    assert desk.draft[key] == value
+    assert desk.step == after
+    assert prompts[-1].step == after.value
+    for earlier, kept in before.items():
+        if earlier != key and earlier != "needs":
+            assert desk.draft[earlier] == kept
+
+
+@pytest.mark.parametrize("language", ALL_LANGUAGES)
+@pytest.mark.parametrize(
+    ("step", "before", "answer", "error"),
+    BAD_ANSWERS,
+    ids=[f"{case[0].value}-{i}" for i, case in enumerate(BAD_ANSWERS)],
+)
+def test_a_bad_answer_is_explained_and_nothing_is_lost(
+    open_desk: Callable[..., Desk],
+    language: Language,
+    step: Step,
+    before: dict[str, Any],
+    answer: str,
+    error: str,
+) -> None:
+    desk = open_desk(step, before, language)
+    prompts = desk.send(answer)
+    assert desk.step == step
+    assert {k: v for k, v in desk.draft.items() if k != "language"} == before
+    params = {"max": 20 if step == Step.CAPACITY else 60, "age": 14}
+    assert prompts[0].text == t(language, error, **params)
+    assert prompts[-1].step == step.value
+
+
+def _applicable(draft: dict[str, Any]) -> list[Step]:
+    return [
+        s
+        for s in REGISTRATION
+        if s not in (Step.PHONE, Step.GUARDIAN, Step.HEALTH_CONSENT)
+        and not (
+            s in (Step.SKILLS, Step.LANGUAGES, Step.AVAILABILITY, Step.VEHICLE, Step.CAPACITY)
+            and draft["who"] == "resident"
+        )
+        and not (
+            s in (Step.NEEDS, Step.CONTACT_NAME, Step.CONTACT_PHONE) and draft["who"] == "volunteer"
+        )
+    ]
+
+
+@pytest.mark.parametrize("language", ALL_LANGUAGES)
+@pytest.mark.parametrize(
+    "step", [s for s in _applicable({"who": "resident"}) if s != Step.LANGUAGE]
+)
+def test_back_goes_to_the_previous_question_and_keeps_answers(
+    open_desk: Callable[..., Desk], language: Language, step: Step
+) -> None:
+    draft = {**RESIDENT, "ec_name": "D"}
+    desk = open_desk(step, draft, language)
+    desk.send(t(language, "bot.nav.back"))
+    order = [s for s in _applicable({"who": "resident"})]
+    assert desk.step == order[order.index(step) - 1]
+    assert desk.draft["name"] == "Sara"
+
+
+@pytest.mark.parametrize("language", ALL_LANGUAGES)
+@pytest.mark.parametrize("step", [Step.WHO, Step.NAME, Step.ZONE, Step.NEEDS, Step.SUMMARY])
+def test_help_answers_and_asks_the_same_question_again(
+    open_desk: Callable[..., Desk], language: Language, step: Step
+) -> None:
+    desk = open_desk(step, dict(RESIDENT), language)
+    prompts = desk.send(t(language, "bot.words.help").split(",")[0])
+    assert prompts[0].text == t(language, "bot.help.sms")
+    assert desk.step == step and prompts[-1].step == step.value
+
+
+@pytest.mark.parametrize("language", ALL_LANGUAGES)
+def test_cancel_forgets_the_draft_but_not_the_language(
+    open_desk: Callable[..., Desk], language: Language
+) -> None:
+    desk = open_desk(Step.ZONE, dict(RESIDENT), language)
+    # On SMS the English "CANCEL" is a carrier opt-out word, so English speakers write RESET.
+    prompts = desk.send("RESET" if language == Language.EN else t(language, "bot.nav.cancel"))
+    assert prompts[0].text == t(language, "bot.cancelled")
+    assert desk.step == Step.NEW and desk.draft == {"language": language.value}
+
+
+def test_carrier_cancel_on_sms_is_an_opt_out(open_desk: Callable[..., Desk]) -> None:
+    desk = open_desk(Step.ZONE, dict(RESIDENT), Language.EN)
+    assert desk.send("CANCEL") == []  # Twilio itself confirms carrier opt-outs
+    assert desk.step == Step.STOPPED
+    assert desk.send("hello?") == []
+    prompts = desk.send("YES")  # Twilio re-subscribes a stopped number that says YES
+    assert desk.step == Step.ZONE and prompts[-1].step == "zone"
+    assert desk.draft["name"] == "Sara"
+
+
+def test_first_message_asks_the_language_in_every_language(
+    open_desk: Callable[..., Desk],
+) -> None:
+    desk = open_desk(Step.NEW, {}, Language.HE)
+    desk.conversation.language = None
+    desk.conversation.draft = {}
+    prompts = desk.send("hello")
+    assert desk.step == Step.LANGUAGE
+    for language in ALL_LANGUAGES:
+        assert t(language, "bot.language.prompt") in prompts[0].text
+        assert t(language, "bot.language.name") in [c.label for c in prompts[0].choices]
+
+
+def test_a_keyword_in_a_language_skips_the_language_question(
+    open_desk: Callable[..., Desk],
+) -> None:
+    desk = open_desk(Step.NEW, {}, Language.HE)
+    desk.conversation.language = None
+    desk.conversation.draft = {}
+    prompts = desk.send("انضمام")
+    assert desk.conversation.language == Language.AR
+    assert desk.step == Step.WHO and prompts[-1].text == t(Language.AR, "bot.who.prompt")
+
+
+@pytest.mark.parametrize("language", ALL_LANGUAGES)
+def test_telegram_contact_must_be_the_senders_own(
+    open_desk: Callable[..., Desk], language: Language
+) -> None:
+    desk = open_desk(
+        Step.PHONE, {"who": "volunteer", "name": "Omar"}, language, Channel.TELEGRAM, "5001"
+    )
+    prompts = desk.send(contact_phone="+972525550000", contact_is_sender=False)
+    assert prompts[0].text == t(language, "bot.phone.not_own")
+    assert desk.step == Step.PHONE and "phone" not in desk.draft
+    desk.send(contact_phone="972525550000", contact_is_sender=True)
+    assert desk.draft["phone"] == "+972525550000" and desk.draft["phone_verified"] is True
+    assert desk.step == Step.AUTHORITY
+
+
+def test_telegram_location_picks_the_nearest_zone(open_desk: Callable[..., Desk]) -> None:
+    desk = open_desk(
+        Step.ZONE,
+        {"who": "volunteer", "authority": "kiryat-tamar"},
+        Language.AR,
+        Channel.TELEGRAM,
+        "5002",
+    )
+    desk.send(location=(31.6243, 34.7695))
+    assert desk.draft["zone"] == "kt-north" and desk.draft["lat"] == 31.6243
+    desk2 = open_desk(
+        Step.ZONE,
+        {"who": "volunteer", "authority": "kiryat-tamar"},
+        Language.AR,
+        Channel.TELEGRAM,
+        "5003",
+    )
+    desk2.send(location=(31.5655, 34.7905))
+    assert desk2.draft["authority"] == "emek-tamar" and desk2.draft["zone"] == "et-kfar-ela"
+
+
+def test_telegram_multi_select_toggles_until_done(open_desk: Callable[..., Desk]) -> None:
+    desk = open_desk(Step.SKILLS, dict(VOLUNTEER), Language.RU, Channel.TELEGRAM, "5004")
+    prompts = desk.send(button="skills:first_aid")
+    assert desk.step == Step.SKILLS and prompts[-1].selected == {"first_aid"}
+    desk.send(button="skills:driving")
+    prompts = desk.send(button="skills:first_aid")
+    assert prompts[-1].selected == {"driving"}
+    desk.send(button="skills:done")
+    assert desk.draft["skills"] == ["driving"] and desk.step == Step.LANGUAGES
+
+
+def test_a_button_from_an_old_keyboard_gets_the_current_question(
+    open_desk: Callable[..., Desk],
+) -> None:
+    desk = open_desk(Step.ZONE, dict(RESIDENT), Language.HE, Channel.TELEGRAM, "5005")
+    prompts = desk.send(button="who:volunteer")
+    assert prompts[0].text == t(Language.HE, "bot.error.old_button")
+    assert desk.step == Step.ZONE and desk.draft["who"] == "resident"
+
+
+@pytest.mark.parametrize("language", ALL_LANGUAGES)
+def test_stickers_and_photos_get_a_clear_answer(
+    open_desk: Callable[..., Desk], language: Language
+) -> None:
+    desk = open_desk(Step.NAME, {"who": "resident"}, language, Channel.TELEGRAM, "5006")
+    prompts = desk.send(unsupported=True)
+    assert prompts[0].text == t(language, "bot.error.unsupported")
+    assert desk.step == Step.NAME
+
+
+def test_summary_never_lists_health_details(open_desk: Callable[..., Desk]) -> None:
+    draft = {**RESIDENT, "needs": ["powered_medical_equipment"], "consent": "v", "health": "v"}
+    desk = open_desk(Step.HEALTH_CONSENT, draft, Language.EN)
+    prompts = desk.send("1")
+    assert desk.step == Step.SUMMARY
+    assert t(Language.EN, "bot.needs.powered_medical_equipment") not in prompts[-1].text
+    assert t(Language.EN, "bot.summary.needs", count=1) in prompts[-1].text
+
+
+@pytest.mark.parametrize("language", ALL_LANGUAGES)
+def test_a_complete_sms_registration_writes_person_and_consents(
+    open_desk: Callable[..., Desk], language: Language
+) -> None:
+    desk = open_desk(Step.WHO, {}, language)
+    for answer in [
+        "3",
+        "Miriam",
+        "1",
+        "2",
+        "1950",
+        "1 2",
+        "1",
+        "1",
+        "1",
+        "3",
+        "1",
+        "רות",
+        "054-555-0101",
+        "1",
+        "1",
+    ]:
+        desk.send(answer)
+    assert desk.step == Step.SUMMARY, desk.draft
+    prompts = desk.send("1")
+    assert prompts[0].text == t(language, "bot.summary.done")
+    person = desk.session.scalar(select(Person).where(Person.phone == "+972525551234"))
+    assert person is not None and person.is_volunteer and person.needs_help
+    assert person.language == language and person.needs is not None
+    assert person.needs.lives_alone and person.needs.emergency_contact_phone == "+972545550101"
+    assert person.volunteer is not None and person.volunteer.skills == ["first_aid", "medical"]
+    assert desk.step == Step.MENU and desk.conversation.person_id == person.id
+    consents = desk.session.scalars(select(Consent).where(Consent.person_id == person.id)).all()
+    assert {(c.kind, c.version, c.language) for c in consents} == {
+        (ConsentKind.REGISTRATION, CONSENT_VERSIONS[ConsentKind.REGISTRATION], language),
+        (ConsentKind.HEALTH_DATA, CONSENT_VERSIONS[ConsentKind.HEALTH_DATA], language),
+    }
+    assert all(c.text == consent_text(c.kind, language) for c in consents)
+
+
+def test_consent_texts_are_pinned_to_their_versions() -> None:
+    """A consent text is what people agreed to: changing any wording, in any language, means a
+    new version in bots/consent.py and a new pin here (the old version stays in the records)."""
+    pins = {
+        ConsentKind.REGISTRATION: ("2026-11.1", "12ba3140c8573bc9"),
+        ConsentKind.HEALTH_DATA: ("2026-11.1", "626d9057d959c2b4"),
+        ConsentKind.GUARDIAN: ("2026-11.1", "326789b834e404ab"),
+    }
+    current = {kind: (CONSENT_VERSIONS[kind], fingerprint(kind)) for kind in pins}
+    assert current == pins
+
+
+NASTY = [
+    "",
+    " ",
+    "\u202e\u2066\u200f",
+    "🙂" * 50,
+    "x" * 5000,
+    "/",
+    "/start " + "p" * 300,
+    "'; DROP TABLE person; --",
+    "-1",
+    "1e9",
+    "٣",
+    "0 0 0",
+    "\x00\x07",
+    "1,,,,2",
+    "שלום\nעולם",
+]
+
+
+@pytest.mark.parametrize("language", [Language.HE, Language.AM])
+@pytest.mark.parametrize(
+    "step", [s for s in REGISTRATION if s not in (Step.LANGUAGE, Step.SUMMARY)]
+)
+def test_nasty_input_never_crashes_and_loses_nothing(
+    open_desk: Callable[..., Desk], language: Language, step: Step
+) -> None:
+    before = {**VOLUNTEER, "birth_year": 1980, "skills": ["driving"], "ec_name": "D"}
+    own = {
+        Step.WHO: "who",
+        Step.NAME: "name",
+        Step.AUTHORITY: "authority",
+        Step.ZONE: "zone",
+        Step.BIRTH_YEAR: "birth_year",
+        Step.SKILLS: "skills",
+        Step.CONTACT_NAME: "ec_name",
+    }
+    n = 0
+    for channel, address in ((Channel.SMS, "+9725255512"), (Channel.TELEGRAM, "50")):
+        for text in NASTY:
+            n += 1
+            desk = open_desk(step, dict(before), language, channel, f"{address}{n:02d}")
+            prompts = desk.send(text)
+            assert prompts, (step, text)
+            for key in ("who", "name", "authority", "zone", "birth_year", "skills", "ec_name"):
+                if key != own.get(step) and not (step == Step.AUTHORITY and key == "zone"):
+                    assert desk.draft.get(key) == before[key], (step, text, key)
+
+
+def test_a_role_and_buddies_show_in_the_status(
+    open_desk: Callable[..., Desk], memory_sessions: sessionmaker[Session]
+) -> None:
+    desk = open_desk(
+        Step.SUMMARY,
+        {
+            **VOLUNTEER,
+            "birth_year": 1980,
+            "skills": ["first_aid"],
+            "langs": [],
+            "avail": "both",
+            "vehicle": False,
+            "capacity": 3,
+            "consent": "v",
+            "_new_consents": ["registration"],
+        },
+        Language.RU,
+    )
+    desk.send("1")
+    person = desk.session.scalar(select(Person))
+    assert person is not None
+    resident = Person(authority_id=person.authority_id, source=Source.STAFF, needs_help=True)
+    desk.session.add(resident)
+    desk.session.flush()
+    desk.session.add(
+        RoleAssignment(
+            person_id=person.id,
+            authority_id=person.authority_id,
+            role_code="health",
+            status=AssignmentStatus.CONFIRMED,
+        )
+    )
+    desk.session.add(BuddyAssignment(resident_id=resident.id, volunteer_id=person.id, rank=1))
+    desk.session.flush()
+    status = desk.send("/status")[0].text
+    assert t(Language.RU, "bot.status.role_confirmed", role="Здравоохранение") in status
+    assert t(Language.RU, "bot.status.checks_on", count=1) in status
+
+
+class BrokenDialog(Dialog):
+    """A dialog that fails, to prove the edge survives any error in it."""
+
+    def respond(self, *args: Any, **kwargs: Any) -> list[Prompt]:
+        raise RuntimeError("the database went away")
+
+
+def test_an_unexpected_error_is_recorded_and_the_sender_asked_again(
+    memory_sessions: sessionmaker[Session], dialog: Dialog
+) -> None:
+    from bots.inbound import Delivery, receive
+    from dispatch.models import InboundMessage, OutboxMessage
+
+    broken = BrokenDialog(profile=dialog.profile, region="IL")
+    delivery = Delivery(
+        provider_key="sms:SMbroken",
+        inbound=Inbound(channel=Channel.SMS, address="+972525551234", text="hello"),
+    )
+    outcome = receive(memory_sessions, delivery=delivery, dialog=broken, now=NOW)
+    assert not outcome.processed
+    with memory_sessions() as session:
+        stored = session.scalars(select(InboundMessage)).one()
+        assert stored.error == "RuntimeError" and stored.processed_at is not None
+        reply = session.scalars(select(OutboxMessage)).one()
+        assert reply.text == t(Language.HE, "bot.error.internal")

@@ -1,0 +1,73 @@
+"""``hosen serve`` as an operator starts it: with no channel configured it still starts and says so."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from pydantic import AnyHttpUrl
+
+from config.settings import Settings
+from hosen.commands.serve import run_serve
+from hosen.context import CommandError, Context
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_serve_starts_without_channels_and_says_which_are_off(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOSEN_")}
+    env["HOSEN_DATABASE_URL"] = f"sqlite:///{tmp_path / 'hosen.sqlite3'}"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hosen", "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        assert "Telegram off" in first and "SMS off" in first, first
+        for _ in range(100):
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert answer.status_code == 200 and answer.text == "ok"
+        # Without Twilio settings the SMS webhook refuses everything rather than trusting it.
+        refused = httpx.post(f"http://127.0.0.1:{port}/sms/inbound", data={"From": "+972525551234"})
+        assert refused.status_code == 403
+    finally:
+        process.terminate()
+        process.communicate(timeout=10)  # also closes the pipes
+
+
+def test_webhook_mode_needs_a_secret(unit_settings: Settings) -> None:
+    settings = unit_settings.model_copy(
+        update={
+            "telegram_token": "123:" + "x" * 35,
+            "public_url": AnyHttpUrl("https://hosen.example.org"),
+        }
+    )
+    with pytest.raises(CommandError, match="HOSEN_TELEGRAM_WEBHOOK_SECRET"):
+        run_serve(
+            Context(settings=settings),
+            argparse.Namespace(host="127.0.0.1", port=8000, no_worker=True),
+        )
