@@ -10,12 +10,12 @@ from sqlalchemy.exc import OperationalError
 
 from config.profile import ProfileError
 from config.settings import SettingsError
-from hosen.commands import db, people
+from hosen.commands import assign, db, people
 from hosen.context import CommandError, Context, build_context
 from registry.errors import RegistryError
 
 Handler = Callable[[Context, argparse.Namespace], int]
-COMMAND_GROUPS = (db, people)
+COMMAND_GROUPS = (db, people, assign)
 
 
 def build_parser() -> argparse.ArgumentParser:
