@@ -44,11 +44,12 @@ def run_assign(ctx: Context, args: argparse.Namespace) -> int:
         result = assign_authority(
             session, authority=authority, profile=ctx.profile, actor="cli", dry_run=args.dry_run
         )
-        shelters = dict(
-            session.execute(
+        shelters = {
+            row.id: row.name
+            for row in session.execute(
                 select(Shelter.id, Shelter.name).where(Shelter.authority_id == authority.id)
-            ).tuples()
-        )
+            )
+        }
         code = authority.code
     lines = gap_lines(
         buddy_gaps=result.buddies.gaps,

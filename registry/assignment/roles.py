@@ -13,9 +13,10 @@ Pure core: plain dataclasses in, a plan out; no database. Rules:
 
 Optimal like the buddies (see :mod:`registry.assignment.flow`): one min-cost flow first fills as
 many seats as possible, then keeps the walk to the zone's centre or the shelter shortest. Stable:
-a current holder earns ``keep_bonus_m``; a pinned holder keeps the role; and a volunteer who already
-checks on residents costs ``keep_bonus_m`` more, so that roles go to volunteers without buddies
-first and fewer buddy pairs break. Every seat left open gets a reason and a recruitment line.
+a current holder earns ``keep_bonus_m``; a pinned holder keeps the role. Roles are planned before
+buddies (a staffed emergency team is the plan's backbone), so to leave adults free for home visits
+an adult costs ``keep_bonus_m`` more than a minor who may take the role, and a volunteer who
+already checks on residents ``keep_bonus_m`` more again: fewer buddy pairs break. Every seat left open gets a reason and a recruitment line.
 """
 
 from __future__ import annotations
@@ -241,6 +242,7 @@ def plan_roles(
                 _walk(volunteer, quota, rules.reach_m)
                 - (rules.keep_bonus_m if holding.get(volunteer.id) == quota.key else 0)
                 + (rules.keep_bonus_m if volunteer.buddies else 0)
+                + (rules.keep_bonus_m if _may_visit(volunteer, rules.year) else 0)
             )
     chosen = _solve(len(pool), [seats_left[q.key] for q in open_quotas], tails, heads, costs)
     holders = [
@@ -289,6 +291,12 @@ def plan_roles(
         seats=sum(q.seats for q in quotas),
         filled=sum(min(filled[q.key], q.seats) for q in quotas),
     )
+
+
+def _may_visit(volunteer: RoleVolunteer, year: int) -> bool:
+    """Could take buddies instead (an adult): such volunteers are the roles' second choice."""
+    years = age(volunteer.birth_year, year)
+    return years is not None and years >= ADULT_AGE
 
 
 def _walk(volunteer: RoleVolunteer, quota: Quota, reach_m: float) -> int:
