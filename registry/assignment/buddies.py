@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -54,9 +54,9 @@ PRIORITY_MAX = PRIORITY_BASE + sum(PRIORITY_WEIGHTS.values())
 OLD_AGE = 70
 # Rounds of "open the lists of residents on an improving path, solve again" (one is the rule).
 _MAX_WIDENING_ROUNDS = 8
-# A primary unit is worth this many backup units of the same priority: more than the largest
-# priority, so any primary outweighs any backup.
-PRIMARY_FACTOR = PRIORITY_MAX + 1
+# Up to this many (resident, volunteer) pairs in a stage, the augmenting-path search opens every
+# resident's full list (exact); beyond, it walks the candidate lists (see _augmenting_pairs).
+_EXACT_SEARCH_PAIRS = 5_000_000
 
 
 class Unassigned(StrEnum):
@@ -134,7 +134,7 @@ class BuddyRules:
     reach_m: int = 1500
     keep_bonus_m: int = 1500
     backups: bool = True
-    candidate_limit: int | None = 16  # nearest compatible volunteers kept per resident
+    candidate_limit: int | None = 12  # nearest compatible volunteers kept per resident
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,8 +237,8 @@ class _Problem:
     needs_language: IntArray
     speaks: IntArray
     weight: IntArray  # priority per resident
-    primary_slot: npt.NDArray[np.bool_]
-    backup_slot: npt.NDArray[np.bool_]
+    pinned_count: IntArray  # pinned pairs per resident
+    slot: npt.NDArray[np.bool_]  # residents this stage finds a volunteer for
     room: IntArray  # remaining capacity per volunteer
     current: dict[tuple[int, int], int]  # (resident idx, volunteer idx) -> current rank
     excluded: set[tuple[int, int]]  # declined, or already pinned to the resident
@@ -276,38 +276,46 @@ def plan_buddies(
         pinned_ranks[b.resident_id].add(b.rank)
 
     problem = _build(residents, pool, current, declined_pairs, pinned, pinned_load, rules)
+    timings: dict[str, float] = defaultdict(float)
+
+    # Stage 1, primaries: everyone without a buddy. A current primary keeps the full bonus, a
+    # current backup half of it (stepping up keeps a pair the resident knows).
     area = Neighbourhood(
         problem.places_r, problem.places_v, speaks=problem.speaks, reach_m=rules.reach_m
     )
-    wanted = np.flatnonzero(problem.primary_slot | problem.backup_slot)
-    pairs_found = _candidates(problem, area, wanted, rules, rules.candidate_limit)
-    prepared = time.perf_counter()
-    chosen = _solve(problem, pairs_found, rules)
-    solved = time.perf_counter()
-
-    # The candidate limit must never cost coverage: for every resident left without a buddy,
-    # search for an augmenting path over *all* pairs within reach (lists opened lazily, only for
-    # the residents the search visits). Each path found adds its pairs and the flow is solved
-    # again, so the number covered equals the max-flow upper bound.
-    widened = 0
-    for _ in range(_MAX_WIDENING_ROUNDS if rules.candidate_limit is not None else 0):
-        # Augmenting paths alone first (so the lists hold a largest matching), then exchanges.
-        extra = Pairs.join(
-            [
-                _augmenting_pairs(problem, area, chosen, exchanges=False),
-                _augmenting_pairs(problem, area, chosen, exchanges=True),
-            ]
-        )
-        if not len(extra):
-            break
-        widened += len(extra)
-        pairs_found = _dedupe(Pairs.join([pairs_found, extra]), len(problem.volunteers))
-        chosen = _solve(problem, pairs_found, rules)
-        solved = time.perf_counter()
-    has_any = np.zeros(len(problem.residents), dtype=bool)
-    has_any[[c[0] for c in chosen]] = True
-    left = np.flatnonzero(problem.primary_slot & ~has_any)
+    bonus = {1: rules.keep_bonus_m, 2: rules.keep_bonus_m // 2}
+    first = _stage(problem, area, rules, bonus, timings, primaries=True)
+    left = np.flatnonzero(problem.slot & ~first.served)
     reachability = area.reachability(left, problem.needs_language)
+    chosen: list[tuple[int, int, int, bool, int]] = [(*c, 0) for c in first.chosen]
+    arcs, widened = first.arcs, first.widened
+
+    # Stage 2, backups: everyone with exactly one buddy, from the room left; never the same
+    # volunteer twice. Primaries are never traded for backups: they are already decided.
+    if rules.backups:
+        started2 = time.perf_counter()
+        used = np.bincount(
+            np.array([c[1] for c in first.chosen], dtype=np.int64),
+            minlength=len(problem.volunteers),
+        )
+        room = problem.room - used
+        second_problem = replace(
+            problem,
+            slot=(problem.pinned_count + first.served) == 1,
+            room=room,
+            excluded=problem.excluded | {(r, v) for r, v, *_ in first.chosen},
+        )
+        second_area = Neighbourhood(
+            problem.places_r, problem.places_v, speaks=problem.speaks, reach_m=rules.reach_m,
+            active=room > 0,
+        )  # fmt: skip
+        timings["candidates_s"] += time.perf_counter() - started2
+        second = _stage(
+            second_problem, second_area, rules, {1: rules.keep_bonus_m, 2: rules.keep_bonus_m},
+            timings, primaries=False,
+        )  # fmt: skip
+        chosen += [(*c, 1) for c in second.chosen]
+        arcs, widened = arcs + second.arcs, widened + second.widened
 
     new_pairs = _rank(problem, chosen, pinned_ranks)
     pairs = [*pinned, *new_pairs]
@@ -321,15 +329,66 @@ def plan_buddies(
         not_buddies=not_buddies,
         gaps=_gaps(problem, unassigned),
         coverage=_coverage(residents, pairs, rules.year),
-        arcs=len(pairs_found),
+        arcs=arcs,
         widened=widened,
     )
-    plan.timings = {
-        "candidates_s": prepared - started,
-        "solve_s": solved - prepared,
-        "total_s": finished - started,
-    }
+    plan.timings = {**timings, "total_s": finished - started}
     return plan
+
+
+@dataclass
+class _Stage:
+    chosen: Chosen
+    served: npt.NDArray[np.bool_]  # per resident: got a pair in this stage
+    arcs: int
+    widened: int
+
+
+def _stage(
+    problem: _Problem,
+    area: Neighbourhood,
+    rules: BuddyRules,
+    bonus: dict[int, int],
+    timings: dict[str, float],
+    *,
+    primaries: bool,
+) -> _Stage:
+    """One volunteer for each resident with a slot: most priority-weighted coverage, then the
+    least walking. Candidate lists are cut to the nearest few; the augmenting-path search then
+    opens the full lists wherever that could cover more (see :func:`_augmenting_pairs`)."""
+    started = time.perf_counter()
+    wanted = np.flatnonzero(problem.slot)
+    pairs_found = _candidates(problem, area, wanted, rules, rules.candidate_limit)
+    prepared = time.perf_counter()
+    timings["candidates_s"] += prepared - started
+    chosen = _flow(problem, pairs_found, rules, bonus)
+    widened = 0
+    full_lists: dict[int, list[tuple[int, int, bool]]] = {}  # shared by every round
+    # Primaries: always the full search. Backups: full lists for towns of some ten thousand
+    # people, candidate lists for the inner hops beyond (their search would dominate the run).
+    exact = primaries or len(wanted) * len(problem.volunteers) <= _EXACT_SEARCH_PAIRS
+    for _ in range(_MAX_WIDENING_ROUNDS if rules.candidate_limit is not None else 0):
+        # Augmenting paths alone first (so the lists hold a largest matching), then exchanges.
+        hint = None if exact else pairs_found
+        extra = Pairs.join(
+            [
+                _augmenting_pairs(
+                    problem, area, chosen, exchanges=False, lists=full_lists, candidates=hint
+                ),
+                _augmenting_pairs(
+                    problem, area, chosen, exchanges=True, lists=full_lists, candidates=hint
+                ),
+            ]
+        )
+        if not len(extra):
+            break
+        widened += len(extra)
+        pairs_found = _dedupe(Pairs.join([pairs_found, extra]), len(problem.volunteers))
+        chosen = _flow(problem, pairs_found, rules, bonus)
+    timings["solve_s"] += time.perf_counter() - prepared
+    served = np.zeros(len(problem.residents), dtype=bool)
+    served[[c[0] for c in chosen]] = True
+    return _Stage(chosen=chosen, served=served, arcs=len(pairs_found), widened=widened)
 
 
 def _build(
@@ -362,8 +421,8 @@ def _build(
             [sum(LANGUAGE_BITS.get(lang, 0) for lang in v.speaks) for v in pool], dtype=np.int64
         ),
         weight=np.array([priority(r, rules.year) for r in residents], dtype=np.int64),
-        primary_slot=count == 0,
-        backup_slot=(count < 2) if rules.backups else (count < 0),
+        pinned_count=count,
+        slot=count == 0,
         room=np.array(
             [max(0, v.capacity - pinned_load.get(v.id, 0)) for v in pool], dtype=np.int64
         ),
@@ -387,6 +446,11 @@ def _candidates(
     still valid), minus declined and pinned ones."""
     found = area.pairs(residents, problem.needs_language, limit)
     n_v = max(1, len(problem.volunteers))
+    if limit is not None:
+        found = _dedupe(
+            Pairs.join([found, area.nearest_residents(residents, problem.needs_language, limit)]),
+            n_v,
+        )
     known = set((found.resident * n_v + found.volunteer).tolist())
     asked = set(residents.tolist())
     extra = [(r, v) for (r, v) in problem.current if r in asked and (r * n_v + v) not in known]
@@ -428,6 +492,8 @@ def _augmenting_pairs(
     chosen: Sequence[tuple[int, int]] | Chosen,
     *,
     exchanges: bool,
+    lists: dict[int, list[tuple[int, int, bool]]],
+    candidates: Pairs | None = None,
 ) -> Pairs:
     """Pairs outside the candidate lists that would let more residents have a buddy.
 
@@ -439,8 +505,14 @@ def _augmenting_pairs(
     appears later either (a classic property of bipartite matching). The residents that can be
     covered together form a matroid, so once no resident without a buddy has such a path, the
     covered set is both the largest possible and the best by priority over *all* pairs.
+
+    Opening every list is affordable in towns of some ten thousand people; in a dense town of a
+    hundred thousand a resident has thousands of volunteers in reach. There (``candidates``
+    given) the search walks the candidate lists and adds, at each resident, only the volunteers
+    in reach who still have room: every last hop is still searched in full, the inner hops along
+    the candidate lists. The bench checks the coverage against an independent upper bound.
     """
-    with_slot = problem.primary_slot
+    with_slot = problem.slot
     members: dict[int, list[int]] = defaultdict(list)
     primary_of: dict[int, int] = {}
     by_resident: dict[int, list[int]] = defaultdict(list)
@@ -451,35 +523,62 @@ def _augmenting_pairs(
             primary_of[r] = vs[0]
             members[vs[0]].append(r)
     load = {v: len(rs) for v, rs in members.items()}
-    lists: dict[int, list[tuple[int, int, bool]]] = {}
+    excluded: dict[int, set[int]] = defaultdict(set)
+    for r, v in problem.excluded:
+        excluded[r].add(v)
+
+    if candidates is not None:
+        lists = defaultdict(list)
+        for r, v, d, m in zip(
+            candidates.resident.tolist(), candidates.volunteer.tolist(),
+            candidates.distance_m.tolist(), candidates.measured.tolist(), strict=True,
+        ):  # fmt: skip
+            lists[r].append((v, d, m))
+        has_room = problem.room > 0
+        for v, n in load.items():
+            has_room[v] = n < problem.room[v]
+        with_room = Neighbourhood(
+            problem.places_r, problem.places_v, speaks=problem.speaks, reach_m=area.reach_m,
+            active=has_room,
+        )  # fmt: skip
+        opened: set[int] = set()
 
     def full_list(r: int) -> list[tuple[int, int, bool]]:
+        if candidates is not None:
+            if r not in opened:
+                opened.add(r)
+                vols, metres, measured = with_room.around(r, int(problem.needs_language[r]))
+                skip = excluded.get(r, set())
+                lists[r] = [
+                    (v, d, m)
+                    for v, d, m in zip(vols, metres, measured, strict=True)
+                    if v not in skip
+                ] + [p for p in lists.get(r, []) if p[0] not in skip]
+            return lists[r]
         if r not in lists:
-            found = area.pairs(np.array([r], dtype=np.int64), problem.needs_language, None)
+            vols, metres, measured = area.around(r, int(problem.needs_language[r]))
+            skip = excluded.get(r, set())
             lists[r] = [
-                (v, d, m)
-                for v, d, m in zip(
-                    found.volunteer.tolist(),
-                    found.distance_m.tolist(),
-                    found.measured.tolist(),
-                    strict=True,
-                )
-                if (r, v) not in problem.excluded
+                (v, d, m) for v, d, m in zip(vols, metres, measured, strict=True) if v not in skip
             ]
         return lists[r]
 
     added: dict[tuple[int, int], tuple[int, bool]] = {}
     left = [r for r in np.flatnonzero(with_slot).tolist() if r not in primary_of]
     left.sort(key=lambda r: -int(problem.weight[r]))
+    # Volunteers a failed search went through lead nowhere for later searches either (they
+    # start from residents of equal or lower priority): the Hungarian method's dead set. It
+    # keeps the whole pass near one sweep of the town instead of one sweep per resident.
+    dead: set[int] = set()
     for u in left:
         came_from: dict[int, int] = {}  # volunteer -> resident who reached it
         via: dict[int, int] = {u: -1}  # resident -> volunteer they were reached through
-        queue = [u]
+        queue = deque([u])
         free = -1
         while queue and free < 0:
-            r = queue.pop(0)
+            r = queue.popleft()
             for v, _, _ in full_list(r):
-                if v in came_from:
+                if v in came_from or v in dead:
                     continue
                 came_from[v] = r
                 if load.get(v, 0) < problem.room[v]:
@@ -500,6 +599,7 @@ def _augmenting_pairs(
                 if free >= 0:
                     break
         if free < 0:
+            dead.update(came_from)
             continue
         v = free
         while True:  # walk the path back, moving each resident to the volunteer ahead of it
@@ -531,32 +631,38 @@ def _augmenting_pairs(
 Chosen = list[tuple[int, int, int, bool]]  # resident idx, volunteer idx, distance, measured
 
 
-def _solve(problem: _Problem, reach: Pairs, rules: BuddyRules) -> Chosen:
-    """The chosen pairs of the min-cost flow."""
+def _flow(problem: _Problem, reach: Pairs, rules: BuddyRules, bonus: dict[int, int]) -> Chosen:
+    """One min-cost flow: each resident with a slot gets at most one of their candidates.
+
+    A slot filled is worth ``scale`` times the resident's priority, a pair costs its walk minus
+    the bonus for keeping a current pair; ``scale`` is the bound of
+    :func:`flow.coverage_scale`, so the optimum is lexicographic: coverage, then walking.
+    """
     n_r, n_v = len(problem.residents), len(problem.volunteers)
     source, sink, r0, v0 = 0, 1, 2, 2 + n_r
     n_arcs = len(reach.resident)
-    is_current = np.zeros(n_arcs, dtype=bool)
+    keep = np.zeros(n_arcs, dtype=np.int64)
     if problem.current and n_arcs:
-        cur = np.array([r * max(1, n_v) + v for r, v in problem.current], dtype=np.int64)
-        is_current = np.isin(reach.resident * max(1, n_v) + reach.volunteer, cur)
-    pair_cost = reach.distance_m - rules.keep_bonus_m * is_current.astype(np.int64)
-    spread = int(reach.distance_m.max(initial=0)) + rules.keep_bonus_m
+        width = max(1, n_v)
+        keys = reach.resident * width + reach.volunteer
+        for rank, amount in bonus.items():
+            cur = [r * width + v for (r, v), k in problem.current.items() if k == rank]
+            if cur and amount:
+                keep += amount * np.isin(keys, np.array(cur, dtype=np.int64))
+    pair_cost = reach.distance_m - keep
+    spread = int(reach.distance_m.max(initial=0)) + max(bonus.values(), default=0)
     scale = flow.coverage_scale(path_arcs=2 * min(n_r, n_v) + 2, spread=spread)
 
-    primary = np.flatnonzero(problem.primary_slot)
-    backup = np.flatnonzero(problem.backup_slot)
-    units = len(primary) + len(backup)
-    volunteers = np.arange(n_v, dtype=np.int64)
+    slots = np.flatnonzero(problem.slot)
+    units = len(slots)
     tail = np.concatenate([
-        np.zeros(len(primary) + len(backup), dtype=np.int64),
+        np.full(units, source, dtype=np.int64),
         r0 + reach.resident,
-        v0 + volunteers,
+        v0 + np.arange(n_v, dtype=np.int64),
         np.array([source], dtype=np.int64),
     ])  # fmt: skip
     head = np.concatenate([
-        r0 + primary,
-        r0 + backup,
+        r0 + slots,
         v0 + reach.volunteer,
         np.full(n_v, sink, dtype=np.int64),
         np.array([sink], dtype=np.int64),
@@ -567,57 +673,49 @@ def _solve(problem: _Problem, reach: Pairs, rules: BuddyRules) -> Chosen:
         np.array([units], dtype=np.int64),
     ])  # fmt: skip
     cost = np.concatenate([
-        -scale * PRIMARY_FACTOR * problem.weight[primary],
-        -scale * problem.weight[backup],
+        -scale * problem.weight[slots],
         pair_cost,
         np.zeros(n_v + 1, dtype=np.int64),
     ])  # fmt: skip
     supply = np.zeros(v0 + n_v, dtype=np.int64)
     supply[source], supply[sink] = units, -units
-    network = flow.Network(v0 + n_v, tail, head, capacity, cost, supply)
-    flows = flow.solve(network)
-    start = units
-    used = np.flatnonzero(flows[start : start + n_arcs] > 0)
-    return [
-        (r, v, d, m)
-        for r, v, d, m in zip(
+    flows = flow.solve(flow.Network(v0 + n_v, tail, head, capacity, cost, supply))
+    used = np.flatnonzero(flows[units : units + n_arcs] > 0)
+    return list(
+        zip(
             reach.resident[used].tolist(),
             reach.volunteer[used].tolist(),
             reach.distance_m[used].tolist(),
             reach.measured[used].tolist(),
             strict=True,
         )
-    ]
+    )
 
 
-def _rank(problem: _Problem, chosen: Chosen, pinned_ranks: dict[int, set[int]]) -> list[Buddy]:
-    """Primary or backup: keep a current rank where possible, else the nearer is primary."""
-    by_resident: dict[int, list[tuple[int, int, bool]]] = defaultdict(list)
-    for r, v, d, measured in chosen:
-        by_resident[r].append((v, d, measured))
+def _rank(
+    problem: _Problem,
+    chosen: Sequence[tuple[int, int, int, bool, int]],
+    pinned_ranks: dict[int, set[int]],
+) -> list[Buddy]:
+    """Ranks: the stage-1 pick takes the lowest rank a pinned pair leaves free, stage 2 the next."""
     out: list[Buddy] = []
+    by_resident: dict[int, list[tuple[int, int, int, bool, int]]] = defaultdict(list)
+    for pick in chosen:
+        by_resident[pick[0]].append(pick)
     for r, picks in by_resident.items():
         resident = problem.residents[r]
-        free = sorted({1, 2} - pinned_ranks.get(resident.id, set()))[: len(picks)]
-        picks.sort(key=lambda p: (p[1], problem.volunteers[p[0]].id))
-        placed: dict[int, int] = {}
-        for v, _, _ in picks:
-            rank = problem.current.get((r, v))
-            if rank in free and rank not in placed.values():
-                placed[v] = rank
-        remaining = [rank for rank in free if rank not in placed.values()]
-        for v, _, _ in picks:
-            if v not in placed:
-                placed[v] = remaining.pop(0)
-        out.extend(
-            Buddy(
-                resident_id=resident.id,
-                volunteer_id=problem.volunteers[v].id,
-                rank=placed[v],
-                distance_m=d if measured else None,
+        free = sorted({1, 2} - pinned_ranks.get(resident.id, set()))
+        for (_, v, d, measured, _), rank in zip(
+            sorted(picks, key=lambda p: p[4]), free, strict=False
+        ):
+            out.append(
+                Buddy(
+                    resident_id=resident.id,
+                    volunteer_id=problem.volunteers[v].id,
+                    rank=rank,
+                    distance_m=d if measured else None,
+                )
             )
-            for v, d, measured in picks
-        )
     return out
 
 
@@ -751,7 +849,7 @@ def primary_upper_bound(
     matched = list(
         zip(pairs_found.resident[used].tolist(), pairs_found.volunteer[used].tolist(), strict=True)
     )
-    extra = _augmenting_pairs(problem, area, matched, exchanges=False)
+    extra = _augmenting_pairs(problem, area, matched, exchanges=False, lists={})
     if not len(extra):
         return len(matched)
     # Each augmenting path adds exactly one resident.

@@ -27,7 +27,9 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
-_SCREEN_SLACK = 1.01  # the projection's error is far below 1%: screen wide, then measure exactly
+_SCREEN_SLACK = 1.01
+# A pseudo language need: volunteers who speak Hebrew and nothing else (see ``pairs``).
+HEBREW_ONLY = -1  # the projection's error is far below 1%: screen wide, then measure exactly
 
 
 def haversine_m(
@@ -105,8 +107,15 @@ class Neighbourhood:
     """Search structure over one set of volunteers, reused for every resident query."""
 
     def __init__(
-        self, residents: Places, volunteers: Places, *, speaks: IntArray, reach_m: float
+        self,
+        residents: Places,
+        volunteers: Places,
+        *,
+        speaks: IntArray,
+        reach_m: float,
+        active: BoolArray | None = None,
     ) -> None:
+        """``active``: only these volunteers are searched (e.g. those with room left)."""
         self.residents = residents
         self.volunteers = volunteers
         self.speaks = speaks
@@ -120,9 +129,10 @@ class Neighbourhood:
         self._trees: dict[int, tuple[cKDTree, IntArray] | None] = {}
         self._zone_all: dict[int, IntArray] = {}
         self._zone_unlocated: dict[int, IntArray] = {}
+        self._active = np.ones(len(volunteers), dtype=bool) if active is None else active
         vol_located = volunteers.located
         for zone in np.unique(volunteers.zone[volunteers.zone >= 0]).tolist():
-            members = np.flatnonzero(volunteers.zone == zone)
+            members = np.flatnonzero((volunteers.zone == zone) & self._active)
             self._zone_all[zone] = members
             self._zone_unlocated[zone] = members[~vol_located[members]]
 
@@ -136,26 +146,43 @@ class Neighbourhood:
     def _tree(self, need: int) -> tuple[cKDTree, IntArray] | None:
         """The tree of located volunteers who can serve a resident needing language bit ``need``."""
         if need not in self._trees:
-            ok = self.volunteers.located.copy()
-            if need:
+            ok = self.volunteers.located & self._active
+            if need == HEBREW_ONLY:
+                ok &= (self.speaks & ~1) == 0
+            elif need:
                 ok &= (self.speaks & need) != 0
             members = np.flatnonzero(ok)
             self._trees[need] = (cKDTree(self._vxy[members]), members) if len(members) else None
         return self._trees[need]
 
     def pairs(self, residents: IntArray, needs_language: IntArray, limit: int | None) -> Pairs:
-        """The ``limit`` nearest compatible volunteers in reach of each resident (all if None)."""
+        """The ``limit`` nearest compatible volunteers in reach of each resident (all if None).
+
+        With a limit, a resident who speaks Hebrew also gets the ``limit`` nearest volunteers who
+        speak *only* Hebrew: when Russian- or Amharic-speaking residents are many, the volunteers
+        who speak their language are needed for them, and the flow needs somewhere else to send
+        their Hebrew-speaking neighbours.
+        """
         parts = [
             self._measured(residents, needs_language, limit),
             self._by_zone(residents, needs_language, limit),
         ]
+        if limit is not None:
+            hebrew = residents[needs_language[residents] == 0]
+            alternatives = np.zeros_like(needs_language)
+            alternatives[hebrew] = HEBREW_ONLY
+            parts.append(self._measured(hebrew, alternatives, limit))
         pairs = Pairs.join(parts)
         if limit is not None and len(pairs):
-            # Measured and same-zone pairs together: keep the nearest ``limit``, measured first.
+            # Keep the nearest 2 * ``limit`` (the nearest and the Hebrew-only nearest, merged),
+            # measured pairs first at equal distance; drop duplicates.
             order = np.lexsort((~pairs.measured, pairs.distance_m, pairs.resident))
             pairs = pairs.select(order)
+            key = pairs.resident * max(1, len(self.volunteers)) + pairs.volunteer
+            _, unique = np.unique(key, return_index=True)
+            pairs = pairs.select(np.sort(unique))
             first = np.searchsorted(pairs.resident, pairs.resident, side="left")
-            pairs = pairs.select((np.arange(len(pairs)) - first) < limit)
+            pairs = pairs.select((np.arange(len(pairs)) - first) < 2 * limit)
         return pairs
 
     def _measured(self, residents: IntArray, needs_language: IntArray, limit: int | None) -> Pairs:
@@ -229,6 +256,77 @@ class Neighbourhood:
                 )
             )
         return Pairs.join(parts)
+
+    def nearest_residents(self, residents: IntArray, needs_language: IntArray, k: int) -> Pairs:
+        """From the volunteers' side: each active volunteer's ``k`` nearest compatible residents
+        in reach (among ``residents``). Added to the residents' own nearest lists, it keeps every
+        volunteer on somebody's list, so room at the edge of town is never out of the flow's
+        sight when the centre is crowded."""
+        located = residents[self.residents.located[residents]]
+        vols = np.flatnonzero(self.volunteers.located & self._active)
+        if not len(located) or not len(vols) or k <= 0:
+            return Pairs.empty()
+        tree = cKDTree(self._rxy[located])
+        # Ask for more than k: some of the nearest may not share a language.
+        kk = min(len(located), 2 * k)
+        _, pos = tree.query(
+            self._vxy[vols], k=kk, distance_upper_bound=self.reach_m * _SCREEN_SLACK
+        )
+        pos = pos.reshape(len(vols), kk)
+        hit = pos < len(located)
+        v_idx = np.repeat(vols, hit.sum(axis=1))
+        r_idx = located[pos[hit]]
+        need = needs_language[r_idx]
+        ok = (need == 0) | ((self.speaks[v_idx] & need) != 0)
+        v_idx, r_idx = v_idx[ok], r_idx[ok]
+        dist = haversine_m(
+            self.residents.lat[r_idx], self.residents.lon[r_idx],
+            self.volunteers.lat[v_idx], self.volunteers.lon[v_idx],
+        )  # fmt: skip
+        ok = dist <= self.reach_m
+        v_idx, r_idx, dist = v_idx[ok], r_idx[ok], dist[ok]
+        order = np.lexsort((dist, v_idx))
+        v_idx, r_idx, dist = v_idx[order], r_idx[order], dist[order]
+        first = np.searchsorted(v_idx, v_idx, side="left")
+        keep = (np.arange(len(v_idx)) - first) < k
+        return Pairs(
+            r_idx[keep], v_idx[keep], np.rint(dist[keep]).astype(np.int64),
+            np.ones(int(keep.sum()), dtype=bool),
+        )  # fmt: skip
+
+    def around(self, r: int, need: int) -> tuple[list[int], list[int], list[bool]]:
+        """Every compatible volunteer within reach of one resident: (indexes, metres, measured).
+
+        The same pairs as ``pairs([r], ..., None)``, with less overhead: the augmenting-path
+        search asks this for one resident at a time.
+        """
+        volunteers: list[int] = []
+        metres: list[int] = []
+        measured: list[bool] = []
+        if self.residents.located[r]:
+            found = self._tree(need)
+            if found is not None:
+                tree, members = found
+                hits = tree.query_ball_point(self._rxy[r], r=self.reach_m * _SCREEN_SLACK)
+                if hits:
+                    v_idx = members[np.asarray(hits, dtype=np.int64)]
+                    lat_r = np.full(len(v_idx), self.residents.lat[r])
+                    lon_r = np.full(len(v_idx), self.residents.lon[r])
+                    dist = haversine_m(
+                        lat_r, lon_r, self.volunteers.lat[v_idx], self.volunteers.lon[v_idx]
+                    )
+                    ok = dist <= self.reach_m
+                    volunteers = v_idx[ok].tolist()
+                    metres = np.rint(dist[ok]).astype(np.int64).tolist()
+                    measured = [True] * len(volunteers)
+        pool = self._zone_pool(r)
+        if pool is not None and len(pool):
+            if need:
+                pool = pool[(self.speaks[pool] & need) != 0]
+            volunteers += pool.tolist()
+            metres += [round(self.reach_m)] * len(pool)
+            measured += [False] * len(pool)
+        return volunteers, metres, measured
 
     def reachability(self, residents: IntArray, needs_language: IntArray) -> Reachability:
         """Exact counts for a few residents (to explain why they have no buddy)."""
