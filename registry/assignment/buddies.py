@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -370,6 +370,7 @@ def _stage(
     for _ in range(_MAX_WIDENING_ROUNDS if rules.candidate_limit is not None else 0):
         # Augmenting paths alone first (so the lists hold a largest matching), then exchanges.
         hint = None if exact else pairs_found
+        searching = time.perf_counter()
         extra = Pairs.join(
             [
                 _augmenting_pairs(
@@ -379,6 +380,9 @@ def _stage(
                     problem, area, chosen, exchanges=True, lists=full_lists, candidates=hint
                 ),
             ]
+        )
+        timings["search_primaries_s" if primaries else "search_backups_s"] += (
+            time.perf_counter() - searching
         )
         if not len(extra):
             break
@@ -527,6 +531,19 @@ def _augmenting_pairs(
     for r, v in problem.excluded:
         excluded[r].add(v)
 
+    # Volunteers with room when the pass starts: asked first at every resident the search
+    # visits, which ends most searches one step after they start (none gains room later).
+    has_room = problem.room > 0
+    for v, n in load.items():
+        has_room[v] = n < problem.room[v]
+    with_room = Neighbourhood(
+        problem.places_r, problem.places_v, speaks=problem.speaks, reach_m=area.reach_m,
+        active=has_room,
+    )  # fmt: skip
+
+    def _usable(r: int, v: int) -> bool:
+        return v not in excluded.get(r, ()) and load.get(v, 0) < problem.room[v]
+
     if candidates is not None:
         lists = defaultdict(list)
         for r, v, d, m in zip(
@@ -534,13 +551,6 @@ def _augmenting_pairs(
             candidates.distance_m.tolist(), candidates.measured.tolist(), strict=True,
         ):  # fmt: skip
             lists[r].append((v, d, m))
-        has_room = problem.room > 0
-        for v, n in load.items():
-            has_room[v] = n < problem.room[v]
-        with_room = Neighbourhood(
-            problem.places_r, problem.places_v, speaks=problem.speaks, reach_m=area.reach_m,
-            active=has_room,
-        )  # fmt: skip
         opened: set[int] = set()
 
     def full_list(r: int) -> list[tuple[int, int, bool]]:
@@ -573,31 +583,43 @@ def _augmenting_pairs(
     for u in left:
         came_from: dict[int, int] = {}  # volunteer -> resident who reached it
         via: dict[int, int] = {u: -1}  # resident -> volunteer they were reached through
-        queue = deque([u])
+        frontier = [u]
         free = -1
-        while queue and free < 0:
-            r = queue.popleft()
-            for v, _, _ in full_list(r):
-                if v in came_from or v in dead:
-                    continue
+        while frontier and free < 0:
+            # Level by level: first ask, in one batch, whether any resident of this level has a
+            # volunteer with room in reach (cheap); only then open their full lists.
+            hit = with_room.first_free(frontier, problem.needs_language, lambda r, v: _usable(r, v))
+            if hit is not None:
+                r, v = hit
                 came_from[v] = r
-                if load.get(v, 0) < problem.room[v]:
-                    free = v
-                    break
-                for other in members.get(v, ()):
-                    if other in via:
+                free = v
+                break
+            following: list[int] = []
+            for r in frontier:
+                for v, _, _ in full_list(r):
+                    if v in came_from or v in dead:
                         continue
-                    via[other] = v
-                    queue.append(other)
-                    if exchanges and problem.weight[other] < problem.weight[u]:
-                        # An exchange: ``other`` gives way to the graver need of ``u``.
-                        members[v].remove(other)
-                        load[v] -= 1
-                        del primary_of[other]
+                    came_from[v] = r
+                    if load.get(v, 0) < problem.room[v]:
                         free = v
+                        break
+                    for other in members.get(v, ()):
+                        if other in via:
+                            continue
+                        via[other] = v
+                        following.append(other)
+                        if exchanges and problem.weight[other] < problem.weight[u]:
+                            # An exchange: ``other`` gives way to the graver need of ``u``.
+                            members[v].remove(other)
+                            load[v] -= 1
+                            del primary_of[other]
+                            free = v
+                            break
+                    if free >= 0:
                         break
                 if free >= 0:
                     break
+            frontier = following
         if free < 0:
             dead.update(came_from)
             continue

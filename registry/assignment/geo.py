@@ -15,6 +15,7 @@ always preferred to a guessed one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -293,6 +294,48 @@ class Neighbourhood:
             r_idx[keep], v_idx[keep], np.rint(dist[keep]).astype(np.int64),
             np.ones(int(keep.sum()), dtype=bool),
         )  # fmt: skip
+
+    def first_free(
+        self,
+        residents: list[int],
+        needs_language: IntArray,
+        usable: Callable[[int, int], bool],
+        k: int = 4,
+    ) -> tuple[int, int] | None:
+        """Some (resident, volunteer) in reach with ``usable`` true, asking each resident's ``k``
+        nearest active volunteers in one batch per language; None if none of those is usable
+        (the caller then searches the full lists, so nothing is missed)."""
+        rows = np.array(residents, dtype=np.int64)
+        for need in np.unique(needs_language[rows]).tolist():
+            group = rows[needs_language[rows] == need]
+            located = group[self.residents.located[group]]
+            found = self._tree(int(need))
+            if found is not None and len(located):
+                tree, members = found
+                kk = min(k, len(members))
+                _, pos = tree.query(
+                    self._rxy[located], k=kk, distance_upper_bound=self.reach_m * _SCREEN_SLACK
+                )
+                pos = pos.reshape(len(located), kk)
+                for row, r in enumerate(located.tolist()):
+                    for p in pos[row].tolist():
+                        if p >= len(members):
+                            break
+                        v = int(members[p])
+                        exact = haversine_m(
+                            self.residents.lat[r : r + 1], self.residents.lon[r : r + 1],
+                            self.volunteers.lat[v : v + 1], self.volunteers.lon[v : v + 1],
+                        )[0]  # fmt: skip
+                        if exact <= self.reach_m and usable(r, v):
+                            return r, v
+            for r in group.tolist():
+                pool = self._zone_pool(r)
+                if pool is None:
+                    continue
+                for v in pool.tolist():
+                    if (not need or self.speaks[v] & need) and usable(r, v):
+                        return r, v
+        return None
 
     def around(self, r: int, need: int) -> tuple[list[int], list[int], list[bool]]:
         """Every compatible volunteer within reach of one resident: (indexes, metres, measured).
