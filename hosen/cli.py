@@ -10,12 +10,12 @@ from sqlalchemy.exc import OperationalError
 
 from config.profile import ProfileError
 from config.settings import SettingsError
-from hosen.commands import assign, db, people
+from hosen.commands import assign, db, people, registry_lists
 from hosen.context import CommandError, Context, build_context
 from registry.errors import RegistryError
 
 Handler = Callable[[Context, argparse.Namespace], int]
-COMMAND_GROUPS = (db, people, assign)
+COMMAND_GROUPS = (db, people, registry_lists, assign)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,8 +33,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler = args.handler
+    ctx: Context | None = None
     try:
-        return handler(build_context(), args)
+        ctx = build_context()
+        return handler(ctx, args)
     except (SettingsError, ProfileError, CommandError, RegistryError) as exc:
         print(f"hosen: error: {exc}", file=sys.stderr)
         return 2
@@ -44,6 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    finally:
+        if ctx is not None and "engine" in vars(ctx):  # close the pool only if one was opened
+            ctx.engine.dispose()
 
 
 if __name__ == "__main__":

@@ -29,6 +29,18 @@ def record(
     return entry
 
 
+def entry_row(
+    *,
+    actor: str,
+    action: str,
+    person_id: int | None,
+    at: datetime,
+    **detail: JSONScalar | list[str],
+) -> dict[str, object]:
+    """An audit entry as a row for bulk inserts (registry.bulk); the same rules as :func:`record`."""
+    return {"actor": actor, "action": action, "person_id": person_id, "at": at, "detail": detail}
+
+
 def read_needs(
     session: Session, person: Person, *, actor: str, purpose: str
 ) -> ResidentNeeds | None:

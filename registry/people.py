@@ -5,14 +5,16 @@ Every function takes ``session`` and leaves the commit to its caller (the unit o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 
-from sqlalchemy import delete, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy.orm import Session, selectinload
 
 from config.languages import Language
 from registry import audit
+from registry.bulk import bulk_insert, table_of
 from registry.db import utcnow
 from registry.errors import ConsentRequired, RegistryError
 from registry.models import (
@@ -185,6 +187,185 @@ def register_person(
     )
 
 
+class PeopleIndex:
+    """The live people a batch of details may match, loaded with one query.
+
+    ``register_people`` uses it to apply :func:`register_person`'s rules to a thousand rows with
+    one lookup instead of a thousand; callers that must see a person before building its details
+    (an import merging partial columns) load it first and pass it in.
+    """
+
+    def __init__(self, authority: Authority) -> None:
+        self.authority_id = authority.id
+        self.by_ref: dict[str, Person] = {}
+        self.by_phone: dict[str, Person] = {}
+        self.by_chat: dict[int, Person] = {}
+
+    @classmethod
+    def load(
+        cls, session: Session, *, authority: Authority, details: Sequence[PersonDetails]
+    ) -> PeopleIndex:
+        index = cls(authority)
+        refs = {d.external_ref for d in details if d.external_ref}
+        phones = {d.phone.e164 for d in details if d.phone}
+        chats = {d.telegram_chat_id for d in details if d.telegram_chat_id is not None}
+        keys = []
+        if refs:
+            keys.append(and_(Person.authority_id == authority.id, Person.external_ref.in_(refs)))
+        if phones:
+            keys.append(and_(Person.authority_id == authority.id, Person.phone.in_(phones)))
+        if chats:
+            keys.append(Person.telegram_chat_id.in_(chats))
+        if keys:
+            query = (
+                select(Person)
+                .where(or_(*keys), Person.status != PersonStatus.ERASED)
+                .options(selectinload(Person.volunteer), selectinload(Person.needs))
+            )
+            for person in session.scalars(query):
+                index.add(person)
+        return index
+
+    def add(self, person: Person) -> None:
+        if person.authority_id == self.authority_id:
+            if person.external_ref:
+                self.by_ref[person.external_ref] = person
+            if person.phone:
+                self.by_phone[person.phone] = person
+        if person.telegram_chat_id is not None:
+            self.by_chat[person.telegram_chat_id] = person
+
+    def forget(self, person: Person) -> None:
+        if person.external_ref and self.by_ref.get(person.external_ref) is person:
+            del self.by_ref[person.external_ref]
+        if person.phone and self.by_phone.get(person.phone) is person:
+            del self.by_phone[person.phone]
+        chat = person.telegram_chat_id
+        if chat is not None and self.by_chat.get(chat) is person:
+            del self.by_chat[chat]
+
+    def matches(self, details: PersonDetails) -> list[Person]:
+        """Like :func:`find_person`: everyone any key points at, oldest first (new ones last)."""
+        found: list[Person] = []
+        for person in (
+            self.by_ref.get(details.external_ref) if details.external_ref else None,
+            self.by_phone.get(details.phone.e164) if details.phone else None,
+            self.by_chat.get(details.telegram_chat_id)
+            if details.telegram_chat_id is not None
+            else None,
+        ):
+            if person is not None and all(person is not other for other in found):
+                found.append(person)
+        return sorted(found, key=lambda p: (p.id is None, p.id or 0))
+
+
+def register_people(
+    session: Session,
+    *,
+    authority: Authority,
+    batch: Sequence[PersonDetails],
+    source: Source,
+    actor: str,
+    now: datetime | None = None,
+    index: PeopleIndex | None = None,
+) -> list[Registration]:
+    """:func:`register_person` for a batch (an import of thousands): the same rules, one lookup.
+
+    Existing people are updated through the session as usual. New people are built by the same
+    rules in memory and written with bulk inserts (with their needs, volunteer profile and audit
+    entries), because the ORM inserts them one statement at a time on SQLite: their ``Person``
+    objects carry their new ids but are not attached to the session. Details in one batch that
+    share a key update the same person, in order.
+    """
+    now = now or utcnow()
+    for details in batch:
+        if details.zone is not None and details.zone.authority_id != authority.id:
+            raise RegistryError("zone.unknown", zone=details.zone.code)
+    if index is None:
+        index = PeopleIndex.load(session, authority=authority, details=batch)
+    results: list[Registration] = []
+    fresh: list[Person] = []
+    for details in batch:
+        matches = index.matches(details)
+        merged_from = None
+        if any(other.id is None for other in matches[1:]):
+            # Callers deduplicate a batch first (the importer does); two rows that point at a
+            # new person and an existing one cannot be merged before the new one is written.
+            raise ValueError("a batch holds two details that point at different people")
+        if matches and matches[0].id is not None:
+            person = matches[0]
+            for other in matches[1:]:
+                index.forget(other)
+                merge_people(session, keep=person, absorb=other, actor=actor, now=now)
+                merged_from = other.id
+            created = False
+        elif matches:
+            person, created = matches[0], False  # new in this batch, not yet written
+        else:
+            person = Person(
+                authority_id=authority.id, source=source, created_at=now, updated_at=now
+            )
+            fresh.append(person)
+            created = True
+        changed = _apply(person, details)
+        index.add(person)
+        if created or changed:
+            person.updated_at = now
+        results.append(
+            Registration(
+                person=person, created=created, changed=sorted(changed), merged_from=merged_from
+            )
+        )
+    _insert_new_people(session, fresh)
+    session.flush()
+    audit_rows = [
+        audit.entry_row(
+            actor=actor,
+            action="person.create" if result.created else "person.update",
+            person_id=result.person.id,
+            at=now,
+            fields=result.changed,
+            source=source.value,
+        )
+        for result in results
+        if result.created or result.changed
+    ]
+    bulk_insert(session, AuditEntry, audit_rows)
+    return results
+
+
+def _insert_new_people(session: Session, people: list[Person]) -> None:
+    """Write people built in memory, with their needs and volunteer profiles; sets their ids."""
+    ids = bulk_insert(session, Person, [_column_values(p) for p in people], return_ids=True)
+    for person, person_id in zip(people, ids, strict=True):
+        person.id = person_id
+    for model, attr in ((VolunteerProfile, "volunteer"), (ResidentNeeds, "needs")):
+        rows = [
+            {**_column_values(getattr(p, attr)), "person_id": p.id}
+            for p in people
+            if getattr(p, attr) is not None
+        ]
+        bulk_insert(session, model, rows)
+
+
+def _column_values(obj: Person | VolunteerProfile | ResidentNeeds) -> dict[str, object]:
+    """An unsaved object's columns as a row, with the column defaults a flush would fill in."""
+    row: dict[str, object] = {}
+    for column in table_of(type(obj)).columns:
+        if column.primary_key:
+            continue
+        value = getattr(obj, column.key)
+        default = column.default
+        if value is None and default is not None and default.is_scalar:
+            value = default.arg  # type: ignore[attr-defined]
+        elif value is None and default is not None and default.is_callable:
+            value = default.arg(None)  # type: ignore[attr-defined]
+        if value is not None and getattr(obj, column.key) is None:
+            setattr(obj, column.key, value)  # the object reads as the row it was written as
+        row[column.key] = value
+    return row
+
+
 def _apply(person: Person, details: PersonDetails) -> set[str]:
     changed: set[str] = set()
 
@@ -205,7 +386,10 @@ def _apply(person: Person, details: PersonDetails) -> set[str]:
     put("address", clean_text(details.address, MAX_ADDRESS) if details.address else None)
     put("lat", details.lat)
     put("lon", details.lon)
-    put("external_ref", details.external_ref)
+    if person.external_ref is None:
+        # The first municipal reference sticks: a person on two lists stays findable by the first,
+        # and re-importing either list changes nothing.
+        put("external_ref", details.external_ref)
     if person.channel is None or (
         person.channel == Channel.SMS and person.phone_kind == PhoneKind.LANDLINE
     ):
@@ -360,6 +544,63 @@ def record_consent(
         version=version,
     )
     return consent
+
+
+@dataclass(frozen=True)
+class ConsentGrant:
+    """One consent to record in bulk; the fields of :func:`record_consent`."""
+
+    person_id: int
+    kind: ConsentKind
+    version: str
+    language: Language
+    text: str
+    channel: Source
+    given_by: ConsentGiver
+    guardian_name: str | None = None
+
+
+def record_consents(
+    session: Session,
+    *,
+    grants: Sequence[ConsentGrant],
+    actor: str,
+    now: datetime | None = None,
+) -> int:
+    """:func:`record_consent` for many people at once (an import), with the same audit entries."""
+    now = now or utcnow()
+    rows = [
+        {
+            "person_id": g.person_id,
+            "kind": g.kind,
+            "version": g.version,
+            "language": g.language,
+            "text": g.text,
+            "channel": g.channel,
+            "given_by": g.given_by,
+            "guardian_name": clean_text(g.guardian_name, MAX_NAME) if g.guardian_name else None,
+            "given_at": now,
+            "withdrawn_at": None,
+        }
+        for g in grants
+    ]
+    bulk_insert(session, Consent, rows)
+    bulk_insert(
+        session,
+        AuditEntry,
+        [
+            audit.entry_row(
+                actor=actor,
+                action="consent.give",
+                person_id=g.person_id,
+                at=now,
+                kind=g.kind.value,
+                version=g.version,
+            )
+            for g in grants
+        ],
+    )
+    return len(rows)
 
 
 def has_consent(session: Session, person: Person, kind: ConsentKind) -> bool:

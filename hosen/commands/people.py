@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from config.settings import Settings
+from hosen.commands.registry_lists import add_summary_command
 from hosen.context import CommandError, Context
 from registry import audit
 from registry.db import unit_of_work
@@ -37,6 +38,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     show.add_argument("--authority", help="authority code (default: the profile's first)")
     show.add_argument("--json", action="store_true")
     show.set_defaults(handler=show_person)
+
+    add_summary_command(sub)
 
 
 def summary(person: Person, zone_code: str | None) -> dict[str, Any]:

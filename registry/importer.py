@@ -1,0 +1,817 @@
+"""Import of municipal lists from CSV: the welfare department's at-risk residents, volunteer lists.
+
+Municipal spreadsheets arrive in Hebrew or English, UTF-8 (with or without BOM), Windows-1255 or
+Excel's UTF-16 "Unicode text", separated by commas, semicolons or tabs. Every row gets an outcome
+(created, updated, unchanged, skipped) with the reasons, by row number; a bad row never costs a
+good one. Importing the same file twice changes nothing: a person is found again by the list's
+name and municipal id (``welfare:1234``) when the list has an id column, otherwise by phone.
+
+Only what a column gives is changed: a list without a "mobility" column leaves a resident's
+mobility need as it was. The registry's own rules (``registry.people``) decide everything else.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from config.i18n import t
+from config.languages import Language
+from config.profile import Profile
+from registry.db import utcnow
+from registry.errors import InvalidPhone, RegistryError
+from registry.models import (
+    NEED_FLAGS,
+    Authority,
+    Channel,
+    Consent,
+    ConsentGiver,
+    ConsentKind,
+    Person,
+    Source,
+    Zone,
+)
+from registry.people import (
+    ConsentGrant,
+    NeedsDetails,
+    PeopleIndex,
+    PersonDetails,
+    VolunteerDetails,
+    record_consents,
+    register_people,
+)
+from registry.phones import Phone, normalise_phone
+
+ListKind = Literal["residents", "volunteers"]
+BATCH = 1000
+MAX_BYTES = 200 * 1024 * 1024
+
+
+class ListUnreadable(RegistryError):
+    """The file as a whole cannot be read (encoding, no known header); nothing was imported."""
+
+
+class Outcome(StrEnum):
+    CREATED = "created"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Why a row was skipped, or a warning about one cell (the row was kept without it)."""
+
+    key: str  # catalog key
+    params: dict[str, str | int] = field(default_factory=dict)
+
+    def render(self, language: Language) -> str:
+        return t(language, self.key, **self.params)
+
+
+@dataclass(slots=True)
+class RowReport:
+    row: int  # line number in the file; the header is line 1
+    outcome: Outcome
+    person_id: int | None = None
+    changed: list[str] = field(default_factory=list)  # field names only, never values
+    problems: list[Problem] = field(default_factory=list)  # skip reasons
+    warnings: list[Problem] = field(default_factory=list)
+
+
+@dataclass
+class ImportReport:
+    list_name: str
+    list_version: str
+    kind: ListKind
+    encoding: str
+    delimiter: str
+    dry_run: bool
+    columns: dict[str, str]  # header as written -> field it was read as
+    ignored_columns: list[str]
+    rows: list[RowReport] = field(default_factory=list)
+
+    def count(self, outcome: Outcome) -> int:
+        return sum(1 for r in self.rows if r.outcome == outcome)
+
+    @property
+    def totals(self) -> dict[str, int]:
+        totals = {outcome.value: self.count(outcome) for outcome in Outcome}
+        totals["rows"] = len(self.rows)
+        totals["with_warnings"] = sum(1 for r in self.rows if r.warnings)
+        return totals
+
+    def problem_rows(self) -> list[RowReport]:
+        return [r for r in self.rows if r.problems or r.warnings]
+
+    def as_json(self, language: Language = Language.EN) -> dict[str, Any]:
+        """The report without personal data: row numbers, outcomes, field names and reasons."""
+        return {
+            "list": self.list_name,
+            "version": self.list_version,
+            "kind": self.kind,
+            "encoding": self.encoding,
+            "delimiter": self.delimiter,
+            "dry_run": self.dry_run,
+            "columns": self.columns,
+            "ignored_columns": self.ignored_columns,
+            "totals": self.totals,
+            "rows": [
+                {
+                    "row": r.row,
+                    "outcome": r.outcome.value,
+                    "person_id": r.person_id,
+                    "changed": r.changed,
+                    "problems": [_problem_json(p, language) for p in r.problems],
+                    "warnings": [_problem_json(p, language) for p in r.warnings],
+                }
+                for r in self.rows
+            ],
+        }
+
+
+def _problem_json(problem: Problem, language: Language) -> dict[str, Any]:
+    return {"key": problem.key, "message": problem.render(language), **problem.params}
+
+
+# -------------------------------------------------------------------------- reading the file
+
+
+@dataclass(frozen=True)
+class RawList:
+    encoding: str
+    delimiter: str
+    header: list[str]
+    records: list[tuple[int, list[str] | None]]  # (line, cells), None: a malformed record
+
+
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+# A word mixing Hebrew and Latin letters is what another 8-bit encoding (latin-1, cp1252) looks
+# like when read as Windows-1255: "José" becomes "Josי".
+_MIXED_WORD = re.compile(r"[A-Za-z][\u0590-\u05ff]|[\u0591-\u05ff][A-Za-z]")
+_LINE_BREAK = re.compile(r"\r\n|\n|\r")
+
+
+def decode(data: bytes) -> tuple[str, str]:
+    """The text and the encoding it was in: UTF-16 by its BOM, UTF-8, else Windows-1255."""
+    if data.startswith(_UTF16_BOMS):
+        try:
+            return data.decode("utf-16"), "utf-16"
+        except UnicodeDecodeError:
+            raise ListUnreadable("lists.unreadable_encoding") from None
+    try:
+        return data.decode("utf-8-sig"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    try:
+        text = data.decode("cp1255")
+    except UnicodeDecodeError:
+        raise ListUnreadable("lists.unreadable_encoding") from None
+    if _MIXED_WORD.search(text):
+        raise ListUnreadable("lists.unreadable_encoding")
+    return text, "cp1255"
+
+
+def read_list(data: bytes) -> RawList:
+    """Decode, find the delimiter, and split the file into records by line number.
+
+    Each physical line is its own record, so one unclosed quotation mark costs one row and not
+    the rest of the file; a quoted cell may still span lines when its quote closes within ten.
+    """
+    if len(data) > MAX_BYTES:
+        raise ListUnreadable("lists.too_large", megabytes=MAX_BYTES // (1024 * 1024))
+    text, encoding = decode(data)
+    if "\x00" in text:
+        raise ListUnreadable("lists.unreadable_encoding")
+    lines = _LINE_BREAK.split(text)
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines or not lines[0].strip():
+        raise ListUnreadable("lists.empty")
+    sample = "\n".join(lines[:6])  # a title line above the header has no delimiters
+    delimiter = max((";", ",", "\t"), key=lambda d: (sample.count(d), d == ","))
+    header_cells = _parse_record(lines[0], delimiter)
+    if header_cells is None:
+        raise ListUnreadable("lists.no_header")
+    records: list[tuple[int, list[str] | None]] = []
+    i = 1
+    while i < len(lines):
+        line_no, record = i + 1, lines[i]
+        i += 1
+        if record.count('"') % 2:
+            joined = record
+            for extra in range(i, min(i + 10, len(lines))):
+                joined += "\n" + lines[extra]
+                if joined.count('"') % 2 == 0:
+                    record, i = joined, extra + 1
+                    break
+        if not record.strip(delimiter + " \t"):
+            continue  # a blank line, or a spreadsheet's empty row of delimiters
+        records.append((line_no, _parse_record(record, delimiter)))
+    return RawList(encoding, "\\t" if delimiter == "\t" else delimiter, header_cells, records)
+
+
+def _parse_record(text: str, delimiter: str) -> list[str] | None:
+    if text.count('"') % 2:
+        return None
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True))
+    except csv.Error:
+        return None
+    if len(rows) != 1:
+        return None
+    return [cell.strip() for cell in rows[0]]
+
+
+# -------------------------------------------------------------------------- columns
+
+# Headers as municipal spreadsheets write them (normalised: case-folded, Hebrew geresh as an
+# apostrophe, "_" and "-" as spaces) and the field each one is.
+HEADER_ALIASES: dict[str, tuple[str, ...]] = {
+    "municipal_id": (
+        "מס' רשומה", "מספר רשומה", "מזהה", "מס' תושב", "מספר תושב", "מס'", "מספר", "קוד",
+        "municipal id", "id", "record", "record id", "record number", "ref", "reference",
+    ),
+    "first_name": ("שם פרטי", "first name", "firstname", "given name"),
+    "last_name": ("שם משפחה", "last name", "lastname", "surname", "family name"),
+    "name": ("שם", "שם מלא", "name", "full name"),
+    "phone": (
+        "טלפון", "טלפון נייד", "נייד", "טל'", "טל", "מספר טלפון", "פלאפון",
+        "phone", "mobile", "telephone", "phone number", "tel",
+    ),
+    "zone": ("שכונה", "אזור", "רובע", "ישוב", "יישוב", "zone", "neighbourhood", "neighborhood", "area", "district"),
+    "address": ("כתובת", "רחוב", "address", "street"),
+    "birth_year": ("שנת לידה", "birth year", "year of birth", "born", "תאריך לידה", "date of birth", "birth date"),
+    "language": ("שפה", "שפת אם", "שפה מועדפת", "language", "preferred language"),
+    "needs_help": ("זקוק לסיוע", "זקוק/ה לסיוע", "needs help", "at risk"),
+    "is_volunteer": ("מתנדב", "מתנדב/ת", "volunteer"),
+    "lives_alone": ("גר לבד", "גר/ה לבד", "גרה לבד", "בודד", "lives alone"),
+    "mobility": ("מוגבלות בניידות", "ניידות", "מוגבלות ניידות", "mobility", "limited mobility"),
+    "bedridden": ("מרותק למיטה", "מרותק/ת למיטה", "ריתוק למיטה", "bedridden"),
+    "powered_medical_equipment": (
+        "מכשור רפואי", "תלוי במכשור רפואי", "מכשיר רפואי", "תלות בחשמל",
+        "medical equipment", "powered medical equipment",
+    ),
+    "sight": ("לקות ראייה", "לקות ראיה", "עיוור", "sight", "visual impairment"),
+    "hearing": ("לקות שמיעה", "חירש", "hearing", "hearing impairment"),
+    "cognitive": ("לקות קוגניטיבית", "קוגניטיבי", "cognitive", "cognitive impairment"),
+    "regular_medication": ("תרופות קבועות", "תרופות", "regular medication", "medication"),
+    "young_children": ("ילדים קטנים", "ילדים", "young children", "children"),
+    "no_shelter_access": (
+        "ללא מרחב מוגן", "אין מרחב מוגן", "אין גישה למרחב מוגן", "אין ממ\"ד",
+        "no shelter access", "no shelter",
+    ),
+    "emergency_contact_name": ("איש קשר לחירום", "איש קשר", "emergency contact", "emergency contact name"),
+    "emergency_contact_phone": (
+        "טלפון איש קשר", "טלפון איש קשר לחירום", "emergency contact phone", "contact phone",
+    ),
+    "skills": ("כישורים", "מיומנויות", "תחומים", "skills"),
+    "languages": ("שפות", "שפות מדוברות", "languages", "languages spoken", "spoken languages"),
+    "has_vehicle": ("רכב", "יש רכב", "has vehicle", "vehicle", "car"),
+    "checkin_capacity": (
+        "כמה אנשים", "מספר אנשים לבדיקה", "קיבולת", "checkin capacity", "check in capacity",
+        "capacity",
+    ),
+    "available_routine": ("זמינות בשגרה", "זמין בשגרה", "available routine", "routine"),
+    "available_emergency": ("זמינות בחירום", "זמין בחירום", "available emergency", "emergency"),
+    "guardian": (
+        "שם הורה", "הורה", "אפוטרופוס", "שם הורה/אפוטרופוס", "הסכמת הורה",
+        "guardian", "guardian name", "parent",
+    ),
+}  # fmt: skip
+
+
+def normalise_header(text: str) -> str:
+    text = text.replace("\ufeff", "").translate(_HEADER_MARKS).casefold()
+    text = re.sub(r"[_\-]+", " ", text)
+    return " ".join(text.split()).strip(" :*")
+
+
+_HEADER_MARKS = str.maketrans({"\u05f3": "'", "\u05f4": '"', "\u2019": "'", "\u201d": '"'})
+_ALIAS_FIELD = {
+    normalise_header(alias): name for name, aliases in HEADER_ALIASES.items() for alias in aliases
+}
+_YES = frozenset({"כן", "yes", "y", "true", "1", "x", "v", "✓", "✔", "+", "t", "כ", "да", "نعم"})
+_NO = frozenset({"", "לא", "no", "n", "false", "0", "-", "f", "ל", "нет", "لا"})
+_LANGUAGE_WORDS: dict[str, Language] = {
+    **{language.value: language for language in Language},
+    "עברית": Language.HE, "hebrew": Language.HE, "иврит": Language.HE,
+    "ערבית": Language.AR, "arabic": Language.AR, "العربية": Language.AR, "عربي": Language.AR,
+    "אנגלית": Language.EN, "english": Language.EN,
+    "רוסית": Language.RU, "russian": Language.RU, "русский": Language.RU,
+    "אמהרית": Language.AM, "amharic": Language.AM, "አማርኛ": Language.AM,
+}  # fmt: skip
+_LIST_SEPARATORS = re.compile(r"[,;|\n]")
+NEEDS_FIELDS = (*NEED_FLAGS, "emergency_contact_name", "emergency_contact_phone")
+VOLUNTEER_FIELDS = (
+    "skills",
+    "languages",
+    "has_vehicle",
+    "checkin_capacity",
+    "available_routine",
+    "available_emergency",
+)
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which cell holds which field; the first column of a field wins."""
+
+    positions: dict[str, int]
+    named: dict[str, str]
+    ignored: list[str]
+
+    @classmethod
+    def from_header(cls, header: Sequence[str]) -> Columns:
+        positions: dict[str, int] = {}
+        named: dict[str, str] = {}
+        ignored: list[str] = []
+        for position, title in enumerate(header):
+            name = _ALIAS_FIELD.get(normalise_header(title))
+            if name is None or name in positions:
+                if title.strip():
+                    ignored.append(title.strip())
+                continue
+            positions[name] = position
+            named[title.strip()] = name
+        if not positions:
+            raise ListUnreadable("lists.no_header")
+        if "name" not in positions and "first_name" not in positions:
+            raise ListUnreadable("lists.missing_name_column")
+        if "phone" not in positions and "municipal_id" not in positions:
+            raise ListUnreadable("lists.missing_key_column")
+        return cls(positions, named, ignored)
+
+    def has(self, name: str) -> bool:
+        return name in self.positions
+
+    def title(self, name: str) -> str:
+        return next(title for title, field_name in self.named.items() if field_name == name)
+
+
+def _find_header(raw: RawList) -> tuple[RawList, Columns]:
+    """The header is the first line, or the first known one of the next few: spreadsheets often
+    open with a title line ("רשימת תושבים — נובמבר") or an empty row."""
+    candidates: list[tuple[int, list[str] | None]] = [(1, raw.header), *raw.records[:5]]
+    for skipped, (_, cells) in enumerate(candidates):
+        if cells is None:
+            continue
+        try:
+            columns = Columns.from_header(cells)
+        except ListUnreadable as refused:
+            if refused.key == "lists.no_header":
+                continue
+            raise
+        return replace(raw, header=cells, records=raw.records[skipped:]), columns
+    raise ListUnreadable("lists.no_header")
+
+
+# -------------------------------------------------------------------------- rows
+
+
+@dataclass
+class ParsedRow:
+    line: int
+    cells: dict[str, str]
+    report: RowReport
+    name: str = ""
+    phone: Phone | None = None
+    ref: str | None = None
+    zone: Zone | None = None
+    birth_year: int | None = None
+    language: Language | None = None
+    needs_help: bool = False
+    volunteer: bool = False
+    flags: dict[str, bool] = field(default_factory=dict)
+    contact_name: str | None = None
+    contact_phone: str | None = None
+    skills: tuple[str, ...] | None = None
+    languages: tuple[str, ...] | None = None
+    has_vehicle: bool | None = None
+    capacity: int | None = None
+    available_routine: bool | None = None
+    available_emergency: bool | None = None
+    guardian: str | None = None
+
+
+class _Vocabulary:
+    """The profile's zones and skills by every name a list may use for them."""
+
+    def __init__(self, session: Session, profile: Profile, authority: Authority) -> None:
+        zones = {
+            z.code: z
+            for z in session.scalars(select(Zone).where(Zone.authority_id == authority.id))
+        }
+        self.zones: dict[str, Zone] = {}
+        for zone_profile in profile.authority(authority.code).zones:
+            zone = zones.get(zone_profile.code)
+            if zone is None:
+                continue
+            for word in (zone_profile.code, *zone_profile.names.model_dump().values()):
+                self.zones[normalise_header(word)] = zone
+        self.skills: dict[str, str] = {}
+        for skill in profile.skills:
+            for word in (skill.code, *skill.names.model_dump().values()):
+                self.skills[normalise_header(word)] = skill.code
+
+
+def _parse_rows(
+    raw: RawList,
+    columns: Columns,
+    vocabulary: _Vocabulary,
+    *,
+    kind: ListKind,
+    list_name: str,
+    region: str,
+    year: int,
+) -> list[ParsedRow]:
+    parsed: list[ParsedRow] = []
+    seen_refs: dict[str, int] = {}
+    seen_phones: dict[str, int] = {}
+    width = len(raw.header)
+    for line, cells in raw.records:
+        report = RowReport(row=line, outcome=Outcome.SKIPPED)
+        if cells is None:
+            report.problems.append(Problem("lists.row_quotes"))
+            parsed.append(ParsedRow(line, {}, report))
+            continue
+        while len(cells) > width and not cells[-1]:
+            cells.pop()  # trailing empty cells a spreadsheet adds
+        if len(cells) != width:
+            report.problems.append(
+                Problem("lists.row_cells", {"found": len(cells), "expected": width})
+            )
+            parsed.append(ParsedRow(line, {}, report))
+            continue
+        values = {name: cells[position] for name, position in columns.positions.items()}
+        row = ParsedRow(line, values, report)
+        _read_row(
+            row, columns, vocabulary, kind=kind, list_name=list_name, region=region, year=year
+        )
+        if not report.problems:
+            for key, seen, problem in (
+                (row.ref, seen_refs, "lists.duplicate_id"),
+                (row.phone.e164 if row.phone else None, seen_phones, "lists.duplicate_phone"),
+            ):
+                if key is None:
+                    continue
+                if key in seen:
+                    report.problems.append(Problem(problem, {"first": seen[key]}))
+                    break
+            else:
+                if row.ref:
+                    seen_refs[row.ref] = line
+                if row.phone:
+                    seen_phones[row.phone.e164] = line
+        parsed.append(row)
+    return parsed
+
+
+def _read_row(
+    row: ParsedRow,
+    columns: Columns,
+    vocabulary: _Vocabulary,
+    *,
+    kind: ListKind,
+    list_name: str,
+    region: str,
+    year: int,
+) -> None:
+    cells, problems, warnings = row.cells, row.report.problems, row.report.warnings
+
+    def yes_no(name: str) -> bool:
+        value = cells.get(name, "").casefold()
+        if value in _YES:
+            return True
+        if value not in _NO:
+            warnings.append(Problem("lists.not_yes_no", {"column": columns.title(name)}))
+        return False
+
+    name = cells.get("name") or " ".join(
+        part for part in (cells.get("first_name", ""), cells.get("last_name", "")) if part
+    )
+    if not name.strip():
+        problems.append(Problem("lists.name_missing"))
+    row.name = name
+
+    municipal_id = cells.get("municipal_id", "")
+    if municipal_id:
+        # A reference exported by Hosen ("welfare:1234") is used as it is.
+        row.ref = municipal_id if ":" in municipal_id else f"{list_name}:{municipal_id}"
+        if len(row.ref) > 80:
+            problems.append(Problem("lists.id_too_long"))
+
+    phone_text = cells.get("phone", "")
+    if phone_text:
+        try:
+            row.phone = normalise_phone(phone_text, region=region)
+        except InvalidPhone:
+            problems.append(Problem("lists.phone_invalid", {"column": columns.title("phone")}))
+    elif row.ref:
+        warnings.append(Problem("lists.phone_missing"))
+    else:
+        problems.append(Problem("lists.no_key"))
+
+    zone_text = cells.get("zone", "")
+    if zone_text:
+        zone = vocabulary.zones.get(normalise_header(zone_text))
+        if zone is None:
+            problems.append(Problem("zone.unknown", {"zone": zone_text[:60]}))
+        row.zone = zone
+
+    birth = cells.get("birth_year", "")
+    if birth:
+        found = re.findall(r"(?<!\d)(1[89]\d\d|20\d\d)(?!\d)", birth)
+        if len(found) == 1 and 1900 <= int(found[0]) <= year:
+            row.birth_year = int(found[0])
+        else:
+            warnings.append(
+                Problem("lists.birth_year_invalid", {"column": columns.title("birth_year")})
+            )
+
+    language = cells.get("language", "")
+    if language:
+        row.language = _LANGUAGE_WORDS.get(normalise_header(language))
+        if row.language is None:
+            warnings.append(
+                Problem("lists.language_unknown", {"column": columns.title("language")})
+            )
+
+    row.needs_help = yes_no("needs_help") if columns.has("needs_help") else kind == "residents"
+    row.volunteer = yes_no("is_volunteer") if columns.has("is_volunteer") else kind == "volunteers"
+    if row.needs_help:
+        row.flags = {flag: yes_no(flag) for flag in NEED_FLAGS if columns.has(flag)}
+        contact = cells.get("emergency_contact_name", "")
+        row.contact_name = contact or None
+        contact_phone = cells.get("emergency_contact_phone", "")
+        if contact_phone:
+            try:
+                row.contact_phone = normalise_phone(contact_phone, region=region).e164
+            except InvalidPhone:
+                warnings.append(Problem("lists.contact_phone_invalid"))
+    if row.volunteer:
+        if columns.has("skills"):
+            skills = []
+            for word in _LIST_SEPARATORS.split(cells["skills"]):
+                if not word.strip():
+                    continue
+                code = vocabulary.skills.get(normalise_header(word))
+                if code is None:
+                    warnings.append(Problem("lists.skill_unknown", {"skill": word.strip()[:40]}))
+                else:
+                    skills.append(code)
+            row.skills = tuple(skills)
+        if columns.has("languages"):
+            spoken = []
+            for word in _LIST_SEPARATORS.split(cells["languages"]):
+                if not word.strip():
+                    continue
+                found_language = _LANGUAGE_WORDS.get(normalise_header(word))
+                if found_language is None:
+                    warnings.append(
+                        Problem("lists.language_unknown", {"column": columns.title("languages")})
+                    )
+                else:
+                    spoken.append(found_language.value)
+            row.languages = tuple(spoken)
+        for attr in ("has_vehicle", "available_routine", "available_emergency"):
+            if columns.has(attr):
+                setattr(row, attr, yes_no(attr))
+        capacity = cells.get("checkin_capacity", "")
+        if capacity:
+            if capacity.isdigit() and 1 <= int(capacity) <= 6:
+                row.capacity = int(capacity)
+            else:
+                warnings.append(
+                    Problem("lists.capacity_invalid", {"column": columns.title("checkin_capacity")})
+                )
+        row.guardian = cells.get("guardian") or None
+
+
+# -------------------------------------------------------------------------- importing
+
+
+def import_list(
+    session: Session,
+    *,
+    data: bytes,
+    kind: ListKind,
+    authority: Authority,
+    profile: Profile,
+    list_name: str,
+    list_version: str,
+    region: str = "IL",
+    actor: str = "import",
+    dry_run: bool = False,
+    now: datetime | None = None,
+) -> ImportReport:
+    """Import one municipal list into ``authority``. Does not commit: for a dry run the caller
+    rolls back, so the report says exactly what the import would do.
+
+    Raises :class:`ListUnreadable` when the file as a whole cannot be read.
+    """
+    now = now or utcnow()
+    list_version = list_version[:20]  # the consent's version column
+    raw, columns = _find_header(read_list(data))
+    vocabulary = _Vocabulary(session, profile, authority)
+    rows = _parse_rows(
+        raw,
+        columns,
+        vocabulary,
+        kind=kind,
+        list_name=list_name,
+        region=region,
+        year=now.year,
+    )
+    report = ImportReport(
+        list_name=list_name,
+        list_version=list_version,
+        kind=kind,
+        encoding=raw.encoding,
+        delimiter=raw.delimiter,
+        dry_run=dry_run,
+        columns=columns.named,
+        ignored_columns=columns.ignored,
+        rows=[row.report for row in rows],
+    )
+    valid = [row for row in rows if not row.report.problems]
+    for start in range(0, len(valid), BATCH):
+        _import_batch(
+            session,
+            valid[start : start + BATCH],
+            columns,
+            kind=kind,
+            authority=authority,
+            list_name=list_name,
+            list_version=list_version,
+            actor=actor,
+            now=now,
+        )
+    return report
+
+
+def _import_batch(
+    session: Session,
+    rows: list[ParsedRow],
+    columns: Columns,
+    *,
+    kind: ListKind,
+    authority: Authority,
+    list_name: str,
+    list_version: str,
+    actor: str,
+    now: datetime,
+) -> None:
+    keys = [PersonDetails(phone=row.phone, external_ref=row.ref) for row in rows]
+    index = PeopleIndex.load(session, authority=authority, details=keys)
+    batch = []
+    for row, key in zip(rows, keys, strict=True):
+        existing = index.matches(key)
+        batch.append(_details(row, existing[0] if existing else None))
+    registrations = register_people(
+        session,
+        authority=authority,
+        batch=batch,
+        source=Source.IMPORT,
+        actor=actor,
+        now=now,
+        index=index,
+    )
+    changed_people = [
+        (row, registration.person)
+        for row, registration in zip(rows, registrations, strict=True)
+        if registration.created or registration.changed
+    ]
+    consents = _existing_consents(session, [person.id for _, person in changed_people])
+    for row, registration in zip(rows, registrations, strict=True):
+        row.report.person_id = registration.person.id
+        row.report.changed = registration.changed
+        row.report.outcome = (
+            Outcome.CREATED
+            if registration.created
+            else Outcome.UPDATED
+            if registration.changed
+            else Outcome.UNCHANGED
+        )
+    grants: list[ConsentGrant] = []
+    for row, person in changed_people:
+        # The list is the basis the municipality holds these data on: record it as a staff
+        # consent with the list's name and version, once per version.
+        wanted = [ConsentKind.REGISTRATION]
+        if row.needs_help:
+            wanted.append(ConsentKind.HEALTH_DATA)
+        text = t(person.language, "lists.consent_text", list=list_name, version=list_version)
+        grants.extend(
+            ConsentGrant(
+                person_id=person.id,
+                kind=consent_kind,
+                version=list_version,
+                language=person.language,
+                text=text,
+                channel=Source.IMPORT,
+                given_by=ConsentGiver.STAFF,
+            )
+            for consent_kind in wanted
+            if (person.id, consent_kind, list_version) not in consents
+        )
+        if row.guardian and (person.id, ConsentKind.GUARDIAN, None) not in consents:
+            grants.append(
+                ConsentGrant(
+                    person_id=person.id,
+                    kind=ConsentKind.GUARDIAN,
+                    version=list_version,
+                    language=person.language,
+                    text=t(person.language, "lists.guardian_consent_text", list=list_name),
+                    channel=Source.IMPORT,
+                    given_by=ConsentGiver.GUARDIAN,
+                    guardian_name=row.guardian,
+                )
+            )
+    record_consents(session, grants=grants, actor=actor, now=now)
+
+
+def _existing_consents(
+    session: Session, person_ids: list[int]
+) -> set[tuple[int, ConsentKind, str | None]]:
+    """(person, kind, version) of live consents, and (person, kind, None) for any version."""
+    found: set[tuple[int, ConsentKind, str | None]] = set()
+    if not person_ids:
+        return found
+    query = select(Consent.person_id, Consent.kind, Consent.version).where(
+        Consent.person_id.in_(person_ids), Consent.withdrawn_at.is_(None)
+    )
+    for person_id, kind, version in session.execute(query):
+        found.add((person_id, kind, version))
+        found.add((person_id, kind, None))
+    return found
+
+
+def _details(row: ParsedRow, existing: Person | None) -> PersonDetails:
+    """The row as details; a column the list lacks keeps what the registry already knows."""
+    needs = None
+    if row.needs_help:
+        known = existing.needs if existing is not None else None
+        values: dict[str, Any] = {
+            name: getattr(known, name) if known is not None else getattr(NeedsDetails(), name)
+            for name in NEEDS_FIELDS
+        }
+        values.update(row.flags)
+        if row.contact_name is not None:
+            values["emergency_contact_name"] = row.contact_name
+        if row.contact_phone is not None:
+            values["emergency_contact_phone"] = row.contact_phone
+        needs = NeedsDetails(**values)
+    volunteer = None
+    if row.volunteer:
+        profile = existing.volunteer if existing is not None else None
+        base: dict[str, Any] = {
+            name: getattr(profile, name)
+            if profile is not None
+            else getattr(VolunteerDetails(), name)
+            for name in VOLUNTEER_FIELDS
+        }
+        base["skills"] = tuple(base["skills"])
+        base["languages"] = tuple(base["languages"])
+        for name in VOLUNTEER_FIELDS:
+            value = getattr(row, "capacity" if name == "checkin_capacity" else name)
+            if value is not None:
+                base[name] = value
+        volunteer = VolunteerDetails(**base)
+    # What people said about themselves (their language, on Telegram or SMS) wins over a list.
+    language = row.language
+    if existing is not None and existing.source not in (Source.IMPORT, Source.STAFF):
+        language = None
+    channel = None
+    if existing is None:
+        # A new person is reached by SMS on a mobile, else (landline, no phone) through a buddy.
+        channel = Channel.SMS if row.phone and row.phone.can_receive_sms else Channel.NONE
+    return PersonDetails(
+        name=row.name,
+        phone=row.phone,
+        language=language,
+        channel=channel,
+        birth_year=row.birth_year,
+        zone=row.zone,
+        address=row.cells.get("address") or None,
+        external_ref=row.ref,
+        volunteer=volunteer,
+        needs=needs,
+    )
+
+
+def iter_problem_lines(report: ImportReport, language: Language, limit: int) -> Iterator[str]:
+    """One line per problem row, for a terminal: "row 12: skipped: That is not a phone..."."""
+    for row in report.problem_rows()[:limit]:
+        reasons = [p.render(language) for p in row.problems] + [
+            t(language, "lists.warning", message=p.render(language)) for p in row.warnings
+        ]
+        yield f"row {row.row}: {row.outcome.value}: " + " ".join(reasons)

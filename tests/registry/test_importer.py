@@ -1,0 +1,340 @@
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from config.languages import Language
+from config.profile import Profile
+from registry.importer import (
+    HEADER_ALIASES,
+    ListUnreadable,
+    Outcome,
+    decode,
+    import_list,
+    normalise_header,
+    read_list,
+)
+from registry.models import (
+    AuditEntry,
+    Authority,
+    Channel,
+    Consent,
+    ConsentGiver,
+    ConsentKind,
+    Person,
+    PhoneKind,
+    Source,
+)
+from registry.people import PersonDetails, register_person
+from registry.phones import normalise_phone
+from registry.synthetic import generate_town, write_municipal_csv
+
+HE_HEADER = "מס' רשומה,שם פרטי,שם משפחה,טלפון,שכונה,כתובת,שנת לידה,שפה,גר לבד,מכשור רפואי"
+EN_HEADER = "municipal id,first name,last name,phone,zone,address,birth year,language,lives alone,medical equipment"
+
+
+def count(session: Session, model: type) -> int:
+    return session.scalar(select(func.count()).select_from(model)) or 0
+
+
+def run(
+    session: Session,
+    authority: Authority,
+    profile: Profile,
+    data: bytes,
+    kind: str = "residents",
+    version: str = "v1",
+) -> tuple[dict[int, tuple[Outcome, list[str]]], dict[str, int]]:
+    report = import_list(
+        session,
+        data=data,
+        kind=kind,  # type: ignore[arg-type]
+        authority=authority,
+        profile=profile,
+        list_name="welfare",
+        list_version=version,
+    )
+    session.commit()
+    rows = {
+        r.row: (r.outcome, [p.key for p in r.problems] + [w.key for w in r.warnings])
+        for r in report.rows
+    }
+    return rows, report.totals
+
+
+@dataclass
+class Case:
+    name: str
+    data: bytes
+    outcomes: dict[int, tuple[Outcome, list[str]]]
+    people: int
+    encoding: str = "utf-8"
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+C, S = Outcome.CREATED, Outcome.SKIPPED
+CASES = [
+    Case(
+        "hebrew headers in windows-1255, zones by hebrew name",
+        (
+            HE_HEADER
+            + "\n1,רחל,כהן,052-5551267,מרכז העיר,הרצל 3,1940,עברית,כן,\n"
+            + "2,יוסף,לוי,08-6851234,נווה רימונים,הרימון 4,1936,עברית,,כן\n"
+        ).encode("cp1255"),
+        {2: (C, []), 3: (C, [])},
+        2,
+        encoding="cp1255",
+    ),
+    Case(
+        "english headers in utf-8 with BOM, semicolons, zones by code and english name",
+        (
+            EN_HEADER.replace(",", ";")
+            + "\r\n7;Olga;Иванова;+972 52 555 1234;kt-center;Herzl 5;1950;Russian;yes;no\r\n"
+            + "8;Abebe;Tadesse;0545551234;Neve Rimonim;;1961;am;no;yes\r\n"
+        ).encode("utf-8-sig"),
+        {2: (C, []), 3: (C, [])},
+        2,
+    ),
+    Case(
+        "tab separated",
+        (
+            EN_HEADER.replace(",", "\t") + "\n9\tSara\tLevi\t052-5551235\tkt-north\t\t\t\t\t\n"
+        ).encode(),
+        {2: (C, [])},
+        1,
+    ),
+    Case(
+        "malformed rows cost only themselves",
+        (
+            EN_HEADER
+            + "\n1,Ann,Cohen,052-5551267,kt-center\n"  # too few cells
+            + '2,"Ben,Levi,052-5551268,kt-center,,,,,\n'  # an unclosed quote
+            + "3,Dan,Peretz,052-5551269,kt-center,,,,,,extra\n"  # too many cells
+            + "4,Eli,Amar,052-5551270,kt-center,,,,,\n"
+            + ",,,,,,,,,\n"  # an empty spreadsheet row: not a row at all
+        ).encode(),
+        {
+            2: (S, ["lists.row_cells"]),
+            3: (S, ["lists.row_quotes"]),
+            4: (S, ["lists.row_cells"]),
+            5: (C, []),
+        },
+        1,
+    ),
+    Case(
+        "invalid phones, unknown zones, missing names, duplicates",
+        (
+            EN_HEADER
+            + "\n1,Ann,Cohen,12345,kt-center,,,,,\n"
+            + "2,Ben,Levi,052-5551268,Atlantis,,,,,\n"
+            + "3,,,052-5551269,kt-center,,,,,\n"
+            + "4,Dan,Amar,052-5551270,kt-center,,,,,\n"
+            + "4,Dan,Amar,052-5551271,kt-center,,,,,\n"
+            + "5,Eve,Amar,052-5551270,kt-center,,,,,\n"
+            + ",Fay,Tal,,kt-center,,,,,\n"
+            + "6,Gil,Dor,,kt-center,,1888,Klingon,maybe,\n"
+            + "7,Hila,Bar,052-5551272,kt-center,,,,,\n"
+        ).encode(),
+        {
+            2: (S, ["lists.phone_invalid"]),
+            3: (S, ["zone.unknown"]),
+            4: (S, ["lists.name_missing"]),
+            5: (C, []),
+            6: (S, ["lists.duplicate_id"]),
+            7: (S, ["lists.duplicate_phone"]),
+            8: (S, ["lists.no_key"]),
+            9: (
+                C,
+                [
+                    "lists.phone_missing",
+                    "lists.birth_year_invalid",
+                    "lists.language_unknown",
+                    "lists.not_yes_no",
+                ],
+            ),
+            10: (C, []),
+        },
+        3,
+    ),
+    Case(
+        "a title line above the header",
+        (
+            "רשימת תושבים — נובמבר 2026\n"
+            + EN_HEADER.replace(",", ";")
+            + "\n1;Ann;Cohen;052-5551267;kt-center;;;;;\n"
+        ).encode(),
+        {3: (C, [])},
+        1,
+    ),
+    Case(
+        "a quoted cell spanning two lines",
+        (EN_HEADER + '\n1,Ann,Cohen,052-5551267,kt-center,"Herzl 3\nflat 2",,,,\n').encode(),
+        {2: (C, [])},
+        1,
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_list_cases(case: Case, session: Session, authority: Authority, profile: Profile) -> None:
+    rows, totals = run(session, authority, profile, case.data)
+    assert rows == case.outcomes
+    assert count(session, Person) == case.people == totals["created"]
+    assert decode(case.data)[1] == case.encoding
+
+    again, totals = run(session, authority, profile, case.data)
+    assert totals["created"] == totals["updated"] == 0
+    assert {outcome for outcome, _ in again.values()} <= {Outcome.UNCHANGED, Outcome.SKIPPED}
+    assert count(session, Person) == case.people
+
+
+def test_values_are_read_as_the_registry_holds_them(
+    session: Session, authority: Authority, profile: Profile
+) -> None:
+    data = (
+        HE_HEADER
+        + ",איש קשר לחירום,טלפון איש קשר\n"
+        + "17,רחל,כהן,052-5551267,מרכז העיר,הרצל 3,12/03/1940,רוסית,כן,,משה כהן,052-7654321\n"
+        + "18,יוסף,לוי,08-6851234,kt-north,,,,,כן,,\n"
+    ).encode("cp1255")
+    run(session, authority, profile, data)
+    rachel = session.scalars(select(Person).where(Person.external_ref == "welfare:17")).one()
+    assert rachel.name == "רחל כהן" and rachel.phone == "+972525551267"
+    assert rachel.birth_year == 1940 and rachel.language == Language.RU
+    assert rachel.channel == Channel.SMS and rachel.source == Source.IMPORT
+    assert rachel.needs_help and rachel.needs is not None
+    assert rachel.needs.flags() == ["lives_alone"]
+    assert rachel.needs.emergency_contact_phone == "+972527654321"
+    yosef = session.scalars(select(Person).where(Person.external_ref == "welfare:18")).one()
+    assert yosef.phone_kind == PhoneKind.LANDLINE and yosef.channel == Channel.NONE
+    assert yosef.needs is not None and yosef.needs.powered_medical_equipment
+    consents = session.scalars(select(Consent).where(Consent.person_id == rachel.id)).all()
+    assert {(c.kind, c.given_by, c.version) for c in consents} == {
+        (ConsentKind.REGISTRATION, ConsentGiver.STAFF, "v1"),
+        (ConsentKind.HEALTH_DATA, ConsentGiver.STAFF, "v1"),
+    }
+    assert "welfare" in consents[0].text
+
+
+def test_a_column_the_list_lacks_keeps_what_is_known(
+    session: Session, authority: Authority, profile: Profile
+) -> None:
+    full = (HE_HEADER + "\n1,רחל,כהן,052-5551267,מרכז העיר,,1940,,כן,כן\n").encode()
+    run(session, authority, profile, full)
+    partial = "מס' רשומה,שם פרטי,שם משפחה,טלפון,גר לבד\n1,רחל,כהן,052-5551267,\n".encode()
+    _rows, totals = run(session, authority, profile, partial, version="v2")
+    assert totals["updated"] == 1
+    person = session.scalars(select(Person)).one()
+    assert person.needs is not None
+    assert person.needs.flags() == ["powered_medical_equipment"]  # lives alone: cleared
+    assert person.birth_year == 1940
+    versions = session.scalars(select(Consent.version).where(Consent.person_id == person.id))
+    assert sorted(versions) == ["v1", "v1", "v2", "v2"]
+
+
+def test_self_registered_people_keep_their_language_and_channel(
+    session: Session, authority: Authority, profile: Profile
+) -> None:
+    register_person(
+        session,
+        authority=authority,
+        details=PersonDetails(
+            name="Olga",
+            phone=normalise_phone("052-5551267", region="IL"),
+            telegram_chat_id=555,
+            language=Language.RU,
+            channel=Channel.TELEGRAM,
+        ),
+        source=Source.TELEGRAM,
+        actor="bot",
+    )
+    session.commit()
+    rows, _totals = run(
+        session, authority, profile, (HE_HEADER + "\n1,אולגה,,052-5551267,,,,עברית,כן,\n").encode()
+    )
+    assert rows[2][0] == Outcome.UPDATED
+    person = session.scalars(select(Person)).one()
+    assert person.language == Language.RU and person.channel == Channel.TELEGRAM
+    assert person.external_ref == "welfare:1" and person.needs_help
+
+
+def test_volunteer_list_with_skills_and_a_minors_guardian(
+    session: Session, authority: Authority, profile: Profile
+) -> None:
+    data = (
+        "שם פרטי,שם משפחה,טלפון,שכונה,שנת לידה,כישורים,שפות,רכב,כמה אנשים,שם הורה\n"
+        'נועה,לוי,052-5551267,kt-center,2010,"עזרה ראשונה, Driving, juggling","עברית, en",לא,2,דנה לוי\n'
+        "משה,כהן,052-5551268,kt-center,1980,logistics,,כן,9,\n"
+    ).encode()
+    rows, _ = run(session, authority, profile, data, kind="volunteers")
+    assert rows[2] == (Outcome.CREATED, ["lists.skill_unknown"])
+    assert rows[3] == (Outcome.CREATED, ["lists.capacity_invalid"])
+    noa = session.scalars(select(Person).where(Person.phone == "+972525551267")).one()
+    assert noa.is_volunteer and not noa.needs_help and noa.volunteer is not None
+    assert noa.volunteer.skills == ["driving", "first_aid"]
+    assert noa.volunteer.languages == ["en", "he"] and noa.volunteer.checkin_capacity == 2
+    guardian = session.scalars(
+        select(Consent).where(Consent.person_id == noa.id, Consent.kind == ConsentKind.GUARDIAN)
+    ).one()
+    assert guardian.guardian_name == "דנה לוי" and guardian.given_by == ConsentGiver.GUARDIAN
+    moshe = session.scalars(select(Person).where(Person.phone == "+972525551268")).one()
+    assert moshe.volunteer is not None and moshe.volunteer.has_vehicle
+
+
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [
+        ("name,phone\nJosé,052-5551267\n".encode("latin-1"), "lists.unreadable_encoding"),
+        ("name,phone\nMüller,052-5551267\n".encode("latin-1"), "lists.unreadable_encoding"),
+        (b"", "lists.empty"),
+        (b"colour,flavour\nred,sweet\n", "lists.no_header"),
+        (b"phone,zone\n052-5551267,kt-center\n", "lists.missing_name_column"),
+        (b"name,zone\nAnn,kt-center\n", "lists.missing_key_column"),
+    ],
+)
+def test_a_file_that_cannot_be_read_is_refused_clearly(
+    data: bytes, key: str, session: Session, authority: Authority, profile: Profile
+) -> None:
+    with pytest.raises(ListUnreadable) as raised:
+        run(session, authority, profile, data)
+    assert raised.value.key == key
+    assert "\n" not in raised.value.render(Language.HE)
+    assert count(session, Person) == 0
+
+
+def test_excel_unicode_text_is_utf16_with_tabs() -> None:
+    text = "שם\tטלפון\nרחל\t052-5551267\n"
+    raw = read_list(text.encode("utf-16"))
+    assert raw.encoding == "utf-16" and raw.delimiter == "\\t"
+    assert raw.records == [(2, ["רחל", "052-5551267"])]
+
+
+def test_every_alias_names_one_field() -> None:
+    seen: dict[str, str] = {}
+    for name, aliases in HEADER_ALIASES.items():
+        for alias in aliases:
+            key = normalise_header(alias)
+            assert seen.setdefault(key, name) == name, alias
+    assert normalise_header("\ufeffמס׳ רשומה:") == normalise_header("מס' רשומה")
+    assert normalise_header("First_Name") == "first name"
+
+
+def test_a_synthetic_welfare_list_imports_whole_and_twice_changes_nothing(
+    session: Session, authority: Authority, profile: Profile, tmp_path: Path
+) -> None:
+    town = generate_town(profile, size=1200, seed=5, year=2026)
+    path = tmp_path / "welfare.csv"
+    written = write_municipal_csv(town, path, "residents", profile=profile, encoding="cp1255")
+    _, totals = run(session, authority, profile, path.read_bytes())
+    assert totals["created"] == written and totals["skipped"] == 0
+    assert totals["with_warnings"] == 0
+    audits = count(session, AuditEntry)
+    consents = count(session, Consent)
+
+    _rows, totals = run(session, authority, profile, path.read_bytes())
+    assert totals["unchanged"] == written
+    assert count(session, AuditEntry) == audits and count(session, Consent) == consents
