@@ -194,22 +194,24 @@ def greedy_baseline(
         residents, pool, (), set(), (), {}, core.BuddyRules(year=NOW.year, reach_m=reach)
     )
     area = Neighbourhood(problem.places_r, problem.places_v, speaks=problem.speaks, reach_m=reach)
-    pairs = area.pairs(np.arange(len(residents), dtype=np.int64), problem.needs_language, None)
-    order = np.lexsort((pairs.distance_m, pairs.resident))
-    res, vol, dist = pairs.resident[order], pairs.volunteer[order], pairs.distance_m[order]
-    starts = np.searchsorted(res, np.arange(len(residents) + 1))
     room = problem.room.copy()
     covered = weighted = total = 0
-    for r in sorted(
-        range(len(residents)), key=lambda i: (-int(problem.weight[i]), residents[i].id)
-    ):
-        for k in range(starts[r], starts[r + 1]):
-            if room[vol[k]] > 0:
-                room[vol[k]] -= 1
-                covered += 1
-                weighted += int(problem.weight[r])
-                total += int(dist[k])
-                break
+    order = sorted(range(len(residents)), key=lambda i: (-int(problem.weight[i]), residents[i].id))
+    # Full lists, a thousand residents at a time (all at once would hold ~80 million pairs).
+    for start in range(0, len(order), 1000):
+        chunk = np.array(order[start : start + 1000], dtype=np.int64)
+        pairs = area.pairs(chunk, problem.needs_language, None)
+        by = np.lexsort((pairs.distance_m, pairs.resident))
+        res, vol, dist = pairs.resident[by], pairs.volunteer[by], pairs.distance_m[by]
+        for r in chunk.tolist():
+            lo, hi = np.searchsorted(res, r), np.searchsorted(res, r, side="right")
+            for k in range(lo, hi):
+                if room[vol[k]] > 0:
+                    room[vol[k]] -= 1
+                    covered += 1
+                    weighted += int(problem.weight[r])
+                    total += int(dist[k])
+                    break
     return {"covered": covered, "distance_m": total, "weighted": weighted}
 
 
@@ -236,7 +238,7 @@ def compare_solvers(
     scale = flow.coverage_scale(
         path_arcs=2 * min(n_r, n_v) + 2, spread=int(pairs.distance_m.max()) + rules.keep_bonus_m
     )
-    arc_cost = pairs.distance_m - scale * core.PRIMARY_FACTOR * problem.weight[pairs.resident]
+    arc_cost = pairs.distance_m - scale * problem.weight[pairs.resident]
 
     t0 = time.perf_counter()
     smcf = min_cost_flow.SimpleMinCostFlow()

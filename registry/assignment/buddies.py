@@ -15,10 +15,14 @@ Pure core: plain dataclasses in, a plan out; no database. The rules (issue 4):
 * graver needs first: :func:`priority` weighs powered medical equipment, bedridden, and living
   alone at an old age.
 
-Optimal, not greedy: one min-cost flow (see :mod:`registry.assignment.flow`) first maximises the
-priority-weighted number of residents with a buddy, then the number with a backup, then minimises
-the total walking distance. Every primary unit outweighs every backup unit, so a backup is never
-bought with someone's primary. Stable: a current pair earns a bonus of ``keep_bonus_m`` metres, so
+Optimal, not greedy, in two stages. Primaries: one min-cost flow (see
+:mod:`registry.assignment.flow`) maximises the priority-weighted number of residents with a
+buddy, then minimises their total walking. Backups: a second flow does the same for the residents
+who have one buddy, from the room left, never with the same volunteer twice; a backup is never
+bought with someone's primary. Candidate lists are cut to the nearest few per resident (k-d
+trees), and an augmenting-path search over the full lists (:func:`_augmenting_pairs`) adds the
+pairs the cut would have cost, so coverage is the maximum over *all* pairs within reach; walking
+is optimal over the candidate lists. Stable: a current pair earns a bonus of ``keep_bonus_m`` metres, so
 it is broken only to cover someone more or to save more than that much walking; a pinned pair is
 not re-decided at all. Explained: every resident left without a buddy gets a reason, and the gaps
 are summed per zone into what recruitment would close them.
@@ -364,10 +368,12 @@ def _stage(
     chosen = _flow(problem, pairs_found, rules, bonus)
     widened = 0
     full_lists: dict[int, list[tuple[int, int, bool]]] = {}  # shared by every round
-    # Primaries: always the full search. Backups: full lists for towns of some ten thousand
-    # people, candidate lists for the inner hops beyond (their search would dominate the run).
+    # Primaries: always the full search. Backups ("where volunteers suffice"): the full search
+    # in towns of some ten thousand people; beyond, backups are optimal over the candidate lists
+    # (most residents can have none there, and searching for each would dominate the run).
     exact = primaries or len(wanted) * len(problem.volunteers) <= _EXACT_SEARCH_PAIRS
-    for _ in range(_MAX_WIDENING_ROUNDS if rules.candidate_limit is not None else 0):
+    rounds = _MAX_WIDENING_ROUNDS if rules.candidate_limit is not None and exact else 0
+    for _ in range(rounds):
         # Augmenting paths alone first (so the lists hold a largest matching), then exchanges.
         hint = None if exact else pairs_found
         searching = time.perf_counter()

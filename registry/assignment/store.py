@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from config.profile import Profile
@@ -40,6 +40,7 @@ from registry.assignment.roles import (
     Scope,
     plan_roles,
 )
+from registry.bulk import bulk_insert
 from registry.db import utcnow
 from registry.errors import RegistryError
 from registry.models import (
@@ -352,16 +353,17 @@ def write(
     change_rows += _write_buddies(
         session, registry, result.buddies.changes, result.buddies, run.id, now
     )
-    changes: list[Change] = []
-    if change_rows:
-        inserted = session.execute(
-            insert(AssignmentChange).returning(
-                AssignmentChange.id, AssignmentChange.kind, AssignmentChange.action,
-                AssignmentChange.assignment_id, AssignmentChange.volunteer_id,
-            ),
-            change_rows,
-        ).all()  # fmt: skip
-        changes = [Change(*row) for row in inserted]
+    ids = bulk_insert(session, AssignmentChange, change_rows, return_ids=True)
+    changes = [
+        Change(
+            i,
+            str(row["kind"]),
+            str(row["action"]),
+            int(row["assignment_id"]),
+            int(row["volunteer_id"]),
+        )
+        for i, row in zip(ids, change_rows, strict=True)
+    ]
     counts: dict[str, int] = defaultdict(int)
     for c in changes:
         counts[f"{c.kind}_{c.action}"] += 1
@@ -425,21 +427,20 @@ def _write_buddies(
         ]
     if new:
         distance = {(b.resident_id, b.volunteer_id): b.distance_m for b in plan_.pairs}
-        inserted = session.execute(
-            insert(BuddyAssignment).returning(
-                BuddyAssignment.id, BuddyAssignment.volunteer_id
-            ),
-            [
-                {
-                    "resident_id": c.resident_id, "volunteer_id": c.volunteer_id, "rank": c.rank,
-                    "status": AssignmentStatus.PROPOSED, "pinned": False,
-                    "distance_m": distance.get((c.resident_id, c.volunteer_id)),
-                    "created_at": now, "updated_at": now,
-                }
-                for c in new
-            ],
-        ).all()  # fmt: skip
-        rows += [_change_row(run_id, "buddy", "new", i, v, None) for i, v in inserted]
+        new_rows = [
+            {
+                "resident_id": c.resident_id, "volunteer_id": c.volunteer_id, "rank": c.rank,
+                "status": AssignmentStatus.PROPOSED, "pinned": False,
+                "distance_m": distance.get((c.resident_id, c.volunteer_id)),
+                "created_at": now, "updated_at": now,
+            }
+            for c in new
+        ]  # fmt: skip
+        ids = bulk_insert(session, BuddyAssignment, new_rows, return_ids=True)
+        rows += [
+            _change_row(run_id, "buddy", "new", i, c.volunteer_id, None)
+            for i, c in zip(ids, new, strict=True)
+        ]
     return rows
 
 
@@ -459,19 +460,20 @@ def _write_roles(
         for i, c in zip(released_ids, released, strict=True)
     ]
     if new:
-        inserted = session.execute(
-            insert(RoleAssignment).returning(RoleAssignment.id, RoleAssignment.person_id),
-            [
-                {
-                    "person_id": c.holder.person_id, "authority_id": registry.authority_id,
-                    "role_code": c.holder.role_code, "zone_id": c.holder.zone_id,
-                    "shelter_id": c.holder.shelter_id, "status": AssignmentStatus.PROPOSED,
-                    "pinned": False, "created_at": now, "updated_at": now,
-                }
-                for c in new
-            ],
-        ).all()  # fmt: skip
-        rows += [_change_row(run_id, "role", "new", i, p, None) for i, p in inserted]
+        new_rows = [
+            {
+                "person_id": c.holder.person_id, "authority_id": registry.authority_id,
+                "role_code": c.holder.role_code, "zone_id": c.holder.zone_id,
+                "shelter_id": c.holder.shelter_id, "status": AssignmentStatus.PROPOSED,
+                "pinned": False, "created_at": now, "updated_at": now,
+            }
+            for c in new
+        ]  # fmt: skip
+        ids = bulk_insert(session, RoleAssignment, new_rows, return_ids=True)
+        rows += [
+            _change_row(run_id, "role", "new", i, c.holder.person_id, None)
+            for i, c in zip(ids, new, strict=True)
+        ]
     return rows
 
 
