@@ -2,5 +2,6 @@
 
 import bots.models  # noqa: F401
 import dispatch.models  # noqa: F401
+import registry.assignment.models
 import registry.models
 import registry.staff  # noqa: F401

@@ -16,7 +16,7 @@ import csv
 import io
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -197,9 +197,9 @@ def read_list(data: bytes) -> RawList:
         lines.pop()
     if not lines or not lines[0].strip():
         raise ListUnreadable("lists.empty")
-    first = lines[0]
-    delimiter = max((";", ",", "\t"), key=lambda d: (first.count(d), d == ","))
-    header_cells = _parse_record(first, delimiter)
+    sample = "\n".join(lines[:6])  # a title line above the header has no delimiters
+    delimiter = max((";", ",", "\t"), key=lambda d: (sample.count(d), d == ","))
+    header_cells = _parse_record(lines[0], delimiter)
     if header_cells is None:
         raise ListUnreadable("lists.no_header")
     records: list[tuple[int, list[str] | None]] = []
@@ -356,6 +356,23 @@ class Columns:
 
     def title(self, name: str) -> str:
         return next(title for title, field_name in self.named.items() if field_name == name)
+
+
+def _find_header(raw: RawList) -> tuple[RawList, Columns]:
+    """The header is the first line, or the first known one of the next few: spreadsheets often
+    open with a title line ("רשימת תושבים — נובמבר") or an empty row."""
+    candidates: list[tuple[int, list[str] | None]] = [(1, raw.header), *raw.records[:5]]
+    for skipped, (_, cells) in enumerate(candidates):
+        if cells is None:
+            continue
+        try:
+            columns = Columns.from_header(cells)
+        except ListUnreadable as refused:
+            if refused.key == "lists.no_header":
+                continue
+            raise
+        return replace(raw, header=cells, records=raw.records[skipped:]), columns
+    raise ListUnreadable("lists.no_header")
 
 
 # -------------------------------------------------------------------------- rows
@@ -604,8 +621,7 @@ def import_list(
     """
     now = now or utcnow()
     list_version = list_version[:20]  # the consent's version column
-    raw = read_list(data)
-    columns = Columns.from_header(raw.header)
+    raw, columns = _find_header(read_list(data))
     vocabulary = _Vocabulary(session, profile, authority)
     rows = _parse_rows(
         raw,

@@ -288,6 +288,10 @@ def register_people(
     for details in batch:
         matches = index.matches(details)
         merged_from = None
+        if any(other.id is None for other in matches[1:]):
+            # Callers deduplicate a batch first (the importer does); two rows that point at a
+            # new person and an existing one cannot be merged before the new one is written.
+            raise ValueError("a batch holds two details that point at different people")
         if matches and matches[0].id is not None:
             person = matches[0]
             for other in matches[1:]:

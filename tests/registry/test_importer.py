@@ -161,6 +161,16 @@ CASES = [
         3,
     ),
     Case(
+        "a title line above the header",
+        (
+            "רשימת תושבים — נובמבר 2026\n"
+            + EN_HEADER.replace(",", ";")
+            + "\n1;Ann;Cohen;052-5551267;kt-center;;;;;\n"
+        ).encode(),
+        {3: (C, [])},
+        1,
+    ),
+    Case(
         "a quoted cell spanning two lines",
         (EN_HEADER + '\n1,Ann,Cohen,052-5551267,kt-center,"Herzl 3\nflat 2",,,,\n').encode(),
         {2: (C, [])},

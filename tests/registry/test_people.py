@@ -375,3 +375,113 @@ def test_audit_details_hold_no_personal_data(
         blob = repr(entry.detail)
         for secret in ("מרים", "052", "5551234", "הרצל", "Yossi"):
             assert secret not in blob, (entry.action, blob)
+
+
+# ---------------------------------------------------------------- the batch path (imports)
+
+
+def _phone(n: int) -> object:
+    return normalise_phone(f"052-555-{n:04d}", region="IL")
+
+
+def test_register_people_follows_register_persons_rules(
+    session: Session, directory: Directory, authority: Authority
+) -> None:
+    from registry.people import register_people
+
+    single = register_person(
+        session,
+        authority=authority,
+        details=_details(directory, authority),
+        source=Source.SMS,
+        actor="t",
+        now=NOW,
+    )
+    batch = [
+        _details(directory, authority, phone=_phone(n), external_ref=f"w:{n}", channel=None)
+        for n in range(1, 4)
+    ]
+    results = register_people(
+        session, authority=authority, batch=batch, source=Source.IMPORT, actor="t", now=NOW
+    )
+    session.commit()
+    assert [r.created for r in results] == [True, True, True]
+    assert results[0].changed == sorted([*single.changed, "external_ref"])
+    created = session.get(Person, results[0].person.id)
+    assert created is not None and created.needs is not None
+    assert created.needs.flags() == ["lives_alone", "powered_medical_equipment"]
+    assert (created.status, created.phone_kind) == (PersonStatus.ACTIVE, PhoneKind.MOBILE)
+    assert (
+        created.channel
+        == register_person(
+            session,
+            authority=authority,
+            details=_details(directory, authority, phone=_phone(9), channel=None),
+            source=Source.IMPORT,
+            actor="t",
+            now=NOW,
+        ).person.channel
+    )
+
+    again = register_people(
+        session, authority=authority, batch=batch, source=Source.IMPORT, actor="t", now=NOW
+    )
+    session.commit()
+    assert [(r.created, r.changed) for r in again] == [(False, [])] * 3
+    creations = select(func.count()).select_from(AuditEntry)
+    assert session.scalar(creations.where(AuditEntry.action == "person.create")) == 5
+
+
+def test_register_people_updates_merges_and_keeps_the_first_reference(
+    session: Session, directory: Directory, authority: Authority
+) -> None:
+    from registry.people import register_people
+
+    by_ref = register_person(
+        session,
+        authority=authority,
+        details=PersonDetails(name="A", external_ref="welfare:1"),
+        source=Source.IMPORT,
+        actor="t",
+        now=NOW,
+    ).person
+    by_phone = register_person(
+        session,
+        authority=authority,
+        details=PersonDetails(name="B", phone=PHONE, telegram_chat_id=77),
+        source=Source.TELEGRAM,
+        actor="t",
+        now=NOW,
+    ).person
+    session.commit()
+    results = register_people(
+        session,
+        authority=authority,
+        batch=[
+            PersonDetails(name="A B", phone=PHONE, external_ref="welfare:1"),
+            PersonDetails(name="C", phone=_phone(5), external_ref="volunteers:1"),
+            PersonDetails(name="C2", phone=_phone(5), external_ref="volunteers:1"),
+        ],
+        source=Source.IMPORT,
+        actor="t",
+        now=NOW,
+    )
+    session.commit()
+    assert results[0].merged_from == by_phone.id and results[0].person.id == by_ref.id
+    assert results[1].created and results[2].person is results[1].person
+    merged = session.get(Person, by_ref.id)
+    assert merged is not None and merged.telegram_chat_id == 77 and merged.name == "A B"
+    c = session.scalars(select(Person).where(Person.phone == _phone(5).e164)).one()  # type: ignore[attr-defined]
+    assert c.name == "C2"
+
+    register_person(
+        session,
+        authority=authority,
+        details=PersonDetails(phone=PHONE, external_ref="volunteers:9"),
+        source=Source.IMPORT,
+        actor="t",
+        now=NOW,
+    )
+    assert merged.external_ref == "welfare:1", (
+        "a second list's reference does not replace the first"
+    )

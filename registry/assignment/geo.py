@@ -1,0 +1,385 @@
+"""Who is within reach of whom: great-circle distances, searched with k-d trees, never densely.
+
+A town of 100,000 people has about 20,000 residents who may need help and 10,000 volunteers; the
+dense product (200 million pairs) is never built. Volunteers are put into k-d trees on a flat local
+projection, one tree per language a resident may need (and one of everybody for residents who
+speak Hebrew), and each resident asks their tree for the ``limit`` nearest volunteers within the
+walking distance. The projection is exact to well under 0.1% across a town; every pair it finds is
+then measured on the sphere and kept only if its great-circle distance is within reach.
+
+The rule (issue 4): a resident and a volunteer are within reach when their great-circle distance is
+at most the walking distance; when either has no coordinates, being in the same zone stands in for
+it, and the pair costs as much as the longest allowed walk, so that a measured nearby pair is
+always preferred to a guessed one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import numpy.typing as npt
+from scipy.spatial import cKDTree
+
+EARTH_RADIUS_M = 6_371_008.8
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+_SCREEN_SLACK = 1.01
+# A pseudo language need: volunteers who speak Hebrew and nothing else (see ``pairs``).
+HEBREW_ONLY = -1  # the projection's error is far below 1%: screen wide, then measure exactly
+
+
+def haversine_m(
+    lat1: FloatArray, lon1: FloatArray, lat2: FloatArray, lon2: FloatArray
+) -> FloatArray:
+    """Great-circle distance in metres, element-wise."""
+    p1, p2 = np.radians(lat1), np.radians(lat2)
+    dp = p2 - p1
+    dl = np.radians(lon2) - np.radians(lon1)
+    a = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
+    result: FloatArray = 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.minimum(a, 1.0)))
+    return result
+
+
+@dataclass(frozen=True)
+class Places:
+    """Where a set of people are: coordinates (NaN when unknown) and zone (-1 when unknown)."""
+
+    lat: FloatArray
+    lon: FloatArray
+    zone: IntArray
+
+    @cached_property
+    def located(self) -> BoolArray:
+        return ~(np.isnan(self.lat) | np.isnan(self.lon))
+
+    def __len__(self) -> int:
+        return len(self.zone)
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """Candidate (resident, volunteer) pairs, as indexes into the two lists."""
+
+    resident: IntArray
+    volunteer: IntArray
+    distance_m: IntArray  # metres; the fallback cost where ``measured`` is False
+    measured: BoolArray
+
+    def __len__(self) -> int:
+        return len(self.resident)
+
+    @staticmethod
+    def empty() -> Pairs:
+        none = np.zeros(0, dtype=np.int64)
+        return Pairs(none, none, none, np.zeros(0, dtype=bool))
+
+    @staticmethod
+    def join(parts: list[Pairs]) -> Pairs:
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return Pairs.empty()
+        return Pairs(
+            np.concatenate([p.resident for p in parts]),
+            np.concatenate([p.volunteer for p in parts]),
+            np.concatenate([p.distance_m for p in parts]),
+            np.concatenate([p.measured for p in parts]),
+        )
+
+    def select(self, keep: BoolArray | IntArray) -> Pairs:
+        return Pairs(
+            self.resident[keep], self.volunteer[keep], self.distance_m[keep], self.measured[keep]
+        )
+
+
+@dataclass(frozen=True)
+class Reachability:
+    """Per resident: volunteers within reach, and those of them sharing a needed language."""
+
+    in_reach: IntArray
+    eligible: IntArray
+
+
+class Neighbourhood:
+    """Search structure over one set of volunteers, reused for every resident query."""
+
+    def __init__(
+        self,
+        residents: Places,
+        volunteers: Places,
+        *,
+        speaks: IntArray,
+        reach_m: float,
+        active: BoolArray | None = None,
+    ) -> None:
+        """``active``: only these volunteers are searched (e.g. those with room left)."""
+        self.residents = residents
+        self.volunteers = volunteers
+        self.speaks = speaks
+        self.reach_m = reach_m
+        located = np.concatenate(
+            [residents.lat[residents.located], volunteers.lat[volunteers.located]]
+        )
+        self._lat0 = float(np.mean(located)) if len(located) else 0.0
+        self._rxy = self._project(residents)
+        self._vxy = self._project(volunteers)
+        self._trees: dict[int, tuple[cKDTree, IntArray] | None] = {}
+        self._zone_all: dict[int, IntArray] = {}
+        self._zone_unlocated: dict[int, IntArray] = {}
+        self._active = np.ones(len(volunteers), dtype=bool) if active is None else active
+        vol_located = volunteers.located
+        for zone in np.unique(volunteers.zone[volunteers.zone >= 0]).tolist():
+            members = np.flatnonzero((volunteers.zone == zone) & self._active)
+            self._zone_all[zone] = members
+            self._zone_unlocated[zone] = members[~vol_located[members]]
+
+    def _project(self, places: Places) -> FloatArray:
+        k = np.pi / 180 * EARTH_RADIUS_M
+        xy: FloatArray = np.column_stack(
+            [places.lon * k * np.cos(np.radians(self._lat0)), places.lat * k]
+        )
+        return xy
+
+    def _tree(self, need: int) -> tuple[cKDTree, IntArray] | None:
+        """The tree of located volunteers who can serve a resident needing language bit ``need``."""
+        if need not in self._trees:
+            ok = self.volunteers.located & self._active
+            if need == HEBREW_ONLY:
+                ok &= (self.speaks & ~1) == 0
+            elif need:
+                ok &= (self.speaks & need) != 0
+            members = np.flatnonzero(ok)
+            self._trees[need] = (cKDTree(self._vxy[members]), members) if len(members) else None
+        return self._trees[need]
+
+    def pairs(self, residents: IntArray, needs_language: IntArray, limit: int | None) -> Pairs:
+        """The ``limit`` nearest compatible volunteers in reach of each resident (all if None).
+
+        With a limit, a resident who speaks Hebrew also gets the ``limit`` nearest volunteers who
+        speak *only* Hebrew: when Russian- or Amharic-speaking residents are many, the volunteers
+        who speak their language are needed for them, and the flow needs somewhere else to send
+        their Hebrew-speaking neighbours.
+        """
+        parts = [
+            self._measured(residents, needs_language, limit),
+            self._by_zone(residents, needs_language, limit),
+        ]
+        if limit is not None:
+            hebrew = residents[needs_language[residents] == 0]
+            alternatives = np.zeros_like(needs_language)
+            alternatives[hebrew] = HEBREW_ONLY
+            parts.append(self._measured(hebrew, alternatives, limit))
+        pairs = Pairs.join(parts)
+        if limit is not None and len(pairs):
+            # Keep the nearest 2 * ``limit`` (the nearest and the Hebrew-only nearest, merged),
+            # measured pairs first at equal distance; drop duplicates.
+            order = np.lexsort((~pairs.measured, pairs.distance_m, pairs.resident))
+            pairs = pairs.select(order)
+            key = pairs.resident * max(1, len(self.volunteers)) + pairs.volunteer
+            _, unique = np.unique(key, return_index=True)
+            pairs = pairs.select(np.sort(unique))
+            first = np.searchsorted(pairs.resident, pairs.resident, side="left")
+            pairs = pairs.select((np.arange(len(pairs)) - first) < 2 * limit)
+        return pairs
+
+    def _measured(self, residents: IntArray, needs_language: IntArray, limit: int | None) -> Pairs:
+        located = residents[self.residents.located[residents]]
+        parts: list[Pairs] = []
+        for need in np.unique(needs_language[located]).tolist():
+            group = located[needs_language[located] == need]
+            found = self._tree(need)
+            if found is None or not len(group):
+                continue
+            tree, members = found
+            screen = self.reach_m * _SCREEN_SLACK
+            if limit is None:
+                lists = tree.query_ball_point(self._rxy[group], r=screen)
+                counts = np.fromiter((len(x) for x in lists), dtype=np.int64, count=len(group))
+                r_idx = np.repeat(group, counts)
+                v_pos = np.fromiter(
+                    (i for x in lists for i in x), dtype=np.int64, count=int(counts.sum())
+                )
+            else:
+                k = min(limit, len(members))
+                _, pos = tree.query(self._rxy[group], k=k, distance_upper_bound=screen)
+                pos = pos.reshape(len(group), k)
+                hit = pos < len(members)
+                r_idx = np.repeat(group, hit.sum(axis=1))
+                v_pos = pos[hit].astype(np.int64)
+            v_idx = members[v_pos]
+            dist = haversine_m(
+                self.residents.lat[r_idx], self.residents.lon[r_idx],
+                self.volunteers.lat[v_idx], self.volunteers.lon[v_idx],
+            )  # fmt: skip
+            ok = dist <= self.reach_m
+            parts.append(
+                Pairs(
+                    r_idx[ok],
+                    v_idx[ok],
+                    np.rint(dist[ok]).astype(np.int64),
+                    np.ones(int(ok.sum()), dtype=bool),
+                )
+            )
+        return Pairs.join(parts)
+
+    def _zone_pool(self, r: int) -> IntArray | None:
+        zone = int(self.residents.zone[r])
+        if zone < 0:
+            return None
+        pools = self._zone_unlocated if self.residents.located[r] else self._zone_all
+        return pools.get(zone)
+
+    def _by_zone(self, residents: IntArray, needs_language: IntArray, limit: int | None) -> Pairs:
+        """Same-zone pairs where at least one side has no coordinates, at the fallback cost."""
+        fallback = round(self.reach_m)
+        parts: list[Pairs] = []
+        for r in residents.tolist():
+            pool = self._zone_pool(r)
+            if pool is None or not len(pool):
+                continue
+            need = int(needs_language[r])
+            if need:
+                pool = pool[(self.speaks[pool] & need) != 0]
+            if limit is not None and len(pool) > limit:
+                # Spread residents over the zone's volunteers instead of piling them on a few.
+                pool = np.roll(pool, -(r % len(pool)))[:limit]
+            n = len(pool)
+            parts.append(
+                Pairs(
+                    np.full(n, r, dtype=np.int64),
+                    pool.astype(np.int64),
+                    np.full(n, fallback, dtype=np.int64),
+                    np.zeros(n, dtype=bool),
+                )
+            )
+        return Pairs.join(parts)
+
+    def nearest_residents(self, residents: IntArray, needs_language: IntArray, k: int) -> Pairs:
+        """From the volunteers' side: each active volunteer's ``k`` nearest compatible residents
+        in reach (among ``residents``). Added to the residents' own nearest lists, it keeps every
+        volunteer on somebody's list, so room at the edge of town is never out of the flow's
+        sight when the centre is crowded."""
+        located = residents[self.residents.located[residents]]
+        vols = np.flatnonzero(self.volunteers.located & self._active)
+        if not len(located) or not len(vols) or k <= 0:
+            return Pairs.empty()
+        tree = cKDTree(self._rxy[located])
+        # Ask for more than k: some of the nearest may not share a language.
+        kk = min(len(located), 2 * k)
+        _, pos = tree.query(
+            self._vxy[vols], k=kk, distance_upper_bound=self.reach_m * _SCREEN_SLACK
+        )
+        pos = pos.reshape(len(vols), kk)
+        hit = pos < len(located)
+        v_idx = np.repeat(vols, hit.sum(axis=1))
+        r_idx = located[pos[hit]]
+        need = needs_language[r_idx]
+        ok = (need == 0) | ((self.speaks[v_idx] & need) != 0)
+        v_idx, r_idx = v_idx[ok], r_idx[ok]
+        dist = haversine_m(
+            self.residents.lat[r_idx], self.residents.lon[r_idx],
+            self.volunteers.lat[v_idx], self.volunteers.lon[v_idx],
+        )  # fmt: skip
+        ok = dist <= self.reach_m
+        v_idx, r_idx, dist = v_idx[ok], r_idx[ok], dist[ok]
+        order = np.lexsort((dist, v_idx))
+        v_idx, r_idx, dist = v_idx[order], r_idx[order], dist[order]
+        first = np.searchsorted(v_idx, v_idx, side="left")
+        keep = (np.arange(len(v_idx)) - first) < k
+        return Pairs(
+            r_idx[keep], v_idx[keep], np.rint(dist[keep]).astype(np.int64),
+            np.ones(int(keep.sum()), dtype=bool),
+        )  # fmt: skip
+
+    def first_free(
+        self,
+        residents: list[int],
+        needs_language: IntArray,
+        usable: Callable[[int, int], bool],
+        k: int = 4,
+    ) -> tuple[int, int] | None:
+        """Some (resident, volunteer) in reach with ``usable`` true, asking each resident's ``k``
+        nearest active volunteers in one batch per language; None if none of those is usable
+        (the caller then searches the full lists, so nothing is missed)."""
+        rows = np.array(residents, dtype=np.int64)
+        for need in np.unique(needs_language[rows]).tolist():
+            group = rows[needs_language[rows] == need]
+            located = group[self.residents.located[group]]
+            found = self._tree(int(need))
+            if found is not None and len(located):
+                tree, members = found
+                kk = min(k, len(members))
+                _, pos = tree.query(
+                    self._rxy[located], k=kk, distance_upper_bound=self.reach_m * _SCREEN_SLACK
+                )
+                pos = pos.reshape(len(located), kk)
+                for row, r in enumerate(located.tolist()):
+                    for p in pos[row].tolist():
+                        if p >= len(members):
+                            break
+                        v = int(members[p])
+                        exact = haversine_m(
+                            self.residents.lat[r : r + 1], self.residents.lon[r : r + 1],
+                            self.volunteers.lat[v : v + 1], self.volunteers.lon[v : v + 1],
+                        )[0]  # fmt: skip
+                        if exact <= self.reach_m and usable(r, v):
+                            return r, v
+            for r in group.tolist():
+                pool = self._zone_pool(r)
+                if pool is None:
+                    continue
+                for v in pool.tolist():
+                    if (not need or self.speaks[v] & need) and usable(r, v):
+                        return r, v
+        return None
+
+    def around(self, r: int, need: int) -> tuple[list[int], list[int], list[bool]]:
+        """Every compatible volunteer within reach of one resident: (indexes, metres, measured).
+
+        The same pairs as ``pairs([r], ..., None)``, with less overhead: the augmenting-path
+        search asks this for one resident at a time.
+        """
+        volunteers: list[int] = []
+        metres: list[int] = []
+        measured: list[bool] = []
+        if self.residents.located[r]:
+            found = self._tree(need)
+            if found is not None:
+                tree, members = found
+                hits = tree.query_ball_point(self._rxy[r], r=self.reach_m * _SCREEN_SLACK)
+                if hits:
+                    v_idx = members[np.asarray(hits, dtype=np.int64)]
+                    lat_r = np.full(len(v_idx), self.residents.lat[r])
+                    lon_r = np.full(len(v_idx), self.residents.lon[r])
+                    dist = haversine_m(
+                        lat_r, lon_r, self.volunteers.lat[v_idx], self.volunteers.lon[v_idx]
+                    )
+                    ok = dist <= self.reach_m
+                    volunteers = v_idx[ok].tolist()
+                    metres = np.rint(dist[ok]).astype(np.int64).tolist()
+                    measured = [True] * len(volunteers)
+        pool = self._zone_pool(r)
+        if pool is not None and len(pool):
+            if need:
+                pool = pool[(self.speaks[pool] & need) != 0]
+            volunteers += pool.tolist()
+            metres += [round(self.reach_m)] * len(pool)
+            measured += [False] * len(pool)
+        return volunteers, metres, measured
+
+    def reachability(self, residents: IntArray, needs_language: IntArray) -> Reachability:
+        """Exact counts for a few residents (to explain why they have no buddy)."""
+        in_reach = np.zeros(len(self.residents), dtype=np.int64)
+        eligible = np.zeros(len(self.residents), dtype=np.int64)
+        if not len(residents):
+            return Reachability(in_reach, eligible)
+        anyone = self.pairs(residents, np.zeros_like(needs_language), None)
+        np.add.at(in_reach, anyone.resident, 1)
+        need = needs_language[anyone.resident]
+        ok = (need == 0) | ((self.speaks[anyone.volunteer] & need) != 0)
+        np.add.at(eligible, anyone.resident[ok], 1)
+        return Reachability(in_reach, eligible)

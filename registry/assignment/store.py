@@ -1,0 +1,675 @@
+"""The assignment engine's thin edge: load the registry in bulk, write back only what changed.
+
+Loading uses plain column selects (no ORM object per person): a town of 100,000 people is a few
+result sets. Writing touches only new, re-ranked and released rows, in bulk statements, records the
+run and each change (the dispatcher's list of volunteers to ask), and one audit entry. Like every
+service here, nothing commits: the unit of work does.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from config.profile import Profile
+from registry import audit
+from registry.assignment.buddies import (
+    Buddy,
+    BuddyChange,
+    BuddyPlan,
+    BuddyRules,
+    Coverage,
+    Resident,
+    Volunteer,
+    plan_buddies,
+)
+from registry.assignment.models import AssignmentChange, AssignmentRun
+from registry.assignment.roles import (
+    Quota,
+    RoleHolder,
+    RolePlan,
+    RoleRules,
+    RoleVolunteer,
+    Scope,
+    plan_roles,
+)
+from registry.bulk import bulk_insert
+from registry.db import utcnow
+from registry.errors import RegistryError
+from registry.models import (
+    ACTIVE_ASSIGNMENT,
+    NEED_FLAGS,
+    AssignmentStatus,
+    Authority,
+    BuddyAssignment,
+    Consent,
+    ConsentKind,
+    GroupMember,
+    Person,
+    PersonStatus,
+    ResidentNeeds,
+    RoleAssignment,
+    Shelter,
+    VolunteerProfile,
+    Zone,
+)
+
+ADULT_AGE = 18
+_CHUNK = 5000  # ids per IN (...) list: well inside SQLite's and PostgreSQL's limits
+_RANK_PARKING = 10  # a re-ranked row waits at rank + 10 so two rows can swap ranks
+
+
+@dataclass
+class Registry:
+    """What the engine needs from the database, as the core's plain dataclasses."""
+
+    authority_id: int
+    residents: list[Resident]
+    volunteers: list[Volunteer]  # role_code filled in once roles are planned
+    role_volunteers: list[RoleVolunteer]
+    quotas: list[Quota]
+    buddies: list[Buddy]
+    buddy_row: dict[tuple[int, int], int]  # (resident, volunteer) -> buddy_assignment.id
+    declined_buddies: set[tuple[int, int]]
+    roles: list[RoleHolder]
+    role_row: dict[tuple[int, str, int | None, int | None], int]
+    declined_roles: set[tuple[int, str]]
+    zone_codes: dict[int, str]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change as the dispatcher sees it: ask (or tell) this volunteer about this row."""
+
+    change_id: int
+    kind: str  # "buddy", "role"
+    action: str  # "new", "rank", "released"
+    assignment_id: int
+    volunteer_id: int
+
+
+@dataclass
+class AssignmentResult:
+    buddies: BuddyPlan
+    roles: RolePlan
+    zone_codes: dict[int, str]
+    changes: list[Change] = field(default_factory=list)
+    run_id: int | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def load_registry(
+    session: Session,
+    *,
+    authority: Authority,
+    profile: Profile,
+    now: datetime,
+    resident_ids: Iterable[int] | None = None,
+) -> Registry:
+    """Everyone the engine decides about, in a handful of bulk selects.
+
+    Residents and volunteers are people who are active or paused (a pause stops routine messages,
+    not emergencies). ``resident_ids`` narrows the residents (used to reassign after a decline).
+    """
+    live = (PersonStatus.ACTIVE, PersonStatus.PAUSED)
+    wanted = None if resident_ids is None else set(resident_ids)
+    year = now.year
+
+    people = session.execute(
+        select(
+            Person.id, Person.zone_id, Person.lat, Person.lon, Person.language,
+            Person.birth_year, Person.is_volunteer, Person.needs_help,
+        ).where(Person.authority_id == authority.id, Person.status.in_(live))
+    ).all()  # fmt: skip
+    needs_columns = [getattr(ResidentNeeds, flag) for flag in NEED_FLAGS]
+    needs = {
+        row[0]: frozenset(flag for flag, on in zip(NEED_FLAGS, row[1:], strict=True) if on)
+        for row in session.execute(
+            select(ResidentNeeds.person_id, *needs_columns)
+            .join(Person, Person.id == ResidentNeeds.person_id)
+            .where(Person.authority_id == authority.id)
+        )
+    }
+    profiles = {
+        row.person_id: row
+        for row in session.execute(
+            select(
+                VolunteerProfile.person_id, VolunteerProfile.skills, VolunteerProfile.languages,
+                VolunteerProfile.available_emergency, VolunteerProfile.checkin_capacity,
+            )
+            .join(Person, Person.id == VolunteerProfile.person_id)
+            .where(Person.authority_id == authority.id)
+        )
+    }  # fmt: skip
+    guardian = set(
+        session.scalars(
+            select(Consent.person_id)
+            .join(Person, Person.id == Consent.person_id)
+            .where(
+                Person.authority_id == authority.id,
+                Consent.kind == ConsentKind.GUARDIAN,
+                Consent.withdrawn_at.is_(None),
+            )
+        )
+    )
+    members = session.execute(
+        select(GroupMember.group_id, GroupMember.person_id, Person.birth_year)
+        .join(Person, Person.id == GroupMember.person_id)
+        .where(Person.authority_id == authority.id, Person.status.in_(live))
+    ).all()
+    groups_with_adult = {
+        g for g, _, born in members if born is not None and year - born >= ADULT_AGE
+    }
+    in_adult_group = {p for g, p, _ in members if g in groups_with_adult}
+
+    residents: list[Resident] = []
+    volunteers: list[Volunteer] = []
+    role_volunteers: list[RoleVolunteer] = []
+    for p in people:
+        if p.needs_help and (wanted is None or p.id in wanted):
+            residents.append(
+                Resident(
+                    id=p.id, zone_id=p.zone_id, lat=p.lat, lon=p.lon, language=str(p.language),
+                    needs=needs.get(p.id, frozenset()), birth_year=p.birth_year,
+                )
+            )  # fmt: skip
+        vp = profiles.get(p.id)
+        if p.is_volunteer and vp is not None:
+            volunteers.append(
+                Volunteer(
+                    id=p.id, zone_id=p.zone_id, lat=p.lat, lon=p.lon, language=str(p.language),
+                    languages=frozenset(vp.languages or ()), capacity=vp.checkin_capacity,
+                    birth_year=p.birth_year, available=vp.available_emergency,
+                )
+            )  # fmt: skip
+    buddy_rows = session.execute(
+        select(
+            BuddyAssignment.id, BuddyAssignment.resident_id, BuddyAssignment.volunteer_id,
+            BuddyAssignment.rank, BuddyAssignment.pinned, BuddyAssignment.status,
+            BuddyAssignment.distance_m,
+        )
+        .join(Person, Person.id == BuddyAssignment.resident_id)
+        .where(
+            Person.authority_id == authority.id,
+            BuddyAssignment.status.in_((*ACTIVE_ASSIGNMENT, AssignmentStatus.DECLINED)),
+        )
+    ).all()  # fmt: skip
+    buddies = [
+        Buddy(r.resident_id, r.volunteer_id, r.rank, r.pinned, r.distance_m)
+        for r in buddy_rows
+        if r.status != AssignmentStatus.DECLINED
+    ]
+    load: dict[int, int] = defaultdict(int)
+    for b in buddies:
+        load[b.volunteer_id] += 1
+    for p in people:
+        vp = profiles.get(p.id)
+        if p.is_volunteer and vp is not None:
+            role_volunteers.append(
+                RoleVolunteer(
+                    id=p.id, zone_id=p.zone_id, lat=p.lat, lon=p.lon, birth_year=p.birth_year,
+                    skills=frozenset(vp.skills or ()), available=vp.available_emergency,
+                    guardian_consent=p.id in guardian, adult_in_group=p.id in in_adult_group,
+                    buddies=load.get(p.id, 0),
+                )
+            )  # fmt: skip
+    role_rows = session.execute(
+        select(
+            RoleAssignment.id, RoleAssignment.person_id, RoleAssignment.role_code,
+            RoleAssignment.zone_id, RoleAssignment.shelter_id, RoleAssignment.pinned,
+            RoleAssignment.status,
+        ).where(
+            RoleAssignment.authority_id == authority.id,
+            RoleAssignment.status.in_((*ACTIVE_ASSIGNMENT, AssignmentStatus.DECLINED)),
+        )
+    ).all()  # fmt: skip
+    zones = session.execute(
+        select(Zone.id, Zone.code, Zone.lat, Zone.lon).where(Zone.authority_id == authority.id)
+    ).all()
+    shelters = session.execute(
+        select(Shelter.id, Shelter.code, Shelter.zone_id, Shelter.lat, Shelter.lon).where(
+            Shelter.authority_id == authority.id
+        )
+    ).all()
+    return Registry(
+        authority_id=authority.id,
+        residents=residents,
+        volunteers=volunteers,
+        role_volunteers=role_volunteers,
+        quotas=quotas_for(profile, zones, shelters),
+        buddies=[b for b in buddies if wanted is None or b.resident_id in wanted],
+        buddy_row={
+            (r.resident_id, r.volunteer_id): r.id
+            for r in buddy_rows
+            if r.status != AssignmentStatus.DECLINED
+        },
+        declined_buddies={
+            (r.resident_id, r.volunteer_id)
+            for r in buddy_rows
+            if r.status == AssignmentStatus.DECLINED
+        },
+        roles=[
+            RoleHolder(r.person_id, r.role_code, r.zone_id, r.shelter_id, r.pinned)
+            for r in role_rows
+            if r.status != AssignmentStatus.DECLINED
+        ],
+        role_row={
+            (r.person_id, r.role_code, r.zone_id, r.shelter_id): r.id
+            for r in role_rows
+            if r.status != AssignmentStatus.DECLINED
+        },
+        declined_roles={
+            (r.person_id, r.role_code) for r in role_rows if r.status == AssignmentStatus.DECLINED
+        },
+        zone_codes={z.id: z.code for z in zones},
+    )
+
+
+def quotas_for(profile: Profile, zones: Sequence[Any], shelters: Sequence[Any]) -> list[Quota]:
+    """The seats the profile's role catalogue asks for in this authority's zones and shelters.
+
+    A role without a quota (the buddy role) is not a seat: buddies are the buddy plan's business.
+    """
+    quotas: list[Quota] = []
+    for role in profile.roles:
+        common: dict[str, Any] = {
+            "role_code": role.code,
+            "required_skills": frozenset(role.required_skills),
+            "min_age": role.min_age,
+            "home_visits": role.home_visits,
+        }
+        if role.quota_per_zone:
+            quotas.extend(
+                Quota(scope=Scope.ZONE, seats=role.quota_per_zone, zone_id=z.id, lat=z.lat, lon=z.lon, **common)
+                for z in zones
+            )  # fmt: skip
+        elif role.quota_per_shelter:
+            quotas.extend(
+                Quota(
+                    scope=Scope.SHELTER, seats=role.quota_per_shelter, zone_id=s.zone_id,
+                    shelter_id=s.id, lat=s.lat, lon=s.lon, **common,
+                )
+                for s in shelters
+            )  # fmt: skip
+        elif role.quota_total:
+            quotas.append(Quota(scope=Scope.TOTAL, seats=role.quota_total, **common))
+    return quotas
+
+
+def plan(registry: Registry, *, profile: Profile, now: datetime) -> AssignmentResult:
+    """Roles first (scarce skills, few seats), then buddies among the volunteers left."""
+    reach = profile.walking_distance_m
+    started = time.perf_counter()
+    roles = plan_roles(
+        registry.role_volunteers,
+        registry.quotas,
+        current=registry.roles,
+        declined=registry.declined_roles,
+        rules=RoleRules(year=now.year, reach_m=reach, keep_bonus_m=reach),
+    )
+    role_of = {h.person_id: h.role_code for h in roles.holders}
+    volunteers = [replace(v, role_code=role_of.get(v.id)) for v in registry.volunteers]
+    roles_done = time.perf_counter()
+    buddies = plan_buddies(
+        registry.residents,
+        volunteers,
+        current=registry.buddies,
+        declined=registry.declined_buddies,
+        rules=BuddyRules(year=now.year, reach_m=reach, keep_bonus_m=reach),
+    )
+    result = AssignmentResult(buddies=buddies, roles=roles, zone_codes=registry.zone_codes)
+    result.timings = {"roles_s": roles_done - started, **buddies.timings}
+    return result
+
+
+def write(
+    session: Session,
+    *,
+    registry: Registry,
+    result: AssignmentResult,
+    actor: str,
+    trigger: str,
+    now: datetime,
+) -> list[Change]:
+    """Apply the plan's changes (only those), record the run and its changes, audit once."""
+    run = AssignmentRun(
+        authority_id=registry.authority_id,
+        at=now,
+        actor=actor,
+        trigger=trigger,
+        summary=summary(result),
+    )
+    session.add(run)
+    session.flush()
+    change_rows: list[dict[str, Any]] = []
+    change_rows += _write_roles(session, registry, result.roles, run.id, now)
+    change_rows += _write_buddies(
+        session, registry, result.buddies.changes, result.buddies, run.id, now
+    )
+    ids = bulk_insert(session, AssignmentChange, change_rows, return_ids=True)
+    changes = [
+        Change(
+            i,
+            str(row["kind"]),
+            str(row["action"]),
+            int(row["assignment_id"]),
+            int(row["volunteer_id"]),
+        )
+        for i, row in zip(ids, change_rows, strict=True)
+    ]
+    counts: dict[str, int] = defaultdict(int)
+    for c in changes:
+        counts[f"{c.kind}_{c.action}"] += 1
+    audit.record(session, actor=actor, action=f"assign.{trigger}", at=now, run_id=run.id, **counts)
+    result.run_id = run.id
+    result.changes = changes
+    return changes
+
+
+def _ids_update(session: Session, model: Any, ids: Sequence[int], **values: Any) -> None:
+    for start in range(0, len(ids), _CHUNK):
+        session.execute(
+            update(model)
+            .where(model.id.in_(ids[start : start + _CHUNK]))
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _write_buddies(
+    session: Session,
+    registry: Registry,
+    changes: Sequence[BuddyChange],
+    plan_: BuddyPlan,
+    run_id: int,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    released = [c for c in changes if c.kind == "released"]
+    ranked = [c for c in changes if c.kind == "rank"]
+    new = [c for c in changes if c.kind == "new"]
+    released_ids = [registry.buddy_row[(c.resident_id, c.volunteer_id)] for c in released]
+    _ids_update(
+        session, BuddyAssignment, released_ids,
+        status=AssignmentStatus.RELEASED, pinned=False, updated_at=now,
+    )  # fmt: skip
+    rows += [
+        _change_row(run_id, "buddy", "released", i, c.volunteer_id, c.reason)
+        for i, c in zip(released_ids, released, strict=True)
+    ]
+    if ranked:
+        ranked_ids = [registry.buddy_row[(c.resident_id, c.volunteer_id)] for c in ranked]
+        # Park first, then set: two rows of one resident may swap primary and backup.
+        for c, i in zip(ranked, ranked_ids, strict=True):
+            session.execute(
+                update(BuddyAssignment)
+                .where(BuddyAssignment.id == i)
+                .values(rank=c.rank + _RANK_PARKING)
+                .execution_options(synchronize_session=False)
+            )
+        session.execute(
+            update(BuddyAssignment).execution_options(synchronize_session=False),
+            [
+                {"id": i, "rank": c.rank, "status": AssignmentStatus.PROPOSED, "updated_at": now}
+                for c, i in zip(ranked, ranked_ids, strict=True)
+            ],
+        )
+        rows += [
+            _change_row(run_id, "buddy", "rank", i, c.volunteer_id, None)
+            for i, c in zip(ranked_ids, ranked, strict=True)
+        ]
+    if new:
+        distance = {(b.resident_id, b.volunteer_id): b.distance_m for b in plan_.pairs}
+        new_rows = [
+            {
+                "resident_id": c.resident_id, "volunteer_id": c.volunteer_id, "rank": c.rank,
+                "status": AssignmentStatus.PROPOSED, "pinned": False,
+                "distance_m": distance.get((c.resident_id, c.volunteer_id)),
+                "created_at": now, "updated_at": now,
+            }
+            for c in new
+        ]  # fmt: skip
+        ids = bulk_insert(session, BuddyAssignment, new_rows, return_ids=True)
+        rows += [
+            _change_row(run_id, "buddy", "new", i, c.volunteer_id, None)
+            for i, c in zip(ids, new, strict=True)
+        ]
+    return rows
+
+
+def _write_roles(
+    session: Session, registry: Registry, plan_: RolePlan, run_id: int, now: datetime
+) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    released = [c for c in plan_.changes if c.kind == "released"]
+    new = [c for c in plan_.changes if c.kind == "new"]
+    released_ids = [registry.role_row[(c.holder.person_id, *c.holder.key)] for c in released]
+    _ids_update(
+        session, RoleAssignment, released_ids,
+        status=AssignmentStatus.RELEASED, pinned=False, updated_at=now,
+    )  # fmt: skip
+    rows += [
+        _change_row(run_id, "role", "released", i, c.holder.person_id, c.reason)
+        for i, c in zip(released_ids, released, strict=True)
+    ]
+    if new:
+        new_rows = [
+            {
+                "person_id": c.holder.person_id, "authority_id": registry.authority_id,
+                "role_code": c.holder.role_code, "zone_id": c.holder.zone_id,
+                "shelter_id": c.holder.shelter_id, "status": AssignmentStatus.PROPOSED,
+                "pinned": False, "created_at": now, "updated_at": now,
+            }
+            for c in new
+        ]  # fmt: skip
+        ids = bulk_insert(session, RoleAssignment, new_rows, return_ids=True)
+        rows += [
+            _change_row(run_id, "role", "new", i, c.holder.person_id, None)
+            for i, c in zip(ids, new, strict=True)
+        ]
+    return rows
+
+
+def _change_row(
+    run_id: int, kind: str, action: str, assignment_id: int, volunteer_id: int, reason: str | None
+) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "kind": kind,
+        "action": action,
+        "assignment_id": assignment_id,
+        "volunteer_id": volunteer_id,
+        "reason": reason,
+    }
+
+
+def summary(result: AssignmentResult) -> dict[str, Any]:
+    """Counts only (safe for the audit trail and the run row)."""
+    c = result.buddies.coverage
+    kinds: dict[str, int] = defaultdict(int)
+    for change in result.buddies.changes:
+        kinds[f"buddy_{change.kind}"] += 1
+    for role_change in result.roles.changes:
+        kinds[f"role_{role_change.kind}"] += 1
+    return {
+        "residents": c.residents,
+        "covered": c.covered,
+        "with_backup": c.with_backup,
+        "weighted": c.weighted,
+        "weighted_total": c.weighted_total,
+        "distance_m": c.distance_m,
+        "seats": result.roles.seats,
+        "seats_filled": result.roles.filled,
+        **kinds,
+    }
+
+
+def assign_authority(
+    session: Session,
+    *,
+    authority: Authority,
+    profile: Profile,
+    actor: str,
+    now: datetime | None = None,
+    dry_run: bool = False,
+) -> AssignmentResult:
+    """Plan roles and buddies for one authority and (unless ``dry_run``) write the changes."""
+    now = now or utcnow()
+    t0 = time.perf_counter()
+    registry = load_registry(session, authority=authority, profile=profile, now=now)
+    t1 = time.perf_counter()
+    result = plan(registry, profile=profile, now=now)
+    t2 = time.perf_counter()
+    if not dry_run:
+        write(session, registry=registry, result=result, actor=actor, trigger="run", now=now)
+        session.flush()
+    t3 = time.perf_counter()
+    result.timings.update(load_s=t1 - t0, plan_s=t2 - t1, write_s=t3 - t2)
+    return result
+
+
+class NotDeclinable(RegistryError):
+    """The assignment is not an active one (already declined, released, or not found)."""
+
+
+def decline_buddy(
+    session: Session,
+    *,
+    assignment_id: int,
+    profile: Profile,
+    actor: str,
+    reason: str | None = None,
+    now: datetime | None = None,
+) -> AssignmentResult:
+    """A volunteer declines a buddy pair: mark it declined and find the resident someone else.
+
+    The remaining buddy (if any) is kept, and promoted to primary when the primary declined; the
+    free rank goes to the best volunteer with room who has not declined this resident. The next
+    full run re-optimises the whole town.
+    """
+    now = now or utcnow()
+    row = session.get(BuddyAssignment, assignment_id)
+    if row is None or row.status not in ACTIVE_ASSIGNMENT:
+        raise NotDeclinable("assign.not_active")
+    row.status, row.pinned, row.updated_at = AssignmentStatus.DECLINED, False, now
+    resident_id, volunteer_id = row.resident_id, row.volunteer_id
+    session.flush()
+    audit.record(
+        session, actor=actor, action="buddy.decline", person_id=volunteer_id, at=now,
+        assignment_id=assignment_id, resident_id=resident_id, reason=reason,
+    )  # fmt: skip
+    resident = session.get(Person, resident_id)
+    assert resident is not None
+    authority = session.get(Authority, resident.authority_id)
+    assert authority is not None
+    registry = load_registry(
+        session, authority=authority, profile=profile, now=now, resident_ids=[resident_id]
+    )
+    # Everyone else's pairs are fixed here: they only take volunteers' room.
+    others = session.execute(
+        select(BuddyAssignment.volunteer_id).where(
+            BuddyAssignment.status.in_(ACTIVE_ASSIGNMENT),
+            BuddyAssignment.resident_id != resident_id,
+        )
+    ).scalars()
+    taken: dict[int, int] = defaultdict(int)
+    for v in others:
+        taken[v] += 1
+    holders = set(
+        session.scalars(
+            select(RoleAssignment.person_id).where(
+                RoleAssignment.authority_id == authority.id,
+                RoleAssignment.status.in_(ACTIVE_ASSIGNMENT),
+            )
+        )
+    )
+    volunteers = [
+        replace(
+            v,
+            capacity=v.capacity - taken.get(v.id, 0),
+            role_code="held" if v.id in holders else None,
+        )
+        for v in registry.volunteers
+    ]
+    kept = [
+        replace(b, rank=1, pinned=True) if len(registry.buddies) == 1 else replace(b, pinned=True)
+        for b in registry.buddies
+    ]
+    buddies = plan_buddies(
+        registry.residents,
+        volunteers,
+        current=kept,
+        declined=registry.declined_buddies,
+        rules=BuddyRules(
+            year=now.year, reach_m=profile.walking_distance_m,
+            keep_bonus_m=profile.walking_distance_m, candidate_limit=None,
+        ),
+    )  # fmt: skip
+    # The kept pair may have moved from backup to primary: that is a rank change to record.
+    promoted = [
+        BuddyChange("rank", b.resident_id, b.volunteer_id, rank=1, old_rank=b.rank)
+        for b in registry.buddies
+        if len(registry.buddies) == 1 and b.rank != 1
+    ]
+    buddies.changes = [*promoted, *(c for c in buddies.changes if c.kind == "new")]
+    roles = RolePlan(holders=[], changes=[], open_seats=[], seats=0, filled=0)
+    result = AssignmentResult(buddies=buddies, roles=roles, zone_codes=registry.zone_codes)
+    write(session, registry=registry, result=result, actor=actor, trigger="decline", now=now)
+    return result
+
+
+def decline_role(
+    session: Session,
+    *,
+    assignment_id: int,
+    profile: Profile,
+    actor: str,
+    reason: str | None = None,
+    now: datetime | None = None,
+) -> AssignmentResult:
+    """A volunteer declines a role: mark it declined and offer the seat to the best free volunteer."""
+    now = now or utcnow()
+    row = session.get(RoleAssignment, assignment_id)
+    if row is None or row.status not in ACTIVE_ASSIGNMENT:
+        raise NotDeclinable("assign.not_active")
+    row.status, row.pinned, row.updated_at = AssignmentStatus.DECLINED, False, now
+    session.flush()
+    audit.record(
+        session, actor=actor, action="role.decline", person_id=row.person_id, at=now,
+        assignment_id=assignment_id, role=row.role_code, reason=reason,
+    )  # fmt: skip
+    authority = session.get(Authority, row.authority_id)
+    assert authority is not None
+    registry = load_registry(
+        session, authority=authority, profile=profile, now=now, resident_ids=()
+    )
+    key = (row.role_code, row.zone_id, row.shelter_id)
+    quota = next((q for q in registry.quotas if q.key == key), None)
+    holding = {h.person_id for h in registry.roles}
+    seats_taken = sum(1 for h in registry.roles if h.key == key)
+    free = [v for v in registry.role_volunteers if v.id not in holding]
+    if quota is None or quota.seats <= seats_taken:
+        roles = RolePlan(holders=[], changes=[], open_seats=[], seats=0, filled=0)
+    else:
+        roles = plan_roles(
+            free,
+            [replace(quota, seats=quota.seats - seats_taken)],
+            declined=registry.declined_roles,
+            rules=RoleRules(
+                year=now.year, reach_m=profile.walking_distance_m,
+                keep_bonus_m=profile.walking_distance_m,
+            ),
+        )  # fmt: skip
+    empty = BuddyPlan(
+        pairs=[], changes=[], unassigned={}, not_buddies={}, gaps=[], coverage=Coverage()
+    )
+    result = AssignmentResult(buddies=empty, roles=roles, zone_codes=registry.zone_codes)
+    write(session, registry=registry, result=result, actor=actor, trigger="decline", now=now)
+    return result

@@ -1,0 +1,376 @@
+"""The engine against real databases: bulk load, writing only changes, declines, the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from config.languages import Language
+from config.profile import DEFAULT_PROFILE_PATH, Profile, load_profile
+from config.settings import Settings
+from hosen.cli import build_parser
+from hosen.context import Context, build_context
+from registry.assignment.models import AssignmentChange, AssignmentRun
+from registry.assignment.store import (
+    NotDeclinable,
+    assign_authority,
+    decline_buddy,
+    decline_role,
+)
+from registry.db import unit_of_work
+from registry.models import (
+    AssignmentStatus,
+    AuditEntry,
+    Authority,
+    BuddyAssignment,
+    ConsentGiver,
+    ConsentKind,
+    Group,
+    GroupKind,
+    GroupMember,
+    Person,
+    RoleAssignment,
+    Source,
+)
+from registry.people import (
+    NeedsDetails,
+    PersonDetails,
+    VolunteerDetails,
+    record_consent,
+    register_person,
+)
+from registry.profile_sync import Directory
+
+pytestmark = pytest.mark.db
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+CENTRE = (31.6100, 34.7700)  # kt-center
+
+
+def catalogue(profile: Profile, **seats: int) -> Profile:
+    """The sample profile with only these roles (and these seats per zone)."""
+    profile = load_profile(DEFAULT_PROFILE_PATH)
+    roles = [
+        r.model_copy(update={"quota_per_zone": seats[r.code]})
+        for r in profile.roles
+        if r.code in seats
+    ]
+    return profile.model_copy(update={"roles": roles})
+
+
+@pytest.fixture
+def profile(profile: Profile) -> Profile:
+    """One health seat per zone only, so that a small town keeps its volunteers for buddies."""
+    return catalogue(profile, health=1)
+
+
+def near(north_m: float, east_m: float = 0.0) -> tuple[float, float]:
+    lat = CENTRE[0] + north_m / 111_195
+    return lat, CENTRE[1] + east_m / (111_195 * math.cos(math.radians(lat)))
+
+
+def add(
+    session: Session,
+    authority: Authority,
+    directory: Directory,
+    ref: str,
+    *,
+    north: float = 0,
+    language: Language = Language.HE,
+    born: int = 1980,
+    volunteer: VolunteerDetails | None = None,
+    needs: NeedsDetails | None = None,
+    zone: str = "kt-center",
+) -> Person:
+    lat, lon = near(north)
+    return register_person(
+        session,
+        authority=authority,
+        details=PersonDetails(
+            name=f"Person {ref}", language=language, birth_year=born,
+            zone=directory.zone(authority, zone), lat=lat, lon=lon, external_ref=ref,
+            volunteer=volunteer, needs=needs,
+        ),
+        source=Source.STAFF,
+        actor="test",
+        now=NOW,
+    ).person  # fmt: skip
+
+
+def small_town(session: Session, authority: Authority, directory: Directory) -> dict[str, Person]:
+    people = {
+        "r1": add(session, authority, directory, "r1", north=100, needs=NeedsDetails(bedridden=True)),
+        "r2": add(session, authority, directory, "r2", north=200, needs=NeedsDetails(lives_alone=True)),
+        "r-ar": add(session, authority, directory, "r-ar", north=150, language=Language.AR, needs=NeedsDetails()),
+        "v1": add(session, authority, directory, "v1", north=120, volunteer=VolunteerDetails(checkin_capacity=2)),
+        "v2": add(session, authority, directory, "v2", north=300, volunteer=VolunteerDetails(checkin_capacity=2)),
+        "medic": add(
+            session, authority, directory, "medic", north=50,
+            volunteer=VolunteerDetails(skills=("first_aid",), checkin_capacity=2),
+        ),
+        "teen": add(session, authority, directory, "teen", north=60, born=2010, volunteer=VolunteerDetails()),
+    }  # fmt: skip
+    session.commit()
+    return people
+
+
+def test_assign_writes_changes_and_a_rerun_writes_none(
+    sessions: sessionmaker[Session], directory: Directory, authority: Authority, profile: Profile
+) -> None:
+    with unit_of_work(sessions) as session:
+        people = small_town(session, authority, directory)
+    with unit_of_work(sessions) as session:
+        result = assign_authority(
+            session, authority=authority, profile=profile, actor="test", now=NOW
+        )
+    # The medic fills a health seat (their one job); v1 and v2 are the buddies.
+    holders = {h.person_id: h.role_code for h in result.roles.holders}
+    assert holders == {people["medic"].id: "health"}
+    pairs = {(b.resident_id, b.volunteer_id, b.rank) for b in result.buddies.pairs}
+    r1, r2, v1, v2 = (people[k].id for k in ("r1", "r2", "v1", "v2"))
+    assert {(r, v) for r, v, _ in pairs} == {(r1, v1), (r1, v2), (r2, v2), (r2, v1)}
+    assert result.buddies.unassigned == {people["r-ar"].id: "no_shared_language"}
+    assert people["teen"].id not in {v for _, v, _ in pairs}
+
+    with unit_of_work(sessions) as session:
+        rows = session.scalars(select(BuddyAssignment)).all()
+        assert {(b.resident_id, b.volunteer_id, b.rank) for b in rows} == pairs
+        assert all(b.status == AssignmentStatus.PROPOSED for b in rows)
+        assert session.scalar(select(func.count()).select_from(RoleAssignment)) == 1
+        changes = session.scalars(select(AssignmentChange)).all()
+        assert len(changes) == 5 and all(c.action == "new" for c in changes)
+        assert all(c.notified_at is None for c in changes)
+        entry = session.scalars(select(AuditEntry).where(AuditEntry.action == "assign.run")).one()
+        assert entry.detail["buddy_new"] == 4 and entry.detail["role_new"] == 1
+
+    with unit_of_work(sessions) as session:
+        again = assign_authority(
+            session, authority=authority, profile=profile, actor="test", now=NOW
+        )
+    assert again.changes == []
+    with unit_of_work(sessions) as session:
+        assert session.scalar(select(func.count()).select_from(BuddyAssignment)) == 4
+        assert session.scalar(select(func.count()).select_from(AssignmentRun)) == 2
+
+
+def test_dry_run_writes_nothing(
+    sessions: sessionmaker[Session], directory: Directory, authority: Authority, profile: Profile
+) -> None:
+    with unit_of_work(sessions) as session:
+        small_town(session, authority, directory)
+    with unit_of_work(sessions) as session:
+        result = assign_authority(
+            session, authority=authority, profile=profile, actor="test", now=NOW, dry_run=True
+        )
+    assert result.buddies.coverage.covered == 2 and result.run_id is None
+    with unit_of_work(sessions) as session:
+        assert session.scalar(select(func.count()).select_from(BuddyAssignment)) == 0
+        assert session.scalar(select(func.count()).select_from(AssignmentRun)) == 0
+
+
+def test_a_new_arabic_speaking_volunteer_covers_the_gap_and_ranks_swap_safely(
+    sessions: sessionmaker[Session], directory: Directory, authority: Authority, profile: Profile
+) -> None:
+    with unit_of_work(sessions) as session:
+        people = small_town(session, authority, directory)
+    with unit_of_work(sessions) as session:
+        assign_authority(session, authority=authority, profile=profile, actor="test", now=NOW)
+    with unit_of_work(sessions) as session:
+        add(
+            session, authority, directory, "v-ar", north=160, language=Language.AR,
+            volunteer=VolunteerDetails(checkin_capacity=1),
+        )  # fmt: skip
+    with unit_of_work(sessions) as session:
+        result = assign_authority(
+            session, authority=authority, profile=profile, actor="test", now=NOW
+        )
+    assert result.buddies.unassigned == {}
+    assert {c.kind for c in result.buddies.changes} == {"new"}
+    assert people["r-ar"].id in {b.resident_id for b in result.buddies.pairs}
+
+
+def test_declining_a_buddy_finds_someone_else(
+    sessions: sessionmaker[Session], directory: Directory, authority: Authority, profile: Profile
+) -> None:
+    with unit_of_work(sessions) as session:
+        people = small_town(session, authority, directory)
+        add(session, authority, directory, "v3", north=400, volunteer=VolunteerDetails())
+    with unit_of_work(sessions) as session:
+        assign_authority(session, authority=authority, profile=profile, actor="test", now=NOW)
+    r1 = people["r1"].id
+    with unit_of_work(sessions) as session:
+        primary = session.scalars(
+            select(BuddyAssignment).where(
+                BuddyAssignment.resident_id == r1, BuddyAssignment.rank == 1
+            )
+        ).one()
+        backup_volunteer = session.scalars(
+            select(BuddyAssignment.volunteer_id).where(
+                BuddyAssignment.resident_id == r1, BuddyAssignment.rank == 2
+            )
+        ).one()
+        decliner, primary_id = primary.volunteer_id, primary.id
+        result = decline_buddy(
+            session, assignment_id=primary_id, profile=profile, actor="bot", reason="busy", now=NOW
+        )
+    assert {(c.kind, c.action) for c in result.changes} == {("buddy", "rank"), ("buddy", "new")}
+    with unit_of_work(sessions) as session:
+        active = {
+            b.rank: b.volunteer_id
+            for b in session.scalars(
+                select(BuddyAssignment).where(
+                    BuddyAssignment.resident_id == r1,
+                    BuddyAssignment.status == AssignmentStatus.PROPOSED,
+                )
+            )
+        }
+        assert active[1] == backup_volunteer  # the backup stepped up
+        assert active[2] not in (decliner, backup_volunteer)
+        declined = session.get(BuddyAssignment, primary_id)
+        assert declined is not None and declined.status == AssignmentStatus.DECLINED
+        assert session.scalar(select(func.count()).where(AuditEntry.action == "buddy.decline")) == 1
+    # The next full run does not propose the declined pair again.
+    with unit_of_work(sessions) as session:
+        again = assign_authority(
+            session, authority=authority, profile=profile, actor="test", now=NOW
+        )
+    assert (r1, decliner) not in {(b.resident_id, b.volunteer_id) for b in again.buddies.pairs}
+    with unit_of_work(sessions) as session, pytest.raises(NotDeclinable):
+        decline_buddy(session, assignment_id=primary_id, profile=profile, actor="bot", now=NOW)
+
+
+def test_declining_a_role_offers_the_seat_to_someone_else(
+    sessions: sessionmaker[Session], directory: Directory, authority: Authority, profile: Profile
+) -> None:
+    with unit_of_work(sessions) as session:
+        people = small_town(session, authority, directory)
+        other = add(
+            session, authority, directory, "medic2", north=900,
+            volunteer=VolunteerDetails(skills=("first_aid",)),
+        )  # fmt: skip
+    with unit_of_work(sessions) as session:
+        first = assign_authority(
+            session, authority=authority, profile=profile, actor="test", now=NOW
+        )
+    # One health seat in the centre: the nearer medic has it.
+    assert {h.person_id for h in first.roles.holders} == {people["medic"].id}
+
+    def decline(person_id: int) -> list[int]:
+        with unit_of_work(sessions) as session:
+            row = session.scalars(
+                select(RoleAssignment).where(
+                    RoleAssignment.person_id == person_id,
+                    RoleAssignment.status == AssignmentStatus.PROPOSED,
+                )
+            ).one()
+            result = decline_role(
+                session, assignment_id=row.id, profile=profile, actor="bot", now=NOW
+            )
+        return [h.person_id for h in result.roles.holders]
+
+    assert decline(people["medic"].id) == [other.id]
+    # Nobody else has first aid: the seat stays open.
+    assert decline(other.id) == []
+    with unit_of_work(sessions) as session:
+        again = assign_authority(
+            session, authority=authority, profile=profile, actor="test", now=NOW
+        )
+    assert again.roles.holders == []
+    assert [
+        s.reason.value for s in again.roles.open_seats if s.quota.zone_id == people["medic"].zone_id
+    ] == ["candidates_taken"]
+
+
+def test_a_minor_takes_a_youth_role_only_with_a_guardian_and_an_adult_group(
+    sessions: sessionmaker[Session], directory: Directory, authority: Authority, profile: Profile
+) -> None:
+    profile = catalogue(profile, health=1, youth_team=1)
+    with unit_of_work(sessions) as session:
+        people = small_town(session, authority, directory)
+    teen = people["teen"].id
+    with unit_of_work(sessions) as session:
+        result = assign_authority(
+            session, authority=authority, profile=profile, actor="t", now=NOW, dry_run=True
+        )
+    assert teen not in {h.person_id for h in result.roles.holders}
+    with unit_of_work(sessions) as session:
+        person = session.get(Person, teen)
+        assert person is not None
+        record_consent(
+            session, person=person, kind=ConsentKind.GUARDIAN, version="1", language=Language.HE,
+            text="guardian consent", channel=Source.STAFF, given_by=ConsentGiver.GUARDIAN,
+            actor="t", guardian_name="Parent", now=NOW,
+        )  # fmt: skip
+        group = Group(
+            authority_id=authority.id,
+            kind=GroupKind.YOUTH_MOVEMENT,
+            name="Scouts",
+            join_code="scouts-1",
+        )
+        session.add(group)
+        session.flush()
+        session.add_all(
+            [
+                GroupMember(group_id=group.id, person_id=teen, joined_at=NOW),
+                GroupMember(group_id=group.id, person_id=people["v2"].id, joined_at=NOW),
+            ]
+        )
+    with unit_of_work(sessions) as session:
+        result = assign_authority(session, authority=authority, profile=profile, actor="t", now=NOW)
+    roles = {h.person_id: h.role_code for h in result.roles.holders}
+    # The teen is preferred to an adult, who stays free for home visits.
+    assert roles.get(teen) == "youth_team"
+    assert teen not in {b.volunteer_id for b in result.buddies.pairs}
+
+
+def test_cli_prints_coverage_changes_and_gaps(
+    sessions: sessionmaker[Session],
+    directory: Directory,
+    authority: Authority,
+    database_url: str,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    with unit_of_work(sessions) as session:
+        small_town(session, authority, directory)
+    # The sample profile's places with a one-role catalogue (as the ``profile`` fixture).
+    places = DEFAULT_PROFILE_PATH.read_text(encoding="utf-8").split(
+        "# ---------------------------------------------------------------- emergency-role catalogue"
+    )[0]
+    health = (
+        '[[roles]]\ncode = "health"\nrequired_skills = ["first_aid"]\nquota_per_zone = 1\n'
+        'names = { he = "בריאות", ar = "الصحة", en = "Health", ru = "Здравоохранение", am = "ጤና" }\n'
+    )
+    (tmp_path / "profile.toml").write_text(places + health, encoding="utf-8")
+    settings = Settings(
+        database_url=database_url, profile=tmp_path / "profile.toml", _env_file=None
+    )  # type: ignore[call-arg]
+    ctx = build_context(settings)
+
+    def hosen(*argv: str) -> int:
+        args = build_parser().parse_args(list(argv))
+        handler: Callable[[Context, argparse.Namespace], int] = args.handler
+        return handler(ctx, args)
+
+    try:
+        assert hosen("assign", "--dry-run") == 0
+        table = capsys.readouterr().out
+        assert hosen("assign", "--json", "--language", "ar") == 0
+        document = json.loads(capsys.readouterr().out)
+    finally:
+        ctx.engine.dispose()
+    assert "2 of 3 residents have a buddy" in table
+    assert "City Centre: 1 more volunteers who speak Arabic (1 residents without a buddy)" in table
+
+    assert document["buddies"]["covered"] == 2
+    assert document["changes"]["buddy"]["new"] == 4
+    assert len(document["changes"]["to_confirm"]) == 5
+    assert any("العربية" in gap["text"] for gap in document["gaps"])
