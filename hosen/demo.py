@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import TextIO
 
@@ -226,7 +226,13 @@ class Screen:
 
 
 def _report_view(
-    session: Session, *, campaign: Campaign, report: DrillReport, speed: float, title: str
+    session: Session,
+    *,
+    campaign: Campaign,
+    report: DrillReport,
+    speed: float,
+    title: str,
+    local: tzinfo,
 ) -> ReportView:
     started = campaign.started_at
     answered = sorted(
@@ -248,8 +254,9 @@ def _report_view(
             recipients=z["recipients"],
             ok=z["ok"],
             need_help=z["help"],
-            no_answer=z["no_answer"],
-            failed=z["failed"],
+            # A message that failed on every channel is also unanswered: count it once, as failed.
+            no_answer=z["no_answer"] - min(z["failed"], z["no_answer"]),
+            failed=min(z["failed"], z["no_answer"]),
         )
         for code, z in sorted(zones.items())
     ]
@@ -261,8 +268,8 @@ def _report_view(
     return ReportView(
         title=title,
         mode=report.mode,
-        started_at=started,
-        closed_at=campaign.closed_at,
+        started_at=started.astimezone(local),
+        closed_at=campaign.closed_at.astimezone(local) if campaign.closed_at else None,
         recipients=report.recipients,
         counts={
             "I'm OK": total["ok"],
@@ -486,6 +493,7 @@ async def _run_campaign(
             report=report,
             speed=options.speed,
             title=f"Drill report: {ctx.profile.authorities[0].names.en}, check-in #{campaign_id}",
+            local=ctx.settings.zone_info,
         )
     options.html.parent.mkdir(parents=True, exist_ok=True)
     options.html.write_text(render(view), encoding="utf-8")

@@ -156,7 +156,7 @@ def render(view: ReportView) -> str:
     bounced = _table(
         ["name", "zone", "number problem"], [[p.name, p.zone, p.detail] for p in view.bounced]
     )
-    closed = view.closed_at.strftime("%Y-%m-%d %H:%M UTC") if view.closed_at else "still open"
+    closed = view.closed_at.strftime("%Y-%m-%d %H:%M %Z") if view.closed_at else "still open"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>{escape(view.title)}</title>
@@ -171,7 +171,7 @@ def render(view: ReportView) -> str:
  .big {{ font-size: 2em; font-weight: 600; }}
 </style></head><body>
 <h1>{escape(view.title)} <span class="badge">{badge}</span></h1>
-<p>Started {view.started_at.strftime("%Y-%m-%d %H:%M UTC")}, closed {closed}.
+<p>Started {view.started_at.strftime("%Y-%m-%d %H:%M %Z")}, closed {closed}.
  {view.recipients} people were messaged.</p>
 <p class="big">{view.response_rate * 100:.1f}% answered</p>
 {counts}
