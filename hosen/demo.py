@@ -246,7 +246,9 @@ def _report_view(
         if at is not None
     )
     series = [(minute, i + 1) for i, minute in enumerate(answered)]
-    zone_names = dict(session.execute(select(Zone.code, Zone.name)).tuples().all())
+    zone_names: dict[str, str] = {
+        code: name for code, name in session.execute(select(Zone.code, Zone.name))
+    }
     zones = report.status["zones"]
     per_zone = [
         ZoneRow(
