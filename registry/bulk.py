@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from enum import Enum
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Table, insert, text
+from sqlalchemy import Table, text
 from sqlalchemy.orm import Session
 
 from registry.db import Base
@@ -38,13 +38,49 @@ def bulk_insert(
     table = table_of(model)
     if session.get_bind().dialect.name == "postgresql":
         return _copy(session, table, rows, return_ids=return_ids)
-    if return_ids:
-        # Core executemany with RETURNING batches through "insertmanyvalues"; the ORM's bulk
-        # path would split the batches wherever a value is None, which is quadratic.
-        statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
-        return list(session.scalars(statement, rows).all())
-    session.execute(insert(table), rows)
-    return []
+    return _executemany(session, table, rows, return_ids=return_ids)
+
+
+def _executemany(
+    session: Session, table: Table, rows: Sequence[Mapping[str, Any]], *, return_ids: bool
+) -> list[int]:
+    """SQLite: the driver's executemany with values converted by each column type's own bind
+    processor, computed once per column rather than once per row as a Core execute would.
+
+    New ids are consecutive: the first insert takes SQLite's write lock for the rest of the
+    transaction, so nobody else can insert in between; a check confirms it.
+    """
+    dialect = session.get_bind().dialect
+    keys = list(rows[0].keys())  # every row has the same keys
+    processors = [table.c[key].type.bind_processor(dialect) for key in keys]
+    values = [
+        tuple(
+            value if process is None or value is None else process(value)
+            for value, process in zip((row[key] for key in keys), processors, strict=True)
+        )
+        for row in rows
+    ]
+    names = ", ".join(f'"{key}"' for key in keys)
+    marks = ", ".join("?" for _ in keys)
+    sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})'
+    raw = session.connection().connection.dbapi_connection
+    assert raw is not None
+    cursor = raw.cursor()
+    try:
+        if not return_ids:
+            cursor.executemany(sql, values)
+            return []
+        cursor.execute(sql, values[0])
+        first = cursor.lastrowid
+        cursor.executemany(sql, values[1:])
+        cursor.execute(f'SELECT max(id) FROM "{table.name}"')
+        found = cursor.fetchone()
+        last = found[0] if found else None
+    finally:
+        cursor.close()
+    if first is None or last != first + len(values) - 1:
+        raise RuntimeError(f"ids of {table.name} were not consecutive during a bulk insert")
+    return list(range(first, last + 1))
 
 
 def _copy(

@@ -411,13 +411,17 @@ class _Vocabulary:
             z.code: z
             for z in session.scalars(select(Zone).where(Zone.authority_id == authority.id))
         }
+        # The database's zones by code and name, then every name the profile gives them.
         self.zones: dict[str, Zone] = {}
-        for zone_profile in profile.authority(authority.code).zones:
-            zone = zones.get(zone_profile.code)
-            if zone is None:
+        for zone in zones.values():
+            self.zones[normalise_header(zone.code)] = zone
+            self.zones.setdefault(normalise_header(zone.name), zone)
+        known = {a.code: a for a in profile.authorities}
+        for zone_profile in known[authority.code].zones if authority.code in known else []:
+            if zone_profile.code not in zones:
                 continue
-            for word in (zone_profile.code, *zone_profile.names.model_dump().values()):
-                self.zones[normalise_header(word)] = zone
+            for word in zone_profile.names.model_dump().values():
+                self.zones[normalise_header(word)] = zones[zone_profile.code]
         self.skills: dict[str, str] = {}
         for skill in profile.skills:
             for word in (skill.code, *skill.names.model_dump().values()):

@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     imp.add_argument(
         "--list-version",
-        help="the list's version, recorded with the consent (default: the file name)",
+        help="the list's version, recorded with the consent (up to 20 characters; default: the file name without extension)",
     )
     imp.add_argument(
         "--lang",
@@ -103,7 +103,7 @@ def import_command(ctx: Context, args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CommandError(f"cannot read {args.file}: {exc.strerror or exc}") from None
     list_name = args.list_name or DEFAULT_LIST_NAMES[args.kind]
-    version = args.list_version or args.file.name
+    version = args.list_version or args.file.stem
     session = ctx.sessions()
     try:
         authority = ctx.authority(session, args.authority)
