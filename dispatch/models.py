@@ -314,3 +314,23 @@ class Alert(Base):
     task_id: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class DrillSchedule(Base):
+    """A drill that starts on a schedule (a crontab line in the municipality's time zone).
+
+    ``pending_since`` is set when the time came inside the authority's quiet hours: the sweep
+    starts the drill once they end, so a restart in between loses nothing.
+    """
+
+    __tablename__ = "drill_schedule"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    authority_id: Mapped[int] = mapped_column(ForeignKey("authority.id"), index=True)
+    cron: Mapped[str] = mapped_column(String(80))
+    audience: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    pending_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_campaign_id: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -10,12 +10,12 @@ from sqlalchemy.exc import OperationalError
 
 from config.profile import ProfileError
 from config.settings import SettingsError
-from hosen.commands import campaign, db, people, worker
+from hosen.commands import campaign, db, people, scheduler, worker
 from hosen.context import CommandError, Context, build_context
 from registry.errors import RegistryError
 
 Handler = Callable[[Context, argparse.Namespace], int]
-COMMAND_GROUPS = (db, people, worker, campaign)
+COMMAND_GROUPS = (db, people, worker, campaign, scheduler)
 
 
 def build_parser() -> argparse.ArgumentParser:
