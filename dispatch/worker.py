@@ -357,13 +357,14 @@ class Worker:
         self, session: Session, channel: Channel, rows: Sequence[Any], now: datetime
     ) -> set[int]:
         """Rows for people whose channel a provider declared dead go straight to the next one."""
-        pairs = [(r.person_id, channel) for r in rows if r.person_id is not None]
-        dead = delivery.blocked_pairs(session, pairs=pairs)
+        dead = delivery.blocked_people(
+            session, channel=channel, person_ids=(r.person_id for r in rows if r.person_id)
+        )
         if not dead:
             return set()
         skipped: set[int] = set()
         for row in rows:
-            if (row.person_id, channel) not in dead:
+            if row.person_id not in dead:
                 continue
             message = session.get(OutboxMessage, row.id)
             block = session.get(ChannelBlock, (message.person_id, channel)) if message else None
