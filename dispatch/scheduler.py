@@ -167,6 +167,27 @@ def sweep(session: Session, *, profile: Profile, zone: ZoneInfo, now: datetime) 
     }
 
 
+def sweep_all(
+    sessions: sessionmaker[Session],
+    *,
+    profile: Profile,
+    zone: ZoneInfo,
+    now: datetime,
+    max_batches: int = 200,
+) -> dict[str, int]:
+    """Sweep until nothing is due, one transaction per batch of ladder steps (a reminder wave
+    for a large campaign is many batches; each commits on its own)."""
+    total = {"ladder": 0, "leases": 0, "drills": 0}
+    for _ in range(max_batches):
+        with unit_of_work(sessions) as session:
+            done = sweep(session, profile=profile, zone=zone, now=now)
+        for key, value in done.items():
+            total[key] += value
+        if done["ladder"] < escalation.SWEEP_BATCH:
+            break
+    return total
+
+
 # --- the single active scheduler -------------------------------------------------------------
 
 
@@ -321,8 +342,7 @@ class DispatchScheduler:
                 )
 
     def run_sweep(self) -> dict[str, int]:
-        with unit_of_work(self.sessions) as session:
-            return sweep(session, profile=self.profile, zone=self.zone, now=self.clock.now())
+        return sweep_all(self.sessions, profile=self.profile, zone=self.zone, now=self.clock.now())
 
     def run_drill(self, schedule_id: int) -> int | None:
         with unit_of_work(self.sessions) as session:

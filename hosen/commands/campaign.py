@@ -246,10 +246,9 @@ def list_campaigns(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def run_sweep(ctx: Context, args: argparse.Namespace) -> int:
-    from dispatch.scheduler import sweep
+    from dispatch.scheduler import sweep_all
 
-    with unit_of_work(ctx.sessions) as session:
-        done = sweep(session, profile=ctx.profile, zone=ctx.settings.zone_info, now=utcnow())
+    done = sweep_all(ctx.sessions, profile=ctx.profile, zone=ctx.settings.zone_info, now=utcnow())
     print(
         f"{done['ladder']} recipients moved up the ladder; {done['leases']} expired leases "
         f"requeued; {done['drills']} held drills started"
