@@ -181,6 +181,13 @@ class Worker:
                 handled = 0
                 await self._idle(stop, min(10.0, 0.5 * 2**failures))
                 continue
+            except Exception:
+                # A bug must not stop the dispatcher: the batch's leases run out and the
+                # sweep returns its rows to the queue.
+                failures += 1
+                log.exception("worker %s: unexpected error in the %s lane", self.worker_id, channel)
+                await self._idle(stop, min(10.0, 0.5 * 2**failures))
+                continue
             if handled == 0:
                 await self._idle(stop, self.config.idle_sleep)
 
