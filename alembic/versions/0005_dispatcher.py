@@ -2,7 +2,7 @@
 
 Revision ID: 0005
 Revises: 0002
-Create Date: 2026-11-22 18:41:39.510973
+Create Date: 2026-11-22 19:00:44.333965
 """
 
 from collections.abc import Sequence
@@ -333,7 +333,9 @@ def upgrade() -> None:
         )
         batch_op.drop_index(batch_op.f("ix_outbox_due"))
         batch_op.create_index(
-            "ix_outbox_due", ["status", "priority", "risk_rank", "due_at"], unique=False
+            "ix_outbox_due",
+            ["status", "channel", "priority", "risk_rank", "due_at", "id"],
+            unique=False,
         )
 
 
