@@ -161,7 +161,9 @@ class Worker:
             loops = [
                 self._loop(stop, channel)
                 for channel in self.senders
-                for _ in range(self.config.lanes_per_channel if self.on_postgresql else 1)
+                # Two lanes overlap one batch's database work with another's sends. Safe on
+                # SQLite too: there a claim is one UPDATE under the database's write lock.
+                for _ in range(self.config.lanes_per_channel)
             ]
             await asyncio.gather(self._housekeeping_loop(stop), *loops)
         finally:
