@@ -83,6 +83,26 @@ class _Lane:
     results: list[tuple[Claimed, SendResult]] = field(default_factory=list)
 
 
+class Pacer:
+    """This process's own spacing of sends on one channel, on top of the shared slots.
+
+    Slots are planned times; a lane that falls behind (a busy CPU) would otherwise catch up in a
+    burst while another lane sends on time, and together exceed the provider's limit.
+    """
+
+    def __init__(self, clock: Clock, rate: float) -> None:
+        self.clock = clock
+        self.step = timedelta(seconds=1 / rate)
+        self.next_at: datetime | None = None
+
+    async def wait(self) -> None:
+        now = self.clock.now()
+        at = now if self.next_at is None or self.next_at < now else self.next_at
+        self.next_at = at + self.step
+        if at > now:
+            await self.clock.sleep_until(at)
+
+
 def backoff_seconds(attempts: int, *, base: float, cap: float, rng: random.Random) -> float:
     """Exponential backoff with jitter: base·2^(n-1), capped, scaled by a random 0.5–1.0."""
     delay = min(cap, base * float(2 ** max(attempts - 1, 0)))
@@ -115,6 +135,7 @@ class Worker:
         bind = sessions.kw.get("bind")
         self.on_postgresql = bind is not None and bind.dialect.name == "postgresql"
         self._last_sweep: datetime | None = None
+        self._pacers = {channel: Pacer(self.clock, self.rate(channel)) for channel in self.senders}
         self._started = False
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -490,8 +511,11 @@ class Worker:
         limit = asyncio.Semaphore(self.config.max_in_flight)
         lane = _Lane()
 
+        pacer = self._pacers[channel]
+
         async def one(item: Claimed) -> tuple[Claimed, SendResult]:
             await self.clock.sleep_until(item.slot)
+            await pacer.wait()
             async with limit:
                 if lane.paused:
                     # The provider asked everyone to slow down: do not keep knocking.
