@@ -2,8 +2,8 @@
 
 Run from the repository root:
 
-    /work/venv/bin/python bench/assign_bench.py                 # 10,000 and 100,000 people
-    /work/venv/bin/python bench/assign_bench.py --sizes 10000 --repeat 3 --no-postgres
+    python bench/assign_bench.py                 # 10,000 and 100,000 people
+    python bench/assign_bench.py --sizes 10000 --repeat 3 --no-postgres
 
 For each town (``registry.synthetic``: about 20% at risk, 10% volunteers) and each database
 (SQLite file, PostgreSQL scratch database on HOSEN_BENCH_POSTGRES_URL) it prints:

@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dispatch.models import BlockReason, ChannelBlock, OutboxMessage, OutboxStatus
+from dispatch.models import BlockReason, ChannelBlock, InboundMessage, OutboxMessage, OutboxStatus
 from dispatch.senders import TWILIO_DELIVERY_PERMANENT
 from registry.models import Channel, Person, PhoneKind
 
@@ -31,6 +31,8 @@ _RANK = {
     OutboxStatus.CANCELLED: 5,
 }
 CHANNEL_ORDER = (Channel.TELEGRAM, Channel.SMS)
+# Inbox key prefix of a Twilio receipt that arrived before its message's sid was recorded.
+EARLY_RECEIPT = "smsstatus:"
 
 
 def blocked_people(session: Session, *, channel: Channel, person_ids: Iterable[int]) -> set[int]:
@@ -153,7 +155,10 @@ def record_sms_status(
 ) -> bool:
     """Apply a Twilio status callback to the outbox row with that MessageSid.
 
-    Returns ``False`` when no row has that sid (a callback for a message we did not send).
+    Returns ``False`` when no row has that sid yet. Twilio may call back before the worker has
+    committed the sid it got from the create call; such a receipt is kept in the inbox and applied
+    by :func:`apply_early_receipts` when the worker records the sid (a receipt for a message we
+    never sent just stays there, unprocessed).
     "delivered" marks it delivered; "failed"/"undelivered" with a code that means the number is
     dead moves the message to the next channel, other failures are kept as the last error.
     """
@@ -163,7 +168,64 @@ def record_sms_status(
         )
     ).first()
     if message is None:
+        _keep_early_receipt(
+            session, message_sid=message_sid, status=status, error_code=error_code, now=now
+        )
         return False
+    _apply_receipt(session, message=message, status=status, error_code=error_code, now=now)
+    return True
+
+
+def _keep_early_receipt(
+    session: Session, *, message_sid: str, status: str, error_code: int | None, now: datetime
+) -> None:
+    key = f"{EARLY_RECEIPT}{message_sid[:40]}:{status.lower()[:20]}"
+    if session.scalar(select(InboundMessage.id).where(InboundMessage.provider_key == key)):
+        return  # Twilio sent the same receipt twice
+    session.add(
+        InboundMessage(
+            provider_key=key,
+            channel=Channel.SMS,
+            payload={"sid": message_sid, "status": status, "error_code": error_code},
+            received_at=now,
+        )
+    )
+
+
+def apply_early_receipts(session: Session, *, message_sids: Iterable[str], now: datetime) -> int:
+    """Apply the receipts that arrived before these sids were recorded; returns how many."""
+    wanted = set(message_sids)
+    if not wanted:
+        return 0
+    waiting = session.scalars(
+        select(InboundMessage)
+        .where(
+            InboundMessage.provider_key.startswith(EARLY_RECEIPT),
+            InboundMessage.processed_at.is_(None),
+        )
+        .order_by(InboundMessage.id)
+    ).all()
+    applied = 0
+    for receipt in waiting:
+        sid = str(receipt.payload.get("sid", ""))
+        if sid not in wanted:
+            continue
+        code = receipt.payload.get("error_code")
+        if record_sms_status(
+            session,
+            message_sid=sid,
+            status=str(receipt.payload.get("status", "")),
+            error_code=int(code) if code is not None else None,
+            now=now,
+        ):
+            receipt.processed_at = now
+            applied += 1
+    return applied
+
+
+def _apply_receipt(
+    session: Session, *, message: OutboxMessage, status: str, error_code: int | None, now: datetime
+) -> None:
     status = status.lower()
     if status in _TWILIO_DELIVERED:
         if _RANK[message.status] < _RANK[OutboxStatus.DELIVERED]:
@@ -171,7 +233,7 @@ def record_sms_status(
             message.delivered_at = now
     elif status in _TWILIO_FAILED:
         if message.status in (OutboxStatus.READ, OutboxStatus.FAILED, OutboxStatus.CANCELLED):
-            return True
+            return
         error = f"twilio {status} {error_code or ''}".strip()
         reason = TWILIO_DELIVERY_PERMANENT.get(error_code) if error_code is not None else None
         if reason is not None or message.campaign_id is not None:
@@ -182,4 +244,3 @@ def record_sms_status(
             message.last_error = error
     elif status not in _TWILIO_PROGRESS:
         message.last_error = f"twilio status {status[:40]}"
-    return True

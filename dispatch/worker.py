@@ -475,6 +475,10 @@ class Worker:
         with unit_of_work(self.sessions) as session:
             if sent:
                 session.execute(update(OutboxMessage), sent)
+                if channel == Channel.SMS:
+                    delivery.apply_early_receipts(
+                        session, message_sids=[str(row["provider_id"]) for row in sent], now=now
+                    )
             if retry:
                 session.execute(update(OutboxMessage), retry)
             if pause_for > 0:

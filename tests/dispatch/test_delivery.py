@@ -82,3 +82,40 @@ def test_an_undelivered_sms_for_someone_with_telegram_does_not_loop_back(
         session.commit()
         rows = session.scalars(select(OutboxMessage)).all()
         assert [(r.channel, r.status) for r in rows] == [(Channel.SMS, OutboxStatus.FAILED)]
+
+
+def test_a_receipt_before_the_sid_is_recorded_is_kept_and_applied_later(
+    sessions: sessionmaker[Session], clock: ManualClock, make_person: MakePerson
+) -> None:
+    """Twilio may call back before the worker commits the sid it got: the receipt must not be lost."""
+    from dispatch.delivery import apply_early_receipts
+    from dispatch.models import InboundMessage
+
+    person = make_person(telegram=False)
+    assert person.phone is not None
+    with sessions() as session:
+        message = enqueue(
+            session, channel=Channel.SMS, address=person.phone, text="hi", person_id=person.id
+        )
+        message.status = OutboxStatus.SENDING
+        session.commit()
+        message_id = message.id
+    with sessions() as session:
+        for status in ("sent", "delivered", "delivered"):  # Twilio repeats itself sometimes
+            assert not record_sms_status(
+                session, message_sid="SMearly", status=status, error_code=None, now=clock.now()
+            )
+        session.commit()
+        kept = session.scalars(
+            select(InboundMessage).where(InboundMessage.processed_at.is_(None))
+        ).all()
+        assert len(kept) == 2
+    with sessions() as session:  # the worker records the sid, then applies what was waiting
+        row = session.get_one(OutboxMessage, message_id)
+        row.status, row.provider_id = OutboxStatus.SENT, "SMearly"
+        session.flush()
+        assert apply_early_receipts(session, message_sids=["SMother"], now=clock.now()) == 0
+        assert apply_early_receipts(session, message_sids=["SMearly"], now=clock.now()) == 2
+        session.commit()
+        assert session.get_one(OutboxMessage, message_id).status == OutboxStatus.DELIVERED
+        assert apply_early_receipts(session, message_sids=["SMearly"], now=clock.now()) == 0
