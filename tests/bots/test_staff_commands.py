@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -11,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bots.dialog import Dialog
 from config.i18n import t
 from config.languages import Language
+from config.settings import Settings
 from dispatch.models import (
     Answer,
     Campaign,
@@ -24,6 +26,7 @@ from dispatch.models import (
 )
 from dispatch.reports import live_status
 from dispatch.segments import count_segments
+from fakes.telegram import FakeTelegram
 from registry.models import (
     AuditEntry,
     Authority,
@@ -39,6 +42,7 @@ from registry.phones import normalise_phone
 from registry.profile_sync import Directory
 from registry.staff import StaffRole, add_staff, verify_telegram
 from tests.bots.chat import Chat, Clock
+from tests.bots.test_e2e import _free_port, run, service_settings, start_service, tg
 
 OFFICER_PHONE = "+972525550001"
 OFFICER_CHAT = "900001"
@@ -46,6 +50,9 @@ COORDINATOR_PHONE = "+972525550002"
 ELSEWHERE_PHONE = "+972525550003"
 STRANGER_PHONE = "+972525559999"
 REFUSAL = t("he", "staff.not_authorized")
+STATUS_HEAD = dict.fromkeys(
+    ("campaign", "what", "state", "people", "delivered", "ok", "help", "silent", "none"), 1
+) | dict.fromkeys(("open", "done", "failed"), 0)
 
 
 @pytest.fixture
@@ -381,3 +388,75 @@ def test_a_coordinator_hands_a_task_to_an_adult_member_directly(
     with sessions() as session:
         task = session.get(Task, task_id)
         assert task is not None and task.volunteer_id == town["volunteer"]
+
+
+@pytest.mark.e2e
+def test_an_officer_runs_a_drill_on_the_real_telegram_application(
+    settings: Settings,
+    directory: Directory,
+    fake_telegram: FakeTelegram,
+    sessions: sessionmaker[Session],
+) -> None:
+    """``hosen serve`` with the real python-telegram-bot Application against the fake Telegram:
+    refused, verified by sharing the own contact, then /drill → buttons → a check-in delivered."""
+    port = _free_port()
+    config = service_settings(settings, telegram=fake_telegram, twilio=None, port=port)
+    officer = fake_telegram.new_user("Noa", language_code="he")
+    resident = fake_telegram.new_user("Avi", language_code="he")
+    he = Language.HE
+    with sessions() as session:
+        kt = session.merge(directory.authorities["kiryat-tamar"])
+        session.add(
+            Person(
+                authority_id=kt.id,
+                name="Avi Cohen",
+                telegram_chat_id=resident.id,
+                language=he,
+                channel=Channel.TELEGRAM,
+                source=Source.STAFF,
+                needs_help=True,
+            )
+        )
+        add_staff(
+            session,
+            name="Noa",
+            phone=normalise_phone(OFFICER_PHONE, region="IL"),
+            authority=kt,
+            role=StaffRole.OFFICER,
+            actor="test",
+        )
+        session.commit()
+
+    async def scenario() -> None:
+        service = await start_service(config, port)
+        try:
+            chat = officer.id
+
+            async def press(label: str) -> list[dict[str, Any]]:
+                message = fake_telegram.last_sent(chat)
+                return await tg(
+                    service, fake_telegram, chat, fake_telegram.press(officer, message, label)
+                )
+
+            sent = await tg(service, fake_telegram, chat, fake_telegram.command(officer, "drill"))
+            assert sent[0]["text"].startswith(t(he, "staff.not_authorized"))
+            sent = await tg(
+                service, fake_telegram, chat, fake_telegram.contact(officer, OFFICER_PHONE)
+            )
+            assert sent[0]["text"] == t(he, "officer.verified")
+            sent = await tg(service, fake_telegram, chat, fake_telegram.command(officer, "drill"))
+            assert sent[0]["text"] == t(he, "officer.audience.ask")
+            await press(t(he, "officer.audience.residents"))
+            sent = await press(t(he, "officer.template.checkin"))
+            assert "1" in sent[0]["text"]
+            sent = await press(t(he, "officer.confirm.yes"))
+            assert t(he, "officer.started", campaign=1, people=1) in {m["text"] for m in sent}
+            await service.flush()
+            checkin = fake_telegram.last_sent(resident.id)
+            assert checkin["text"].startswith(t(he, "dispatch.drill_marker"))
+            sent = await tg(service, fake_telegram, chat, fake_telegram.command(officer, "status"))
+            assert sent[0]["text"].startswith(t(he, "officer.status", **STATUS_HEAD)[:7])
+        finally:
+            await service.stop()
+
+    run(scenario)
