@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bots.dialog import Dialog
+from bots.models import Conversation
 from config.i18n import t
 from config.languages import Language
 from config.settings import Settings
@@ -460,3 +461,35 @@ def test_an_officer_runs_a_drill_on_the_real_telegram_application(
             await service.stop()
 
     run(scenario)
+
+
+@pytest.mark.parametrize("language", list(Language))
+def test_every_sms_to_staff_fits_three_segments(
+    town: dict[str, int],
+    chat_for: ChatFor,
+    sessions: sessionmaker[Session],
+    language: Language,
+) -> None:
+    with sessions() as session:
+        for address in (OFFICER_PHONE, COORDINATOR_PHONE):
+            session.add(
+                Conversation(
+                    channel=Channel.SMS,
+                    address=address,
+                    step="",
+                    draft={},
+                    language=language,
+                    updated_at=Clock().now,
+                    allowance=0.0,
+                )
+            )
+        session.commit()
+    officer = chat_for(Channel.SMS, OFFICER_PHONE)
+    replies = _drill(officer, emergency=True)
+    replies += officer.send("1") + officer.send(t(language, "officer.confirm.word"))
+    for command in ("/status", "/unreached", "/close", "/tasks", "/drill", "/nonsense"):
+        replies += officer.send(command)
+    replies += chat_for(Channel.SMS, COORDINATOR_PHONE).send("/drill")
+    assert t(language, "officer.started", campaign=1, people=3) in replies
+    for reply in replies:
+        assert count_segments(reply) <= 3, reply
