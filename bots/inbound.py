@@ -91,7 +91,7 @@ def handle_inbound(
             )
             return Outcome(processed=True, replies=1)
         return Outcome(processed=True)
-    staff = _staff(session, delivery=delivery, dialog=dialog, now=now)
+    staff = _staff(session, delivery=delivery, dialog=dialog, now=now, flood=flood)
     if staff is not None:
         stored.processed_at = now
         return Outcome(processed=True, replies=staff)
@@ -134,7 +134,9 @@ def handle_inbound(
 RACES = (StaleDataError, IntegrityError)
 
 
-def _staff(session: Session, *, delivery: Delivery, dialog: Dialog, now: datetime) -> int | None:
+def _staff(
+    session: Session, *, delivery: Delivery, dialog: Dialog, now: datetime, flood: FloodPolicy
+) -> int | None:
     """Officer and coordinator commands (bots.officers); the replies sent, or None if not one.
 
     A staff member sharing their OWN contact in a private Telegram chat verifies that chat for
@@ -162,14 +164,19 @@ def _staff(session: Session, *, delivery: Delivery, dialog: Dialog, now: datetim
         language = (conversation.language if conversation else None) or DEFAULT_LANGUAGE
         prompt = Prompt(text=t(language, "officer.verified"))
         return _send(session, inbound.channel, inbound.address, None, language, [prompt])
-    if (
-        officers.command_of(inbound.text) is None
-        and not (inbound.button and inbound.button.startswith(officers.PREFIX))
-        and (conversation is None or not conversation.draft.get(officers.STATE))
+    if not officers.claims(
+        session,
+        conversation=conversation,
+        channel=inbound.channel,
+        address=inbound.address,
+        text=inbound.text,
+        button=inbound.button,
     ):
         return None
     if conversation is None:
         conversation = _conversation(session, inbound.channel, inbound.address, now)
+    if not admit(conversation, now=now, policy=flood).admitted:
+        return 0  # a flood of commands (or refusals to audit) is dropped, as any flood is
     prompts = officers.respond(
         session,
         conversation=conversation,
@@ -181,8 +188,6 @@ def _staff(session: Session, *, delivery: Delivery, dialog: Dialog, now: datetim
         settings=dialog.settings or Settings.model_construct(),
         now=now,
     )
-    if prompts is None:
-        return None
     language = conversation.language or DEFAULT_LANGUAGE
     return _send(session, inbound.channel, inbound.address, None, language, prompts)
 

@@ -127,6 +127,29 @@ class Desk:
         self.replies.append(Prompt(text=text, requests=requests))
 
 
+def claims(
+    session: Session,
+    *,
+    conversation: Conversation | None,
+    channel: Channel,
+    address: str,
+    text: str | None,
+    button: str | None,
+) -> bool:
+    """Whether a message is staff business (else the bots' dialog carries on)."""
+    command = command_of(text)
+    if button and button.startswith(PREFIX):
+        return True
+    if command is None:
+        state = conversation.draft.get(STATE) if conversation is not None else None
+        in_flow = isinstance(state, dict) and bool(state.get("step"))
+        # STOP and HELP always belong to the bots, whatever the officer was doing.
+        return in_flow and not (text and fold(text) in CARRIER_WORDS)
+    if command in SHARED_WITH_BOTS:
+        return find_staff(session, channel=channel, address=address) is not None
+    return True
+
+
 def respond(
     session: Session,
     *,
@@ -138,19 +161,13 @@ def respond(
     profile: Profile,
     settings: Settings,
     now: datetime,
-) -> list[Prompt] | None:
-    """Answer a staff message; ``None`` when it is not one (the bots' dialog carries on)."""
+) -> list[Prompt]:
+    """Answer a message :func:`claims` found to be staff business."""
     command = command_of(text)
     answer = button[len(PREFIX) :] if button and button.startswith(PREFIX) else None
-    in_flow = bool(conversation.draft.get(STATE, {}).get("step"))
-    carrier = bool(text) and fold(text or "") in CARRIER_WORDS
-    if command is None and answer is None and (not in_flow or carrier):
-        return None  # not staff business; and STOP and HELP always belong to the bots
     language = conversation.language or DEFAULT_LANGUAGE
     desk = Desk(session, conversation, channel, address, language, profile, settings, now, [])
     member = find_staff(session, channel=channel, address=address)
-    if member is None and command in SHARED_WITH_BOTS:
-        return None
     authority = _authority_of(session, member)
     if command == "/tasks" or (answer or "").startswith(("task", "give")):
         _tasks(desk, member, authority, command, answer)
