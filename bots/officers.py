@@ -190,7 +190,7 @@ def respond(
     if command in ("/drill", "/emergency"):
         mode = CampaignMode.DRILL if command == "/drill" else CampaignMode.EMERGENCY
         desk.keep({"step": "audience", "mode": mode.value, "campaign": desk.state.get("campaign")})
-        _ask_audience(desk, authority)
+        _ask_audience(desk)
     elif command == "/status":
         _status(desk, authority)
     elif command == "/unreached":
@@ -229,16 +229,27 @@ def _zone_codes(desk: Desk, authority: Authority) -> list[str]:
     )
 
 
-def _ask_audience(desk: Desk, authority: Authority) -> None:
-    choices = [
-        Choice("residents", t(desk.language, "officer.audience.residents")),
-        Choice("everyone", t(desk.language, "officer.audience.everyone")),
-    ]
-    choices += [
-        Choice(f"zone-{code}", _zone_name(desk, authority, code))
-        for code in _zone_codes(desk, authority)
-    ]
-    desk.say("audience.ask", step="audience", choices=tuple(choices))
+def _ask_audience(desk: Desk) -> None:
+    choices = tuple(
+        Choice(value, t(desk.language, f"officer.audience.{value}"))
+        for value in ("residents", "everyone", "zones")
+    )
+    desk.say("audience.ask", step="audience", choices=choices)
+
+
+def _ask_zones(desk: Desk, authority: Authority, selected: list[str]) -> None:
+    choices = tuple(
+        Choice(code, _zone_name(desk, authority, code)) for code in _zone_codes(desk, authority)
+    )
+    desk.replies.append(
+        Prompt(
+            text=t(desk.language, "officer.audience.pick_zones"),
+            step=f"{PREFIX}zones",
+            choices=choices,
+            multi=True,
+            selected=frozenset(selected),
+        )
+    )
 
 
 def _ask_template(desk: Desk) -> None:
@@ -261,8 +272,8 @@ def _pick(desk: Desk, step: str, choices: list[str], answer: str | None, text: s
 
 
 def _audience(state: dict[str, Any]) -> Audience:
-    zone = state.get("zone")
-    return Audience(zones=(zone,) if zone else (), residents_only=state.get("who") != "everyone")
+    zones = tuple(state.get("zones") or ())
+    return Audience(zones=zones, residents_only=state.get("who") != "everyone")
 
 
 def _answer(
@@ -271,12 +282,34 @@ def _answer(
     state = dict(desk.state)
     step = state.get("step")
     if step == "audience":
-        values = ["residents", "everyone"] + [f"zone-{c}" for c in _zone_codes(desk, authority)]
-        value = _pick(desk, "audience", values, answer, text)
+        value = _pick(desk, "audience", ["residents", "everyone", "zones"], answer, text)
         if not value:
-            return _ask_audience(desk, authority)
+            return _ask_audience(desk)
         state["who"] = "everyone" if value == "everyone" else "residents"
-        state["zone"] = value.removeprefix("zone-") if value.startswith("zone-") else None
+        state["zones"] = []
+        state["step"] = "zones" if value == "zones" else "template"
+        desk.keep(state)
+        if value == "zones":
+            return _ask_zones(desk, authority, [])
+        return _ask_template(desk)
+    if step == "zones":
+        codes = _zone_codes(desk, authority)
+        chosen = set(state.get("zones") or [])
+        if answer is not None:  # Telegram: each tap toggles a zone; "done" goes on
+            answered_step, _, value = answer.partition(":")
+            if answered_step == "zones" and value in codes:
+                chosen ^= {value}
+                state["zones"] = sorted(chosen)
+                desk.keep(state)
+                return _ask_zones(desk, authority, state["zones"])
+            if not (answered_step == "zones" and value == "done" and chosen):
+                return _ask_zones(desk, authority, sorted(chosen))
+        else:  # SMS: the zones' numbers, e.g. "1 3"
+            numbers = (text or "").replace(",", " ").split()
+            if not numbers or not all(n.isdigit() and 1 <= int(n) <= len(codes) for n in numbers):
+                return _ask_zones(desk, authority, sorted(chosen))
+            chosen = {codes[int(n) - 1] for n in numbers}
+        state["zones"] = sorted(chosen)
         state["step"] = "template"
         desk.keep(state)
         return _ask_template(desk)

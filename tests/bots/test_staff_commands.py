@@ -38,6 +38,7 @@ from registry.models import (
     Person,
     PhoneKind,
     Source,
+    Zone,
 )
 from registry.phones import normalise_phone
 from registry.profile_sync import Directory
@@ -308,6 +309,40 @@ def test_an_announcement_takes_its_text(
     with sessions() as session:
         campaign = session.scalars(select(Campaign)).one()
         assert campaign.text == "Shelters are open."
+
+
+def test_chosen_zones_on_telegram_and_by_sms(
+    town: dict[str, int], chat_for: ChatFor, sessions: sessionmaker[Session]
+) -> None:
+    officer = chat_for(Channel.TELEGRAM, OFFICER_CHAT)
+    officer.send("/drill")
+    officer.send(button="officer.audience:zones")
+    officer.send(button="officer.zones:kt-north")
+    officer.send(button="officer.zones:kt-center")
+    officer.send(button="officer.zones:kt-north")  # a second tap takes it back
+    assert officer.send(button="officer.zones:done") == [t("he", "officer.template.ask")]
+    confirmation = officer.send(button="officer.template:checkin")
+    assert confirmation[0] == t(
+        "he", "officer.confirm.summary", what=t("he", "officer.what.drill_checkin"), people=3
+    )
+    conversation = officer.conversation()
+    assert conversation is not None and conversation.draft["_officer"]["zones"] == ["kt-center"]
+
+    sms = chat_for(Channel.SMS, OFFICER_PHONE)
+    sms.send("/drill")
+    listed = sms.send("3")
+    assert all(count_segments(reply) <= 3 for reply in listed)
+    with sessions() as session:
+        codes = sorted(
+            session.scalars(
+                select(Zone.code).join(Authority).where(Authority.code == "kiryat-tamar")
+            )
+        )
+    north = codes.index("kt-north") + 1
+    assert sms.send(f"{north}")[0].startswith(t("he", "officer.template.ask"))
+    confirmation = sms.send("1")
+    what = t("he", "officer.what.drill_checkin")
+    assert confirmation[0] == t("he", "officer.confirm.summary", what=what, people=0)
 
 
 def test_an_officer_elsewhere_sees_none_of_this_authority(
