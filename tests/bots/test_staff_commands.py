@@ -346,13 +346,15 @@ def test_chosen_zones_on_telegram_and_by_sms(
 
 
 def test_an_officer_elsewhere_sees_none_of_this_authority(
-    town: dict[str, int], chat_for: ChatFor
+    town: dict[str, int], chat_for: ChatFor, sessions: sessionmaker[Session]
 ) -> None:
     _drill(chat_for(Channel.TELEGRAM, OFFICER_CHAT))
     chat_for(Channel.TELEGRAM, OFFICER_CHAT).send(button="officer.confirm:yes")
-    assert chat_for(Channel.SMS, ELSEWHERE_PHONE).send("/status") == [
-        t("he", "officer.no_campaign")
-    ]
+    elsewhere = chat_for(Channel.SMS, ELSEWHERE_PHONE)
+    assert elsewhere.send("/status") == [t("he", "officer.no_campaign")]
+    assert elsewhere.send("/close") == [t("he", "officer.no_campaign")]
+    with sessions() as session:
+        assert session.scalars(select(Campaign.status)).one() == CampaignStatus.ACTIVE
 
 
 def test_coordinator_hands_a_task_and_the_officer_sees_it_done(
