@@ -169,8 +169,9 @@ def respond(
     desk = Desk(session, conversation, channel, address, language, profile, settings, now, [])
     member = find_staff(session, channel=channel, address=address)
     authority = _authority_of(session, member)
-    if command == "/tasks" or (answer or "").startswith(("task", "give")):
-        _tasks(desk, member, authority, command, answer)
+    in_tasks = command is None and answer is None and desk.state.get("step") in ("task", "give")
+    if command == "/tasks" or (answer or "").startswith(("task", "give")) or in_tasks:
+        _tasks(desk, member, authority, command, answer, text)
         return desk.replies
     action = COMMANDS[command] if command else StaffAction.START_CAMPAIGN
     try:
@@ -563,6 +564,7 @@ def _tasks(
     authority: Authority | None,
     command: str | None,
     answer: str | None,
+    text: str | None,
 ) -> None:
     groups: list[int | None] = [*_groups_of(desk.session, member)] or [None]
     allowed: list[int] = []
@@ -593,11 +595,20 @@ def _tasks(
         )
     tasks = {task.id: task for task in open_tasks(desk.session, group_ids=allowed)}
     step, _, value = (answer or "").partition(":")
+    state = desk.state
+    if answer is None and command is None and state.get("step") in ("task", "give"):
+        # By SMS: the number of a choice in the list we sent last.
+        offered, typed = state.get("offered") or [], (text or "").strip()
+        if not (typed.isdigit() and 1 <= int(typed) <= len(offered)):
+            desk.keep({"campaign": state.get("campaign")})
+            return desk.say("tasks.gone")
+        step, value = state["step"], offered[int(typed) - 1]
     if step == "task" and value.isdigit() and int(value) in tasks:
         return _ask_member(desk, tasks[int(value)], allowed)
     if step == "give":
         task_id, _, person_id = value.partition("-")
         task = tasks.get(int(task_id)) if task_id.isdigit() else None
+        desk.keep({"campaign": state.get("campaign")})
         if task is not None and person_id.isdigit():
             return _give(desk, task, int(person_id), allowed)
         return desk.say("tasks.gone")
@@ -613,7 +624,32 @@ def _tasks(
             f"{(volunteer.name if volunteer else None) or '?'} ({status})"
         )
         choices.append(Choice(str(task.id), label))
-    desk.say("tasks.head", step="task", choices=tuple(choices), count=len(tasks))
+    _offer(desk, "task", _fitting_choices(desk, choices), "tasks.head", count=len(tasks))
+
+
+def _fitting_choices(desk: Desk, choices: list[Choice]) -> list[Choice]:
+    """By SMS, as many choices as a three-segment numbered list holds."""
+    if desk.channel != Channel.SMS:
+        return choices
+    kept: list[Choice] = []
+    for choice in choices:
+        lines = [f"{n} {c.label}" for n, c in enumerate([*kept, choice], 1)]
+        if count_segments("\n".join(lines)) > MAX_SMS_SEGMENTS:
+            break
+        kept.append(choice)
+    return kept
+
+
+def _offer(desk: Desk, step: str, choices: list[Choice], key: str, **params: Any) -> None:
+    """Ask with buttons, and remember the choices for an SMS answer by number."""
+    desk.keep(
+        {
+            "step": step,
+            "offered": [c.value for c in choices],
+            "campaign": desk.state.get("campaign"),
+        }
+    )
+    desk.say(key, step=step, choices=tuple(choices), **params)
 
 
 def _members(desk: Desk, group_ids: list[int]) -> list[Person]:
@@ -629,11 +665,11 @@ def _members(desk: Desk, group_ids: list[int]) -> list[Person]:
 
 
 def _ask_member(desk: Desk, task: Task, group_ids: list[int]) -> None:
-    choices = tuple(
+    choices = [
         Choice(f"{task.id}-{person.id}", person.name or "?")
         for person in _members(desk, group_ids)[:MAX_LIST]
-    )
-    desk.say("tasks.pick", step="give", choices=choices)
+    ]
+    _offer(desk, "give", _fitting_choices(desk, choices), "tasks.pick")
 
 
 def _give(desk: Desk, task: Task, person_id: int, group_ids: list[int]) -> None:

@@ -530,3 +530,32 @@ def test_every_sms_to_staff_fits_three_segments(
     assert t(language, "officer.started", campaign=1, people=3) in replies
     for reply in replies:
         assert count_segments(reply) <= 3, reply
+
+
+def test_a_coordinator_hands_a_task_by_sms_with_numbers(
+    town: dict[str, int], chat_for: ChatFor, sessions: sessionmaker[Session]
+) -> None:
+    with sessions() as session:
+        task = Task(
+            resident_id=town["resident 2"],
+            volunteer_id=town["leader"],
+            group_id=town["group"],
+            reason=TaskReason.NO_ANSWER,
+            status=TaskStatus.OFFERED,
+            created_at=Clock().now,
+        )
+        session.add(task)
+        session.commit()
+        task_id = task.id
+    coordinator = chat_for(Channel.SMS, COORDINATOR_PHONE)
+    listed = coordinator.send("/tasks")
+    assert "1 Resident 2" in "\n".join(listed)
+    members = "\n".join(coordinator.send("1"))
+    assert "1 Leader" in members and "2 Minor" in members
+    given = coordinator.send("2")  # the minor: the adult coordinator goes along
+    assert given == [t("he", "officer.tasks.given", name="Leader")]
+    assert coordinator.send("2") != given  # the list is used up: no second hand-over
+    with sessions() as session:
+        task = session.get(Task, task_id)
+        assert task is not None and task.volunteer_id == town["leader"]
+        assert task.status == TaskStatus.OFFERED
