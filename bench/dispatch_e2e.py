@@ -186,7 +186,11 @@ def throughput_run(
         )
         senders = {k: v for k, v in build_senders(settings).items() if k.value == channel}
         worker = Worker(sessions=sessions, senders=senders, settings=settings)
+        fake_url = fakes.telegram_url if channel == "telegram" else fakes.twilio_url
+        before = traffic(fake_url)["accepted"]
         seconds = asyncio.run(drain(worker, sessions, time.perf_counter() + window))
+        # Count what the provider accepted (rows are marked sent a batch at a time).
+        accepted = traffic(fake_url)["accepted"] - before
         left = open_rows(sessions)
         engine.dispose()
     return {
@@ -195,8 +199,9 @@ def throughput_run(
         "n": count,
         "write_s": write_seconds,
         "send_s": seconds,
-        "rate": (count - left) / seconds,
+        "rate": accepted / seconds,
         "left": left,
+        "accepted": accepted,
     }
 
 
@@ -290,6 +295,7 @@ def main() -> int:
         "--send-seconds", type=float, default=60.0, help="send window per throughput run"
     )
     parser.add_argument("--ceiling-n", type=int, default=5000)
+    parser.add_argument("--ceiling-levels", default="4,16,64")
     parser.add_argument("--naive-n", type=int, default=1000)
     parser.add_argument("--limited-n", type=int, default=900)
     parser.add_argument("--memory-n", default="10000,100000")
@@ -299,81 +305,83 @@ def main() -> int:
     args = parser.parse_args()
     kinds = args.db.split(",")
 
+    def say(line: str = "") -> None:
+        print(line, flush=True)  # row by row: a long run shows what it has so far
+
+    levels = [int(v) for v in args.ceiling_levels.split(",")]
     with spawn_fakes("--no-history") as fakes:
         # The ceiling is the bare client at its best concurrency on this machine.
         ceiling_tg = max(
             statistics.median(
                 asyncio.run(telegram_concurrent(fakes, args.ceiling_n, level)) for _ in range(3)
             )
-            for level in (4, 16, 64)
+            for level in levels
         )
         ceiling_sms = max(
             statistics.median(
                 asyncio.run(twilio_concurrent(fakes, args.ceiling_n, level)) for _ in range(3)
             )
-            for level in (4, 16, 64)
+            for level in levels
         )
         naive = asyncio.run(telegram_naive(fakes, args.naive_n))
-        window = args.send_seconds
-        runs = [throughput_run(kind, fakes, args.n, "telegram", window) for kind in kinds]
-        if not args.skip_sms:
-            runs += [throughput_run(kind, fakes, args.n, "sms", window) for kind in kinds]
+        say(
+            f"dispatcher end to end, {os.cpu_count()} CPUs, load average "
+            f"{os.getloadavg()[0]:.1f} at the start (shared machine: noisy)"
+        )
+        say(
+            f"bare-client ceiling (best of concurrency {args.ceiling_levels}, median of 3): "
+            f"telegram {ceiling_tg:.0f}/s, twilio {ceiling_sms:.0f}/s; "
+            f"naive one-by-one send_message loop: {naive:.0f}/s"
+        )
+        say()
+        say(
+            f"{'db':<11} {'channel':<9} {'recipients':>10} {'write s':>8} {'send s':>8} "
+            f"{'msg/s':>7} {'ceiling':>8} {'ratio':>6} {'vs naive':>8}"
+        )
+        channels = ["telegram"] + ([] if args.skip_sms else ["sms"])
+        for channel in channels:
+            for kind in kinds:
+                run = throughput_run(kind, fakes, args.n, channel, args.send_seconds)
+                ceiling = ceiling_tg if channel == "telegram" else ceiling_sms
+                say(
+                    f"{run['db']:<11} {run['channel']:<9} {run['n']:>10} {run['write_s']:>8.2f} "
+                    f"{run['send_s']:>8.1f} {run['rate']:>7.0f} {ceiling:>8.0f} "
+                    f"{run['rate'] / ceiling:>6.0%} {run['rate'] / naive:>7.1f}x"
+                    + (f"  ({run['accepted']} sent in the window)" if run["left"] else "")
+                )
         ceiling_after = max(
             statistics.median(
                 asyncio.run(telegram_concurrent(fakes, args.ceiling_n, level)) for _ in range(3)
             )
-            for level in (4, 16)
+            for level in levels
         )
-        limited = [limited_run(kind, fakes, args.limited_n) for kind in kinds]
-        memory = []
+        say(f"telegram ceiling again after the runs: {ceiling_after:.0f}/s")
+        say()
+        say(
+            f"{'db':<11} {'limit/s':>7} {'messages':>8} {'seconds':>8} {'achieved/s':>10} "
+            f"{'of limit':>8} {'429s':>5}"
+        )
+        for kind in kinds:
+            run = limited_run(kind, fakes, args.limited_n)
+            say(
+                f"{run['db']:<11} {30:>7} {run['n']:>8} {run['seconds']:>8.1f} "
+                f"{run['rate']:>10.1f} {run['rate'] / 30:>8.0%} {run['throttled']:>5}"
+            )
         if not args.skip_memory:
+            say()
+            say(
+                f"{'db':<11} {'workers':>7} {'campaign':>9} {'peak RSS MB':>11} "
+                f"{'sent in window':>14}"
+            )
             for kind in kinds:
                 for workers in (1, 2) if kind == "postgresql" else (1,):
                     for n in (int(v) for v in args.memory_n.split(",")):
-                        memory.append(memory_run(kind, fakes, n, workers, args.memory_seconds))
-
-    load = os.getloadavg()[0]
-    print(
-        f"dispatcher end to end, {os.cpu_count()} CPUs, load average {load:.1f} at the end "
-        "(shared machine: noisy)"
-    )
-    print(
-        f"bare-client ceiling (best of concurrency 4/16/64, median of 3): telegram {ceiling_tg:.0f}/s "
-        f"(again after the runs: {ceiling_after:.0f}/s), twilio {ceiling_sms:.0f}/s; "
-        f"naive one-by-one send_message loop: {naive:.0f}/s"
-    )
-    print()
-    print(
-        f"{'db':<11} {'channel':<9} {'recipients':>10} {'write s':>8} {'send s':>8} "
-        f"{'msg/s':>7} {'ceiling':>8} {'ratio':>6} {'vs naive':>8}"
-    )
-    for run in runs:
-        ceiling = ceiling_tg if run["channel"] == "telegram" else ceiling_sms
-        print(
-            f"{run['db']:<11} {run['channel']:<9} {run['n']:>10} {run['write_s']:>8.2f} "
-            f"{run['send_s']:>8.1f} {run['rate']:>7.0f} {ceiling:>8.0f} "
-            f"{run['rate'] / ceiling:>6.0%} {run['rate'] / naive:>7.1f}x"
-            + (f"  ({run['n'] - run['left']} sent in the window)" if run["left"] else "")
-        )
-    print()
-    print(
-        f"{'db':<11} {'limit/s':>7} {'messages':>8} {'seconds':>8} {'achieved/s':>10} {'of limit':>8} {'429s':>5}"
-    )
-    for run in limited:
-        print(
-            f"{run['db']:<11} {30:>7} {run['n']:>8} {run['seconds']:>8.1f} {run['rate']:>10.1f} "
-            f"{run['rate'] / 30:>8.0%} {run['throttled']:>5}"
-        )
-    if memory:
-        print()
-        print(
-            f"{'db':<11} {'workers':>7} {'campaign':>9} {'peak RSS MB':>11} {'sent in window':>14}"
-        )
-        for run in memory:
-            print(
-                f"{run['db']:<11} {run['workers']:>7} {run['n']:>9} {run['peak_mb']:>11.0f} "
-                f"{run['sent']:>14}"
-            )
+                        run = memory_run(kind, fakes, n, workers, args.memory_seconds)
+                        say(
+                            f"{run['db']:<11} {run['workers']:>7} {run['n']:>9} "
+                            f"{run['peak_mb']:>11.0f} {run['sent']:>14}"
+                        )
+    say(f"load average at the end: {os.getloadavg()[0]:.1f}")
     return 0
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dispatch.models import BlockReason, ChannelBlock, OutboxMessage, OutboxStatus
@@ -33,19 +33,18 @@ _RANK = {
 CHANNEL_ORDER = (Channel.TELEGRAM, Channel.SMS)
 
 
-def blocked_pairs(
-    session: Session, *, pairs: Iterable[tuple[int, Channel]]
-) -> set[tuple[int, Channel]]:
-    """Which of these (person, channel) pairs a provider has declared dead."""
-    wanted = sorted({(person_id, channel.value) for person_id, channel in pairs})
+def blocked_people(session: Session, *, channel: Channel, person_ids: Iterable[int]) -> set[int]:
+    """Which of these people a provider has declared unreachable on ``channel``."""
+    wanted = sorted(set(person_ids))
     if not wanted:
         return set()
-    rows = session.execute(
-        select(ChannelBlock.person_id, ChannelBlock.channel).where(
-            tuple_(ChannelBlock.person_id, ChannelBlock.channel).in_(wanted)
+    return set(
+        session.scalars(
+            select(ChannelBlock.person_id).where(
+                ChannelBlock.channel == channel, ChannelBlock.person_id.in_(wanted)
+            )
         )
     )
-    return {(person_id, Channel(channel)) for person_id, channel in rows}
 
 
 def block_channel(

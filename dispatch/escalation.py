@@ -293,8 +293,9 @@ def raise_alert(
 # --- the ladder --------------------------------------------------------------------------------
 
 
-def run_escalations(session: Session, *, now: datetime, limit: int = SWEEP_BATCH) -> int:
-    """Move every due, still-silent check-in recipient one step up the ladder; returns how many."""
+def run_escalations(session: Session, *, now: datetime, limit: int | None = None) -> int:
+    """Move due, still-silent check-in recipients one step up the ladder (at most ``limit``,
+    default ``SWEEP_BATCH``); returns how many."""
     query = (
         select(CampaignRecipient, Campaign)
         .join(Campaign, Campaign.id == CampaignRecipient.campaign_id)
@@ -303,7 +304,7 @@ def run_escalations(session: Session, *, now: datetime, limit: int = SWEEP_BATCH
             Campaign.status == CampaignStatus.ACTIVE,
         )
         .order_by(CampaignRecipient.next_step_at, CampaignRecipient.id)
-        .limit(limit)
+        .limit(limit or SWEEP_BATCH)
     )
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True, of=CampaignRecipient)

@@ -89,15 +89,16 @@ def set_chat_next_times(session: Session, *, channel: Channel, times: dict[str, 
     if not times:
         return
     statement = upsert(session, ChatGate)
+    # executemany with one cached statement: a multi-VALUES insert would be compiled anew for
+    # every batch (that cost more than the database work).
     session.execute(
-        statement.values(
-            [
-                {"channel": channel.value, "address": address, "next_at": at}
-                for address, at in sorted(times.items())
-            ]
-        ).on_conflict_do_update(
+        statement.on_conflict_do_update(
             index_elements=["channel", "address"], set_={"next_at": statement.excluded.next_at}
-        )
+        ),
+        [
+            {"channel": channel.value, "address": address, "next_at": at}
+            for address, at in sorted(times.items())
+        ],
     )
 
 

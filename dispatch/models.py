@@ -52,7 +52,9 @@ class OutboxMessage(Base):
 
     __tablename__ = "outbox"
     __table_args__ = (
-        Index("ix_outbox_due", "status", "priority", "risk_rank", "due_at"),
+        # Exactly the claim's filter and order, so a claim reads the first rows of the index
+        # instead of sorting every queued row of a large campaign.
+        Index("ix_outbox_due", "status", "channel", "priority", "risk_rank", "due_at", "id"),
         Index("ix_outbox_person", "person_id"),
         Index("ix_outbox_provider_id", "provider_id"),
     )
@@ -314,3 +316,23 @@ class Alert(Base):
     task_id: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class DrillSchedule(Base):
+    """A drill that starts on a schedule (a crontab line in the municipality's time zone).
+
+    ``pending_since`` is set when the time came inside the authority's quiet hours: the sweep
+    starts the drill once they end, so a restart in between loses nothing.
+    """
+
+    __tablename__ = "drill_schedule"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    authority_id: Mapped[int] = mapped_column(ForeignKey("authority.id"), index=True)
+    cron: Mapped[str] = mapped_column(String(80))
+    audience: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    pending_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_campaign_id: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

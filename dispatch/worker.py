@@ -83,6 +83,26 @@ class _Lane:
     results: list[tuple[Claimed, SendResult]] = field(default_factory=list)
 
 
+class Pacer:
+    """This process's own spacing of sends on one channel, on top of the shared slots.
+
+    Slots are planned times; a lane that falls behind (a busy CPU) would otherwise catch up in a
+    burst while another lane sends on time, and together exceed the provider's limit.
+    """
+
+    def __init__(self, clock: Clock, rate: float) -> None:
+        self.clock = clock
+        self.step = timedelta(seconds=1 / rate)
+        self.next_at: datetime | None = None
+
+    async def wait(self) -> None:
+        now = self.clock.now()
+        at = now if self.next_at is None or self.next_at < now else self.next_at
+        self.next_at = at + self.step
+        if at > now:
+            await self.clock.sleep_until(at)
+
+
 def backoff_seconds(attempts: int, *, base: float, cap: float, rng: random.Random) -> float:
     """Exponential backoff with jitter: base·2^(n-1), capped, scaled by a random 0.5–1.0."""
     delay = min(cap, base * float(2 ** max(attempts - 1, 0)))
@@ -115,6 +135,7 @@ class Worker:
         bind = sessions.kw.get("bind")
         self.on_postgresql = bind is not None and bind.dialect.name == "postgresql"
         self._last_sweep: datetime | None = None
+        self._pacers = {channel: Pacer(self.clock, self.rate(channel)) for channel in self.senders}
         self._started = False
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -161,7 +182,9 @@ class Worker:
             loops = [
                 self._loop(stop, channel)
                 for channel in self.senders
-                for _ in range(self.config.lanes_per_channel if self.on_postgresql else 1)
+                # Two lanes overlap one batch's database work with another's sends. Safe on
+                # SQLite too: there a claim is one UPDATE under the database's write lock.
+                for _ in range(self.config.lanes_per_channel)
             ]
             await asyncio.gather(self._housekeeping_loop(stop), *loops)
         finally:
@@ -179,6 +202,13 @@ class Worker:
                 failures += 1
                 log.warning("worker %s: database error (%s), retrying", self.worker_id, exc.code)
                 handled = 0
+                await self._idle(stop, min(10.0, 0.5 * 2**failures))
+                continue
+            except Exception:
+                # A bug must not stop the dispatcher: the batch's leases run out and the
+                # sweep returns its rows to the queue.
+                failures += 1
+                log.exception("worker %s: unexpected error in the %s lane", self.worker_id, channel)
                 await self._idle(stop, min(10.0, 0.5 * 2**failures))
                 continue
             if handled == 0:
@@ -357,13 +387,14 @@ class Worker:
         self, session: Session, channel: Channel, rows: Sequence[Any], now: datetime
     ) -> set[int]:
         """Rows for people whose channel a provider declared dead go straight to the next one."""
-        pairs = [(r.person_id, channel) for r in rows if r.person_id is not None]
-        dead = delivery.blocked_pairs(session, pairs=pairs)
+        dead = delivery.blocked_people(
+            session, channel=channel, person_ids=(r.person_id for r in rows if r.person_id)
+        )
         if not dead:
             return set()
         skipped: set[int] = set()
         for row in rows:
-            if (row.person_id, channel) not in dead:
+            if row.person_id not in dead:
                 continue
             message = session.get(OutboxMessage, row.id)
             block = session.get(ChannelBlock, (message.person_id, channel)) if message else None
@@ -480,8 +511,11 @@ class Worker:
         limit = asyncio.Semaphore(self.config.max_in_flight)
         lane = _Lane()
 
+        pacer = self._pacers[channel]
+
         async def one(item: Claimed) -> tuple[Claimed, SendResult]:
             await self.clock.sleep_until(item.slot)
+            await pacer.wait()
             async with limit:
                 if lane.paused:
                     # The provider asked everyone to slow down: do not keep knocking.

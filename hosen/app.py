@@ -49,6 +49,7 @@ class Runtime:
     telegram: Any = None
     watch: PollWatch | None = None
     worker: Any = None
+    scheduler: Any = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     telegram_ready: asyncio.Event = field(default_factory=asyncio.Event)
@@ -64,6 +65,7 @@ def build_app(
     clock: Callable[[], datetime] = utcnow,
     run_worker: bool = True,
     run_bot: bool = True,
+    run_scheduler: bool = True,
     flood: FloodPolicy = DEFAULT_POLICY,
 ) -> Starlette:
     settings = ctx.settings
@@ -96,7 +98,7 @@ def build_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await _start(ctx, runtime, run_worker=run_worker)
+        await _start(ctx, runtime, run_worker=run_worker, run_scheduler=run_scheduler)
         try:
             yield
         finally:
@@ -115,12 +117,35 @@ def build_app(
     return app
 
 
-async def _start(ctx: Context, runtime: Runtime, *, run_worker: bool) -> None:
+async def _start(ctx: Context, runtime: Runtime, *, run_worker: bool, run_scheduler: bool) -> None:
     if runtime.telegram is not None:
         # In the background: Telegram being unreachable must not keep SMS and the worker down.
         runtime.tasks.append(asyncio.create_task(_bring_up_telegram(ctx.settings, runtime)))
     if run_worker:
         await _start_worker(ctx, runtime)
+    if run_scheduler:
+        runtime.tasks.append(asyncio.create_task(_keep_scheduler(ctx, runtime)))
+
+
+async def _keep_scheduler(ctx: Context, runtime: Runtime, *, every: float = 5.0) -> None:
+    """Scheduled drills and the escalation sweeps. Every serving process offers one; a lock in
+    the database lets exactly one be active, the others stand by and take over if it dies."""
+    from dispatch.scheduler import DispatchScheduler
+
+    scheduler = DispatchScheduler(
+        sessions=ctx.sessions, profile=ctx.profile, zone=ctx.settings.zone_info
+    )
+    runtime.scheduler = scheduler
+    try:
+        while not runtime.stop.is_set():
+            try:
+                await asyncio.to_thread(scheduler.tick)
+            except Exception as exc:  # the database is away: stand by and try again
+                log.warning("scheduler standing by: %s", type(exc).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(runtime.stop.wait(), timeout=every)
+    finally:
+        await asyncio.to_thread(scheduler.stop)
 
 
 async def _bring_up_telegram(settings: Settings, runtime: Runtime, *, retry: float = 5.0) -> None:

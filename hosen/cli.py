@@ -10,12 +10,34 @@ from sqlalchemy.exc import OperationalError
 
 from config.profile import ProfileError
 from config.settings import SettingsError
-from hosen.commands import assign, campaign, db, demo, people, registry_lists, serve, staff, worker
+from hosen.commands import (
+    assign,
+    campaign,
+    db,
+    demo,
+    people,
+    registry_lists,
+    scheduler,
+    serve,
+    staff,
+    worker,
+)
 from hosen.context import CommandError, Context, build_context
 from registry.errors import RegistryError
 
 Handler = Callable[[Context, argparse.Namespace], int]
-COMMAND_GROUPS = (db, people, registry_lists, staff, assign, campaign, worker, serve, demo)
+COMMAND_GROUPS = (
+    db,
+    people,
+    registry_lists,
+    staff,
+    assign,
+    campaign,
+    worker,
+    scheduler,
+    serve,
+    demo,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

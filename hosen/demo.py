@@ -418,7 +418,8 @@ async def _drill(
         f" (drill time; ×{scale:g} faster)\n\n"
     )
 
-    app = build_app(ctx)
+    # The demo sweeps the compressed ladder itself, several times a second.
+    app = build_app(ctx, run_scheduler=False)
     server = uvicorn.Server(
         uvicorn.Config(
             app,

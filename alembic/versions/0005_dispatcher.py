@@ -2,7 +2,7 @@
 
 Revision ID: 0005
 Revises: 0002
-Create Date: 2026-11-22 18:07:37.925706
+Create Date: 2026-11-22 19:00:44.333965
 """
 
 from collections.abc import Sequence
@@ -100,6 +100,33 @@ def upgrade() -> None:
     with op.batch_alter_table("campaign", schema=None) as batch_op:
         batch_op.create_index(
             batch_op.f("ix_campaign_authority_id"), ["authority_id"], unique=False
+        )
+
+    op.create_table(
+        "drill_schedule",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("authority_id", sa.Integer(), nullable=False),
+        sa.Column("cron", sa.String(length=80), nullable=False),
+        sa.Column(
+            "audience",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("enabled", sa.Boolean(), nullable=False),
+        sa.Column("pending_since", registry.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("last_started_at", registry.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("last_campaign_id", sa.Integer(), nullable=True),
+        sa.Column("created_at", registry.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["authority_id"],
+            ["authority.id"],
+            name=op.f("fk_drill_schedule_authority_id_authority"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_drill_schedule")),
+    )
+    with op.batch_alter_table("drill_schedule", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_drill_schedule_authority_id"), ["authority_id"], unique=False
         )
 
     op.create_table(
@@ -306,7 +333,9 @@ def upgrade() -> None:
         )
         batch_op.drop_index(batch_op.f("ix_outbox_due"))
         batch_op.create_index(
-            "ix_outbox_due", ["status", "priority", "risk_rank", "due_at"], unique=False
+            "ix_outbox_due",
+            ["status", "channel", "priority", "risk_rank", "due_at", "id"],
+            unique=False,
         )
 
 
@@ -334,6 +363,10 @@ def downgrade() -> None:
         batch_op.drop_index("ix_campaign_recipient_person")
 
     op.drop_table("campaign_recipient")
+    with op.batch_alter_table("drill_schedule", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_drill_schedule_authority_id"))
+
+    op.drop_table("drill_schedule")
     with op.batch_alter_table("campaign", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_campaign_authority_id"))
 

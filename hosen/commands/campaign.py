@@ -87,6 +87,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sweep = sub.add_parser("sweep", help="run the escalation timers and lease repair once")
     sweep.set_defaults(handler=run_sweep)
 
+    schedule = sub.add_parser("schedule", help="drills on a schedule (run by `hosen scheduler`)")
+    schedule_sub = schedule.add_subparsers(dest="schedule_command", required=True)
+    add = schedule_sub.add_parser("add", help="add a scheduled drill check-in")
+    add.add_argument("cron", help='crontab line in local time, e.g. "0 10 * * 0"')
+    add.add_argument("--authority")
+    add.add_argument("--zone", action="append", default=[])
+    add.add_argument("--residents", action="store_true")
+    add.set_defaults(handler=add_schedule)
+    schedule_sub.add_parser("list", help="scheduled drills").set_defaults(handler=list_schedules)
+
 
 def _groups(session: Any, authority_id: int, names: list[str]) -> tuple[int, ...]:
     from registry.models import Group
@@ -339,12 +349,43 @@ def list_campaigns(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def run_sweep(ctx: Context, args: argparse.Namespace) -> int:
-    from dispatch.escalation import run_escalations
-    from dispatch.sweeps import requeue_expired_leases
+    from dispatch.scheduler import sweep_all
 
-    now = utcnow()
+    done = sweep_all(ctx.sessions, profile=ctx.profile, zone=ctx.settings.zone_info, now=utcnow())
+    print(
+        f"{done['ladder']} recipients moved up the ladder; {done['leases']} expired leases "
+        f"requeued; {done['drills']} held drills started"
+    )
+    return 0
+
+
+def add_schedule(ctx: Context, args: argparse.Namespace) -> int:
+    from dispatch.campaigns import Audience, CampaignError
+    from dispatch.scheduler import add_drill_schedule
+
+    try:
+        with unit_of_work(ctx.sessions) as session:
+            schedule = add_drill_schedule(
+                session,
+                authority=ctx.authority(session, args.authority),
+                cron=args.cron,
+                audience=Audience(zones=tuple(args.zone), residents_only=args.residents),
+                zone=ctx.settings.zone_info,
+                now=utcnow(),
+            )
+            schedule_id = schedule.id
+    except CampaignError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"drill schedule {schedule_id} added ({args.cron}, {ctx.settings.timezone})")
+    return 0
+
+
+def list_schedules(ctx: Context, args: argparse.Namespace) -> int:
+    from dispatch.models import DrillSchedule
+
     with unit_of_work(ctx.sessions) as session:
-        moved = run_escalations(session, now=now)
-        requeued = requeue_expired_leases(session, now=now)
-    print(f"{moved} recipients moved up the ladder; {requeued} expired leases requeued")
+        for s in session.scalars(select(DrillSchedule).order_by(DrillSchedule.id)):
+            last = f"{s.last_started_at:%Y-%m-%d %H:%M}" if s.last_started_at else "never"
+            held = " (held by quiet hours)" if s.pending_since else ""
+            print(f"{s.id:>4}  {s.cron:<20} {'on' if s.enabled else 'off':<4} last {last}{held}")
     return 0

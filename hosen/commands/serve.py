@@ -1,4 +1,5 @@
-"""``hosen serve``: the webhooks for Telegram and Twilio, the Telegram bot and the outbox worker."""
+"""``hosen serve``: the webhooks for Telegram and Twilio, the Telegram bot, the outbox worker and
+the scheduler (scheduled drills, escalation sweeps; one active across all processes)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from hosen.context import CommandError, Context
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = subparsers.add_parser(
-        "serve", help="run the Telegram bot, the SMS webhooks and the outbox worker"
+        "serve", help="run the Telegram bot, the SMS webhooks, the outbox worker and the scheduler"
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port to listen on (8000)")
@@ -18,6 +19,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--no-worker",
         action="store_true",
         help="do not send the outbox from this process (run `hosen worker` elsewhere)",
+    )
+    serve.add_argument(
+        "--no-scheduler",
+        action="store_true",
+        help="do not offer the scheduler here (scheduled drills, escalation sweeps)",
     )
     serve.set_defaults(handler=run_serve)
 
@@ -43,6 +49,6 @@ def run_serve(ctx: Context, args: argparse.Namespace) -> int:
     if settings.sms_enabled and settings.public_url is None:
         summary += " (inbound SMS refused: Twilio signatures need HOSEN_PUBLIC_URL)"
     print(f"hosen serve on http://{args.host}:{args.port}: {summary}", flush=True)
-    app = build_app(ctx, run_worker=not args.no_worker)
+    app = build_app(ctx, run_worker=not args.no_worker, run_scheduler=not args.no_scheduler)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

@@ -24,6 +24,7 @@ from dispatch.models import (
     OutboxMessage,
     Priority,
 )
+from dispatch.segments import count_segments, encoding
 from registry.models import NEED_FLAGS, Authority, Channel
 from tests.dispatch.conftest import MakePerson
 
@@ -216,15 +217,28 @@ def test_an_announcement_needs_its_text_and_is_sent_as_written(
 
 
 @pytest.mark.parametrize("language", ALL_LANGUAGES)
-def test_check_in_sms_stays_within_two_segments(language: Language) -> None:
+@pytest.mark.parametrize("reminder", [False, True])
+def test_check_in_sms_stays_within_two_segments(language: Language, reminder: bool) -> None:
     text, _ = checkin_message(
         language=language,
         name="Alexandria-Maria Vasquez",
         campaign_id=12345,
         mode=CampaignMode.DRILL,
         channel=Channel.SMS,
-        reminder=False,
+        reminder=reminder,
     )
-    # UCS-2 (any Hebrew, Arabic, Russian or Amharic letter): 67 characters a concatenated part.
-    gsm = all(ord(c) < 128 for c in text)
-    assert len(text) <= (306 if gsm else 134), (language, len(text), text)
+    assert count_segments(text) <= 2, (language, encoding(text), len(text), text)
+
+
+@pytest.mark.parametrize("language", ALL_LANGUAGES)
+def test_every_other_sms_fits_one_or_two_segments(language: Language) -> None:
+    drill = t(language, "dispatch.drill_marker")
+    for key in ("ok", "help", "free_text"):
+        assert count_segments(f"{drill} {t(language, f'dispatch.ack.{key}')}") == 1
+    assert (
+        count_segments(f"{drill} {t(language, 'dispatch.ack.help_taken', volunteer='Yossi')}") == 1
+    )
+    visit = t(language, "dispatch.task.visit", name="Miriam Ben-David", address="Herzl 12, apt 4")
+    labels = [t(language, f"dispatch.task.{k}") for k in ("accept", "done", "not_reached")]
+    sms = f"{drill} {visit}\n" + "\n".join(f"{n} {label}" for n, label in enumerate(labels, 1))
+    assert count_segments(sms) <= 2, (language, len(sms), sms)

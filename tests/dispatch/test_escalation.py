@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.languages import Language
+from config.profile import Profile
 from config.settings import Settings
 from dispatch.campaigns import Audience, Ladder, start_campaign
 from dispatch.clock import ManualClock
@@ -303,3 +304,28 @@ def test_a_youth_groups_tasks_go_to_its_coordinator_as_one_list(
         session.commit()
         done = [t for t in session.scalars(select(Task).order_by(Task.id)) if t.status == "done"]
         assert [t.resident_id for t in done] == [residents[1].id]
+
+
+def test_a_reminder_wave_larger_than_one_batch_is_swept_in_one_go(
+    sessions: sessionmaker[Session],
+    authority: Authority,
+    profile: Profile,
+    settings: Settings,
+    clock: ManualClock,
+    make_person: MakePerson,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dispatch import escalation
+    from dispatch.scheduler import sweep_all
+
+    monkeypatch.setattr(escalation, "SWEEP_BATCH", 2)
+    for _ in range(5):
+        make_person(needs=("lives_alone",))
+    with sessions() as session:
+        begin(session, authority, clock)
+    clock.advance(10 * 60)
+    done = sweep_all(sessions, profile=profile, zone=settings.zone_info, now=clock.now())
+    assert done["ladder"] == 5
+    with sessions() as session:
+        steps = session.scalars(select(CampaignRecipient.step)).all()
+        assert steps == [1] * 5

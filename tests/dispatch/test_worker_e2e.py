@@ -62,6 +62,7 @@ def test_a_check_in_reaches_everyone_over_the_real_clients(
     make_buddy: Callable[..., None],
     fake_telegram: FakeTelegram,
     fake_twilio: FakeTwilio,
+    log_secrets: list[str],
 ) -> None:
     wired = settings_for_fakes(settings, telegram=fake_telegram, twilio=fake_twilio).model_copy(
         update={
@@ -78,6 +79,9 @@ def test_a_check_in_reaches_everyone_over_the_real_clients(
     dead_end = make_person(telegram=False, needs=("sight",), name="Lea Gold", address="Oren 2")
     buddy = make_person(is_volunteer=True, language=Language.EN)
     make_buddy(dead_end, buddy)
+    # Neither tokens (checked by the fixture) nor anyone's name, phone or address may be logged.
+    for person in [*on_telegram, *by_sms, blocked, dead_end, buddy]:
+        log_secrets.extend(v for v in (person.name, person.phone, person.address) if v)
     assert blocked.telegram_chat_id is not None and dead_end.phone is not None
     fake_telegram.blocked.add(blocked.telegram_chat_id)
     fake_twilio.unsubscribed.add(dead_end.phone)

@@ -40,9 +40,13 @@ def test_demo_runs_a_whole_drill(tmp_path: Path, unit_settings: Settings) -> Non
         campaign = conn.execute(select(Campaign.status, Campaign.mode, Campaign.recipients)).one()
         assert campaign.status == "closed" and campaign.mode == "drill" and campaign.recipients > 0
         pending = conn.scalar(
-            select(func.count()).select_from(CampaignRecipient).where(CampaignRecipient.answer == "pending")
+            select(func.count())
+            .select_from(CampaignRecipient)
+            .where(CampaignRecipient.answer == "pending")
         )
         assert pending == 0, "every recipient ends answered or on the unreached list"
-        texts = conn.scalars(select(OutboxMessage.text).where(OutboxMessage.kind == "checkin")).all()
+        texts = conn.scalars(
+            select(OutboxMessage.text).where(OutboxMessage.kind == "checkin")
+        ).all()
         assert texts and all(text.strip() for text in texts)
     engine.dispose()

@@ -71,3 +71,31 @@ def test_webhook_mode_needs_a_secret(unit_settings: Settings) -> None:
             Context(settings=settings),
             argparse.Namespace(host="127.0.0.1", port=8000, no_worker=True),
         )
+
+
+def test_serve_runs_one_scheduler(database_url: str, engine: object, sessions: object) -> None:
+    """The serving process offers the scheduler; it takes the lock and runs the sweeps."""
+    import asyncio
+
+    from hosen.app import build_app
+
+    settings = Settings(database_url=database_url, _env_file=None)  # type: ignore[call-arg]
+    ctx = Context(settings=settings)
+    app = build_app(ctx, run_worker=False, run_bot=False)
+    runtime = app.state.runtime
+
+    async def serve_briefly() -> set[str]:
+        async with app.router.lifespan_context(app):
+            for _ in range(200):
+                if runtime.scheduler is not None and runtime.scheduler.active:
+                    break
+                await asyncio.sleep(0.05)
+            assert runtime.scheduler.active, "the only serving process holds the scheduler lock"
+            return {job.id for job in runtime.scheduler.scheduler.get_jobs()}
+
+    try:
+        jobs = asyncio.run(serve_briefly())
+        assert {"sweep", "reload"} <= jobs
+        assert not runtime.scheduler.active, "stopped with the server"
+    finally:
+        ctx.close()
