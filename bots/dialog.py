@@ -44,6 +44,7 @@ from bots.words import (
 from config.i18n import t
 from config.languages import ALL_LANGUAGES, DEFAULT_LANGUAGE, Language
 from config.profile import AuthorityProfile, Profile
+from config.settings import Settings
 from registry import people
 from registry.errors import InvalidPhone
 from registry.models import (
@@ -189,9 +190,12 @@ class Stay(Exception):
 class Dialog:
     """Sign-up and self-service for one municipality profile."""
 
-    def __init__(self, *, profile: Profile, region: str) -> None:
+    def __init__(self, *, profile: Profile, region: str, settings: Settings | None = None) -> None:
         self.profile = profile
         self.region = region
+        # The service's settings (sending rates, time zone) for the officers' confirmations;
+        # None in tests of the dialog alone: the defaults apply.
+        self.settings = settings
 
     # ------------------------------------------------------------------ entry point
     def respond(

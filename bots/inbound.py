@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
-from bots import render
+from bots import officers, render
 from bots.dialog import Dialog, Inbound
 from bots.enrolment import person_at
 from bots.flood import DEFAULT_POLICY, FloodPolicy, admit
@@ -31,11 +31,15 @@ from bots.prompts import Prompt
 from bots.words import CARRIER_HELP, CARRIER_OPT_IN, CARRIER_OPT_OUT, command_in, fold
 from config.i18n import t
 from config.languages import DEFAULT_LANGUAGE, Language
+from config.settings import Settings
 from dispatch.models import InboundMessage, OutboxMessage, Priority
 from dispatch.outbox import enqueue
 from dispatch.responses import take_campaign_reply
 from registry.db import unit_of_work
+from registry.errors import InvalidPhone
 from registry.models import Channel, Person, PersonStatus
+from registry.phones import normalise_phone
+from registry.staff import verify_telegram
 
 log = logging.getLogger(__name__)
 CARRIER_WORDS = CARRIER_OPT_OUT | CARRIER_OPT_IN | CARRIER_HELP
@@ -87,6 +91,10 @@ def handle_inbound(
             )
             return Outcome(processed=True, replies=1)
         return Outcome(processed=True)
+    staff = _staff(session, delivery=delivery, dialog=dialog, now=now, flood=flood)
+    if staff is not None:
+        stored.processed_at = now
+        return Outcome(processed=True, replies=staff)
     if route_to_dispatcher(session, delivery=delivery, inbox=stored, now=now):
         stored.processed_at = now
         return Outcome(processed=True)
@@ -124,6 +132,64 @@ def handle_inbound(
 
 
 RACES = (StaleDataError, IntegrityError)
+
+
+def _staff(
+    session: Session, *, delivery: Delivery, dialog: Dialog, now: datetime, flood: FloodPolicy
+) -> int | None:
+    """Officer and coordinator commands (bots.officers); the replies sent, or None if not one.
+
+    A staff member sharing their OWN contact in a private Telegram chat verifies that chat for
+    staff commands; unless the dialog is asking for that phone, that is all the message does.
+    """
+    inbound = delivery.inbound
+    conversation = session.scalar(
+        select(Conversation).where(
+            Conversation.channel == inbound.channel, Conversation.address == inbound.address
+        )
+    )
+    if (
+        inbound.channel == Channel.TELEGRAM
+        and inbound.contact_phone is not None
+        and inbound.contact_is_sender
+        and inbound.address.lstrip("-").isdigit()
+    ):
+        try:
+            phone = normalise_phone(inbound.contact_phone, region=dialog.region)
+        except InvalidPhone:
+            return None
+        member = verify_telegram(session, phone=phone, chat_id=int(inbound.address), now=now)
+        if member is None or (conversation is not None and conversation.step == "phone"):
+            return None
+        language = (conversation.language if conversation else None) or DEFAULT_LANGUAGE
+        prompt = Prompt(text=t(language, "officer.verified"))
+        return _send(session, inbound.channel, inbound.address, None, language, [prompt])
+    if not officers.claims(
+        session,
+        conversation=conversation,
+        channel=inbound.channel,
+        address=inbound.address,
+        text=inbound.text,
+        button=inbound.button,
+    ):
+        return None
+    if conversation is None:
+        conversation = _conversation(session, inbound.channel, inbound.address, now)
+    if not admit(conversation, now=now, policy=flood).admitted:
+        return 0  # a flood of commands (or refusals to audit) is dropped, as any flood is
+    prompts = officers.respond(
+        session,
+        conversation=conversation,
+        channel=inbound.channel,
+        address=inbound.address,
+        text=inbound.text,
+        button=inbound.button,
+        profile=dialog.profile,
+        settings=dialog.settings or Settings.model_construct(),
+        now=now,
+    )
+    language = conversation.language or DEFAULT_LANGUAGE
+    return _send(session, inbound.channel, inbound.address, None, language, prompts)
 
 
 def erased(session: Session, conversation: Conversation) -> bool:

@@ -156,6 +156,14 @@ def choose_visitor(session: Session, *, resident_id: int, now: datetime) -> Visi
     return None
 
 
+def visitor_for(session: Session, *, person: Person, now: datetime) -> Visitor | None:
+    """Who goes when ``person`` is handed a visit: they themselves if an adult we can reach;
+    a minor goes only with their group's adult coordinator (who then gets the task)."""
+    if not is_minor(person, now):
+        return Visitor(person=person) if channel_for(session, person) != Channel.NONE else None
+    return _adult_coordinator(session, member=person, now=now)
+
+
 def _adult_coordinator(session: Session, *, member: Person, now: datetime) -> Visitor | None:
     groups = session.scalars(
         select(GroupMember.group_id).where(GroupMember.person_id == member.id)

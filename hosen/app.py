@@ -69,7 +69,7 @@ def build_app(
     flood: FloodPolicy = DEFAULT_POLICY,
 ) -> Starlette:
     settings = ctx.settings
-    dialog = Dialog(profile=ctx.profile, region=settings.default_region)
+    dialog = Dialog(profile=ctx.profile, region=settings.default_region, settings=settings)
     sms = SmsWebhooks(
         settings=settings, sessions=ctx.sessions, dialog=dialog, clock=clock, flood=flood
     )

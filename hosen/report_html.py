@@ -8,8 +8,15 @@ or medical detail.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, tzinfo
 from html import escape
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dispatch.models import Campaign, CampaignRecipient
+from dispatch.reports import DrillReport
+from registry.models import Zone
 
 WIDTH, HEIGHT, PAD = 640, 240, 40
 COLOURS = {
@@ -188,3 +195,87 @@ def render(view: ReportView) -> str:
 {bounced}
 </body></html>
 """
+
+
+def report_view(
+    session: Session,
+    *,
+    campaign: Campaign,
+    report: DrillReport,
+    title: str,
+    local: tzinfo,
+    speed: float = 1.0,
+    time_label: str = "",
+) -> ReportView:
+    """The view of a campaign's report for :func:`render` (``hosen campaign report``, the demo).
+
+    ``speed`` scales times back to real time when a drill ran with a compressed ladder; then
+    ``time_label`` (e.g. " (drill time)") marks the percentiles as such.
+    """
+    started = campaign.started_at
+    answered = sorted(
+        (at - started).total_seconds() * speed / 60
+        for at in session.scalars(
+            select(CampaignRecipient.answered_at).where(
+                CampaignRecipient.campaign_id == campaign.id,
+                CampaignRecipient.answered_at.is_not(None),
+            )
+        )
+        if at is not None
+    )
+    series = [(minute, i + 1) for i, minute in enumerate(answered)]
+    zone_names: dict[str, str] = {
+        code: name
+        for code, name in session.execute(
+            select(Zone.code, Zone.name).where(Zone.authority_id == campaign.authority_id)
+        )
+    }
+    zones = report.status["zones"]
+    per_zone = [
+        ZoneRow(
+            zone=zone_names.get(code, code),
+            recipients=z["recipients"],
+            ok=z["ok"],
+            need_help=z["help"],
+            # A message that failed on every channel is also unanswered: count it once, as failed.
+            no_answer=z["no_answer"] - min(z["failed"], z["no_answer"]),
+            failed=min(z["failed"], z["no_answer"]),
+        )
+        for code, z in sorted(zones.items())
+    ]
+    total = report.status["total"]
+    percentiles = {
+        key: (value * speed if value is not None else None)
+        for key, value in report.time_to_answer_seconds.items()
+    }
+    return ReportView(
+        title=title,
+        mode=report.mode,
+        started_at=started.astimezone(local),
+        closed_at=campaign.closed_at.astimezone(local) if campaign.closed_at else None,
+        recipients=report.recipients,
+        counts={
+            "I'm OK": total["ok"],
+            "need help": total["help"],
+            "free text (read by staff)": total["free_text"],
+            "no answer (unreached)": total["no_answer"],
+            "message failed on every channel": total["failed"],
+            "no channel (landline only)": total["no_channel"],
+        },
+        response_rate=report.response_rate,
+        answer_percentiles={f"{k}{time_label}": v for k, v in percentiles.items()},
+        answers_over_time=series,
+        per_zone=per_zone,
+        unreached=[
+            PersonRow(
+                u["name"] or "?",
+                zone_names.get(u["zone"], u["zone"] or "-"),
+                "no answer after the whole ladder",
+            )
+            for u in report.unreached
+        ],
+        bounced=[
+            PersonRow(f"person #{b['person_id']}", b["channel"], b["reason"])
+            for b in report.bounced_numbers
+        ],
+    )

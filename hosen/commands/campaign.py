@@ -1,4 +1,9 @@
-"""``hosen campaign start|status|close|export|list|sweep``: drills and emergency check-ins."""
+"""``hosen campaign start|status|close|report|export|list|sweep``: drills and emergency check-ins.
+
+``start`` first prints what the campaign will do (people, zones, channels, SMS segments, sending
+time: :func:`dispatch.estimate.estimate_campaign`, the same numbers officers see on Telegram) and
+asks for a confirmation on the terminal; ``--yes`` skips it, and without a terminal it is needed.
+"""
 
 from __future__ import annotations
 
@@ -51,6 +56,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     start.add_argument("--visit-after", type=int, default=45, metavar="MIN")
     start.add_argument("--unreached-after", type=int, default=120, metavar="MIN")
     start.add_argument("--json", action="store_true")
+    start.add_argument("--yes", action="store_true", help="start without asking for confirmation")
     start.set_defaults(handler=start_campaign)
 
     status = sub.add_parser("status", help="live status: delivery and answers, per zone")
@@ -62,6 +68,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     close.add_argument("campaign_id", type=int)
     close.add_argument("--json", action="store_true")
     close.set_defaults(handler=close_campaign)
+
+    report = sub.add_parser("report", help="the drill report (open or closed), text/JSON/HTML")
+    report.add_argument("campaign_id", type=int)
+    report.add_argument("--json", action="store_true")
+    report.add_argument("--html", type=Path, metavar="FILE", help="also write an HTML report")
+    report.set_defaults(handler=report_campaign)
 
     export = sub.add_parser("export", help="one CSV line per recipient")
     export.add_argument("campaign_id", type=int)
@@ -103,10 +115,46 @@ def _groups(session: Any, authority_id: int, names: list[str]) -> tuple[int, ...
     return tuple(ids)
 
 
+def _print_estimate(estimate: Any, zone_names: dict[str, str], what: str) -> None:
+    print(f"{what} to {estimate.recipients} people")
+    for code, count in estimate.zones.items():
+        print(f"  {zone_names.get(code, code):<24} {count:>7}")
+    print(
+        f"channels: Telegram {estimate.telegram}, SMS {estimate.sms}, "
+        f"no channel {estimate.no_channel}"
+    )
+    print(f"SMS segments: {estimate.sms_segments}")
+    print(f"sending takes about {_duration(estimate.seconds)} at the configured rates")
+    if estimate.quiet_hours:
+        print("WARNING: these are the authority's quiet hours; people may be asleep")
+
+
+def _duration(seconds: float) -> str:
+    return f"{max(1, round(seconds))} s" if seconds < 90 else f"{round(seconds / 60)} min"
+
+
+def _confirmed(emergency: bool) -> bool:
+    word = "EMERGENCY" if emergency else "yes"
+    prompt = (
+        "This is a REAL EMERGENCY. Type EMERGENCY to send: " if emergency else "Send it? [yes/no] "
+    )
+    try:
+        answer = input(prompt)
+    except EOFError:
+        return False
+    return answer.strip() == word if emergency else answer.strip().lower() in ("y", "yes")
+
+
 def start_campaign(ctx: Context, args: argparse.Namespace) -> int:
     from dispatch import campaigns
+    from dispatch.estimate import estimate_campaign
     from dispatch.models import CampaignKind, CampaignMode
+    from registry.models import Zone
 
+    if not args.yes and not sys.stdin.isatty():
+        raise CommandError("no terminal to confirm on: read the estimate, then add --yes")
+    kind = CampaignKind(args.kind)
+    mode = CampaignMode.DRILL if args.drill else CampaignMode.EMERGENCY
     try:
         ladder = campaigns.Ladder(
             reminder_after=timedelta(minutes=args.reminder_after),
@@ -123,11 +171,33 @@ def start_campaign(ctx: Context, args: argparse.Namespace) -> int:
                 residents_only=args.residents,
                 volunteers_only=args.volunteers,
             )
-            campaign = campaigns.start_campaign(
+            estimate = estimate_campaign(
                 session,
                 authority=authority,
-                kind=CampaignKind(args.kind),
-                mode=CampaignMode.DRILL if args.drill else CampaignMode.EMERGENCY,
+                audience=audience,
+                kind=kind,
+                mode=mode,
+                settings=ctx.settings,
+                now=utcnow(),
+                text=args.text,
+                profile=ctx.profile,
+            )
+            zone_names = dict(
+                session.execute(
+                    select(Zone.code, Zone.name).where(Zone.authority_id == authority.id)
+                ).all()
+            )
+        if not args.json or not args.yes:
+            _print_estimate(estimate, zone_names, f"{mode.value} {kind.value}")
+        if not args.yes and not _confirmed(mode == CampaignMode.EMERGENCY):
+            print("cancelled: nothing was sent")
+            return 1
+        with unit_of_work(ctx.sessions) as session:
+            campaign = campaigns.start_campaign(
+                session,
+                authority=ctx.authority(session, args.authority),
+                kind=kind,
+                mode=mode,
                 audience=audience,
                 started_by="cli",
                 now=utcnow(),
@@ -139,6 +209,7 @@ def start_campaign(ctx: Context, args: argparse.Namespace) -> int:
                 "kind": campaign.kind.value,
                 "mode": campaign.mode.value,
                 "recipients": campaign.recipients,
+                "estimate": estimate.as_dict(),
             }
     except campaigns.CampaignError as exc:
         raise CommandError(str(exc)) from None
@@ -189,16 +260,8 @@ def show_status(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-def close_campaign(ctx: Context, args: argparse.Namespace) -> int:
-    from dispatch.reports import close_campaign as close
-
-    with unit_of_work(ctx.sessions) as session:
-        report = close(session, campaign=_load(session, args.campaign_id), now=utcnow()).as_dict()
-    if args.json:
-        print(json.dumps(report, ensure_ascii=False))
-        return 0
+def _print_report(report: dict[str, Any]) -> None:
     times = report["time_to_answer_seconds"]
-    print(f"campaign {report['campaign_id']} closed ({report['mode']})")
     print(
         f"answered {report['answered']} of {report['recipients']} "
         f"({100 * report['response_rate']:.1f}%); time to answer p50 {times['p50']} s, "
@@ -214,6 +277,46 @@ def close_campaign(ctx: Context, args: argparse.Namespace) -> int:
     print(f"numbers that bounced ({len(report['bounced_numbers'])}), fix them in the registry:")
     for bounce in report["bounced_numbers"]:
         print(f"  {bounce['person_id']:>6}  {bounce['address']:<14} {bounce['reason']}")
+
+
+def close_campaign(ctx: Context, args: argparse.Namespace) -> int:
+    from dispatch.reports import close_campaign as close
+
+    with unit_of_work(ctx.sessions) as session:
+        report = close(session, campaign=_load(session, args.campaign_id), now=utcnow()).as_dict()
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False))
+        return 0
+    print(f"campaign {report['campaign_id']} closed ({report['mode']})")
+    _print_report(report)
+    return 0
+
+
+def report_campaign(ctx: Context, args: argparse.Namespace) -> int:
+    from dispatch.reports import drill_report
+    from hosen.report_html import render, report_view
+
+    with unit_of_work(ctx.sessions) as session:
+        campaign = _load(session, args.campaign_id)
+        report = drill_report(session, campaign=campaign)
+        if args.html:
+            view = report_view(
+                session,
+                campaign=campaign,
+                report=report,
+                title=f"Hosen {campaign.mode.value} report: campaign {campaign.id}",
+                local=ctx.settings.zone_info,
+            )
+            args.html.write_text(render(view), encoding="utf-8")
+        data = report.as_dict()
+        state = campaign.status.value
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False))
+    else:
+        print(f"campaign {data['campaign_id']} ({data['mode']}, {state})")
+        _print_report(data)
+    if args.html:
+        print(f"wrote {args.html}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 

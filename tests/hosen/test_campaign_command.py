@@ -39,7 +39,7 @@ def test_start_status_close_export(
             for n in range(3)
         )
         session.commit()
-    assert main(["campaign", "start", "--drill", "--residents", "--json"]) == 0
+    assert main(["campaign", "start", "--drill", "--residents", "--json", "--yes"]) == 0
     started = json.loads(capsys.readouterr().out)
     assert started["recipients"] == 3
     campaign_id = str(started["campaign_id"])
@@ -53,6 +53,6 @@ def test_start_status_close_export(
     assert len(report["unreached"]) == 3
     assert main(["campaign", "export", campaign_id]) == 0
     assert capsys.readouterr().out.startswith("person_id,name,zone,channel,delivery")
-    assert main(["campaign", "start", "--drill", "--zone", "atlantis"]) == 2
+    assert main(["campaign", "start", "--drill", "--zone", "atlantis", "--yes"]) == 2
     assert "unknown zone" in capsys.readouterr().err
     context.engine.dispose()

@@ -1,0 +1,123 @@
+"""``hosen campaign start`` shows the estimate and asks; ``hosen campaign report`` (both DBs)."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from dispatch.models import Campaign
+from hosen import cli
+from hosen.cli import main
+from hosen.context import build_context
+from registry.models import Authority, Person, PhoneKind, Source
+
+pytestmark = pytest.mark.db
+
+
+class Terminal(io.StringIO):
+    """Standard input as a person at a terminal: the lines they will type."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.fixture
+def town(
+    sessions: sessionmaker[Session],
+    authority: Authority,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Callable[[], int]:
+    monkeypatch.setenv("HOSEN_DATABASE_URL", database_url)
+    context = build_context()
+    monkeypatch.setattr(cli, "build_context", lambda: context)
+    with sessions() as session:
+        session.add_all(
+            Person(
+                authority_id=authority.id,
+                name=f"P {n}",
+                phone=f"+97250800000{n}",
+                phone_kind=PhoneKind.MOBILE,
+                telegram_chat_id=700 + n if n else None,
+                source=Source.STAFF,
+                needs_help=True,
+            )
+            for n in range(3)
+        )
+        session.commit()
+
+    def campaigns() -> int:
+        with sessions() as session:
+            return session.scalar(select(func.count()).select_from(Campaign)) or 0
+
+    return campaigns
+
+
+def _type(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
+    monkeypatch.setattr("sys.stdin", Terminal(text))
+
+
+def test_without_a_terminal_it_needs_yes(
+    town: Callable[[], int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["campaign", "start", "--drill", "--residents"]) == 2
+    assert "--yes" in capsys.readouterr().err
+    assert town() == 0
+
+
+def test_the_estimate_then_a_confirmed_drill(
+    town: Callable[[], int], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _type(monkeypatch, "yes\n")
+    assert main(["campaign", "start", "--drill", "--residents"]) == 0
+    out = capsys.readouterr().out
+    assert "drill checkin to 3 people" in out
+    assert "Telegram 2, SMS 1, no channel 0" in out
+    assert "SMS segments: " in out and "sending takes about" in out
+    assert "started" in out
+    assert town() == 1
+
+
+def test_no_means_nothing_is_sent(
+    town: Callable[[], int], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _type(monkeypatch, "no\n")
+    assert main(["campaign", "start", "--drill", "--residents"]) == 1
+    assert "cancelled" in capsys.readouterr().out
+    assert town() == 0
+
+
+def test_an_emergency_needs_the_word_emergency(
+    town: Callable[[], int], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _type(monkeypatch, "yes\n")
+    assert main(["campaign", "start", "--emergency", "--residents"]) == 1
+    assert town() == 0
+    _type(monkeypatch, "EMERGENCY\n")
+    assert main(["campaign", "start", "--emergency", "--residents"]) == 0
+    assert town() == 1
+
+
+def test_report_text_json_and_html(
+    town: Callable[[], int], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert main(["campaign", "start", "--drill", "--residents", "--yes", "--json"]) == 0
+    started = json.loads(capsys.readouterr().out)
+    assert started["estimate"]["recipients"] == 3
+    campaign_id = str(started["campaign_id"])
+    assert main(["campaign", "report", campaign_id, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["recipients"] == 3 and report["answered"] == 0
+    html = tmp_path / "report.html"
+    assert main(["campaign", "report", campaign_id, "--html", str(html)]) == 0
+    out = capsys.readouterr().out
+    assert "answered 0 of 3" in out and str(html) in out
+    page = html.read_text(encoding="utf-8")
+    assert page.lstrip().lower().startswith("<!doctype html") and f"campaign {campaign_id}" in page
+    assert main(["campaign", "report", "999999"]) == 2
