@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
@@ -36,7 +36,6 @@ from dispatch.models import (
     Campaign,
     CampaignKind,
     CampaignMode,
-    CampaignRecipient,
     Task,
     TaskStatus,
 )
@@ -49,10 +48,10 @@ from fakes.twilio import FakeTwilio
 from hosen import migrations
 from hosen.app import build_app
 from hosen.context import Context
-from hosen.report_html import PersonRow, ReportView, ZoneRow, render
+from hosen.report_html import ReportView, render, report_view
 from registry.assignment.store import assign_authority
 from registry.db import unit_of_work, utcnow
-from registry.models import Authority, Person, PersonStatus, PhoneKind, Zone
+from registry.models import Authority, Person, PersonStatus, PhoneKind
 from registry.profile_sync import sync_profile
 from registry.synthetic import generate_town, load_town
 
@@ -223,81 +222,6 @@ class Screen:
 
 
 # --- the report --------------------------------------------------------------------------------
-
-
-def _report_view(
-    session: Session,
-    *,
-    campaign: Campaign,
-    report: DrillReport,
-    speed: float,
-    title: str,
-    local: tzinfo,
-) -> ReportView:
-    started = campaign.started_at
-    answered = sorted(
-        (at - started).total_seconds() * speed / 60
-        for at in session.scalars(
-            select(CampaignRecipient.answered_at).where(
-                CampaignRecipient.campaign_id == campaign.id,
-                CampaignRecipient.answered_at.is_not(None),
-            )
-        )
-        if at is not None
-    )
-    series = [(minute, i + 1) for i, minute in enumerate(answered)]
-    zone_names: dict[str, str] = {
-        code: name for code, name in session.execute(select(Zone.code, Zone.name))
-    }
-    zones = report.status["zones"]
-    per_zone = [
-        ZoneRow(
-            zone=zone_names.get(code, code),
-            recipients=z["recipients"],
-            ok=z["ok"],
-            need_help=z["help"],
-            # A message that failed on every channel is also unanswered: count it once, as failed.
-            no_answer=z["no_answer"] - min(z["failed"], z["no_answer"]),
-            failed=min(z["failed"], z["no_answer"]),
-        )
-        for code, z in sorted(zones.items())
-    ]
-    total = report.status["total"]
-    percentiles = {
-        key: (value * speed if value is not None else None)
-        for key, value in report.time_to_answer_seconds.items()
-    }
-    return ReportView(
-        title=title,
-        mode=report.mode,
-        started_at=started.astimezone(local),
-        closed_at=campaign.closed_at.astimezone(local) if campaign.closed_at else None,
-        recipients=report.recipients,
-        counts={
-            "I'm OK": total["ok"],
-            "need help": total["help"],
-            "free text (read by staff)": total["free_text"],
-            "no answer (unreached)": total["no_answer"],
-            "message failed on every channel": total["failed"],
-            "no channel (landline only)": total["no_channel"],
-        },
-        response_rate=report.response_rate,
-        answer_percentiles={f"{k} (drill time)": v for k, v in percentiles.items()},
-        answers_over_time=series,
-        per_zone=per_zone,
-        unreached=[
-            PersonRow(
-                u["name"] or "?",
-                zone_names.get(u["zone"], u["zone"] or "-"),
-                "no answer after the whole ladder",
-            )
-            for u in report.unreached
-        ],
-        bounced=[
-            PersonRow(f"person #{b['person_id']}", b["channel"], b["reason"])
-            for b in report.bounced_numbers
-        ],
-    )
 
 
 def _print_report(out: TextIO, view: ReportView, report: DrillReport, html: Path) -> None:
@@ -490,11 +414,12 @@ async def _run_campaign(
     with unit_of_work(ctx.sessions) as session:
         campaign = session.get_one(Campaign, campaign_id)
         report = close_campaign(session, campaign=campaign, now=utcnow())
-        view = _report_view(
+        view = report_view(
             session,
             campaign=campaign,
             report=report,
             speed=options.speed,
+            time_label=" (drill time)",
             title=f"Drill report: {ctx.profile.authorities[0].names.en}, check-in #{campaign_id}",
             local=ctx.settings.zone_info,
         )
