@@ -56,7 +56,7 @@ from registry.profile_sync import sync_profile
 from registry.synthetic import generate_town, load_town
 
 # The real ladder (15 min, 45 min, 2 h) and answer delays (median 2 min), played `speed` times
-# faster. At the default 240 a two-hour drill takes about half a minute.
+# faster. At the default 120 a two-hour drill takes about a minute.
 DRILL_LADDER = Ladder(
     reminder_after=timedelta(minutes=15),
     visit_after=timedelta(minutes=45),
@@ -79,7 +79,7 @@ VOLUNTEER_MIX: dict[Kind, float] = {"ok": 0.9, "silent": 0.1}
 class DemoOptions:
     size: int = 2000
     seed: int = 7
-    speed: float = 240.0
+    speed: float = 120.0
     database: Path = Path("var/demo.sqlite3")
     html: Path = Path("var/demo-drill-report.html")
     out: TextIO = field(default=sys.stdout)
@@ -93,7 +93,8 @@ def _free_port() -> int:
 
 
 class Volunteers:
-    """How simulated buddies answer: accept a home-visit task, then report it done."""
+    """How simulated people answer: residents answer a check-in (its buttons, or its numbered SMS
+    choices); buddies accept a home-visit task, then report it done."""
 
     def __init__(self) -> None:
         self.addresses: set[int | str] = set()
@@ -110,12 +111,18 @@ class Volunteers:
                     return Answer(callback_data=data)
             done = self.accepted.pop(address, None)
             return Answer(callback_data=done) if done else None
-        # SMS: "1" accepts the task; the next message (the thanks) is answered "2": done.
-        if address in self.accepted:
-            del self.accepted[address]
+        # SMS: "1" accepts the task; the thanks that follows is answered "2": done.
+        if _asks(message):
+            self.accepted[address] = "sms"
+            return Answer(text="1")
+        if self.accepted.pop(address, None):
             return Answer(text="2")
-        self.accepted[address] = "sms"
-        return Answer(text="1")
+        return None
+
+
+def _asks(message: SeenMessage) -> bool:
+    """An SMS that offers numbered choices (a check-in, a reminder, a task)."""
+    return any(line[:2] in ("1 ", "2 ") for line in message.text.splitlines())
 
 
 def _address(message: SeenMessage) -> int | str:
@@ -127,13 +134,17 @@ def _address(message: SeenMessage) -> int | str:
 
 
 def _resident_answer(intent: Intent, message: SeenMessage) -> Answer | None:
-    if intent == "wrong_number":
-        return Answer(text="Wrong number, I don't know you")
     if message.channel == "telegram":
+        if intent == "wrong_number":
+            return Answer(text="Wrong number, I don't know you")
         for _, data in message.buttons:
             if data and data.startswith("c:") and data.endswith(f":{intent}"):
                 return Answer(callback_data=data)
         return None
+    if not _asks(message):
+        return None  # a thank-you or an acknowledgement asks for nothing
+    if intent == "wrong_number":
+        return Answer(text="Wrong number, I don't know you")
     return Answer(text="1" if intent == "ok" else "2")
 
 
@@ -274,7 +285,10 @@ async def run_demo(base: Settings, options: DemoOptions) -> int:
                     "database_url": f"sqlite:///{options.database}",
                     "public_url": public,
                     "telegram_webhook_secret": secrets.token_urlsafe(24),
-                    "sms_rate_per_second": 100.0,
+                    # The fakes impose no provider limit; fast rates keep sending time, which is
+                    # not compressed, from swamping the compressed drill time.
+                    "sms_rate_per_second": 300.0,
+                    "telegram_rate_per_second": 300.0,
                 }
             ),
             telegram=telegram,
@@ -323,7 +337,7 @@ async def _drill(
         sms_webhook_url=f"{public}/sms/inbound",
         time_scale=options.speed,
         seed=options.seed,
-        answers_per_person=2,
+        answers_per_person=50,  # a buddy may be sent several visits
     )
     volunteers = Volunteers()
     people.responder = volunteers.respond

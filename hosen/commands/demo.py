@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     demo.add_argument(
         "--speed",
         type=float,
-        default=240.0,
+        default=120.0,
         help="how many times faster than real time the drill runs",
     )
     demo.add_argument(
