@@ -224,16 +224,7 @@ def record_answer(
         recipient.needs_human = True
     if previous == Answer.NO_ANSWER:
         # A late answer takes the person off the unreached list.
-        session.execute(
-            update(Alert)
-            .where(
-                Alert.campaign_id == campaign.id,
-                Alert.person_id == person.id,
-                Alert.kind == AlertKind.UNREACHED,
-                Alert.resolved_at.is_(None),
-            )
-            .values(resolved_at=now)
-        )
+        resolve_unreached(session, campaign_id=campaign.id, person_id=person.id, now=now)
     session.execute(
         update(OutboxMessage)
         .where(
@@ -409,11 +400,16 @@ def _checked(session: Session, *, task: Task, now: datetime) -> None:
         .values(next_step_at=None)
         .execution_options(synchronize_session=False)
     )
+    resolve_unreached(session, campaign_id=task.campaign_id, person_id=task.resident_id, now=now)
+
+
+def resolve_unreached(session: Session, *, campaign_id: int, person_id: int, now: datetime) -> None:
+    """The person has been accounted for: their unreached alert, if any, is resolved."""
     session.execute(
         update(Alert)
         .where(
-            Alert.campaign_id == task.campaign_id,
-            Alert.person_id == task.resident_id,
+            Alert.campaign_id == campaign_id,
+            Alert.person_id == person_id,
             Alert.kind == AlertKind.UNREACHED,
             Alert.resolved_at.is_(None),
         )
