@@ -157,5 +157,5 @@ def unit_settings(tmp_path: Path) -> Settings:
     return Settings(database_url=f"sqlite:///{tmp_path / 'unused.sqlite3'}", _env_file=None)  # type: ignore[call-arg]
 
 
-# The loopback fakes' fixtures (fake_telegram, fake_twilio, fake_settings, log_secrets).
+# The loopback fakes' fixtures (fake_telegram, fake_twilio, fake_settings, people, log_secrets).
 pytest_plugins = ["tests.fakes_fixtures"]
