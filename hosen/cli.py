@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 
@@ -10,50 +11,49 @@ from sqlalchemy.exc import OperationalError
 
 from config.profile import ProfileError
 from config.settings import SettingsError
-from hosen.commands import (
-    assign,
-    campaign,
-    db,
-    demo,
-    people,
-    registry_lists,
-    scheduler,
-    serve,
-    staff,
-    worker,
-)
 from hosen.context import CommandError, Context, build_context
 from registry.errors import RegistryError
 
 Handler = Callable[[Context, argparse.Namespace], int]
-COMMAND_GROUPS = (
-    db,
-    people,
-    registry_lists,
-    staff,
-    assign,
-    campaign,
-    worker,
-    scheduler,
-    serve,
-    demo,
-)
+# The module under hosen.commands that registers each command. Only the module of the command
+# being run is imported (all of them for `hosen --help`): a command starts without loading the
+# solver, the bots and the fakes it does not use.
+COMMAND_MODULES: dict[str, str] = {
+    "db": "db",
+    "people": "people",
+    "import": "registry_lists",
+    "export": "registry_lists",
+    "town": "registry_lists",
+    "staff": "staff",
+    "assign": "assign",
+    "campaign": "campaign",
+    "worker": "worker",
+    "scheduler": "scheduler",
+    "serve": "serve",
+    "demo": "demo",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser for ``command`` alone, or for every command when it is None or unknown."""
     parser = argparse.ArgumentParser(
         prog="hosen",
         description="Hosen: who can help and who needs help, and reaching all of them in a drill or emergency.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in COMMAND_GROUPS:
-        group.register(subparsers)
+    if command in COMMAND_MODULES:
+        modules = [COMMAND_MODULES[command]]
+    else:
+        modules = list(dict.fromkeys(COMMAND_MODULES.values()))
+    for name in modules:
+        importlib.import_module(f"hosen.commands.{name}").register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    command = next((word for word in words if not word.startswith("-")), None)
+    args = build_parser(command).parse_args(words)
     handler: Handler = args.handler
     ctx: Context | None = None
     try:

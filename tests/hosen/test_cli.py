@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import pytest
 
-from hosen.cli import main
+from hosen.cli import COMMAND_MODULES, build_parser, main
 
 
 @pytest.fixture
@@ -87,3 +88,23 @@ def test_unreachable_database_is_one_line(
     assert main(["people", "list"]) == 2
     err = capsys.readouterr().err
     assert "database" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("command", sorted(COMMAND_MODULES))
+def test_each_command_is_registered_by_its_module(command: str) -> None:
+    parser = build_parser(command)
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert command in subparsers.choices
+
+
+def test_a_command_loads_only_what_it_needs() -> None:
+    """`hosen people ...` starts without the solver, the bots or the fakes."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from hosen.cli import build_parser; build_parser('people');"
+        "print(sorted(m for m in ('ortools', 'scipy', 'telegram', 'bots', 'fakes') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
