@@ -19,6 +19,7 @@ from bots.words import clean
 from config.i18n import t
 from config.languages import Language
 from config.profile import Profile
+from dispatch import outbox
 from dispatch.models import InboundMessage
 from registry import audit, people
 from registry.errors import InvalidPhone
@@ -337,10 +338,11 @@ def join_group(session: Session, person: Person, group: Group) -> None:
 
 
 def erase(session: Session, person: Person, *, actor: str, now: datetime) -> None:
-    """Erase the person and what the bots kept about them: stored inbound texts, and every
-    other conversation of theirs (the caller deletes the one it is holding)."""
+    """Erase the person and what the bots kept about them: stored inbound texts, the texts sent
+    to them, and every other conversation of theirs (the caller deletes the one it is holding)."""
     held = {c for c in session.identity_map.values() if isinstance(c, Conversation)}
     people.erase(session, person, actor=actor, now=now)
+    outbox.forget_person(session, person_id=person.id)
     session.execute(
         update(InboundMessage).where(InboundMessage.person_id == person.id).values(payload={})
     )

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 
-from dispatch.models import OutboxMessage, Priority
+from dispatch.models import ChannelBlock, OutboxMessage, OutboxStatus, Priority
 from registry.db import utcnow
 from registry.models import Channel, Person
 
@@ -59,3 +60,26 @@ def enqueue(
     )
     session.add(message)
     return message
+
+
+# Rows whose text nobody needs any more: sent, or ended without being sent.
+FINISHED = (
+    OutboxStatus.SENT,
+    OutboxStatus.DELIVERED,
+    OutboxStatus.READ,
+    OutboxStatus.FAILED,
+    OutboxStatus.CANCELLED,
+)
+
+
+def forget_person(session: Session, *, person_id: int) -> None:
+    """Erasure: empty the texts already sent to the person (a registration summary holds their
+    name and details) and drop the dead-channel records that keep their phone. Rows still to be
+    sent keep their text: the confirmation that the data were deleted is one of them."""
+    session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.person_id == person_id, OutboxMessage.status.in_(FINISHED))
+        .values(text="", buttons=None)
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(delete(ChannelBlock).where(ChannelBlock.person_id == person_id))
