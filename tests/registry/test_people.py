@@ -28,6 +28,7 @@ from registry.models import (
 from registry.people import (
     NeedsDetails,
     PersonDetails,
+    Registration,
     VolunteerDetails,
     ensure_may_take_role,
     erase,
@@ -41,6 +42,15 @@ from registry.profile_sync import Directory
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 PHONE = normalise_phone("052-555-1234", region="IL")
+
+
+def register(
+    session: Session, authority: Authority, details: PersonDetails, source: Source = Source.SMS
+) -> Registration:
+    """register_person as every test here calls it: one actor, one moment."""
+    return register_person(
+        session, authority=authority, details=details, source=source, actor="t", now=NOW
+    )
 
 
 def _details(directory: Directory, authority: Authority, **overrides: object) -> PersonDetails:
@@ -61,23 +71,9 @@ def _details(directory: Directory, authority: Authority, **overrides: object) ->
 def test_register_is_idempotent(
     session: Session, directory: Directory, authority: Authority
 ) -> None:
-    first = register_person(
-        session,
-        authority=authority,
-        details=_details(directory, authority),
-        source=Source.SMS,
-        actor="t",
-        now=NOW,
-    )
+    first = register(session, authority, _details(directory, authority))
     assert first.created and "needs" in first.changed
-    again = register_person(
-        session,
-        authority=authority,
-        details=_details(directory, authority),
-        source=Source.SMS,
-        actor="t",
-        now=NOW,
-    )
+    again = register(session, authority, _details(directory, authority))
     assert not again.created and again.changed == []
     assert again.person.id == first.person.id
     session.commit()
@@ -89,22 +85,8 @@ def test_register_is_idempotent(
 def test_update_changes_only_what_is_given(
     session: Session, directory: Directory, authority: Authority
 ) -> None:
-    person = register_person(
-        session,
-        authority=authority,
-        details=_details(directory, authority),
-        source=Source.SMS,
-        actor="t",
-        now=NOW,
-    ).person
-    result = register_person(
-        session,
-        authority=authority,
-        details=PersonDetails(phone=PHONE, language=Language.RU),
-        source=Source.SMS,
-        actor="t",
-        now=NOW,
-    )
+    person = register(session, authority, _details(directory, authority)).person
+    result = register(session, authority, PersonDetails(phone=PHONE, language=Language.RU))
     assert result.changed == ["language"]
     assert person.name == "מרים כהן" and person.needs is not None and person.needs.lives_alone
 
@@ -113,13 +95,8 @@ def test_landline_cannot_be_an_sms_channel(
     session: Session, directory: Directory, authority: Authority
 ) -> None:
     landline = normalise_phone("08-6123456", region="IL")
-    person = register_person(
-        session,
-        authority=authority,
-        details=_details(directory, authority, phone=landline),
-        source=Source.IMPORT,
-        actor="t",
-        now=NOW,
+    person = register(
+        session, authority, _details(directory, authority, phone=landline), source=Source.IMPORT
     ).person
     assert person.phone_kind == PhoneKind.LANDLINE
     assert person.channel == Channel.NONE
@@ -129,14 +106,7 @@ def test_landline_cannot_be_an_sms_channel(
 def test_same_person_on_telegram_and_sms_is_merged(
     session: Session, directory: Directory, authority: Authority
 ) -> None:
-    by_sms = register_person(
-        session,
-        authority=authority,
-        details=_details(directory, authority),
-        source=Source.SMS,
-        actor="t",
-        now=NOW,
-    ).person
+    by_sms = register(session, authority, _details(directory, authority)).person
     record_consent(
         session,
         person=by_sms,
@@ -149,10 +119,10 @@ def test_same_person_on_telegram_and_sms_is_merged(
         actor="t",
         now=NOW,
     )
-    by_telegram = register_person(
+    by_telegram = register(
         session,
-        authority=authority,
-        details=PersonDetails(
+        authority,
+        PersonDetails(
             name="Miriam",
             telegram_chat_id=555001,
             language=Language.HE,
@@ -160,18 +130,14 @@ def test_same_person_on_telegram_and_sms_is_merged(
             volunteer=VolunteerDetails(skills=("first_aid",), languages=("he", "ru")),
         ),
         source=Source.TELEGRAM,
-        actor="t",
-        now=NOW,
     ).person
     assert by_telegram.id != by_sms.id
     # Now the Telegram user shares the phone number the SMS registration used.
-    merged = register_person(
+    merged = register(
         session,
-        authority=authority,
-        details=PersonDetails(phone=PHONE, telegram_chat_id=555001),
+        authority,
+        PersonDetails(phone=PHONE, telegram_chat_id=555001),
         source=Source.TELEGRAM,
-        actor="t",
-        now=NOW,
     )
     session.commit()
     people = list(session.scalars(select(Person)))
@@ -197,23 +163,17 @@ def test_zone_of_another_authority_is_refused(
     other = directory.authorities["emek-tamar"]
     foreign_zone = directory.zone(other, "et-tel-zaytun")
     with pytest.raises(RegistryError) as caught:
-        register_person(
-            session,
-            authority=authority,
-            details=_details(directory, authority, zone=foreign_zone),
-            source=Source.SMS,
-            actor="t",
-        )
+        register(session, authority, _details(directory, authority, zone=foreign_zone))
     assert caught.value.key == "zone.unknown"
 
 
 def test_minor_needs_guardian_consent_before_a_role(
     session: Session, directory: Directory, authority: Authority
 ) -> None:
-    minor = register_person(
+    minor = register(
         session,
-        authority=authority,
-        details=PersonDetails(
+        authority,
+        PersonDetails(
             name="Noa",
             telegram_chat_id=777,
             birth_year=2011,
@@ -221,8 +181,6 @@ def test_minor_needs_guardian_consent_before_a_role(
             channel=Channel.TELEGRAM,
         ),
         source=Source.TELEGRAM,
-        actor="t",
-        now=NOW,
     ).person
     with pytest.raises(ConsentRequired) as caught:
         ensure_may_take_role(session, minor, now=NOW)
@@ -242,24 +200,20 @@ def test_minor_needs_guardian_consent_before_a_role(
         now=NOW,
     )
     ensure_may_take_role(session, minor, now=NOW)
-    adult = register_person(
+    adult = register(
         session,
-        authority=authority,
-        details=PersonDetails(
+        authority,
+        PersonDetails(
             name="Avi", telegram_chat_id=778, birth_year=1990, volunteer=VolunteerDetails()
         ),
         source=Source.TELEGRAM,
-        actor="t",
-        now=NOW,
     ).person
     ensure_may_take_role(session, adult, now=NOW)
-    unknown_age = register_person(
+    unknown_age = register(
         session,
-        authority=authority,
-        details=PersonDetails(name="X", telegram_chat_id=779, volunteer=VolunteerDetails()),
+        authority,
+        PersonDetails(name="X", telegram_chat_id=779, volunteer=VolunteerDetails()),
         source=Source.TELEGRAM,
-        actor="t",
-        now=NOW,
     ).person
     with pytest.raises(ConsentRequired):
         ensure_may_take_role(session, unknown_age, now=NOW)
@@ -268,18 +222,11 @@ def test_minor_needs_guardian_consent_before_a_role(
 def _volunteer_with_assignments(
     session: Session, directory: Directory, authority: Authority
 ) -> tuple[Person, Person]:
-    resident = register_person(
+    resident = register(session, authority, _details(directory, authority)).person
+    volunteer = register(
         session,
-        authority=authority,
-        details=_details(directory, authority),
-        source=Source.SMS,
-        actor="t",
-        now=NOW,
-    ).person
-    volunteer = register_person(
-        session,
-        authority=authority,
-        details=PersonDetails(
+        authority,
+        PersonDetails(
             name="Yossi",
             telegram_chat_id=4242,
             birth_year=1980,
@@ -287,8 +234,6 @@ def _volunteer_with_assignments(
             channel=Channel.TELEGRAM,
         ),
         source=Source.TELEGRAM,
-        actor="t",
-        now=NOW,
     ).person
     session.add(BuddyAssignment(resident_id=resident.id, volunteer_id=volunteer.id, rank=1))
     session.add(
@@ -355,14 +300,7 @@ def test_erasure_removes_personal_data_and_keeps_anonymous_counts(
     assert consent.guardian_name is None and consent.withdrawn_at is not None
     assert set(session.scalars(select(BuddyAssignment.status))) == {AssignmentStatus.RELEASED}
     # The same phone can register again as a new person.
-    again = register_person(
-        session,
-        authority=authority,
-        details=_details(directory, authority),
-        source=Source.SMS,
-        actor="t",
-        now=NOW,
-    )
+    again = register(session, authority, _details(directory, authority))
     assert again.created and again.person.id != row.id
 
 
@@ -389,14 +327,7 @@ def test_register_people_follows_register_persons_rules(
 ) -> None:
     from registry.people import register_people
 
-    single = register_person(
-        session,
-        authority=authority,
-        details=_details(directory, authority),
-        source=Source.SMS,
-        actor="t",
-        now=NOW,
-    )
+    single = register(session, authority, _details(directory, authority))
     batch = [
         _details(directory, authority, phone=_phone(n), external_ref=f"w:{n}", channel=None)
         for n in range(1, 4)
@@ -413,13 +344,11 @@ def test_register_people_follows_register_persons_rules(
     assert (created.status, created.phone_kind) == (PersonStatus.ACTIVE, PhoneKind.MOBILE)
     assert (
         created.channel
-        == register_person(
+        == register(
             session,
-            authority=authority,
-            details=_details(directory, authority, phone=_phone(9), channel=None),
+            authority,
+            _details(directory, authority, phone=_phone(9), channel=None),
             source=Source.IMPORT,
-            actor="t",
-            now=NOW,
         ).person.channel
     )
 
@@ -437,21 +366,14 @@ def test_register_people_updates_merges_and_keeps_the_first_reference(
 ) -> None:
     from registry.people import register_people
 
-    by_ref = register_person(
-        session,
-        authority=authority,
-        details=PersonDetails(name="A", external_ref="welfare:1"),
-        source=Source.IMPORT,
-        actor="t",
-        now=NOW,
+    by_ref = register(
+        session, authority, PersonDetails(name="A", external_ref="welfare:1"), source=Source.IMPORT
     ).person
-    by_phone = register_person(
+    by_phone = register(
         session,
-        authority=authority,
-        details=PersonDetails(name="B", phone=PHONE, telegram_chat_id=77),
+        authority,
+        PersonDetails(name="B", phone=PHONE, telegram_chat_id=77),
         source=Source.TELEGRAM,
-        actor="t",
-        now=NOW,
     ).person
     session.commit()
     results = register_people(
@@ -474,13 +396,11 @@ def test_register_people_updates_merges_and_keeps_the_first_reference(
     c = session.scalars(select(Person).where(Person.phone == _phone(5).e164)).one()  # type: ignore[attr-defined]
     assert c.name == "C2"
 
-    register_person(
+    register(
         session,
-        authority=authority,
-        details=PersonDetails(phone=PHONE, external_ref="volunteers:9"),
+        authority,
+        PersonDetails(phone=PHONE, external_ref="volunteers:9"),
         source=Source.IMPORT,
-        actor="t",
-        now=NOW,
     )
     assert merged.external_ref == "welfare:1", (
         "a second list's reference does not replace the first"
