@@ -536,4 +536,14 @@ class Worker:
                     lane.paused = True
                 return item, result
 
-        return list(await asyncio.gather(*(one(item) for item in claimed)))
+        # Different chats go out side by side; one chat's messages in the order they were
+        # written (a summary before the question whose buttons follow it).
+        by_address: dict[str, list[Claimed]] = {}
+        for item in claimed:  # claim order: priority, then risk, then the order written
+            by_address.setdefault(item.message.address, []).append(item)
+
+        async def in_order(items: list[Claimed]) -> list[tuple[Claimed, SendResult]]:
+            return [await one(item) for item in items]
+
+        groups = await asyncio.gather(*(in_order(items) for items in by_address.values()))
+        return [result for group in groups for result in group]

@@ -21,7 +21,7 @@ from dispatch.models import (
     Priority,
 )
 from dispatch.outbox import enqueue
-from dispatch.senders import Permanent, RateLimited, Transient
+from dispatch.senders import Outgoing, Permanent, RateLimited, SendResult, Transient
 from dispatch.worker import AnotherWorkerRunning, Worker, WorkerConfig
 from registry.models import Channel, PhoneKind
 from tests.dispatch.conftest import MakePerson, ScriptedSender
@@ -347,3 +347,34 @@ def test_claims_skip_rows_another_worker_holds(
         claimed = worker._claim(Channel.TELEGRAM)
         assert sorted(c.message.id for c in claimed) == ids[2:]
         holder.rollback()
+
+
+class _SlowFirst(ScriptedSender):
+    """Takes a moment over texts marked "slow", so a later message could overtake them."""
+
+    def __init__(self, channel: Channel, clock: ManualClock) -> None:
+        super().__init__(channel, clock)
+        self.arrived: list[tuple[str, str]] = []
+
+    async def send(self, message: Outgoing) -> SendResult:
+        if message.text.startswith("slow"):
+            await asyncio.sleep(0.05)
+        self.arrived.append((message.address, message.text))
+        return await super().send(message)
+
+
+def test_one_chat_gets_its_messages_in_the_order_written(
+    sessions: sessionmaker[Session], fast_settings: Settings, clock: ManualClock
+) -> None:
+    """A summary and the question whose buttons follow it must not swap places on the phone."""
+    settings = fast_settings.model_copy(update={"telegram_rate_per_chat_per_second": 1000.0})
+    sender = _SlowFirst(Channel.TELEGRAM, clock)
+    put(sessions, clock, person_id=None, address="9", text="slow: the summary")
+    put(sessions, clock, person_id=None, address="9", text="the question, with buttons")
+    put(sessions, clock, person_id=None, address="8", text="someone else")
+
+    assert run(make_worker(sessions, settings, clock, sender)) == 3
+
+    to_nine = [text for address, text in sender.arrived if address == "9"]
+    assert to_nine == ["slow: the summary", "the question, with buttons"]
+    assert sender.arrived[0] == ("8", "someone else"), "other chats do not wait for a slow one"
