@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiohttp
-from telegram import Bot
+from telegram import Bot, InlineKeyboardMarkup
 from telegram.request import HTTPXRequest
 
 from config.settings import Settings
@@ -48,12 +48,24 @@ async def _bounded(total: int, concurrency: int, send: Callable[[int], Awaitable
     return total / (time.perf_counter() - started)
 
 
-async def telegram_concurrent(fakes: RemoteFakes, total: int, concurrency: int) -> float:
+async def telegram_concurrent(
+    fakes: RemoteFakes,
+    total: int,
+    concurrency: int,
+    *,
+    text: str = TEXT,
+    reply_markup: InlineKeyboardMarkup | None = None,
+) -> float:
+    """``Bot.send_message`` of one text (and keyboard, built once) to ``total`` chats."""
     request = HTTPXRequest(connection_pool_size=concurrency, pool_timeout=30, read_timeout=30)
     async with Bot(
         fakes.telegram_token, base_url=f"{fakes.telegram_url}/bot", request=request
     ) as bot:
-        return await _bounded(total, concurrency, lambda i: bot.send_message(1_000_000 + i, TEXT))
+        return await _bounded(
+            total,
+            concurrency,
+            lambda i: bot.send_message(1_000_000 + i, text, reply_markup=reply_markup),
+        )
 
 
 async def telegram_naive(fakes: RemoteFakes, total: int) -> float:
@@ -84,7 +96,9 @@ async def raw_http(
         return await _bounded(total, concurrency, send)
 
 
-async def twilio_concurrent(fakes: RemoteFakes, total: int, concurrency: int) -> float:
+async def twilio_concurrent(
+    fakes: RemoteFakes, total: int, concurrency: int, *, body: str = TEXT
+) -> float:
     settings = Settings(
         twilio_account_sid=fakes.twilio_account_sid,
         twilio_auth_token=fakes.twilio_auth_token,
@@ -96,7 +110,7 @@ async def twilio_concurrent(fakes: RemoteFakes, total: int, concurrency: int) ->
 
         async def send(i: int) -> object:
             return await client.messages.create_async(
-                to=f"+97250{1_000_000 + i:07d}", from_=fakes.twilio_phone_number, body=TEXT
+                to=f"+97250{1_000_000 + i:07d}", from_=fakes.twilio_phone_number, body=body
             )
 
         return await _bounded(total, concurrency, send)

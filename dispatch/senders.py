@@ -19,6 +19,7 @@ button is present.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -173,29 +174,36 @@ def telegram_markup(
     buttons: ButtonRows | None, *, kind: str = "reply"
 ) -> InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove | None:
     """Inline buttons; a reply keyboard when one asks for the contact or location ("kb:")."""
-    if not buttons:
+    rows = tuple(tuple((b["text"], b["data"]) for b in row) for row in buttons or ())
+    return _markup(rows, kind == "reply")
+
+
+@functools.lru_cache(maxsize=4096)
+def _markup(
+    rows: tuple[tuple[tuple[str, str], ...], ...], clears_keyboard: bool
+) -> InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove | None:
+    # A campaign's messages share a handful of keyboards (one per language); the markup objects
+    # are frozen, so one built object serves them all.
+    if not rows:
         # A conversation reply without buttons also clears a reply keyboard left by the bot.
-        return ReplyKeyboardRemove() if kind == "reply" else None
-    if any(button["data"].startswith("kb:") for row in buttons for button in row):
+        return ReplyKeyboardRemove() if clears_keyboard else None
+    if any(data.startswith("kb:") for row in rows for _, data in row):
         return ReplyKeyboardMarkup(
-            [[_keyboard_button(button) for button in row] for row in buttons],
+            [[_keyboard_button(text, data) for text, data in row] for row in rows],
             one_time_keyboard=True,
             resize_keyboard=True,
         )
     return InlineKeyboardMarkup(
-        [
-            [InlineKeyboardButton(button["text"], callback_data=button["data"]) for button in row]
-            for row in buttons
-        ]
+        [[InlineKeyboardButton(text, callback_data=data) for text, data in row] for row in rows]
     )
 
 
-def _keyboard_button(button: Mapping[str, str]) -> KeyboardButton:
-    if button["data"] == "kb:contact":
-        return KeyboardButton(button["text"], request_contact=True)
-    if button["data"] == "kb:location":
-        return KeyboardButton(button["text"], request_location=True)
-    return KeyboardButton(button["text"])
+def _keyboard_button(text: str, data: str) -> KeyboardButton:
+    if data == "kb:contact":
+        return KeyboardButton(text, request_contact=True)
+    if data == "kb:location":
+        return KeyboardButton(text, request_location=True)
+    return KeyboardButton(text)
 
 
 class TelegramSender:

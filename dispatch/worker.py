@@ -26,6 +26,7 @@ import os
 import random
 import secrets
 import socket
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -38,6 +39,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from config.settings import Settings
 from dispatch import delivery, gates, sweeps
 from dispatch.clock import Clock, SystemClock
+from dispatch.inflight import InFlightLimit
 from dispatch.models import ChannelBlock, OutboxMessage, OutboxStatus
 from dispatch.senders import Outgoing, Permanent, RateLimited, Sender, SendResult, Sent, Transient
 from registry.db import unit_of_work
@@ -56,9 +58,13 @@ class AnotherWorkerRunning(Exception):
 class WorkerConfig:
     batch_window: float = 2.0  # claim about this many seconds' worth of sends at the channel rate
     max_batch: int = 500
-    # No more than the HTTP connection pool (dispatch.clients: 64): requests queued inside
-    # httpcore's pool cost time quadratic in the queue length.
-    max_in_flight: int = 16
+    # Sends in flight per channel, shared by its lanes, adapted to the provider's round trips
+    # (dispatch.inflight) between these bounds. No more than the HTTP connection pool
+    # (dispatch.clients: 64): requests queued inside httpcore's pool cost time quadratic in
+    # the queue length.
+    min_in_flight: int = 2
+    initial_in_flight: int = 4
+    max_in_flight: int = 64
     lease_seconds: float = 60.0  # a claimed row returns to the queue this long after a crash
     send_timeout: float = 20.0
     max_attempts: int = 6  # transient failures before the channel is given up for this message
@@ -136,6 +142,14 @@ class Worker:
         self.on_postgresql = bind is not None and bind.dialect.name == "postgresql"
         self._last_sweep: datetime | None = None
         self._pacers = {channel: Pacer(self.clock, self.rate(channel)) for channel in self.senders}
+        self.in_flight = {
+            channel: InFlightLimit(
+                initial=self.config.initial_in_flight,
+                minimum=self.config.min_in_flight,
+                maximum=self.config.max_in_flight,
+            )
+            for channel in self.senders
+        }
         self._started = False
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -512,7 +526,7 @@ class Worker:
         self, channel: Channel, claimed: list[Claimed]
     ) -> list[tuple[Claimed, SendResult]]:
         sender = self.senders[channel]
-        limit = asyncio.Semaphore(self.config.max_in_flight)
+        limit = self.in_flight[channel]  # shared with the channel's other lane
         lane = _Lane()
 
         pacer = self._pacers[channel]
@@ -520,21 +534,27 @@ class Worker:
         async def one(item: Claimed) -> tuple[Claimed, SendResult]:
             await self.clock.sleep_until(item.slot)
             await pacer.wait()
-            async with limit:
-                if lane.paused:
-                    # The provider asked everyone to slow down: do not keep knocking.
-                    return item, RateLimited(retry_after=0.0)
-                try:
-                    async with asyncio.timeout(self.config.send_timeout):
-                        result = await sender.send(item.message)
-                except TimeoutError:
-                    result = Transient(error="timeout")
-                except Exception as exc:  # never lose a row to a surprise: retry it later
-                    log.exception("worker %s: unexpected send error", self.worker_id)
-                    result = Transient(error=f"unexpected {type(exc).__name__}")
-                if isinstance(result, RateLimited):
-                    lane.paused = True
-                return item, result
+            await limit.acquire()
+            if lane.paused:
+                # The provider asked everyone to slow down: do not keep knocking.
+                limit.release()
+                return item, RateLimited(retry_after=0.0)
+            started = time.perf_counter()
+            try:
+                async with asyncio.timeout(self.config.send_timeout):
+                    result = await sender.send(item.message)
+            except TimeoutError:
+                result = Transient(error="timeout")
+            except Exception as exc:  # never lose a row to a surprise: retry it later
+                log.exception("worker %s: unexpected send error", self.worker_id)
+                result = Transient(error=f"unexpected {type(exc).__name__}")
+            finally:
+                limit.release()
+            if isinstance(result, RateLimited):
+                lane.paused = True
+            else:
+                limit.observe(time.perf_counter() - started)
+            return item, result
 
         # Different chats go out side by side; one chat's messages in the order they were
         # written (a summary before the question whose buttons follow it).
