@@ -18,6 +18,7 @@ who goes together with them. With nobody to send, the officer gets a "no buddy" 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -62,14 +63,28 @@ SWEEP_BATCH = 1000
 # --- sending to one person -------------------------------------------------------------------
 
 
-def channel_for(session: Session, person: Person) -> Channel:
-    """The first channel that still reaches ``person`` (Telegram, then SMS), or NONE."""
-    blocked = {
-        Channel(c)
-        for c in session.scalars(
-            select(ChannelBlock.channel).where(ChannelBlock.person_id == person.id)
-        )
-    }
+def dead_channels(session: Session, person_ids: Sequence[int]) -> dict[int, set[Channel]]:
+    """The channels a provider declared dead, for each of ``person_ids`` that has any."""
+    dead: dict[int, set[Channel]] = {}
+    for start in range(0, len(person_ids), 500):
+        for person_id, channel in session.execute(
+            select(ChannelBlock.person_id, ChannelBlock.channel).where(
+                ChannelBlock.person_id.in_(person_ids[start : start + 500])
+            )
+        ):
+            dead.setdefault(person_id, set()).add(Channel(channel))
+    return dead
+
+
+def channel_for(
+    session: Session, person: Person, *, blocked: set[Channel] | None = None
+) -> Channel:
+    """The first channel that still reaches ``person`` (Telegram, then SMS), or NONE.
+
+    ``blocked``: the person's dead channels when the caller already has them (a sweep loads
+    them for its whole batch)."""
+    if blocked is None:
+        blocked = dead_channels(session, [person.id]).get(person.id, set())
     if person.telegram_chat_id is not None and Channel.TELEGRAM not in blocked:
         return Channel.TELEGRAM
     if person.can_receive_sms and Channel.SMS not in blocked:
@@ -309,13 +324,33 @@ def run_escalations(session: Session, *, now: datetime, limit: int | None = None
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True, of=CampaignRecipient)
     rows = session.execute(query).all()
+    # The batch's residents and their dead channels in a few queries, not several per
+    # recipient (each of which would also flush the rows queued just before it).
+    person_ids = sorted({recipient.person_id for recipient, _ in rows})
+    residents: list[Person] = []  # held, so the session's identity map keeps them for get()
+    for start in range(0, len(person_ids), 500):
+        residents += session.scalars(
+            select(Person).where(Person.id.in_(person_ids[start : start + 500]))
+        ).all()
+    dead = dead_channels(session, person_ids)
     for recipient, campaign in rows:
-        step_up(session, recipient=recipient, campaign=campaign, now=now)
+        step_up(
+            session,
+            recipient=recipient,
+            campaign=campaign,
+            now=now,
+            blocked=dead.get(recipient.person_id, set()),
+        )
     return len(rows)
 
 
 def step_up(
-    session: Session, *, recipient: CampaignRecipient, campaign: Campaign, now: datetime
+    session: Session,
+    *,
+    recipient: CampaignRecipient,
+    campaign: Campaign,
+    now: datetime,
+    blocked: set[Channel] | None = None,
 ) -> None:
     if recipient.answer != Answer.PENDING or campaign.kind != CampaignKind.CHECKIN:
         recipient.next_step_at = None
@@ -326,7 +361,14 @@ def step_up(
         return
     started = campaign.started_at
     if recipient.step == 0 and recipient.channel != Channel.NONE:
-        _remind(session, recipient=recipient, campaign=campaign, resident=resident, now=now)
+        _remind(
+            session,
+            recipient=recipient,
+            campaign=campaign,
+            resident=resident,
+            now=now,
+            blocked=blocked,
+        )
         recipient.step = 1
         recipient.next_step_at = started + timedelta(seconds=campaign.visit_after)
     elif recipient.step <= 1:
@@ -356,15 +398,21 @@ def _remind(
     campaign: Campaign,
     resident: Person,
     now: datetime,
+    blocked: set[Channel] | None = None,
 ) -> None:
     from dispatch.campaigns import checkin_message, priority_for
 
-    channel = channel_for(session, resident)
+    if blocked is None:
+        blocked = dead_channels(session, [resident.id]).get(resident.id, set())
+    channel = channel_for(session, resident, blocked=blocked)
     # The same or the next channel: if Telegram went unanswered and SMS is possible, use SMS.
-    if channel == Channel.TELEGRAM and resident.can_receive_sms:
-        blocked = session.get(ChannelBlock, (resident.id, Channel.SMS))
-        if blocked is None and resident.phone_kind != PhoneKind.LANDLINE:
-            channel = Channel.SMS
+    if (
+        channel == Channel.TELEGRAM
+        and resident.can_receive_sms
+        and Channel.SMS not in blocked
+        and resident.phone_kind != PhoneKind.LANDLINE
+    ):
+        channel = Channel.SMS
     if channel == Channel.NONE:
         return
     text, buttons = checkin_message(
