@@ -519,8 +519,31 @@ class Worker:
         if not claimed:
             return 0
         results = await self._send_all(channel, claimed)
-        await asyncio.to_thread(self._record, channel, results)
+        await self._record_patiently(channel, results)
         return len(claimed)
+
+    async def _record_patiently(
+        self, channel: Channel, results: list[tuple[Claimed, SendResult]]
+    ) -> None:
+        """Record what the providers answered, waiting out a database outage for as long as the
+        rows are leased to us: given up, they would go back to the queue and be sent again."""
+        give_up_at = self.clock.now() + timedelta(seconds=self.config.lease_seconds)
+        pause = 0.2
+        while True:
+            try:
+                await asyncio.to_thread(self._record, channel, results)
+                return
+            except (OperationalError, DBAPIError) as exc:
+                if self.clock.now() + timedelta(seconds=pause) >= give_up_at:
+                    raise
+                log.warning(
+                    "worker %s: could not record %d sends (%s), retrying",
+                    self.worker_id,
+                    len(results),
+                    exc.code,
+                )
+                await self.clock.sleep(pause)
+                pause = min(pause * 2, 2.0)
 
     async def _send_all(
         self, channel: Channel, claimed: list[Claimed]

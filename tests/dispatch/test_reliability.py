@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import Engine, func, insert, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from config.profile import DEFAULT_PROFILE_PATH, load_profile
 from config.settings import Settings
 from dispatch.campaigns import Audience, start_campaign
 from dispatch.models import (
@@ -37,8 +38,11 @@ from fakes.faults import Faults
 from fakes.settings import settings_for_fakes
 from fakes.telegram import FakeTelegram
 from fakes.twilio import FakeTwilio
-from registry.db import utcnow
+from hosen import migrations
+from registry.db import make_engine, make_sessionmaker, utcnow
 from registry.models import Authority, Person, PhoneKind, Source
+from registry.profile_sync import sync_profile
+from tests.private_postgres import PrivatePostgres, postgres_bin
 
 pytestmark = [pytest.mark.db, pytest.mark.e2e, pytest.mark.slow]
 
@@ -307,3 +311,75 @@ def test_workers_recover_when_the_database_drops_their_connections(
     assert terminated >= 1
     chats = {int(c["chat_id"]) for c in fake_telegram.calls("sendMessage")}
     assert chats == {500_000 + n for n in range(count)}
+
+
+def test_workers_recover_when_postgresql_restarts(
+    settings: Settings, db_kind: str, fake_telegram: FakeTelegram
+) -> None:
+    """A real restart, of a PostgreSQL server of the test's own (the shared one serves other
+    suites): every connection is cut mid-campaign and the server is gone for a moment; the
+    worker waits it out, reaches everyone, and sends nobody a message twice (what it sent
+    while the database was away is recorded when it is back)."""
+    if db_kind != "postgresql":
+        pytest.skip("a PostgreSQL server restart has no SQLite equivalent")
+    if postgres_bin() is None:
+        pytest.skip("no PostgreSQL installation to run a private server")
+    count = 300
+    with PrivatePostgres() as server:
+        engine = make_engine(server.url)
+        migrations.upgrade(engine)
+        sessions = make_sessionmaker(engine)
+        with sessions() as session:
+            directory = sync_profile(session, load_profile(DEFAULT_PROFILE_PATH))
+            authority = next(iter(directory.authorities.values()))
+            session.commit()
+        add_people(sessions, authority, count)
+        begin(sessions, authority)
+        wired = settings_for_fakes(settings, telegram=fake_telegram).model_copy(
+            update={"telegram_rate_per_second": 100.0}
+        )
+        worker = Worker(
+            sessions=sessions,
+            senders=build_senders(wired),
+            settings=wired,
+            config=WorkerConfig(lease_seconds=10.0, sweep_every=0.3),
+        )
+        sent_before_restart = 0
+
+        async def go() -> None:
+            nonlocal sent_before_restart
+            stop = asyncio.Event()
+            runner = asyncio.create_task(worker.run(stop))
+            while len(fake_telegram.calls("sendMessage")) < 80:
+                await asyncio.sleep(0.02)
+            await asyncio.to_thread(server.stop)
+            sent_before_restart = len(fake_telegram.calls("sendMessage"))
+            await asyncio.sleep(1.0)  # the server is down: the worker must wait, not die
+            await asyncio.to_thread(server.start)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                if not await asyncio.to_thread(open_rows, sessions):
+                    break
+                await asyncio.sleep(0.1)
+            stop.set()
+            await runner
+
+        asyncio.run(go())
+        left = open_rows(sessions)
+        engine.dispose()
+    assert sent_before_restart < count  # the restart did come mid-campaign
+    chats = [int(c["chat_id"]) for c in fake_telegram.calls("sendMessage")]
+    assert sorted(chats) == [500_000 + n for n in range(count)]
+    assert left == 0
+
+
+def open_rows(sessions: sessionmaker[Session]) -> int:
+    with sessions() as session:
+        return int(
+            session.scalar(
+                select(func.count()).where(
+                    OutboxMessage.status.in_((OutboxStatus.QUEUED, OutboxStatus.SENDING))
+                )
+            )
+            or 0
+        )
