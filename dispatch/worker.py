@@ -48,6 +48,8 @@ from registry.models import Channel
 log = logging.getLogger("hosen.worker")
 
 SQLITE_WORKER_LEASE = "sqlite-worker"
+# A send due sooner than this goes now: a timer for a few microseconds costs more than it keeps.
+SLOT_TOLERANCE = timedelta(milliseconds=1)
 
 
 class AnotherWorkerRunning(Exception):
@@ -105,7 +107,7 @@ class Pacer:
         now = self.clock.now()
         at = now if self.next_at is None or self.next_at < now else self.next_at
         self.next_at = at + self.step
-        if at > now:
+        if at - now > SLOT_TOLERANCE:
             await self.clock.sleep_until(at)
 
 
@@ -381,9 +383,12 @@ class Worker:
                         attempts=row.attempts,
                     )
                 )
-            if claimed and claimed[-1].slot > now:
-                # Slots shared with other workers may start later than now: the lease runs
-                # from the last planned send, not from the claim.
+            if claimed and claimed[-1].slot > now + timedelta(
+                seconds=self.config.lease_seconds / 4
+            ):
+                # Slots shared with other workers may start well after now: the lease runs
+                # from the last planned send, not from the claim. (Within a quarter of the
+                # lease, the lease set by the claim leaves time enough.)
                 session.execute(
                     update(OutboxMessage)
                     .where(OutboxMessage.id.in_([c.message.id for c in claimed]))
@@ -555,7 +560,8 @@ class Worker:
         pacer = self._pacers[channel]
 
         async def one(item: Claimed) -> tuple[Claimed, SendResult]:
-            await self.clock.sleep_until(item.slot)
+            if item.slot - self.clock.now() > SLOT_TOLERANCE:
+                await self.clock.sleep_until(item.slot)
             await pacer.wait()
             await limit.acquire()
             if lane.paused:
