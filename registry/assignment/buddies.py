@@ -231,6 +231,11 @@ def _places(people: Sequence[Resident] | Sequence[Volunteer]) -> Places:
     )
 
 
+Chosen = list[tuple[int, int, int, bool]]  # resident idx, volunteer idx, distance, measured
+# One resident's list: volunteer indexes, metres, measured (parallel arrays).
+_List = tuple[npt.NDArray[np.integer], npt.NDArray[np.integer], npt.NDArray[np.bool_]]
+
+
 @dataclass
 class _Problem:
     """The residents and volunteers still to be decided, as arrays."""
@@ -563,21 +568,31 @@ def _best_coverage(
     matching = _max_matching(problem, pairs)
     # First the heaviest over the candidate lists (cheap: short lists, nothing to open), then
     # over every pair within reach, which then has only the last few paths left to find.
-    candidates: dict[int, list[tuple[int, int, bool]]] = {}
-    for r, v, d, m in zip(
-        pairs.resident.tolist(), pairs.volunteer.tolist(), pairs.distance_m.tolist(),
-        pairs.measured.tolist(), strict=True,
-    ):  # fmt: skip
-        candidates.setdefault(r, []).append((v, d, m))
-    matching, _ = _passes(problem, area, matching, candidates, open_lists=False)
+    matching, _ = _passes(
+        problem, area, matching, _CandidateLists(pairs, len(problem.residents)), open_lists=False
+    )
     return _passes(problem, area, matching, {}, open_lists=True)
+
+
+class _CandidateLists(dict[int, _List]):
+    """Each resident's candidate list, made when first asked for (the search visits few)."""
+
+    def __init__(self, pairs: Pairs, residents: int) -> None:
+        super().__init__()
+        self._pairs = pairs.select(np.argsort(pairs.resident, kind="stable"))
+        self._starts = np.searchsorted(self._pairs.resident, np.arange(residents + 1))
+
+    def __missing__(self, r: int) -> _List:
+        lo, hi = int(self._starts[r]), int(self._starts[r + 1])
+        p = self._pairs
+        return p.volunteer[lo:hi], p.distance_m[lo:hi], p.measured[lo:hi]
 
 
 def _passes(
     problem: _Problem,
     area: Neighbourhood,
     matching: dict[int, int],
-    lists: dict[int, list[tuple[int, int, bool]]],
+    lists: dict[int, _List],
     *,
     open_lists: bool,
 ) -> tuple[dict[int, int], Pairs]:
@@ -602,7 +617,7 @@ def _augmenting_pairs(
     matching: dict[int, int],
     *,
     exchanges: bool,
-    lists: dict[int, list[tuple[int, int, bool]]],
+    lists: dict[int, _List],
     open_lists: bool = True,
 ) -> tuple[Pairs, dict[int, int], int]:
     """One pass of paths that would let more residents have a buddy (or graver needs first).
@@ -647,15 +662,23 @@ def _augmenting_pairs(
     def _usable(r: int, v: int) -> bool:
         return v not in excluded.get(r, ()) and load.get(v, 0) < problem.room[v]
 
-    def full_list(r: int) -> list[tuple[int, int, bool]]:
+    def full_list(r: int) -> _List:
         if not open_lists:
-            return lists.get(r, [])
+            return lists[r]  # a _CandidateLists: made on first use
         if r not in lists:
             vols, metres, measured = area.around(r, int(problem.needs_language[r]))
-            skip = excluded.get(r, set())
-            lists[r] = [
-                (v, d, m) for v, d, m in zip(vols, metres, measured, strict=True) if v not in skip
-            ]
+            # Compact arrays, not tuples: in a dense town short of volunteers a pass can open the
+            # lists of most residents, thousands of volunteers each.
+            found = (
+                np.array(vols, dtype=np.int32),
+                np.array(metres, dtype=np.int32),
+                np.array(measured, dtype=bool),
+            )
+            skip = excluded.get(r)
+            if skip:
+                keep = ~np.isin(found[0], np.fromiter(skip, dtype=np.int32, count=len(skip)))
+                found = (found[0][keep], found[1][keep], found[2][keep])
+            lists[r] = found
         return lists[r]
 
     added: dict[tuple[int, int], tuple[int, bool]] = {}
@@ -683,7 +706,7 @@ def _augmenting_pairs(
                     break
             following: list[int] = []
             for r in frontier:
-                for v, _, _ in full_list(r):
+                for v in full_list(r)[0].tolist():
                     if v in came_from or v in dead:
                         continue
                     came_from[v] = r
@@ -721,9 +744,10 @@ def _augmenting_pairs(
             primary_of[r] = v
             members[v].append(r)
             load[v] = load.get(v, 0) + 1
-            for w, d, m in full_list(r):
-                if w == v:
-                    added[(r, v)] = (d, m)
+            vols, metres, measured = full_list(r)
+            at = np.flatnonzero(vols == v)
+            if len(at):
+                added[(r, v)] = (int(metres[at[0]]), bool(measured[at[0]]))
             if r == u:
                 break
             v = via[r]
@@ -731,10 +755,9 @@ def _augmenting_pairs(
         # Every resident a search went through may also take any volunteer in reach who had
         # room when the pass started: the walking flow then chooses how to reach that room,
         # instead of following the one path the search happened to find.
-        for r, opened in lists.items():
-            for v, d, m in opened:
-                if has_room[v]:
-                    added.setdefault((r, v), (d, m))
+        for r, (opened, far, exact) in lists.items():
+            for i in np.flatnonzero(has_room[opened]).tolist():
+                added.setdefault((r, int(opened[i])), (int(far[i]), bool(exact[i])))
     if not added:
         return Pairs.empty(), primary_of, paths
     keys = list(added)
@@ -745,9 +768,6 @@ def _augmenting_pairs(
         np.array([added[k][1] for k in keys], dtype=bool),
     )
     return found, primary_of, paths
-
-
-Chosen = list[tuple[int, int, int, bool]]  # resident idx, volunteer idx, distance, measured
 
 
 def _flow(
