@@ -15,14 +15,16 @@ Pure core: plain dataclasses in, a plan out; no database. The rules (issue 4):
 * graver needs first: :func:`priority` weighs powered medical equipment, bedridden, and living
   alone at an old age.
 
-Optimal, not greedy, in two stages. Primaries: one min-cost flow (see
-:mod:`registry.assignment.flow`) maximises the priority-weighted number of residents with a
-buddy, then minimises their total walking. Backups: a second flow does the same for the residents
-who have one buddy, from the room left, never with the same volunteer twice; a backup is never
-bought with someone's primary. Candidate lists are cut to the nearest few per resident (k-d
-trees), and an augmenting-path search over the full lists (:func:`_augmenting_pairs`) adds the
-pairs the cut would have cost, so coverage is the maximum over *all* pairs within reach; walking
-is optimal over the candidate lists. Stable: a current pair earns a bonus of ``keep_bonus_m`` metres, so
+Optimal, not greedy, in two stages. Primaries: the priority-weighted number of residents with a
+buddy is maximised first, then their total walking. Backups: the same for the residents who have
+one buddy, from the room left, never with the same volunteer twice; a backup is never bought with
+someone's primary. Each stage finds its coverage by a max flow and augmenting/exchange paths
+(:func:`_best_coverage`), then solves one min-cost flow in plain metres that must cover as many
+residents of each priority as that (:func:`_flow`; see :func:`_stage` for why this is the
+lexicographic optimum). Candidate lists are cut to the nearest few per resident (k-d trees); the
+path search runs over the full lists and adds the pairs the cut would have cost, so coverage is
+the maximum over *all* pairs within reach; walking is optimal over the candidate lists plus the
+pairs the search used. Stable: a current pair earns a bonus of ``keep_bonus_m`` metres, so
 it is broken only to cover someone more or to save more than that much walking; a pinned pair is
 not re-decided at all. Explained: every resident left without a buddy gets a reason, and the gaps
 are summed per zone into what recruitment would close them.
