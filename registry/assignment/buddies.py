@@ -61,8 +61,9 @@ OLD_AGE = 70
 # Passes of augmenting and exchange paths before the coverage is taken as it is (a pass that
 # changes nothing ends the search; two are the rule).
 _MAX_SEARCH_ROUNDS = 32
-# Up to this many (resident, volunteer) pairs in a stage, the augmenting-path search opens every
-# resident's full list (exact); beyond, it walks the candidate lists (see _augmenting_pairs).
+# Up to this many (resident, volunteer) pairs in a backup stage, the path search opens every
+# resident's full list (exact); beyond, backups are the heaviest over the candidate lists.
+# Primaries are always searched in full.
 _EXACT_SEARCH_PAIRS = 5_000_000
 
 
@@ -562,8 +563,8 @@ def _best_coverage(
     A maximum matching over the candidate lists first, then passes of :func:`_augmenting_pairs`
     (augmenting paths, then exchanges that give a graver need the place of a lighter one) until a
     whole pass changes nothing: then no augmenting or improving exchange path is left, which is
-    the optimality certificate of a heaviest basis in a matroid. With ``open_lists`` the paths
-    run over every pair within reach; without, over the candidate lists only.
+    the optimality certificate of a heaviest basis in a matroid. The paths run over every pair
+    within reach. Without ``open_lists``: the heaviest matching over ``pairs`` alone.
     """
     if not open_lists:
         return _heaviest_matching(problem, pairs), Pairs.empty()
