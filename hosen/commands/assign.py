@@ -62,7 +62,7 @@ def run_assign(ctx: Context, args: argparse.Namespace) -> int:
     )
     document = as_json(result, lines, authority=code, dry_run=args.dry_run)
     if args.json:
-        print(json.dumps(document, ensure_ascii=False, indent=2))
+        print(_dumps(document))
     else:
         print_table(document)
     return 0
@@ -125,6 +125,23 @@ def as_json(
         ],
         "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
     }
+
+
+def _dumps(value: Any, indent: str = "") -> str:
+    """JSON indented by two spaces, except that each item of a list takes one compact line: a
+    first run in a town of 100,000 lists some 20,000 changes, which the standard library's indenting
+    encoder (pure Python) takes a second to write; its compact encoder is in C."""
+    inner = indent + "  "
+    if isinstance(value, dict) and value:
+        items = (
+            f"{inner}{json.dumps(str(k), ensure_ascii=False)}: {_dumps(v, inner)}"
+            for k, v in value.items()
+        )
+        return "{\n" + ",\n".join(items) + "\n" + indent + "}"
+    if isinstance(value, list) and value:
+        lines = (inner + json.dumps(item, ensure_ascii=False) for item in value)
+        return "[\n" + ",\n".join(lines) + "\n" + indent + "]"
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _percent(part: int, whole: int) -> str:

@@ -15,14 +15,16 @@ Pure core: plain dataclasses in, a plan out; no database. The rules (issue 4):
 * graver needs first: :func:`priority` weighs powered medical equipment, bedridden, and living
   alone at an old age.
 
-Optimal, not greedy, in two stages. Primaries: one min-cost flow (see
-:mod:`registry.assignment.flow`) maximises the priority-weighted number of residents with a
-buddy, then minimises their total walking. Backups: a second flow does the same for the residents
-who have one buddy, from the room left, never with the same volunteer twice; a backup is never
-bought with someone's primary. Candidate lists are cut to the nearest few per resident (k-d
-trees), and an augmenting-path search over the full lists (:func:`_augmenting_pairs`) adds the
-pairs the cut would have cost, so coverage is the maximum over *all* pairs within reach; walking
-is optimal over the candidate lists. Stable: a current pair earns a bonus of ``keep_bonus_m`` metres, so
+Optimal, not greedy, in two stages. Primaries: the priority-weighted number of residents with a
+buddy is maximised first, then their total walking. Backups: the same for the residents who have
+one buddy, from the room left, never with the same volunteer twice; a backup is never bought with
+someone's primary. Each stage finds its coverage by a max flow and augmenting/exchange paths
+(:func:`_best_coverage`), then solves one min-cost flow in plain metres that must cover as many
+residents of each priority as that (:func:`_flow`; see :func:`_stage` for why this is the
+lexicographic optimum). Candidate lists are cut to the nearest few per resident (k-d trees); the
+path search runs over the full lists and adds the pairs the cut would have cost, so coverage is
+the maximum over *all* pairs within reach; walking is optimal over the candidate lists plus the
+pairs the search used. Stable: a current pair earns a bonus of ``keep_bonus_m`` metres, so
 it is broken only to cover someone more or to save more than that much walking; a pinned pair is
 not re-decided at all. Explained: every resident left without a buddy gets a reason, and the gaps
 are summed per zone into what recruitment would close them.
@@ -56,10 +58,12 @@ PRIORITY_BASE = 1
 PRIORITY_WEIGHTS = {"powered_medical_equipment": 8, "bedridden": 4, "lives_alone_old": 2}
 PRIORITY_MAX = PRIORITY_BASE + sum(PRIORITY_WEIGHTS.values())
 OLD_AGE = 70
-# Rounds of "open the lists of residents on an improving path, solve again" (one is the rule).
-_MAX_WIDENING_ROUNDS = 8
-# Up to this many (resident, volunteer) pairs in a stage, the augmenting-path search opens every
-# resident's full list (exact); beyond, it walks the candidate lists (see _augmenting_pairs).
+# Passes of augmenting and exchange paths before the coverage is taken as it is (a pass that
+# changes nothing ends the search; two are the rule).
+_MAX_SEARCH_ROUNDS = 32
+# Up to this many (resident, volunteer) pairs in a backup stage, the path search opens every
+# resident's full list (exact); beyond, backups are the heaviest over the candidate lists.
+# Primaries are always searched in full.
 _EXACT_SEARCH_PAIRS = 5_000_000
 
 
@@ -230,6 +234,11 @@ def _places(people: Sequence[Resident] | Sequence[Volunteer]) -> Places:
     )
 
 
+Chosen = list[tuple[int, int, int, bool]]  # resident idx, volunteer idx, distance, measured
+# One resident's list: volunteer indexes, metres, measured (parallel arrays).
+_List = tuple[npt.NDArray[np.integer], npt.NDArray[np.integer], npt.NDArray[np.bool_]]
+
+
 @dataclass
 class _Problem:
     """The residents and volunteers still to be decided, as arrays."""
@@ -358,47 +367,43 @@ def _stage(
     primaries: bool,
 ) -> _Stage:
     """One volunteer for each resident with a slot: most priority-weighted coverage, then the
-    least walking. Candidate lists are cut to the nearest few; the augmenting-path search then
-    opens the full lists wherever that could cover more (see :func:`_augmenting_pairs`)."""
+    least walking, in two steps that never build a scaled cost.
+
+    1. Coverage (:func:`_best_coverage`): a maximum matching over the candidate lists (one max
+       flow), improved by augmenting and exchange paths over the full lists until none is left.
+       It says how many residents of each priority the optimum covers: in a matroid (the sets of
+       residents that can be covered together form one) every heaviest basis holds the same
+       number of elements of each weight.
+    2. Walking (:func:`_flow`): one min-cost flow over the candidate lists plus the pairs the
+       search used, covering exactly that many residents of each priority, costs in metres only.
+       Every plan it may choose is a heaviest one, and it chooses the one with the least walking.
+    """
     started = time.perf_counter()
     wanted = np.flatnonzero(problem.slot)
     pairs_found = _candidates(problem, area, wanted, rules, rules.candidate_limit)
     prepared = time.perf_counter()
     timings["candidates_s"] += prepared - started
-    chosen = _flow(problem, pairs_found, rules, bonus)
-    widened = 0
-    full_lists: dict[int, list[tuple[int, int, bool]]] = {}  # shared by every round
-    # Primaries: always the full search. Backups ("where volunteers suffice"): the full search
-    # in towns of some ten thousand people; beyond, backups are optimal over the candidate lists
-    # (most residents can have none there, and searching for each would dominate the run).
-    exact = primaries or len(wanted) * len(problem.volunteers) <= _EXACT_SEARCH_PAIRS
-    rounds = _MAX_WIDENING_ROUNDS if rules.candidate_limit is not None and exact else 0
-    for _ in range(rounds):
-        # Augmenting paths alone first (so the lists hold a largest matching), then exchanges.
-        hint = None if exact else pairs_found
-        searching = time.perf_counter()
-        extra = Pairs.join(
-            [
-                _augmenting_pairs(
-                    problem, area, chosen, exchanges=False, lists=full_lists, candidates=hint
-                ),
-                _augmenting_pairs(
-                    problem, area, chosen, exchanges=True, lists=full_lists, candidates=hint
-                ),
-            ]
-        )
-        timings["search_primaries_s" if primaries else "search_backups_s"] += (
-            time.perf_counter() - searching
-        )
-        if not len(extra):
-            break
-        widened += len(extra)
+    # Primaries: always the search over the full lists. Backups ("where volunteers suffice"): the
+    # full search in towns of some ten thousand people; beyond, backups are optimal over the
+    # candidate lists (most residents can have none there, and opening every list would dominate
+    # the run). Without a candidate limit the lists are already full.
+    full = rules.candidate_limit is not None and (
+        primaries or len(wanted) * len(problem.volunteers) <= _EXACT_SEARCH_PAIRS
+    )
+    covered, extra = _best_coverage(problem, area, pairs_found, open_lists=full)
+    searched = time.perf_counter()
+    timings["search_primaries_s" if primaries else "search_backups_s"] += searched - prepared
+    arcs = len(pairs_found)
+    if len(extra):
         pairs_found = _dedupe(Pairs.join([pairs_found, extra]), len(problem.volunteers))
-        chosen = _flow(problem, pairs_found, rules, bonus)
+    chosen = _flow(problem, pairs_found, covered, bonus)
+    timings["flow_s"] += time.perf_counter() - searched
     timings["solve_s"] += time.perf_counter() - prepared
     served = np.zeros(len(problem.residents), dtype=bool)
     served[[c[0] for c in chosen]] = True
-    return _Stage(chosen=chosen, served=served, arcs=len(pairs_found), widened=widened)
+    return _Stage(
+        chosen=chosen, served=served, arcs=len(pairs_found), widened=len(pairs_found) - arcs
+    )
 
 
 def _build(
@@ -496,42 +501,150 @@ def _dedupe(pairs: Pairs, n_v: int) -> Pairs:
     return pairs.select(np.sort(first))
 
 
+def _max_matching(problem: _Problem, pairs: Pairs) -> dict[int, int]:
+    """A maximum matching over ``pairs`` (resident -> volunteer): one max flow, no costs."""
+    if not len(pairs):
+        return {}
+    n_r, n_v = len(problem.residents), len(problem.volunteers)
+    slots = np.flatnonzero(problem.slot)
+    source, sink, r0, v0 = 0, 1, 2, 2 + n_r
+    tail = np.concatenate([
+        np.full(len(slots), source, dtype=np.int64), r0 + pairs.resident,
+        v0 + np.arange(n_v, dtype=np.int64),
+    ])  # fmt: skip
+    head = np.concatenate([
+        r0 + slots, v0 + pairs.volunteer, np.full(n_v, sink, dtype=np.int64)
+    ])  # fmt: skip
+    capacity = np.concatenate([np.ones(len(slots) + len(pairs), dtype=np.int64), problem.room])
+    smf = max_flow.SimpleMaxFlow()
+    smf.add_arcs_with_capacity(tail, head, capacity)
+    if smf.solve(source, sink) != smf.OPTIMAL:
+        raise flow.FlowError("max flow failed")
+    used = np.flatnonzero(
+        smf.flows(np.arange(len(slots), len(slots) + len(pairs), dtype=np.int64)) > 0
+    )
+    return dict(zip(pairs.resident[used].tolist(), pairs.volunteer[used].tolist(), strict=True))
+
+
+def _heaviest_matching(problem: _Problem, pairs: Pairs) -> dict[int, int]:
+    """The heaviest matching over ``pairs`` alone: a min-cost flow whose only costs are the
+    residents' priorities (small numbers, so the solver's cost scaling has few phases)."""
+    if not len(pairs):
+        return {}
+    n_r, n_v = len(problem.residents), len(problem.volunteers)
+    slots = np.flatnonzero(problem.slot)
+    source, sink, r0, v0 = 0, 1, 2, 2 + n_r
+    tail = np.concatenate([
+        np.full(len(slots), source, dtype=np.int64), r0 + pairs.resident,
+        v0 + np.arange(n_v, dtype=np.int64), np.array([source], dtype=np.int64),
+    ])  # fmt: skip
+    head = np.concatenate([
+        r0 + slots, v0 + pairs.volunteer, np.full(n_v, sink, dtype=np.int64),
+        np.array([sink], dtype=np.int64),
+    ])  # fmt: skip
+    capacity = np.concatenate([
+        np.ones(len(slots) + len(pairs), dtype=np.int64), problem.room,
+        np.array([len(slots)], dtype=np.int64),
+    ])  # fmt: skip
+    cost = np.concatenate([-problem.weight[slots], np.zeros(len(pairs) + n_v + 1, dtype=np.int64)])
+    supply = np.zeros(v0 + n_v, dtype=np.int64)
+    supply[source], supply[sink] = len(slots), -len(slots)
+    flows = flow.solve(flow.Network(v0 + n_v, tail, head, capacity, cost, supply))
+    used = np.flatnonzero(flows[len(slots) : len(slots) + len(pairs)] > 0)
+    return dict(zip(pairs.resident[used].tolist(), pairs.volunteer[used].tolist(), strict=True))
+
+
+def _best_coverage(
+    problem: _Problem, area: Neighbourhood, pairs: Pairs, *, open_lists: bool
+) -> tuple[dict[int, int], Pairs]:
+    """The heaviest coverage (priority-weighted): a matching resident -> volunteer, and the pairs
+    outside ``pairs`` it uses.
+
+    A maximum matching over the candidate lists first, then passes of :func:`_augmenting_pairs`
+    (augmenting paths, then exchanges that give a graver need the place of a lighter one) until a
+    whole pass changes nothing: then no augmenting or improving exchange path is left, which is
+    the optimality certificate of a heaviest basis in a matroid. The paths run over every pair
+    within reach. Without ``open_lists``: the heaviest matching over ``pairs`` alone.
+    """
+    if not open_lists:
+        return _heaviest_matching(problem, pairs), Pairs.empty()
+    matching = _max_matching(problem, pairs)
+    # First the heaviest over the candidate lists (cheap: short lists, nothing to open), then
+    # over every pair within reach, which then has only the last few paths left to find.
+    matching, _ = _passes(
+        problem, area, matching, _CandidateLists(pairs, len(problem.residents)), open_lists=False
+    )
+    return _passes(problem, area, matching, {}, open_lists=True)
+
+
+class _CandidateLists(dict[int, _List]):
+    """Each resident's candidate list, made when first asked for (the search visits few)."""
+
+    def __init__(self, pairs: Pairs, residents: int) -> None:
+        super().__init__()
+        self._pairs = pairs.select(np.argsort(pairs.resident, kind="stable"))
+        self._starts = np.searchsorted(self._pairs.resident, np.arange(residents + 1))
+
+    def __missing__(self, r: int) -> _List:
+        lo, hi = int(self._starts[r]), int(self._starts[r + 1])
+        p = self._pairs
+        return p.volunteer[lo:hi], p.distance_m[lo:hi], p.measured[lo:hi]
+
+
+def _passes(
+    problem: _Problem,
+    area: Neighbourhood,
+    matching: dict[int, int],
+    lists: dict[int, _List],
+    *,
+    open_lists: bool,
+) -> tuple[dict[int, int], Pairs]:
+    """Passes of :func:`_augmenting_pairs` until a whole round changes nothing."""
+    extras: list[Pairs] = []
+    for _ in range(_MAX_SEARCH_ROUNDS):
+        moved = 0
+        for exchanges in (False, True):
+            extra, matching, paths = _augmenting_pairs(
+                problem, area, matching, exchanges=exchanges, lists=lists, open_lists=open_lists
+            )
+            extras.append(extra)
+            moved += paths
+        if not moved:
+            break
+    return matching, Pairs.join(extras)
+
+
 def _augmenting_pairs(
     problem: _Problem,
     area: Neighbourhood,
-    chosen: Sequence[tuple[int, int]] | Chosen,
+    matching: dict[int, int],
     *,
     exchanges: bool,
-    lists: dict[int, list[tuple[int, int, bool]]],
-    candidates: Pairs | None = None,
-) -> Pairs:
-    """Pairs outside the candidate lists that would let more residents have a buddy.
+    lists: dict[int, _List],
+    open_lists: bool = True,
+) -> tuple[Pairs, dict[int, int], int]:
+    """One pass of paths that would let more residents have a buddy (or graver needs first).
 
-    Primaries only (backups give way to primaries anyway). From each resident without a buddy,
-    highest priority first, a breadth-first search alternates "a volunteer within reach" and "a
-    resident that volunteer already serves", opening each visited resident's full list, until it
-    finds a volunteer with room (an augmenting path: one more resident covered) or a resident of
-    lower priority (an exchange: graver needs first). When no path exists from a resident, none
-    appears later either (a classic property of bipartite matching). The residents that can be
-    covered together form a matroid, so once no resident without a buddy has such a path, the
-    covered set is both the largest possible and the best by priority over *all* pairs.
+    Returns the pairs the paths used, the matching after them, and how many paths were applied.
+    From each resident without a buddy, highest priority first, a breadth-first search alternates
+    "a volunteer within reach" and "a resident that volunteer already serves" until it finds a
+    volunteer with room (an augmenting path: one more resident covered) or, with ``exchanges``, a
+    resident of lower priority (an exchange: graver needs first). When no augmenting path exists
+    from a resident, none appears later either (a classic property of bipartite matching). The
+    residents that can be covered together form a matroid, so once a pass finds no path at all,
+    the covered set is both the largest possible and the best by priority over the lists searched.
 
-    Opening every list is affordable in towns of some ten thousand people; in a dense town of a
-    hundred thousand a resident has thousands of volunteers in reach. There (``candidates``
-    given) the search walks the candidate lists and adds, at each resident, only the volunteers
-    in reach who still have room: every last hop is still searched in full, the inner hops along
-    the candidate lists. The bench checks the coverage against an independent upper bound.
+    ``open_lists``: each visited resident's list is every compatible volunteer within reach
+    (cached in ``lists`` across passes); otherwise ``lists`` holds the candidate lists, searched
+    as they are.
     """
     with_slot = problem.slot
     members: dict[int, list[int]] = defaultdict(list)
     primary_of: dict[int, int] = {}
-    by_resident: dict[int, list[int]] = defaultdict(list)
-    for r, v, *_ in chosen:
-        by_resident[r].append(v)
-    for r, vs in by_resident.items():
+    for r, v in matching.items():
         if with_slot[r]:
-            primary_of[r] = vs[0]
-            members[vs[0]].append(r)
+            primary_of[r] = v
+            members[v].append(r)
     load = {v: len(rs) for v, rs in members.items()}
     excluded: dict[int, set[int]] = defaultdict(set)
     for r, v in problem.excluded:
@@ -542,44 +655,37 @@ def _augmenting_pairs(
     has_room = problem.room > 0
     for v, n in load.items():
         has_room[v] = n < problem.room[v]
-    with_room = Neighbourhood(
-        problem.places_r, problem.places_v, speaks=problem.speaks, reach_m=area.reach_m,
-        active=has_room,
-    )  # fmt: skip
+    with_room = None
+    if open_lists:
+        with_room = Neighbourhood(
+            problem.places_r, problem.places_v, speaks=problem.speaks, reach_m=area.reach_m,
+            active=has_room,
+        )  # fmt: skip
 
     def _usable(r: int, v: int) -> bool:
         return v not in excluded.get(r, ()) and load.get(v, 0) < problem.room[v]
 
-    if candidates is not None:
-        lists = defaultdict(list)
-        for r, v, d, m in zip(
-            candidates.resident.tolist(), candidates.volunteer.tolist(),
-            candidates.distance_m.tolist(), candidates.measured.tolist(), strict=True,
-        ):  # fmt: skip
-            lists[r].append((v, d, m))
-        opened: set[int] = set()
-
-    def full_list(r: int) -> list[tuple[int, int, bool]]:
-        if candidates is not None:
-            if r not in opened:
-                opened.add(r)
-                vols, metres, measured = with_room.around(r, int(problem.needs_language[r]))
-                skip = excluded.get(r, set())
-                lists[r] = [
-                    (v, d, m)
-                    for v, d, m in zip(vols, metres, measured, strict=True)
-                    if v not in skip
-                ] + [p for p in lists.get(r, []) if p[0] not in skip]
-            return lists[r]
+    def full_list(r: int) -> _List:
+        if not open_lists:
+            return lists[r]  # a _CandidateLists: made on first use
         if r not in lists:
             vols, metres, measured = area.around(r, int(problem.needs_language[r]))
-            skip = excluded.get(r, set())
-            lists[r] = [
-                (v, d, m) for v, d, m in zip(vols, metres, measured, strict=True) if v not in skip
-            ]
+            # Compact arrays, not tuples: in a dense town short of volunteers a pass can open the
+            # lists of most residents, thousands of volunteers each.
+            found = (
+                np.array(vols, dtype=np.int32),
+                np.array(metres, dtype=np.int32),
+                np.array(measured, dtype=bool),
+            )
+            skip = excluded.get(r)
+            if skip:
+                keep = ~np.isin(found[0], np.fromiter(skip, dtype=np.int32, count=len(skip)))
+                found = (found[0][keep], found[1][keep], found[2][keep])
+            lists[r] = found
         return lists[r]
 
     added: dict[tuple[int, int], tuple[int, bool]] = {}
+    paths = 0
     left = [r for r in np.flatnonzero(with_slot).tolist() if r not in primary_of]
     left.sort(key=lambda r: -int(problem.weight[r]))
     # Volunteers a failed search went through lead nowhere for later searches either (they
@@ -594,15 +700,16 @@ def _augmenting_pairs(
         while frontier and free < 0:
             # Level by level: first ask, in one batch, whether any resident of this level has a
             # volunteer with room in reach (cheap); only then open their full lists.
-            hit = with_room.first_free(frontier, problem.needs_language, lambda r, v: _usable(r, v))
-            if hit is not None:
-                r, v = hit
-                came_from[v] = r
-                free = v
-                break
+            if with_room is not None:
+                hit = with_room.first_free(frontier, problem.needs_language, _usable)
+                if hit is not None:
+                    r, v = hit
+                    came_from[v] = r
+                    free = v
+                    break
             following: list[int] = []
             for r in frontier:
-                for v, _, _ in full_list(r):
+                for v in full_list(r)[0].tolist():
                     if v in came_from or v in dead:
                         continue
                     came_from[v] = r
@@ -629,6 +736,7 @@ def _augmenting_pairs(
         if free < 0:
             dead.update(came_from)
             continue
+        paths += 1
         v = free
         while True:  # walk the path back, moving each resident to the volunteer ahead of it
             r = came_from[v]
@@ -639,38 +747,48 @@ def _augmenting_pairs(
             primary_of[r] = v
             members[v].append(r)
             load[v] = load.get(v, 0) + 1
-            for w, d, m in full_list(r):
-                if w == v:
-                    added[(r, v)] = (d, m)
+            vols, metres, measured = full_list(r)
+            at = np.flatnonzero(vols == v)
+            if len(at):
+                added[(r, v)] = (int(metres[at[0]]), bool(measured[at[0]]))
             if r == u:
                 break
             v = via[r]
+    if with_room is not None and paths:
+        # Every resident a search went through may also take any volunteer in reach who had
+        # room when the pass started: the walking flow then chooses how to reach that room,
+        # instead of following the one path the search happened to find.
+        for r, (opened, far, exact) in lists.items():
+            for i in np.flatnonzero(has_room[opened]).tolist():
+                added.setdefault((r, int(opened[i])), (int(far[i]), bool(exact[i])))
     if not added:
-        return Pairs.empty()
+        return Pairs.empty(), primary_of, paths
     keys = list(added)
-    return Pairs(
+    found = Pairs(
         np.array([r for r, _ in keys], dtype=np.int64),
         np.array([v for _, v in keys], dtype=np.int64),
         np.array([added[k][0] for k in keys], dtype=np.int64),
         np.array([added[k][1] for k in keys], dtype=bool),
     )
+    return found, primary_of, paths
 
 
-Chosen = list[tuple[int, int, int, bool]]  # resident idx, volunteer idx, distance, measured
+def _flow(
+    problem: _Problem, reach: Pairs, covered: dict[int, int], bonus: dict[int, int]
+) -> Chosen:
+    """One min-cost flow: the least walking among the plans that cover, of every priority, as
+    many residents as ``covered`` does (which is what makes them the heaviest plans, see
+    :func:`_stage`).
 
-
-def _flow(problem: _Problem, reach: Pairs, rules: BuddyRules, bonus: dict[int, int]) -> Chosen:
-    """One min-cost flow: each resident with a slot gets at most one of their candidates.
-
-    A slot filled is worth ``scale`` times the resident's priority, a pair costs its walk minus
-    the bonus for keeping a current pair; ``scale`` is the bound of
-    :func:`flow.coverage_scale`, so the optimum is lexicographic: coverage, then walking.
+    Nodes: one per priority, supplying that many units; residents; volunteers; the sink. A pair
+    costs its walk minus the bonus for keeping a current pair: metres, nothing scaled.
     """
     n_r, n_v = len(problem.residents), len(problem.volunteers)
-    source, sink, r0, v0 = 0, 1, 2, 2 + n_r
     n_arcs = len(reach.resident)
+    if not covered or not n_arcs:
+        return []
     keep = np.zeros(n_arcs, dtype=np.int64)
-    if problem.current and n_arcs:
+    if problem.current:
         width = max(1, n_v)
         keys = reach.resident * width + reach.volunteer
         for rank, amount in bonus.items():
@@ -678,37 +796,34 @@ def _flow(problem: _Problem, reach: Pairs, rules: BuddyRules, bonus: dict[int, i
             if cur and amount:
                 keep += amount * np.isin(keys, np.array(cur, dtype=np.int64))
     pair_cost = reach.distance_m - keep
-    spread = int(reach.distance_m.max(initial=0)) + max(bonus.values(), default=0)
-    scale = flow.coverage_scale(path_arcs=2 * min(n_r, n_v) + 2, spread=spread)
 
-    slots = np.flatnonzero(problem.slot)
-    units = len(slots)
+    weights, units = np.unique(
+        problem.weight[np.fromiter(covered, dtype=np.int64, count=len(covered))],
+        return_counts=True,
+    )
+    sink, c0 = 0, 1
+    r0 = c0 + len(weights)
+    v0 = r0 + n_r
+    # Only residents of a priority the optimum covers can take part (the others' class supplies
+    # nothing); a resident without a slot has no arc in.
+    slots = np.flatnonzero(problem.slot & np.isin(problem.weight, weights))
     tail = np.concatenate([
-        np.full(units, source, dtype=np.int64),
+        c0 + np.searchsorted(weights, problem.weight[slots]),
         r0 + reach.resident,
         v0 + np.arange(n_v, dtype=np.int64),
-        np.array([source], dtype=np.int64),
     ])  # fmt: skip
     head = np.concatenate([
-        r0 + slots,
-        v0 + reach.volunteer,
-        np.full(n_v, sink, dtype=np.int64),
-        np.array([sink], dtype=np.int64),
+        r0 + slots, v0 + reach.volunteer, np.full(n_v, sink, dtype=np.int64)
     ])  # fmt: skip
-    capacity = np.concatenate([
-        np.ones(units + n_arcs, dtype=np.int64),
-        problem.room,
-        np.array([units], dtype=np.int64),
-    ])  # fmt: skip
+    capacity = np.concatenate([np.ones(len(slots) + n_arcs, dtype=np.int64), problem.room])
     cost = np.concatenate([
-        -scale * problem.weight[slots],
-        pair_cost,
-        np.zeros(n_v + 1, dtype=np.int64),
+        np.zeros(len(slots), dtype=np.int64), pair_cost, np.zeros(n_v, dtype=np.int64)
     ])  # fmt: skip
     supply = np.zeros(v0 + n_v, dtype=np.int64)
-    supply[source], supply[sink] = units, -units
+    supply[c0 : c0 + len(weights)] = units
+    supply[sink] = -len(covered)
     flows = flow.solve(flow.Network(v0 + n_v, tail, head, capacity, cost, supply))
-    used = np.flatnonzero(flows[units : units + n_arcs] > 0)
+    used = np.flatnonzero(flows[len(slots) : len(slots) + n_arcs] > 0)
     return list(
         zip(
             reach.resident[used].tolist(),
@@ -857,28 +972,7 @@ def primary_upper_bound(
     )
     everyone = np.arange(len(residents), dtype=np.int64)
     pairs_found = area.pairs(everyone, problem.needs_language, rules.candidate_limit)
-    n_r, n_v = len(residents), len(pool)
-    if not len(pairs_found):
-        return 0
-    smf = max_flow.SimpleMaxFlow()
-    source, sink, r0, v0 = 0, 1, 2, 2 + n_r
-    tail = np.concatenate([
-        np.zeros(n_r, dtype=np.int64), r0 + pairs_found.resident, v0 + np.arange(n_v, dtype=np.int64)
-    ])  # fmt: skip
-    head = np.concatenate([
-        r0 + everyone, v0 + pairs_found.volunteer, np.full(n_v, sink, dtype=np.int64)
-    ])  # fmt: skip
-    capacity = np.concatenate([np.ones(n_r + len(pairs_found), dtype=np.int64), problem.room])
-    smf.add_arcs_with_capacity(tail, head, capacity)
-    if smf.solve(source, sink) != smf.OPTIMAL:
-        raise flow.FlowError("max flow failed")
-    flows = smf.flows(np.arange(n_r, n_r + len(pairs_found), dtype=np.int64))
-    used = np.flatnonzero(flows > 0)
-    matched = list(
-        zip(pairs_found.resident[used].tolist(), pairs_found.volunteer[used].tolist(), strict=True)
-    )
-    extra = _augmenting_pairs(problem, area, matched, exchanges=False, lists={})
-    if not len(extra):
-        return len(matched)
-    # Each augmenting path adds exactly one resident.
-    return len(matched) + len(set(extra.resident.tolist()) - {r for r, _ in matched})
+    matched = _max_matching(problem, pairs_found)
+    # One pass is enough: a resident with no augmenting path never gains one later.
+    _, matched, _ = _augmenting_pairs(problem, area, matched, exchanges=False, lists={})
+    return len(matched)

@@ -29,6 +29,8 @@ IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
 _SCREEN_SLACK = 1.01
+_PROBE = 4  # nearest volunteers asked first when only "anyone in reach?" matters
+_CHUNK = 512  # residents per full search
 # A pseudo language need: volunteers who speak Hebrew and nothing else (see ``pairs``).
 HEBREW_ONLY = -1  # the projection's error is far below 1%: screen wide, then measure exactly
 
@@ -98,7 +100,8 @@ class Pairs:
 
 @dataclass(frozen=True)
 class Reachability:
-    """Per resident: volunteers within reach, and those of them sharing a needed language."""
+    """Per resident: volunteers within reach, and those of them sharing a needed language (0 when
+    none; otherwise at least 1)."""
 
     in_reach: IntArray
     eligible: IntArray
@@ -372,11 +375,28 @@ class Neighbourhood:
         return volunteers, metres, measured
 
     def reachability(self, residents: IntArray, needs_language: IntArray) -> Reachability:
-        """Exact counts for a few residents (to explain why they have no buddy)."""
+        """Whether each of these residents has a volunteer within reach, and one sharing a needed
+        language (to explain why they have no buddy): exact zero or not, not a full count.
+
+        A few nearest volunteers answer for almost everyone; only residents none of them reaches
+        are searched in full, a chunk at a time. Asking for the full lists of all of them at once
+        held tens of millions of pairs in a dense town short of volunteers.
+        """
         in_reach = np.zeros(len(self.residents), dtype=np.int64)
         eligible = np.zeros(len(self.residents), dtype=np.int64)
         if not len(residents):
             return Reachability(in_reach, eligible)
+        anyone = np.zeros_like(needs_language)
+        for needs, found in ((anyone, in_reach), (needs_language, eligible)):
+            probe = Pairs.join(
+                [self._measured(residents, needs, _PROBE), self._by_zone(residents, needs, 1)]
+            )
+            np.add.at(found, probe.resident, 1)
+            rest = residents[found[residents] == 0]
+            for start in range(0, len(rest), _CHUNK):
+                full = self.pairs(rest[start : start + _CHUNK], needs, None)
+                np.add.at(found, full.resident, 1)
+        return Reachability(in_reach, eligible)
         anyone = self.pairs(residents, np.zeros_like(needs_language), None)
         np.add.at(in_reach, anyone.resident, 1)
         need = needs_language[anyone.resident]

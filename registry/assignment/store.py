@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from config.profile import Profile
@@ -126,7 +126,10 @@ def load_registry(
         select(
             Person.id, Person.zone_id, Person.lat, Person.lon, Person.language,
             Person.birth_year, Person.is_volunteer, Person.needs_help,
-        ).where(Person.authority_id == authority.id, Person.status.in_(live))
+        ).where(
+            Person.authority_id == authority.id, Person.status.in_(live),
+            or_(Person.needs_help.is_(True), Person.is_volunteer.is_(True)),
+        )
     ).all()  # fmt: skip
     needs_columns = [getattr(ResidentNeeds, flag) for flag in NEED_FLAGS]
     needs = {
