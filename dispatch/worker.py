@@ -27,6 +27,7 @@ import random
 import secrets
 import socket
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -590,9 +591,15 @@ class Worker:
         by_address: dict[str, list[Claimed]] = {}
         for item in claimed:  # claim order: priority, then risk, then the order written
             by_address.setdefault(item.message.address, []).append(item)
+        chats = deque(by_address.values())
+        results: list[tuple[Claimed, SendResult]] = []
 
-        async def in_order(items: list[Claimed]) -> list[tuple[Claimed, SendResult]]:
-            return [await one(item) for item in items]
+        async def courier() -> None:
+            # A few couriers take one chat's messages at a time (cheaper than a task per chat);
+            # the in-flight limit, not their number, decides how many sends are under way.
+            while chats:
+                for item in chats.popleft():
+                    results.append(await one(item))
 
-        groups = await asyncio.gather(*(in_order(items) for items in by_address.values()))
-        return [result for group in groups for result in group]
+        await asyncio.gather(*(courier() for _ in range(min(len(chats), limit.maximum))))
+        return results
