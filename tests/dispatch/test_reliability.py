@@ -94,6 +94,26 @@ def begin(sessions: sessionmaker[Session], authority: Authority) -> int:
         return campaign.id
 
 
+def telegram_worker(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    fake_telegram: FakeTelegram,
+    *,
+    rate: float,
+    lease: float,
+) -> Worker:
+    """An in-process worker sending on the fake Telegram at ``rate`` with a short lease."""
+    wired = settings_for_fakes(settings, telegram=fake_telegram).model_copy(
+        update={"telegram_rate_per_second": rate}
+    )
+    return Worker(
+        sessions=sessions,
+        senders=build_senders(wired),
+        settings=wired,
+        config=WorkerConfig(lease_seconds=lease, sweep_every=0.3),
+    )
+
+
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -272,15 +292,7 @@ def test_workers_recover_when_the_database_drops_their_connections(
     count = 300
     add_people(sessions, authority, count)
     begin(sessions, authority)
-    wired = settings_for_fakes(settings, telegram=fake_telegram).model_copy(
-        update={"telegram_rate_per_second": 200.0}
-    )
-    worker = Worker(
-        sessions=sessions,
-        senders=build_senders(wired),
-        settings=wired,
-        config=WorkerConfig(lease_seconds=1.0, sweep_every=0.3),
-    )
+    worker = telegram_worker(sessions, settings, fake_telegram, rate=200.0, lease=1.0)
     database = engine.url.database
     terminated = 0
 
@@ -335,15 +347,7 @@ def test_workers_recover_when_postgresql_restarts(
             session.commit()
         add_people(sessions, authority, count)
         begin(sessions, authority)
-        wired = settings_for_fakes(settings, telegram=fake_telegram).model_copy(
-            update={"telegram_rate_per_second": 100.0}
-        )
-        worker = Worker(
-            sessions=sessions,
-            senders=build_senders(wired),
-            settings=wired,
-            config=WorkerConfig(lease_seconds=10.0, sweep_every=0.3),
-        )
+        worker = telegram_worker(sessions, settings, fake_telegram, rate=100.0, lease=10.0)
         sent_before_restart = 0
 
         async def go() -> None:
