@@ -2,9 +2,10 @@
 
 Two ways in, one handler: long polling (``getUpdates``) or the webhook (``POST /telegram/webhook``,
 mounted by :mod:`hosen.app`, whose secret header is compared in constant time). Either way an
-update becomes a :class:`~bots.inbound.Delivery` and goes to :func:`bots.inbound.receive`.
-Replies are not sent from here: they are outbox rows the dispatcher's worker sends. The one
-direct call is ``answerCallbackQuery``, Telegram's acknowledgement of a button press.
+update is stored in the inbox (:func:`bots.inbound.accept`) and, once committed, acknowledged;
+``bots.processor`` acts on it after. Replies are not sent from here: they are outbox rows the
+dispatcher's worker sends. The one direct call is ``answerCallbackQuery``, Telegram's
+acknowledgement of a button press, made in the background as soon as the press is stored.
 
 Polling must not stall silently: every successful ``getUpdates`` is noted by
 :class:`PollWatch`, and :func:`keep_polling` restarts the updater when none succeeded for too long.
@@ -31,13 +32,13 @@ from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
 from telegram.request import HTTPXRequest
 
-from bots.dialog import Dialog, Inbound
-from bots.flood import DEFAULT_POLICY, FloodPolicy
-from bots.inbound import Delivery, receive
+from bots.dialog import Inbound
+from bots.inbound import Delivery, accept
 from config.i18n import t
 from config.languages import ALL_LANGUAGES, Language
 from config.settings import Settings
 from dispatch.clients import quiet_token_leaking_loggers, telegram_api_urls
+from registry.db import unit_of_work
 from registry.models import Channel
 
 log = logging.getLogger("hosen.telegram")
@@ -47,6 +48,11 @@ POLL_TIMEOUT = 30  # seconds a getUpdates long poll may hang waiting for news
 # What the bot asks Telegram for (the rest, e.g. chat_member, it has no use for).
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_member"]
 Clock = Callable[[], datetime]
+
+
+def delivery_from_payload(payload: dict[str, Any]) -> Delivery | None:
+    """The delivery for an update as stored in the inbox (``Update.to_dict()``)."""
+    return delivery_from_update(Update.de_json(payload))
 
 
 def delivery_from_update(update: Update) -> Delivery | None:
@@ -188,34 +194,41 @@ async def keep_polling(
 
 @dataclass
 class TelegramInbound:
-    """The one handler: every update, whatever its kind, goes to :func:`bots.inbound.receive`."""
+    """The one handler: every update, whatever its kind, is stored in the inbox."""
 
     sessions: sessionmaker[Session]
-    dialog: Dialog
     clock: Clock
-    flood: FloodPolicy = DEFAULT_POLICY
+    stored: Callable[[], None] = lambda: None  # told after a new update is committed
     handled: int = field(default=0)
+    _answers: set[asyncio.Task[Any]] = field(default_factory=set)
 
     async def __call__(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """Store and answer one update; acknowledge a button press."""
+        """Store one update; acknowledge a button press in the background."""
         if not isinstance(update, Update):
             return
         delivery = delivery_from_update(update)
+        new = False
         if delivery is not None:
-            await asyncio.to_thread(
-                receive,
-                self.sessions,
-                delivery=delivery,
-                dialog=self.dialog,
-                now=self.clock(),
-                flood=self.flood,
-            )
+            new = await asyncio.to_thread(self._accept, delivery)
             self.handled += 1
-        if update.callback_query is not None:
-            try:
-                await update.callback_query.answer()
-            except TelegramError as exc:  # an old query cannot be answered; nothing to do
-                log.info("callback answer failed: %s", type(exc).__name__)
+            if new:
+                self.stored()
+        if update.callback_query is not None and new:
+            # Not awaited: Telegram's answer to the webhook must not wait for a round trip.
+            task = asyncio.create_task(_answer(update.callback_query))
+            self._answers.add(task)
+            task.add_done_callback(self._answers.discard)
+
+    def _accept(self, delivery: Delivery) -> bool:
+        with unit_of_work(self.sessions) as session:
+            return accept(session, delivery=delivery, now=self.clock())
+
+
+async def _answer(query: Any) -> None:
+    try:
+        await query.answer()
+    except TelegramError as exc:  # an old query cannot be answered; nothing to do
+        log.info("callback answer failed: %s", type(exc).__name__)
 
 
 async def _log_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -226,11 +239,10 @@ def build_application(
     *,
     settings: Settings,
     sessions: sessionmaker[Session],
-    dialog: Dialog,
     clock: Clock,
+    stored: Callable[[], None] = lambda: None,
     watch: PollWatch | None = None,
     polling: bool = True,
-    flood: FloodPolicy = DEFAULT_POLICY,
 ) -> Application[Any, Any, Any, Any, Any, Any]:
     """The python-telegram-bot Application with Hosen's handler, pointed at HOSEN_TELEGRAM_API_URL."""
     if settings.telegram_token is None:
@@ -251,7 +263,7 @@ def build_application(
     else:
         builder = builder.updater(None)
     application = builder.build()
-    application.add_handler(TypeHandler(Update, TelegramInbound(sessions, dialog, clock, flood)))
+    application.add_handler(TypeHandler(Update, TelegramInbound(sessions, clock, stored)))
     application.add_error_handler(_log_error)
     return application
 

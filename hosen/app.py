@@ -1,10 +1,12 @@
-"""The ASGI application ``hosen serve`` runs: the webhooks, and in-process the Telegram bot and the
-dispatcher's outbox worker.
+"""The ASGI application ``hosen serve`` runs: the webhooks, and in-process the Telegram bot, the
+inbox processor and the dispatcher's outbox worker.
 
 Routes: ``POST /sms/inbound``, ``POST /sms/status`` (Twilio), ``POST /telegram/webhook``
-(Telegram, webhook mode) and ``GET /health``. At start-up, when HOSEN_TELEGRAM_TOKEN is set, the
-bot starts polling (or, with HOSEN_PUBLIC_URL set, registers its webhook); when any channel is
-configured, one outbox worker sends the replies and campaign messages.
+(Telegram, webhook mode) and ``GET /health``. The inbound routes store the message and answer at
+once; the inbox processor (:mod:`bots.processor`) acts on it after. At start-up, when
+HOSEN_TELEGRAM_TOKEN is set, the bot starts polling (or, with HOSEN_PUBLIC_URL set, registers its
+webhook); when any channel is configured, one outbox worker sends the replies and campaign
+messages.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from telegram.error import TelegramError
 
 from bots.dialog import Dialog
 from bots.flood import DEFAULT_POLICY, FloodPolicy
+from bots.processor import InboxProcessor
 from bots.sms import SmsWebhooks
 from bots.telegram import (
     ALLOWED_UPDATES,
@@ -50,6 +53,7 @@ class Runtime:
     watch: PollWatch | None = None
     worker: Any = None
     scheduler: Any = None
+    processor: InboxProcessor | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     telegram_ready: asyncio.Event = field(default_factory=asyncio.Event)
@@ -66,25 +70,27 @@ def build_app(
     run_worker: bool = True,
     run_bot: bool = True,
     run_scheduler: bool = True,
+    run_processor: bool = True,
     flood: FloodPolicy = DEFAULT_POLICY,
 ) -> Starlette:
+    """The app; ``run_processor=False`` leaves stored messages to another process (or a test's
+    ``app.state.runtime.processor.drain()``)."""
     settings = ctx.settings
     dialog = Dialog(profile=ctx.profile, region=settings.default_region, settings=settings)
-    sms = SmsWebhooks(
-        settings=settings, sessions=ctx.sessions, dialog=dialog, clock=clock, flood=flood
-    )
     runtime = Runtime()
+    processor = InboxProcessor(sessions=ctx.sessions, dialog=dialog, clock=clock, flood=flood)
+    runtime.processor = processor
+    sms = SmsWebhooks(settings=settings, sessions=ctx.sessions, clock=clock, stored=processor.wake)
     webhook_mode = settings.public_url is not None
     if run_bot and settings.telegram_enabled:
         runtime.watch = PollWatch(clock=clock)
         runtime.telegram = build_application(
             settings=settings,
             sessions=ctx.sessions,
-            dialog=dialog,
             clock=clock,
+            stored=processor.wake,
             watch=runtime.watch,
             polling=not webhook_mode,
-            flood=flood,
         )
 
     async def telegram_webhook(request: Request) -> Response:
@@ -98,6 +104,8 @@ def build_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if run_processor:
+            runtime.tasks.append(asyncio.create_task(processor.run(runtime.stop)))
         await _start(ctx, runtime, run_worker=run_worker, run_scheduler=run_scheduler)
         try:
             yield
