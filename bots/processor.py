@@ -114,9 +114,13 @@ def claim(
     )
     if skip_locked:
         candidates = candidates.with_for_update(skip_locked=True, of=InboundMessage)
+    # A materialised CTE, not ``IN (SELECT ... LIMIT)``: PostgreSQL may rescan such a subquery
+    # for each row, and every rescan skips the rows just locked and takes the next ones (the
+    # limit then holds per rescan only: measured, 40 rows for a limit of 15).
+    chosen = candidates.cte("claimable").prefix_with("MATERIALIZED")
     ids = session.scalars(
         update(InboundMessage)
-        .where(InboundMessage.id.in_(candidates.scalar_subquery()), waiting)
+        .where(InboundMessage.id.in_(select(chosen.c.id)), waiting)
         .values(
             lease_until=now + lease,
             leased_by=holder,
