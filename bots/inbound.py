@@ -74,28 +74,38 @@ def sender_key(channel: Channel, address: str) -> str:
 
 
 def accept(session: Session, *, delivery: Delivery, now: datetime) -> bool:
-    """Store one delivery in the inbox, unprocessed; False if its key was already there.
+    """Store one delivery in the inbox, unprocessed; False if its key was already there."""
+    return delivery.provider_key in accept_many(session, deliveries=[delivery], now=now)
 
-    One ``INSERT ... ON CONFLICT DO NOTHING``: the same delivery racing in on two connections is
-    stored once, without an error for the loser. The caller commits, then acknowledges.
+
+def accept_many(session: Session, *, deliveries: list[Delivery], now: datetime) -> set[str]:
+    """Store deliveries in the inbox, unprocessed; returns the keys that were new.
+
+    One ``INSERT ... ON CONFLICT DO NOTHING``: a delivery racing in on two connections is stored
+    once, without an error for the loser. The caller commits, then acknowledges.
     """
-    values = {
-        "provider_key": delivery.provider_key,
-        "channel": delivery.inbound.channel,
-        "payload": delivery.payload,
-        "received_at": now,
-        "sender": sender_key(delivery.inbound.channel, delivery.inbound.address),
-        "attempts": 0,
-    }
+    if not deliveries:
+        return set()
+    values = [
+        {
+            "provider_key": delivery.provider_key,
+            "channel": delivery.inbound.channel,
+            "payload": delivery.payload,
+            "received_at": now,
+            "sender": sender_key(delivery.inbound.channel, delivery.inbound.address),
+            "attempts": 0,
+        }
+        for delivery in deliveries
+    ]
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = (
         insert(InboundMessage)
         .values(values)
         .on_conflict_do_nothing(index_elements=["provider_key"])
-        .returning(InboundMessage.id)
+        .returning(InboundMessage.provider_key)
     )
-    return session.execute(statement).first() is not None
+    return set(session.scalars(statement))
 
 
 def handle_inbound(

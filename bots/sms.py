@@ -25,7 +25,8 @@ from starlette.responses import Response
 from twilio.request_validator import RequestValidator
 
 from bots.dialog import Inbound
-from bots.inbound import Delivery, accept
+from bots.inbound import Delivery
+from bots.intake import Intake
 from config.settings import Settings
 from dispatch.delivery import record_sms_status
 from registry.db import unit_of_work
@@ -43,7 +44,7 @@ class SmsWebhooks:
     settings: Settings
     sessions: sessionmaker[Session]
     clock: Clock
-    stored: Callable[[], None] = lambda: None  # told after a new message is committed
+    intake: Intake  # stores inbound messages (group commit)
 
     def signed(self, request: Request, params: dict[str, str]) -> bool:
         """Whether Twilio signed exactly this URL and these parameters with our auth token."""
@@ -64,13 +65,8 @@ class SmsWebhooks:
         delivery = delivery_from_params(params, region=self.settings.default_region)
         if delivery is None:
             return Response(status_code=400)
-        if await run_in_threadpool(self._accept, delivery):
-            self.stored()
+        await self.intake.store(delivery)  # a repeat is acknowledged all the same
         return Response(EMPTY_TWIML, media_type="text/xml")
-
-    def _accept(self, delivery: Delivery) -> bool:
-        with unit_of_work(self.sessions) as session:
-            return accept(session, delivery=delivery, now=self.clock())
 
     async def status(self, request: Request) -> Response:
         """A delivery report for a message we sent: the dispatcher records it."""

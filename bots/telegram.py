@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
 from starlette.responses import Response
 from telegram import BotCommand, Update
@@ -33,12 +32,12 @@ from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHand
 from telegram.request import HTTPXRequest
 
 from bots.dialog import Inbound
-from bots.inbound import Delivery, accept
+from bots.inbound import Delivery
+from bots.intake import Intake
 from config.i18n import t
 from config.languages import ALL_LANGUAGES, Language
 from config.settings import Settings
 from dispatch.clients import quiet_token_leaking_loggers, telegram_api_urls
-from registry.db import unit_of_work
 from registry.models import Channel
 
 log = logging.getLogger("hosen.telegram")
@@ -194,34 +193,41 @@ async def keep_polling(
 
 @dataclass
 class TelegramInbound:
-    """The one handler: every update, whatever its kind, is stored in the inbox."""
+    """The one handler (polling mode): every update, whatever its kind, is stored in the inbox."""
 
-    sessions: sessionmaker[Session]
-    clock: Clock
-    stored: Callable[[], None] = lambda: None  # told after a new update is committed
+    intake: Intake
     handled: int = field(default=0)
     _answers: set[asyncio.Task[Any]] = field(default_factory=set)
 
     async def __call__(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Store one update; acknowledge a button press in the background."""
-        if not isinstance(update, Update):
-            return
-        delivery = delivery_from_update(update)
-        new = False
-        if delivery is not None:
-            new = await asyncio.to_thread(self._accept, delivery)
+        if isinstance(update, Update):
+            await store_update(update, self.intake, self._answers)
             self.handled += 1
-            if new:
-                self.stored()
-        if update.callback_query is not None and new:
-            # Not awaited: Telegram's answer to the webhook must not wait for a round trip.
-            task = asyncio.create_task(_answer(update.callback_query))
-            self._answers.add(task)
-            task.add_done_callback(self._answers.discard)
 
-    def _accept(self, delivery: Delivery) -> bool:
-        with unit_of_work(self.sessions) as session:
-            return accept(session, delivery=delivery, now=self.clock())
+
+async def store_update(update: Update, intake: Intake, answers: set[asyncio.Task[Any]]) -> bool:
+    """Store one update in the inbox (True if new); answer a new button press in the background.
+
+    The answer is not awaited: Telegram's answer to the webhook must not wait for a round trip.
+    """
+    delivery = delivery_from_update(update)
+    if delivery is None:
+        return False
+    new = await intake.store(delivery)
+    if new and update.callback_query is not None and _has_bot(update.callback_query):
+        task = asyncio.create_task(_answer(update.callback_query))
+        answers.add(task)
+        task.add_done_callback(answers.discard)
+    return new
+
+
+def _has_bot(query: Any) -> bool:
+    try:
+        query.get_bot()
+    except RuntimeError:  # stored before the bot was up: it stays unanswered, as if lost
+        return False
+    return True
 
 
 async def _answer(query: Any) -> None:
@@ -238,9 +244,8 @@ async def _log_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None
 def build_application(
     *,
     settings: Settings,
-    sessions: sessionmaker[Session],
+    intake: Intake,
     clock: Clock,
-    stored: Callable[[], None] = lambda: None,
     watch: PollWatch | None = None,
     polling: bool = True,
 ) -> Application[Any, Any, Any, Any, Any, Any]:
@@ -263,7 +268,7 @@ def build_application(
     else:
         builder = builder.updater(None)
     application = builder.build()
-    application.add_handler(TypeHandler(Update, TelegramInbound(sessions, clock, stored)))
+    application.add_handler(TypeHandler(Update, TelegramInbound(intake)))
     application.add_error_handler(_log_error)
     return application
 
@@ -280,10 +285,15 @@ async def publish_commands(bot: Any) -> None:
 
 
 def webhook_endpoint(
-    application: Application[Any, Any, Any, Any, Any, Any], *, secret: str | None
+    application: Application[Any, Any, Any, Any, Any, Any], *, secret: str | None, intake: Intake
 ) -> Callable[[Request], Awaitable[Response]]:
-    """``POST /telegram/webhook``: check the secret header, hand the update to the Application."""
+    """``POST /telegram/webhook``: check the secret header, store the update, answer 200.
+
+    The update goes straight to the inbox rather than through the Application's handler
+    machinery: the acknowledgement waits for the commit and nothing else.
+    """
     expected = (secret or "").encode()
+    answers: set[asyncio.Task[Any]] = set()
 
     async def telegram_webhook(request: Request) -> Response:
         given = request.headers.get(SECRET_HEADER, "").encode()
@@ -292,12 +302,12 @@ def webhook_endpoint(
             return Response(status_code=403)
         try:
             data = await request.json()
-            update = Update.de_json(data, application.bot)
-        except (ValueError, TypeError, KeyError):
+            update = Update.de_json(data, application.bot if application.running else None)
+        except (ValueError, TypeError, KeyError, AttributeError):
             return Response(status_code=400)
         if update is None:
             return Response(status_code=400)
-        await application.process_update(update)
+        await store_update(update, intake, answers)
         return Response(status_code=200)
 
     return telegram_webhook

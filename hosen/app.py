@@ -27,6 +27,7 @@ from telegram.error import TelegramError
 
 from bots.dialog import Dialog
 from bots.flood import DEFAULT_POLICY, FloodPolicy
+from bots.intake import Intake
 from bots.processor import InboxProcessor
 from bots.sms import SmsWebhooks
 from bots.telegram import (
@@ -54,6 +55,7 @@ class Runtime:
     worker: Any = None
     scheduler: Any = None
     processor: InboxProcessor | None = None
+    intake: Intake | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     telegram_ready: asyncio.Event = field(default_factory=asyncio.Event)
@@ -80,24 +82,30 @@ def build_app(
     runtime = Runtime()
     processor = InboxProcessor(sessions=ctx.sessions, dialog=dialog, clock=clock, flood=flood)
     runtime.processor = processor
-    sms = SmsWebhooks(settings=settings, sessions=ctx.sessions, clock=clock, stored=processor.wake)
+    intake = Intake(sessions=ctx.sessions, clock=clock, stored=processor.wake)
+    runtime.intake = intake
+    sms = SmsWebhooks(settings=settings, sessions=ctx.sessions, clock=clock, intake=intake)
     webhook_mode = settings.public_url is not None
     if run_bot and settings.telegram_enabled:
         runtime.watch = PollWatch(clock=clock)
         runtime.telegram = build_application(
             settings=settings,
-            sessions=ctx.sessions,
+            intake=intake,
             clock=clock,
-            stored=processor.wake,
             watch=runtime.watch,
             polling=not webhook_mode,
         )
 
+    telegram_endpoint = (
+        webhook_endpoint(runtime.telegram, secret=settings.telegram_webhook_secret, intake=intake)
+        if runtime.telegram is not None
+        else None
+    )
+
     async def telegram_webhook(request: Request) -> Response:
-        if runtime.telegram is None or not runtime.webhook_mode:
+        if telegram_endpoint is None or not runtime.webhook_mode:
             return Response(status_code=404)
-        endpoint = webhook_endpoint(runtime.telegram, secret=settings.telegram_webhook_secret)
-        return await endpoint(request)
+        return await telegram_endpoint(request)
 
     async def health(request: Request) -> Response:
         return PlainTextResponse("ok")
@@ -221,6 +229,8 @@ async def _stop(runtime: Runtime) -> None:
     for task in runtime.tasks:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(task, timeout=10)
+    if runtime.intake is not None:
+        await asyncio.to_thread(runtime.intake.close)
     if runtime.worker is not None:
         with contextlib.suppress(Exception):
             await runtime.worker.close()
