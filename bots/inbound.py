@@ -73,29 +73,52 @@ def sender_key(channel: Channel, address: str) -> str:
     return hashlib.sha256(f"{channel.value}:{address}".encode()).hexdigest()[:32]
 
 
+@dataclass(frozen=True)
+class Arrival:
+    """What the webhook stores: the key, who sent it (for their order) and the payload as it came.
+
+    Nothing more is parsed before the acknowledgement; the processor turns the payload into a
+    :class:`Delivery` (``bots.processor.decoders``).
+    """
+
+    provider_key: str
+    channel: Channel
+    address: str
+    payload: dict[str, Any]
+
+
+def arrival_of(delivery: Delivery) -> Arrival:
+    return Arrival(
+        provider_key=delivery.provider_key,
+        channel=delivery.inbound.channel,
+        address=delivery.inbound.address,
+        payload=delivery.payload,
+    )
+
+
 def accept(session: Session, *, delivery: Delivery, now: datetime) -> bool:
     """Store one delivery in the inbox, unprocessed; False if its key was already there."""
-    return delivery.provider_key in accept_many(session, deliveries=[delivery], now=now)
+    return delivery.provider_key in accept_many(session, arrivals=[arrival_of(delivery)], now=now)
 
 
-def accept_many(session: Session, *, deliveries: list[Delivery], now: datetime) -> set[str]:
-    """Store deliveries in the inbox, unprocessed; returns the keys that were new.
+def accept_many(session: Session, *, arrivals: list[Arrival], now: datetime) -> set[str]:
+    """Store arrivals in the inbox, unprocessed; returns the keys that were new.
 
     One ``INSERT ... ON CONFLICT DO NOTHING``: a delivery racing in on two connections is stored
     once, without an error for the loser. The caller commits, then acknowledges.
     """
-    if not deliveries:
+    if not arrivals:
         return set()
     values = [
         {
-            "provider_key": delivery.provider_key,
-            "channel": delivery.inbound.channel,
-            "payload": delivery.payload,
+            "provider_key": arrival.provider_key,
+            "channel": arrival.channel,
+            "payload": arrival.payload,
             "received_at": now,
-            "sender": sender_key(delivery.inbound.channel, delivery.inbound.address),
+            "sender": sender_key(arrival.channel, arrival.address),
             "attempts": 0,
         }
-        for delivery in deliveries
+        for arrival in arrivals
     ]
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert

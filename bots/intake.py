@@ -22,7 +22,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from bots.inbound import Delivery, accept_many
+from bots.inbound import Arrival, accept_many
 from registry.db import unit_of_work
 
 log = logging.getLogger("hosen.intake")
@@ -32,14 +32,14 @@ Clock = Callable[[], datetime]
 
 @dataclass
 class _Pending:
-    delivery: Delivery
+    arrival: Arrival
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[bool]
 
 
 @dataclass
 class Intake:
-    """``await intake.store(delivery)``: True once stored and committed, False if a repeat."""
+    """``await intake.store(arrival)``: True once stored and committed, False if a repeat."""
 
     sessions: sessionmaker[Session]
     clock: Clock
@@ -51,11 +51,11 @@ class Intake:
     batches: int = 0
     rows: int = 0
 
-    async def store(self, delivery: Delivery) -> bool:
+    async def store(self, arrival: Arrival) -> bool:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bool] = loop.create_future()
         self._ensure_thread()
-        self._queue.put(_Pending(delivery, loop, future))
+        self._queue.put(_Pending(arrival, loop, future))
         new = await future
         if new:
             self.stored()
@@ -97,7 +97,7 @@ class Intake:
     def _write(self, batch: list[_Pending]) -> None:
         try:
             with unit_of_work(self.sessions) as session:
-                new = accept_many(session, deliveries=[p.delivery for p in batch], now=self.clock())
+                new = accept_many(session, arrivals=[p.arrival for p in batch], now=self.clock())
         except Exception as exc:
             log.error("inbox: %d deliveries not stored: %s", len(batch), type(exc).__name__)
             for pending in batch:
@@ -107,7 +107,7 @@ class Intake:
         self.rows += len(batch)
         seen: set[str] = set()
         for pending in batch:
-            key = pending.delivery.provider_key
+            key = pending.arrival.provider_key
             first_of_key = key in new and key not in seen
             seen.add(key)
             pending.loop.call_soon_threadsafe(_resolve, pending.future, first_of_key)

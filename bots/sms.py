@@ -25,7 +25,7 @@ from starlette.responses import Response
 from twilio.request_validator import RequestValidator
 
 from bots.dialog import Inbound
-from bots.inbound import Delivery
+from bots.inbound import Arrival, Delivery
 from bots.intake import Intake
 from config.settings import Settings
 from dispatch.delivery import record_sms_status
@@ -62,10 +62,15 @@ class SmsWebhooks:
         params = await _form(request)
         if not self.signed(request, params):
             return Response(status_code=403)
-        delivery = delivery_from_params(params, region=self.settings.default_region)
-        if delivery is None:
+        sid = params.get("MessageSid") or params.get("SmsSid")
+        sender = params.get("From")
+        if not sid or not sender:
             return Response(status_code=400)
-        await self.intake.store(delivery)  # a repeat is acknowledged all the same
+        # Twilio writes From in E.164 every time: the ordering key needs no phone parsing here.
+        arrival = Arrival(
+            provider_key=f"sms:{sid}", channel=Channel.SMS, address=sender, payload=params
+        )
+        await self.intake.store(arrival)  # a repeat is acknowledged all the same
         return Response(EMPTY_TWIML, media_type="text/xml")
 
     async def status(self, request: Request) -> Response:
