@@ -13,10 +13,12 @@ every request in it gets the error (the provider is not acknowledged and deliver
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -28,6 +30,51 @@ from registry.db import unit_of_work
 log = logging.getLogger("hosen.intake")
 
 Clock = Callable[[], datetime]
+
+
+class WriteTurns:
+    """SQLite's one writer at a time, taken in turns inside this process, webhooks first.
+
+    Left to SQLite, a webhook's insert that finds the processor's transaction open waits in the
+    busy handler, which sleeps 1, 2, 5 ... 100 ms between looks and keeps missing the moments
+    between the processor's transactions: acknowledgements waited over a second. Here the
+    intake waits for the current transaction only, and the processor starts no new one while
+    the intake is waiting. (PostgreSQL needs none of this: inserts do not wait for row locks.)
+    """
+
+    def __init__(self) -> None:
+        self._turn = threading.Condition()
+        self._busy = False
+        self._urgent = 0
+
+    @contextlib.contextmanager
+    def urgent(self) -> Iterator[None]:
+        with self._turn:
+            self._urgent += 1
+            while self._busy:
+                self._turn.wait()
+            self._urgent -= 1
+            self._busy = True
+        try:
+            yield
+        finally:
+            self._release()
+
+    @contextlib.contextmanager
+    def background(self) -> Iterator[None]:
+        with self._turn:
+            while self._busy or self._urgent:
+                self._turn.wait()
+            self._busy = True
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        with self._turn:
+            self._busy = False
+            self._turn.notify_all()
 
 
 @dataclass
@@ -45,11 +92,17 @@ class Intake:
     clock: Clock
     stored: Callable[[], None] = lambda: None  # told (on the loop) after new rows are committed
     max_batch: int = 200
+    turns: WriteTurns | None = None  # SQLite: take turns with the in-process processor
     _queue: queue.SimpleQueue[_Pending | None] = field(default_factory=queue.SimpleQueue)
     _thread: threading.Thread | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     batches: int = 0
     rows: int = 0
+    last_write: float = 0.0  # time.monotonic() of the latest batch
+
+    def busy(self, within: float = 0.1) -> bool:
+        """Whether webhooks stored something in the last ``within`` seconds."""
+        return time.monotonic() - self.last_write < within
 
     async def store(self, arrival: Arrival) -> bool:
         loop = asyncio.get_running_loop()
@@ -96,7 +149,10 @@ class Intake:
 
     def _write(self, batch: list[_Pending]) -> None:
         try:
-            with unit_of_work(self.sessions) as session:
+            with (
+                self.turns.urgent() if self.turns else contextlib.nullcontext(),
+                unit_of_work(self.sessions) as session,
+            ):
                 new = accept_many(session, arrivals=[p.arrival for p in batch], now=self.clock())
         except Exception as exc:
             log.error("inbox: %d deliveries not stored: %s", len(batch), type(exc).__name__)
@@ -105,6 +161,7 @@ class Intake:
             return
         self.batches += 1
         self.rows += len(batch)
+        self.last_write = time.monotonic()
         seen: set[str] = set()
         for pending in batch:
             key = pending.arrival.provider_key

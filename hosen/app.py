@@ -27,7 +27,7 @@ from telegram.error import TelegramError
 
 from bots.dialog import Dialog
 from bots.flood import DEFAULT_POLICY, FloodPolicy
-from bots.intake import Intake
+from bots.intake import Intake, WriteTurns
 from bots.processor import InboxProcessor
 from bots.sms import SmsWebhooks
 from bots.telegram import (
@@ -80,9 +80,14 @@ def build_app(
     settings = ctx.settings
     dialog = Dialog(profile=ctx.profile, region=settings.default_region, settings=settings)
     runtime = Runtime()
-    processor = InboxProcessor(sessions=ctx.sessions, dialog=dialog, clock=clock, flood=flood)
+    # SQLite has one writer: in this process, the webhooks' inserts and the processor take turns.
+    turns = WriteTurns() if ctx.engine.dialect.name == "sqlite" else None
+    processor = InboxProcessor(
+        sessions=ctx.sessions, dialog=dialog, clock=clock, flood=flood, turns=turns
+    )
     runtime.processor = processor
-    intake = Intake(sessions=ctx.sessions, clock=clock, stored=processor.wake)
+    intake = Intake(sessions=ctx.sessions, clock=clock, stored=processor.wake, turns=turns)
+    processor.busy = intake.busy
     runtime.intake = intake
     sms = SmsWebhooks(settings=settings, sessions=ctx.sessions, clock=clock, intake=intake)
     webhook_mode = settings.public_url is not None

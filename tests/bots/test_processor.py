@@ -352,3 +352,34 @@ def test_processes_claim_disjoint_rows_on_postgresql(
             )
         )
         assert replied == 240
+
+
+# --- the intake: group commit -------------------------------------------------------------------
+
+
+def test_the_intake_commits_concurrent_webhooks_together_and_tells_each_if_new(
+    sessions: sessionmaker[Session], directory: Directory, clock: Clock
+) -> None:
+    from bots.inbound import arrival_of
+    from bots.intake import Intake, WriteTurns
+
+    woken: list[int] = []
+    intake = Intake(
+        sessions=sessions,
+        clock=lambda: clock.now,
+        stored=lambda: woken.append(1),
+        turns=WriteTurns(),
+    )
+    deliveries = [sms(f"SM{n % 30}", "1", f"+97252555{n % 30:04d}") for n in range(60)]
+
+    async def all_at_once() -> list[bool]:
+        return list(await asyncio.gather(*(intake.store(arrival_of(d)) for d in deliveries)))
+
+    try:
+        new = asyncio.run(all_at_once())
+    finally:
+        intake.close()
+    assert sum(new) == 30 and len(woken) == 30  # each key new exactly once
+    assert intake.rows == 60 and intake.batches < 60  # several requests shared a commit
+    rows = inbox(sessions)
+    assert len(rows) == 30 and all(r.processed_at is None and r.sender for r in rows)
