@@ -1,8 +1,9 @@
-"""The Telegram edge: python-telegram-bot's ``Application`` turns updates into inbound deliveries.
+"""The Telegram edge: updates from the webhook or from python-telegram-bot's poller into the inbox.
 
-Two ways in, one handler: long polling (``getUpdates``) or the webhook (``POST /telegram/webhook``,
-mounted by :mod:`hosen.app`, whose secret header is compared in constant time). Either way an
-update is stored in the inbox (:func:`bots.inbound.accept`) and, once committed, acknowledged;
+Two ways in, one store: long polling (``getUpdates``, through the ``Application``'s one handler)
+or the webhook (``POST /telegram/webhook``, mounted by :mod:`hosen.app`, whose secret header is
+compared in constant time). Either way an update is stored in the inbox as Telegram sent it
+(:func:`store_update`, through :class:`bots.intake.Intake`) and, once committed, acknowledged;
 ``bots.processor`` acts on it after. Replies are not sent from here: they are outbox rows the
 dispatcher's worker sends. The one direct call is ``answerCallbackQuery``, Telegram's
 acknowledgement of a button press, made in the background as soon as the press is stored.
@@ -255,7 +256,8 @@ def arrival_from_json(data: Any) -> Arrival | None:
     query = data.get("callback_query")
     if isinstance(query, dict):
         message = query.get("message")
-        chat = message.get("chat", {}).get("id") if isinstance(message, dict) else None
+        holder = message.get("chat") if isinstance(message, dict) else None
+        chat = holder.get("id") if isinstance(holder, dict) else None
         if chat is None and isinstance(query.get("from"), dict):
             chat = query["from"].get("id")
     else:
