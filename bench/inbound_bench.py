@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import secrets
 import socket
 import statistics
@@ -42,6 +43,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -170,7 +172,7 @@ def prepare(url: str, people: int) -> tuple[int, list[dict[str, Any]]]:
             replies.append({"sms": f"+97250{n:07d}", "text": SMS_REPLIES[n % len(SMS_REPLIES)]})
     # Interleave the channels the way real replies arrive: in no particular order.
     order = list(range(people))
-    rng = __import__("random").Random(7)
+    rng = random.Random(7)
     rng.shuffle(order)
     return campaign_id, [replies[i] for i in order]
 
@@ -230,8 +232,6 @@ def _requests(spec: dict[str, Any]) -> list[tuple[str, bytes, dict[str, str]]]:
                 "NumMedia": "0",
             }
             signature = validator.compute_signature(f"{base}/sms/inbound", params)
-            from urllib.parse import urlencode
-
             headers = {
                 "Content-Type": "application/x-www-form-urlencoded",
                 "X-Twilio-Signature": signature,
