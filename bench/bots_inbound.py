@@ -1,5 +1,7 @@
-"""How fast the bots answer: inbound messages through ``bots.inbound.receive`` (store, route,
-dialog, outbox), one unit of work per message, as the webhooks run it.
+"""How fast the bots answer: inbound messages stored as the webhooks store them
+(``bots.inbound.accept``) and processed by the inbox processor (route, dialog, outbox), one
+message at a time, each in its own units of work. (For the webhooks' acknowledgement latency
+under load, see ``bench/inbound_bench.py``.)
 
 Each simulated person registers by SMS in Hebrew (12 messages) and then asks for their status.
 Prints a table per database: messages, total seconds, messages per second, median and 95th
@@ -29,7 +31,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from bots.dialog import Dialog, Inbound
-from bots.inbound import Delivery, receive
+from bots.inbound import Delivery, accept
+from bots.processor import InboxProcessor
 from config.profile import DEFAULT_PROFILE_PATH, load_profile
 from hosen import migrations
 from registry.db import make_engine, make_sessionmaker, unit_of_work
@@ -52,6 +55,7 @@ def run(url: str, people: int) -> list[float]:
         sync_profile(session, profile)
     dialog = Dialog(profile=profile, region="IL")
     now = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+    processor = InboxProcessor(sessions=sessions, dialog=dialog, clock=lambda: now)
     timings: list[float] = []
     for n in range(people):
         phone = f"+97252{5_000_000 + n:07d}"
@@ -63,9 +67,11 @@ def run(url: str, people: int) -> list[float]:
                 payload={"Body": body},
             )
             started = time.perf_counter()
-            outcome = receive(sessions, delivery=delivery, dialog=dialog, now=now)
+            with unit_of_work(sessions) as session:
+                accept(session, delivery=delivery, now=now)
+            done = processor.drain()
             timings.append(time.perf_counter() - started)
-            assert outcome.processed, (n, i, body)
+            assert [d.processed for d in done] == [True], (n, i, body)
     engine.dispose()
     return timings
 

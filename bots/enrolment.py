@@ -344,7 +344,9 @@ def erase(session: Session, person: Person, *, actor: str, now: datetime) -> Non
     people.erase(session, person, actor=actor, now=now)
     outbox.forget_person(session, person_id=person.id)
     session.execute(
-        update(InboundMessage).where(InboundMessage.person_id == person.id).values(payload={})
+        update(InboundMessage)
+        .where(InboundMessage.person_id == person.id)
+        .values(payload={}, sender=None)
     )
     session.execute(
         delete(Conversation)

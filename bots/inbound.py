@@ -1,26 +1,31 @@
-"""Every inbound Telegram update and SMS passes through :func:`handle_inbound`, in one transaction.
+"""What happens to every inbound Telegram update and SMS: stored first, acted on after.
 
-1. It is stored in the inbox under its provider key (``tg:<update_id>`` / ``sms:<MessageSid>``);
-   a redelivery hits that key and is acknowledged without being processed again.
-2. Messages the bots do not act on (edited messages, group chats) stop here.
-3. :func:`route_to_dispatcher` may claim it: campaign answers belong to the dispatcher
-   (``dispatch.responses.take_campaign_reply``).
-4. The sender's flood allowance is checked.
-5. The conversation engine answers, and the replies go to the outbox in the same transaction
+1. :func:`accept` (the webhook, or the poller) stores it in the inbox under its provider key
+   (``tg:<update_id>`` / ``sms:<MessageSid>``) and commits; only then is the provider answered.
+   A redelivery hits that key and is acknowledged without being stored again.
+2. ``bots.processor`` claims the stored rows and runs :func:`process` on each, in a unit of work
+   of its own, one sender's messages in the order they came:
+3. messages the bots do not act on (edited messages, group chats) stop here;
+4. :func:`route_to_dispatcher` may claim it: campaign answers belong to the dispatcher
+   (``dispatch.responses.take_campaign_reply``);
+5. the sender's flood allowance is checked;
+6. the conversation engine answers, and the replies go to the outbox in the same transaction
    (one outbound path: the dispatcher's workers send them).
+
+:func:`handle_inbound` does both steps in one transaction, for tests and tools that need no
+acknowledgement.
 """
 
 from __future__ import annotations
 
-import logging
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import inspect, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.orm.exc import StaleDataError
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
 from bots import officers, render
 from bots.dialog import Dialog, Inbound
@@ -35,13 +40,11 @@ from config.settings import Settings
 from dispatch.models import InboundMessage, OutboxMessage, Priority
 from dispatch.outbox import enqueue
 from dispatch.responses import take_campaign_reply
-from registry.db import unit_of_work
 from registry.errors import InvalidPhone
 from registry.models import Channel, Person, PersonStatus
 from registry.phones import normalise_phone
 from registry.staff import verify_telegram
 
-log = logging.getLogger(__name__)
 CARRIER_WORDS = CARRIER_OPT_OUT | CARRIER_OPT_IN | CARRIER_HELP
 
 
@@ -65,6 +68,69 @@ class Outcome:
     replies: int = 0
 
 
+def sender_key(channel: Channel, address: str) -> str:
+    """The inbox's ordering key for one sender: a digest, not another copy of their phone."""
+    return hashlib.sha256(f"{channel.value}:{address}".encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """What the webhook stores: the key, who sent it (for their order) and the payload as it came.
+
+    Nothing more is parsed before the acknowledgement; the processor turns the payload into a
+    :class:`Delivery` (``bots.processor.decoders``).
+    """
+
+    provider_key: str
+    channel: Channel
+    address: str
+    payload: dict[str, Any]
+
+
+def arrival_of(delivery: Delivery) -> Arrival:
+    return Arrival(
+        provider_key=delivery.provider_key,
+        channel=delivery.inbound.channel,
+        address=delivery.inbound.address,
+        payload=delivery.payload,
+    )
+
+
+def accept(session: Session, *, delivery: Delivery, now: datetime) -> bool:
+    """Store one delivery in the inbox, unprocessed; False if its key was already there."""
+    return delivery.provider_key in accept_many(session, arrivals=[arrival_of(delivery)], now=now)
+
+
+def accept_many(session: Session, *, arrivals: list[Arrival], now: datetime) -> set[str]:
+    """Store arrivals in the inbox, unprocessed; returns the keys that were new.
+
+    One ``INSERT ... ON CONFLICT DO NOTHING``: a delivery racing in on two connections is stored
+    once, without an error for the loser. The caller commits, then acknowledges.
+    """
+    if not arrivals:
+        return set()
+    values = [
+        {
+            "provider_key": arrival.provider_key,
+            "channel": arrival.channel,
+            "payload": arrival.payload,
+            "received_at": now,
+            "sender": sender_key(arrival.channel, arrival.address),
+            "attempts": 0,
+        }
+        for arrival in arrivals
+    ]
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = (
+        insert(InboundMessage)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=["provider_key"])
+        .returning(InboundMessage.provider_key)
+    )
+    return set(session.scalars(statement))
+
+
 def handle_inbound(
     session: Session,
     *,
@@ -73,11 +139,24 @@ def handle_inbound(
     now: datetime,
     flood: FloodPolicy = DEFAULT_POLICY,
 ) -> Outcome:
-    """Store, de-duplicate, route and answer one inbound message (the caller commits)."""
-    inbound = delivery.inbound
+    """Store, de-duplicate and process one inbound message at once (the caller commits)."""
     stored = _store(session, delivery, now)
     if stored is None:
         return Outcome(duplicate=True)
+    return process(session, stored=stored, delivery=delivery, dialog=dialog, now=now, flood=flood)
+
+
+def process(
+    session: Session,
+    *,
+    stored: InboundMessage,
+    delivery: Delivery,
+    dialog: Dialog,
+    now: datetime,
+    flood: FloodPolicy = DEFAULT_POLICY,
+) -> Outcome:
+    """Route and answer one stored message (the caller commits). ``now`` is when it came."""
+    inbound = delivery.inbound
     if delivery.ignored or delivery.group_chat:
         stored.processed_at = now
         if delivery.group_chat and delivery.addressed_to_bot:
@@ -129,9 +208,6 @@ def handle_inbound(
     else:
         stored.person_id = conversation.person_id
     return Outcome(processed=True, replies=sent)
-
-
-RACES = (StaleDataError, IntegrityError)
 
 
 def _staff(
@@ -197,44 +273,6 @@ def erased(session: Session, conversation: Conversation) -> bool:
     return conversation in session.deleted or inspect(conversation).deleted
 
 
-def receive(
-    sessions: sessionmaker[Session],
-    *,
-    delivery: Delivery,
-    dialog: Dialog,
-    now: datetime,
-    flood: FloodPolicy = DEFAULT_POLICY,
-    attempts: int = 3,
-) -> Outcome:
-    """The unit of work around :func:`handle_inbound`, for the edges. Never raises.
-
-    Two messages from one sender racing each other conflict on the conversation's version (or on
-    its creation); the loser is simply run again on the fresh row. Any other error is recorded on
-    the inbox row and the sender is asked to try again: nothing crashes the webhook or the poller.
-    Logs carry the provider key and the error's class only: never the text, names or phones.
-    """
-    error = "unknown"
-    for _ in range(attempts):
-        try:
-            with unit_of_work(sessions) as session:
-                return handle_inbound(
-                    session, delivery=delivery, dialog=dialog, now=now, flood=flood
-                )
-        except RACES as exc:
-            error = type(exc).__name__
-            continue
-        except Exception as exc:
-            error = type(exc).__name__
-            log.error("inbound %s failed: %s", delivery.provider_key, error)
-            break
-    try:
-        with unit_of_work(sessions) as session:
-            record_failure(session, delivery=delivery, now=now, error=error)
-    except Exception as exc:
-        log.error("inbound %s could not be recorded: %s", delivery.provider_key, type(exc).__name__)
-    return Outcome(processed=False)
-
-
 def route_to_dispatcher(
     session: Session, *, delivery: Delivery, inbox: InboundMessage, now: datetime
 ) -> bool:
@@ -286,23 +324,10 @@ def _known_person(session: Session, channel: Channel, address: str) -> Person | 
     return person_at(session, channel, address)
 
 
-def record_failure(session: Session, *, delivery: Delivery, now: datetime, error: str) -> None:
-    """After an unexpected error: keep the message (marked) and tell the sender to try again."""
-    existing = session.scalar(
-        select(InboundMessage).where(InboundMessage.provider_key == delivery.provider_key)
-    )
-    if existing is not None:
+def tell_to_try_again(session: Session, *, delivery: Delivery) -> None:
+    """After processing failed for good: ask the sender to write again (groups get nothing)."""
+    if delivery.group_chat or delivery.ignored:
         return
-    session.add(
-        InboundMessage(
-            provider_key=delivery.provider_key,
-            channel=delivery.inbound.channel,
-            payload=delivery.payload,
-            received_at=now,
-            processed_at=now,
-            error=error[:200],
-        )
-    )
     conversation = session.scalar(
         select(Conversation).where(
             Conversation.channel == delivery.inbound.channel,
@@ -310,15 +335,15 @@ def record_failure(session: Session, *, delivery: Delivery, now: datetime, error
         )
     )
     language = (conversation.language if conversation else None) or DEFAULT_LANGUAGE
-    if not delivery.group_chat:
-        _send(
-            session,
-            delivery.inbound.channel,
-            delivery.inbound.address,
-            None,
-            language,
-            [Prompt(text=t(language, "bot.error.internal"))],
-        )
+    person_id = conversation.person_id if conversation else None
+    _send(
+        session,
+        delivery.inbound.channel,
+        delivery.inbound.address,
+        person_id,
+        language,
+        [Prompt(text=t(language, "bot.error.internal"))],
+    )
 
 
 def _store(session: Session, delivery: Delivery, now: datetime) -> InboundMessage | None:
@@ -332,10 +357,9 @@ def _store(session: Session, delivery: Delivery, now: datetime) -> InboundMessag
         channel=delivery.inbound.channel,
         payload=delivery.payload,
         received_at=now,
+        sender=sender_key(delivery.inbound.channel, delivery.inbound.address),
+        attempts=0,
     )
-    # The same delivery racing in on another connection fails this flush on the unique key;
-    # :func:`receive` then runs the unit again and finds the row. (No savepoint: SQLite's
-    # driver would commit an outermost one on release.)
     session.add(message)
     session.flush()
     return message

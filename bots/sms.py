@@ -3,10 +3,12 @@
 ``POST /sms/inbound`` and ``POST /sms/status`` are Starlette endpoints (mounted by
 :mod:`hosen.app`). Every request's ``X-Twilio-Signature`` is checked with twilio's own
 ``RequestValidator`` against HOSEN_PUBLIC_URL + path; a forged or unsigned request gets 403 and
-changes nothing. An inbound SMS becomes a :class:`~bots.inbound.Delivery` keyed
-``sms:<MessageSid>`` (Twilio retries webhooks: a repeat is acknowledged, not processed again) and
-goes to :func:`bots.inbound.receive`. The answer to Twilio is always an empty TwiML response:
-replies go out through the outbox.
+changes nothing. An inbound SMS is stored in the inbox keyed ``sms:<MessageSid>`` (Twilio retries
+webhooks: a repeat is acknowledged, not stored again) and acknowledged as soon as it is committed;
+``bots.processor`` acts on it after (:func:`delivery_from_params` turns the stored parameters
+back into a :class:`~bots.inbound.Delivery`). The answer to Twilio is always an empty TwiML
+response: replies go out through the outbox. Delivery receipts are applied at once: one indexed
+update, as cheap as storing them.
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from twilio.request_validator import RequestValidator
 
-from bots.dialog import Dialog, Inbound
-from bots.flood import DEFAULT_POLICY, FloodPolicy
-from bots.inbound import Delivery, receive
+from bots.dialog import Inbound
+from bots.inbound import Arrival, Delivery
+from bots.intake import Intake
 from config.settings import Settings
 from dispatch.delivery import record_sms_status
 from registry.db import unit_of_work
@@ -41,9 +43,8 @@ Clock = Callable[[], datetime]
 class SmsWebhooks:
     settings: Settings
     sessions: sessionmaker[Session]
-    dialog: Dialog
     clock: Clock
-    flood: FloodPolicy = DEFAULT_POLICY
+    intake: Intake  # stores inbound messages (group commit)
 
     def signed(self, request: Request, params: dict[str, str]) -> bool:
         """Whether Twilio signed exactly this URL and these parameters with our auth token."""
@@ -57,7 +58,7 @@ class SmsWebhooks:
         return bool(RequestValidator(token).validate(url, params, signature))
 
     async def inbound(self, request: Request) -> Response:
-        """A text from a person: store it, answer it through the outbox, acknowledge Twilio."""
+        """A text from a person: store it and acknowledge Twilio; it is answered after."""
         params = await _form(request)
         if not self.signed(request, params):
             return Response(status_code=403)
@@ -65,23 +66,11 @@ class SmsWebhooks:
         sender = params.get("From")
         if not sid or not sender:
             return Response(status_code=400)
-        body = params.get("Body", "")
-        media = params.get("NumMedia", "0")
-        inbound = Inbound(
-            channel=Channel.SMS,
-            address=self._address(sender),
-            text=body,
-            unsupported=not body.strip() and media not in ("", "0"),
+        # Twilio writes From in E.164 every time: the ordering key needs no phone parsing here.
+        arrival = Arrival(
+            provider_key=f"sms:{sid}", channel=Channel.SMS, address=sender, payload=params
         )
-        delivery = Delivery(provider_key=f"sms:{sid}", inbound=inbound, payload=params)
-        await run_in_threadpool(
-            receive,
-            self.sessions,
-            delivery=delivery,
-            dialog=self.dialog,
-            now=self.clock(),
-            flood=self.flood,
-        )
+        await self.intake.store(arrival)  # a repeat is acknowledged all the same
         return Response(EMPTY_TWIML, media_type="text/xml")
 
     async def status(self, request: Request) -> Response:
@@ -104,12 +93,30 @@ class SmsWebhooks:
                 session, message_sid=sid, status=state, error_code=error_code, now=self.clock()
             )
 
-    def _address(self, sender: str) -> str:
-        """The sender in E.164, so the same phone is the same conversation whatever the format."""
-        try:
-            return normalise_phone(sender, region=self.settings.default_region).e164
-        except InvalidPhone:
-            return sender[:40]
+
+def delivery_from_params(params: dict[str, str], *, region: str) -> Delivery | None:
+    """The delivery for Twilio's inbound-message parameters (None without a sid or a sender)."""
+    sid = params.get("MessageSid") or params.get("SmsSid")
+    sender = params.get("From")
+    if not sid or not sender:
+        return None
+    body = params.get("Body", "")
+    media = params.get("NumMedia", "0")
+    inbound = Inbound(
+        channel=Channel.SMS,
+        address=_address(sender, region),
+        text=body,
+        unsupported=not body.strip() and media not in ("", "0"),
+    )
+    return Delivery(provider_key=f"sms:{sid}", inbound=inbound, payload=params)
+
+
+def _address(sender: str, region: str) -> str:
+    """The sender in E.164, so the same phone is the same conversation whatever the format."""
+    try:
+        return normalise_phone(sender, region=region).e164
+    except InvalidPhone:
+        return sender[:40]
 
 
 async def _form(request: Request) -> dict[str, str]:

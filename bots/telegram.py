@@ -1,10 +1,12 @@
-"""The Telegram edge: python-telegram-bot's ``Application`` turns updates into inbound deliveries.
+"""The Telegram edge: updates from the webhook or from python-telegram-bot's poller into the inbox.
 
-Two ways in, one handler: long polling (``getUpdates``) or the webhook (``POST /telegram/webhook``,
-mounted by :mod:`hosen.app`, whose secret header is compared in constant time). Either way an
-update becomes a :class:`~bots.inbound.Delivery` and goes to :func:`bots.inbound.receive`.
-Replies are not sent from here: they are outbox rows the dispatcher's worker sends. The one
-direct call is ``answerCallbackQuery``, Telegram's acknowledgement of a button press.
+Two ways in, one store: long polling (``getUpdates``, through the ``Application``'s one handler)
+or the webhook (``POST /telegram/webhook``, mounted by :mod:`hosen.app`, whose secret header is
+compared in constant time). Either way an update is stored in the inbox as Telegram sent it
+(:func:`store_update`, through :class:`bots.intake.Intake`) and, once committed, acknowledged;
+``bots.processor`` acts on it after. Replies are not sent from here: they are outbox rows the
+dispatcher's worker sends. The one direct call is ``answerCallbackQuery``, Telegram's
+acknowledgement of a button press, made in the background as soon as the press is stored.
 
 Polling must not stall silently: every successful ``getUpdates`` is noted by
 :class:`PollWatch`, and :func:`keep_polling` restarts the updater when none succeeded for too long.
@@ -23,7 +25,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
 from starlette.responses import Response
 from telegram import BotCommand, Update
@@ -31,9 +32,9 @@ from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
 from telegram.request import HTTPXRequest
 
-from bots.dialog import Dialog, Inbound
-from bots.flood import DEFAULT_POLICY, FloodPolicy
-from bots.inbound import Delivery, receive
+from bots.dialog import Inbound
+from bots.inbound import Arrival, Delivery
+from bots.intake import Intake
 from config.i18n import t
 from config.languages import ALL_LANGUAGES, Language
 from config.settings import Settings
@@ -47,6 +48,11 @@ POLL_TIMEOUT = 30  # seconds a getUpdates long poll may hang waiting for news
 # What the bot asks Telegram for (the rest, e.g. chat_member, it has no use for).
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_member"]
 Clock = Callable[[], datetime]
+
+
+def delivery_from_payload(payload: dict[str, Any]) -> Delivery | None:
+    """The delivery for an update as stored in the inbox (``Update.to_dict()``)."""
+    return delivery_from_update(Update.de_json(payload))
 
 
 def delivery_from_update(update: Update) -> Delivery | None:
@@ -186,36 +192,104 @@ async def keep_polling(
             await asyncio.wait_for(stop.wait(), timeout=every)
 
 
-@dataclass
-class TelegramInbound:
-    """The one handler: every update, whatever its kind, goes to :func:`bots.inbound.receive`."""
+class CallbackAnswers:
+    """``answerCallbackQuery`` calls in the background, a few at a time.
 
-    sessions: sessionmaker[Session]
-    dialog: Dialog
-    clock: Clock
-    flood: FloodPolicy = DEFAULT_POLICY
-    handled: int = field(default=0)
+    A few at a time because httpx's connection pool costs time quadratic in the requests queued
+    inside it (hundreds of button presses a second made it the webhook's largest cost); queued
+    here instead, they wait for free.
+    """
 
-    async def __call__(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """Store and answer one update; acknowledge a button press."""
-        if not isinstance(update, Update):
-            return
-        delivery = delivery_from_update(update)
-        if delivery is not None:
-            await asyncio.to_thread(
-                receive,
-                self.sessions,
-                delivery=delivery,
-                dialog=self.dialog,
-                now=self.clock(),
-                flood=self.flood,
-            )
-            self.handled += 1
-        if update.callback_query is not None:
+    def __init__(self, concurrency: int = 8) -> None:
+        self._slots = asyncio.Semaphore(concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def answer(self, bot: Any, query_id: str) -> None:
+        task = asyncio.create_task(self._answer(bot, query_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, bot: Any, query_id: str) -> None:
+        async with self._slots:
             try:
-                await update.callback_query.answer()
+                await bot.answer_callback_query(query_id)
             except TelegramError as exc:  # an old query cannot be answered; nothing to do
                 log.info("callback answer failed: %s", type(exc).__name__)
+
+
+@dataclass
+class TelegramInbound:
+    """The one handler (polling mode): every update, whatever its kind, is stored in the inbox."""
+
+    intake: Intake
+    handled: int = field(default=0)
+    _answers: CallbackAnswers = field(default_factory=CallbackAnswers)
+
+    async def __call__(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Store one update; acknowledge a button press in the background."""
+        if isinstance(update, Update):
+            await store_update(update.to_dict(), self.intake, self._answers, update.get_bot())
+            self.handled += 1
+
+
+# Where an update's chat is, for the kinds of update the bot asks for (and a few more).
+_CHAT_HOLDERS = (
+    "message",
+    "edited_message",
+    "channel_post",
+    "edited_channel_post",
+    "my_chat_member",
+    "chat_member",
+    "chat_join_request",
+)
+
+
+def arrival_from_json(data: Any) -> Arrival | None:
+    """What the inbox stores for an update as Telegram sent it (None without an ``update_id``).
+
+    Only the key and the chat are read here (the chat orders one person's messages); the
+    processor parses the rest later (:func:`delivery_from_payload`).
+    """
+    if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
+        return None
+    chat: Any = None
+    query = data.get("callback_query")
+    if isinstance(query, dict):
+        message = query.get("message")
+        holder = message.get("chat") if isinstance(message, dict) else None
+        chat = holder.get("id") if isinstance(holder, dict) else None
+        if chat is None and isinstance(query.get("from"), dict):
+            chat = query["from"].get("id")
+    else:
+        for name in _CHAT_HOLDERS:
+            holder = data.get(name)
+            if isinstance(holder, dict) and isinstance(holder.get("chat"), dict):
+                chat = holder["chat"].get("id")
+                break
+    return Arrival(
+        provider_key=f"tg:{data['update_id']}",
+        channel=Channel.TELEGRAM,
+        address=str(chat) if chat is not None else "",
+        payload=data,
+    )
+
+
+async def store_update(
+    data: Any, intake: Intake, answers: CallbackAnswers, bot: Any | None
+) -> bool | None:
+    """Store one update in the inbox (True if new, None if it is not an update); answer a new
+    button press in the background with ``bot``, when it is up.
+
+    The answer is not awaited: Telegram's answer to the webhook must not wait for a round trip.
+    """
+    arrival = arrival_from_json(data)
+    if arrival is None:
+        return None
+    new = await intake.store(arrival)
+    query = data.get("callback_query")
+    if new and bot is not None and isinstance(query, dict) and query.get("id"):
+        answers.answer(bot, str(query["id"]))
+    return new
 
 
 async def _log_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -225,12 +299,10 @@ async def _log_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None
 def build_application(
     *,
     settings: Settings,
-    sessions: sessionmaker[Session],
-    dialog: Dialog,
+    intake: Intake,
     clock: Clock,
     watch: PollWatch | None = None,
     polling: bool = True,
-    flood: FloodPolicy = DEFAULT_POLICY,
 ) -> Application[Any, Any, Any, Any, Any, Any]:
     """The python-telegram-bot Application with Hosen's handler, pointed at HOSEN_TELEGRAM_API_URL."""
     if settings.telegram_token is None:
@@ -251,7 +323,7 @@ def build_application(
     else:
         builder = builder.updater(None)
     application = builder.build()
-    application.add_handler(TypeHandler(Update, TelegramInbound(sessions, dialog, clock, flood)))
+    application.add_handler(TypeHandler(Update, TelegramInbound(intake)))
     application.add_error_handler(_log_error)
     return application
 
@@ -268,10 +340,15 @@ async def publish_commands(bot: Any) -> None:
 
 
 def webhook_endpoint(
-    application: Application[Any, Any, Any, Any, Any, Any], *, secret: str | None
+    application: Application[Any, Any, Any, Any, Any, Any], *, secret: str | None, intake: Intake
 ) -> Callable[[Request], Awaitable[Response]]:
-    """``POST /telegram/webhook``: check the secret header, hand the update to the Application."""
+    """``POST /telegram/webhook``: check the secret header, store the update, answer 200.
+
+    The update goes straight to the inbox as Telegram sent it, rather than through the
+    Application's handler machinery: the acknowledgement waits for the commit and nothing else.
+    """
     expected = (secret or "").encode()
+    answers = CallbackAnswers()
 
     async def telegram_webhook(request: Request) -> Response:
         given = request.headers.get(SECRET_HEADER, "").encode()
@@ -280,12 +357,11 @@ def webhook_endpoint(
             return Response(status_code=403)
         try:
             data = await request.json()
-            update = Update.de_json(data, application.bot)
-        except (ValueError, TypeError, KeyError):
+        except ValueError:
             return Response(status_code=400)
-        if update is None:
+        bot = application.bot if application.running else None
+        if await store_update(data, intake, answers, bot) is None:
             return Response(status_code=400)
-        await application.process_update(update)
         return Response(status_code=200)
 
     return telegram_webhook

@@ -93,7 +93,15 @@ class InboundMessage(Base):
     """Every inbound Telegram update or SMS, stored before it is acted on.
 
     ``provider_key`` is ``tg:<update_id>`` or ``sms:<MessageSid>``: a redelivered webhook hits the
-    unique key and is acknowledged without being processed again.
+    unique key and is acknowledged without being stored or processed again. The webhook answers
+    as soon as the row is committed; ``bots.processor`` then claims unprocessed rows under a lease
+    (``FOR UPDATE SKIP LOCKED`` on PostgreSQL), one sender's rows in the order they came.
+
+    A row is waiting while ``processed_at`` and ``parked_at`` are both empty; ``lease_until`` is
+    when a claim (or, after a failure, the back-off) runs out. ``sender`` is a digest of channel
+    and address, so one person's messages are kept in order without another copy of their phone;
+    rows that are not messages from a person (early Twilio receipts) have none and are not the
+    processor's. ``parked_at``: processing failed ``attempts`` times; left for a human.
     """
 
     __tablename__ = "inbox"
@@ -109,6 +117,11 @@ class InboundMessage(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     error: Mapped[str | None] = mapped_column(String(200))
+    sender: Mapped[str | None] = mapped_column(String(32), index=True)
+    attempts: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    leased_by: Mapped[str | None] = mapped_column(String(64))
+    parked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class ChannelGate(Base):

@@ -1,10 +1,12 @@
-"""The ASGI application ``hosen serve`` runs: the webhooks, and in-process the Telegram bot and the
-dispatcher's outbox worker.
+"""The ASGI application ``hosen serve`` runs: the webhooks, and in-process the Telegram bot, the
+inbox processor and the dispatcher's outbox worker.
 
 Routes: ``POST /sms/inbound``, ``POST /sms/status`` (Twilio), ``POST /telegram/webhook``
-(Telegram, webhook mode) and ``GET /health``. At start-up, when HOSEN_TELEGRAM_TOKEN is set, the
-bot starts polling (or, with HOSEN_PUBLIC_URL set, registers its webhook); when any channel is
-configured, one outbox worker sends the replies and campaign messages.
+(Telegram, webhook mode) and ``GET /health``. The inbound routes store the message and answer at
+once; the inbox processor (:mod:`bots.processor`) acts on it after. At start-up, when
+HOSEN_TELEGRAM_TOKEN is set, the bot starts polling (or, with HOSEN_PUBLIC_URL set, registers its
+webhook); when any channel is configured, one outbox worker sends the replies and campaign
+messages.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from telegram.error import TelegramError
 
 from bots.dialog import Dialog
 from bots.flood import DEFAULT_POLICY, FloodPolicy
+from bots.intake import Intake, WriteTurns
+from bots.processor import InboxProcessor
 from bots.sms import SmsWebhooks
 from bots.telegram import (
     ALLOWED_UPDATES,
@@ -50,6 +54,8 @@ class Runtime:
     watch: PollWatch | None = None
     worker: Any = None
     scheduler: Any = None
+    processor: InboxProcessor | None = None
+    intake: Intake | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     telegram_ready: asyncio.Event = field(default_factory=asyncio.Event)
@@ -66,38 +72,53 @@ def build_app(
     run_worker: bool = True,
     run_bot: bool = True,
     run_scheduler: bool = True,
+    run_processor: bool = True,
     flood: FloodPolicy = DEFAULT_POLICY,
 ) -> Starlette:
+    """The app; ``run_processor=False`` leaves stored messages to another process (or a test's
+    ``app.state.runtime.processor.drain()``)."""
     settings = ctx.settings
     dialog = Dialog(profile=ctx.profile, region=settings.default_region, settings=settings)
-    sms = SmsWebhooks(
-        settings=settings, sessions=ctx.sessions, dialog=dialog, clock=clock, flood=flood
-    )
     runtime = Runtime()
+    # SQLite has one writer: in this process, the webhooks' inserts and the processor take turns.
+    turns = WriteTurns() if ctx.engine.dialect.name == "sqlite" else None
+    processor = InboxProcessor(
+        sessions=ctx.sessions, dialog=dialog, clock=clock, flood=flood, turns=turns
+    )
+    runtime.processor = processor
+    intake = Intake(sessions=ctx.sessions, clock=clock, stored=processor.wake, turns=turns)
+    processor.busy = intake.busy
+    runtime.intake = intake
+    sms = SmsWebhooks(settings=settings, sessions=ctx.sessions, clock=clock, intake=intake)
     webhook_mode = settings.public_url is not None
     if run_bot and settings.telegram_enabled:
         runtime.watch = PollWatch(clock=clock)
         runtime.telegram = build_application(
             settings=settings,
-            sessions=ctx.sessions,
-            dialog=dialog,
+            intake=intake,
             clock=clock,
             watch=runtime.watch,
             polling=not webhook_mode,
-            flood=flood,
         )
 
+    telegram_endpoint = (
+        webhook_endpoint(runtime.telegram, secret=settings.telegram_webhook_secret, intake=intake)
+        if runtime.telegram is not None
+        else None
+    )
+
     async def telegram_webhook(request: Request) -> Response:
-        if runtime.telegram is None or not runtime.webhook_mode:
+        if telegram_endpoint is None or not runtime.webhook_mode:
             return Response(status_code=404)
-        endpoint = webhook_endpoint(runtime.telegram, secret=settings.telegram_webhook_secret)
-        return await endpoint(request)
+        return await telegram_endpoint(request)
 
     async def health(request: Request) -> Response:
         return PlainTextResponse("ok")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if run_processor:
+            runtime.tasks.append(asyncio.create_task(processor.run(runtime.stop)))
         await _start(ctx, runtime, run_worker=run_worker, run_scheduler=run_scheduler)
         try:
             yield
@@ -213,6 +234,8 @@ async def _stop(runtime: Runtime) -> None:
     for task in runtime.tasks:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(task, timeout=10)
+    if runtime.intake is not None:
+        await asyncio.to_thread(runtime.intake.close)
     if runtime.worker is not None:
         with contextlib.suppress(Exception):
             await runtime.worker.close()

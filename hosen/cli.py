@@ -28,6 +28,7 @@ COMMAND_MODULES: dict[str, str] = {
     "assign": "assign",
     "campaign": "campaign",
     "worker": "worker",
+    "inbox": "inbox",
     "scheduler": "scheduler",
     "serve": "serve",
     "demo": "demo",

@@ -21,6 +21,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="do not send the outbox from this process (run `hosen worker` elsewhere)",
     )
     serve.add_argument(
+        "--no-inbox",
+        action="store_true",
+        help="do not process stored inbound messages here (run `hosen inbox` elsewhere)",
+    )
+    serve.add_argument(
         "--no-scheduler",
         action="store_true",
         help="do not offer the scheduler here (scheduled drills, escalation sweeps)",
@@ -49,6 +54,11 @@ def run_serve(ctx: Context, args: argparse.Namespace) -> int:
     if settings.sms_enabled and settings.public_url is None:
         summary += " (inbound SMS refused: Twilio signatures need HOSEN_PUBLIC_URL)"
     print(f"hosen serve on http://{args.host}:{args.port}: {summary}", flush=True)
-    app = build_app(ctx, run_worker=not args.no_worker, run_scheduler=not args.no_scheduler)
+    app = build_app(
+        ctx,
+        run_worker=not args.no_worker,
+        run_scheduler=not args.no_scheduler,
+        run_processor=not getattr(args, "no_inbox", False),
+    )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

@@ -566,30 +566,3 @@ def test_a_role_and_buddies_show_in_the_status(
     status = desk.send("/status")[0].text
     assert t(Language.RU, "bot.status.role_confirmed", role="Здравоохранение") in status
     assert t(Language.RU, "bot.status.checks_on", count=1) in status
-
-
-class BrokenDialog(Dialog):
-    """A dialog that fails, to prove the edge survives any error in it."""
-
-    def respond(self, *args: Any, **kwargs: Any) -> list[Prompt]:
-        raise RuntimeError("the database went away")
-
-
-def test_an_unexpected_error_is_recorded_and_the_sender_asked_again(
-    memory_sessions: sessionmaker[Session], dialog: Dialog
-) -> None:
-    from bots.inbound import Delivery, receive
-    from dispatch.models import InboundMessage, OutboxMessage
-
-    broken = BrokenDialog(profile=dialog.profile, region="IL")
-    delivery = Delivery(
-        provider_key="sms:SMbroken",
-        inbound=Inbound(channel=Channel.SMS, address="+972525551234", text="hello"),
-    )
-    outcome = receive(memory_sessions, delivery=delivery, dialog=broken, now=NOW)
-    assert not outcome.processed
-    with memory_sessions() as session:
-        stored = session.scalars(select(InboundMessage)).one()
-        assert stored.error == "RuntimeError" and stored.processed_at is not None
-        reply = session.scalars(select(OutboxMessage)).one()
-        assert reply.text == t(Language.HE, "bot.error.internal")

@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from bots.flood import FloodPolicy
+from bots.processor import InboxProcessor
 from config.i18n import t
 from config.languages import Language
 from config.settings import Settings
@@ -44,12 +45,14 @@ def _free_port() -> int:
 
 @dataclass
 class Service:
-    """``hosen serve`` running in this test's event loop, plus a worker the test drives."""
+    """``hosen serve`` running in this test's event loop, plus the inbox processor and the worker,
+    which the test drives."""
 
     ctx: Context
     server: uvicorn.Server
     task: asyncio.Task[None]
     worker: Worker
+    processor: InboxProcessor
 
     @property
     def url(self) -> str:
@@ -58,7 +61,9 @@ class Service:
         )
 
     async def flush(self) -> None:
-        """Send everything the outbox holds (the worker's claim → send → record rounds)."""
+        """Process what the webhooks stored, then send everything the outbox holds (the worker's
+        claim → send → record rounds)."""
+        await asyncio.to_thread(self.processor.drain)
         for _ in range(20):
             if not await self.worker.run_once():
                 return
@@ -73,7 +78,12 @@ class Service:
 async def start_service(settings: Settings, port: int) -> Service:
     ctx = build_context(settings)
     # A test types faster than any person: the flood limit is lifted (it has tests of its own).
-    app = build_app(ctx, run_worker=False, flood=FloodPolicy(burst=1000, per_second=1000))
+    app = build_app(
+        ctx,
+        run_worker=False,
+        run_processor=False,
+        flood=FloodPolicy(burst=1000, per_second=1000),
+    )
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )
@@ -88,7 +98,7 @@ async def start_service(settings: Settings, port: int) -> Service:
         await asyncio.wait_for(app.state.runtime.telegram_ready.wait(), timeout=20)
     worker = Worker(sessions=ctx.sessions, senders=build_senders(settings), settings=settings)
     await worker.start()
-    return Service(ctx, server, task, worker)
+    return Service(ctx, server, task, worker, app.state.runtime.processor)
 
 
 def service_settings(
@@ -463,7 +473,7 @@ def test_sms_keeps_working_while_telegram_is_unreachable(
 
     async def scenario() -> None:
         ctx = build_context(config)
-        app = build_app(ctx, run_worker=False)
+        app = build_app(ctx, run_worker=False, run_processor=False)
         server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical")
         )
@@ -479,7 +489,7 @@ def test_sms_keeps_working_while_telegram_is_unreachable(
                 settings=config,
             )
             await worker.start()
-            service = Service(ctx, server, task, worker)
+            service = Service(ctx, server, task, worker, app.state.runtime.processor)
             replies = await sms(service, fake_twilio, "JOIN")
             assert replies and not app.state.runtime.telegram_ready.is_set()
             await worker.close()

@@ -437,36 +437,6 @@ def test_campaign_buttons_never_reach_the_dialog(
     assert tg_chat.conversation() is None
 
 
-def test_the_same_delivery_racing_in_twice_is_processed_once(
-    sessions: sessionmaker[Session], directory: Directory, dialog: Dialog, clock: Clock
-) -> None:
-    import threading
-
-    from bots.inbound import Outcome, receive
-
-    delivery = Delivery(
-        provider_key="sms:SMrace",
-        inbound=Inbound(channel=Channel.SMS, address="+972525550002", text="JOIN"),
-    )
-    start = threading.Barrier(4)
-    outcomes: list[Outcome] = []
-
-    def deliver() -> None:
-        start.wait()
-        outcomes.append(receive(sessions, delivery=delivery, dialog=dialog, now=clock.now))
-
-    threads = [threading.Thread(target=deliver) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sorted(o.duplicate for o in outcomes) == [False, True, True, True]
-    with sessions() as session:
-        assert session.scalar(select(func.count()).select_from(InboundMessage)) == 1
-        replies = session.scalar(select(func.count()).select_from(OutboxMessage))
-    assert replies == 1  # the language question, once
-
-
 def test_a_daughter_registers_her_father_who_has_only_a_landline(
     sms_chat: Chat, sessions: sessionmaker[Session]
 ) -> None:

@@ -144,3 +144,24 @@ def test_the_watchdog_loop_checks_until_stopped() -> None:
     asyncio.run(keep_polling(updater, watch, stop=stop, every=10, sleep=sleep))
     # Checked at 0, 10, ... 290 s with no poll answered: restarted at 100 s and at 200 s.
     assert updater.starts == 2 and watch.restarts == 2
+
+
+def test_the_webhook_stores_an_update_keyed_and_ordered_by_its_chat(builder: FakeTelegram) -> None:
+    """Only the key and the chat are read before the acknowledgement; the rest waits."""
+    from bots.telegram import arrival_from_json, delivery_from_payload
+
+    user = builder.new_user("Dana")
+    group = builder.new_group()
+    text = builder.text(user, "1")
+    in_group = builder.text(user, "/status", chat=group)
+    for update, chat in ((text, user.id), (in_group, group["id"])):
+        arrival = arrival_from_json(update)
+        assert arrival is not None and arrival.payload is update
+        assert arrival.provider_key == f"tg:{update['update_id']}"
+        assert arrival.address == str(chat)
+        delivery = delivery_from_payload(update)  # what the processor makes of it later
+        assert delivery is not None and delivery.inbound.address == arrival.address
+    press = {"update_id": 77, "callback_query": {"id": "9", "from": {"id": 5}, "data": "c:1:ok"}}
+    assert arrival_from_json(press) is not None and arrival_from_json(press).address == "5"  # type: ignore[union-attr]
+    assert arrival_from_json({"message": {}}) is None  # no update_id: refused with 400
+    assert arrival_from_json([1, 2]) is None

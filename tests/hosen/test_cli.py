@@ -108,3 +108,26 @@ def test_a_command_loads_only_what_it_needs() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_inbox_once_processes_what_the_webhooks_stored(
+    cli_db: str, sessions: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from datetime import UTC, datetime
+
+    from bots.dialog import Inbound
+    from bots.inbound import Delivery, accept
+    from registry.db import unit_of_work
+    from registry.models import Channel
+
+    assert main(["db", "upgrade"]) == 0
+    delivery = Delivery(
+        provider_key="sms:SMcli",
+        inbound=Inbound(channel=Channel.SMS, address="+972525551234", text="JOIN"),
+        payload={"MessageSid": "SMcli", "From": "+972525551234", "Body": "JOIN"},
+    )
+    with unit_of_work(sessions) as session:  # type: ignore[arg-type]
+        accept(session, delivery=delivery, now=datetime.now(UTC))
+    capsys.readouterr()
+    assert main(["inbox", "--once"]) == 0
+    assert capsys.readouterr().out.strip() == "1 processed, 0 parked"

@@ -1,0 +1,565 @@
+"""Inbound under load: replies to a check-in arriving as Telegram webhook updates and signed
+Twilio posts at a constant rate, against the real ``hosen serve``.
+
+For each database (a SQLite file under ``var/``, a scratch PostgreSQL database at
+``HOSEN_BENCH_POSTGRES_URL``, dropped at the end) it builds a town of ``rate × seconds``
+residents (half on Telegram, half on SMS), starts a drill check-in for all of them (its messages
+marked as already sent), starts the loopback fakes (``fakes.remote.spawn_fakes``) and
+``python -m hosen serve`` in child processes, then a load generator, a third process, answers the
+check-in once per resident: button presses "I'm OK" and typed replies on Telegram (with the
+webhook secret), "1", "כן", "ok"... by SMS (signed with ``X-Twilio-Signature``).
+
+The generator is open loop: request i starts at ``t0 + i / rate`` whatever happened to the
+earlier ones, and its latency is measured from that scheduled time, so a stalled server shows
+up as latency rather than as a politely lower rate (no coordinated omission). Reported per
+database: acknowledgement latency p50 / p95 / p99 / max, non-2xx answers and errors, then how
+long after the last request every reply was processed and matched to its campaign (the
+recipients' answers in the database), the processing lag (stored → processed) and the server's
+CPU seconds. The generator, the server and the fakes share the machine's cores: read the load
+average printed with the table.
+
+Run: ``python bench/inbound_bench.py [--rate 500] [--seconds 20] [--db sqlite,postgresql]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import create_engine, func, insert, select, text, update
+from sqlalchemy.engine import make_url
+
+from config.profile import DEFAULT_PROFILE_PATH, load_profile
+from dispatch.campaigns import Audience, start_campaign
+from dispatch.models import (
+    Answer,
+    CampaignKind,
+    CampaignMode,
+    CampaignRecipient,
+    InboundMessage,
+    OutboxMessage,
+    OutboxStatus,
+)
+from fakes.remote import RemoteFakes, spawn_fakes
+from hosen import migrations
+from registry.db import make_engine, make_sessionmaker, utcnow
+from registry.models import Person, PhoneKind, Source
+from registry.profile_sync import sync_profile
+
+ROOT = Path(__file__).resolve().parent.parent
+POSTGRES_URL = os.environ.get(
+    "HOSEN_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+SMS_REPLIES = ("1", "כן", "ok", "1", "בסדר", "да")
+TELEGRAM_TEXTS = ("1", "ok", "כן")
+CHAT_BASE = 5_000_000
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def database(kind: str) -> Iterator[str]:
+    """A fresh, migrated database URL for one run."""
+    if kind == "sqlite":
+        path = ROOT / "var" / f"bench-inbound-{secrets.token_hex(3)}.sqlite3"
+        url = f"sqlite:///{path}"
+        engine = make_engine(url)
+        migrations.upgrade(engine)
+        engine.dispose()
+        try:
+            yield url
+        finally:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+        return
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    name = f"hosen_bench_{secrets.token_hex(3)}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    engine = make_engine(url)
+    migrations.upgrade(engine)
+    engine.dispose()
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def prepare(url: str, people: int) -> tuple[int, list[dict[str, Any]]]:
+    """The town, the check-in (as if sent), and who will answer how."""
+    engine = make_engine(url)
+    sessions = make_sessionmaker(engine)
+    now = utcnow()
+    with sessions() as session:
+        directory = sync_profile(session, load_profile(DEFAULT_PROFILE_PATH))
+        authority = next(iter(directory.authorities.values()))
+        session.commit()
+        rows = [
+            {
+                "authority_id": authority.id,
+                "name": f"Resident {n}",
+                "phone": f"+97250{n:07d}",
+                "phone_kind": PhoneKind.MOBILE,
+                "telegram_chat_id": CHAT_BASE + n if n % 2 == 0 else None,
+                "language": "he",
+                "channel": "telegram" if n % 2 == 0 else "sms",
+                "source": Source.SYNTHETIC,
+                "needs_help": True,
+                "status": "active",
+                "is_volunteer": False,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for n in range(people)
+        ]
+        for start in range(0, people, 10_000):
+            session.execute(insert(Person), rows[start : start + 10_000])
+        campaign = start_campaign(
+            session,
+            authority=authority,
+            kind=CampaignKind.CHECKIN,
+            mode=CampaignMode.DRILL,
+            audience=Audience(),
+            started_by="bench",
+            now=now - timedelta(minutes=1),
+        )
+        # The check-in went out before the replies come in: the worker has nothing to resend.
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.campaign_id == campaign.id)
+            .values(status=OutboxStatus.SENT, sent_at=now, attempts=1)
+        )
+        session.commit()
+        campaign_id = campaign.id
+    engine.dispose()
+    replies = []
+    for n in range(people):
+        if n % 2 == 0:
+            chat = CHAT_BASE + n
+            if n % 4 == 0:
+                replies.append({"telegram": chat, "data": f"c:{campaign_id}:ok"})
+            else:
+                replies.append({"telegram": chat, "text": TELEGRAM_TEXTS[n % 3]})
+        else:
+            replies.append({"sms": f"+97250{n:07d}", "text": SMS_REPLIES[n % len(SMS_REPLIES)]})
+    # Interleave the channels the way real replies arrive: in no particular order.
+    order = list(range(people))
+    rng = random.Random(7)
+    rng.shuffle(order)
+    return campaign_id, [replies[i] for i in order]
+
+
+# --- the load generator (a process of its own) -------------------------------------------------
+
+
+def _requests(spec: dict[str, Any]) -> list[tuple[str, bytes, dict[str, str]]]:
+    """Every request, built before the clock starts (signing costs time, not part of the test)."""
+    from twilio.request_validator import RequestValidator
+
+    base, validator = spec["base"], RequestValidator(spec["auth_token"])
+    built = []
+    for i, reply in enumerate(spec["replies"]):
+        if "telegram" in reply:
+            chat = {"id": reply["telegram"], "type": "private", "first_name": "R"}
+            user = {"id": reply["telegram"], "is_bot": False, "first_name": "R"}
+            if "data" in reply:
+                update = {
+                    "update_id": 10_000_000 + i,
+                    "callback_query": {
+                        "id": str(900_000_000 + i),
+                        "from": user,
+                        "message": {
+                            "message_id": 1,
+                            "date": 1_790_000_000,
+                            "chat": chat,
+                            "text": "[DRILL] are you OK?",
+                        },
+                        "chat_instance": "1",
+                        "data": reply["data"],
+                    },
+                }
+            else:
+                update = {
+                    "update_id": 10_000_000 + i,
+                    "message": {
+                        "message_id": 2 + i,
+                        "date": 1_790_000_000,
+                        "chat": chat,
+                        "from": user,
+                        "text": reply["text"],
+                    },
+                }
+            headers = {
+                "Content-Type": "application/json",
+                "X-Telegram-Bot-Api-Secret-Token": spec["secret"],
+            }
+            built.append((f"{base}/telegram/webhook", json.dumps(update).encode(), headers))
+        else:
+            params = {
+                "MessageSid": f"SM{i:032x}",
+                "AccountSid": spec["account_sid"],
+                "From": reply["sms"],
+                "To": spec["to"],
+                "Body": reply["text"],
+                "NumMedia": "0",
+            }
+            signature = validator.compute_signature(f"{base}/sms/inbound", params)
+            headers = {
+                "Content-Type": "application/x-www-form-urlencoded",
+                "X-Twilio-Signature": signature,
+            }
+            built.append((f"{base}/sms/inbound", urlencode(params).encode(), headers))
+    return built
+
+
+async def _generate(spec: dict[str, Any]) -> dict[str, Any]:
+    import aiohttp
+
+    requests = _requests(spec)
+    rate = float(spec["rate"])
+    latencies: list[float] = [float("nan")] * len(requests)
+    statuses: Counter[int] = Counter()
+    errors: Counter[str] = Counter()
+    connector = aiohttp.TCPConnector(limit=0, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as client:
+        began = time.perf_counter()
+        wall = time.time()
+
+        async def one(i: int, scheduled: float) -> None:
+            url, body, headers = requests[i]
+            try:
+                async with client.post(url, data=body, headers=headers) as answer:
+                    await answer.read()
+                    statuses[answer.status] += 1
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                errors[type(exc).__name__] += 1
+                return
+            latencies[i] = (time.perf_counter() - scheduled) * 1000
+
+        tasks = []
+        late = 0.0
+        for i in range(len(requests)):
+            scheduled = began + i / rate
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            else:
+                late = max(late, -delay)
+            tasks.append(asyncio.create_task(one(i, scheduled)))
+        sent_until = time.time()
+        await asyncio.gather(*tasks)
+    return {
+        "latencies": [x for x in latencies if x == x],
+        "statuses": dict(statuses),
+        "errors": dict(errors),
+        "started": wall,
+        "sent_until": sent_until,
+        "generator_late_ms": late * 1000,
+        "generator_cpu": time.process_time(),
+    }
+
+
+def generate_main(spec_path: str) -> None:
+    spec = json.loads(Path(spec_path).read_text())
+    print(json.dumps(asyncio.run(_generate(spec))), flush=True)
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _wait_ready(base: str, secret: str, server: subprocess.Popen[bytes]) -> None:
+    """/health answers, and the bot is initialised (an empty update is accepted)."""
+    probe = json.dumps({"update_id": 1}).encode()
+    for _ in range(600):
+        if server.poll() is not None:
+            raise RuntimeError(f"hosen serve exited with {server.returncode}")
+        try:
+            request = urllib.request.Request(
+                f"{base}/telegram/webhook",
+                data=probe,
+                headers={
+                    "Content-Type": "application/json",
+                    "X-Telegram-Bot-Api-Secret-Token": secret,
+                },
+            )
+            with urllib.request.urlopen(request, timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("hosen serve did not come up")
+
+
+def _progress(url: str, campaign_id: int) -> tuple[int, int, int]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            answered = conn.scalar(
+                select(func.count()).where(
+                    CampaignRecipient.campaign_id == campaign_id,
+                    CampaignRecipient.answer != Answer.PENDING,
+                )
+            )
+            waiting = conn.scalar(
+                select(func.count()).where(
+                    InboundMessage.processed_at.is_(None),
+                    InboundMessage.parked_at.is_(None),
+                    InboundMessage.sender.is_not(None),
+                )
+            )
+            parked = conn.scalar(select(func.count()).where(InboundMessage.parked_at.is_not(None)))
+            return int(answered or 0), int(waiting or 0), int(parked or 0)
+    finally:
+        engine.dispose()
+
+
+def _lags(url: str) -> list[float]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(InboundMessage.received_at, InboundMessage.processed_at).where(
+                    InboundMessage.sender.is_not(None), InboundMessage.processed_at.is_not(None)
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    return sorted((p - r).total_seconds() for r, p in rows if p is not None and r is not None)
+
+
+def _pct(values: list[float], share: float) -> float:
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=1000, method="inclusive")[round(share * 1000) - 1]
+
+
+def run(
+    kind: str, *, rate: float, seconds: float, drain_limit: float, layout: str
+) -> dict[str, Any]:
+    people = int(rate * seconds)
+    with database(kind) as url:
+        campaign_id, replies = prepare(url, people)
+        fakes: RemoteFakes = spawn_fakes("--no-history")
+        port = _free_port()
+        base = f"http://127.0.0.1:{port}"
+        secret = secrets.token_hex(16)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HOSEN_")}
+        env.update(
+            {
+                "PYTHONPATH": str(ROOT),
+                "HOSEN_DATABASE_URL": url,
+                "HOSEN_TELEGRAM_TOKEN": fakes.telegram_token,
+                "HOSEN_TELEGRAM_API_URL": fakes.telegram_url,
+                "HOSEN_TELEGRAM_WEBHOOK_SECRET": secret,
+                "HOSEN_TWILIO_ACCOUNT_SID": fakes.twilio_account_sid,
+                "HOSEN_TWILIO_AUTH_TOKEN": fakes.twilio_auth_token,
+                "HOSEN_TWILIO_FROM": fakes.twilio_phone_number,
+                "HOSEN_TWILIO_API_URL": fakes.twilio_url,
+                "HOSEN_PUBLIC_URL": base,
+            }
+        )
+        log_path = ROOT / "var" / f"bench-inbound-{kind}-{layout}.log"
+        log_path.parent.mkdir(exist_ok=True)
+        serve = [sys.executable, "-m", "hosen", "serve", "--port", str(port)]
+        helpers: list[subprocess.Popen[bytes]] = []
+        with open(log_path, "wb") as log_file:
+            if layout == "separate":
+                serve.append("--no-inbox")
+                helpers.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "hosen", "inbox", "--nice", "10"],
+                        cwd=ROOT,
+                        env=env,
+                        stdout=subprocess.DEVNULL,
+                        stderr=log_file,
+                    )
+                )
+            server = subprocess.Popen(
+                serve, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log_file
+            )
+            try:
+                _wait_ready(base, secret, server)
+                time.sleep(1.0)  # let start-up work (command menu, first sweep) settle
+                spec = {
+                    "base": base,
+                    "secret": secret,
+                    "auth_token": fakes.twilio_auth_token,
+                    "account_sid": fakes.twilio_account_sid,
+                    "to": fakes.twilio_phone_number,
+                    "rate": rate,
+                    "replies": replies,
+                }
+                with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+                    json.dump(spec, f)
+                load_before = os.getloadavg()[0]
+                cpu_before = _cpu_seconds(server.pid)
+                helper_before = sum(_cpu_seconds(h.pid) for h in helpers)
+                generator = subprocess.run(
+                    [sys.executable, __file__, "--generate", f.name],
+                    cwd=ROOT,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                os.unlink(f.name)
+                report = json.loads(generator.stdout.strip().splitlines()[-1])
+                cpu_load = _cpu_seconds(server.pid) - cpu_before
+                helper_load = sum(_cpu_seconds(h.pid) for h in helpers) - helper_before
+                load_during = os.getloadavg()[0]
+                deadline = time.time() + drain_limit
+                answered = waiting = parked = 0
+                while time.time() < deadline:
+                    answered, waiting, parked = _progress(url, campaign_id)
+                    if waiting == 0:
+                        break
+                    time.sleep(0.25)
+                done_at = time.time()
+                cpu_total = _cpu_seconds(server.pid) - cpu_before
+                helper_total = sum(_cpu_seconds(h.pid) for h in helpers) - helper_before
+            finally:
+                for helper in helpers:
+                    helper.terminate()
+                    helper.wait(timeout=20)
+                server.terminate()
+                try:
+                    server.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    server.kill()
+                    server.wait()
+                fakes.stop()
+        lags = _lags(url)
+    latencies = sorted(report["latencies"])
+    ok = sum(n for code, n in report["statuses"].items() if 200 <= int(code) < 300)
+    return {
+        "db": kind,
+        "layout": layout,
+        "sent": people,
+        "ok": ok,
+        "other": people - ok - sum(report["errors"].values()),
+        "errors": sum(report["errors"].values()),
+        "p50": _pct(latencies, 0.50),
+        "p95": _pct(latencies, 0.95),
+        "p99": _pct(latencies, 0.99),
+        "max": max(latencies, default=float("nan")),
+        "late": report["generator_late_ms"],
+        "answered": answered,
+        "waiting": waiting,
+        "parked": parked,
+        "drained_after": done_at - report["sent_until"],
+        "lag_p50": _pct(lags, 0.5),
+        "lag_p99": _pct(lags, 0.99),
+        "processed_rate": len(lags) / max(done_at - report["started"], 1e-9),
+        "server_cpu_load": cpu_load,
+        "server_cpu_total": cpu_total,
+        "inbox_cpu_load": helper_load,
+        "inbox_cpu_total": helper_total,
+        "generator_cpu": report["generator_cpu"],
+        "load_before": load_before,
+        "load_during": load_during,
+        "log": str(log_path.relative_to(ROOT)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=500.0, help="replies a second (500)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of the load (20)")
+    parser.add_argument("--db", default="sqlite,postgresql")
+    parser.add_argument("--drain-limit", type=float, default=300.0, help="seconds to wait")
+    parser.add_argument(
+        "--layout",
+        default="in-process,separate",
+        help="in-process: `hosen serve` processes what it stores; separate: `hosen serve "
+        "--no-inbox` and one `hosen inbox --nice 10` (default: both)",
+    )
+    parser.add_argument("--generate", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.generate:
+        generate_main(args.generate)
+        return
+    print(
+        f"inbound: {args.rate:.0f} replies/s for {args.seconds:.0f} s, half Telegram webhook "
+        "updates (button presses and typed replies), half signed Twilio posts; open loop, "
+        "latency from each request's scheduled time.\n"
+        f"Server (hosen serve: webhooks, inbox processor, outbox worker, scheduler), fakes and "
+        f"load generator are separate processes sharing {os.cpu_count()} cores.",
+        flush=True,
+    )
+    results = []
+    layouts = [x.strip() for x in args.layout.split(",") if x.strip()]
+    kinds = [k.strip() for k in args.db.split(",") if k.strip()]
+    for kind, layout in [(k, x) for k in kinds for x in layouts]:
+        result = run(
+            kind,
+            rate=args.rate,
+            seconds=args.seconds,
+            drain_limit=args.drain_limit,
+            layout=layout,
+        )
+        results.append(result)
+        r = result
+        print(
+            f"\n{r['db']}, processor {r['layout']}: {r['sent']} replies, 2xx {r['ok']}, other {r['other']}, "
+            f"errors {r['errors']}; load average {r['load_before']:.1f} before, "
+            f"{r['load_during']:.1f} after the load"
+        )
+        print("| acknowledgement | p50 | p95 | p99 | max |")
+        print("|---|---|---|---|---|")
+        print(
+            f"| ms from scheduled send | {r['p50']:.1f} | {r['p95']:.1f} | {r['p99']:.1f} "
+            f"| {r['max']:.1f} |"
+        )
+        print(
+            f"matched to the campaign: {r['answered']} of {r['sent']} (waiting {r['waiting']}, "
+            f"parked {r['parked']}); all processed {r['drained_after']:.1f} s after the last "
+            f"request; stored → processed p50 {r['lag_p50']:.2f} s, p99 {r['lag_p99']:.2f} s; "
+            f"{r['processed_rate']:.0f} processed/s overall"
+        )
+        print(
+            f"CPU seconds during the load / until drained: hosen serve {r['server_cpu_load']:.1f}"
+            f" / {r['server_cpu_total']:.1f}, hosen inbox {r['inbox_cpu_load']:.1f} / "
+            f"{r['inbox_cpu_total']:.1f}; generator CPU {r['generator_cpu']:.1f} s; generator behind schedule "
+            f"at most {r['late']:.1f} ms; server log {r['log']}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""``hosen inbox``: process the inbound messages the webhooks stored, in a process of its own.
+
+Every ``hosen serve`` runs one inbox processor in-process unless started with ``--no-inbox``.
+Under heavy load (a drill's replies arriving by the hundred a second) processing belongs in
+processes of its own: the webhooks then answer Telegram and Twilio without waiting for the
+processor's share of the interpreter, and ``--nice`` lets the operating system prefer them. Any
+number may run on PostgreSQL (rows are claimed with SKIP LOCKED); on SQLite they take turns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+
+from hosen.context import CommandError, Context
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    inbox = subparsers.add_parser(
+        "inbox",
+        help="process stored inbound messages: dialog, campaign answers (Ctrl-C stops it)",
+    )
+    inbox.add_argument("--once", action="store_true", help="process what is waiting, then exit")
+    inbox.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        metavar="N",
+        help="lower this process's CPU priority by N (0-19), so the webhooks come first",
+    )
+    inbox.add_argument(
+        "--poll",
+        type=float,
+        default=0.2,
+        metavar="SECONDS",
+        help="how often to look for new messages when idle (default 0.2)",
+    )
+    inbox.set_defaults(handler=run_inbox)
+
+
+def run_inbox(ctx: Context, args: argparse.Namespace) -> int:
+    from bots.dialog import Dialog
+    from bots.processor import InboxProcessor, ProcessorConfig
+
+    if not 0 <= args.nice <= 19:
+        raise CommandError("--nice must be between 0 and 19")
+    if args.poll <= 0:
+        raise CommandError("--poll must be positive")
+    if args.nice:
+        os.nice(args.nice)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = ctx.settings
+    dialog = Dialog(profile=ctx.profile, region=settings.default_region, settings=settings)
+    processor = InboxProcessor(
+        sessions=ctx.sessions, dialog=dialog, config=ProcessorConfig(poll_every=args.poll)
+    )
+    if args.once:
+        done = processor.drain()
+        print(f"{sum(d.processed for d in done)} processed, {sum(d.parked for d in done)} parked")
+        return 0
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        print(f"inbox processor {processor.holder} running", flush=True)
+        await processor.run(stop)
+        return 0
+
+    return asyncio.run(main())
