@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from telegram import BotCommand, Update
 from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
@@ -228,7 +228,12 @@ class TelegramInbound:
     async def __call__(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Store one update; acknowledge a button press in the background."""
         if isinstance(update, Update):
-            await store_update(update.to_dict(), self.intake, self._answers, update.get_bot())
+            data = update.to_dict()
+            new = await store_update(data, self.intake)
+            query_id = button_press_id(data)
+            if new and query_id is not None:
+                # Not awaited: the next update need not wait for this round trip.
+                self._answers.answer(update.get_bot(), query_id)
             self.handled += 1
 
 
@@ -274,22 +279,21 @@ def arrival_from_json(data: Any) -> Arrival | None:
     )
 
 
-async def store_update(
-    data: Any, intake: Intake, answers: CallbackAnswers, bot: Any | None
-) -> bool | None:
-    """Store one update in the inbox (True if new, None if it is not an update); answer a new
-    button press in the background with ``bot``, when it is up.
-
-    The answer is not awaited: Telegram's answer to the webhook must not wait for a round trip.
-    """
+async def store_update(data: Any, intake: Intake) -> bool | None:
+    """Store one update in the inbox: True if new, False if already stored, None if it is not
+    an update."""
     arrival = arrival_from_json(data)
     if arrival is None:
         return None
-    new = await intake.store(arrival)
-    query = data.get("callback_query")
-    if new and bot is not None and isinstance(query, dict) and query.get("id"):
-        answers.answer(bot, str(query["id"]))
-    return new
+    return await intake.store(arrival)
+
+
+def button_press_id(data: Any) -> str | None:
+    """The callback query id of an update that is a button press, else None."""
+    query = data.get("callback_query") if isinstance(data, dict) else None
+    if isinstance(query, dict) and query.get("id"):
+        return str(query["id"])
+    return None
 
 
 async def _log_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -340,15 +344,15 @@ async def publish_commands(bot: Any) -> None:
 
 
 def webhook_endpoint(
-    application: Application[Any, Any, Any, Any, Any, Any], *, secret: str | None, intake: Intake
+    *, secret: str | None, intake: Intake
 ) -> Callable[[Request], Awaitable[Response]]:
-    """``POST /telegram/webhook``: check the secret header, store the update, answer 200.
+    """``POST /telegram/webhook``: check the secret header, store the update, answer 200
+    (a button press is answered in the same response).
 
     The update goes straight to the inbox as Telegram sent it, rather than through the
     Application's handler machinery: the acknowledgement waits for the commit and nothing else.
     """
     expected = (secret or "").encode()
-    answers = CallbackAnswers()
 
     async def telegram_webhook(request: Request) -> Response:
         given = request.headers.get(SECRET_HEADER, "").encode()
@@ -359,9 +363,14 @@ def webhook_endpoint(
             data = await request.json()
         except ValueError:
             return Response(status_code=400)
-        bot = application.bot if application.running else None
-        if await store_update(data, intake, answers, bot) is None:
+        if await store_update(data, intake) is None:
             return Response(status_code=400)
+        query_id = button_press_id(data)
+        if query_id is not None:
+            # The button press is answered in this response, not with a request of our own:
+            # "If you're using webhooks, you can perform a request to the Bot API while sending
+            # an answer to the webhook" (Bot API, "Making requests when getting updates").
+            return JSONResponse({"method": "answerCallbackQuery", "callback_query_id": query_id})
         return Response(status_code=200)
 
     return telegram_webhook

@@ -198,6 +198,13 @@ class LoopbackServer:
         self, url: str, *, headers: dict[str, str], json: Any = None, data: Any = None
     ) -> int:
         """POST to the application under test and return its status code."""
+        status, _, _ = await self.post_for_answer(url, headers=headers, json=json, data=data)
+        return status
+
+    async def post_for_answer(
+        self, url: str, *, headers: dict[str, str], json: Any = None, data: Any = None
+    ) -> tuple[int, str, bytes]:
+        """POST to the application under test: its status code, content type and body."""
         async with self.client.post(url, headers=headers, json=json, data=data) as response:
-            await response.read()
-            return response.status
+            body = await response.read()
+            return response.status, response.content_type, body

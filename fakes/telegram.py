@@ -18,7 +18,8 @@ query), sendChatAction, setMyCommands / getMyCommands / deleteMyCommands, getCha
 users (403) and unknown chats (400) are configurable per chat. Tests build realistic updates
 (text, ``/start`` payloads, contact and location shares, button presses, edits, stickers,
 photos, group messages) and deliver them through getUpdates or as webhook POSTs carrying
-``X-Telegram-Bot-Api-Secret-Token``.
+``X-Telegram-Bot-Api-Secret-Token``; a Bot API call in the webhook's JSON answer (``{"method":
+"answerCallbackQuery", ...}``) is checked against the spec and run, as Telegram runs it.
 
 Deliberately NOT reproduced: files and media uploads (sendPhoto and friends answer
 "not reproduced" and count as a violation), legacy Markdown (kept as sent), MarkdownV2's
@@ -38,6 +39,7 @@ rates for the benchmarks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import re
@@ -731,7 +733,42 @@ class FakeTelegram(LoopbackServer):
         headers = {"Content-Type": "application/json"}
         if secret_token is not None:
             headers[SECRET_TOKEN_HEADER] = secret_token
-        return await self.post(url, headers=headers, data=json.dumps(update).encode())
+        status, content_type, body = await self.post_for_answer(
+            url, headers=headers, data=json.dumps(update).encode()
+        )
+        if 200 <= status < 300 and content_type == "application/json" and body:
+            await self._method_in_answer(body)
+        return status
+
+    async def _method_in_answer(self, body: bytes) -> None:
+        """A Bot API call carried in the webhook's answer, run as Telegram runs it.
+
+        "If you're using webhooks, you can perform a request to the Bot API while sending an
+        answer to the webhook ... Specify the method to be invoked in the method parameter"
+        (Bot API, "Making requests when getting updates"). Its result never reaches the bot,
+        so a refused call is only recorded among the violations when the request was malformed.
+        """
+        try:
+            answer = json.loads(body)
+        except ValueError:
+            self._violation("webhook answer: JSON content type, but not JSON")
+            return
+        if not isinstance(answer, dict) or "method" not in answer:
+            return  # an ordinary body: Telegram ignores it
+        params = {k: v for k, v in answer.items() if k != "method"}
+        name = self.spec.method_name(str(answer["method"]))
+        if name is None:
+            self._violation(f"webhook answer: {answer['method']}: no such Bot API method")
+            return
+        problems = self.spec.check_request(name, params, form=False)
+        if problems:
+            for problem in problems:
+                self._violation(f"webhook answer: {problem}")
+            return
+        self.traffic.count("request")
+        self.method_counts[name] += 1
+        with contextlib.suppress(BotApiError):  # the bot never learns the outcome
+            await self._call(name, params)
 
     def webhook_load(
         self, url: str, updates: Sequence[JSON], *, rate: float, secret_token: str | None = None

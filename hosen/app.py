@@ -102,7 +102,7 @@ def build_app(
         )
 
     telegram_endpoint = (
-        webhook_endpoint(runtime.telegram, secret=settings.telegram_webhook_secret, intake=intake)
+        webhook_endpoint(secret=settings.telegram_webhook_secret, intake=intake)
         if runtime.telegram is not None
         else None
     )

@@ -526,3 +526,42 @@ def test_replies_quote_an_existing_message(fake_telegram: FakeTelegram) -> None:
             await bot.send_message(dana.id, "x", reply_to_message_id=9999)
 
     with_bot(fake_telegram, body)
+
+
+def test_a_method_in_the_webhook_answer_is_checked_and_run(fake_telegram: FakeTelegram) -> None:
+    """Bot API "Making requests when getting updates": the webhook may answer with a call."""
+    dana = fake_telegram.new_user()
+    with_bot(fake_telegram, lambda bot: bot.send_message(dana.id, "?", reply_markup=KEYBOARD))
+    message = fake_telegram.last_sent(dana.id)
+    answers: list[dict[str, Any]] = []
+
+    async def run() -> None:
+        async def handle(request: web.Request) -> web.Response:
+            return web.json_response(answers.pop(0))
+
+        app = web.Application()
+        app.router.add_post("/hook", handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/hook"  # type: ignore[union-attr]
+        try:
+            press = fake_telegram.callback(dana, message, "c:1:ok")
+            query_id = press["callback_query"]["id"]
+            answers.append({"method": "answerCallbackQuery", "callback_query_id": query_id})
+            assert await fake_telegram.post_webhook_async(url, press) == 200
+            assert query_id in fake_telegram.callback_answers
+            # A call that breaks the spec is refused and recorded, like any other request.
+            answers.append({"method": "answerCallbackQuery", "show_alert": "yes"})
+            assert await fake_telegram.post_webhook_async(url, fake_telegram.text(dana, "x")) == 200
+            answers.append({"method": "sendPigeon", "chat_id": dana.id})
+            assert await fake_telegram.post_webhook_async(url, fake_telegram.text(dana, "y")) == 200
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(run())
+    assert len(fake_telegram.violations) >= 2
+    assert any("sendPigeon" in v for v in fake_telegram.violations)
+    assert any("callback_query_id" in v for v in fake_telegram.violations)
+    fake_telegram.violations.clear()  # provoked on purpose
