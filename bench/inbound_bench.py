@@ -401,16 +401,21 @@ def run(
         helpers: list[subprocess.Popen[bytes]] = []
         with open(log_path, "wb") as log_file:
             if layout == "separate":
-                serve.append("--no-inbox")
-                helpers.append(
-                    subprocess.Popen(
-                        [sys.executable, "-m", "hosen", "inbox", "--nice", "10"],
-                        cwd=ROOT,
-                        env=env,
-                        stdout=subprocess.DEVNULL,
-                        stderr=log_file,
+                # The production layout (docker-compose.yml): the web process only answers
+                # webhooks; the inbox processor and the outbox worker run beside it, at a lower
+                # priority, so the acknowledgements never wait behind their work.
+                serve += ["--no-inbox", "--no-worker"]
+                for command in (["inbox", "--nice", "10"], ["worker"]):
+                    prefix = ["nice", "-n", "10"] if command[0] == "worker" else []
+                    helpers.append(
+                        subprocess.Popen(
+                            [*prefix, sys.executable, "-m", "hosen", *command],
+                            cwd=ROOT,
+                            env=env,
+                            stdout=subprocess.DEVNULL,
+                            stderr=log_file,
+                        )
                     )
-                )
             server = subprocess.Popen(
                 serve, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log_file
             )
@@ -506,8 +511,9 @@ def main() -> None:
     parser.add_argument(
         "--layout",
         default="in-process,separate",
-        help="in-process: `hosen serve` processes what it stores; separate: `hosen serve "
-        "--no-inbox` and one `hosen inbox --nice 10` (default: both)",
+        help="in-process: `hosen serve` processes what it stores and sends the replies; "
+        "separate: `hosen serve --no-inbox --no-worker` beside `hosen inbox` and `hosen worker` "
+        "at nice 10, as in docker-compose.yml (default: both)",
     )
     parser.add_argument("--generate", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -554,7 +560,7 @@ def main() -> None:
         )
         print(
             f"CPU seconds during the load / until drained: hosen serve {r['server_cpu_load']:.1f}"
-            f" / {r['server_cpu_total']:.1f}, hosen inbox {r['inbox_cpu_load']:.1f} / "
+            f" / {r['server_cpu_total']:.1f}, processes beside it {r['inbox_cpu_load']:.1f} / "
             f"{r['inbox_cpu_total']:.1f}; generator CPU {r['generator_cpu']:.1f} s; generator behind schedule "
             f"at most {r['late']:.1f} ms; server log {r['log']}",
             flush=True,
