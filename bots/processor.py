@@ -178,12 +178,40 @@ class InboxProcessor:
 
     def step(self) -> list[Done]:
         """One claim and the processing of what it took."""
+        ids = self.claim()
+        if self.on_postgresql and len(ids) > 1:
+            return self.process_together(ids)
         done = []
-        for inbox_id in self.claim():
+        for inbox_id in ids:
             done.append(self.process_one(inbox_id))
             if self.busy is not None and self.busy():
                 time.sleep(self.config.yield_seconds)
         return done
+
+    def process_together(self, ids: list[int]) -> list[Done]:
+        """Process claimed rows in one transaction, each under a savepoint (PostgreSQL).
+
+        One commit for the lot instead of one a message: a durable commit waits for the disk,
+        and that wait, not the work, bounded processing at a few dozen replies a second. A
+        message that fails rolls back to its savepoint alone; its failure is recorded after
+        the commit, as :meth:`process_one` records it. Should the commit itself fail, the rows
+        stay claimed and are processed again when the lease ends (their replies, written in the
+        same transaction, were never queued).
+        """
+        done: dict[int, Done] = {}
+        failed: dict[int, str] = {}
+        with self._turn(), unit_of_work(self.sessions) as session:
+            for inbox_id in ids:
+                try:
+                    with session.begin_nested():
+                        done[inbox_id] = self._process_in(session, inbox_id)
+                except Exception as exc:
+                    failed[inbox_id] = type(exc).__name__
+                if self.busy is not None and self.busy():
+                    time.sleep(self.config.yield_seconds)
+        for inbox_id, error in failed.items():
+            done[inbox_id] = self._failed(inbox_id, error=error)
+        return [done[inbox_id] for inbox_id in ids]
 
     def _turn(self) -> contextlib.AbstractContextManager[None]:
         return self.turns.background() if self.turns is not None else contextlib.nullcontext()
@@ -203,28 +231,31 @@ class InboxProcessor:
         """Process one claimed row in its own unit of work; on an error, record it and retry."""
         try:
             with self._turn(), unit_of_work(self.sessions) as session:
-                row = self._mine(session, inbox_id)
-                if row is None:
-                    return Done(inbox_id)  # our lease ran out and someone else took it
-                if row.attempts > self.config.max_attempts:
-                    # Claimed again and again without ever finishing: it kills its processor.
-                    self._park(session, row, error=row.error or "lease expired", now=self.clock())
-                    return Done(inbox_id, failed=row.error, parked=True)
-                delivery = self._delivery(row)
-                if delivery is not None:
-                    process(
-                        session,
-                        stored=row,
-                        delivery=delivery,
-                        dialog=self.dialog,
-                        now=row.received_at,  # when the person wrote: flood control, answers
-                        flood=self.flood,
-                    )
-                row.processed_at = self.clock()
-                row.lease_until = row.leased_by = None
-                return Done(inbox_id, processed=True)
+                return self._process_in(session, inbox_id)
         except Exception as exc:
             return self._failed(inbox_id, error=type(exc).__name__)
+
+    def _process_in(self, session: Session, inbox_id: int) -> Done:
+        row = self._mine(session, inbox_id)
+        if row is None:
+            return Done(inbox_id)  # our lease ran out and someone else took it
+        if row.attempts > self.config.max_attempts:
+            # Claimed again and again without ever finishing: it kills its processor.
+            self._park(session, row, error=row.error or "lease expired", now=self.clock())
+            return Done(inbox_id, failed=row.error, parked=True)
+        delivery = self._delivery(row)
+        if delivery is not None:
+            process(
+                session,
+                stored=row,
+                delivery=delivery,
+                dialog=self.dialog,
+                now=row.received_at,  # when the person wrote: flood control, answers
+                flood=self.flood,
+            )
+        row.processed_at = self.clock()
+        row.lease_until = row.leased_by = None
+        return Done(inbox_id, processed=True)
 
     def _mine(self, session: Session, inbox_id: int) -> InboundMessage | None:
         query = select(InboundMessage).where(
