@@ -304,11 +304,14 @@ class Worker:
             )
             if self.on_postgresql:
                 due = due.with_for_update(skip_locked=True)
+            # Materialised: PostgreSQL may rescan an ``IN (SELECT ... LIMIT ... SKIP LOCKED)``
+            # per row, each rescan skipping the rows just locked and taking the next ones.
+            chosen = due.cte("due").prefix_with("MATERIALIZED")
             rows = list(
                 session.execute(
                     update(OutboxMessage)
                     .where(
-                        OutboxMessage.id.in_(due.scalar_subquery()),
+                        OutboxMessage.id.in_(select(chosen.c.id)),
                         OutboxMessage.status == OutboxStatus.QUEUED,
                     )
                     .values(
