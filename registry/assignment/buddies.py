@@ -831,7 +831,8 @@ def _walking(
     small = int(problem.slot.sum()) * len(problem.volunteers) <= _EXACT_SEARCH_PAIRS
     rounds = _MAX_PRICING_ROUNDS if prove or small else _CHEAP_PRICING_ROUNDS
     added = 0
-    for done in range(rounds + 1):
+    done = 0
+    while True:
         started = time.perf_counter()
         walk = _flow(problem, reach, covered, bonus)
         solved = time.perf_counter()
@@ -839,14 +840,14 @@ def _walking(
         if walk is None:
             return [], added, True
         if done == rounds:
-            break
+            return walk.chosen, added, False
         extra = _price(problem, area, walk)
         timings["pricing_s"] += time.perf_counter() - solved
         if not len(extra):
             return walk.chosen, added, True
         reach = Pairs.join([reach, extra])
         added += len(extra)
-    return walk.chosen, added, False
+        done += 1
 
 
 def _price(problem: _Problem, area: Neighbourhood, walk: _Walk) -> Pairs:

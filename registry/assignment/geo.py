@@ -451,15 +451,15 @@ class Neighbourhood:
             unresolved.append(np.flatnonzero(full) + start)
         rest = np.concatenate(unresolved) if unresolved else np.zeros(0, dtype=np.int64)
         for start in range(0, len(rest), _CHUNK):
-            rows = rest[start : start + _CHUNK]
-            lists = tree.query_ball_point(points[rows], r=budget[rows] * _SCREEN_SLACK)
+            ask = rest[start : start + _CHUNK]
+            lists = tree.query_ball_point(points[ask], r=budget[ask] * _SCREEN_SLACK)
             counts = np.fromiter((len(x) for x in lists), dtype=np.int64, count=len(lists))
             width = int(counts.max()) if len(counts) else 0
-            pos = np.full((len(rows), width), len(members), dtype=np.int64)
+            pos = np.full((len(ask), width), len(members), dtype=np.int64)
             for i, x in enumerate(lists):
                 pos[i, : len(x)] = x
             pairs, _ = self._priced(
-                group[rows], budget[rows], members, pos, pos < len(members), lift_m
+                group[ask], budget[ask], members, pos, pos < len(members), lift_m
             )
             parts.append(pairs)
         return parts
