@@ -23,8 +23,10 @@ someone's primary. Each stage finds its coverage by a max flow and augmenting/ex
 residents of each priority as that (:func:`_flow`; see :func:`_stage` for why this is the
 lexicographic optimum). Candidate lists are cut to the nearest few per resident (k-d trees); the
 path search runs over the full lists and adds the pairs the cut would have cost, so coverage is
-the maximum over *all* pairs within reach; walking is optimal over the candidate lists plus the
-pairs the search used. Stable: a current pair earns a bonus of ``keep_bonus_m`` metres, so
+the maximum over *all* pairs within reach. The walking is priced over all pairs within reach too
+(:func:`_walking`: the flow's potentials find the pairs outside the lists that would shorten the
+walks, and the flow is solved again with them): proven least over every pair within reach in a
+small town or with ``BuddyRules.prove_walking``, one such round otherwise. Stable: a current pair earns a bonus of ``keep_bonus_m`` metres, so
 it is broken only to cover someone more or to save more than that much walking; a pinned pair is
 not re-decided at all. Explained: every resident left without a buddy gets a reason, and the gaps
 are summed per zone into what recruitment would close them.

@@ -10,6 +10,9 @@ scaling runs one refinement phase per factor of its ``alpha`` in (nodes x larges
 scaled costs below are some 10^9 at 100,000 people against 1,500 m; measured on that town, one
 scaled solve took 1.2 to 1.6 s, the same optimum in metres 0.5 to 0.8 s. (Coarser metres do not
 help: distances in tens or hundreds of metres made the scaled solve slower, not faster.)
+OR-Tools keeps its duals to itself; :func:`potentials` recomputes them from the solved flow, so
+the buddies can price pairs that are not arcs (column generation) and prove their walking least
+over every pair within reach.
 
 The roles (:mod:`registry.assignment.roles`, a few thousand arcs) use one integer cost for both
 tiers: every unit of coverage is worth ``scale`` times its weight, and distances (metres, minus a
