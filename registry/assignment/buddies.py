@@ -26,10 +26,11 @@ path search runs over the full lists and adds the pairs the cut would have cost,
 the maximum over *all* pairs within reach. The walking is priced over all pairs within reach too
 (:func:`_walking`: the flow's potentials find the pairs outside the lists that would shorten the
 walks, and the flow is solved again with them): proven least over every pair within reach in a
-small town or with ``BuddyRules.prove_walking``, one such round otherwise. Stable: a current pair earns a bonus of ``keep_bonus_m`` metres, so
-it is broken only to cover someone more or to save more than that much walking; a pinned pair is
-not re-decided at all. Explained: every resident left without a buddy gets a reason, and the gaps
-are summed per zone into what recruitment would close them.
+small town or with ``BuddyRules.prove_walking``, one such round otherwise. Stable: a current pair
+earns a bonus of ``keep_bonus_m`` metres, so it is broken only to cover someone more or to save
+more than that much walking; a pinned pair is not re-decided at all. Explained: every resident
+left without a buddy gets a reason, and the gaps are summed per zone into what recruitment would
+close them.
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ _EXACT_SEARCH_PAIRS = 5_000_000
 # shorten the walks, a new solve with them; see :func:`_walking`). Up to _EXACT_SEARCH_PAIRS
 # pairs, or when the rules ask for the proof: until none is left, at most _MAX_PRICING_ROUNDS.
 # Beyond: _CHEAP_PRICING_ROUNDS. In the 100,000-person town one round takes most of the gain
-# (755 km of primaries' walking down to 667; proven optimal: 660, after six) for about a second.
+# (755 km of primaries' walking down to 667; proven least: 660, after 7 solves) for about a
+# second.
 _MAX_PRICING_ROUNDS = 32
 _CHEAP_PRICING_ROUNDS = 1
 # Pairs a round adds per resident: the most negative few (partial pricing).
@@ -808,7 +810,6 @@ class _Walk:
     slots: IntArray  # residents with an arc from their priority's source
     r0: int
     v0: int
-    kept: npt.NDArray[np.bool_]  # per pair: a current pair, its cost lowered by the keep bonus
 
 
 def _walking(
@@ -959,7 +960,7 @@ def _flow(
             strict=True,
         )
     )
-    return _Walk(chosen, network, flows, slots, r0, v0, keep > 0)
+    return _Walk(chosen, network, flows, slots, r0, v0)
 
 
 def _rank(
