@@ -13,6 +13,9 @@ For each town (``registry.synthetic``: about 20% at risk, 10% volunteers) and ea
 * coverage against the max-flow upper bound (a maximum matching over every pair within reach);
 * total walking distance of the primaries against a greedy nearest-volunteer baseline (graver
   needs first, each resident takes the nearest volunteer with room) on the same town;
+* the primaries' walking by default (a small town gets the proof of the least walking over every
+  pair within reach, a large one a round of pricing) and with ``prove_walking`` (the proof at any
+  size), with the pairs the pricing added and its time;
 * OR-Tools' min-cost flow against scipy's sparse assignment (LAPJVsp) on the same primaries-only
   problem, to justify the choice of solver;
 * the whole ``hosen assign`` (load, solve, write, commit) as a subprocess: the first run on a
@@ -155,6 +158,9 @@ def solver_alone(url: str) -> dict[str, Any]:
         year=NOW.year, reach_m=reach, keep_bonus_m=reach, backups=False
     )
     optimal = core.plan_buddies(registry.residents, volunteers, rules=primaries_rules)
+    proven = core.plan_buddies(
+        registry.residents, volunteers, rules=replace(primaries_rules, prove_walking=True)
+    )
     greedy = greedy_baseline(registry.residents, volunteers, reach)
     comparison = compare_solvers(registry.residents, volunteers, primaries_rules)
     return {
@@ -168,6 +174,9 @@ def solver_alone(url: str) -> dict[str, Any]:
         "candidates_s": plan.timings["candidates_s"],
         "solve_s": plan.timings["solve_s"],
         "flow_s": plan.timings["flow_s"],
+        "pricing_s": plan.timings.get("pricing_s", 0.0),
+        "priced": plan.priced,
+        "walking_proven": plan.walking_proven,
         "core_total_s": plan.timings["total_s"],
         "covered": plan.coverage.covered,
         "with_backup": plan.coverage.with_backup,
@@ -175,6 +184,12 @@ def solver_alone(url: str) -> dict[str, Any]:
         "optimal_primaries_covered": optimal.coverage.covered,
         "optimal_primaries_km": optimal.coverage.distance_m / 1000,
         "optimal_primaries_weighted": optimal.coverage.weighted,
+        "optimal_primaries_proven": optimal.walking_proven,
+        "optimal_primaries_core_s": optimal.timings["total_s"],
+        "proven_primaries_km": proven.coverage.distance_m / 1000,
+        "proven_primaries_priced": proven.priced,
+        "proven_primaries_pricing_s": proven.timings.get("pricing_s", 0.0),
+        "proven_primaries_core_s": proven.timings["total_s"],
         "greedy_covered": greedy["covered"],
         "greedy_km": greedy["distance_m"] / 1000,
         "greedy_weighted": greedy["weighted"],
@@ -371,14 +386,14 @@ def main() -> int:
 def print_table(rows: list[dict[str, Any]]) -> None:
     print("\n## Assignment engine benchmark (medians; shared 2-core machine, noisy)\n")
     print(
-        "| people | db | residents | volunteers | arcs | covered / upper bound | with backup | candidates s | search + flows s (flows) | core s | peak RSS MB: solver / command | hosen assign first (written) | hosen assign re-run (changes) |"
+        "| people | db | residents | volunteers | arcs (priced) | covered / upper bound | with backup | candidates s | search + flows + pricing s (flows, pricing) | walking proven | core s | peak RSS MB: solver / command | hosen assign first (written) | hosen assign re-run (changes) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
-            f"| {r['size']:,} | {r['db']} | {r['residents']:,} | {r['volunteers']:,} | {r['arcs']:,} "
+            f"| {r['size']:,} | {r['db']} | {r['residents']:,} | {r['volunteers']:,} | {r['arcs']:,} ({r['priced']:,}) "
             f"| {r['covered']:,} / {r['upper_bound']:,} | {r['with_backup']:,} | {r['candidates_s']:.2f} "
-            f"| {r['solve_s']:.2f} ({r['flow_s']:.2f}) | {r['core_total_s']:.2f} | {r['solver_rss_mb']:.0f} / {r['whole_rss_mb']:.0f} "
+            f"| {r['solve_s']:.2f} ({r['flow_s']:.2f}, {r['pricing_s']:.2f}) | {r['walking_proven']} | {r['core_total_s']:.2f} | {r['solver_rss_mb']:.0f} / {r['whole_rss_mb']:.0f} "
             f"| {r['whole_first_s']:.1f} s ({r['whole_first_written']:,}) | {r['whole_rerun_s']:.1f} s ({r['whole_rerun_changes']}) |"
         )
     print(
@@ -390,6 +405,15 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             f"| {r['size']:,} | {r['db']} | {r['optimal_primaries_covered']:,}, {r['optimal_primaries_weighted']:,}, {r['optimal_primaries_km']:,.1f} "
             f"| {r['greedy_covered']:,}, {r['greedy_weighted']:,}, {r['greedy_km']:,.1f} "
             f"| {r['ortools_s']:.2f} | {r['scipy_s']:.2f} | {r['same_optimum']} |"
+        )
+    print(
+        "\n| people | db | primaries' walking, default: km, proven, core s | --prove-walking: km, pairs priced, pricing s, core s |"
+    )
+    print("|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['size']:,} | {r['db']} | {r['optimal_primaries_km']:,.1f}, {r['optimal_primaries_proven']}, {r['optimal_primaries_core_s']:.2f} "
+            f"| {r['proven_primaries_km']:,.1f}, {r['proven_primaries_priced']:,}, {r['proven_primaries_pricing_s']:.2f}, {r['proven_primaries_core_s']:.2f} |"
         )
     print("\nwhole `hosen assign` inner timings (first run):")
     for r in rows:

@@ -374,6 +374,120 @@ class Neighbourhood:
             measured += [False] * len(pool)
         return volunteers, metres, measured
 
+    def within(
+        self,
+        residents: IntArray,
+        needs_language: IntArray,
+        budget_m: IntArray,
+        lift_m: IntArray,
+        *,
+        k: int,
+    ) -> Pairs:
+        """Compatible pairs in reach with ``metres + lift_m[volunteer] < budget_m[resident]``
+        (``budget_m`` indexed like ``residents``, ``lift_m`` by volunteer, both >= 0): the pairs
+        a flow's potentials price below zero (see ``buddies._price``). Each resident's first
+        ``k`` or so by the screen below, and all of them for a resident whose first ``k`` hold
+        none: so the answer is empty exactly when no such pair exists.
+
+        Measured pairs are screened in three dimensions: each volunteer is lifted to height
+        ``lift_m`` above their place, and a resident's pairs lie within ``budget_m`` of them,
+        since sqrt(metres² + lift²) <= metres + lift. Residents are asked in chunks of similar
+        budget for their ``k`` nearest such volunteers (one vectorised query); a resident with
+        ``k`` hits, none of them a pair, is then asked for the whole ball. Same-zone guesses cost
+        the fallback, and are only looked at for residents whose budget exceeds it.
+        """
+        fallback = round(self.reach_m)
+        parts: list[Pairs] = []
+        located = self.residents.located[residents]
+        for need in np.unique(needs_language[residents]).tolist():
+            of_need = needs_language[residents] == need
+            group, budget = residents[of_need & located], budget_m[of_need & located]
+            found = self._tree(need)
+            if found is not None and len(group):
+                parts += self._lifted(found[1], group, budget, lift_m, k)
+            wide = of_need & (budget_m > fallback)
+            for r, limit in zip(residents[wide].tolist(), budget_m[wide].tolist(), strict=True):
+                pool = self._zone_pool(r)
+                if pool is None or not len(pool):
+                    continue
+                pool = pool[fallback + lift_m[pool] < limit]
+                if need:
+                    pool = pool[(self.speaks[pool] & need) != 0]
+                n = len(pool)
+                parts.append(
+                    Pairs(
+                        np.full(n, r, dtype=np.int64), pool.astype(np.int64),
+                        np.full(n, fallback, dtype=np.int64), np.zeros(n, dtype=bool),
+                    )
+                )  # fmt: skip
+        return Pairs.join(parts)
+
+    def _lifted(
+        self, members: IntArray, group: IntArray, budget: IntArray, lift_m: IntArray, k: int
+    ) -> list[Pairs]:
+        """The measured part of :meth:`within` for residents needing one language."""
+        # A volunteer lifted above every budget is no resident's pair.
+        members = members[lift_m[members] < budget.max()]
+        if not len(members):
+            return []
+        tree = cKDTree(np.column_stack([self._vxy[members], lift_m[members]]))
+        order = np.argsort(budget, kind="stable")
+        group, budget = group[order], budget[order]
+        points = np.column_stack([self._rxy[group], np.zeros(len(group))])
+        kk = min(k, len(members))
+        parts: list[Pairs] = []
+        unresolved: list[IntArray] = []
+        for start in range(0, len(group), _CHUNK):
+            rows = slice(start, start + _CHUNK)
+            bound = float(budget[rows].max()) * _SCREEN_SLACK
+            far, pos = tree.query(points[rows], k=kk, distance_upper_bound=bound)
+            far, pos = far.reshape(-1, kk), pos.reshape(-1, kk)
+            hit = pos < len(members)
+            pairs, found = self._priced(group[rows], budget[rows], members, pos, hit, lift_m)
+            parts.append(pairs)
+            # k hits, none a pair, and the k-th still inside the resident's own ball: there may
+            # be a pair beyond.
+            full = hit[:, -1] & (far[:, -1] < budget[rows] * _SCREEN_SLACK) & (found == 0)
+            unresolved.append(np.flatnonzero(full) + start)
+        rest = np.concatenate(unresolved) if unresolved else np.zeros(0, dtype=np.int64)
+        for start in range(0, len(rest), _CHUNK):
+            ask = rest[start : start + _CHUNK]
+            lists = tree.query_ball_point(points[ask], r=budget[ask] * _SCREEN_SLACK)
+            counts = np.fromiter((len(x) for x in lists), dtype=np.int64, count=len(lists))
+            width = int(counts.max()) if len(counts) else 0
+            pos = np.full((len(ask), width), len(members), dtype=np.int64)
+            for i, x in enumerate(lists):
+                pos[i, : len(x)] = x
+            pairs, _ = self._priced(
+                group[ask], budget[ask], members, pos, pos < len(members), lift_m
+            )
+            parts.append(pairs)
+        return parts
+
+    def _priced(
+        self,
+        group: IntArray,
+        budget: IntArray,
+        members: IntArray,
+        pos: IntArray,
+        hit: BoolArray,
+        lift_m: IntArray,
+    ) -> tuple[Pairs, IntArray]:
+        """The screened hits (``pos`` into ``members``, a row per resident) that are pairs, and
+        how many each row has."""
+        counts = hit.sum(axis=1)
+        r_idx = np.repeat(group, counts)
+        v_idx = members[pos[hit]]
+        exact = haversine_m(
+            self.residents.lat[r_idx], self.residents.lon[r_idx],
+            self.volunteers.lat[v_idx], self.volunteers.lon[v_idx],
+        )  # fmt: skip
+        dist = np.rint(exact).astype(np.int64)
+        ok = (exact <= self.reach_m) & (dist + lift_m[v_idx] < np.repeat(budget, counts))
+        per_row = np.bincount(np.repeat(np.arange(len(group)), counts)[ok], minlength=len(group))
+        pairs = Pairs(r_idx[ok], v_idx[ok], dist[ok], np.ones(int(ok.sum()), dtype=bool))
+        return pairs, per_row
+
     def reachability(self, residents: IntArray, needs_language: IntArray) -> Reachability:
         """Whether each of these residents has a volunteer within reach, and one sharing a needed
         language (to explain why they have no buddy): exact zero or not, not a full count.

@@ -306,8 +306,14 @@ def quotas_for(profile: Profile, zones: Sequence[Any], shelters: Sequence[Any]) 
     return quotas
 
 
-def plan(registry: Registry, *, profile: Profile, now: datetime) -> AssignmentResult:
-    """Roles first (scarce skills, few seats), then buddies among the volunteers left."""
+def plan(
+    registry: Registry, *, profile: Profile, now: datetime, prove_walking: bool = False
+) -> AssignmentResult:
+    """Roles first (scarce skills, few seats), then buddies among the volunteers left.
+
+    ``prove_walking``: the buddies' walking proven least over every pair within reach at any
+    size (see ``BuddyRules.prove_walking``), at some seconds more in a large town.
+    """
     reach = profile.walking_distance_m
     started = time.perf_counter()
     roles = plan_roles(
@@ -325,7 +331,9 @@ def plan(registry: Registry, *, profile: Profile, now: datetime) -> AssignmentRe
         volunteers,
         current=registry.buddies,
         declined=registry.declined_buddies,
-        rules=BuddyRules(year=now.year, reach_m=reach, keep_bonus_m=reach),
+        rules=BuddyRules(
+            year=now.year, reach_m=reach, keep_bonus_m=reach, prove_walking=prove_walking
+        ),
     )
     result = AssignmentResult(buddies=buddies, roles=roles, zone_codes=registry.zone_codes)
     result.timings = {"roles_s": roles_done - started, **buddies.timings}
@@ -522,13 +530,14 @@ def assign_authority(
     actor: str,
     now: datetime | None = None,
     dry_run: bool = False,
+    prove_walking: bool = False,
 ) -> AssignmentResult:
     """Plan roles and buddies for one authority and (unless ``dry_run``) write the changes."""
     now = now or utcnow()
     t0 = time.perf_counter()
     registry = load_registry(session, authority=authority, profile=profile, now=now)
     t1 = time.perf_counter()
-    result = plan(registry, profile=profile, now=now)
+    result = plan(registry, profile=profile, now=now, prove_walking=prove_walking)
     t2 = time.perf_counter()
     if not dry_run:
         write(session, registry=registry, result=result, actor=actor, trigger="run", now=now)

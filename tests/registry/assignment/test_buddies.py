@@ -146,11 +146,46 @@ def test_optimal_against_brute_force_primaries_only(seed: int) -> None:
     best = brute_force(residents, volunteers, backups=False)
     got = achieved(plan.pairs, residents)
     # With lists cut to the single nearest volunteer, coverage is still the best there is (the
-    # widening guarantees it); walking is optimal over the candidate lists only.
+    # widening guarantees it), and so is the walking over every pair within reach (the pricing).
     assert got[0] == best[0]
+    assert got[1] == pytest.approx(best[1], abs=len(residents))
     # The candidate limit (1 here) must never cost coverage: it equals the max-flow bound.
     covered = len({b.resident_id for b in plan.pairs})
     assert covered == primary_upper_bound(residents, volunteers, rules=rules)
+
+
+# Instances where the nearest-volunteer lists alone (candidate_limit=1) walk farther than the
+# brute force over every pair within reach: each of these failed before the walking's pricing.
+LOST_BY_PRUNING = [16, 21, 63, 82, 91, 102, 105, 126, 128, 131, 135, 137, 143, 153, 169, 191]
+
+
+@pytest.mark.parametrize("seed", LOST_BY_PRUNING)
+def test_walking_is_the_least_over_every_pair_in_reach_not_only_the_candidates(
+    seed: int,
+) -> None:
+    rng = random.Random(5000 + seed)
+    residents, volunteers = random_instance(rng, 6, 3)
+    rules = BuddyRules(year=YEAR, backups=False, candidate_limit=1)
+    plan = plan_buddies(residents, volunteers, rules=rules)
+    best = brute_force(residents, volunteers, backups=False)
+    got = achieved(plan.pairs, residents)
+    assert got[0] == best[0]
+    assert got[1] == pytest.approx(best[1], abs=len(residents))
+    assert plan.walking_proven
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_walking_with_backups_is_the_least_over_every_pair_in_reach(seed: int) -> None:
+    rng = random.Random(7000 + seed)
+    residents, volunteers = random_instance(rng, 4, 3)
+    rules = BuddyRules(year=YEAR, candidate_limit=1)
+    plan = plan_buddies(residents, volunteers, rules=rules)
+    best = brute_force(residents, volunteers, backups=True)
+    got = achieved(plan.pairs, residents)
+    assert got[0] == best[0]
+    assert got[1] == pytest.approx(best[1], abs=len(residents))
+    assert got[2] == best[2]
+    assert got[3] == pytest.approx(best[3], abs=len(residents))
 
 
 def test_graver_needs_come_first() -> None:
@@ -334,3 +369,15 @@ def test_the_candidate_limit_never_costs_coverage() -> None:
     rules = BuddyRules(year=YEAR, backups=False, candidate_limit=1)
     plan = plan_buddies(residents, volunteers, rules=rules)
     assert {(b.resident_id, b.volunteer_id) for b in plan.pairs} == {(1, 11), (2, 10)}
+
+
+def test_the_candidate_limit_never_costs_walking() -> None:
+    # Each list holds one nearest: A and B both list X, and X and Y both list A. Covering both
+    # over those lists means A-Y and B-X (500 + 531 m); A-X and B-Y walk 269 + 600 m, though
+    # B-Y is on nobody's list. The pricing finds it.
+    a, b = resident(1, 0, 500), resident(2, 600, 0)
+    x, y = volunteer(10, 250, 400, capacity=1), volunteer(11, 0, 0, capacity=1)
+    rules = BuddyRules(year=YEAR, backups=False, candidate_limit=1)
+    plan = plan_buddies([a, b], [x, y], rules=rules)
+    assert {(p.resident_id, p.volunteer_id) for p in plan.pairs} == {(1, 10), (2, 11)}
+    assert plan.walking_proven and plan.priced >= 1

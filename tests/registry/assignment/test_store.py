@@ -365,12 +365,18 @@ def test_cli_prints_coverage_changes_and_gaps(
         table = capsys.readouterr().out
         assert hosen("assign", "--json", "--language", "ar") == 0
         document = json.loads(capsys.readouterr().out)
+        assert hosen("assign", "--dry-run", "--json", "--prove-walking") == 0
+        proven = json.loads(capsys.readouterr().out)
     finally:
         ctx.engine.dispose()
     assert "2 of 3 residents have a buddy" in table
     assert "City Centre: 1 more volunteers who speak Arabic (1 residents without a buddy)" in table
 
     assert document["buddies"]["covered"] == 2
+    # A small town always has the proof; --prove-walking asks for it at any size.
+    assert "(proven least)" in table
+    assert document["buddies"]["walking_proven"] and proven["buddies"]["walking_proven"]
+    assert proven["buddies"]["distance_m"] == document["buddies"]["distance_m"]
     assert document["changes"]["buddy"]["new"] == 4
     assert len(document["changes"]["to_confirm"]) == 5
     assert any("العربية" in gap["text"] for gap in document["gaps"])
