@@ -26,7 +26,7 @@ path search runs over the full lists and adds the pairs the cut would have cost,
 the maximum over *all* pairs within reach. The walking is priced over all pairs within reach too
 (:func:`_walking`: the flow's potentials find the pairs outside the lists that would shorten the
 walks, and the flow is solved again with them): proven least over every pair within reach in a
-small town or with ``BuddyRules.prove_walking``, one such round otherwise. Stable: a current pair
+small town or with ``BuddyRules.prove_walking``; otherwise the candidate lists' optimum. Stable: a current pair
 earns a bonus of ``keep_bonus_m`` metres, so it is broken only to cover someone more or to save
 more than that much walking; a pinned pair is not re-decided at all. Explained: every resident
 left without a buddy gets a reason, and the gaps are summed per zone into what recruitment would
@@ -71,11 +71,14 @@ _EXACT_SEARCH_PAIRS = 5_000_000
 # The walking's pricing rounds (potentials, a search for pairs outside the arcs that would
 # shorten the walks, a new solve with them; see :func:`_walking`). Up to _EXACT_SEARCH_PAIRS
 # pairs, or when the rules ask for the proof: until none is left, at most _MAX_PRICING_ROUNDS.
-# Beyond: _CHEAP_PRICING_ROUNDS. In the 100,000-person town one round takes most of the gain
-# (755 km of primaries' walking down to 667; proven least: 660, after 7 solves) for about a
-# second.
+# Beyond: _CHEAP_PRICING_ROUNDS. In the 100,000-person town one round would take most of the
+# gain (755 km of primaries' walking down to 667; proven least: 660, after 7 solves) for about a
+# second, but a round that stops short of the proof leaves savings for the next run to find:
+# a re-run with nothing changed moved some 95 pairs, and each move asks two volunteers to
+# confirm again. Stability wins by default; ``prove_walking`` gives the proven least, which a
+# re-run then keeps.
 _MAX_PRICING_ROUNDS = 32
-_CHEAP_PRICING_ROUNDS = 1
+_CHEAP_PRICING_ROUNDS = 0
 # Pairs a round adds per resident: the most negative few (partial pricing).
 _PRICED_PER_RESIDENT = 8
 _OUT_OF_SIGHT = 10**12  # metres: a volunteer's lift that no resident's budget reaches
