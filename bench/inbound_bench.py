@@ -38,8 +38,6 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -47,9 +45,9 @@ from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import create_engine, func, insert, select, text, update
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, insert, select, update
 
+from bench.dispatch_e2e import database
 from config.profile import DEFAULT_PROFILE_PATH, load_profile
 from dispatch.campaigns import Audience, start_campaign
 from dispatch.models import (
@@ -62,15 +60,11 @@ from dispatch.models import (
     OutboxStatus,
 )
 from fakes.remote import RemoteFakes, spawn_fakes
-from hosen import migrations
 from registry.db import make_engine, make_sessionmaker, utcnow
 from registry.models import Person, PhoneKind, Source
 from registry.profile_sync import sync_profile
 
 ROOT = Path(__file__).resolve().parent.parent
-POSTGRES_URL = os.environ.get(
-    "HOSEN_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 SMS_REPLIES = ("1", "כן", "ok", "1", "בסדר", "да")
 TELEGRAM_TEXTS = ("1", "ok", "כן")
 CHAT_BASE = 5_000_000
@@ -80,37 +74,6 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-@contextmanager
-def database(kind: str) -> Iterator[str]:
-    """A fresh, migrated database URL for one run."""
-    if kind == "sqlite":
-        path = ROOT / "var" / f"bench-inbound-{secrets.token_hex(3)}.sqlite3"
-        url = f"sqlite:///{path}"
-        engine = make_engine(url)
-        migrations.upgrade(engine)
-        engine.dispose()
-        try:
-            yield url
-        finally:
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{path}{suffix}").unlink(missing_ok=True)
-        return
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    name = f"hosen_bench_{secrets.token_hex(3)}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    engine = make_engine(url)
-    migrations.upgrade(engine)
-    engine.dispose()
-    try:
-        yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def prepare(url: str, people: int) -> tuple[int, list[dict[str, Any]]]:
