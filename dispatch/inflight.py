@@ -26,12 +26,13 @@ class InFlightLimit:
     def __init__(
         self,
         *,
-        initial: int = 4,
-        minimum: int = 2,
+        initial: int = 2,
+        minimum: int = 1,
         maximum: int = 64,
-        alpha: float = 2.0,
-        beta: float = 4.0,
+        alpha: float = 1.0,
+        beta: float = 2.0,  # both times log10(limit), from a limit of 10 on
         probe_every: int = 200,
+        probe_answers: int = 8,
     ) -> None:
         if not 1 <= minimum <= initial <= maximum:
             raise ValueError("need 1 <= minimum <= initial <= maximum")
@@ -41,15 +42,18 @@ class InFlightLimit:
         self.alpha = alpha
         self.beta = beta
         # Under steady load every request waits behind the others, so the round trip without a
-        # queue is never seen; every ``probe_every`` decisions one round runs at ``minimum`` to
-        # measure it afresh (routes and load change too).
+        # queue is never seen; every ``probe_every`` decisions the limit drops to ``minimum``
+        # for ``probe_answers`` answers to measure it afresh (routes and load change too).
+        # The baseline is an average, not the quickest answer: a network's jitter alone would
+        # otherwise look like a queue and hold the limit down.
         self.probe_every = probe_every
+        self.probe_answers = probe_answers
         self.in_flight = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
-        self._min_rtt = math.inf
-        self._round_min = math.inf
+        self._base_rtt = math.inf
         self._round_sum = 0.0
         self._round_count = 0
+        self._probe_sum = 0.0
         self._decisions = 0
         self._resume_at: int | None = None  # while probing: the limit to return to
 
@@ -84,33 +88,39 @@ class InFlightLimit:
     def observe(self, rtt: float) -> None:
         """A provider answered after ``rtt`` seconds; the limit is reconsidered every round."""
         rtt = max(rtt, 1e-6)
-        self._round_min = min(self._round_min, rtt)
         self._round_sum += rtt
         self._round_count += 1
         if self._resume_at is not None:
-            # A probe round: the answers still in flight from before come first, then
-            # ``minimum`` answers at low load; the lowest of them is the new baseline.
-            if self._round_count < self._resume_at + self.minimum:
+            # A probe: the answers still in flight from before come first, then
+            # ``probe_answers`` at low load, whose average is the new baseline.
+            if self._round_count > self._resume_at:
+                self._probe_sum += rtt
+            if self._round_count < self._resume_at + self.probe_answers:
                 return
-            self._min_rtt = self._round_min
+            self._base_rtt = self._probe_sum / self.probe_answers
             self.limit, self._resume_at = self._resume_at, None
             self._next_round()
             return
-        self._min_rtt = min(self._min_rtt, rtt)
         if self._round_count < self.limit:
             return  # one decision per round of ``limit`` answers, on their average
         average = self._round_sum / self._round_count
-        queue = self.limit * (1.0 - self._min_rtt / average)
-        if queue < self.alpha:
+        # A round quicker on average than the baseline: less load than when it was measured.
+        self._base_rtt = min(self._base_rtt, average)
+        queue = self.limit * (1.0 - self._base_rtt / average)
+        # The thresholds grow with the limit (as in Netflix's concurrency-limits Vegas): a
+        # network's jitter makes a queue estimate in proportion to the limit, which fixed
+        # thresholds would read as queueing and stop the climb at a dozen or so.
+        scale = math.log10(max(self.limit, 10))
+        if queue < self.alpha * scale:
             self.limit = min(self.maximum, self.limit + 1)
-        elif queue > self.beta:
+        elif queue > self.beta * scale:
             self.limit = max(self.minimum, self.limit - 1)
         self._decisions += 1
         if self._decisions % self.probe_every == 0 and self.limit > self.minimum:
             self._resume_at, self.limit = self.limit, self.minimum
+            self._probe_sum = 0.0
         self._next_round()
 
     def _next_round(self) -> None:
-        self._round_min = math.inf
         self._round_sum = 0.0
         self._round_count = 0

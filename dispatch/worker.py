@@ -65,8 +65,8 @@ class WorkerConfig:
     # (dispatch.inflight) between these bounds. No more than the HTTP connection pool
     # (dispatch.clients: 64): requests queued inside httpcore's pool cost time quadratic in
     # the queue length.
-    min_in_flight: int = 2
-    initial_in_flight: int = 4
+    min_in_flight: int = 1
+    initial_in_flight: int = 2
     max_in_flight: int = 64
     lease_seconds: float = 60.0  # a claimed row returns to the queue this long after a crash
     send_timeout: float = 20.0

@@ -4,6 +4,7 @@ the measured round trips (flat round trips: grow; round trips that grow with the
 from __future__ import annotations
 
 import asyncio
+import random
 
 import pytest
 
@@ -123,3 +124,13 @@ def test_the_limit_never_goes_below_its_minimum() -> None:
     limit = InFlightLimit(initial=8, minimum=3, maximum=8, probe_every=10)
     seen = OneAtATime(0.050).drive(limit, 5000)
     assert min(seen) == 3
+
+
+def test_jitter_alone_does_not_hold_the_limit_down() -> None:
+    """A distant provider whose round trips vary by ±20% whatever the load: no queue, so the
+    limit climbs (the rate gate, not the limit, then sets the pace)."""
+    limit = InFlightLimit(maximum=64)
+    rng = random.Random(7)
+    for _ in range(20_000):
+        limit.observe(0.100 * rng.uniform(0.8, 1.2))
+    assert limit.limit == 64
