@@ -30,7 +30,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pydantic import AnyHttpUrl
-from sqlalchemy import create_engine, func, insert, select, text
+from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from telegram import InlineKeyboardMarkup
@@ -45,8 +45,9 @@ from dispatch.worker import Worker
 from fakes.remote import RemoteFakes, configure, spawn_fakes, traffic
 from hosen import migrations
 from registry.db import make_engine, make_sessionmaker, utcnow
-from registry.models import Authority, Person, PhoneKind, Source
+from registry.models import Authority
 from registry.profile_sync import sync_profile
+from registry.synthetic import insert_reachable_residents
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get(
@@ -92,27 +93,14 @@ def populate(sessions: sessionmaker[Session], count: int, channel: str) -> Autho
         directory = sync_profile(session, load_profile(DEFAULT_PROFILE_PATH))
         authority = next(iter(directory.authorities.values()))
         session.commit()
-        now = utcnow()
-        rows = [
-            {
-                "authority_id": authority.id,
-                "name": f"Resident {n}",
-                "phone": f"+97250{n:07d}",
-                "phone_kind": PhoneKind.MOBILE,
-                "telegram_chat_id": 1_000_000 + n if channel == "telegram" else None,
-                "language": ("he", "ar", "ru", "en", "am")[n % 5],
-                "channel": channel,
-                "source": Source.SYNTHETIC,
-                "needs_help": True,
-                "status": "active",
-                "is_volunteer": False,
-                "created_at": now,
-                "updated_at": now,
-            }
-            for n in range(count)
-        ]
-        for start in range(0, count, 10_000):
-            session.execute(insert(Person), rows[start : start + 10_000])
+        insert_reachable_residents(
+            session,
+            authority_id=authority.id,
+            count=count,
+            on_telegram=lambda n: channel == "telegram",
+            chat_base=1_000_000,
+            languages=("he", "ar", "ru", "en", "am"),
+        )
         session.commit()
         return authority
 

@@ -45,7 +45,7 @@ from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 
 from bench.dispatch_e2e import database
 from config.profile import DEFAULT_PROFILE_PATH, load_profile
@@ -61,8 +61,8 @@ from dispatch.models import (
 )
 from fakes.remote import RemoteFakes, spawn_fakes
 from registry.db import make_engine, make_sessionmaker, utcnow
-from registry.models import Person, PhoneKind, Source
 from registry.profile_sync import sync_profile
+from registry.synthetic import insert_reachable_residents
 
 ROOT = Path(__file__).resolve().parent.parent
 SMS_REPLIES = ("1", "כן", "ok", "1", "בסדר", "да")
@@ -85,26 +85,14 @@ def prepare(url: str, people: int) -> tuple[int, list[dict[str, Any]]]:
         directory = sync_profile(session, load_profile(DEFAULT_PROFILE_PATH))
         authority = next(iter(directory.authorities.values()))
         session.commit()
-        rows = [
-            {
-                "authority_id": authority.id,
-                "name": f"Resident {n}",
-                "phone": f"+97250{n:07d}",
-                "phone_kind": PhoneKind.MOBILE,
-                "telegram_chat_id": CHAT_BASE + n if n % 2 == 0 else None,
-                "language": "he",
-                "channel": "telegram" if n % 2 == 0 else "sms",
-                "source": Source.SYNTHETIC,
-                "needs_help": True,
-                "status": "active",
-                "is_volunteer": False,
-                "created_at": now,
-                "updated_at": now,
-            }
-            for n in range(people)
-        ]
-        for start in range(0, people, 10_000):
-            session.execute(insert(Person), rows[start : start + 10_000])
+        insert_reachable_residents(
+            session,
+            authority_id=authority.id,
+            count=people,
+            on_telegram=lambda n: n % 2 == 0,
+            chat_base=CHAT_BASE,
+            now=now,
+        )
         campaign = start_campaign(
             session,
             authority=authority,

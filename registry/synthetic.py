@@ -19,13 +19,13 @@ import csv
 import math
 import random
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from config.languages import Language
@@ -1019,3 +1019,40 @@ def _local_phone(e164: str, variant: int) -> str:
     if variant % 7 == 3:
         return national
     return f"{national[:split]}-{national[split:]}"
+
+
+def insert_reachable_residents(
+    session: Session,
+    *,
+    authority_id: int,
+    count: int,
+    on_telegram: Callable[[int], bool],
+    chat_base: int,
+    phone_prefix: str = "+97250",
+    languages: Sequence[str] = ("he",),
+    now: datetime | None = None,
+) -> None:
+    """``count`` plain residents who need help, in bulk, for benchmarks and reliability tests:
+    resident ``n`` is on Telegram (chat ``chat_base + n``) when ``on_telegram(n)``, else SMS
+    only; phone ``phone_prefix`` + ``n``; languages taken in turn. The caller commits."""
+    now = now or utcnow()
+    rows = [
+        {
+            "authority_id": authority_id,
+            "name": f"Resident {n}",
+            "phone": f"{phone_prefix}{n:07d}",
+            "phone_kind": PhoneKind.MOBILE,
+            "telegram_chat_id": chat_base + n if on_telegram(n) else None,
+            "language": languages[n % len(languages)],
+            "channel": "telegram" if on_telegram(n) else "sms",
+            "source": Source.SYNTHETIC,
+            "needs_help": True,
+            "status": "active",
+            "is_volunteer": False,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for n in range(count)
+    ]
+    for start in range(0, count, 10_000):
+        session.execute(insert(Person), rows[start : start + 10_000])

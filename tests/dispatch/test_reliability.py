@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, func, insert, select, text
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.profile import DEFAULT_PROFILE_PATH, load_profile
@@ -40,8 +40,9 @@ from fakes.telegram import FakeTelegram
 from fakes.twilio import FakeTwilio
 from hosen import migrations
 from registry.db import make_engine, make_sessionmaker, utcnow
-from registry.models import Authority, Person, PhoneKind, Source
+from registry.models import Authority, Person
 from registry.profile_sync import sync_profile
+from registry.synthetic import insert_reachable_residents
 from tests.private_postgres import PrivatePostgres, postgres_bin
 
 pytestmark = [pytest.mark.db, pytest.mark.e2e, pytest.mark.slow]
@@ -53,28 +54,15 @@ def add_people(
     sessions: sessionmaker[Session], authority: Authority, count: int, *, sms_share: float = 0.0
 ) -> list[int]:
     sms_every = int(1 / sms_share) if sms_share else 0
-    rows = []
-    for n in range(count):
-        sms_only = bool(sms_every) and n % sms_every == 0
-        rows.append(
-            {
-                "authority_id": authority.id,
-                "name": f"Resident {n}",
-                "phone": f"+97252{n:07d}",
-                "phone_kind": PhoneKind.MOBILE,
-                "telegram_chat_id": None if sms_only else 500_000 + n,
-                "language": "he",
-                "channel": "sms" if sms_only else "telegram",
-                "source": Source.STAFF,
-                "needs_help": True,
-                "status": "active",
-                "is_volunteer": False,
-                "created_at": utcnow(),
-                "updated_at": utcnow(),
-            }
-        )
     with sessions() as session:
-        session.execute(insert(Person), rows)
+        insert_reachable_residents(
+            session,
+            authority_id=authority.id,
+            count=count,
+            on_telegram=lambda n: not (sms_every and n % sms_every == 0),
+            chat_base=500_000,
+            phone_prefix="+97252",
+        )
         session.commit()
         return list(session.scalars(select(Person.id).order_by(Person.id)))
 
