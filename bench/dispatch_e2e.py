@@ -30,23 +30,23 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pydantic import AnyHttpUrl
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from telegram import InlineKeyboardMarkup
 
 from bench.fakes_ceiling import telegram_concurrent, telegram_naive, twilio_concurrent
-from config.profile import DEFAULT_PROFILE_PATH, load_profile
 from config.settings import Settings
 from dispatch.campaigns import Audience, start_campaign
 from dispatch.models import CampaignKind, CampaignMode, OutboxMessage, OutboxStatus
+from dispatch.outbox import count_unsent
 from dispatch.senders import build_senders, telegram_markup
 from dispatch.worker import Worker
 from fakes.remote import RemoteFakes, configure, spawn_fakes, traffic
 from hosen import migrations
 from registry.db import make_engine, make_sessionmaker, utcnow
 from registry.models import Authority
-from registry.profile_sync import sync_profile
+from registry.profile_sync import sync_sample_profile
 from registry.synthetic import insert_reachable_residents
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,8 +90,7 @@ def database(kind: str) -> Iterator[str]:
 def populate(sessions: sessionmaker[Session], count: int, channel: str) -> Authority:
     """``count`` residents reachable on ``channel`` only, inserted in bulk."""
     with sessions() as session:
-        directory = sync_profile(session, load_profile(DEFAULT_PROFILE_PATH))
-        authority = next(iter(directory.authorities.values()))
+        authority = sync_sample_profile(session)
         session.commit()
         insert_reachable_residents(
             session,
@@ -147,14 +146,7 @@ def sample_message(sessions: sessionmaker[Session]) -> tuple[str, Any]:
 
 def open_rows(sessions: sessionmaker[Session]) -> int:
     with sessions() as session:
-        return int(
-            session.scalar(
-                select(func.count()).where(
-                    OutboxMessage.status.in_((OutboxStatus.QUEUED, OutboxStatus.SENDING))
-                )
-            )
-            or 0
-        )
+        return count_unsent(session)
 
 
 def settings_for(url: str, fakes: RemoteFakes, **rates: float) -> Settings:

@@ -48,7 +48,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import func, select, update
 
 from bench.dispatch_e2e import database
-from config.profile import DEFAULT_PROFILE_PATH, load_profile
 from dispatch.campaigns import Audience, start_campaign
 from dispatch.models import (
     Answer,
@@ -61,7 +60,7 @@ from dispatch.models import (
 )
 from fakes.remote import RemoteFakes, spawn_fakes
 from registry.db import make_engine, make_sessionmaker, utcnow
-from registry.profile_sync import sync_profile
+from registry.profile_sync import sync_sample_profile
 from registry.synthetic import insert_reachable_residents
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,8 +81,7 @@ def prepare(url: str, people: int) -> tuple[int, list[dict[str, Any]]]:
     sessions = make_sessionmaker(engine)
     now = utcnow()
     with sessions() as session:
-        directory = sync_profile(session, load_profile(DEFAULT_PROFILE_PATH))
-        authority = next(iter(directory.authorities.values()))
+        authority = sync_sample_profile(session)
         session.commit()
         insert_reachable_residents(
             session,

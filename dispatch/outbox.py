@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from dispatch.models import ChannelBlock, OutboxMessage, OutboxStatus, Priority
@@ -83,3 +83,15 @@ def forget_person(session: Session, *, person_id: int) -> None:
         .execution_options(synchronize_session=False)
     )
     session.execute(delete(ChannelBlock).where(ChannelBlock.person_id == person_id))
+
+
+def count_unsent(session: Session) -> int:
+    """Messages still queued or being sent, on every channel."""
+    return int(
+        session.scalar(
+            select(func.count()).where(
+                OutboxMessage.status.in_((OutboxStatus.QUEUED, OutboxStatus.SENDING))
+            )
+        )
+        or 0
+    )

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from config.languages import Language
-from config.profile import Profile
+from config.profile import DEFAULT_PROFILE_PATH, Profile, load_profile
 from registry.models import Authority, Shelter, Zone
 
 
@@ -65,3 +65,10 @@ def sync_profile(session: Session, profile: Profile) -> Directory:
             directory.shelters[(authority.id, sp.code)] = shelter
         session.flush()
     return directory
+
+
+def sync_sample_profile(session: Session) -> Authority:
+    """The embedded sample profile (Kiryat Tamar) synced, and its first authority: the set-up of
+    benchmarks and of tests with a database of their own. The caller commits."""
+    directory = sync_profile(session, load_profile(DEFAULT_PROFILE_PATH))
+    return next(iter(directory.authorities.values()))

@@ -19,7 +19,6 @@ import pytest
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from config.profile import DEFAULT_PROFILE_PATH, load_profile
 from config.settings import Settings
 from dispatch.campaigns import Audience, start_campaign
 from dispatch.models import (
@@ -32,6 +31,7 @@ from dispatch.models import (
     OutboxStatus,
     Task,
 )
+from dispatch.outbox import count_unsent
 from dispatch.senders import build_senders
 from dispatch.worker import Worker, WorkerConfig
 from fakes.faults import Faults
@@ -41,7 +41,7 @@ from fakes.twilio import FakeTwilio
 from hosen import migrations
 from registry.db import make_engine, make_sessionmaker, utcnow
 from registry.models import Authority, Person
-from registry.profile_sync import sync_profile
+from registry.profile_sync import sync_sample_profile
 from registry.synthetic import insert_reachable_residents
 from tests.private_postgres import PrivatePostgres, postgres_bin
 
@@ -330,8 +330,7 @@ def test_workers_recover_when_postgresql_restarts(
         migrations.upgrade(engine)
         sessions = make_sessionmaker(engine)
         with sessions() as session:
-            directory = sync_profile(session, load_profile(DEFAULT_PROFILE_PATH))
-            authority = next(iter(directory.authorities.values()))
+            authority = sync_sample_profile(session)
             session.commit()
         add_people(sessions, authority, count)
         begin(sessions, authority)
@@ -367,11 +366,4 @@ def test_workers_recover_when_postgresql_restarts(
 
 def open_rows(sessions: sessionmaker[Session]) -> int:
     with sessions() as session:
-        return int(
-            session.scalar(
-                select(func.count()).where(
-                    OutboxMessage.status.in_((OutboxStatus.QUEUED, OutboxStatus.SENDING))
-                )
-            )
-            or 0
-        )
+        return count_unsent(session)
