@@ -531,29 +531,52 @@ def _dedupe(pairs: Pairs, n_v: int) -> Pairs:
     return pairs.select(np.sort(first))
 
 
+@dataclass(frozen=True)
+class _Bipartite:
+    """Source → each open resident slot → their candidate volunteers → sink, as arc arrays in
+    that order (slots, pairs, volunteers), with the room of each volunteer on its sink arc."""
+
+    nodes: int
+    slots: IntArray
+    tail: IntArray
+    head: IntArray
+    capacity: IntArray
+
+    SOURCE = 0
+    SINK = 1
+
+    @classmethod
+    def of(cls, problem: _Problem, pairs: Pairs) -> _Bipartite:
+        n_r, n_v = len(problem.residents), len(problem.volunteers)
+        slots = np.flatnonzero(problem.slot)
+        r0, v0 = 2, 2 + n_r
+        tail = np.concatenate([
+            np.full(len(slots), cls.SOURCE, dtype=np.int64), r0 + pairs.resident,
+            v0 + np.arange(n_v, dtype=np.int64),
+        ])  # fmt: skip
+        head = np.concatenate([
+            r0 + slots, v0 + pairs.volunteer, np.full(n_v, cls.SINK, dtype=np.int64)
+        ])  # fmt: skip
+        capacity = np.concatenate([np.ones(len(slots) + len(pairs), dtype=np.int64), problem.room])
+        return cls(v0 + n_v, slots, tail, head, capacity)
+
+    def used_pairs(self, pairs: Pairs, flows: IntArray) -> dict[int, int]:
+        """The pairs carrying flow (``flows`` indexed like the arcs), resident -> volunteer."""
+        first = len(self.slots)
+        used = np.flatnonzero(flows[first : first + len(pairs)] > 0)
+        return dict(zip(pairs.resident[used].tolist(), pairs.volunteer[used].tolist(), strict=True))
+
+
 def _max_matching(problem: _Problem, pairs: Pairs) -> dict[int, int]:
     """A maximum matching over ``pairs`` (resident -> volunteer): one max flow, no costs."""
     if not len(pairs):
         return {}
-    n_r, n_v = len(problem.residents), len(problem.volunteers)
-    slots = np.flatnonzero(problem.slot)
-    source, sink, r0, v0 = 0, 1, 2, 2 + n_r
-    tail = np.concatenate([
-        np.full(len(slots), source, dtype=np.int64), r0 + pairs.resident,
-        v0 + np.arange(n_v, dtype=np.int64),
-    ])  # fmt: skip
-    head = np.concatenate([
-        r0 + slots, v0 + pairs.volunteer, np.full(n_v, sink, dtype=np.int64)
-    ])  # fmt: skip
-    capacity = np.concatenate([np.ones(len(slots) + len(pairs), dtype=np.int64), problem.room])
+    net = _Bipartite.of(problem, pairs)
     smf = max_flow.SimpleMaxFlow()
-    smf.add_arcs_with_capacity(tail, head, capacity)
-    if smf.solve(source, sink) != smf.OPTIMAL:
+    smf.add_arcs_with_capacity(net.tail, net.head, net.capacity)
+    if smf.solve(net.SOURCE, net.SINK) != smf.OPTIMAL:
         raise flow.FlowError("max flow failed")
-    used = np.flatnonzero(
-        smf.flows(np.arange(len(slots), len(slots) + len(pairs), dtype=np.int64)) > 0
-    )
-    return dict(zip(pairs.resident[used].tolist(), pairs.volunteer[used].tolist(), strict=True))
+    return net.used_pairs(pairs, smf.flows(np.arange(len(net.tail), dtype=np.int64)))
 
 
 def _heaviest_matching(problem: _Problem, pairs: Pairs) -> dict[int, int]:
@@ -561,27 +584,19 @@ def _heaviest_matching(problem: _Problem, pairs: Pairs) -> dict[int, int]:
     residents' priorities (small numbers, so the solver's cost scaling has few phases)."""
     if not len(pairs):
         return {}
-    n_r, n_v = len(problem.residents), len(problem.volunteers)
-    slots = np.flatnonzero(problem.slot)
-    source, sink, r0, v0 = 0, 1, 2, 2 + n_r
-    tail = np.concatenate([
-        np.full(len(slots), source, dtype=np.int64), r0 + pairs.resident,
-        v0 + np.arange(n_v, dtype=np.int64), np.array([source], dtype=np.int64),
-    ])  # fmt: skip
-    head = np.concatenate([
-        r0 + slots, v0 + pairs.volunteer, np.full(n_v, sink, dtype=np.int64),
-        np.array([sink], dtype=np.int64),
-    ])  # fmt: skip
-    capacity = np.concatenate([
-        np.ones(len(slots) + len(pairs), dtype=np.int64), problem.room,
-        np.array([len(slots)], dtype=np.int64),
-    ])  # fmt: skip
-    cost = np.concatenate([-problem.weight[slots], np.zeros(len(pairs) + n_v + 1, dtype=np.int64)])
-    supply = np.zeros(v0 + n_v, dtype=np.int64)
-    supply[source], supply[sink] = len(slots), -len(slots)
-    flows = flow.solve(flow.Network(v0 + n_v, tail, head, capacity, cost, supply))
-    used = np.flatnonzero(flows[len(slots) : len(slots) + len(pairs)] > 0)
-    return dict(zip(pairs.resident[used].tolist(), pairs.volunteer[used].tolist(), strict=True))
+    net = _Bipartite.of(problem, pairs)
+    n_slots = len(net.slots)
+    # A bypass arc source → sink lets slots stay unmatched at no cost.
+    tail = np.append(net.tail, net.SOURCE)
+    head = np.append(net.head, net.SINK)
+    capacity = np.append(net.capacity, n_slots)
+    cost = np.concatenate(
+        [-problem.weight[net.slots], np.zeros(len(tail) - n_slots, dtype=np.int64)]
+    )
+    supply = np.zeros(net.nodes, dtype=np.int64)
+    supply[net.SOURCE], supply[net.SINK] = n_slots, -n_slots
+    flows = flow.solve(flow.Network(net.nodes, tail, head, capacity, cost, supply))
+    return net.used_pairs(pairs, flows)
 
 
 def _best_coverage(
