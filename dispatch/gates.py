@@ -21,6 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from dispatch.models import ChannelGate, ChatGate, ProcessLease
+from registry.bulk import bulk_upsert
 from registry.models import Channel
 
 
@@ -88,17 +89,14 @@ def chat_next_times(
 def set_chat_next_times(session: Session, *, channel: Channel, times: dict[str, datetime]) -> None:
     if not times:
         return
-    statement = upsert(session, ChatGate)
-    # executemany with one cached statement: a multi-VALUES insert would be compiled anew for
-    # every batch (that cost more than the database work).
-    session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["channel", "address"], set_={"next_at": statement.excluded.next_at}
-        ),
+    bulk_upsert(
+        session,
+        ChatGate,
         [
-            {"channel": channel.value, "address": address, "next_at": at}
+            {"channel": channel, "address": address, "next_at": at}
             for address, at in sorted(times.items())
         ],
+        conflict=["channel", "address"],
     )
 
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import json
 import logging
 import math
 import os
@@ -33,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, Text, cast, exists, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -43,6 +45,7 @@ from dispatch.clock import Clock, SystemClock
 from dispatch.inflight import InFlightLimit
 from dispatch.models import ChannelBlock, OutboxMessage, OutboxStatus
 from dispatch.senders import Outgoing, Permanent, RateLimited, Sender, SendResult, Sent, Transient
+from registry.bulk import bulk_update, table_of
 from registry.db import unit_of_work
 from registry.models import Channel
 
@@ -51,6 +54,21 @@ log = logging.getLogger("hosen.worker")
 SQLITE_WORKER_LEASE = "sqlite-worker"
 # A send due sooner than this goes now: a timer for a few microseconds costs more than it keeps.
 SLOT_TOLERANCE = timedelta(milliseconds=1)
+
+
+# What a row put back in the queue (deferred, or to be retried) has in common.
+_BACK_IN_QUEUE: dict[str, object] = {
+    "status": OutboxStatus.QUEUED,
+    "lease_until": None,
+    "leased_by": None,
+}
+
+
+@functools.lru_cache(maxsize=1024)
+def _buttons(raw: str | None) -> list[list[dict[str, str]]] | None:
+    """A keyboard from its JSON text, parsed once for all the messages that carry it (shared:
+    nobody changes an outgoing keyboard)."""
+    return json.loads(raw) if raw is not None else None
 
 
 class AnotherWorkerRunning(Exception):
@@ -85,13 +103,6 @@ class Claimed:
     attempts: int
 
 
-@dataclass
-class _Lane:
-    paused: bool = False
-    handled: int = 0
-    results: list[tuple[Claimed, SendResult]] = field(default_factory=list)
-
-
 class Pacer:
     """This process's own spacing of sends on one channel, on top of the shared slots.
 
@@ -104,12 +115,27 @@ class Pacer:
         self.step = timedelta(seconds=1 / rate)
         self.next_at: datetime | None = None
 
-    async def wait(self) -> None:
+    async def wait(self, slot: datetime) -> None:
+        """Until ``slot`` and one step after this process's previous send, whichever is later."""
         now = self.clock.now()
-        at = now if self.next_at is None or self.next_at < now else self.next_at
+        at = max(now, slot) if self.next_at is None else max(now, slot, self.next_at)
         self.next_at = at + self.step
         if at - now > SLOT_TOLERANCE:
             await self.clock.sleep_until(at)
+
+
+@dataclass
+class _Batch:
+    """One lane's sends in progress: what each courier is sending since when, and the answers."""
+
+    couriers: int
+    paused: bool = False  # the provider asked everyone to slow down: do not keep knocking
+    outcome: dict[int, SendResult] = field(default_factory=dict)  # by outbox id
+    sending_since: list[float | None] = field(default_factory=list)  # per courier, loop time
+    overdue: set[int] = field(default_factory=set)  # couriers the watchdog is cancelling
+
+    def __post_init__(self) -> None:
+        self.sending_since = [None] * self.couriers
 
 
 def backoff_seconds(attempts: int, *, base: float, cap: float, rng: random.Random) -> float:
@@ -287,19 +313,15 @@ class Worker:
         with unit_of_work(self.sessions) as session:
             if gates.paused_until(session, channel=channel, now=now) is not None:
                 return []
+            table = table_of(OutboxMessage)
             due = (
-                select(OutboxMessage.id)
+                select(table.c.id)
                 .where(
-                    OutboxMessage.status == OutboxStatus.QUEUED,
-                    OutboxMessage.channel == channel,
-                    OutboxMessage.due_at <= now,
+                    table.c.status == OutboxStatus.QUEUED,
+                    table.c.channel == channel,
+                    table.c.due_at <= now,
                 )
-                .order_by(
-                    OutboxMessage.priority,
-                    OutboxMessage.risk_rank,
-                    OutboxMessage.due_at,
-                    OutboxMessage.id,
-                )
+                .order_by(table.c.priority, table.c.risk_rank, table.c.due_at, table.c.id)
                 .limit(limit)
             )
             if self.on_postgresql:
@@ -307,39 +329,53 @@ class Worker:
             # Materialised: PostgreSQL may rescan an ``IN (SELECT ... LIMIT ... SKIP LOCKED)``
             # per row, each rescan skipping the rows just locked and taking the next ones.
             chosen = due.cte("due").prefix_with("MATERIALIZED")
+            # Only what the send needs. Telegram's keyboard comes as its JSON text: a campaign
+            # has a handful of keyboards, each parsed once (:func:`_buttons`). An SMS row's
+            # text already holds its numbered choices.
+            returned: list[ColumnElement[Any]] = [
+                table.c.id,
+                table.c.person_id,
+                table.c.address,
+                table.c.text,
+                table.c.attempts,
+                table.c.priority,
+                table.c.risk_rank,
+                # Whether a provider declared this person's channel dead (the exception: one
+                # probe per row, instead of a second query per batch).
+                exists()
+                .where(ChannelBlock.person_id == table.c.person_id, ChannelBlock.channel == channel)
+                .label("dead"),
+            ]
+            if channel == Channel.TELEGRAM:
+                returned += [cast(table.c.buttons, Text).label("buttons"), table.c.kind]
+            # Core, not the ORM: a batch is hundreds of rows, and ORM bulk machinery cost more
+            # than the database's own work.
             rows = list(
-                session.execute(
-                    update(OutboxMessage)
+                session.connection()
+                .execute(
+                    update(table)
                     .where(
-                        OutboxMessage.id.in_(select(chosen.c.id)),
-                        OutboxMessage.status == OutboxStatus.QUEUED,
+                        table.c.id.in_(select(chosen.c.id)),
+                        table.c.status == OutboxStatus.QUEUED,
                     )
                     .values(
                         status=OutboxStatus.SENDING,
                         lease_until=now + timedelta(seconds=self.config.lease_seconds),
                         leased_by=self.worker_id,
-                        attempts=OutboxMessage.attempts + 1,
+                        attempts=table.c.attempts + 1,
                     )
-                    .returning(
-                        OutboxMessage.id,
-                        OutboxMessage.person_id,
-                        OutboxMessage.address,
-                        OutboxMessage.text,
-                        OutboxMessage.buttons,
-                        OutboxMessage.kind,
-                        OutboxMessage.attempts,
-                        OutboxMessage.priority,
-                        OutboxMessage.risk_rank,
-                        OutboxMessage.due_at,
-                    )
-                    .execution_options(synchronize_session=False)
-                ).all()
+                    .returning(*returned)
+                )
+                .all()
             )
             if not rows:
                 return []
-            rows.sort(key=lambda r: (r.priority, r.risk_rank, r.due_at, r.id))
-            blocked = self._skip_dead_channels(session, channel, rows, now)
-            rows = [r for r in rows if r.id not in blocked]
+            # The claim's order (RETURNING keeps none); within one batch, ids stand in for due
+            # times: a batch is a few seconds' sends.
+            rows.sort(key=lambda r: (r.priority, r.risk_rank, r.id))
+            if any(r.dead for r in rows):
+                blocked = self._skip_dead_channels(session, channel, rows, now)
+                rows = [r for r in rows if r.id not in blocked]
             if not rows:
                 return []
             start = gates.reserve_slots(
@@ -350,26 +386,20 @@ class Worker:
             deferred: list[dict[str, object]] = []
             chat_times: dict[str, datetime] = {}
             changed: dict[str, datetime] = {}
-            if channel == Channel.TELEGRAM:
+            telegram = channel == Channel.TELEGRAM
+            if telegram:
                 chat_times = gates.chat_next_times(
                     session, channel=channel, addresses=(r.address for r in rows)
                 )
             chat_step = timedelta(seconds=1 / self.settings.telegram_rate_per_chat_per_second)
             for index, row in enumerate(rows):
                 slot = start + index * step
-                if channel == Channel.TELEGRAM:
+                if telegram:
                     free_at = chat_times.get(row.address)
                     if free_at is not None and free_at > slot:
                         # This chat had a message less than a second ago: later, not now.
                         deferred.append(
-                            {
-                                "id": row.id,
-                                "status": OutboxStatus.QUEUED,
-                                "due_at": free_at,
-                                "attempts": row.attempts - 1,
-                                "lease_until": None,
-                                "leased_by": None,
-                            }
+                            {"id": row.id, "due_at": free_at, "attempts": row.attempts - 1}
                         )
                         continue
                     chat_times[row.address] = changed[row.address] = slot + chat_step
@@ -380,8 +410,8 @@ class Worker:
                             channel=channel,
                             address=row.address,
                             text=row.text,
-                            buttons=row.buttons,
-                            kind=row.kind,
+                            buttons=_buttons(row.buttons) if telegram else None,
+                            kind=row.kind if telegram else "reply",
                         ),
                         slot=slot,
                         attempts=row.attempts,
@@ -401,8 +431,7 @@ class Worker:
                     )
                     .execution_options(synchronize_session=False)
                 )
-            if deferred:
-                session.execute(update(OutboxMessage), deferred)
+            bulk_update(session, OutboxMessage, deferred, same=_BACK_IN_QUEUE)
             gates.set_chat_next_times(session, channel=channel, times=changed)
         return claimed
 
@@ -410,14 +439,9 @@ class Worker:
         self, session: Session, channel: Channel, rows: Sequence[Any], now: datetime
     ) -> set[int]:
         """Rows for people whose channel a provider declared dead go straight to the next one."""
-        dead = delivery.blocked_people(
-            session, channel=channel, person_ids=(r.person_id for r in rows if r.person_id)
-        )
-        if not dead:
-            return set()
         skipped: set[int] = set()
         for row in rows:
-            if row.person_id not in dead:
+            if not row.dead:
                 continue
             message = session.get(OutboxMessage, row.id)
             block = session.get(ChannelBlock, (message.person_id, channel)) if message else None
@@ -441,27 +465,14 @@ class Worker:
         pause_for = 0.0
         for claimed, result in results:
             if isinstance(result, Sent):
-                sent.append(
-                    {
-                        "id": claimed.message.id,
-                        "status": OutboxStatus.SENT,
-                        "provider_id": result.provider_id[:64],
-                        "sent_at": now,
-                        "lease_until": None,
-                        "leased_by": None,
-                        "last_error": None,
-                    }
-                )
+                sent.append({"id": claimed.message.id, "provider_id": result.provider_id[:64]})
             elif isinstance(result, RateLimited):
                 pause_for = max(pause_for, result.retry_after)
                 retry.append(
                     {
                         "id": claimed.message.id,
-                        "status": OutboxStatus.QUEUED,
                         "attempts": claimed.attempts - 1,  # a pause is not the message's fault
                         "due_at": now + timedelta(seconds=result.retry_after),
-                        "lease_until": None,
-                        "leased_by": None,
                         "last_error": "rate limited",
                     }
                 )
@@ -486,10 +497,8 @@ class Worker:
                 retry.append(
                     {
                         "id": claimed.message.id,
-                        "status": OutboxStatus.QUEUED,
+                        "attempts": claimed.attempts,
                         "due_at": now + timedelta(seconds=max(delay, result.retry_after or 0.0)),
-                        "lease_until": None,
-                        "leased_by": None,
                         "last_error": result.error[:200],
                     }
                 )
@@ -497,13 +506,23 @@ class Worker:
                 permanent.append((claimed, result))
         with unit_of_work(self.sessions) as session:
             if sent:
-                session.execute(update(OutboxMessage), sent)
+                bulk_update(
+                    session,
+                    OutboxMessage,
+                    sent,
+                    same={
+                        "status": OutboxStatus.SENT,
+                        "sent_at": now,
+                        "lease_until": None,
+                        "leased_by": None,
+                        "last_error": None,
+                    },
+                )
                 if channel == Channel.SMS:
                     delivery.apply_early_receipts(
                         session, message_sids=[str(row["provider_id"]) for row in sent], now=now
                     )
-            if retry:
-                session.execute(update(OutboxMessage), retry)
+            bulk_update(session, OutboxMessage, retry, same=_BACK_IN_QUEUE)
             if pause_for > 0:
                 gates.pause_channel(
                     session, channel=channel, until=now + timedelta(seconds=pause_for), now=now
@@ -559,35 +578,8 @@ class Worker:
     ) -> list[tuple[Claimed, SendResult]]:
         sender = self.senders[channel]
         limit = self.in_flight[channel]  # shared with the channel's other lane
-        lane = _Lane()
-
         pacer = self._pacers[channel]
-
-        async def one(item: Claimed) -> tuple[Claimed, SendResult]:
-            if item.slot - self.clock.now() > SLOT_TOLERANCE:
-                await self.clock.sleep_until(item.slot)
-            await pacer.wait()
-            await limit.acquire()
-            if lane.paused:
-                # The provider asked everyone to slow down: do not keep knocking.
-                limit.release()
-                return item, RateLimited(retry_after=0.0)
-            started = time.perf_counter()
-            try:
-                async with asyncio.timeout(self.config.send_timeout):
-                    result = await sender.send(item.message)
-            except TimeoutError:
-                result = Transient(error="timeout")
-            except Exception as exc:  # never lose a row to a surprise: retry it later
-                log.exception("worker %s: unexpected send error", self.worker_id)
-                result = Transient(error=f"unexpected {type(exc).__name__}")
-            finally:
-                limit.release()
-            if isinstance(result, RateLimited):
-                lane.paused = True
-            else:
-                limit.observe(time.perf_counter() - started)
-            return item, result
+        loop = asyncio.get_running_loop()
 
         # Different chats go out side by side; one chat's messages in the order they were
         # written (a summary before the question whose buttons follow it).
@@ -595,14 +587,67 @@ class Worker:
         for item in claimed:  # claim order: priority, then risk, then the order written
             by_address.setdefault(item.message.address, []).append(item)
         chats = deque(by_address.values())
-        results: list[tuple[Claimed, SendResult]] = []
+        # A few couriers take one chat's messages at a time (cheaper than a task per chat);
+        # the in-flight limit, not their number, decides how many sends are under way.
+        batch = _Batch(couriers=min(len(chats), limit.maximum))
 
-        async def courier() -> None:
-            # A few couriers take one chat's messages at a time (cheaper than a task per chat);
-            # the in-flight limit, not their number, decides how many sends are under way.
+        async def one(courier: int, item: Claimed) -> SendResult:
+            await pacer.wait(item.slot)
+            await limit.acquire()
+            if batch.paused:
+                limit.release()
+                return RateLimited(retry_after=0.0)
+            started = time.perf_counter()
+            batch.sending_since[courier] = loop.time()
+            try:
+                result = await sender.send(item.message)
+            except Exception as exc:  # never lose a row to a surprise: retry it later
+                log.exception("worker %s: unexpected send error", self.worker_id)
+                result = Transient(error=f"unexpected {type(exc).__name__}")
+            finally:
+                batch.sending_since[courier] = None
+                limit.release()
+            if isinstance(result, RateLimited):
+                batch.paused = True
+            else:
+                limit.observe(time.perf_counter() - started)
+            return result
+
+        async def courier(number: int) -> None:
+            task = asyncio.current_task()
+            assert task is not None
             while chats:
                 for item in chats.popleft():
-                    results.append(await one(item))
+                    try:
+                        batch.outcome[item.message.id] = await one(number, item)
+                    except asyncio.CancelledError:
+                        if number not in batch.overdue:
+                            raise  # the worker is stopping
+                        batch.overdue.discard(number)
+                        if task.uncancel() > 0:
+                            raise  # the worker is stopping as well
+                        batch.outcome[item.message.id] = Transient(error="timeout")
 
-        await asyncio.gather(*(courier() for _ in range(min(len(chats), limit.maximum))))
-        return results
+        couriers = [asyncio.create_task(courier(number)) for number in range(batch.couriers)]
+        watchdog = asyncio.create_task(self._watch(batch, couriers))
+        try:
+            await asyncio.gather(*couriers)
+        finally:
+            watchdog.cancel()
+            for task in couriers:
+                task.cancel()  # only if the worker is stopping: they are done otherwise
+        return [(item, batch.outcome[item.message.id]) for item in claimed]
+
+    async def _watch(self, batch: _Batch, couriers: list[asyncio.Task[None]]) -> None:
+        """Cancel a send that has run past ``send_timeout``: the clients' own timeouts should
+        end it sooner, this is the backstop. One timer per batch, not one per send (a timer per
+        send cost as much as the rest of the worker's work for that send)."""
+        loop = asyncio.get_running_loop()
+        timeout = self.config.send_timeout
+        while True:
+            await asyncio.sleep(timeout / 4)
+            now = loop.time()
+            for number, since in enumerate(batch.sending_since):
+                if since is not None and now - since > timeout and number not in batch.overdue:
+                    batch.overdue.add(number)
+                    couriers[number].cancel()

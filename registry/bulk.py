@@ -1,18 +1,28 @@
-"""Bulk inserts for loads of tens of thousands of rows: COPY on PostgreSQL, executemany on SQLite.
+"""Bulk writes for many rows at once: the database's own bulk path, not the ORM's unit of work.
 
-The ORM's unit of work is the right tool for a person at a time; a synthetic town of 100,000
-people or a municipal list needs the database's own bulk path. Rows are plain dicts keyed by
-column name; the caller's transaction is used and nothing is committed.
+* :func:`bulk_insert`, for loads of tens of thousands of rows (a synthetic town, a municipal
+  list): COPY on PostgreSQL, executemany on SQLite.
+* :func:`bulk_update` and :func:`bulk_upsert`, for the dispatcher's hot path (a batch of sends
+  recorded): one statement over arrays on PostgreSQL (``unnest``), the driver's executemany on
+  SQLite. Values go through each column type's own bind processor once per value, and values
+  shared by every row once per call; SQLAlchemy's executemany would process every parameter of
+  every row and cost several times the database's own work.
+
+The ORM's unit of work is the right tool for a person at a time. Rows are plain dicts keyed by
+column name, every row with the same keys; the caller's transaction is used and nothing is
+committed.
 """
 
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Mapping, Sequence
 from enum import Enum
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Table, text
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from registry.db import Base
@@ -50,16 +60,8 @@ def _executemany(
     New ids are consecutive: the first insert takes SQLite's write lock for the rest of the
     transaction, so nobody else can insert in between; a check confirms it.
     """
-    dialect = session.get_bind().dialect
     keys = list(rows[0].keys())  # every row has the same keys
-    processors = [table.c[key].type.bind_processor(dialect) for key in keys]
-    values = [
-        tuple(
-            value if process is None or value is None else process(value)
-            for value, process in zip((row[key] for key in keys), processors, strict=True)
-        )
-        for row in rows
-    ]
+    values = _tuples(table, session.get_bind().dialect, rows, keys)
     names = ", ".join(f'"{key}"' for key in keys)
     marks = ", ".join("?" for _ in keys)
     sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})'
@@ -106,6 +108,124 @@ def _copy(
             values = [_plain(row[key]) for key in keys]
             copy.write_row([ids[position], *values] if return_ids else values)
     return ids
+
+
+def bulk_update(
+    session: Session,
+    model: type[Base],
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    key: str = "id",
+    same: Mapping[str, Any] | None = None,
+) -> None:
+    """``UPDATE`` the row whose ``key`` column equals ``row[key]`` for each of ``rows``: the
+    row's other values, and ``same`` (values shared by every row)."""
+    if not rows:
+        return
+    table = table_of(model)
+    dialect = session.get_bind().dialect
+    own = [name for name in rows[0] if name != key]
+    shared = dict(same or {})
+    quote = dialect.identifier_preparer.quote
+    if dialect.name == "postgresql":
+        arrays = _arrays(table, dialect, rows, [*own, key])
+        assignments = [f"{quote(name)} = v.{quote(name)}" for name in own]
+        assignments += [f"{quote(name)} = %(s_{name})s" for name in shared]
+        sql = (
+            f"UPDATE {quote(table.name)} SET {', '.join(assignments)} "
+            f"FROM {_unnest(table, dialect, [*own, key])} "
+            f"WHERE {quote(table.name)}.{quote(key)} = v.{quote(key)}"
+        )
+        params = {**arrays, **_processed_shared(table, dialect, shared)}
+        session.connection().exec_driver_sql(sql, params)
+        return
+    assignments = [f"{quote(name)} = ?" for name in [*own, *shared]]
+    sql = f"UPDATE {quote(table.name)} SET {', '.join(assignments)} WHERE {quote(key)} = ?"
+    constants = tuple(_processed_shared(table, dialect, shared).values())
+    values = [
+        (*own_values, *constants, key_value)
+        for *own_values, key_value in _tuples(table, dialect, rows, [*own, key])
+    ]
+    session.connection().exec_driver_sql(sql, values)
+
+
+def bulk_upsert(
+    session: Session,
+    model: type[Base],
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    conflict: Sequence[str],
+) -> None:
+    """``INSERT`` ``rows``; a row whose ``conflict`` columns exist already updates its other
+    columns instead. No two rows may share their ``conflict`` values (PostgreSQL refuses to
+    update one row twice in one statement)."""
+    if not rows:
+        return
+    table = table_of(model)
+    dialect = session.get_bind().dialect
+    names = list(rows[0])
+    quote = dialect.identifier_preparer.quote
+    columns = ", ".join(quote(name) for name in names)
+    on_conflict = (
+        f"ON CONFLICT ({', '.join(quote(name) for name in conflict)}) DO UPDATE SET "
+        + ", ".join(f"{quote(n)} = excluded.{quote(n)}" for n in names if n not in conflict)
+    )
+    if dialect.name == "postgresql":
+        sql = (
+            f"INSERT INTO {quote(table.name)} ({columns}) "
+            f"SELECT * FROM {_unnest(table, dialect, names)} {on_conflict}"
+        )
+        session.connection().exec_driver_sql(sql, _arrays(table, dialect, rows, names))
+        return
+    marks = ", ".join("?" for _ in names)
+    sql = f"INSERT INTO {quote(table.name)} ({columns}) VALUES ({marks}) {on_conflict}"
+    session.connection().exec_driver_sql(sql, _tuples(table, dialect, rows, names))
+
+
+def _tuples(
+    table: Table, dialect: Dialect, rows: Sequence[Mapping[str, Any]], names: Sequence[str]
+) -> list[tuple[Any, ...]]:
+    """Each row's values for ``names``, as its columns' types bind them (only the columns whose
+    type converts anything pay for a conversion)."""
+    get = operator.itemgetter(*names)
+    values = [get(row) for row in rows] if len(names) > 1 else [(row[names[0]],) for row in rows]
+    processors = [
+        (index, process)
+        for index, name in enumerate(names)
+        if (process := table.c[name].type.bind_processor(dialect)) is not None
+    ]
+    if not processors:
+        return values
+    converted = []
+    for value in values:
+        row = list(value)
+        for index, process in processors:
+            if row[index] is not None:
+                row[index] = process(row[index])
+        converted.append(tuple(row))
+    return converted
+
+
+def _arrays(
+    table: Table, dialect: Dialect, rows: Sequence[Mapping[str, Any]], names: Sequence[str]
+) -> dict[str, list[Any]]:
+    """PostgreSQL: one array of bound values per column, named for :func:`_unnest`."""
+    columns = list(zip(*_tuples(table, dialect, rows, names), strict=True))
+    return {f"a_{name}": list(values) for name, values in zip(names, columns, strict=True)}
+
+
+def _unnest(table: Table, dialect: Dialect, names: Sequence[str]) -> str:
+    """``unnest(%(a_x)s::type[], ...) AS v(x, ...)``: the arrays of :func:`_arrays` as rows."""
+    quote = dialect.identifier_preparer.quote
+    arrays = ", ".join(
+        f"%(a_{name})s::{table.c[name].type.compile(dialect=dialect)}[]" for name in names
+    )
+    return f"unnest({arrays}) AS v({', '.join(quote(name) for name in names)})"
+
+
+def _processed_shared(table: Table, dialect: Dialect, shared: Mapping[str, Any]) -> dict[str, Any]:
+    values = _tuples(table, dialect, [shared], list(shared))[0] if shared else ()
+    return {f"s_{name}": value for name, value in zip(shared, values, strict=True)}
 
 
 def _plain(value: Any) -> Any:

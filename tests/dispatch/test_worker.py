@@ -378,3 +378,37 @@ def test_one_chat_gets_its_messages_in_the_order_written(
     to_nine = [text for address, text in sender.arrived if address == "9"]
     assert to_nine == ["slow: the summary", "the question, with buttons"]
     assert sender.arrived[0] == ("8", "someone else"), "other chats do not wait for a slow one"
+
+
+class _HangsOn(ScriptedSender):
+    """Never answers for one address, as a client whose own timeout failed would."""
+
+    def __init__(self, channel: Channel, clock: ManualClock, address: str) -> None:
+        super().__init__(channel, clock)
+        self.hang_for = address
+
+    async def send(self, message: Outgoing) -> SendResult:
+        if message.address == self.hang_for:
+            await asyncio.Event().wait()
+        return await super().send(message)
+
+
+def test_a_send_that_never_answers_is_given_up_and_retried_while_the_rest_go(
+    sessions: sessionmaker[Session], fast_settings: Settings, clock: ManualClock
+) -> None:
+    sender = _HangsOn(Channel.TELEGRAM, clock, address="7")
+    hung = put(sessions, clock, person_id=None, address="7", text="stuck")
+    others = [put(sessions, clock, person_id=None, address=str(n)) for n in range(3)]
+
+    assert run(make_worker(sessions, fast_settings, clock, sender, send_timeout=0.2)) == 4
+
+    assert sorted(sender.addresses()) == ["0", "1", "2"]
+    with sessions() as session:
+        stuck = session.get_one(OutboxMessage, hung)
+        assert (stuck.status, stuck.last_error, stuck.attempts) == (
+            OutboxStatus.QUEUED,
+            "timeout",
+            1,
+        )
+        assert stuck.due_at > clock.now(), "backed off, not sent again at once"
+        assert {session.get_one(OutboxMessage, i).status for i in others} == {OutboxStatus.SENT}
