@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import json
 import logging
 import math
@@ -33,9 +34,9 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Text, cast, exists, select, update
+from sqlalchemy import ColumnElement, Text, cast, exists, func, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -69,6 +70,22 @@ def _buttons(raw: str | None) -> list[list[dict[str, str]]] | None:
     """A keyboard from its JSON text, parsed once for all the messages that carry it (shared:
     nobody changes an outgoing keyboard)."""
     return json.loads(raw) if raw is not None else None
+
+
+class _ClaimedRow(NamedTuple):
+    """A claimed row as the claim returns it (SQLite's JSON form; PostgreSQL's rows have the
+    same names). The last two are Telegram's only."""
+
+    id: int
+    person_id: int | None
+    address: str
+    text: str
+    attempts: int
+    priority: int
+    risk_rank: int
+    dead: bool
+    buttons: str | None = None
+    kind: str = "reply"
 
 
 class AnotherWorkerRunning(Exception):
@@ -180,6 +197,7 @@ class Worker:
             for channel in self.senders
         }
         self._started = False
+        self._claims = itertools.count(1)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -349,25 +367,41 @@ class Worker:
             if channel == Channel.TELEGRAM:
                 returned += [cast(table.c.buttons, Text).label("buttons"), table.c.kind]
             # Core, not the ORM: a batch is hundreds of rows, and ORM bulk machinery cost more
-            # than the database's own work.
-            rows = list(
-                session.connection()
-                .execute(
-                    update(table)
-                    .where(
-                        table.c.id.in_(select(chosen.c.id)),
-                        table.c.status == OutboxStatus.QUEUED,
-                    )
-                    .values(
-                        status=OutboxStatus.SENDING,
-                        lease_until=now + timedelta(seconds=self.config.lease_seconds),
-                        leased_by=self.worker_id,
-                        attempts=table.c.attempts + 1,
-                    )
-                    .returning(*returned)
+            # than the database's own work. ``leased_by`` names this claim, not only this worker.
+            token = f"{self.worker_id[:50]}/{next(self._claims)}"
+            claim = (
+                update(table)
+                .where(
+                    table.c.id.in_(select(chosen.c.id)),
+                    table.c.status == OutboxStatus.QUEUED,
                 )
-                .all()
+                .values(
+                    status=OutboxStatus.SENDING,
+                    lease_until=now + timedelta(seconds=self.config.lease_seconds),
+                    leased_by=token,
+                    attempts=table.c.attempts + 1,
+                )
             )
+            connection = session.connection()
+            rows: list[Any]
+            if self.on_postgresql:
+                rows = list(connection.execute(claim.returning(*returned)).all())
+            else:
+                # SQLite hands RETURNING rows over one step at a time, and the driver lets go
+                # of the interpreter lock at every step: hundreds of times a batch, the event
+                # loop would wait to get it back. The claimed rows as one JSON array instead.
+                connection.execute(claim)
+                found = connection.execute(
+                    select(func.json_group_array(func.json_array(*returned))).where(
+                        table.c.status == OutboxStatus.SENDING,
+                        table.c.channel == channel,
+                        table.c.leased_by == token,
+                    )
+                ).scalar_one()
+                fields = _ClaimedRow._fields[: len(returned)]
+                rows = [
+                    _ClaimedRow(**dict(zip(fields, row, strict=True))) for row in json.loads(found)
+                ]
             if not rows:
                 return []
             # The claim's order (RETURNING keeps none); within one batch, ids stand in for due

@@ -3,8 +3,8 @@
 * :func:`bulk_insert`, for loads of tens of thousands of rows (a synthetic town, a municipal
   list): COPY on PostgreSQL, executemany on SQLite.
 * :func:`bulk_update` and :func:`bulk_upsert`, for the dispatcher's hot path (a batch of sends
-  recorded): one statement over arrays on PostgreSQL (``unnest``), the driver's executemany on
-  SQLite. Values go through each column type's own bind processor once per value, and values
+  recorded): one statement for the whole batch, over arrays on PostgreSQL (``unnest``) and over
+  one JSON array on SQLite (``json_each``). Values go through each column type's own bind processor once per value, and values
   shared by every row once per call; SQLAlchemy's executemany would process every parameter of
   every row and cost several times the database's own work.
 
@@ -139,14 +139,16 @@ def bulk_update(
         params = {**arrays, **_processed_shared(table, dialect, shared)}
         session.connection().exec_driver_sql(sql, params)
         return
-    assignments = [f"{quote(name)} = ?" for name in [*own, *shared]]
-    sql = f"UPDATE {quote(table.name)} SET {', '.join(assignments)} WHERE {quote(key)} = ?"
+    fields = _json_fields(dialect, [*own, key])
+    assignments = [f"{quote(name)} = {fields[name]}" for name in own]
+    assignments += [f"{quote(name)} = ?" for name in shared]
+    sql = (
+        f"UPDATE {quote(table.name)} SET {', '.join(assignments)} FROM json_each(?) AS v "
+        f"WHERE {quote(table.name)}.{quote(key)} = {fields[key]}"
+    )
     constants = tuple(_processed_shared(table, dialect, shared).values())
-    values = [
-        (*own_values, *constants, key_value)
-        for *own_values, key_value in _tuples(table, dialect, rows, [*own, key])
-    ]
-    session.connection().exec_driver_sql(sql, values)
+    rows_json = _json_rows(table, dialect, rows, [*own, key])
+    session.connection().exec_driver_sql(sql, (*constants, rows_json))
 
 
 def bulk_upsert(
@@ -177,9 +179,30 @@ def bulk_upsert(
         )
         session.connection().exec_driver_sql(sql, _arrays(table, dialect, rows, names))
         return
-    marks = ", ".join("?" for _ in names)
-    sql = f"INSERT INTO {quote(table.name)} ({columns}) VALUES ({marks}) {on_conflict}"
-    session.connection().exec_driver_sql(sql, _tuples(table, dialect, rows, names))
+    fields = _json_fields(dialect, names)
+    # "WHERE true": without it SQLite would read ON CONFLICT as part of the SELECT's join.
+    sql = (
+        f"INSERT INTO {quote(table.name)} ({columns}) "
+        f"SELECT {', '.join(fields[name] for name in names)} FROM json_each(?) AS v "
+        f"WHERE true {on_conflict}"
+    )
+    session.connection().exec_driver_sql(sql, (_json_rows(table, dialect, rows, names),))
+
+
+def _json_rows(
+    table: Table, dialect: Dialect, rows: Sequence[Mapping[str, Any]], names: Sequence[str]
+) -> str:
+    """SQLite: the rows as one JSON array of arrays, for ``json_each``. One parameter and one
+    step for the whole batch: the driver's executemany steps once per row and lets go of the
+    interpreter lock at every step, and a thread that does that competes with the event loop
+    for the lock hundreds of times a batch. Bound values on SQLite are text, numbers or null,
+    all of which JSON carries as they are."""
+    return json.dumps(_tuples(table, dialect, rows, names), ensure_ascii=False)
+
+
+def _json_fields(dialect: Dialect, names: Sequence[str]) -> dict[str, str]:
+    """SQLite: each name's element of a ``json_each`` row of :func:`_json_rows`."""
+    return {name: f"json_extract(v.value, '$[{index}]')" for index, name in enumerate(names)}
 
 
 def _tuples(
@@ -192,7 +215,7 @@ def _tuples(
     processors = [
         (index, process)
         for index, name in enumerate(names)
-        if (process := table.c[name].type.bind_processor(dialect)) is not None
+        if (process := _bind_processor(table, name, dialect)) is not None
     ]
     if not processors:
         return values
@@ -204,6 +227,12 @@ def _tuples(
                 row[index] = process(row[index])
         converted.append(tuple(row))
     return converted
+
+
+def _bind_processor(table: Table, name: str, dialect: Dialect) -> Any:
+    # The type as this dialect implements it: a TypeDecorator's own ``bind_processor`` would
+    # leave out its implementation's conversion (SQLite's DATETIME to text, for one).
+    return table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
 
 
 def _arrays(
