@@ -26,6 +26,7 @@ class SettingsError(Exception):
 
 
 PositiveFloat = Annotated[float, Field(gt=0)]
+PositiveInt = Annotated[int, Field(gt=0)]
 
 
 class Settings(BaseSettings):
@@ -55,6 +56,14 @@ class Settings(BaseSettings):
     telegram_rate_per_second: PositiveFloat = 30.0
     telegram_rate_per_chat_per_second: PositiveFloat = 1.0
     sms_rate_per_second: PositiveFloat = 10.0
+    # The fewest sends a worker keeps in flight per channel when it has messages waiting; above
+    # it the worker adapts to the provider's round trips (dispatch.inflight). Twilio's client
+    # (aiohttp) costs less per request the more requests share an event-loop turn, and Twilio
+    # answers in a few hundred milliseconds, so even a 40-a-second account needs about 16;
+    # python-telegram-bot's client (httpx) costs more per request the more connections its
+    # pool holds, so Telegram starts from one.
+    telegram_min_in_flight: PositiveInt = 1
+    sms_min_in_flight: PositiveInt = 16
 
     @field_validator("database_url")
     @classmethod

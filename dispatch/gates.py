@@ -16,12 +16,12 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from dispatch.models import ChannelGate, ChatGate, ProcessLease
-from registry.bulk import bulk_upsert
+from registry.bulk import bulk_upsert, table_of
 from registry.models import Channel
 
 
@@ -50,15 +50,35 @@ def reserve_slots(
     session: Session, *, channel: Channel, count: int, rate: float, now: datetime
 ) -> datetime:
     """Reserve ``count`` consecutive send slots; returns the first (the rest follow at 1/rate)."""
-    gate = _gate(session, channel, now)
-    start = max(gate.next_slot_at, now, gate.paused_until or now)
-    gate.next_slot_at = start + timedelta(seconds=count / rate)
+    # Core statements on the worker's hot path (once a batch): the ORM's object loading and
+    # flush cost more than the row lock itself.
+    gate = table_of(ChannelGate)
+    session.execute(
+        upsert(session, ChannelGate)
+        .values(channel=channel, next_slot_at=now, paused_until=None, pauses=0)
+        .on_conflict_do_nothing(index_elements=["channel"])
+    )
+    connection = session.connection()
+    next_slot_at, paused = connection.execute(
+        select(gate.c.next_slot_at, gate.c.paused_until)
+        .where(gate.c.channel == channel)
+        .with_for_update()
+    ).one()
+    start: datetime = max(next_slot_at, now, paused or now)
+    connection.execute(
+        update(gate)
+        .where(gate.c.channel == channel)
+        .values(next_slot_at=start + timedelta(seconds=count / rate))
+    )
     return start
 
 
 def paused_until(session: Session, *, channel: Channel, now: datetime) -> datetime | None:
     """When the channel may be used again, if a provider asked us to pause it."""
-    until = session.scalar(select(ChannelGate.paused_until).where(ChannelGate.channel == channel))
+    gate = table_of(ChannelGate)
+    until = session.connection().scalar(
+        select(gate.c.paused_until).where(gate.c.channel == channel)
+    )
     return until if until is not None and until > now else None
 
 

@@ -97,9 +97,9 @@ class WorkerConfig:
     batch_window: float = 2.0  # claim about this many seconds' worth of sends at the channel rate
     max_batch: int = 500
     # Sends in flight per channel, shared by its lanes, adapted to the provider's round trips
-    # (dispatch.inflight) between these bounds. No more than the HTTP connection pool
-    # (dispatch.clients: 64): requests queued inside httpcore's pool cost time quadratic in
-    # the queue length.
+    # (dispatch.inflight) between these bounds; the settings raise the minimum per channel
+    # (``HOSEN_SMS_MIN_IN_FLIGHT``). No more than the HTTP connection pool (dispatch.clients:
+    # 64): requests queued inside httpcore's pool cost time quadratic in the queue length.
     min_in_flight: int = 1
     initial_in_flight: int = 2
     max_in_flight: int = 64
@@ -188,14 +188,7 @@ class Worker:
         self.on_postgresql = bind is not None and bind.dialect.name == "postgresql"
         self._last_sweep: datetime | None = None
         self._pacers = {channel: Pacer(self.clock, self.rate(channel)) for channel in self.senders}
-        self.in_flight = {
-            channel: InFlightLimit(
-                initial=self.config.initial_in_flight,
-                minimum=self.config.min_in_flight,
-                maximum=self.config.max_in_flight,
-            )
-            for channel in self.senders
-        }
+        self.in_flight = {channel: self._in_flight_limit(channel) for channel in self.senders}
         self._started = False
         self._claims = itertools.count(1)
 
@@ -221,6 +214,17 @@ class Worker:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    def _in_flight_limit(self, channel: Channel) -> InFlightLimit:
+        floor = (
+            self.settings.telegram_min_in_flight
+            if channel == Channel.TELEGRAM
+            else self.settings.sms_min_in_flight
+        )
+        maximum = self.config.max_in_flight
+        minimum = min(maximum, max(self.config.min_in_flight, floor))
+        initial = min(maximum, max(self.config.initial_in_flight, minimum))
+        return InFlightLimit(initial=initial, minimum=minimum, maximum=maximum)
 
     def rate(self, channel: Channel) -> float:
         if channel == Channel.TELEGRAM:
@@ -398,10 +402,7 @@ class Worker:
                         table.c.leased_by == token,
                     )
                 ).scalar_one()
-                fields = _ClaimedRow._fields[: len(returned)]
-                rows = [
-                    _ClaimedRow(**dict(zip(fields, row, strict=True))) for row in json.loads(found)
-                ]
+                rows = [_ClaimedRow(*row) for row in json.loads(found)]
             if not rows:
                 return []
             # The claim's order (RETURNING keeps none); within one batch, ids stand in for due
@@ -622,7 +623,8 @@ class Worker:
             by_address.setdefault(item.message.address, []).append(item)
         chats = deque(by_address.values())
         # A few couriers take one chat's messages at a time (cheaper than a task per chat);
-        # the in-flight limit, not their number, decides how many sends are under way.
+        # the in-flight limit, not their number, decides how many sends are under way (it may
+        # climb while the batch is out: fewer couriers would hold the batch back).
         batch = _Batch(couriers=min(len(chats), limit.maximum))
 
         async def one(courier: int, item: Claimed) -> SendResult:

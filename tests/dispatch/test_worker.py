@@ -412,3 +412,21 @@ def test_a_send_that_never_answers_is_given_up_and_retried_while_the_rest_go(
         )
         assert stuck.due_at > clock.now(), "backed off, not sent again at once"
         assert {session.get_one(OutboxMessage, i).status for i in others} == {OutboxStatus.SENT}
+
+
+def test_each_channel_keeps_its_own_minimum_in_flight(
+    sessions: sessionmaker[Session],
+    fast_settings: Settings,
+    clock: ManualClock,
+    telegram: ScriptedSender,
+    sms: ScriptedSender,
+) -> None:
+    settings = fast_settings.model_copy(update={"sms_min_in_flight": 16})
+    worker = make_worker(sessions, settings, clock, telegram, sms)
+    by_channel = {
+        channel: (limit.minimum, limit.limit, limit.maximum)
+        for channel, limit in worker.in_flight.items()
+    }
+    assert by_channel == {Channel.TELEGRAM: (1, 2, 64), Channel.SMS: (16, 16, 64)}
+    capped = make_worker(sessions, settings, clock, sms, max_in_flight=8)
+    assert (capped.in_flight[Channel.SMS].minimum, capped.in_flight[Channel.SMS].limit) == (8, 8)
