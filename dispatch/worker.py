@@ -31,10 +31,11 @@ import secrets
 import socket
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import ColumnElement, Text, cast, exists, func, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -51,6 +52,7 @@ from registry.db import unit_of_work
 from registry.models import Channel
 
 log = logging.getLogger("hosen.worker")
+T = TypeVar("T")
 
 SQLITE_WORKER_LEASE = "sqlite-worker"
 # A send due sooner than this goes now: a timer for a few microseconds costs more than it keeps.
@@ -86,6 +88,10 @@ class _ClaimedRow(NamedTuple):
     dead: bool
     buttons: str | None = None
     kind: str = "reply"
+
+
+def _database_thread() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="hosen-worker-db")
 
 
 class AnotherWorkerRunning(Exception):
@@ -191,6 +197,10 @@ class Worker:
         self.in_flight = {channel: self._in_flight_limit(channel) for channel in self.senders}
         self._started = False
         self._claims = itertools.count(1)
+        self._database = _database_thread()
+        # Loop time until which a provider asked us to pause each channel: a batch claimed
+        # before the pause was recorded must not knock either.
+        self._paused_until: dict[Channel, float] = {}
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -203,6 +213,8 @@ class Worker:
     async def close(self) -> None:
         for sender in self.senders.values():
             await sender.close()
+        self._database.shutdown(wait=False)
+        self._database = _database_thread()  # a thread starts only when work arrives
         if not self.on_postgresql:
             with unit_of_work(self.sessions) as session:
                 gates.release_lease(session, name=SQLITE_WORKER_LEASE, holder=self.worker_id)
@@ -256,28 +268,78 @@ class Worker:
             await self.close()
 
     async def _loop(self, stop: asyncio.Event, channel: Channel) -> None:
+        """Claim, send, record, with the database work beside the sends: the next batch is
+        claimed while this one goes out, and this one is recorded while the next goes out, so
+        the sends wait for the database only when it is slower than they are."""
         failures = 0
-        while not stop.is_set():
-            try:
-                handled = await self._lane(channel)
-                failures = 0
-            except (OperationalError, DBAPIError) as exc:
-                # The database went away (restart, failover): wait and try again; leases
-                # expire and the sweep returns any half-done batch to the queue.
-                failures += 1
-                log.warning("worker %s: database error (%s), retrying", self.worker_id, exc.code)
-                handled = 0
-                await self._idle(stop, min(10.0, 0.5 * 2**failures))
-                continue
-            except Exception:
-                # A bug must not stop the dispatcher: the batch's leases run out and the
-                # sweep returns its rows to the queue.
-                failures += 1
-                log.exception("worker %s: unexpected error in the %s lane", self.worker_id, channel)
-                await self._idle(stop, min(10.0, 0.5 * 2**failures))
-                continue
-            if handled == 0:
-                await self._idle(stop, self.config.idle_sleep)
+        upcoming: asyncio.Future[list[Claimed]] | None = None
+        recording: asyncio.Task[None] | None = None
+        try:
+            while not stop.is_set():
+                try:
+                    claiming, upcoming = upcoming or self._in_db(self._claim, channel), None
+                    claimed = await claiming
+                    if not claimed:
+                        failures = 0
+                        await self._idle(stop, self.config.idle_sleep)
+                        continue
+                    upcoming = self._in_db(self._claim, channel)
+                    results = await self._send_all(channel, claimed)
+                    previous, recording = recording, None
+                    if previous is not None:
+                        await previous  # one record at a time: in order, and its errors seen
+                    recording = asyncio.create_task(self._record_patiently(channel, results))
+                    failures = 0
+                except (OperationalError, DBAPIError) as exc:
+                    # The database went away (restart, failover): wait and try again; leases
+                    # expire and the sweep returns any half-done batch to the queue.
+                    failures += 1
+                    log.warning(
+                        "worker %s: database error (%s), retrying", self.worker_id, exc.code
+                    )
+                    await self._idle(stop, min(10.0, 0.5 * 2**failures))
+                except Exception:
+                    # A bug must not stop the dispatcher: the batch's leases run out and the
+                    # sweep returns its rows to the queue.
+                    failures += 1
+                    log.exception(
+                        "worker %s: unexpected error in the %s lane", self.worker_id, channel
+                    )
+                    await self._idle(stop, min(10.0, 0.5 * 2**failures))
+        finally:
+            await self._wind_down(channel, upcoming, recording)
+
+    async def _wind_down(
+        self,
+        channel: Channel,
+        upcoming: asyncio.Future[list[Claimed]] | None,
+        recording: asyncio.Task[None] | None,
+    ) -> None:
+        """Stopping: what was sent is recorded, what was claimed ahead goes back to the queue
+        (rather than wait for its lease to run out)."""
+        try:
+            if recording is not None:
+                await recording
+            if upcoming is not None:
+                claimed = await upcoming
+                if claimed:
+                    await self._in_db(self._give_back, claimed)
+        except Exception:
+            log.exception("worker %s: could not wind the %s lane down", self.worker_id, channel)
+
+    def _in_db(self, work: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Database work on this worker's one database thread: claims and records queue up
+        there instead of contending for SQLite's write lock (whose busy handler sleeps)."""
+        return asyncio.get_running_loop().run_in_executor(self._database, work, *args)
+
+    def _give_back(self, claimed: list[Claimed]) -> None:
+        with unit_of_work(self.sessions) as session:
+            bulk_update(
+                session,
+                OutboxMessage,
+                [{"id": c.message.id, "attempts": c.attempts - 1} for c in claimed],
+                same=_BACK_IN_QUEUE,
+            )
 
     async def _housekeeping_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -578,7 +640,7 @@ class Worker:
     # --- sending -----------------------------------------------------------------------------
 
     async def _lane(self, channel: Channel) -> int:
-        claimed = await asyncio.to_thread(self._claim, channel)
+        claimed = await self._in_db(self._claim, channel)
         if not claimed:
             return 0
         results = await self._send_all(channel, claimed)
@@ -594,7 +656,7 @@ class Worker:
         pause = 0.2
         while True:
             try:
-                await asyncio.to_thread(self._record, channel, results)
+                await self._in_db(self._record, channel, results)
                 return
             except (OperationalError, DBAPIError) as exc:
                 if self.clock.now() + timedelta(seconds=pause) >= give_up_at:
@@ -630,7 +692,7 @@ class Worker:
         async def one(courier: int, item: Claimed) -> SendResult:
             await pacer.wait(item.slot)
             await limit.acquire()
-            if batch.paused:
+            if batch.paused or self._paused_until.get(channel, 0.0) > loop.time():
                 limit.release()
                 return RateLimited(retry_after=0.0)
             started = time.perf_counter()
@@ -645,6 +707,9 @@ class Worker:
                 limit.release()
             if isinstance(result, RateLimited):
                 batch.paused = True
+                self._paused_until[channel] = max(
+                    self._paused_until.get(channel, 0.0), loop.time() + result.retry_after
+                )
             else:
                 limit.observe(time.perf_counter() - started)
             return result
