@@ -430,3 +430,38 @@ def test_each_channel_keeps_its_own_minimum_in_flight(
     assert by_channel == {Channel.TELEGRAM: (1, 2, 64), Channel.SMS: (16, 16, 64)}
     capped = make_worker(sessions, settings, clock, sms, max_in_flight=8)
     assert (capped.in_flight[Channel.SMS].minimum, capped.in_flight[Channel.SMS].limit) == (8, 8)
+
+
+class _StopsAfterFirst(ScriptedSender):
+    """Asks the worker to stop as soon as the first message is out."""
+
+    def __init__(self, channel: Channel, clock: ManualClock, stop: asyncio.Event) -> None:
+        super().__init__(channel, clock)
+        self.stop = stop
+
+    async def send(self, message: Outgoing) -> SendResult:
+        self.stop.set()
+        return await super().send(message)
+
+
+def test_a_stopping_worker_records_what_it_sent_and_gives_back_what_it_claimed_ahead(
+    sessions: sessionmaker[Session], fast_settings: Settings, clock: ManualClock
+) -> None:
+    """The next batch is claimed while one goes out; stopping must not leave it leased."""
+    ids = [put(sessions, clock, person_id=None, address=str(n)) for n in range(10)]
+
+    async def go() -> asyncio.Event:
+        stop = asyncio.Event()
+        sender = _StopsAfterFirst(Channel.TELEGRAM, clock, stop)
+        worker = make_worker(
+            sessions, fast_settings, clock, sender, max_batch=4, lanes_per_channel=1
+        )
+        await worker.run(stop)
+        return stop
+
+    asyncio.run(go())
+    with sessions() as session:
+        rows = [session.get_one(OutboxMessage, i) for i in ids]
+    assert [r.status for r in rows] == [OutboxStatus.SENT] * 4 + [OutboxStatus.QUEUED] * 6
+    assert {r.attempts for r in rows[4:]} == {0}, "given back, not counted as a try"
+    assert all(r.leased_by is None and r.lease_until is None for r in rows[4:])
