@@ -198,9 +198,9 @@ class Worker:
         self._started = False
         self._claims = itertools.count(1)
         self._database = _database_thread()
-        # Loop time until which a provider asked us to pause each channel: a batch claimed
-        # before the pause was recorded must not knock either.
-        self._paused_until: dict[Channel, float] = {}
+        # Until when a provider asked us to pause each channel: a batch claimed before the
+        # pause was recorded must not knock either.
+        self._paused_until: dict[Channel, datetime] = {}
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -692,7 +692,8 @@ class Worker:
         async def one(courier: int, item: Claimed) -> SendResult:
             await pacer.wait(item.slot)
             await limit.acquire()
-            if batch.paused or self._paused_until.get(channel, 0.0) > loop.time():
+            paused_until = self._paused_until.get(channel)
+            if batch.paused or (paused_until is not None and paused_until > self.clock.now()):
                 limit.release()
                 return RateLimited(retry_after=0.0)
             started = time.perf_counter()
@@ -707,9 +708,8 @@ class Worker:
                 limit.release()
             if isinstance(result, RateLimited):
                 batch.paused = True
-                self._paused_until[channel] = max(
-                    self._paused_until.get(channel, 0.0), loop.time() + result.retry_after
-                )
+                until = self.clock.now() + timedelta(seconds=result.retry_after)
+                self._paused_until[channel] = max(until, self._paused_until.get(channel, until))
             else:
                 limit.observe(time.perf_counter() - started)
             return result

@@ -465,3 +465,45 @@ def test_a_stopping_worker_records_what_it_sent_and_gives_back_what_it_claimed_a
     assert [r.status for r in rows] == [OutboxStatus.SENT] * 4 + [OutboxStatus.QUEUED] * 6
     assert {r.attempts for r in rows[4:]} == {0}, "given back, not counted as a try"
     assert all(r.leased_by is None and r.lease_until is None for r in rows[4:])
+
+
+class _PausedOnce(ScriptedSender):
+    """Telegram asks for a minute's pause at the first message; stops the worker once all
+    messages are out."""
+
+    def __init__(self, clock: ManualClock, stop: asyncio.Event, total: int) -> None:
+        super().__init__(Channel.TELEGRAM, clock)
+        self.stop = stop
+        self.total = total
+        self.answer("0", RateLimited(retry_after=60.0))
+
+    async def send(self, message: Outgoing) -> SendResult:
+        result = await super().send(message)
+        if len({m.address for _, m in self.sent}) == self.total and len(self.sent) > self.total:
+            self.stop.set()
+        return result
+
+
+def test_a_pause_holds_for_the_batch_claimed_before_it_was_recorded(
+    sessions: sessionmaker[Session], fast_settings: Settings, clock: ManualClock
+) -> None:
+    started = clock.now()
+    for n in range(4):
+        put(sessions, clock, person_id=None, address=str(n))
+
+    async def go() -> _PausedOnce:
+        stop = asyncio.Event()
+        sender = _PausedOnce(clock, stop, total=4)
+        worker = make_worker(
+            sessions, fast_settings, clock, sender, max_batch=2, lanes_per_channel=1
+        )
+        await asyncio.wait_for(worker.run(stop), timeout=30)
+        return sender
+
+    sender = asyncio.run(go())
+    first, *after = sender.sent
+    assert first[1].address == "0"
+    assert sorted(message.address for _, message in after) == ["0", "1", "2", "3"]
+    assert all(at >= started + timedelta(seconds=60) for at, _ in after), [
+        (at - started, message.address) for at, message in after
+    ]
