@@ -17,6 +17,7 @@ from dispatch.clients import (
 )
 from fakes.telegram import FakeTelegram
 from fakes.twilio import FakeTwilio
+from tests.loopback_server import serve
 
 pytestmark = pytest.mark.e2e
 
@@ -73,18 +74,12 @@ def test_async_twilio_timeout_is_applied(unit_settings: Settings) -> None:
             await released.wait()
             return web.Response()
 
-        app = web.Application()
-        app.router.add_post("/{tail:.*}", never_answers)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        runner, base = await serve(never_answers, "/{tail:.*}")
         settings = unit_settings.model_copy(
             update={
                 "twilio_account_sid": "AC" + "0" * 32,
                 "twilio_auth_token": "f" * 32,
-                "twilio_api_url": f"http://127.0.0.1:{port}",
+                "twilio_api_url": base,
             }
         )
         try:

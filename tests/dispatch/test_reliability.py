@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -284,30 +284,23 @@ def test_workers_recover_when_the_database_drops_their_connections(
     database = engine.url.database
     terminated = 0
 
-    async def go() -> None:
+    async def terminate_every_connection() -> None:
         nonlocal terminated
-        stop = asyncio.Event()
-        runner = asyncio.create_task(worker.run(stop))
-        while len(fake_telegram.calls("sendMessage")) < 80:
-            await asyncio.sleep(0.02)
-        admin = engine.connect()
-        terminated = admin.execute(
-            text(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = :db AND pid <> pg_backend_pid()"
-            ),
-            {"db": database},
-        ).scalar_one()
-        admin.close()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if len({c["chat_id"] for c in fake_telegram.calls("sendMessage")}) >= count:
-                break
-            await asyncio.sleep(0.1)
-        stop.set()
-        await runner
+        with engine.connect() as admin:
+            terminated = admin.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = :db AND pid <> pg_backend_pid()"
+                ),
+                {"db": database},
+            ).scalar_one()
 
-    asyncio.run(go())
+    def everyone_reached() -> bool:
+        return len({c["chat_id"] for c in fake_telegram.calls("sendMessage")}) >= count
+
+    asyncio.run(
+        disrupt_mid_campaign(worker, fake_telegram, terminate_every_connection, everyone_reached)
+    )
     assert terminated >= 1
     chats = {int(c["chat_id"]) for c in fake_telegram.calls("sendMessage")}
     assert chats == {500_000 + n for n in range(count)}
@@ -337,31 +330,42 @@ def test_workers_recover_when_postgresql_restarts(
         worker = telegram_worker(sessions, settings, fake_telegram, rate=100.0, lease=10.0)
         sent_before_restart = 0
 
-        async def go() -> None:
+        async def restart() -> None:
             nonlocal sent_before_restart
-            stop = asyncio.Event()
-            runner = asyncio.create_task(worker.run(stop))
-            while len(fake_telegram.calls("sendMessage")) < 80:
-                await asyncio.sleep(0.02)
             await asyncio.to_thread(server.stop)
             sent_before_restart = len(fake_telegram.calls("sendMessage"))
             await asyncio.sleep(1.0)  # the server is down: the worker must wait, not die
             await asyncio.to_thread(server.start)
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                if not await asyncio.to_thread(open_rows, sessions):
-                    break
-                await asyncio.sleep(0.1)
-            stop.set()
-            await runner
 
-        asyncio.run(go())
+        asyncio.run(
+            disrupt_mid_campaign(worker, fake_telegram, restart, lambda: open_rows(sessions) == 0)
+        )
         left = open_rows(sessions)
         engine.dispose()
     assert sent_before_restart < count  # the restart did come mid-campaign
     chats = [int(c["chat_id"]) for c in fake_telegram.calls("sendMessage")]
     assert sorted(chats) == [500_000 + n for n in range(count)]
     assert left == 0
+
+
+async def disrupt_mid_campaign(
+    worker: Worker,
+    fake_telegram: FakeTelegram,
+    disruption: Callable[[], Awaitable[None]],
+    done: Callable[[], bool],
+) -> None:
+    """Run ``worker``; once 80 messages are out, ``disruption``; then wait (a minute at most)
+    until ``done``, and stop the worker."""
+    stop = asyncio.Event()
+    runner = asyncio.create_task(worker.run(stop))
+    while len(fake_telegram.calls("sendMessage")) < 80:
+        await asyncio.sleep(0.02)
+    await disruption()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not await asyncio.to_thread(done):
+        await asyncio.sleep(0.1)
+    stop.set()
+    await runner
 
 
 def open_rows(sessions: sessionmaker[Session]) -> int:

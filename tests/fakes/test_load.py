@@ -11,6 +11,7 @@ from aiohttp import web
 from fakes.load import LatencyReport, open_loop
 from fakes.telegram import SECRET_TOKEN_HEADER, FakeTelegram
 from fakes.twilio import FakeTwilio
+from tests.loopback_server import serve
 
 
 def test_percentiles() -> None:
@@ -43,14 +44,8 @@ async def _receiver() -> tuple[web.AppRunner, str]:
         ok = request.headers.get(SECRET_TOKEN_HEADER, "s") == "s"
         return web.Response(status=200 if ok else 403)
 
-    app = web.Application()
-    app.router.add_post("/hook", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://127.0.0.1:{port}/hook"
+    runner, base = await serve(handle, "/hook")
+    return runner, f"{base}/hook"
 
 
 @pytest.mark.e2e

@@ -25,6 +25,7 @@ from fakes.people import (
 )
 from fakes.telegram import FakeTelegram
 from fakes.twilio import SIGNATURE_HEADER, FakeTwilio
+from tests.loopback_server import serve
 
 pytestmark = pytest.mark.e2e
 
@@ -102,14 +103,8 @@ async def _sms_receiver(auth_token: str) -> tuple[web.AppRunner, str, list[dict[
         received.append(form)
         return web.Response(status=200)
 
-    app = web.Application()
-    app.router.add_post("/sms/inbound", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://127.0.0.1:{port}/sms/inbound", received
+    runner, base = await serve(handle, "/sms/inbound")
+    return runner, f"{base}/sms/inbound", received
 
 
 def test_sms_people_answer_on_a_compressed_clock(

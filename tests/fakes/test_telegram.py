@@ -22,6 +22,7 @@ from telegram.error import BadRequest, Conflict, Forbidden, InvalidToken
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes
 
 from fakes.telegram import SECRET_TOKEN_HEADER, FakeTelegram
+from tests.loopback_server import serve
 
 pytestmark = pytest.mark.e2e
 T = TypeVar("T")
@@ -410,14 +411,8 @@ async def _webhook_receiver(secret: str) -> tuple[web.AppRunner, str, list[dict[
         received.append(await request.json())
         return web.Response(status=200)
 
-    app = web.Application()
-    app.router.add_post("/telegram/webhook", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://127.0.0.1:{port}/telegram/webhook", received
+    runner, base = await serve(handle, "/telegram/webhook")
+    return runner, f"{base}/telegram/webhook", received
 
 
 def test_webhook_post_carries_the_secret_token(fake_telegram: FakeTelegram) -> None:
@@ -539,13 +534,8 @@ def test_a_method_in_the_webhook_answer_is_checked_and_run(fake_telegram: FakeTe
         async def handle(request: web.Request) -> web.Response:
             return web.json_response(answers.pop(0))
 
-        app = web.Application()
-        app.router.add_post("/hook", handle)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/hook"  # type: ignore[union-attr]
+        runner, base = await serve(handle, "/hook")
+        url = f"{base}/hook"
         try:
             press = fake_telegram.callback(dana, message, "c:1:ok")
             query_id = press["callback_query"]["id"]

@@ -15,6 +15,7 @@ from twilio.rest import Client
 from config.settings import Settings
 from dispatch.clients import make_twilio_sync_client, open_twilio_client
 from fakes.twilio import SIGNATURE_HEADER, FakeTwilio
+from tests.loopback_server import serve
 
 pytestmark = pytest.mark.e2e
 T = TypeVar("T")
@@ -150,15 +151,8 @@ async def _receiver(auth_token: str) -> tuple[web.AppRunner, str, list[tuple[str
         received.append((request.path, form))
         return web.Response(status=204)
 
-    app = web.Application()
-    app.router.add_post("/sms/inbound", handle)
-    app.router.add_post("/sms/status", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://127.0.0.1:{port}", received
+    runner, base = await serve(handle, "/sms/inbound", "/sms/status")
+    return runner, base, received
 
 
 def test_inbound_sms_is_signed_and_forgeries_are_not(fake_twilio: FakeTwilio) -> None:

@@ -82,28 +82,19 @@ def test_update_without_shared_values_and_with_nothing_to_update(
 def test_upsert_inserts_new_keys_and_updates_existing_ones(
     sessions: sessionmaker[Session],
 ) -> None:
+    later = AT + timedelta(seconds=5)
     with sessions() as session:
-        bulk_upsert(
-            session,
-            ChatGate,
-            [
-                {"channel": Channel.TELEGRAM, "address": "1", "next_at": AT},
-                {"channel": Channel.TELEGRAM, "address": "2", "next_at": AT},
-            ],
-            conflict=["channel", "address"],
-        )
-        session.commit()
-        later = AT + timedelta(seconds=5)
-        bulk_upsert(
-            session,
-            ChatGate,
-            [
-                {"channel": Channel.TELEGRAM, "address": "2", "next_at": later},
-                {"channel": Channel.SMS, "address": "2", "next_at": AT},
-            ],
-            conflict=["channel", "address"],
-        )
-        session.commit()
+        for rows in (
+            [(Channel.TELEGRAM, "1", AT), (Channel.TELEGRAM, "2", AT)],
+            [(Channel.TELEGRAM, "2", later), (Channel.SMS, "2", AT)],
+        ):
+            bulk_upsert(
+                session,
+                ChatGate,
+                [{"channel": c, "address": a, "next_at": at} for c, a, at in rows],
+                conflict=["channel", "address"],
+            )
+            session.commit()
     with sessions() as session:
         gates = {
             (gate.channel, gate.address): gate.next_at for gate in session.scalars(select(ChatGate))

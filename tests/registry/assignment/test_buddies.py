@@ -11,6 +11,7 @@ import pytest
 
 from registry.assignment.buddies import (
     Buddy,
+    BuddyPlan,
     BuddyRules,
     Gap,
     NotBuddy,
@@ -123,32 +124,35 @@ def achieved(plan_pairs: list[Buddy], residents: list[Resident]) -> tuple[float,
     return primary, -walk1, backup, -walk2
 
 
+def _matches_brute_force(
+    rng: random.Random, n_residents: int, rules: BuddyRules
+) -> tuple[BuddyPlan, list[Resident], list[Volunteer]]:
+    """Plan a random instance and check it against the brute force over every pair within
+    reach: each priority's coverage exactly, its walking to a metre a pair (distances are
+    rounded to whole metres per pair)."""
+    residents, volunteers = random_instance(rng, n_residents, 3)
+    plan = plan_buddies(residents, volunteers, rules=rules)
+    best = brute_force(residents, volunteers, backups=rules.backups)
+    got = achieved(plan.pairs, residents)
+    for coverage, walking, best_coverage, best_walking in zip(
+        got[::2], got[1::2], best[::2], best[1::2], strict=False
+    ):
+        assert coverage == best_coverage
+        assert walking == pytest.approx(best_walking, abs=len(residents))
+    return plan, residents, volunteers
+
+
 @pytest.mark.parametrize("seed", range(30))
 def test_optimal_against_brute_force_with_backups(seed: int) -> None:
-    rng = random.Random(seed)
-    residents, volunteers = random_instance(rng, 4, 3)
-    plan = plan_buddies(residents, volunteers, rules=RULES)
-    best = brute_force(residents, volunteers, backups=True)
-    got = achieved(plan.pairs, residents)
-    # Distances are rounded to whole metres per pair.
-    assert got[0] == best[0]
-    assert got[1] == pytest.approx(best[1], abs=len(residents))
-    assert got[2] == best[2]
-    assert got[3] == pytest.approx(best[3], abs=len(residents))
+    _matches_brute_force(random.Random(seed), 4, RULES)
 
 
 @pytest.mark.parametrize("seed", range(30))
 def test_optimal_against_brute_force_primaries_only(seed: int) -> None:
-    rng = random.Random(1000 + seed)
-    residents, volunteers = random_instance(rng, 6, 3)
-    rules = BuddyRules(year=YEAR, backups=False, candidate_limit=1)
-    plan = plan_buddies(residents, volunteers, rules=rules)
-    best = brute_force(residents, volunteers, backups=False)
-    got = achieved(plan.pairs, residents)
-    # With lists cut to the single nearest volunteer, coverage is still the best there is (the
+    # Lists cut to the single nearest volunteer: coverage is still the best there is (the
     # widening guarantees it), and so is the walking over every pair within reach (the pricing).
-    assert got[0] == best[0]
-    assert got[1] == pytest.approx(best[1], abs=len(residents))
+    rules = BuddyRules(year=YEAR, backups=False, candidate_limit=1)
+    plan, residents, volunteers = _matches_brute_force(random.Random(1000 + seed), 6, rules)
     # The candidate limit (1 here) must never cost coverage: it equals the max-flow bound.
     covered = len({b.resident_id for b in plan.pairs})
     assert covered == primary_upper_bound(residents, volunteers, rules=rules)
@@ -163,29 +167,14 @@ LOST_BY_PRUNING = [16, 21, 63, 82, 91, 102, 105, 126, 128, 131, 135, 137, 143, 1
 def test_walking_is_the_least_over_every_pair_in_reach_not_only_the_candidates(
     seed: int,
 ) -> None:
-    rng = random.Random(5000 + seed)
-    residents, volunteers = random_instance(rng, 6, 3)
     rules = BuddyRules(year=YEAR, backups=False, candidate_limit=1)
-    plan = plan_buddies(residents, volunteers, rules=rules)
-    best = brute_force(residents, volunteers, backups=False)
-    got = achieved(plan.pairs, residents)
-    assert got[0] == best[0]
-    assert got[1] == pytest.approx(best[1], abs=len(residents))
+    plan, *_ = _matches_brute_force(random.Random(5000 + seed), 6, rules)
     assert plan.walking_proven
 
 
 @pytest.mark.parametrize("seed", range(40))
 def test_walking_with_backups_is_the_least_over_every_pair_in_reach(seed: int) -> None:
-    rng = random.Random(7000 + seed)
-    residents, volunteers = random_instance(rng, 4, 3)
-    rules = BuddyRules(year=YEAR, candidate_limit=1)
-    plan = plan_buddies(residents, volunteers, rules=rules)
-    best = brute_force(residents, volunteers, backups=True)
-    got = achieved(plan.pairs, residents)
-    assert got[0] == best[0]
-    assert got[1] == pytest.approx(best[1], abs=len(residents))
-    assert got[2] == best[2]
-    assert got[3] == pytest.approx(best[3], abs=len(residents))
+    _matches_brute_force(random.Random(7000 + seed), 4, BuddyRules(year=YEAR, candidate_limit=1))
 
 
 def test_graver_needs_come_first() -> None:
