@@ -4,7 +4,8 @@ limits, and records what the provider answered.
 Claiming is one ``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING`` on
 PostgreSQL, so any number of ``hosen worker`` processes can share a database without sending a
 row twice; a worker killed mid-batch leaves rows in ``sending`` whose lease runs out, and the
-sweep puts them back in the queue (at least once: those in-flight rows may be sent twice).
+sweep puts them back in the queue (at least once: those in-flight rows may be sent twice). A
+live worker renews the leases of the batches it holds, however long they take to go out.
 SQLite has no row locks: there, exactly one worker may run, enforced by a lease row
 (``process_lease`` "sqlite-worker") that a second worker finds taken and refuses to start.
 
@@ -124,6 +125,7 @@ class Claimed:
     message: Outgoing
     slot: datetime
     attempts: int
+    lease: str = ""  # the claim's ``leased_by``: its rows' lease is renewed while it is in hand
 
 
 class Pacer:
@@ -201,6 +203,9 @@ class Worker:
         # Until when a provider asked us to pause each channel: a batch claimed before the
         # pause was recorded must not knock either.
         self._paused_until: dict[Channel, datetime] = {}
+        # Claims in hand (claimed, not yet recorded or given back): their leases are renewed,
+        # so a batch that outlasts its lease (a provider slowing down) is not handed out again.
+        self._held: set[str] = set()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -263,7 +268,7 @@ class Worker:
                 # SQLite too: there a claim is one UPDATE under the database's write lock.
                 for _ in range(self.config.lanes_per_channel)
             ]
-            await asyncio.gather(self._housekeeping_loop(stop), *loops)
+            await asyncio.gather(self._housekeeping_loop(stop), self._renewal_loop(stop), *loops)
         finally:
             await self.close()
 
@@ -276,6 +281,7 @@ class Worker:
         recording: asyncio.Task[None] | None = None
         try:
             while not stop.is_set():
+                claimed: list[Claimed] = []
                 try:
                     claiming, upcoming = upcoming or self._in_db(self._claim, channel), None
                     claimed = await claiming
@@ -293,6 +299,7 @@ class Worker:
                 except (OperationalError, DBAPIError) as exc:
                     # The database went away (restart, failover): wait and try again; leases
                     # expire and the sweep returns any half-done batch to the queue.
+                    self._let_go(claimed)
                     failures += 1
                     log.warning(
                         "worker %s: database error (%s), retrying", self.worker_id, exc.code
@@ -301,6 +308,7 @@ class Worker:
                 except Exception:
                     # A bug must not stop the dispatcher: the batch's leases run out and the
                     # sweep returns its rows to the queue.
+                    self._let_go(claimed)
                     failures += 1
                     log.exception(
                         "worker %s: unexpected error in the %s lane", self.worker_id, channel
@@ -323,7 +331,10 @@ class Worker:
             if upcoming is not None:
                 claimed = await upcoming
                 if claimed:
-                    await self._in_db(self._give_back, claimed)
+                    try:
+                        await self._in_db(self._give_back, claimed)
+                    finally:
+                        self._let_go(claimed)
         except Exception:
             log.exception("worker %s: could not wind the %s lane down", self.worker_id, channel)
 
@@ -339,6 +350,36 @@ class Worker:
                 OutboxMessage,
                 [{"id": c.message.id, "attempts": c.attempts - 1} for c in claimed],
                 same=_BACK_IN_QUEUE,
+            )
+        self._let_go(claimed)
+
+    def _let_go(self, claimed: Sequence[Claimed]) -> None:
+        """These claims are out of our hands: their leases are no longer renewed."""
+        self._held.difference_update({c.lease for c in claimed})
+
+    async def _renewal_loop(self, stop: asyncio.Event) -> None:
+        """Every third of a lease, extend the leases of the claims in hand."""
+        while not stop.is_set():
+            await self._idle(stop, self.config.lease_seconds / 3)
+            if not self._held:
+                continue
+            try:
+                await self._in_db(self._renew_leases, tuple(self._held))
+            except (OperationalError, DBAPIError):
+                log.warning("worker %s: could not renew leases", self.worker_id)
+
+    def _renew_leases(self, leases: tuple[str, ...]) -> None:
+        until = self.clock.now() + timedelta(seconds=self.config.lease_seconds)
+        table = table_of(OutboxMessage)
+        with unit_of_work(self.sessions) as session:
+            session.execute(
+                update(table)
+                .where(
+                    table.c.status == OutboxStatus.SENDING,  # the index's first column
+                    table.c.leased_by.in_(leases),
+                    table.c.lease_until < until,  # a lease set further ahead stays
+                )
+                .values(lease_until=until)
             )
 
     async def _housekeeping_loop(self, stop: asyncio.Event) -> None:
@@ -512,6 +553,7 @@ class Worker:
                         ),
                         slot=slot,
                         attempts=row.attempts,
+                        lease=token,
                     )
                 )
             if claimed and claimed[-1].slot > now + timedelta(
@@ -530,6 +572,8 @@ class Worker:
                 )
             bulk_update(session, OutboxMessage, deferred, same=_BACK_IN_QUEUE)
             gates.set_chat_next_times(session, channel=channel, times=changed)
+        if claimed:
+            self._held.add(token)
         return claimed
 
     def _skip_dead_channels(
@@ -643,7 +687,11 @@ class Worker:
         claimed = await self._in_db(self._claim, channel)
         if not claimed:
             return 0
-        results = await self._send_all(channel, claimed)
+        try:
+            results = await self._send_all(channel, claimed)
+        except BaseException:
+            self._let_go(claimed)  # the leases run out: the sweep returns the rows
+            raise
         await self._record_patiently(channel, results)
         return len(claimed)
 
@@ -654,21 +702,26 @@ class Worker:
         rows are leased to us: given up, they would go back to the queue and be sent again."""
         give_up_at = self.clock.now() + timedelta(seconds=self.config.lease_seconds)
         pause = 0.2
-        while True:
-            try:
-                await self._in_db(self._record, channel, results)
-                return
-            except (OperationalError, DBAPIError) as exc:
-                if self.clock.now() + timedelta(seconds=pause) >= give_up_at:
-                    raise
-                log.warning(
-                    "worker %s: could not record %d sends (%s), retrying",
-                    self.worker_id,
-                    len(results),
-                    exc.code,
-                )
-                await self.clock.sleep(pause)
-                pause = min(pause * 2, 2.0)
+        try:
+            while True:
+                try:
+                    await self._in_db(self._record, channel, results)
+                    return
+                except (OperationalError, DBAPIError) as exc:
+                    if self.clock.now() + timedelta(seconds=pause) >= give_up_at:
+                        raise
+                    log.warning(
+                        "worker %s: could not record %d sends (%s), retrying",
+                        self.worker_id,
+                        len(results),
+                        exc.code,
+                    )
+                    await self.clock.sleep(pause)
+                    pause = min(pause * 2, 2.0)
+        finally:
+            # Recorded, or given up: either way no longer ours to renew (given up, the leases
+            # run out and the sweep returns the rows to the queue).
+            self._let_go([claimed for claimed, _ in results])
 
     async def _send_all(
         self, channel: Channel, claimed: list[Claimed]

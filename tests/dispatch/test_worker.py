@@ -507,3 +507,47 @@ def test_a_pause_holds_for_the_batch_claimed_before_it_was_recorded(
     assert all(at >= started + timedelta(seconds=60) for at, _ in after), [
         (at - started, message.address) for at, message in after
     ]
+
+
+class _Slow(ScriptedSender):
+    """A provider that takes a second to answer each message (the worker's real clock)."""
+
+    async def send(self, message: Outgoing) -> SendResult:
+        await asyncio.sleep(1.0)
+        return await super().send(message)
+
+
+def test_a_batch_that_outlasts_its_lease_keeps_it_and_is_sent_once(
+    sessions: sessionmaker[Session], fast_settings: Settings, clock: ManualClock
+) -> None:
+    """Three sends a second apart, one at a time, against a lease of 0.6 s swept every 0.2 s:
+    without renewal the sweep would put the rows back and the other lane send them again."""
+    ids = [put(sessions, clock, person_id=None, address=str(n)) for n in range(3)]
+    sender = _Slow(Channel.TELEGRAM, clock)
+
+    def all_sent() -> bool:
+        with sessions() as session:
+            return all(session.get_one(OutboxMessage, i).status == OutboxStatus.SENT for i in ids)
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        worker = Worker(
+            sessions=sessions,
+            senders={Channel.TELEGRAM: sender},
+            settings=fast_settings,
+            config=WorkerConfig(
+                lease_seconds=0.6, sweep_every=0.2, max_in_flight=1, idle_sleep=0.05
+            ),
+        )
+        running = asyncio.create_task(worker.run(stop))
+        for _ in range(200):
+            await asyncio.sleep(0.1)
+            if await asyncio.to_thread(all_sent):
+                await asyncio.sleep(0.7)  # a sweep or two more: nothing goes out again
+                break
+        stop.set()
+        await asyncio.wait_for(running, timeout=10)
+
+    asyncio.run(go())
+    assert sorted(sender.addresses()) == ["0", "1", "2"]
+    assert all_sent()
