@@ -44,8 +44,8 @@ from telegram import InlineKeyboardMarkup
 
 from bench.fakes_ceiling import telegram_concurrent, telegram_naive, twilio_concurrent
 from config.settings import Settings
-from dispatch.campaigns import Audience, start_campaign
-from dispatch.models import CampaignKind, CampaignMode, OutboxMessage, OutboxStatus
+from dispatch.campaigns import Audience, start_drill_checkin
+from dispatch.models import OutboxMessage, OutboxStatus
 from dispatch.outbox import count_unsent
 from dispatch.senders import build_senders, telegram_markup
 from dispatch.worker import Worker
@@ -115,11 +115,9 @@ def populate(sessions: sessionmaker[Session], count: int, channel: str) -> Autho
 def write_campaign(sessions: sessionmaker[Session], authority: Authority) -> tuple[int, float]:
     started = time.perf_counter()
     with sessions() as session:
-        campaign = start_campaign(
+        campaign = start_drill_checkin(
             session,
             authority=authority,
-            kind=CampaignKind.CHECKIN,
-            mode=CampaignMode.DRILL,
             audience=Audience(),
             started_by="bench",
             now=utcnow(),

@@ -48,11 +48,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import func, select, update
 
 from bench.dispatch_e2e import database
-from dispatch.campaigns import Audience, start_campaign
+from dispatch.campaigns import Audience, start_drill_checkin
 from dispatch.models import (
     Answer,
-    CampaignKind,
-    CampaignMode,
     CampaignRecipient,
     InboundMessage,
     OutboxMessage,
@@ -91,11 +89,9 @@ def prepare(url: str, people: int) -> tuple[int, list[dict[str, Any]]]:
             chat_base=CHAT_BASE,
             now=now,
         )
-        campaign = start_campaign(
+        campaign = start_drill_checkin(
             session,
             authority=authority,
-            kind=CampaignKind.CHECKIN,
-            mode=CampaignMode.DRILL,
             audience=Audience(),
             started_by="bench",
             now=now - timedelta(minutes=1),

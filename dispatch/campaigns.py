@@ -329,6 +329,28 @@ def start_campaign(
     return campaign
 
 
+def start_drill_checkin(
+    session: Session,
+    *,
+    authority: Authority,
+    audience: Audience,
+    started_by: str,
+    now: datetime,
+    ladder: Ladder | None = None,
+) -> Campaign:
+    """The rehearsal most often run: an "are you OK?" drill, in the caller's transaction."""
+    return start_campaign(
+        session,
+        authority=authority,
+        kind=CampaignKind.CHECKIN,
+        mode=CampaignMode.DRILL,
+        audience=audience,
+        started_by=started_by,
+        now=now,
+        ladder=ladder,
+    )
+
+
 def _queue(
     session: Session, *, campaign: Campaign, recipients: Sequence[Recipient], now: datetime
 ) -> None:

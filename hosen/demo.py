@@ -30,12 +30,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from config.settings import Settings
-from dispatch.campaigns import Audience, Ladder, start_campaign
+from dispatch.campaigns import Audience, Ladder, start_drill_checkin
 from dispatch.escalation import run_escalations
 from dispatch.models import (
     Campaign,
-    CampaignKind,
-    CampaignMode,
     Task,
     TaskStatus,
 )
@@ -387,11 +385,9 @@ async def _run_campaign(
     out = options.out
     with unit_of_work(ctx.sessions) as session:
         authority = ctx.authority(session, authority_code)
-        campaign = start_campaign(
+        campaign = start_drill_checkin(
             session,
             authority=authority,
-            kind=CampaignKind.CHECKIN,
-            mode=CampaignMode.DRILL,
             audience=Audience(residents_only=True),
             started_by="demo:officer",
             now=utcnow(),

@@ -20,12 +20,10 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import Settings
-from dispatch.campaigns import Audience, start_campaign
+from dispatch.campaigns import Audience, start_drill_checkin
 from dispatch.models import (
     Alert,
     AlertKind,
-    CampaignKind,
-    CampaignMode,
     ChannelBlock,
     OutboxMessage,
     OutboxStatus,
@@ -69,11 +67,9 @@ def add_people(
 
 def begin(sessions: sessionmaker[Session], authority: Authority) -> int:
     with sessions() as session:
-        campaign = start_campaign(
+        campaign = start_drill_checkin(
             session,
             authority=authority,
-            kind=CampaignKind.CHECKIN,
-            mode=CampaignMode.DRILL,
             audience=Audience(),
             started_by="test",
             now=utcnow(),

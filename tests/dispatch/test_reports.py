@@ -10,12 +10,10 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from dispatch.campaigns import Audience, get_campaign, start_campaign
+from dispatch.campaigns import Audience, get_campaign, start_drill_checkin
 from dispatch.clock import ManualClock
 from dispatch.models import (
     BlockReason,
-    CampaignKind,
-    CampaignMode,
     ChannelBlock,
     OutboxMessage,
     OutboxStatus,
@@ -39,11 +37,9 @@ def test_status_report_and_export_tell_the_whole_story(
     people = [make_person(zone_id=zone_a.id, needs=("mobility",)) for _ in range(4)]
     people.append(make_person(zone_id=zone_b.id, needs=("mobility",), telegram=False))
     with sessions() as session:
-        campaign = start_campaign(
+        campaign = start_drill_checkin(
             session,
             authority=authority,
-            kind=CampaignKind.CHECKIN,
-            mode=CampaignMode.DRILL,
             audience=Audience(residents_only=True),
             started_by="test",
             now=clock.now(),

@@ -9,14 +9,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.languages import Language
-from dispatch.campaigns import Audience, start_campaign
+from dispatch.campaigns import Audience, start_drill_checkin
 from dispatch.clock import ManualClock
 from dispatch.models import (
     Alert,
     AlertKind,
     Answer,
-    CampaignKind,
-    CampaignMode,
     CampaignRecipient,
     OutboxMessage,
     OutboxStatus,
@@ -34,11 +32,9 @@ pytestmark = pytest.mark.db
 
 
 def begin(session: Session, authority: Authority, clock: ManualClock) -> int:
-    campaign = start_campaign(
+    campaign = start_drill_checkin(
         session,
         authority=authority,
-        kind=CampaignKind.CHECKIN,
-        mode=CampaignMode.DRILL,
         audience=Audience(residents_only=True),
         started_by="test",
         now=clock.now(),

@@ -12,12 +12,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from config.languages import Language
 from config.settings import Settings
-from dispatch.campaigns import Audience, start_campaign
+from dispatch.campaigns import Audience, start_drill_checkin
 from dispatch.delivery import record_sms_status
 from dispatch.models import (
     BlockReason,
-    CampaignKind,
-    CampaignMode,
     ChannelBlock,
     OutboxMessage,
     OutboxStatus,
@@ -86,11 +84,9 @@ def test_a_check_in_reaches_everyone_over_the_real_clients(
     fake_telegram.blocked.add(blocked.telegram_chat_id)
     fake_twilio.unsubscribed.add(dead_end.phone)
     with sessions() as session:
-        campaign = start_campaign(
+        campaign = start_drill_checkin(
             session,
             authority=authority,
-            kind=CampaignKind.CHECKIN,
-            mode=CampaignMode.DRILL,
             audience=Audience(residents_only=True),
             started_by="test",
             now=utcnow(),
