@@ -11,7 +11,11 @@ a quarter between runs a minute apart), so the end-to-end rate is measured in al
 slices: the bare client sends the campaign's own message, then the worker sends from the
 campaign for a few seconds, then the bare client again, and so on. Each worker slice is compared
 with the mean of the two ceiling slices around it; the table gives the median ratio and the
-range, and the ratio of all the worker's sends to all the ceiling's. Databases: a SQLite file under
+range, and the ratio of all the worker's sends to all the ceiling's. A slice counts the worker's
+steady rate, from one second after it starts: a running ``hosen worker`` pays its start-up
+(connections, the first claim, the in-flight limit finding its level) once in its life, while
+each slice would pay it again; the first second's rate against the ceiling is shown apart
+("1st s"). Databases: a SQLite file under
 ``var/`` and a scratch PostgreSQL database (``HOSEN_BENCH_POSTGRES_URL``, default the local
 server), dropped at the end.
 
@@ -61,7 +65,8 @@ POSTGRES_URL = os.environ.get(
     "HOSEN_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 UNLIMITED = 1_000_000.0
-MIN_SLICE = 3.0  # seconds
+MIN_SLICE = 3.0  # seconds, measured
+WARMUP = 1.0  # seconds before each measured slice, reported apart
 
 
 @contextmanager
@@ -183,19 +188,27 @@ async def drain(worker: Worker, sessions: sessionmaker[Session], deadline: float
     return elapsed
 
 
-async def worker_slice(worker: Worker, fake_url: str, seconds: float) -> float:
-    """Messages a second the provider accepted while the worker ran for ``seconds`` (its
-    start-up included; what it finishes after being told to stop is not counted)."""
+async def worker_slice(
+    worker: Worker, fake_url: str, warmup: float, seconds: float
+) -> tuple[float, float]:
+    """Messages a second the provider accepted from the worker: in its first ``warmup``
+    seconds (start-up: connections, the first claim, the in-flight limit finding its level),
+    then in the ``seconds`` after them, its steady rate. A running ``hosen worker`` pays the
+    start-up once in its life, not once a campaign. What it finishes after being told to stop
+    is not counted."""
     stop = asyncio.Event()
     before: int = (await asyncio.to_thread(traffic, fake_url))["accepted"]
     started = time.perf_counter()
     runner = asyncio.create_task(worker.run(stop))
+    await asyncio.sleep(warmup)
+    warm: int = (await asyncio.to_thread(traffic, fake_url))["accepted"]
+    warmed = time.perf_counter()
     await asyncio.sleep(seconds)
-    accepted: int = (await asyncio.to_thread(traffic, fake_url))["accepted"] - before
-    elapsed = time.perf_counter() - started
+    accepted: int = (await asyncio.to_thread(traffic, fake_url))["accepted"]
+    ended = time.perf_counter()
     stop.set()
     await runner
-    return accepted / elapsed
+    return (warm - before) / (warmed - started), (accepted - warm) / (ended - warmed)
 
 
 def ceiling_once(
@@ -238,15 +251,18 @@ def throughput_run(
         ceilings = [ceiling_once(fakes, channel, sample, ceiling_n, level)]
         # Slices short enough that the campaign lasts them all (the worker sends a little
         # faster or slower than the bare client: a fifth to spare), but no shorter than
-        # MIN_SLICE: each slice pays the worker's start-up, which a campaign pays once.
+        # MIN_SLICE after a WARMUP of their own.
         lasts = 0.8 * count / ceilings[0]  # seconds of sending the campaign holds
-        slices = max(2, min(slices, int(lasts / MIN_SLICE)))
-        seconds = min(slice_seconds, lasts / slices)
+        slices = max(2, min(slices, int(lasts / (WARMUP + MIN_SLICE))))
+        seconds = min(slice_seconds, lasts / slices - WARMUP)
         rates: list[float] = []
+        warmups: list[float] = []
         for _ in range(slices):
             senders = {k: v for k, v in build_senders(settings).items() if k.value == channel}
             worker = Worker(sessions=sessions, senders=senders, settings=settings)
-            rates.append(asyncio.run(worker_slice(worker, fake_url, seconds)))
+            warm, rate = asyncio.run(worker_slice(worker, fake_url, WARMUP, seconds))
+            warmups.append(warm)
+            rates.append(rate)
             ceilings.append(ceiling_once(fakes, channel, sample, ceiling_n, level))
         engine.dispose()
     ratios = [rate / ((ceilings[i] + ceilings[i + 1]) / 2) for i, rate in enumerate(rates)]
@@ -264,6 +280,7 @@ def throughput_run(
         "low": min(ratios),
         "high": max(ratios),
         "overall": statistics.mean(rates) / statistics.mean(ceilings),
+        "warmup": statistics.mean(warmups) / statistics.mean(ceilings),
     }
 
 
@@ -401,13 +418,14 @@ def main() -> int:
         )
         say(
             "the worker in alternating slices with the bare client sending the campaign's own "
-            "message (text and keyboard); ratio: each slice against the two ceiling slices "
-            "around it"
+            "message (text and keyboard); ratio: each slice's steady rate (after a "
+            f"{WARMUP:.0f} s warm-up) against the two ceiling slices around it; 1st s: the "
+            "warm-ups' rate against the ceiling"
         )
         say()
         say(
             f"{'db':<11} {'channel':<9} {'recipients':>10} {'write s':>8} {'slices':>9} "
-            f"{'msg/s':>7} {'ceiling':>7} {'ratio':>6} {'range':>9} {'overall':>7} {'vs naive':>8}"
+            f"{'msg/s':>7} {'ceiling':>7} {'ratio':>6} {'range':>9} {'overall':>7} {'1st s':>6} {'vs naive':>8}"
         )
         channels = ["telegram"] + ([] if args.skip_sms else ["sms"])
         for channel in channels:
@@ -426,7 +444,7 @@ def main() -> int:
                     f"{run['db']:<11} {run['channel']:<9} {run['n']:>10} {run['write_s']:>8.2f} "
                     f"{run['slices']:>3} x {run['slice_s']:>3.1f}s {run['rate']:>7.0f} "
                     f"{run['ceiling']:>7.0f} {run['ratio']:>6.0%} "
-                    f"{run['low']:>4.0%}-{run['high']:<4.0%} {run['overall']:>7.0%} "
+                    f"{run['low']:>4.0%}-{run['high']:<4.0%} {run['overall']:>7.0%} {run['warmup']:>6.0%} "
                     f"{run['rate'] / naive:>7.1f}x"
                 )
         ceiling_after = max(
