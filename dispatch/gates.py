@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import String, cast, delete, func, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -95,14 +95,34 @@ def pause_channel(session: Session, *, channel: Channel, until: datetime, now: d
 def chat_next_times(
     session: Session, *, channel: Channel, addresses: Iterable[str]
 ) -> dict[str, datetime]:
+    """Each chat's next free time, for the chats that have one; their rows locked until the
+    caller's transaction ends."""
     wanted = sorted(set(addresses))
     if not wanted:
         return {}
-    rows = session.execute(
-        select(ChatGate.address, ChatGate.next_at)
-        .where(ChatGate.channel == channel, ChatGate.address.in_(wanted))
-        .with_for_update()
-    )
+    if session.get_bind().dialect.name == "postgresql":
+        # One primary-key probe per chat. A plain ``address IN (...)`` is planned from the
+        # table's statistics, which a campaign outruns: the table grows by a batch of chats at
+        # every claim, PostgreSQL still believes it small, scans every chat of the channel and
+        # compares each with the whole list (176 ms a batch of 500 at 20,000 chats).
+        wanted_chat = (
+            func.unnest(cast(wanted, postgresql.ARRAY(String)))
+            .table_valued("address")
+            .render_derived(name="wanted")
+        )
+        gate = (
+            select(ChatGate.next_at)
+            .where(ChatGate.channel == channel, ChatGate.address == wanted_chat.c.address)
+            .with_for_update()
+            .lateral("gate")
+        )
+        rows = session.execute(select(wanted_chat.c.address, gate.c.next_at).join(gate, true()))
+    else:
+        rows = session.execute(
+            select(ChatGate.address, ChatGate.next_at)
+            .where(ChatGate.channel == channel, ChatGate.address.in_(wanted))
+            .with_for_update()
+        )
     return {address: next_at for address, next_at in rows}
 
 
