@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import Settings
@@ -347,6 +348,39 @@ def test_claims_skip_rows_another_worker_holds(
         claimed = worker._claim(Channel.TELEGRAM)
         assert sorted(c.message.id for c in claimed) == ids[2:]
         holder.rollback()
+
+
+def test_a_sqlite_claim_updates_the_rows_it_chose_by_their_key(
+    sessions: sessionmaker[Session],
+    fast_settings: Settings,
+    clock: ManualClock,
+    telegram: ScriptedSender,
+    db_kind: str,
+) -> None:
+    """Not by walking the queue: a claim's cost must not grow with the campaign's size."""
+    if db_kind != "sqlite":
+        pytest.skip("PostgreSQL plans from statistics; its claim is measured in bench/")
+    for n in range(3):
+        put(sessions, clock, person_id=None, address=str(n))
+    engine = sessions.kw["bind"]
+    seen: list[tuple[str, Any]] = []
+
+    def keep(_conn: object, _cursor: object, statement: str, params: Any, *_: object) -> None:
+        if "UPDATE outbox SET status" in statement:  # the claim (its CTE comes first)
+            seen.append((statement, params))
+
+    event.listen(engine, "before_cursor_execute", keep)
+    try:
+        worker = make_worker(sessions, fast_settings, clock, telegram)
+        assert len(worker._claim(Channel.TELEGRAM)) == 3
+    finally:
+        event.remove(engine, "before_cursor_execute", keep)
+    [(statement, params)] = seen
+    with engine.connect() as connection:
+        plan = [
+            row[3] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", params)
+        ]
+    assert plan[0] == "SEARCH outbox USING INTEGER PRIMARY KEY (rowid=?)", plan
 
 
 class _SlowFirst(ScriptedSender):
