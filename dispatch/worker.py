@@ -76,8 +76,8 @@ def _buttons(raw: str | None) -> list[list[dict[str, str]]] | None:
 
 
 class _ClaimedRow(NamedTuple):
-    """A claimed row as the claim returns it (SQLite's JSON form; PostgreSQL's rows have the
-    same names). The last two are Telegram's only."""
+    """A claimed row, from the claim's JSON array (on both databases). The last two are
+    Telegram's only."""
 
     id: int
     person_id: int | None
@@ -491,13 +491,16 @@ class Worker:
                 attempts=table.c.attempts + 1,
             )
             connection = session.connection()
-            rows: list[Any]
+            # The claimed rows come back as one JSON array, parsed in one call into plain
+            # tuples. Row by row, SQLite's driver would let go of the interpreter lock and take
+            # it back at every row (the event loop waiting each time), and on PostgreSQL the
+            # result rows' processing and attribute lookups cost more than the update itself.
             if self.on_postgresql:
-                rows = list(connection.execute(claim.returning(*returned)).all())
+                claimed_rows = claim.returning(*returned).cte("claimed")
+                found = connection.execute(
+                    select(cast(func.json_agg(func.json_build_array(*claimed_rows.c)), Text))
+                ).scalar_one()
             else:
-                # SQLite hands RETURNING rows over one step at a time, and the driver lets go
-                # of the interpreter lock at every step: hundreds of times a batch, the event
-                # loop would wait to get it back. The claimed rows as one JSON array instead.
                 connection.execute(claim)
                 found = connection.execute(
                     select(func.json_group_array(func.json_array(*returned))).where(
@@ -506,7 +509,7 @@ class Worker:
                         table.c.leased_by == token,
                     )
                 ).scalar_one()
-                rows = [_ClaimedRow(*row) for row in json.loads(found)]
+            rows = [_ClaimedRow(*row) for row in json.loads(found or "[]")]
             if not rows:
                 return []
             # The claim's order (RETURNING keeps none); within one batch, ids stand in for due
