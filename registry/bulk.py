@@ -3,10 +3,11 @@
 * :func:`bulk_insert`, for loads of tens of thousands of rows (a synthetic town, a municipal
   list): COPY on PostgreSQL, executemany on SQLite.
 * :func:`bulk_update` and :func:`bulk_upsert`, for the dispatcher's hot path (a batch of sends
-  recorded): one statement for the whole batch, over arrays on PostgreSQL (``unnest``) and over
-  one JSON array on SQLite (``json_each``). Values go through each column type's own bind processor once per value, and values
-  shared by every row once per call; SQLAlchemy's executemany would process every parameter of
-  every row and cost several times the database's own work.
+  recorded): one statement for the whole batch, over one JSON array of the rows
+  (``json_array_elements`` on PostgreSQL, ``json_each`` on SQLite). Values go through each
+  column type's own bind processor once per value, and values shared by every row once per
+  call; SQLAlchemy's executemany would process every parameter of every row and cost several
+  times the database's own work.
 
 The ORM's unit of work is the right tool for a person at a time. Rows are plain dicts keyed by
 column name, every row with the same keys; the caller's transaction is used and nothing is
@@ -18,6 +19,8 @@ from __future__ import annotations
 import json
 import operator
 from collections.abc import Mapping, Sequence
+from datetime import date, datetime, time
+from decimal import Decimal
 from enum import Enum
 from typing import TYPE_CHECKING, Any, cast
 
@@ -125,30 +128,17 @@ def bulk_update(
     table = table_of(model)
     dialect = session.get_bind().dialect
     own = [name for name in rows[0] if name != key]
-    shared = dict(same or {})
+    shared = _processed_shared(table, dialect, dict(same or {}))
     quote = dialect.identifier_preparer.quote
-    if dialect.name == "postgresql":
-        arrays = _arrays(table, dialect, rows, [*own, key])
-        assignments = [f"{quote(name)} = v.{quote(name)}" for name in own]
-        assignments += [f"{quote(name)} = %(s_{name})s" for name in shared]
-        sql = (
-            f"UPDATE {quote(table.name)} SET {', '.join(assignments)} "
-            f"FROM {_unnest(table, dialect, [*own, key])} "
-            f"WHERE {quote(table.name)}.{quote(key)} = v.{quote(key)}"
-        )
-        params = {**arrays, **_processed_shared(table, dialect, shared)}
-        session.connection().exec_driver_sql(sql, params)
-        return
-    fields = _json_fields(dialect, [*own, key])
+    source, fields = _json_source(table, dialect, [*own, key])
     assignments = [f"{quote(name)} = {fields[name]}" for name in own]
-    assignments += [f"{quote(name)} = ?" for name in shared]
+    assignments += [f"{quote(name)} = {_mark(dialect, f's_{name}')}" for name in same or {}]
     sql = (
-        f"UPDATE {quote(table.name)} SET {', '.join(assignments)} FROM json_each(?) AS v "
+        f"UPDATE {quote(table.name)} SET {', '.join(assignments)} FROM {source} "
         f"WHERE {quote(table.name)}.{quote(key)} = {fields[key]}"
     )
-    constants = tuple(_processed_shared(table, dialect, shared).values())
     rows_json = _json_rows(table, dialect, rows, [*own, key])
-    session.connection().exec_driver_sql(sql, (*constants, rows_json))
+    session.connection().exec_driver_sql(sql, {**shared, "rows": rows_json})
 
 
 def bulk_upsert(
@@ -167,42 +157,55 @@ def bulk_upsert(
     dialect = session.get_bind().dialect
     names = list(rows[0])
     quote = dialect.identifier_preparer.quote
-    columns = ", ".join(quote(name) for name in names)
-    on_conflict = (
+    source, fields = _json_source(table, dialect, names)
+    # "WHERE true": without it SQLite would read ON CONFLICT as part of the SELECT's join.
+    sql = (
+        f"INSERT INTO {quote(table.name)} ({', '.join(quote(name) for name in names)}) "
+        f"SELECT {', '.join(fields[name] for name in names)} FROM {source} WHERE true "
         f"ON CONFLICT ({', '.join(quote(name) for name in conflict)}) DO UPDATE SET "
         + ", ".join(f"{quote(n)} = excluded.{quote(n)}" for n in names if n not in conflict)
     )
-    if dialect.name == "postgresql":
-        sql = (
-            f"INSERT INTO {quote(table.name)} ({columns}) "
-            f"SELECT * FROM {_unnest(table, dialect, names)} {on_conflict}"
-        )
-        session.connection().exec_driver_sql(sql, _arrays(table, dialect, rows, names))
-        return
-    fields = _json_fields(dialect, names)
-    # "WHERE true": without it SQLite would read ON CONFLICT as part of the SELECT's join.
-    sql = (
-        f"INSERT INTO {quote(table.name)} ({columns}) "
-        f"SELECT {', '.join(fields[name] for name in names)} FROM json_each(?) AS v "
-        f"WHERE true {on_conflict}"
-    )
-    session.connection().exec_driver_sql(sql, (_json_rows(table, dialect, rows, names),))
+    session.connection().exec_driver_sql(sql, {"rows": _json_rows(table, dialect, rows, names)})
 
 
 def _json_rows(
     table: Table, dialect: Dialect, rows: Sequence[Mapping[str, Any]], names: Sequence[str]
 ) -> str:
-    """SQLite: the rows as one JSON array of arrays, for ``json_each``. One parameter and one
-    step for the whole batch: the driver's executemany steps once per row and lets go of the
-    interpreter lock at every step, and a thread that does that competes with the event loop
-    for the lock hundreds of times a batch. Bound values on SQLite are text, numbers or null,
-    all of which JSON carries as they are."""
-    return json.dumps(_tuples(table, dialect, rows, names), ensure_ascii=False)
+    """The rows as one JSON array of arrays: one parameter, built and parsed in C. Row by row,
+    SQLite's executemany would let go of the interpreter lock and take it back at every row
+    (competing with the event loop hundreds of times a batch), and psycopg would dump one
+    array element at a time in Python. Values are as their columns' types bind them; dates
+    and times travel as ISO text, which both databases read back."""
+    return json.dumps(_tuples(table, dialect, rows, names), ensure_ascii=False, default=_json_text)
 
 
-def _json_fields(dialect: Dialect, names: Sequence[str]) -> dict[str, str]:
-    """SQLite: each name's element of a ``json_each`` row of :func:`_json_rows`."""
-    return {name: f"json_extract(v.value, '$[{index}]')" for index, name in enumerate(names)}
+def _json_text(value: Any) -> str:
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return str(value.value)
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"no JSON form for {type(value).__name__}")
+
+
+def _json_source(
+    table: Table, dialect: Dialect, names: Sequence[str]
+) -> tuple[str, dict[str, str]]:
+    """The rows of :func:`_json_rows` as a FROM item ``v``, and each name's field in a row of
+    it (on PostgreSQL, cast back to its column's type)."""
+    if dialect.name == "postgresql":
+        fields = {
+            name: f"(v.value ->> {index})::{table.c[name].type.compile(dialect=dialect)}"
+            for index, name in enumerate(names)
+        }
+        return "json_array_elements(%(rows)s::json) AS v", fields
+    fields = {name: f"json_extract(v.value, '$[{index}]')" for index, name in enumerate(names)}
+    return "json_each(:rows) AS v", fields
+
+
+def _mark(dialect: Dialect, name: str) -> str:
+    return f"%({name})s" if dialect.name == "postgresql" else f":{name}"
 
 
 def _tuples(
@@ -233,23 +236,6 @@ def _bind_processor(table: Table, name: str, dialect: Dialect) -> Any:
     # The type as this dialect implements it: a TypeDecorator's own ``bind_processor`` would
     # leave out its implementation's conversion (SQLite's DATETIME to text, for one).
     return table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-
-
-def _arrays(
-    table: Table, dialect: Dialect, rows: Sequence[Mapping[str, Any]], names: Sequence[str]
-) -> dict[str, list[Any]]:
-    """PostgreSQL: one array of bound values per column, named for :func:`_unnest`."""
-    columns = list(zip(*_tuples(table, dialect, rows, names), strict=True))
-    return {f"a_{name}": list(values) for name, values in zip(names, columns, strict=True)}
-
-
-def _unnest(table: Table, dialect: Dialect, names: Sequence[str]) -> str:
-    """``unnest(%(a_x)s::type[], ...) AS v(x, ...)``: the arrays of :func:`_arrays` as rows."""
-    quote = dialect.identifier_preparer.quote
-    arrays = ", ".join(
-        f"%(a_{name})s::{table.c[name].type.compile(dialect=dialect)}[]" for name in names
-    )
-    return f"unnest({arrays}) AS v({', '.join(quote(name) for name in names)})"
 
 
 def _processed_shared(table: Table, dialect: Dialect, shared: Mapping[str, Any]) -> dict[str, Any]:
