@@ -53,17 +53,21 @@ def reserve_slots(
     # Core statements on the worker's hot path (once a batch): the ORM's object loading and
     # flush cost more than the row lock itself.
     gate = table_of(ChannelGate)
-    session.execute(
-        upsert(session, ChannelGate)
-        .values(channel=channel, next_slot_at=now, paused_until=None, pauses=0)
-        .on_conflict_do_nothing(index_elements=["channel"])
-    )
     connection = session.connection()
-    next_slot_at, paused = connection.execute(
+    locked = (
         select(gate.c.next_slot_at, gate.c.paused_until)
         .where(gate.c.channel == channel)
         .with_for_update()
-    ).one()
+    )
+    found = connection.execute(locked).one_or_none()
+    if found is None:  # the channel's first batch ever (or another worker's, just now)
+        session.execute(
+            upsert(session, ChannelGate)
+            .values(channel=channel, next_slot_at=now, paused_until=None, pauses=0)
+            .on_conflict_do_nothing(index_elements=["channel"])
+        )
+        found = connection.execute(locked).one()
+    next_slot_at, paused = found
     start: datetime = max(next_slot_at, now, paused or now)
     connection.execute(
         update(gate)
