@@ -1,14 +1,18 @@
 """Fixtures for the dispatcher tests: people to message, a clock that moves only when told to,
-and a scripted in-memory sender (a fake channel: it records what it was given and answers what
-the test scripted for each address, like a provider would)."""
+a scripted in-memory sender (a fake channel: it records what it was given and answers what
+the test scripted for each address, like a provider would), and the plan of a statement the
+code under test ran."""
 
 from __future__ import annotations
 
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
+from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.languages import Language
@@ -27,6 +31,29 @@ from registry.models import (
 )
 
 START = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+
+
+@contextmanager
+def plans_of(engine: Engine, containing: str) -> Iterator[list[str]]:
+    """The query plans of the statements containing ``containing`` that run in the block,
+    filled in when it ends (each statement explained with its own parameters)."""
+    seen: list[tuple[str, Any]] = []
+
+    def keep(_conn: object, _cursor: object, statement: str, params: Any, *_: object) -> None:
+        if containing in statement:
+            seen.append((statement, params))
+
+    plans: list[str] = []
+    event.listen(engine, "before_cursor_execute", keep)
+    try:
+        yield plans
+    finally:
+        event.remove(engine, "before_cursor_execute", keep)
+    explain = "EXPLAIN" if engine.dialect.name == "postgresql" else "EXPLAIN QUERY PLAN"
+    with engine.connect() as connection:
+        for statement, params in seen:
+            rows = connection.exec_driver_sql(f"{explain} {statement}", params)
+            plans.append("\n".join(str(row[-1]) for row in rows))
 
 
 class ScriptedSender:

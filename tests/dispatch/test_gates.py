@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
-from sqlalchemy import event, select, text
+from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from dispatch import gates
 from dispatch.models import ChatGate
 from registry.models import Channel
+from tests.dispatch.conftest import plans_of
 
 pytestmark = pytest.mark.db
 
@@ -88,27 +87,11 @@ def test_chat_next_times_probe_each_chat_by_its_key_however_stale_the_statistics
             )
         session.commit()
 
-    seen: list[tuple[str, Mapping[str, Any]]] = []
-
-    def keep(
-        _conn: object, _cursor: object, statement: str, params: Mapping[str, Any], *_: object
-    ) -> None:
-        if "chat_gate" in statement and statement.lstrip().startswith("SELECT"):
-            seen.append((statement, params))
-
-    event.listen(engine, "before_cursor_execute", keep)
-    try:
-        with sessions() as session:
-            found = gates.chat_next_times(
-                session, channel=Channel.TELEGRAM, addresses=[str(n) for n in range(500)]
-            )
-            assert len(found) == 500
-            [(statement, params)] = seen
-            plan = "\n".join(
-                row[0]
-                for row in session.connection().exec_driver_sql(f"EXPLAIN {statement}", params)
-            )
-    finally:
-        event.remove(engine, "before_cursor_execute", keep)
+    with plans_of(engine, "FROM chat_gate") as plans, sessions() as session:
+        found = gates.chat_next_times(
+            session, channel=Channel.TELEGRAM, addresses=[str(n) for n in range(500)]
+        )
+        assert len(found) == 500
+    [plan] = plans
     assert "Index Scan using pk_chat_gate" in plan, plan
     assert "address)::text = (wanted.address)::text" in plan.split("Index Cond:")[1], plan

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import Settings
@@ -25,7 +24,7 @@ from dispatch.outbox import enqueue
 from dispatch.senders import Outgoing, Permanent, RateLimited, SendResult, Transient
 from dispatch.worker import AnotherWorkerRunning, Worker, WorkerConfig
 from registry.models import Channel, PhoneKind
-from tests.dispatch.conftest import MakePerson, ScriptedSender
+from tests.dispatch.conftest import MakePerson, ScriptedSender, plans_of
 
 pytestmark = pytest.mark.db
 
@@ -362,25 +361,11 @@ def test_a_sqlite_claim_updates_the_rows_it_chose_by_their_key(
         pytest.skip("PostgreSQL plans from statistics; its claim is measured in bench/")
     for n in range(3):
         put(sessions, clock, person_id=None, address=str(n))
-    engine = sessions.kw["bind"]
-    seen: list[tuple[str, Any]] = []
-
-    def keep(_conn: object, _cursor: object, statement: str, params: Any, *_: object) -> None:
-        if "UPDATE outbox SET status" in statement:  # the claim (its CTE comes first)
-            seen.append((statement, params))
-
-    event.listen(engine, "before_cursor_execute", keep)
-    try:
-        worker = make_worker(sessions, fast_settings, clock, telegram)
+    worker = make_worker(sessions, fast_settings, clock, telegram)
+    with plans_of(sessions.kw["bind"], "UPDATE outbox SET status") as plans:
         assert len(worker._claim(Channel.TELEGRAM)) == 3
-    finally:
-        event.remove(engine, "before_cursor_execute", keep)
-    [(statement, params)] = seen
-    with engine.connect() as connection:
-        plan = [
-            row[3] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", params)
-        ]
-    assert plan[0] == "SEARCH outbox USING INTEGER PRIMARY KEY (rowid=?)", plan
+    [plan] = plans
+    assert plan.splitlines()[0] == "SEARCH outbox USING INTEGER PRIMARY KEY (rowid=?)", plan
 
 
 class _SlowFirst(ScriptedSender):
