@@ -1,6 +1,6 @@
 """The dispatcher end to end against the loopback fakes: campaign write time, messages a second
-against the bare-client ceiling, a limited Telegram (30/s) with the count of 429s, and a worker's
-peak memory with a large campaign in flight.
+against the bare-client ceiling and a one-by-one loop, a limited Telegram (30/s) with the count of
+429s, and a worker's peak memory with a large campaign in flight.
 
 The fakes run in a child process (``fakes.remote.spawn_fakes``) so they do not share the
 benchmark's interpreter lock; the worker runs in this process for the throughput runs and as
@@ -218,10 +218,26 @@ def ceiling_once(
     once) ``total`` times, ``level`` at a time: the same work without Hosen around it."""
     text, buttons = sample
     if channel == "telegram":
-        markup = telegram_markup(buttons, kind="checkin")
-        assert markup is None or isinstance(markup, InlineKeyboardMarkup)
-        return asyncio.run(telegram_concurrent(fakes, total, level, text=text, reply_markup=markup))
+        return asyncio.run(
+            telegram_concurrent(fakes, total, level, text=text, reply_markup=_markup(buttons))
+        )
     return asyncio.run(twilio_concurrent(fakes, total, level, body=text))
+
+
+def one_by_one(fakes: RemoteFakes, channel: str, sample: tuple[str, Any], total: int) -> float:
+    """The campaign's own message sent one after another by the client with its defaults, the
+    way a user's script would: ``await bot.send_message(...)`` or ``await
+    client.messages.create_async(...)`` in a loop."""
+    text, buttons = sample
+    if channel == "telegram":
+        return asyncio.run(telegram_naive(fakes, total, text=text, reply_markup=_markup(buttons)))
+    return asyncio.run(twilio_concurrent(fakes, total, 1, body=text))
+
+
+def _markup(buttons: Any) -> InlineKeyboardMarkup | None:
+    markup = telegram_markup(buttons, kind="checkin")
+    assert markup is None or isinstance(markup, InlineKeyboardMarkup)
+    return markup
 
 
 def throughput_run(
@@ -234,6 +250,7 @@ def throughput_run(
     slice_seconds: float,
     ceiling_n: int,
     levels: list[int],
+    naive_n: int,
 ) -> dict[str, Any]:
     """Write a ``count``-recipient check-in, then alternate ceiling and worker slices."""
     with database(kind) as url:
@@ -249,12 +266,13 @@ def throughput_run(
         # The bare client's best concurrency for this message, then its rate around each slice.
         level = max(levels, key=lambda lv: ceiling_once(fakes, channel, sample, ceiling_n, lv))
         ceilings = [ceiling_once(fakes, channel, sample, ceiling_n, level)]
+        naive = one_by_one(fakes, channel, sample, naive_n)
         # Slices short enough that the campaign lasts them all (the worker sends a little
         # faster or slower than the bare client: a fifth to spare), but no shorter than
         # MIN_SLICE after a WARMUP of their own.
         lasts = 0.8 * count / ceilings[0]  # seconds of sending the campaign holds
         slices = max(2, min(slices, int(lasts / (WARMUP + MIN_SLICE))))
-        seconds = min(slice_seconds, lasts / slices - WARMUP)
+        seconds = max(1.0, min(slice_seconds, lasts / slices - WARMUP))
         rates: list[float] = []
         warmups: list[float] = []
         for _ in range(slices):
@@ -281,6 +299,7 @@ def throughput_run(
         "high": max(ratios),
         "overall": statistics.mean(rates) / statistics.mean(ceilings),
         "warmup": statistics.mean(warmups) / statistics.mean(ceilings),
+        "naive": naive,
     }
 
 
@@ -379,7 +398,7 @@ def main() -> int:
     )
     parser.add_argument("--ceiling-n", type=int, default=5000)
     parser.add_argument("--ceiling-levels", default="2,4,16")
-    parser.add_argument("--naive-n", type=int, default=1000)
+    parser.add_argument("--naive-n", type=int, default=1000, help="messages for the 1-by-1 loop")
     parser.add_argument("--limited-n", type=int, default=900)
     parser.add_argument("--memory-n", default="10000,100000")
     parser.add_argument("--memory-seconds", type=float, default=40.0)
@@ -406,26 +425,26 @@ def main() -> int:
             )
             for level in levels
         )
-        naive = asyncio.run(telegram_naive(fakes, args.naive_n))
         say(
             f"dispatcher end to end, {os.cpu_count()} CPUs, load average "
             f"{os.getloadavg()[0]:.1f} at the start (shared machine: noisy)"
         )
         say(
             f"bare-client ceiling, short plain text (best of concurrency {args.ceiling_levels}, "
-            f"median of 3): telegram {ceiling_tg:.0f}/s, twilio {ceiling_sms:.0f}/s; "
-            f"naive one-by-one send_message loop: {naive:.0f}/s"
+            f"median of 3): telegram {ceiling_tg:.0f}/s, twilio {ceiling_sms:.0f}/s"
         )
         say(
             "the worker in alternating slices with the bare client sending the campaign's own "
             "message (text and keyboard); ratio: each slice's steady rate (after a "
             f"{WARMUP:.0f} s warm-up) against the two ceiling slices around it; 1st s: the "
-            "warm-ups' rate against the ceiling"
+            "warm-ups' rate against the ceiling; 1-by-1: the same message sent one after "
+            "another by the client with its defaults (a user's script), and the worker's rate "
+            "against it"
         )
         say()
         say(
             f"{'db':<11} {'channel':<9} {'recipients':>10} {'write s':>8} {'slices':>9} "
-            f"{'msg/s':>7} {'ceiling':>7} {'ratio':>6} {'range':>9} {'overall':>7} {'1st s':>6} {'vs naive':>8}"
+            f"{'msg/s':>7} {'ceiling':>7} {'ratio':>6} {'range':>9} {'overall':>7} {'1st s':>6} {'1-by-1':>7} {'vs it':>6}"
         )
         channels = ["telegram"] + ([] if args.skip_sms else ["sms"])
         for channel in channels:
@@ -439,13 +458,14 @@ def main() -> int:
                     slice_seconds=args.slice_seconds,
                     ceiling_n=args.ceiling_n,
                     levels=levels,
+                    naive_n=args.naive_n,
                 )
                 say(
                     f"{run['db']:<11} {run['channel']:<9} {run['n']:>10} {run['write_s']:>8.2f} "
                     f"{run['slices']:>3} x {run['slice_s']:>3.1f}s {run['rate']:>7.0f} "
                     f"{run['ceiling']:>7.0f} {run['ratio']:>6.0%} "
                     f"{run['low']:>4.0%}-{run['high']:<4.0%} {run['overall']:>7.0%} {run['warmup']:>6.0%} "
-                    f"{run['rate'] / naive:>7.1f}x"
+                    f"{run['naive']:>7.0f} {run['rate'] / run['naive']:>5.1f}x"
                 )
         ceiling_after = max(
             statistics.median(

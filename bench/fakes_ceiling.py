@@ -68,11 +68,18 @@ async def telegram_concurrent(
         )
 
 
-async def telegram_naive(fakes: RemoteFakes, total: int) -> float:
+async def telegram_naive(
+    fakes: RemoteFakes,
+    total: int,
+    *,
+    text: str = TEXT,
+    reply_markup: InlineKeyboardMarkup | None = None,
+) -> float:
+    """A default ``Bot`` awaiting one ``send_message`` after another, as a user's script would."""
     async with Bot(fakes.telegram_token, base_url=f"{fakes.telegram_url}/bot") as bot:
         started = time.perf_counter()
         for i in range(total):
-            await bot.send_message(1_000_000 + i, TEXT)
+            await bot.send_message(1_000_000 + i, text, reply_markup=reply_markup)
         return total / (time.perf_counter() - started)
 
 
