@@ -55,6 +55,7 @@ from dispatch.senders import build_senders, telegram_markup
 from dispatch.worker import Worker
 from fakes.remote import RemoteFakes, configure, spawn_fakes, traffic
 from hosen import migrations
+from hosen.heap import freeze_startup_heap
 from registry.db import make_engine, make_sessionmaker, utcnow
 from registry.models import Authority
 from registry.profile_sync import sync_sample_profile
@@ -197,6 +198,9 @@ async def worker_slice(
     start-up once in its life, not once a campaign. What it finishes after being told to stop
     is not counted."""
     stop = asyncio.Event()
+    # As ``hosen worker`` does: start, freeze what start-up built (hosen.heap), then run.
+    await worker.start()
+    freeze_startup_heap()
     before: int = (await asyncio.to_thread(traffic, fake_url))["accepted"]
     started = time.perf_counter()
     runner = asyncio.create_task(worker.run(stop))

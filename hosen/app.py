@@ -41,6 +41,7 @@ from bots.telegram import (
 )
 from config.settings import Settings
 from hosen.context import Context
+from hosen.heap import freeze_startup_heap
 from registry.db import utcnow
 
 log = logging.getLogger("hosen.serve")
@@ -74,9 +75,11 @@ def build_app(
     run_scheduler: bool = True,
     run_processor: bool = True,
     flood: FloodPolicy = DEFAULT_POLICY,
+    freeze_heap: bool = False,
 ) -> Starlette:
     """The app; ``run_processor=False`` leaves stored messages to another process (or a test's
-    ``app.state.runtime.processor.drain()``)."""
+    ``app.state.runtime.processor.drain()``). ``freeze_heap``: this process is the server and
+    nothing else (``hosen serve``), so what start-up built is frozen (:mod:`hosen.heap`)."""
     settings = ctx.settings
     dialog = Dialog(profile=ctx.profile, region=settings.default_region, settings=settings)
     runtime = Runtime()
@@ -120,6 +123,8 @@ def build_app(
         if run_processor:
             runtime.tasks.append(asyncio.create_task(processor.run(runtime.stop)))
         await _start(ctx, runtime, run_worker=run_worker, run_scheduler=run_scheduler)
+        if freeze_heap:
+            freeze_startup_heap()
         try:
             yield
         finally:

@@ -16,6 +16,7 @@ import os
 import signal
 
 from hosen.context import CommandError, Context
+from hosen.heap import freeze_startup_heap
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -67,6 +68,7 @@ def run_inbox(ctx: Context, args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
+        freeze_startup_heap()
         print(f"inbox processor {processor.holder} running", flush=True)
         await processor.run(stop)
         return 0

@@ -59,6 +59,7 @@ def run_serve(ctx: Context, args: argparse.Namespace) -> int:
         run_worker=not args.no_worker,
         run_scheduler=not args.no_scheduler,
         run_processor=not getattr(args, "no_inbox", False),
+        freeze_heap=True,
     )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

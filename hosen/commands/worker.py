@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from hosen.context import CommandError, Context
+from hosen.heap import freeze_startup_heap
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -77,6 +78,7 @@ def run_worker(ctx: Context, args: argparse.Namespace) -> int:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         await _start_when_free(worker, patience=2 * args.lease + 1)
+        freeze_startup_heap()
         print(f"worker {worker.worker_id} running; {ctx.settings.channel_summary()}", flush=True)
         await worker.run(stop)
         return 0
