@@ -741,10 +741,12 @@ class Worker:
         for item in claimed:  # claim order: priority, then risk, then the order written
             by_address.setdefault(item.message.address, []).append(item)
         chats = deque(by_address.values())
-        # A few couriers take one chat's messages at a time (cheaper than a task per chat);
-        # the in-flight limit, not their number, decides how many sends are under way (it may
-        # climb while the batch is out: fewer couriers would hold the batch back).
+        # A few couriers take one chat's messages at a time (cheaper than a task per chat), as
+        # many as the in-flight limit lets send at once: one more would only wait its turn in
+        # the limit, and every send would then cost a hand-over between tasks. When the limit
+        # climbs while the batch is out, the couriers hire more, up to the limit's maximum.
         batch = _Batch(couriers=min(len(chats), limit.maximum))
+        couriers: list[asyncio.Task[None]] = []
 
         async def one(courier: int, item: Claimed) -> SendResult:
             await pacer.wait(item.slot)
@@ -771,10 +773,15 @@ class Worker:
                 limit.observe(time.perf_counter() - started)
             return result
 
+        def hire() -> None:
+            couriers.append(asyncio.create_task(courier(len(couriers))))
+
         async def courier(number: int) -> None:
             task = asyncio.current_task()
             assert task is not None
             while chats:
+                if len(couriers) < limit.limit and len(couriers) < batch.couriers:
+                    hire()
                 for item in chats.popleft():
                     try:
                         batch.outcome[item.message.id] = await one(number, item)
@@ -786,10 +793,14 @@ class Worker:
                             raise  # the worker is stopping as well
                         batch.outcome[item.message.id] = Transient(error="timeout")
 
-        couriers = [asyncio.create_task(courier(number)) for number in range(batch.couriers)]
+        for _ in range(min(batch.couriers, limit.limit)):
+            hire()
         watchdog = asyncio.create_task(self._watch(batch, couriers))
         try:
-            await asyncio.gather(*couriers)
+            done = 0
+            while done < len(couriers):  # the list grows as couriers hire more
+                await couriers[done]
+                done += 1
         finally:
             watchdog.cancel()
             for task in couriers:

@@ -20,6 +20,7 @@ from dispatch.models import (
     OutboxStatus,
     Priority,
 )
+from dispatch.inflight import InFlightLimit
 from dispatch.outbox import enqueue
 from dispatch.senders import Outgoing, Permanent, RateLimited, SendResult, Transient
 from dispatch.worker import AnotherWorkerRunning, Worker, WorkerConfig
@@ -449,6 +450,46 @@ def test_each_channel_keeps_its_own_minimum_in_flight(
     assert by_channel == {Channel.TELEGRAM: (1, 2, 64), Channel.SMS: (16, 16, 64)}
     capped = make_worker(sessions, settings, clock, sms, max_in_flight=8)
     assert (capped.in_flight[Channel.SMS].minimum, capped.in_flight[Channel.SMS].limit) == (8, 8)
+
+
+class _TakesTime(ScriptedSender):
+    """Answers after a real, flat round trip, and counts the sends under way."""
+
+    def __init__(self, channel: Channel, clock: ManualClock) -> None:
+        super().__init__(channel, clock)
+        self.limit: InFlightLimit | None = None
+        self.under_way = 0
+        self.most_under_way = 0
+        self.highest_limit = 0
+
+    async def send(self, message: Outgoing) -> SendResult:
+        self.under_way += 1
+        self.most_under_way = max(self.most_under_way, self.under_way)
+        assert self.limit is not None
+        self.highest_limit = max(self.highest_limit, self.limit.limit)
+        try:
+            await asyncio.sleep(0.002)
+            return await super().send(message)
+        finally:
+            self.under_way -= 1
+
+
+def test_sends_under_way_follow_the_in_flight_limit_as_it_climbs_during_a_batch(
+    sessions: sessionmaker[Session], fast_settings: Settings, clock: ManualClock
+) -> None:
+    """A batch starts with as many couriers as the limit allows (two on Telegram); flat round
+    trips let the limit climb, and couriers are hired so that more sends go out at once."""
+    sender = _TakesTime(Channel.TELEGRAM, clock)
+    worker = make_worker(sessions, fast_settings, clock, sender)
+    sender.limit = worker.in_flight[Channel.TELEGRAM]
+    for n in range(200):
+        put(sessions, clock, person_id=None, address=str(n))
+
+    assert run(worker) == 200
+
+    assert sorted(sender.addresses(), key=int) == [str(n) for n in range(200)]
+    assert sender.most_under_way >= 6, "couriers hired as the limit climbed"
+    assert sender.most_under_way <= sender.highest_limit
 
 
 class _StopsAfterFirst(ScriptedSender):
