@@ -132,21 +132,31 @@ class Pacer:
     """This process's own spacing of sends on one channel, on top of the shared slots.
 
     Slots are planned times; a lane that falls behind (a busy CPU) would otherwise catch up in a
-    burst while another lane sends on time, and together exceed the provider's limit.
+    burst while another lane sends on time, and together exceed the provider's limit. A send
+    goes at its slot, and no sooner than one step after this process's previous send. Nothing
+    is reserved ahead: a courier waiting for a later slot (the next batch's, from another lane)
+    holds up nobody whose slot comes first.
     """
 
     def __init__(self, clock: Clock, rate: float) -> None:
         self.clock = clock
         self.step = timedelta(seconds=1 / rate)
-        self.next_at: datetime | None = None
+        self.last: datetime | None = None  # when this process last let a send go
 
     async def wait(self, slot: datetime) -> None:
         """Until ``slot`` and one step after this process's previous send, whichever is later."""
-        now = self.clock.now()
-        at = max(now, slot) if self.next_at is None else max(now, slot, self.next_at)
-        self.next_at = at + self.step
-        if at - now > SLOT_TOLERANCE:
+        slept = False
+        while True:
+            now = self.clock.now()
+            at = slot if self.last is None else max(slot, self.last + self.step)
+            if at - now <= SLOT_TOLERANCE:
+                # Woken for its time, a send counts from that time: the timer's own lateness (a
+                # millisecond or two) must not add up send after send. A send that arrived late
+                # counts from now, so that what is overdue follows one step at a time.
+                self.last = at if slept else max(now, at)
+                return
             await self.clock.sleep_until(at)
+            slept = True
 
 
 @dataclass

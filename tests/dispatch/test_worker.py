@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from config.settings import Settings
 from dispatch import gates
 from dispatch.clock import ManualClock
+from dispatch.inflight import InFlightLimit
 from dispatch.models import (
     BlockReason,
     ChannelBlock,
@@ -20,7 +21,6 @@ from dispatch.models import (
     OutboxStatus,
     Priority,
 )
-from dispatch.inflight import InFlightLimit
 from dispatch.outbox import enqueue
 from dispatch.senders import Outgoing, Permanent, RateLimited, SendResult, Transient
 from dispatch.worker import AnotherWorkerRunning, Worker, WorkerConfig
