@@ -4,11 +4,11 @@ active at a time, the others stand by (see dispatch.scheduler)."""
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import threading
 
 from hosen.context import Context
+from hosen.logs import configure_logging
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run_scheduler(ctx: Context, args: argparse.Namespace) -> int:
     from dispatch.scheduler import DispatchScheduler
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    configure_logging()
     scheduler = DispatchScheduler(
         sessions=ctx.sessions,
         profile=ctx.profile,

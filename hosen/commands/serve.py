@@ -4,9 +4,9 @@ the scheduler (scheduled drills, escalation sweeps; one active across all proces
 from __future__ import annotations
 
 import argparse
-import logging
 
 from hosen.context import CommandError, Context
+from hosen.logs import configure_logging
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -43,10 +43,7 @@ def run_serve(ctx: Context, args: argparse.Namespace) -> int:
         raise CommandError(
             "HOSEN_TELEGRAM_WEBHOOK_SECRET: required for the Telegram webhook (HOSEN_PUBLIC_URL is set)"
         )
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    # twilio's clients log every request's headers at INFO: ten lines per SMS, no news.
-    for noisy in ("twilio.http_client", "twilio.async_http_client", "apscheduler"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging()
     mode = "webhook" if settings.public_url else "polling"
     summary = settings.channel_summary()
     if settings.telegram_enabled:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import signal
 import time
 from typing import Any
 
 from hosen.context import CommandError, Context
 from hosen.heap import freeze_startup_heap
+from hosen.logs import configure_logging
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -55,7 +55,7 @@ def run_worker(ctx: Context, args: argparse.Namespace) -> int:
     senders = build_senders(ctx.settings)
     if not senders:
         raise CommandError(f"no channel is configured: {ctx.settings.channel_summary()}")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    configure_logging()
     if args.lease <= 0:
         raise CommandError("--lease must be positive")
     config = WorkerConfig(lease_seconds=args.lease, sweep_every=min(5.0, args.lease / 3))
