@@ -35,7 +35,10 @@ def quiet_token_leaking_loggers() -> None:
     """
     for name in TOKEN_LEAKING_LOGGERS:
         logger = logging.getLogger(name)
-        if logger.getEffectiveLevel() < logging.WARNING:
+        # The logger's own level, not the one it inherits: logging configured after this call
+        # (``hosen worker`` builds its bot, then sets the root logger to INFO) must not open it
+        # again. A level set higher on purpose is kept.
+        if logger.level < logging.WARNING:
             logger.setLevel(logging.WARNING)
 
 

@@ -13,7 +13,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from config.settings import Settings
 from dispatch.models import OutboxMessage, OutboxStatus
 from dispatch.outbox import enqueue
+from fakes.leaks import assert_no_secret_in
 from fakes.settings import settings_for_fakes
+from fakes.telegram import FakeTelegram
 from fakes.twilio import FakeTwilio
 from registry.models import Channel
 
@@ -62,5 +64,37 @@ def test_the_worker_says_what_happened_not_every_request(
     assert "3 messages handled" in done.stdout
     assert all(fake_twilio.sent_to(f"+97250555{n:04d}") for n in range(3))
     assert "Twilio API" not in done.stderr and "Headers" not in done.stderr, done.stderr
+    assert_no_secret_in(done.stdout + done.stderr, [fake_twilio.auth_token])
     with sessions() as session:
         assert {session.get_one(OutboxMessage, i).status for i in ids} == {OutboxStatus.SENT}
+
+
+def test_the_worker_never_logs_the_bot_token(
+    sessions: sessionmaker[Session], settings: Settings, fake_telegram: FakeTelegram
+) -> None:
+    """httpx logs every request URL at INFO, and a Bot API URL holds the token; the worker
+    builds its bot before it sets up logging, which must not open httpx's log again."""
+    wired = settings_for_fakes(settings, telegram=fake_telegram)
+    with sessions() as session:
+        enqueue(session, channel=Channel.TELEGRAM, address="4242", text="drill: are you OK?")
+        session.commit()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("HOSEN_")}
+    env.update(
+        HOSEN_DATABASE_URL=wired.database_url,
+        HOSEN_TELEGRAM_TOKEN=wired.telegram_token or "",
+        HOSEN_TELEGRAM_API_URL=str(wired.telegram_api_url),
+    )
+
+    done = subprocess.run(
+        [sys.executable, "-m", "hosen", "worker", "--once"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert "1 messages handled" in done.stdout
+    assert fake_telegram.sent_to(4242)
+    assert_no_secret_in(done.stdout + done.stderr, [fake_telegram.token])
