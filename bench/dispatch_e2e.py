@@ -4,7 +4,8 @@ against the bare-client ceiling and a one-by-one loop, a limited Telegram (30/s)
 
 The fakes run in a child process (``fakes.remote.spawn_fakes``) so they do not share the
 benchmark's interpreter lock; the worker runs in this process for the throughput runs and as
-``python -m hosen worker`` child processes for the memory runs.
+``python -m hosen worker`` child processes for the memory runs, which also give those processes'
+rate (messages sent over the run, from their start-up to the end of the campaign or the window).
 
 This machine's speed wanders by more than the effects measured (the same bare client varies by
 a quarter between runs a minute apart), so the end-to-end rate is measured in alternating
@@ -371,7 +372,8 @@ def memory_run(
             for _ in range(workers)
         ]
         peaks = [0.0] * workers
-        deadline = time.perf_counter() + seconds
+        started = time.perf_counter()
+        deadline = started + seconds
         try:
             while time.perf_counter() < deadline:
                 time.sleep(0.5)
@@ -379,6 +381,7 @@ def memory_run(
                     peaks[i] = max(peaks[i], _rss_mb(process.pid)[1])
                 if open_rows(sessions) == 0:
                     break
+            elapsed = time.perf_counter() - started
         finally:
             for process in processes:
                 process.terminate()
@@ -386,7 +389,14 @@ def memory_run(
                 process.wait(30)
         sent = count - open_rows(sessions)
         engine.dispose()
-    return {"db": kind, "n": count, "workers": workers, "peak_mb": max(peaks), "sent": sent}
+    return {
+        "db": kind,
+        "n": count,
+        "workers": workers,
+        "peak_mb": max(peaks),
+        "sent": sent,
+        "rate": sent / elapsed,
+    }
 
 
 def main() -> int:
@@ -493,7 +503,7 @@ def main() -> int:
             say()
             say(
                 f"{'db':<11} {'workers':>7} {'campaign':>9} {'peak RSS MB':>11} "
-                f"{'sent in window':>14}"
+                f"{'sent in window':>14} {'msg/s':>6}"
             )
             for kind in kinds:
                 for workers in (1, 2) if kind == "postgresql" else (1,):
@@ -501,7 +511,7 @@ def main() -> int:
                         run = memory_run(kind, fakes, n, workers, args.memory_seconds)
                         say(
                             f"{run['db']:<11} {run['workers']:>7} {run['n']:>9} "
-                            f"{run['peak_mb']:>11.0f} {run['sent']:>14}"
+                            f"{run['peak_mb']:>11.0f} {run['sent']:>14} {run['rate']:>6.0f}"
                         )
     say(f"load average at the end: {os.getloadavg()[0]:.1f}")
     return 0
