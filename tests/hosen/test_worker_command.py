@@ -24,10 +24,23 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.db
 
 
+def worker_once(**settings: str) -> subprocess.CompletedProcess[str]:
+    """``hosen worker --once`` in its own process, with only the given ``HOSEN_*`` settings."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("HOSEN_")}
+    return subprocess.run(
+        [sys.executable, "-m", "hosen", "worker", "--once"],
+        cwd=ROOT,
+        env={**env, **settings},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def test_the_worker_says_what_happened_not_every_request(
     sessions: sessionmaker[Session], settings: Settings, fake_twilio: FakeTwilio
 ) -> None:
-    """twilio's client logs ten lines a request at INFO; the worker's own INFO lines stay."""
+    """twilio's client logs ten lines a request at INFO: none of them reach the worker's output."""
     wired = settings_for_fakes(settings, twilio=fake_twilio)
     with sessions() as session:
         messages = [
@@ -42,22 +55,13 @@ def test_the_worker_says_what_happened_not_every_request(
         ]
         session.commit()
         ids = [message.id for message in messages]
-    env = {key: value for key, value in os.environ.items() if not key.startswith("HOSEN_")}
-    env.update(
+
+    done = worker_once(
         HOSEN_DATABASE_URL=wired.database_url,
         HOSEN_TWILIO_ACCOUNT_SID=wired.twilio_account_sid or "",
         HOSEN_TWILIO_AUTH_TOKEN=wired.twilio_auth_token or "",
         HOSEN_TWILIO_FROM=wired.twilio_from or "",
         HOSEN_TWILIO_API_URL=str(wired.twilio_api_url),
-    )
-
-    done = subprocess.run(
-        [sys.executable, "-m", "hosen", "worker", "--once"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
     )
 
     assert done.returncode == 0, done.stderr
@@ -78,20 +82,11 @@ def test_the_worker_never_logs_the_bot_token(
     with sessions() as session:
         enqueue(session, channel=Channel.TELEGRAM, address="4242", text="drill: are you OK?")
         session.commit()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("HOSEN_")}
-    env.update(
+
+    done = worker_once(
         HOSEN_DATABASE_URL=wired.database_url,
         HOSEN_TELEGRAM_TOKEN=wired.telegram_token or "",
         HOSEN_TELEGRAM_API_URL=str(wired.telegram_api_url),
-    )
-
-    done = subprocess.run(
-        [sys.executable, "-m", "hosen", "worker", "--once"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
     )
 
     assert done.returncode == 0, done.stderr
