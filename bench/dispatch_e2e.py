@@ -4,8 +4,9 @@ against the bare-client ceiling and a one-by-one loop, a limited Telegram (30/s)
 
 The fakes run in a child process (``fakes.remote.spawn_fakes``) so they do not share the
 benchmark's interpreter lock; the worker runs in this process for the throughput runs and as
-``python -m hosen worker`` child processes for the memory runs, which also give those processes'
-rate (messages sent over the run, from their start-up to the end of the campaign or the window).
+``python -m hosen worker`` child processes for the memory runs (Telegram; and one SMS run per
+database), which also give those processes' rate (messages sent over the run, from their
+start-up to the end of the campaign or the window).
 
 This machine's speed wanders by more than the effects measured (the same bare client varies by
 a quarter between runs a minute apart), so the end-to-end rate is measured in alternating
@@ -346,21 +347,38 @@ def _rss_mb(pid: int) -> tuple[float, float]:
 
 
 def memory_run(
-    kind: str, fakes: RemoteFakes, count: int, workers: int, seconds: float
+    kind: str,
+    fakes: RemoteFakes,
+    count: int,
+    workers: int,
+    seconds: float,
+    channel: str = "telegram",
 ) -> dict[str, Any]:
-    """Peak RSS of ``workers`` worker processes while a ``count``-recipient campaign drains."""
+    """Peak RSS of ``workers`` worker processes while a ``count``-recipient campaign drains
+    (its recipients reachable on ``channel`` only), and their rate."""
     with database(kind) as url:
         engine = make_engine(url)
         sessions = make_sessionmaker(engine)
-        authority = populate(sessions, count, "telegram")
+        authority = populate(sessions, count, channel)
         write_campaign(sessions, authority)
         env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if not k.startswith("HOSEN_")},
             "HOSEN_DATABASE_URL": url,
-            "HOSEN_TELEGRAM_TOKEN": fakes.telegram_token,
-            "HOSEN_TELEGRAM_API_URL": fakes.telegram_url,
-            "HOSEN_TELEGRAM_RATE_PER_SECOND": str(UNLIMITED),
         }
+        if channel == "telegram":
+            env.update(
+                HOSEN_TELEGRAM_TOKEN=fakes.telegram_token,
+                HOSEN_TELEGRAM_API_URL=fakes.telegram_url,
+                HOSEN_TELEGRAM_RATE_PER_SECOND=str(UNLIMITED),
+            )
+        else:
+            env.update(
+                HOSEN_TWILIO_ACCOUNT_SID=fakes.twilio_account_sid,
+                HOSEN_TWILIO_AUTH_TOKEN=fakes.twilio_auth_token,
+                HOSEN_TWILIO_FROM=fakes.twilio_phone_number,
+                HOSEN_TWILIO_API_URL=fakes.twilio_url,
+                HOSEN_SMS_RATE_PER_SECOND=str(UNLIMITED),
+            )
         processes = [
             subprocess.Popen(
                 [sys.executable, "-m", "hosen", "worker"],
@@ -391,6 +409,7 @@ def memory_run(
         engine.dispose()
     return {
         "db": kind,
+        "channel": channel,
         "n": count,
         "workers": workers,
         "peak_mb": max(peaks),
@@ -502,17 +521,26 @@ def main() -> int:
         if not args.skip_memory:
             say()
             say(
-                f"{'db':<11} {'workers':>7} {'campaign':>9} {'peak RSS MB':>11} "
+                f"{'db':<11} {'channel':<9} {'workers':>7} {'campaign':>9} {'peak RSS MB':>11} "
                 f"{'sent in window':>14} {'msg/s':>6}"
             )
-            for kind in kinds:
-                for workers in (1, 2) if kind == "postgresql" else (1,):
-                    for n in (int(v) for v in args.memory_n.split(",")):
-                        run = memory_run(kind, fakes, n, workers, args.memory_seconds)
-                        say(
-                            f"{run['db']:<11} {run['workers']:>7} {run['n']:>9} "
-                            f"{run['peak_mb']:>11.0f} {run['sent']:>14} {run['rate']:>6.0f}"
-                        )
+            # The campaign's size and one or two workers, on Telegram; then one worker on SMS,
+            # whose rate is the hosen worker process's own (logging and all) on that channel.
+            plan = [
+                (kind, "telegram", workers, int(n))
+                for kind in kinds
+                for workers in ((1, 2) if kind == "postgresql" else (1,))
+                for n in args.memory_n.split(",")
+            ]
+            if not args.skip_sms:
+                largest = max(int(n) for n in args.memory_n.split(","))
+                plan += [(kind, "sms", 1, largest) for kind in kinds]
+            for kind, channel, workers, n in plan:
+                run = memory_run(kind, fakes, n, workers, args.memory_seconds, channel)
+                say(
+                    f"{run['db']:<11} {run['channel']:<9} {run['workers']:>7} {run['n']:>9} "
+                    f"{run['peak_mb']:>11.0f} {run['sent']:>14} {run['rate']:>6.0f}"
+                )
     say(f"load average at the end: {os.getloadavg()[0]:.1f}")
     return 0
 
