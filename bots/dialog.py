@@ -126,6 +126,7 @@ UPDATABLE = (
     Step.CONTACT_NAME,
 )
 MULTI = (Step.SKILLS, Step.LANGUAGES, Step.NEEDS)
+FREE_TEXT_AND_CHOICES = (Step.PHONE, Step.CONTACT_NAME, Step.CONTACT_PHONE, Step.GUARDIAN)
 WHO_VALUES = ("volunteer", "resident", "both", "family")
 AVAILABILITY_VALUES = ("both", "emergency", "routine")
 CAPACITY_SHORTCUTS = ("1", "2", "3", "5")
@@ -368,6 +369,9 @@ class Dialog:
             return self._menu(turn)
         handler = self._handlers()[step]
         try:
+            if value is None and text is not None and step in FREE_TEXT_AND_CHOICES:
+                # A choice the step offers wins over free text ("1" is skip, not a name).
+                value = self._match(turn, step, self._choices(turn, step), text)
             handler(turn, text, value)
         except Invalid as refusal:
             turn.say(refusal.key, **refusal.params)

@@ -3,6 +3,9 @@
 A keyword is recognised in the person's language and, always, in English (many phones and many
 people fall back to Latin letters). Carrier-standard SMS keywords (STOP, START, HELP...) are a
 protocol, not text for people, so they are constants here rather than catalog entries.
+
+Digits of every script are read as ASCII digits (:func:`ascii_digits`, applied by :func:`clean`),
+so "٣", "３" and "²" are numbers wherever a number is expected.
 """
 
 from __future__ import annotations
@@ -52,11 +55,25 @@ CARRIER_OPT_IN_AFTER_STOP = frozenset({"yes"})
 CARRIER_HELP = frozenset({"help", "info"})
 
 
+def ascii_digits(text: str) -> str:
+    """``text`` in NFKC with every digit of any script as its ASCII digit ("٣", "３" → "3").
+
+    NFKC already turns compatibility digits ("²", "①") into ASCII ones; the decimal digits of
+    other scripts (Arabic-Indic, Devanagari...) and Ethiopic digits are mapped one by one, so
+    ``int()`` of a string of ``isdigit()`` characters never fails on what a phone sends.
+    """
+    normal = unicodedata.normalize("NFKC", text)
+    return "".join(
+        str(unicodedata.digit(ch)) if not ch.isascii() and ch.isdigit() else ch for ch in normal
+    )
+
+
 def clean(text: str | None) -> str:
-    """Text as the dialog stores it: invisible characters dropped, white space collapsed."""
+    """Text as the dialog stores it: invisible characters dropped, white space collapsed, digits
+    of every script as ASCII digits."""
     if not text:
         return ""
-    text = unicodedata.normalize("NFC", _INVISIBLE.sub("", text[:MAX_INPUT]))
+    text = ascii_digits(_INVISIBLE.sub("", text[:MAX_INPUT]))
     kept = "".join(ch if ch.isprintable() else " " for ch in text)
     return " ".join(kept.split())
 

@@ -566,3 +566,59 @@ def test_a_role_and_buddies_show_in_the_status(
     status = desk.send("/status")[0].text
     assert t(Language.RU, "bot.status.role_confirmed", role="Здравоохранение") in status
     assert t(Language.RU, "bot.status.checks_on", count=1) in status
+
+
+# Steps that take free text and also offer choices, with a draft that reaches them on SMS.
+FREE_TEXT_WITH_CHOICES: list[tuple[Step, dict[str, Any]]] = [
+    (Step.CONTACT_NAME, dict(RESIDENT)),
+    (Step.CONTACT_PHONE, {**RESIDENT, "ec_name": "D"}),
+    (Step.GUARDIAN, {**VOLUNTEER, "birth_year": 2011, "consent": "v"}),
+]
+
+
+@pytest.mark.parametrize("language", ALL_LANGUAGES)
+@pytest.mark.parametrize(
+    ("step", "before"), FREE_TEXT_WITH_CHOICES, ids=[c[0].value for c in FREE_TEXT_WITH_CHOICES]
+)
+def test_every_numbered_choice_is_taken_by_its_number_on_sms(
+    open_desk: Callable[..., Desk], language: Language, step: Step, before: dict[str, Any]
+) -> None:
+    probe = open_desk(step, dict(before), language, address="+972525550999")
+    choices = probe.send("/help")[-1].choices  # the question asked again, with its choices
+    assert choices, step
+    for number, choice in enumerate(choices, 1):
+        desk = open_desk(step, dict(before), language, address=f"+97252555{number:04d}")
+        prompts = desk.send(f"{number}")
+        assert desk.step != step, (step, number, prompts[0].text)
+        assert not any(p.text.startswith(t(language, "bot.error.name_letters")) for p in prompts)
+        assert choice.value in ("skip", "no")
+        stores = {Step.CONTACT_NAME: "ec_name", Step.CONTACT_PHONE: "ec_phone"}
+        assert desk.draft[stores.get(step, step.value)] is None  # skipped or declined
+
+
+@pytest.mark.parametrize("language", ALL_LANGUAGES)
+@pytest.mark.parametrize(
+    ("step", "before", "typed", "key", "value"),
+    [
+        (Step.BIRTH_YEAR, RESIDENT, "١٩٤٠", "birth_year", 1940),
+        (Step.BIRTH_YEAR, RESIDENT, "１９４０", "birth_year", 1940),
+        (Step.BIRTH_YEAR, RESIDENT, "۱۹۴۰", "birth_year", 1940),
+        (Step.CAPACITY, VOLUNTEER, "٤", "capacity", 4),
+        (Step.CAPACITY, VOLUNTEER, "²", "capacity", 2),
+        (Step.WHO, {}, "٢", "who", "resident"),
+        (Step.WHO, {}, "２", "who", "resident"),
+        (Step.SKILLS, VOLUNTEER, "١ ٣", "skills", ["driving", "first_aid"]),
+    ],
+)
+def test_digits_of_every_script_are_read_as_digits(
+    open_desk: Callable[..., Desk],
+    language: Language,
+    step: Step,
+    before: dict[str, Any],
+    typed: str,
+    key: str,
+    value: Any,
+) -> None:
+    desk = open_desk(step, dict(before), language)
+    desk.send(typed)
+    assert desk.draft[key] == value and desk.step != step

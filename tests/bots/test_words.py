@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from bots.words import Command, Word, clean, command_in, fold, is_word, language_of
+from bots.words import Command, Word, ascii_digits, clean, command_in, fold, is_word, language_of
 from config.i18n import t
 from config.languages import ALL_LANGUAGES, Language
 
@@ -56,3 +56,12 @@ def test_language_is_guessed_from_a_keyword_in_it() -> None:
     assert language_of("ተቀላቀል") == Language.AM
     assert language_of("JOIN") is None
     assert language_of("/start") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("٣", "3"), ("３", "3"), ("²", "2"), ("۱۹۴۰", "1940"), ("१२", "12"), ("፫", "3"), ("a1", "a1")],
+)
+def test_ascii_digits_reads_every_script(text: str, expected: str) -> None:
+    assert ascii_digits(text) == expected
+    assert fold(text) == expected.casefold()
