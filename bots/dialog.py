@@ -604,7 +604,7 @@ class Dialog:
         if location is not None:
             nearest = enrolment.nearest_zone(self.profile, *location)
             if nearest is None:
-                raise Invalid("bot.error.choice")
+                raise Invalid("bot.error.location")
             authority, zone = nearest
             turn.draft.update(authority=authority, zone=zone, lat=location[0], lon=location[1])
             return self._advance(turn, Step.ZONE)

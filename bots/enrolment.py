@@ -22,6 +22,7 @@ from config.profile import Profile
 from dispatch import outbox
 from dispatch.models import InboundMessage
 from registry import audit, people
+from registry.assignment.geo import haversine_m
 from registry.errors import InvalidPhone
 from registry.models import (
     ACTIVE_ASSIGNMENT,
@@ -44,6 +45,8 @@ from registry.phones import normalise_phone
 
 # Draft keys starting with "_" are bookkeeping; this one lists consents given in this dialog.
 NEW_CONSENTS = "_new_consents"
+# A shared location farther than this from every zone's centre is not in the municipality.
+ZONE_REACH_M = 20_000.0
 
 
 class Refused(Exception):
@@ -312,14 +315,18 @@ def zone_label(profile: Profile, zone: Zone, language: Language) -> str:
 
 
 def nearest_zone(profile: Profile, lat: float, lon: float) -> tuple[str, str] | None:
-    """The authority and zone whose centre is closest to a shared location."""
+    """The authority and zone whose centre is closest to a shared location, or None when the
+    location is not a place on Earth or is farther than :data:`ZONE_REACH_M` from every zone
+    (a phone without a fix sends 0,0; a forged update sends anything)."""
+    if not (math.isfinite(lat) and math.isfinite(lon) and -90 <= lat <= 90 and -180 <= lon <= 180):
+        return None
     best: tuple[float, str, str] | None = None
     for authority in profile.authorities:
         for zone in authority.zones:
             if zone.lat is None or zone.lon is None:
                 continue
-            distance = _metres(lat, lon, zone.lat, zone.lon)
-            if best is None or distance < best[0]:
+            distance = float(haversine_m(lat, lon, zone.lat, zone.lon))  # type: ignore[arg-type]
+            if distance <= ZONE_REACH_M and (best is None or distance < best[0]):
                 best = (distance, authority.code, zone.code)
     return None if best is None else (best[1], best[2])
 
@@ -356,12 +363,3 @@ def erase(session: Session, person: Person, *, actor: str, now: datetime) -> Non
         )
         .execution_options(synchronize_session=False)
     )
-
-
-def _metres(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance (haversine); plenty for picking the nearest neighbourhood."""
-    radius = 6_371_000.0
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * radius * math.asin(math.sqrt(a))
