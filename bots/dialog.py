@@ -1,14 +1,23 @@
 """The conversation engine: sign-up and self-service, written once for Telegram and SMS alike.
 
-The dialog is a small state machine over named steps. Each inbound message moves one
-:class:`~bots.models.Conversation` row (step and draft answers) and yields the prompts to send;
-channels only render those prompts (inline buttons or numbered SMS choices). Nothing here
-touches the network, and nothing commits: the caller's unit of work does.
+The dialog is one table of steps, :data:`STEPS`: each row says what its step asks, the choices
+it offers, the free text it takes (and how that is checked), what it stores in the typed
+:class:`~bots.steps.Draft`, when it applies and where it goes next. Each inbound message moves one
+:class:`~bots.models.Conversation` row (step and draft) and yields the prompts to send; channels
+only render those prompts (inline buttons, or numbered SMS choices). Nothing here touches the
+network, and nothing commits: the caller's unit of work does.
 
-Registration order: language → who → name → phone → (authority) → zone → birth year →
-volunteer: skills, languages, availability, vehicle, check-in capacity → resident: needs,
-emergency contact → consent (registration; health data when needs were given; a guardian's
-for a minor volunteer) → summary and confirm. "Back", "cancel" and "help" work at every step.
+Rules that hold for every step live once, in :class:`Dialog`: "back", "cancel" and "help" work
+at every step; a choice offered is taken by its button, its number, its label or its keyword, in
+the person's language or English, before any free text ("1" is "skip", never a name). A step
+whose free text is itself a number (a year of birth, a capacity) offers its choices only as
+shortcut buttons with the number as their value, never as numbers on SMS, so the two cannot meet
+(a test checks every row).
+
+Registration order is the table's: language → who → name → phone → (authority) → zone → birth
+year → volunteer: skills, languages, availability, vehicle, check-in capacity → resident: needs,
+emergency contact → consent (registration; health data when needs were given; a guardian's for a
+minor volunteer) → summary and confirm.
 """
 
 from __future__ import annotations
@@ -16,8 +25,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
-from typing import Any
 
 from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
@@ -25,9 +32,9 @@ from sqlalchemy.orm.attributes import flag_modified
 
 from bots import enrolment
 from bots.consent import CONSENT_VERSIONS, consent_text
-from bots.enrolment import NEW_CONSENTS
 from bots.models import Conversation
 from bots.prompts import Choice, Prompt, Request
+from bots.steps import Answer, Availability, Draft, Go, Invalid, Step, Who
 from bots.words import (
     CARRIER_HELP,
     CARRIER_OPT_IN,
@@ -47,91 +54,16 @@ from config.profile import AuthorityProfile, Profile
 from config.settings import Settings
 from registry import people
 from registry.errors import InvalidPhone
-from registry.models import (
-    NEED_FLAGS,
-    Authority,
-    Channel,
-    ConsentKind,
-    Person,
-    PersonStatus,
-)
+from registry.models import NEED_FLAGS, Authority, Channel, ConsentKind, Person, PersonStatus
 from registry.phones import normalise_phone
+
+__all__ = ["REGISTRATION", "STEPS", "Dialog", "Inbound", "Invalid", "Row", "Step", "Turn"]
 
 MAX_NAME = 60
 MAX_CAPACITY = 20
 MIN_VOLUNTEER_AGE = 14
 OLDEST = 110
-
-
-class Step(StrEnum):
-    NEW = ""
-    LANGUAGE = "language"
-    WHO = "who"
-    NAME = "name"
-    PHONE = "phone"
-    AUTHORITY = "authority"
-    ZONE = "zone"
-    BIRTH_YEAR = "birth"
-    SKILLS = "skills"
-    LANGUAGES = "langs"
-    AVAILABILITY = "avail"
-    VEHICLE = "vehicle"
-    CAPACITY = "capacity"
-    NEEDS = "needs"
-    CONTACT_NAME = "ec_name"
-    CONTACT_PHONE = "ec_phone"
-    CONSENT = "consent"
-    HEALTH_CONSENT = "health"
-    GUARDIAN = "guardian"
-    SUMMARY = "summary"
-    MENU = "menu"
-    UPDATE = "update"
-    DELETE = "delete"
-    STOPPED = "stopped"
-
-
-REGISTRATION = (
-    Step.LANGUAGE,
-    Step.WHO,
-    Step.NAME,
-    Step.PHONE,
-    Step.AUTHORITY,
-    Step.ZONE,
-    Step.BIRTH_YEAR,
-    Step.SKILLS,
-    Step.LANGUAGES,
-    Step.AVAILABILITY,
-    Step.VEHICLE,
-    Step.CAPACITY,
-    Step.NEEDS,
-    Step.CONTACT_NAME,
-    Step.CONTACT_PHONE,
-    Step.CONSENT,
-    Step.HEALTH_CONSENT,
-    Step.GUARDIAN,
-    Step.SUMMARY,
-)
-# Fields a registered person can change from the menu, in the order they are offered.
-UPDATABLE = (
-    Step.NAME,
-    Step.WHO,
-    Step.ZONE,
-    Step.BIRTH_YEAR,
-    Step.SKILLS,
-    Step.LANGUAGES,
-    Step.AVAILABILITY,
-    Step.VEHICLE,
-    Step.CAPACITY,
-    Step.NEEDS,
-    Step.CONTACT_NAME,
-)
-MULTI = (Step.SKILLS, Step.LANGUAGES, Step.NEEDS)
-FREE_TEXT_AND_CHOICES = (Step.PHONE, Step.CONTACT_NAME, Step.CONTACT_PHONE, Step.GUARDIAN)
-WHO_VALUES = ("volunteer", "resident", "both", "family")
-AVAILABILITY_VALUES = ("both", "emergency", "routine")
 CAPACITY_SHORTCUTS = ("1", "2", "3", "5")
-# Draft keys starting with "_" are bookkeeping, not answers.
-EDIT = "_edit"
 
 
 @dataclass(frozen=True)
@@ -154,7 +86,8 @@ class Inbound:
 
 @dataclass
 class Turn:
-    """Everything one answer needs; built per inbound message."""
+    """Everything one answer needs; built per inbound message. ``draft`` is written back to the
+    conversation when the turn ends."""
 
     session: Session
     conversation: Conversation
@@ -162,30 +95,68 @@ class Turn:
     now: datetime
     person: Person | None
     replies: list[Prompt] = field(default_factory=list)
+    draft: Draft = field(init=False)
+    speaking: Language | None = field(default=None, init=False)  # another language, for a moment
+
+    def __post_init__(self) -> None:
+        self.draft = Draft.load(self.conversation.draft)
 
     @property
     def language(self) -> Language:
-        return self.conversation.language or DEFAULT_LANGUAGE
+        return self.speaking or self.conversation.language or DEFAULT_LANGUAGE
 
     @property
-    def draft(self) -> dict[str, Any]:
-        return self.conversation.draft
+    def channel(self) -> Channel:
+        return self.conversation.channel
 
     def say(self, key: str, /, **params: object) -> None:
         self.replies.append(Prompt(text=t(self.language, key, **params)))
 
 
-class Invalid(Exception):
-    """An answer the step cannot take; ``key`` is the catalog message that says why."""
-
-    def __init__(self, key: str, /, **params: object) -> None:
-        super().__init__(key)
-        self.key = key
-        self.params = params
+Choices = Callable[["Dialog", Turn], tuple[Choice, ...]]
+FreeText = Callable[["Dialog", Turn, str], Answer]
+Take = Callable[["Dialog", Turn, Answer], "Go | Step"]
+Condition = Callable[["Dialog", Turn], bool]
+Asks = Callable[["Dialog", Turn], str]
 
 
-class Stay(Exception):
-    """The step took a partial answer (a toggled option) and asks again."""
+def _no_choices(dialog: Dialog, turn: Turn) -> tuple[Choice, ...]:
+    return ()
+
+
+def _always(dialog: Dialog, turn: Turn) -> bool:
+    return True
+
+
+def _no_requests(turn: Turn) -> tuple[Request, ...]:
+    return ()
+
+
+@dataclass(frozen=True)
+class Row:
+    """One step of the dialog, all of it.
+
+    ``stores`` names the draft fields the step answers (the first says whether it is answered).
+    ``choices`` are offered as buttons and numbered on SMS; with ``shortcuts`` they are only
+    buttons whose value is free text ("3" people), for steps whose free text is a number.
+    ``text`` takes free text (checks it, or raises :class:`Invalid`); None: choices only.
+    ``take`` stores the answer and says where to go (:class:`Go`, or a step). ``applies`` says
+    whether the step is asked at all; ``asks`` the question when it is not ``bot.<step>.prompt``.
+    """
+
+    take: Take
+    stores: tuple[str, ...] = ()
+    choices: Choices = _no_choices
+    text: FreeText | None = None
+    applies: Condition = _always
+    asks: Asks | None = None
+    multi: bool = False
+    shortcuts: bool = False
+    contact: bool = False  # a shared Telegram contact answers it
+    location: bool = False  # a shared location answers it
+    requests: Callable[[Turn], tuple[Request, ...]] = _no_requests
+    navigation: bool = True  # "back" and "cancel" buttons under the question
+    registration: bool = True  # part of sign-up, in table order (else a registered person's)
 
 
 class Dialog:
@@ -203,10 +174,12 @@ class Dialog:
         self, session: Session, conversation: Conversation, inbound: Inbound, *, now: datetime
     ) -> list[Prompt]:
         """Take one inbound message, move the conversation, and return what to say."""
+        if conversation.step not in _STEP_VALUES:
+            conversation.step = Step.NEW  # a row from an older or damaged build: start again
         turn = Turn(session, conversation, inbound, now, self._person(session, conversation))
         self._respond(turn)
         if conversation not in session.deleted and not inspect(conversation).deleted:
-            # The draft is changed in place; a JSON column must be told.
+            conversation.draft = turn.draft.dump()
             flag_modified(conversation, "draft")
             conversation.updated_at = now
         return turn.replies
@@ -228,7 +201,7 @@ class Dialog:
             guessed = language_of(inbound.text)
             if guessed is not None:  # "הצטרפות" as a first message already says Hebrew
                 conv.language = guessed
-                turn.draft["language"] = guessed.value
+                turn.draft.language = guessed
         if conv.step == Step.STOPPED:
             if command and command[0] == Command.JOIN:
                 return self._join(turn, command[1])
@@ -249,7 +222,7 @@ class Dialog:
     # ------------------------------------------------------------------ commands
     def _command(self, turn: Turn, command: Command, argument: str) -> None:
         conv = turn.conversation
-        registering = conv.step in REGISTRATION and EDIT not in turn.draft
+        registering = conv.step in REGISTRATION and not turn.draft.editing
         if command == Command.JOIN:
             return self._join(turn, argument)
         if command == Command.HELP:
@@ -261,7 +234,7 @@ class Dialog:
         if command == Command.CANCEL:
             return self._cancel(turn)
         if command == Command.LANGUAGE:
-            turn.draft[EDIT] = True
+            turn.draft.editing = True
             return self._ask(turn, Step.LANGUAGE)
         if turn.person is None:
             if registering:
@@ -287,13 +260,14 @@ class Dialog:
                 turn.say("bot.stopped.resumed")
             return self._menu(turn)
         if group is not None:
-            turn.draft["group"] = group.join_code
+            turn.draft.group = group.join_code
             authority = turn.session.get(Authority, group.authority_id)
             if authority is not None:
-                turn.draft["authority"] = authority.code
+                turn.draft.authority = authority.code
         elif payload:
             turn.say("bot.group.unknown")
-        resume = turn.draft.pop("_resume", None)
+        resume = turn.draft.resume
+        turn.draft.forget("resume")
         if turn.conversation.step == Step.STOPPED:
             turn.conversation.step = resume or Step.NEW
         if turn.conversation.step in REGISTRATION:
@@ -303,24 +277,23 @@ class Dialog:
 
     def _begin(self, turn: Turn) -> None:
         """A new conversation: ask the language first (in every language at once)."""
-        if turn.conversation.language is None or "language" not in turn.draft:
+        if turn.conversation.language is None or not turn.draft.has("language"):
             return self._ask(turn, Step.LANGUAGE)
         return self._advance(turn, Step.LANGUAGE)
 
     def _help(self, turn: Turn) -> None:
-        key = f"bot.help.{turn.conversation.channel.value}"
-        turn.say(key)
+        turn.say(f"bot.help.{turn.channel.value}")
         if turn.conversation.step in (Step.NEW, Step.STOPPED):
             return None
         return self._ask_current(turn)
 
     def _stop(self, turn: Turn, *, carrier: bool) -> None:
-        conv, person = turn.conversation, turn.person
-        if person is not None:
-            people.opt_out(turn.session, person, actor=self._actor(turn), now=turn.now)
-            conv.draft = {}  # their details live in the registry; a draft may hold health data
+        conv = turn.conversation
+        if turn.person is not None:
+            people.opt_out(turn.session, turn.person, actor=self._actor(turn), now=turn.now)
+            turn.draft = Draft()  # their details live in the registry; a draft may hold health data
         elif conv.step not in (Step.STOPPED, Step.NEW):
-            turn.draft["_resume"] = conv.step
+            turn.draft.resume = Step(conv.step)
         conv.step = Step.STOPPED
         # Twilio answers the carrier words itself and refuses to send anything after them.
         if not (carrier and conv.channel == Channel.SMS):
@@ -328,17 +301,17 @@ class Dialog:
 
     def _cancel(self, turn: Turn) -> None:
         if turn.person is not None:
-            turn.conversation.draft = {}
+            turn.draft = Draft()
             return self._menu(turn)
         language = turn.conversation.language
-        turn.conversation.draft = {"language": language.value} if language else {}
+        turn.draft = Draft(language=language) if language else Draft()
         turn.conversation.step = Step.NEW
         turn.say("bot.cancelled")
         return None
 
     def _back(self, turn: Turn) -> None:
         step = turn.conversation.step
-        if turn.person is not None and (step not in REGISTRATION or EDIT in turn.draft):
+        if turn.person is not None and (step not in REGISTRATION or turn.draft.editing):
             # Registered: back from editing a field is the list of fields; else the menu.
             return self._ask(turn, Step.UPDATE) if step in REGISTRATION else self._menu(turn)
         if step not in REGISTRATION:
@@ -349,7 +322,7 @@ class Dialog:
                 return self._ask(turn, previous)
         return self._ask_current(turn)
 
-    # ------------------------------------------------------------------ buttons and answers
+    # ------------------------------------------------------------------ answers, for every step
     def _button(self, turn: Turn, data: str) -> None:
         step, _, value = data.partition(":")
         if step != turn.conversation.step:
@@ -367,62 +340,55 @@ class Dialog:
         step = Step(turn.conversation.step)
         if step == Step.NEW:
             return self._menu(turn)
-        handler = self._handlers()[step]
+        if step == Step.STOPPED:
+            return None
+        row = STEPS[step]
+        if not row.registration and turn.person is None:
+            return self._begin(turn)  # a registered person's step, and they are gone
         try:
-            if value is None and text is not None and step in FREE_TEXT_AND_CHOICES:
-                # A choice the step offers wins over free text ("1" is skip, not a name).
-                value = self._match(turn, step, self._choices(turn, step), text)
-            handler(turn, text, value)
+            go = row.take(self, turn, self._understand(turn, step, row, text, value))
         except Invalid as refusal:
             turn.say(refusal.key, **refusal.params)
-            return self._ask_current(turn)
-        except Stay:
-            return self._ask_current(turn)
+            return self._ask(turn, step)
+        if go is Go.NEXT:
+            return self._advance(turn, step)
+        if go is Go.AGAIN:
+            return self._ask(turn, step)
+        if isinstance(go, Step):
+            return self._ask(turn, go)
         return None
 
-    def _handlers(self) -> dict[Step, Callable[[Turn, str | None, str | None], None]]:
-        return {
-            Step.LANGUAGE: self._on_language,
-            Step.WHO: self._on_choice("who"),
-            Step.NAME: self._on_name,
-            Step.PHONE: self._on_phone,
-            Step.AUTHORITY: self._on_choice("authority"),
-            Step.ZONE: self._on_zone,
-            Step.BIRTH_YEAR: self._on_birth_year,
-            Step.SKILLS: self._on_multi("skills"),
-            Step.LANGUAGES: self._on_multi("langs"),
-            Step.AVAILABILITY: self._on_choice("avail"),
-            Step.VEHICLE: self._on_yes_no("vehicle"),
-            Step.CAPACITY: self._on_capacity,
-            Step.NEEDS: self._on_multi("needs"),
-            Step.CONTACT_NAME: self._on_contact_name,
-            Step.CONTACT_PHONE: self._on_contact_phone,
-            Step.CONSENT: self._on_consent,
-            Step.HEALTH_CONSENT: self._on_health_consent,
-            Step.GUARDIAN: self._on_guardian,
-            Step.SUMMARY: self._on_summary,
-            Step.MENU: self._on_menu,
-            Step.UPDATE: self._on_update,
-            Step.DELETE: self._on_delete,
-            Step.STOPPED: lambda turn, text, value: None,
-        }
-
-    def _pick(self, turn: Turn, step: Step, text: str | None, value: str | None) -> str:
-        """The value of the one choice the answer names (button, number, word or keyword)."""
-        choices = self._choices(turn, step)
-        values = [choice.value for choice in choices]
-        if value is not None:
-            if value in values:
-                return value
+    def _understand(
+        self, turn: Turn, step: Step, row: Row, text: str | None, value: str | None
+    ) -> Answer:
+        """What the message says to this step: the one rule every step follows."""
+        inbound = turn.inbound
+        if value is not None:  # a button's value, as it came (it may be forged)
+            if row.shortcuts and row.text is not None:
+                return row.text(self, turn, value)
+            offered = {choice.value for choice in row.choices(self, turn)}
+            if value in offered or (row.multi and value in (Word.DONE, Word.NONE)):
+                return Answer(choice=value)
             raise Invalid("bot.error.choice")
-        found = self._match(turn, step, choices, text)
-        if found is None:
-            raise Invalid("bot.error.choice")
-        return found
+        if row.contact and inbound.contact_phone is not None:
+            return Answer(contact=inbound.contact_phone)
+        if row.location and inbound.location is not None:
+            return Answer(location=inbound.location)
+        choices = () if row.shortcuts else row.choices(self, turn)
+        if row.multi:
+            return Answer(many=frozenset(self._parse_many(turn, step, choices, text)))
+        # A choice offered wins over free text: its number is never a name or a phone.
+        picked = self._match(turn, step, choices, text)
+        if picked is not None:
+            return Answer(choice=picked)
+        if row.text is not None:
+            return row.text(self, turn, text or "")
+        raise Invalid("bot.error.choice")
 
     def _match(
         self, turn: Turn, step: Step, choices: tuple[Choice, ...], text: str | None
     ) -> str | None:
+        """The choice a text names: its number, its label or value, or its keyword."""
         folded = fold(text)
         if not folded:
             return None
@@ -441,61 +407,6 @@ class Dialog:
             ):
                 return choice.value
         return None
-
-    def _on_language(self, turn: Turn, text: str | None, value: str | None) -> None:
-        chosen = Language(self._pick(turn, Step.LANGUAGE, text, value))
-        turn.conversation.language = chosen
-        turn.draft["language"] = chosen.value
-        if turn.person is not None and turn.conversation.step == Step.LANGUAGE:
-            turn.person.language = chosen
-            turn.draft.pop(EDIT, None)
-            turn.say("bot.language.changed")
-            return self._menu(turn)
-        turn.draft.pop(EDIT, None)  # a change of language mid-registration: carry on
-        return self._advance(turn, Step.LANGUAGE)
-
-    def _on_choice(self, key: str) -> Callable[[Turn, str | None, str | None], None]:
-        def handle(turn: Turn, text: str | None, value: str | None) -> None:
-            step = Step(turn.conversation.step)
-            turn.draft[key] = self._pick(turn, step, text, value)
-            if key == "authority":
-                turn.draft.pop("zone", None)
-            self._advance(turn, step)
-
-        return handle
-
-    def _on_yes_no(self, key: str) -> Callable[[Turn, str | None, str | None], None]:
-        def handle(turn: Turn, text: str | None, value: str | None) -> None:
-            step = Step(turn.conversation.step)
-            turn.draft[key] = self._pick(turn, step, text, value) == Word.YES
-            self._advance(turn, step)
-
-        return handle
-
-    def _on_multi(self, key: str) -> Callable[[Turn, str | None, str | None], None]:
-        def handle(turn: Turn, text: str | None, value: str | None) -> None:
-            step = Step(turn.conversation.step)
-            choices = self._choices(turn, step)
-            pending = f"_{key}"
-            if value is not None:  # a Telegram button: toggle, or finish with "done"
-                selected = set(turn.draft.get(pending, turn.draft.get(key, [])))
-                if value == Word.DONE:
-                    turn.draft[key] = sorted(selected)
-                    turn.draft.pop(pending, None)
-                    return self._advance(turn, step)
-                if value == Word.NONE:
-                    selected = set()
-                elif value in {c.value for c in choices}:
-                    selected ^= {value}
-                else:
-                    raise Invalid("bot.error.choice")
-                turn.draft[pending] = sorted(selected)
-                raise Stay
-            turn.draft[key] = sorted(self._parse_many(turn, step, choices, text))
-            turn.draft.pop(pending, None)
-            return self._advance(turn, step)
-
-        return handle
 
     def _parse_many(
         self, turn: Turn, step: Step, choices: tuple[Choice, ...], text: str | None
@@ -523,12 +434,8 @@ class Dialog:
         chosen.discard(Word.NONE)
         return chosen
 
-    def _on_name(self, turn: Turn, text: str | None, value: str | None) -> None:
-        turn.draft["name"] = self._name(text)
-        self._advance(turn, Step.NAME)
-
-    @staticmethod
-    def _name(text: str | None) -> str:
+    # ------------------------------------------------------------------ free text, checked
+    def _name_text(self, turn: Turn, text: str) -> Answer:
         name = clean(text)
         if not name:
             raise Invalid("bot.error.name_empty")
@@ -536,37 +443,75 @@ class Dialog:
             raise Invalid("bot.error.name_letters")
         if len(name) > MAX_NAME:
             raise Invalid("bot.error.name_long", max=MAX_NAME)
-        return name
+        return Answer(text=name)
 
-    def _on_phone(self, turn: Turn, text: str | None, value: str | None) -> None:
-        inbound = turn.inbound
-        family = turn.draft.get("who") == "family"
-        if value == Word.SKIP and turn.conversation.channel == Channel.TELEGRAM and not family:
-            turn.draft["phone"] = None
-            return self._advance(turn, Step.PHONE)
-        if inbound.contact_phone is not None:
-            if not family and not inbound.contact_is_sender:
-                raise Invalid("bot.phone.not_own")
-            phone = self._phone(inbound.contact_phone)
-            turn.draft["phone"] = phone
-            turn.draft["phone_verified"] = not family
-            if not family:
-                if self._link_known_person(turn, phone):
-                    return None
-                self._adopt_sms_draft(turn, phone)
-            return self._advance(turn, Step.PHONE)
-        if is_word(text, turn.conversation.language, Word.SKIP) and not family:
-            turn.draft["phone"] = None
-            return self._advance(turn, Step.PHONE)
-        turn.draft["phone"] = self._phone(text or "")
-        turn.draft["phone_verified"] = False
-        return self._advance(turn, Step.PHONE)
+    def _phone_text(self, turn: Turn, text: str) -> Answer:
+        return Answer(text=self._phone(text))
 
     def _phone(self, text: str) -> str:
         try:
             return normalise_phone(text, region=self.region).e164
         except InvalidPhone:
             raise Invalid("phone.invalid") from None
+
+    def _year_text(self, turn: Turn, text: str) -> Answer:
+        folded = fold(text)
+        if not folded.isdigit() or len(folded) != 4:
+            raise Invalid("bot.error.year")
+        year = int(folded)
+        if not turn.now.year - OLDEST <= year <= turn.now.year:
+            raise Invalid("bot.error.year")
+        if turn.draft.volunteer and turn.now.year - year < MIN_VOLUNTEER_AGE:
+            raise Invalid("bot.error.too_young", age=MIN_VOLUNTEER_AGE)
+        return Answer(number=year)
+
+    def _capacity_text(self, turn: Turn, text: str) -> Answer:
+        answer = fold(text)
+        if not answer.isdigit() or len(answer) > 3 or int(answer) > MAX_CAPACITY:
+            raise Invalid("bot.error.number", max=MAX_CAPACITY)
+        return Answer(number=int(answer))
+
+    def _anything(self, turn: Turn, text: str) -> Answer:
+        return Answer()
+
+    # ------------------------------------------------------------------ what each step stores
+    def _take_language(self, turn: Turn, answer: Answer) -> Go | Step:
+        chosen = Language(answer.picked)
+        turn.conversation.language = chosen
+        turn.draft.language = chosen
+        turn.draft.forget("editing")  # a change of language mid-registration: carry on
+        if turn.person is not None:
+            turn.person.language = chosen
+            turn.say("bot.language.changed")
+            self._menu(turn)
+            return Go.DONE
+        return Go.NEXT
+
+    def _take_who(self, turn: Turn, answer: Answer) -> Go | Step:
+        turn.draft.who = Who(answer.picked)
+        return Go.NEXT
+
+    def _take_name(self, turn: Turn, answer: Answer) -> Go | Step:
+        turn.draft.name = answer.text
+        return Go.NEXT
+
+    def _take_phone(self, turn: Turn, answer: Answer) -> Go | Step:
+        draft = turn.draft
+        if answer.choice == Word.SKIP:
+            draft.phone = None
+            return Go.NEXT
+        if answer.contact is None:
+            draft.phone, draft.phone_verified = answer.text, False
+            return Go.NEXT
+        if not draft.family and not turn.inbound.contact_is_sender:
+            raise Invalid("bot.phone.not_own")
+        phone = self._phone(answer.contact)
+        draft.phone, draft.phone_verified = phone, not draft.family
+        if not draft.family:
+            if self._link_known_person(turn, phone):
+                return Go.DONE
+            self._adopt_sms_draft(turn, phone)
+        return Go.NEXT
 
     def _link_known_person(self, turn: Turn, phone: str) -> bool:
         """Their own, verified number is already registered (say by SMS): this chat is them."""
@@ -595,159 +540,180 @@ class Dialog:
         )
         if other is None or other.person_id is not None:
             return
-        for key, answer in other.draft.items():
-            if not key.startswith("_") and key not in turn.draft:
-                turn.draft[key] = answer
+        begun = Draft.load(other.draft)
+        for name in begun.answered() - turn.draft.answered():
+            setattr(turn.draft, name, getattr(begun, name))
 
-    def _on_zone(self, turn: Turn, text: str | None, value: str | None) -> None:
-        location = turn.inbound.location
-        if location is not None:
-            nearest = enrolment.nearest_zone(self.profile, *location)
-            if nearest is None:
-                raise Invalid("bot.error.location")
-            authority, zone = nearest
-            turn.draft.update(authority=authority, zone=zone, lat=location[0], lon=location[1])
-            return self._advance(turn, Step.ZONE)
-        turn.draft["zone"] = self._pick(turn, Step.ZONE, text, value)
-        return self._advance(turn, Step.ZONE)
+    def _take_authority(self, turn: Turn, answer: Answer) -> Go | Step:
+        turn.draft.authority = answer.choice
+        turn.draft.forget("zone")
+        return Go.NEXT
 
-    def _on_birth_year(self, turn: Turn, text: str | None, value: str | None) -> None:
-        folded = fold(text)
-        if not folded.isdigit() or len(folded) != 4:
-            raise Invalid("bot.error.year")
-        year = int(folded)
-        if not turn.now.year - OLDEST <= year <= turn.now.year:
-            raise Invalid("bot.error.year")
-        volunteer = turn.draft.get("who") in ("volunteer", "both")
-        if volunteer and turn.now.year - year < MIN_VOLUNTEER_AGE:
-            raise Invalid("bot.error.too_young", age=MIN_VOLUNTEER_AGE)
-        turn.draft["birth_year"] = year
+    def _take_zone(self, turn: Turn, answer: Answer) -> Go | Step:
+        if answer.location is None:
+            turn.draft.zone = answer.choice
+            return Go.NEXT
+        nearest = enrolment.nearest_zone(self.profile, *answer.location)
+        if nearest is None:
+            raise Invalid("bot.error.location")
+        draft = turn.draft
+        draft.authority, draft.zone = nearest
+        draft.lat, draft.lon = answer.location
+        return Go.NEXT
+
+    def _take_birth_year(self, turn: Turn, answer: Answer) -> Go | Step:
+        year = answer.number
+        assert year is not None
+        turn.draft.birth_year = year
         if turn.now.year - year >= people.ADULT_AGE:
-            turn.draft.pop("guardian", None)
-        self._advance(turn, Step.BIRTH_YEAR)
+            turn.draft.forget("guardian")
+        return Go.NEXT
 
-    def _on_capacity(self, turn: Turn, text: str | None, value: str | None) -> None:
-        answer = value if value is not None else fold(text)
-        if not answer.isdigit() or int(answer) > MAX_CAPACITY:
-            raise Invalid("bot.error.number", max=MAX_CAPACITY)
-        turn.draft["capacity"] = int(answer)
-        self._advance(turn, Step.CAPACITY)
+    def _take_many(self, turn: Turn, answer: Answer) -> Go | Step:
+        """Several choices: all at once by text, or toggled one button at a time until "done"."""
+        name = STEPS[Step(turn.conversation.step)].stores[0]
+        if answer.many is not None:
+            setattr(turn.draft, name, sorted(answer.many))
+            turn.draft.forget(f"picked_{name}")
+            return Go.NEXT
+        selected = set(self._picked(turn, name))
+        if answer.choice == Word.DONE:
+            setattr(turn.draft, name, sorted(selected))
+            turn.draft.forget(f"picked_{name}")
+            return Go.NEXT
+        selected = set() if answer.choice == Word.NONE else selected ^ {answer.choice or ""}
+        setattr(turn.draft, f"picked_{name}", sorted(selected))
+        return Go.AGAIN
 
-    def _on_contact_name(self, turn: Turn, text: str | None, value: str | None) -> None:
-        if value == Word.SKIP or is_word(text, turn.conversation.language, Word.SKIP):
-            turn.draft["ec_name"] = None
-            turn.draft.pop("ec_phone", None)
+    @staticmethod
+    def _picked(turn: Turn, name: str) -> list[str]:
+        picked: list[str] | None = getattr(turn.draft, f"picked_{name}")
+        answered: list[str] = getattr(turn.draft, name)
+        return picked if picked is not None else answered
+
+    def _take_avail(self, turn: Turn, answer: Answer) -> Go | Step:
+        turn.draft.avail = Availability(answer.picked)
+        return Go.NEXT
+
+    def _take_vehicle(self, turn: Turn, answer: Answer) -> Go | Step:
+        turn.draft.vehicle = answer.choice == Word.YES
+        return Go.NEXT
+
+    def _take_capacity(self, turn: Turn, answer: Answer) -> Go | Step:
+        turn.draft.capacity = answer.number
+        return Go.NEXT
+
+    def _take_contact_name(self, turn: Turn, answer: Answer) -> Go | Step:
+        if answer.choice == Word.SKIP:
+            turn.draft.ec_name = None
+            turn.draft.forget("ec_phone")
         else:
-            turn.draft["ec_name"] = self._name(text)
-        self._advance(turn, Step.CONTACT_NAME)
+            turn.draft.ec_name = answer.text
+        return Go.NEXT
 
-    def _on_contact_phone(self, turn: Turn, text: str | None, value: str | None) -> None:
-        if value == Word.SKIP or is_word(text, turn.conversation.language, Word.SKIP):
-            turn.draft["ec_phone"] = None
-        elif turn.inbound.contact_phone is not None:
-            turn.draft["ec_phone"] = self._phone(turn.inbound.contact_phone)
+    def _take_contact_phone(self, turn: Turn, answer: Answer) -> Go | Step:
+        if answer.choice == Word.SKIP:
+            turn.draft.ec_phone = None
+        elif answer.contact is not None:
+            turn.draft.ec_phone = self._phone(answer.contact)
         else:
-            turn.draft["ec_phone"] = self._phone(text or "")
-        self._advance(turn, Step.CONTACT_PHONE)
+            turn.draft.ec_phone = answer.text
+        return Go.NEXT
 
-    def _on_consent(self, turn: Turn, text: str | None, value: str | None) -> None:
-        if self._pick(turn, Step.CONSENT, text, value) != Word.YES:
+    def _take_consent(self, turn: Turn, answer: Answer) -> Go | Step:
+        if answer.choice != Word.YES:
             turn.say("bot.consent.declined")
-            raise Stay
-        turn.draft["consent"] = CONSENT_VERSIONS[ConsentKind.REGISTRATION]
+            return Go.AGAIN
+        turn.draft.consent = CONSENT_VERSIONS[ConsentKind.REGISTRATION]
         self._note_new_consent(turn, ConsentKind.REGISTRATION)
-        self._advance(turn, Step.CONSENT)
+        return Go.NEXT
 
-    def _on_health_consent(self, turn: Turn, text: str | None, value: str | None) -> None:
-        if self._pick(turn, Step.HEALTH_CONSENT, text, value) == Word.YES:
-            turn.draft["health"] = CONSENT_VERSIONS[ConsentKind.HEALTH_DATA]
+    def _take_health_consent(self, turn: Turn, answer: Answer) -> Go | Step:
+        if answer.choice == Word.YES:
+            turn.draft.health = CONSENT_VERSIONS[ConsentKind.HEALTH_DATA]
             self._note_new_consent(turn, ConsentKind.HEALTH_DATA)
         else:
             # Without this consent no health detail is kept: the needs go, the contact stays.
-            turn.draft["health"] = None
-            turn.draft["needs"] = []
+            turn.draft.health = None
+            turn.draft.needs = []
             turn.say("bot.health.declined")
-        self._advance(turn, Step.HEALTH_CONSENT)
+        return Go.NEXT
 
-    def _on_guardian(self, turn: Turn, text: str | None, value: str | None) -> None:
-        if value == Word.NO or is_word(text, turn.conversation.language, Word.NO):
-            turn.draft["guardian"] = None
+    def _take_guardian(self, turn: Turn, answer: Answer) -> Go | Step:
+        if answer.choice == Word.NO:
+            turn.draft.guardian = None
             turn.say("bot.guardian.declined")
         else:
-            turn.draft["guardian"] = self._name(text)
+            turn.draft.guardian = answer.text
             self._note_new_consent(turn, ConsentKind.GUARDIAN)
-        self._advance(turn, Step.GUARDIAN)
+        return Go.NEXT
 
     @staticmethod
     def _note_new_consent(turn: Turn, kind: ConsentKind) -> None:
-        given = set(turn.draft.get(NEW_CONSENTS, []))
-        turn.draft[NEW_CONSENTS] = sorted(given | {kind.value})
+        turn.draft.new_consents = sorted({*turn.draft.new_consents, kind.value})
 
-    def _on_summary(self, turn: Turn, text: str | None, value: str | None) -> None:
-        answer = self._pick(turn, Step.SUMMARY, text, value)
-        if answer == "edit":
-            turn.draft[EDIT] = True
-            return self._ask(turn, Step.UPDATE)
-        if answer == "cancel":
-            return self._cancel(turn)
+    def _take_summary(self, turn: Turn, answer: Answer) -> Go | Step:
+        if answer.choice == "edit":
+            turn.draft.editing = True
+            return Step.UPDATE
+        if answer.choice == "cancel":
+            self._cancel(turn)
+            return Go.DONE
         refusal = self._register(turn)
-        if refusal is not None:
-            turn.say(refusal)
-            phone_step = self._applies(turn, Step.PHONE)
-            return self._ask(turn, Step.PHONE if phone_step else Step.SUMMARY)
-        return None
+        if refusal is None:
+            return Go.DONE
+        turn.say(refusal)
+        return Step.PHONE if self._applies(turn, Step.PHONE) else Step.SUMMARY
 
-    def _on_menu(self, turn: Turn, text: str | None, value: str | None) -> None:
-        choices = self._choices(turn, Step.MENU)
-        choice = value if value is not None else self._match(turn, Step.MENU, choices, text)
-        if choice not in {c.value for c in choices}:
-            return self._menu(turn)  # anything else: their status and the menu again
+    def _take_menu(self, turn: Turn, answer: Answer) -> Go | Step:
         person = turn.person
         assert person is not None
-        if choice == "update":
-            return self._start_update(turn)
-        if choice == "language":
-            turn.draft[EDIT] = True
-            return self._ask(turn, Step.LANGUAGE)
-        if choice == "pause":
+        if answer.choice == "update":
+            self._start_update(turn)
+        elif answer.choice == "language":
+            turn.draft.editing = True
+            return Step.LANGUAGE
+        elif answer.choice == "pause":
             people.pause(turn.session, person, actor=self._actor(turn), now=turn.now)
             turn.say("bot.menu.paused")
-            return self._menu(turn)
-        if choice == "resume":
+            self._menu(turn)
+        elif answer.choice == "resume":
             people.opt_in(turn.session, person, actor=self._actor(turn), now=turn.now)
             turn.say("bot.stopped.resumed")
-            return self._menu(turn)
-        if choice == "stop":
-            return self._stop(turn, carrier=False)
-        return self._ask(turn, Step.DELETE)
+            self._menu(turn)
+        elif answer.choice == "stop":
+            self._stop(turn, carrier=False)
+        elif answer.choice == "delete":
+            return Step.DELETE
+        else:
+            self._menu(turn)  # anything else: their status and the menu again
+        return Go.DONE
 
     def _start_update(self, turn: Turn) -> None:
         person = turn.person
         assert person is not None
-        turn.conversation.draft = enrolment.draft_from(
-            turn.session, person, actor=self._actor(turn)
-        )
-        turn.draft[EDIT] = True
+        turn.draft = Draft.load(enrolment.draft_from(turn.session, person, actor=self._actor(turn)))
+        turn.draft.editing = True
         self._ask(turn, Step.UPDATE)
 
-    def _on_update(self, turn: Turn, text: str | None, value: str | None) -> None:
-        chosen = Step(self._pick(turn, Step.UPDATE, text, value))
+    def _take_update(self, turn: Turn, answer: Answer) -> Go | Step:
+        chosen = Step(answer.picked)
         if chosen == Step.ZONE and self._applies(turn, Step.AUTHORITY):
-            turn.draft.pop("authority", None)
-            chosen = Step.AUTHORITY
-        self._ask(turn, chosen)
+            turn.draft.forget("authority")
+            return Step.AUTHORITY
+        return chosen
 
-    def _on_delete(self, turn: Turn, text: str | None, value: str | None) -> None:
-        if self._pick(turn, Step.DELETE, text, value) != Word.YES:
-            return self._menu(turn)
+    def _take_delete(self, turn: Turn, answer: Answer) -> Go | Step:
         person = turn.person
-        assert person is not None
+        if answer.choice != Word.YES or person is None:
+            self._menu(turn)
+            return Go.DONE
         enrolment.erase(turn.session, person, actor=self._actor(turn), now=turn.now)
         # The conversation goes too (its address is their phone); the goodbye is still sent.
         turn.session.delete(turn.conversation)
         turn.person = None
         turn.say("bot.delete.done")
-        return None
+        return Go.DONE
 
     # ------------------------------------------------------------------ moving between steps
     def _advance(self, turn: Turn, after: Step) -> None:
@@ -759,53 +725,13 @@ class Dialog:
         return self._ask(turn, Step.SUMMARY)
 
     def _applies(self, turn: Turn, step: Step) -> bool:
-        draft, channel = turn.draft, turn.conversation.channel
-        who = draft.get("who")
-        volunteer = who in ("volunteer", "both")
-        resident = who in ("resident", "both", "family")
-        year = draft.get("birth_year")
-        rules: dict[Step, bool] = {
-            Step.PHONE: channel == Channel.TELEGRAM or who == "family",
-            Step.AUTHORITY: len(self.profile.authorities) > 1,
-            Step.SKILLS: volunteer,
-            Step.LANGUAGES: volunteer,
-            Step.AVAILABILITY: volunteer,
-            Step.VEHICLE: volunteer,
-            Step.CAPACITY: volunteer,
-            Step.NEEDS: resident,
-            Step.CONTACT_NAME: resident,
-            Step.CONTACT_PHONE: resident and bool(draft.get("ec_name")),
-            Step.HEALTH_CONSENT: resident and bool(draft.get("needs")),
-            Step.GUARDIAN: volunteer
-            and year is not None
-            and turn.now.year - int(year) < people.ADULT_AGE,
-        }
-        return rules.get(step, True)
+        row = STEPS.get(step)
+        return row is None or row.applies(self, turn)
 
     @staticmethod
     def _answered(turn: Turn, step: Step) -> bool:
-        keys = {
-            Step.LANGUAGE: "language",
-            Step.WHO: "who",
-            Step.NAME: "name",
-            Step.PHONE: "phone",
-            Step.AUTHORITY: "authority",
-            Step.ZONE: "zone",
-            Step.BIRTH_YEAR: "birth_year",
-            Step.SKILLS: "skills",
-            Step.LANGUAGES: "langs",
-            Step.AVAILABILITY: "avail",
-            Step.VEHICLE: "vehicle",
-            Step.CAPACITY: "capacity",
-            Step.NEEDS: "needs",
-            Step.CONTACT_NAME: "ec_name",
-            Step.CONTACT_PHONE: "ec_phone",
-            Step.CONSENT: "consent",
-            Step.HEALTH_CONSENT: "health",
-            Step.GUARDIAN: "guardian",
-        }
-        key = keys.get(step)
-        return key is not None and key in turn.draft
+        row = STEPS.get(step)
+        return row is not None and bool(row.stores) and turn.draft.has(row.stores[0])
 
     def _ask_current(self, turn: Turn) -> None:
         step = turn.conversation.step
@@ -814,125 +740,74 @@ class Dialog:
         return self._ask(turn, Step(step))
 
     def _ask(self, turn: Turn, step: Step) -> None:
+        if step in (Step.MENU, Step.UPDATE, Step.DELETE) and turn.person is None:
+            return self._begin(turn)  # a registered person's step, and they are gone
         turn.conversation.step = step
         turn.replies.append(self.prompt(turn, step))
+        return None
 
     def _menu(self, turn: Turn) -> None:
-        person = turn.person
-        if person is None:
+        if turn.person is None:
             return self._begin(turn)
-        turn.draft.clear()
-        turn.replies.append(Prompt(text=self.status_text(turn.session, person, turn.language)))
+        turn.draft = Draft()
+        turn.replies.append(Prompt(text=self.status_text(turn.session, turn.person, turn.language)))
         return self._ask(turn, Step.MENU)
 
     # ------------------------------------------------------------------ prompts
     def prompt(self, turn: Turn, step: Step) -> Prompt:
         """The question for ``step`` in the conversation's language, with its choices."""
-        lang = turn.language
-        choices = self._choices(turn, step)
-        text = t(lang, f"bot.{step.value}.prompt")
-        requests: tuple[Request, ...] = ()
-        numbered = True
-        if step == Step.LANGUAGE and "language" not in turn.draft:
-            text = "\n".join(t(language, "bot.language.prompt") for language in ALL_LANGUAGES)
-        elif step == Step.WHO and turn.draft.get("group"):
-            text = t(lang, "bot.who.prompt")
-        elif step == Step.NAME and turn.draft.get("who") == "family":
-            text = t(lang, "bot.name.prompt_family")
-        elif step == Step.PHONE:
-            if turn.draft.get("who") == "family":
-                text = t(lang, "bot.phone.prompt_family")
-            else:
-                requests = (Request.CONTACT,)
-        elif step == Step.ZONE:
-            requests = (Request.LOCATION,)
-        elif step == Step.CAPACITY:
-            numbered = False
-        elif step == Step.CONSENT:
-            text = t(lang, "bot.consent.prompt", text=consent_text(ConsentKind.REGISTRATION, lang))
-        elif step == Step.HEALTH_CONSENT:
-            text = t(lang, "bot.health.prompt", text=consent_text(ConsentKind.HEALTH_DATA, lang))
-        elif step == Step.GUARDIAN:
-            text = t(lang, "bot.guardian.prompt", text=consent_text(ConsentKind.GUARDIAN, lang))
-        elif step == Step.SUMMARY:
-            text = t(lang, "bot.summary.prompt", summary=self._summary(turn))
-        selected: frozenset[str] = frozenset()
-        if step in MULTI:
-            key = {Step.SKILLS: "skills", Step.LANGUAGES: "langs", Step.NEEDS: "needs"}[step]
-            selected = frozenset(turn.draft.get(f"_{key}", turn.draft.get(key, [])))
+        row = STEPS[step]
+        text = row.asks(self, turn) if row.asks else t(turn.language, f"bot.{step.value}.prompt")
+        selected = frozenset(self._picked(turn, row.stores[0])) if row.multi else frozenset()
         return Prompt(
             text=text,
             step=step.value,
-            choices=choices,
-            multi=step in MULTI,
+            choices=row.choices(self, turn),
+            multi=row.multi,
             selected=selected,
-            numbered=numbered,
-            requests=requests,
-            navigation=step not in (Step.LANGUAGE, Step.MENU, Step.NEW),
+            numbered=not row.shortcuts,
+            requests=row.requests(turn),
+            navigation=row.navigation,
         )
 
-    def _choices(self, turn: Turn, step: Step, lang: Language | None = None) -> tuple[Choice, ...]:
-        lang = lang or turn.language
+    def _choices(self, turn: Turn, step: Step, lang: Language) -> tuple[Choice, ...]:
+        """A step's choices in another language (English words are understood everywhere)."""
+        saved, turn.speaking = turn.speaking, lang
+        try:
+            return STEPS[step].choices(self, turn)
+        finally:
+            turn.speaking = saved
 
-        def words(*values: str, prefix: str) -> tuple[Choice, ...]:
-            return tuple(Choice(v, t(lang, f"bot.{prefix}.{v}")) for v in values)
+    def _ask_language(self, turn: Turn) -> str:
+        if turn.draft.has("language"):
+            return t(turn.language, "bot.language.prompt")
+        return "\n".join(t(language, "bot.language.prompt") for language in ALL_LANGUAGES)
 
-        yes_no = (
-            Choice(Word.YES, t(lang, "bot.choice.yes")),
-            Choice(Word.NO, t(lang, "bot.choice.no")),
-        )
-        if step in (Step.LANGUAGE, Step.LANGUAGES):
-            return tuple(Choice(x.value, t(x, "bot.language.name")) for x in ALL_LANGUAGES)
-        if step == Step.WHO:
-            return words(*WHO_VALUES, prefix="who")
-        if step == Step.AUTHORITY:
-            return tuple(Choice(a.code, a.names.get(lang)) for a in self.profile.authorities)
-        if step == Step.ZONE:
-            authority = self._authority_profile(turn)
-            return tuple(Choice(z.code, z.names.get(lang)) for z in authority.zones)
-        if step == Step.SKILLS:
-            return tuple(Choice(s.code, s.names.get(lang)) for s in self.profile.skills)
-        if step == Step.AVAILABILITY:
-            return words(*AVAILABILITY_VALUES, prefix="avail")
-        if step in (Step.VEHICLE, Step.DELETE):
-            return yes_no
-        if step == Step.CAPACITY:
-            return tuple(Choice(v, v) for v in CAPACITY_SHORTCUTS)
-        if step == Step.NEEDS:
-            return (
-                *words(*NEED_FLAGS, prefix="needs"),
-                Choice(Word.NONE, t(lang, "bot.choice.none")),
-            )
-        if step in (Step.CONTACT_NAME, Step.CONTACT_PHONE):
-            return (Choice(Word.SKIP, t(lang, "bot.choice.skip")),)
-        if step == Step.PHONE:
-            if turn.draft.get("who") == "family" or turn.conversation.channel != Channel.TELEGRAM:
-                return ()
-            return (Choice(Word.SKIP, t(lang, "bot.choice.skip")),)
-        if step in (Step.CONSENT, Step.HEALTH_CONSENT):
-            return (
-                Choice(Word.YES, t(lang, "bot.choice.agree")),
-                Choice(Word.NO, t(lang, "bot.choice.decline")),
-            )
-        if step == Step.GUARDIAN:
-            return (Choice(Word.NO, t(lang, "bot.choice.decline")),)
-        if step == Step.SUMMARY:
-            return words("confirm", "edit", "cancel", prefix="summary")
-        if step == Step.MENU:
-            person = turn.person
-            paused = person is not None and person.status != PersonStatus.ACTIVE
-            values = ("update", "language", "resume" if paused else "pause", "stop", "delete")
-            return words(*values, prefix="menu")
-        if step == Step.UPDATE:
-            return tuple(
-                Choice(s.value, t(lang, f"bot.update.{s.value}"))
-                for s in UPDATABLE
-                if self._applies(turn, s)
-            )
-        return ()
+    def _ask_name(self, turn: Turn) -> str:
+        key = "bot.name.prompt_family" if turn.draft.family else "bot.name.prompt"
+        return t(turn.language, key)
+
+    def _ask_phone(self, turn: Turn) -> str:
+        key = "bot.phone.prompt_family" if turn.draft.family else "bot.phone.prompt"
+        return t(turn.language, key)
+
+    def _ask_consent(self, turn: Turn) -> str:
+        text = consent_text(ConsentKind.REGISTRATION, turn.language)
+        return t(turn.language, "bot.consent.prompt", text=text)
+
+    def _ask_health(self, turn: Turn) -> str:
+        text = consent_text(ConsentKind.HEALTH_DATA, turn.language)
+        return t(turn.language, "bot.health.prompt", text=text)
+
+    def _ask_guardian(self, turn: Turn) -> str:
+        text = consent_text(ConsentKind.GUARDIAN, turn.language)
+        return t(turn.language, "bot.guardian.prompt", text=text)
+
+    def _ask_summary(self, turn: Turn) -> str:
+        return t(turn.language, "bot.summary.prompt", summary=self._summary(turn))
 
     def _authority_profile(self, turn: Turn) -> AuthorityProfile:
-        code = turn.draft.get("authority")
+        code = turn.draft.authority
         for authority in self.profile.authorities:
             if authority.code == code:
                 return authority
@@ -943,22 +818,119 @@ class Dialog:
         draft, lang = turn.draft, turn.language
         authority = self._authority_profile(turn)
         zones = {z.code: z.names.get(lang) for z in authority.zones}
+        who = draft.who or Who.VOLUNTEER
         lines = [
-            t(lang, "bot.summary.name", name=draft.get("name", "-")),
-            t(lang, "bot.summary.who", who=t(lang, f"bot.who.{draft.get('who', 'volunteer')}")),
-            t(lang, "bot.summary.zone", zone=zones.get(draft.get("zone", ""), "-")),
+            t(lang, "bot.summary.name", name=draft.name or "-"),
+            t(lang, "bot.summary.who", who=t(lang, f"bot.who.{who.value}")),
+            t(lang, "bot.summary.zone", zone=zones.get(draft.zone or "", "-")),
         ]
-        if draft.get("phone"):
-            lines.append(t(lang, "bot.summary.phone", phone=draft["phone"]))
-        if draft.get("birth_year"):
-            lines.append(t(lang, "bot.summary.birth_year", year=draft["birth_year"]))
+        if draft.phone:
+            lines.append(t(lang, "bot.summary.phone", phone=draft.phone))
+        if draft.birth_year:
+            lines.append(t(lang, "bot.summary.birth_year", year=draft.birth_year))
         if self._applies(turn, Step.SKILLS):
             skills = {s.code: s.names.get(lang) for s in self.profile.skills}
-            named = ", ".join(skills.get(code, code) for code in draft.get("skills", []))
+            named = ", ".join(skills.get(code, code) for code in draft.skills)
             lines.append(t(lang, "bot.summary.skills", skills=named or "-"))
         if self._applies(turn, Step.NEEDS):
-            lines.append(t(lang, "bot.summary.needs", count=len(draft.get("needs", []))))
+            lines.append(t(lang, "bot.summary.needs", count=len(draft.needs)))
         return "\n".join(lines)
+
+    # ------------------------------------------------------------------ choices
+    def _words(self, turn: Turn, prefix: str, values: tuple[str, ...]) -> tuple[Choice, ...]:
+        return tuple(Choice(v, t(turn.language, f"bot.{prefix}.{v}")) for v in values)
+
+    def _yes_no(self, turn: Turn) -> tuple[Choice, ...]:
+        return (
+            Choice(Word.YES, t(turn.language, "bot.choice.yes")),
+            Choice(Word.NO, t(turn.language, "bot.choice.no")),
+        )
+
+    def _agree(self, turn: Turn) -> tuple[Choice, ...]:
+        return (
+            Choice(Word.YES, t(turn.language, "bot.choice.agree")),
+            Choice(Word.NO, t(turn.language, "bot.choice.decline")),
+        )
+
+    def _skip(self, turn: Turn) -> tuple[Choice, ...]:
+        return (Choice(Word.SKIP, t(turn.language, "bot.choice.skip")),)
+
+    def _languages(self, turn: Turn) -> tuple[Choice, ...]:
+        return tuple(Choice(x.value, t(x, "bot.language.name")) for x in ALL_LANGUAGES)
+
+    def _who_choices(self, turn: Turn) -> tuple[Choice, ...]:
+        return self._words(turn, "who", tuple(Who))
+
+    def _phone_choices(self, turn: Turn) -> tuple[Choice, ...]:
+        # Skipping is for one's own number on Telegram (the chat reaches them), not a family's.
+        if turn.draft.family or turn.channel != Channel.TELEGRAM:
+            return ()
+        return self._skip(turn)
+
+    def _authorities(self, turn: Turn) -> tuple[Choice, ...]:
+        lang = turn.language
+        return tuple(Choice(a.code, a.names.get(lang)) for a in self.profile.authorities)
+
+    def _zones(self, turn: Turn) -> tuple[Choice, ...]:
+        lang = turn.language
+        return tuple(Choice(z.code, z.names.get(lang)) for z in self._authority_profile(turn).zones)
+
+    def _skills(self, turn: Turn) -> tuple[Choice, ...]:
+        lang = turn.language
+        return tuple(Choice(s.code, s.names.get(lang)) for s in self.profile.skills)
+
+    def _avail_choices(self, turn: Turn) -> tuple[Choice, ...]:
+        return self._words(turn, "avail", tuple(Availability))
+
+    def _capacities(self, turn: Turn) -> tuple[Choice, ...]:
+        return tuple(Choice(v, v) for v in CAPACITY_SHORTCUTS)
+
+    def _needs(self, turn: Turn) -> tuple[Choice, ...]:
+        none = Choice(Word.NONE, t(turn.language, "bot.choice.none"))
+        return (*self._words(turn, "needs", NEED_FLAGS), none)
+
+    def _guardian_choices(self, turn: Turn) -> tuple[Choice, ...]:
+        return (Choice(Word.NO, t(turn.language, "bot.choice.decline")),)
+
+    def _summary_choices(self, turn: Turn) -> tuple[Choice, ...]:
+        return self._words(turn, "summary", ("confirm", "edit", "cancel"))
+
+    def _menu_choices(self, turn: Turn) -> tuple[Choice, ...]:
+        person = turn.person
+        paused = person is not None and person.status != PersonStatus.ACTIVE
+        values = ("update", "language", "resume" if paused else "pause", "stop", "delete")
+        return self._words(turn, "menu", values)
+
+    def _fields(self, turn: Turn) -> tuple[Choice, ...]:
+        return tuple(
+            Choice(s.value, t(turn.language, f"bot.update.{s.value}"))
+            for s in UPDATABLE
+            if self._applies(turn, s)
+        )
+
+    # ------------------------------------------------------------------ when a step applies
+    def _asks_phone(self, turn: Turn) -> bool:
+        # A Telegram chat has no number of its own; an SMS has one, unless it is a family's.
+        return turn.channel == Channel.TELEGRAM or turn.draft.family
+
+    def _many_authorities(self, turn: Turn) -> bool:
+        return len(self.profile.authorities) > 1
+
+    def _volunteer(self, turn: Turn) -> bool:
+        return turn.draft.volunteer
+
+    def _resident(self, turn: Turn) -> bool:
+        return turn.draft.resident
+
+    def _has_contact(self, turn: Turn) -> bool:
+        return turn.draft.resident and bool(turn.draft.ec_name)
+
+    def _has_needs(self, turn: Turn) -> bool:
+        return turn.draft.resident and bool(turn.draft.needs)
+
+    def _minor_volunteer(self, turn: Turn) -> bool:
+        year = turn.draft.birth_year
+        return turn.draft.volunteer and year is not None and turn.now.year - year < people.ADULT_AGE
 
     # ------------------------------------------------------------------ the registry
     def status_text(self, session: Session, person: Person, lang: Language) -> str:
@@ -976,7 +948,7 @@ class Dialog:
         person = enrolment.person_at(session, conversation.channel, conversation.address)
         conversation.person_id = person.id if person else None
         if person is not None and conversation.step in (Step.NEW, *REGISTRATION):
-            if EDIT not in conversation.draft:
+            if not Draft.load(conversation.draft).editing:
                 conversation.step = Step.MENU
                 conversation.draft = {}
             if conversation.language is None:
@@ -985,11 +957,12 @@ class Dialog:
 
     def _register(self, turn: Turn) -> str | None:
         """Write the confirmed answers to the registry. Returns a refusal key, or None when done."""
+        confirmed = turn.draft.dump()
         try:
             enrolled = enrolment.enrol(
                 turn.session,
-                draft=turn.draft,
-                channel=turn.conversation.channel,
+                draft=confirmed,
+                channel=turn.channel,
                 address=turn.conversation.address,
                 language=turn.language,
                 profile=self.profile,
@@ -999,6 +972,7 @@ class Dialog:
                 now=turn.now,
             )
         except enrolment.Refused as refusal:
+            turn.draft = Draft.load(confirmed)  # enrol drops a typed phone someone else has
             return refusal.key
         if enrolled.landline:
             turn.say("phone.landline")
@@ -1010,4 +984,151 @@ class Dialog:
 
     @staticmethod
     def _actor(turn: Turn) -> str:
-        return f"bot:{turn.conversation.channel.value}"
+        return f"bot:{turn.channel.value}"
+
+
+# The dialog, one row a step. Registration asks the rows marked so, in this order.
+STEPS: dict[Step, Row] = {
+    Step.LANGUAGE: Row(
+        stores=("language",),
+        choices=Dialog._languages,
+        take=Dialog._take_language,
+        asks=Dialog._ask_language,
+        navigation=False,
+    ),
+    Step.WHO: Row(stores=("who",), choices=Dialog._who_choices, take=Dialog._take_who),
+    Step.NAME: Row(
+        stores=("name",), text=Dialog._name_text, take=Dialog._take_name, asks=Dialog._ask_name
+    ),
+    Step.PHONE: Row(
+        stores=("phone", "phone_verified"),
+        applies=Dialog._asks_phone,
+        choices=Dialog._phone_choices,
+        text=Dialog._phone_text,
+        contact=True,
+        requests=lambda turn: () if turn.draft.family else (Request.CONTACT,),
+        take=Dialog._take_phone,
+        asks=Dialog._ask_phone,
+    ),
+    Step.AUTHORITY: Row(
+        stores=("authority",),
+        applies=Dialog._many_authorities,
+        choices=Dialog._authorities,
+        take=Dialog._take_authority,
+    ),
+    Step.ZONE: Row(
+        stores=("zone",),
+        choices=Dialog._zones,
+        location=True,
+        requests=lambda turn: (Request.LOCATION,),
+        take=Dialog._take_zone,
+    ),
+    Step.BIRTH_YEAR: Row(
+        stores=("birth_year",), text=Dialog._year_text, take=Dialog._take_birth_year
+    ),
+    Step.SKILLS: Row(
+        stores=("skills",),
+        applies=Dialog._volunteer,
+        choices=Dialog._skills,
+        multi=True,
+        take=Dialog._take_many,
+    ),
+    Step.LANGUAGES: Row(
+        stores=("langs",),
+        applies=Dialog._volunteer,
+        choices=Dialog._languages,
+        multi=True,
+        take=Dialog._take_many,
+    ),
+    Step.AVAILABILITY: Row(
+        stores=("avail",),
+        applies=Dialog._volunteer,
+        choices=Dialog._avail_choices,
+        take=Dialog._take_avail,
+    ),
+    Step.VEHICLE: Row(
+        stores=("vehicle",),
+        applies=Dialog._volunteer,
+        choices=Dialog._yes_no,
+        take=Dialog._take_vehicle,
+    ),
+    Step.CAPACITY: Row(
+        stores=("capacity",),
+        applies=Dialog._volunteer,
+        choices=Dialog._capacities,
+        shortcuts=True,
+        text=Dialog._capacity_text,
+        take=Dialog._take_capacity,
+    ),
+    Step.NEEDS: Row(
+        stores=("needs",),
+        applies=Dialog._resident,
+        choices=Dialog._needs,
+        multi=True,
+        take=Dialog._take_many,
+    ),
+    Step.CONTACT_NAME: Row(
+        stores=("ec_name",),
+        applies=Dialog._resident,
+        choices=Dialog._skip,
+        text=Dialog._name_text,
+        take=Dialog._take_contact_name,
+    ),
+    Step.CONTACT_PHONE: Row(
+        stores=("ec_phone",),
+        applies=Dialog._has_contact,
+        choices=Dialog._skip,
+        text=Dialog._phone_text,
+        contact=True,
+        take=Dialog._take_contact_phone,
+    ),
+    Step.CONSENT: Row(
+        stores=("consent",),
+        choices=Dialog._agree,
+        take=Dialog._take_consent,
+        asks=Dialog._ask_consent,
+    ),
+    Step.HEALTH_CONSENT: Row(
+        stores=("health",),
+        applies=Dialog._has_needs,
+        choices=Dialog._agree,
+        take=Dialog._take_health_consent,
+        asks=Dialog._ask_health,
+    ),
+    Step.GUARDIAN: Row(
+        stores=("guardian",),
+        applies=Dialog._minor_volunteer,
+        choices=Dialog._guardian_choices,
+        text=Dialog._name_text,
+        take=Dialog._take_guardian,
+        asks=Dialog._ask_guardian,
+    ),
+    Step.SUMMARY: Row(
+        choices=Dialog._summary_choices, take=Dialog._take_summary, asks=Dialog._ask_summary
+    ),
+    Step.MENU: Row(
+        choices=Dialog._menu_choices,
+        text=Dialog._anything,
+        take=Dialog._take_menu,
+        navigation=False,
+        registration=False,
+    ),
+    Step.UPDATE: Row(choices=Dialog._fields, take=Dialog._take_update, registration=False),
+    Step.DELETE: Row(choices=Dialog._yes_no, take=Dialog._take_delete, registration=False),
+}
+REGISTRATION = tuple(step for step, row in STEPS.items() if row.registration)
+# Fields a registered person can change from the menu, in the order they are offered.
+UPDATABLE = (
+    Step.NAME,
+    Step.WHO,
+    Step.ZONE,
+    Step.BIRTH_YEAR,
+    Step.SKILLS,
+    Step.LANGUAGES,
+    Step.AVAILABILITY,
+    Step.VEHICLE,
+    Step.CAPACITY,
+    Step.NEEDS,
+    Step.CONTACT_NAME,
+)
+_STEP_VALUES = frozenset(step.value for step in Step)

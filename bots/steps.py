@@ -1,0 +1,185 @@
+"""The dialog's vocabulary: its named steps, the typed draft of answers, and what an answer is.
+
+The draft is kept as JSON in :attr:`bots.models.Conversation.draft`. :meth:`Draft.load` reads any
+row written before (a value of the wrong type is dropped, not fatal) and keeps keys this dialog
+does not own (the officers' flow state) as they came; :meth:`Draft.dump` writes only what was
+answered, so "answered" and "skipped" (``None``) stay apart: a skipped emergency contact is
+answered, a question not reached yet is not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum, StrEnum
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from config.languages import Language
+
+
+class Step(StrEnum):
+    NEW = ""
+    LANGUAGE = "language"
+    WHO = "who"
+    NAME = "name"
+    PHONE = "phone"
+    AUTHORITY = "authority"
+    ZONE = "zone"
+    BIRTH_YEAR = "birth"
+    SKILLS = "skills"
+    LANGUAGES = "langs"
+    AVAILABILITY = "avail"
+    VEHICLE = "vehicle"
+    CAPACITY = "capacity"
+    NEEDS = "needs"
+    CONTACT_NAME = "ec_name"
+    CONTACT_PHONE = "ec_phone"
+    CONSENT = "consent"
+    HEALTH_CONSENT = "health"
+    GUARDIAN = "guardian"
+    SUMMARY = "summary"
+    MENU = "menu"
+    UPDATE = "update"
+    DELETE = "delete"
+    STOPPED = "stopped"
+
+
+class Who(StrEnum):
+    VOLUNTEER = "volunteer"
+    RESIDENT = "resident"
+    BOTH = "both"
+    FAMILY = "family"  # a family member registers a resident
+
+
+class Availability(StrEnum):
+    BOTH = "both"
+    EMERGENCY = "emergency"
+    ROUTINE = "routine"
+
+
+class Draft(BaseModel):
+    """The answers given so far in one conversation (JSON keys as they have always been)."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    language: Language | None = None
+    group: str | None = None  # the join code of the group they came from
+    who: Who | None = None
+    name: str | None = None
+    phone: str | None = None  # E.164; None: skipped
+    phone_verified: bool = False
+    authority: str | None = None
+    zone: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    birth_year: int | None = None
+    skills: list[str] = Field(default_factory=list)
+    langs: list[str] = Field(default_factory=list)
+    avail: Availability | None = None
+    vehicle: bool | None = None
+    capacity: int | None = None
+    needs: list[str] = Field(default_factory=list)
+    ec_name: str | None = None  # None: skipped
+    ec_phone: str | None = None
+    consent: str | None = None  # the consent text's version agreed to
+    health: str | None = None  # None: declined, and no need is kept
+    guardian: str | None = None  # the guardian's name, or "given"; None: declined
+    # Bookkeeping, not answers: JSON keys start with "_".
+    editing: bool = Field(default=False, alias="_edit")  # a registered person edits one answer
+    resume: Step | None = Field(default=None, alias="_resume")  # where STOP interrupted them
+    picked_skills: list[str] | None = Field(default=None, alias="_skills")  # toggled, not done
+    picked_langs: list[str] | None = Field(default=None, alias="_langs")
+    picked_needs: list[str] | None = Field(default=None, alias="_needs")
+    new_consents: list[str] = Field(default_factory=list, alias="_new_consents")
+
+    BOOKKEEPING: ClassVar[frozenset[str]] = frozenset(
+        {"editing", "resume", "picked_skills", "picked_langs", "picked_needs", "new_consents"}
+    )
+
+    @classmethod
+    def load(cls, data: Mapping[str, Any] | None) -> Draft:
+        """A draft from its JSON; a value that does not fit (an old or damaged row) is dropped."""
+        raw = dict(data) if isinstance(data, Mapping) else {}
+        for _ in range(len(raw) + 1):
+            try:
+                return cls.model_validate(raw)
+            except ValidationError as error:
+                bad = {e["loc"][0] for e in error.errors() if e["loc"]}
+                if not bad & raw.keys():
+                    break
+                for key in bad:
+                    raw.pop(str(key), None)
+        return cls()
+
+    def dump(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+    def has(self, name: str) -> bool:
+        """Whether ``name`` was answered (a skip is an answer)."""
+        return name in self.model_fields_set
+
+    def forget(self, *names: str) -> None:
+        """Make these answers unanswered again."""
+        for name in names:
+            setattr(
+                self, name, type(self).model_fields[name].get_default(call_default_factory=True)
+            )
+            self.model_fields_set.discard(name)
+
+    def answered(self) -> set[str]:
+        """The answers given (bookkeeping and other flows' keys left out)."""
+        return (self.model_fields_set & type(self).model_fields.keys()) - self.BOOKKEEPING
+
+    def others(self) -> dict[str, Any]:
+        """Keys this dialog does not own (another flow's state), kept as they came."""
+        return dict(self.model_extra or {})
+
+    @property
+    def volunteer(self) -> bool:
+        return self.who in (Who.VOLUNTEER, Who.BOTH)
+
+    @property
+    def resident(self) -> bool:
+        return self.who in (Who.RESIDENT, Who.BOTH, Who.FAMILY)
+
+    @property
+    def family(self) -> bool:
+        return self.who == Who.FAMILY
+
+
+class Go(Enum):
+    """Where the dialog goes after a step took an answer (else: the step named)."""
+
+    NEXT = "next"  # the next registration step that applies and is not answered yet
+    AGAIN = "again"  # this step's question again (a toggled option, a declined consent)
+    DONE = "done"  # the step has said everything itself (the menu, a goodbye)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a message said to the current step, once understood."""
+
+    choice: str | None = None  # the value of the one choice it named (button, number, word)
+    many: frozenset[str] | None = None  # the choices it named, on a step that takes several
+    text: str | None = None  # free text, checked (a name, an E.164 phone)
+    number: int | None = None  # a number, checked (a year of birth, a capacity)
+    contact: str | None = None  # a shared contact's phone
+    location: tuple[float, float] | None = None  # a shared location
+
+    @property
+    def picked(self) -> str:
+        """The choice named, on a step that takes nothing else."""
+        if self.choice is None:
+            raise Invalid("bot.error.choice")
+        return self.choice
+
+
+class Invalid(Exception):
+    """An answer the step cannot take; ``key`` is the catalog message that says why."""
+
+    def __init__(self, key: str, /, **params: object) -> None:
+        super().__init__(key)
+        self.key = key
+        self.params = params
