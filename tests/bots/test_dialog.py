@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -11,11 +12,12 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from bots import render
 from bots.consent import CONSENT_VERSIONS, consent_text, fingerprint
-from bots.dialog import REGISTRATION, Dialog, Inbound, Step
+from bots.dialog import REGISTRATION, STEPS, Dialog, Inbound, Invalid, Step, Turn
 from bots.models import Conversation
 from bots.prompts import Prompt
-from config.i18n import t
+from config.i18n import catalog, t
 from config.languages import ALL_LANGUAGES, Language
 from registry.models import (
     AssignmentStatus,
@@ -568,32 +570,102 @@ def test_a_role_and_buddies_show_in_the_status(
     assert t(Language.RU, "bot.status.checks_on", count=1) in status
 
 
-# Steps that take free text and also offer choices, with a draft that reaches them on SMS.
-FREE_TEXT_WITH_CHOICES: list[tuple[Step, dict[str, Any]]] = [
-    (Step.CONTACT_NAME, dict(RESIDENT)),
-    (Step.CONTACT_PHONE, {**RESIDENT, "ec_name": "D"}),
-    (Step.GUARDIAN, {**VOLUNTEER, "birth_year": 2011, "consent": "v"}),
+# Drafts that reach every step: a resident with an emergency contact and needs, a minor
+# volunteer, a family member registering someone.
+REACHING: list[dict[str, Any]] = [
+    {**RESIDENT, "ec_name": "D", "needs": ["mobility"], "birth_year": 1940},
+    {**VOLUNTEER, "birth_year": 2011},
+    {**RESIDENT, "who": "family"},
 ]
 
 
+_addresses = itertools.count(600_000)
+
+
+def _turn(desk: Desk) -> Turn:
+    conversation = desk.conversation
+    inbound = Inbound(channel=conversation.channel, address=conversation.address)
+    return Turn(desk.session, conversation, inbound, NOW, None)
+
+
+def _offered(
+    open_desk: Callable[..., Desk], kind: str
+) -> list[tuple[Step, Channel, dict[str, Any]]]:
+    """(step, channel, draft) for every row of the table that takes free text and offers
+    choices (``kind="numbered"``), or offers them as shortcut buttons (``kind="shortcuts"``)."""
+    found = []
+    for step, row in STEPS.items():
+        if row.text is None or not row.registration or row.shortcuts != (kind == "shortcuts"):
+            continue
+        for channel in (Channel.SMS, Channel.TELEGRAM):
+            for draft in REACHING:
+                desk = open_desk(step, dict(draft), Language.EN, channel, str(next(_addresses)))
+                turn = _turn(desk)
+                desk.session.delete(desk.conversation)
+                desk.session.flush()
+                if row.applies(desk.dialog, turn) and row.choices(desk.dialog, turn):
+                    found.append((step, channel, draft))
+                    break
+    return found
+
+
+def test_the_table_has_steps_with_free_text_and_choices(open_desk: Callable[..., Desk]) -> None:
+    numbered = {(step, channel) for step, channel, _ in _offered(open_desk, "numbered")}
+    assert {
+        (Step.PHONE, Channel.TELEGRAM),
+        (Step.CONTACT_NAME, Channel.SMS),
+        (Step.CONTACT_PHONE, Channel.SMS),
+        (Step.GUARDIAN, Channel.SMS),
+    } <= numbered
+    assert [s for s, _, _ in _offered(open_desk, "shortcuts")] == [Step.CAPACITY] * 2
+
+
 @pytest.mark.parametrize("language", ALL_LANGUAGES)
-@pytest.mark.parametrize(
-    ("step", "before"), FREE_TEXT_WITH_CHOICES, ids=[c[0].value for c in FREE_TEXT_WITH_CHOICES]
-)
-def test_every_numbered_choice_is_taken_by_its_number_on_sms(
-    open_desk: Callable[..., Desk], language: Language, step: Step, before: dict[str, Any]
+def test_every_numbered_choice_is_taken_by_its_number_even_where_free_text_is_taken(
+    open_desk: Callable[..., Desk], language: Language
 ) -> None:
-    probe = open_desk(step, dict(before), language, address="+972525550999")
-    choices = probe.send("/help")[-1].choices  # the question asked again, with its choices
-    assert choices, step
-    for number, choice in enumerate(choices, 1):
-        desk = open_desk(step, dict(before), language, address=f"+97252555{number:04d}")
-        prompts = desk.send(f"{number}")
-        assert desk.step != step, (step, number, prompts[0].text)
-        assert not any(p.text.startswith(t(language, "bot.error.name_letters")) for p in prompts)
-        assert choice.value in ("skip", "no")
-        stores = {Step.CONTACT_NAME: "ec_name", Step.CONTACT_PHONE: "ec_phone"}
-        assert desk.draft[stores.get(step, step.value)] is None  # skipped or declined
+    n = 0
+    for step, channel, before in _offered(open_desk, "numbered"):
+        probe = open_desk(step, dict(before), language, channel, str(next(_addresses)))
+        choices = probe.send("/help")[-1].choices  # the question asked again, with its choices
+        for number in range(1, len(choices) + 1):
+            n += 1
+            desk = open_desk(step, dict(before), language, channel, str(next(_addresses)))
+            prompts = desk.send(f"{number}")
+            said = prompts[0].text
+            assert desk.step != step, (step, channel, number, said)
+            errors = [t(language, k, max=60, age=14) for k in catalog(language) if ".error." in k]
+            assert said not in [*errors, t(language, "phone.invalid")], (step, number, said)
+            stored = STEPS[step].stores[0]
+            assert desk.draft[stored] is None, (step, number)  # skipped or declined
+    assert n >= 4
+
+
+@pytest.mark.parametrize("language", ALL_LANGUAGES)
+def test_a_numbered_choice_is_never_also_a_valid_free_text_answer(
+    open_desk: Callable[..., Desk], language: Language
+) -> None:
+    """Where a step takes both, its choices' numbers must be answers its free text refuses;
+    a step whose free text is a number offers its choices as shortcut buttons instead."""
+    for step, channel, before in _offered(open_desk, "numbered"):
+        desk = open_desk(step, dict(before), language, channel, str(next(_addresses)))
+        turn = _turn(desk)
+        row = STEPS[step]
+        assert row.text is not None
+        prompt = desk.dialog.prompt(turn, step)
+        assert prompt.numbered
+        for number in range(1, len(prompt.choices) + 1):
+            with pytest.raises(Invalid):
+                row.text(desk.dialog, turn, f"{number}")
+        desk.session.delete(desk.conversation)
+        desk.session.flush()
+    for step, channel, before in _offered(open_desk, "shortcuts"):
+        desk = open_desk(step, dict(before), language, channel, str(next(_addresses)))
+        prompt = desk.dialog.prompt(_turn(desk), step)
+        assert not prompt.numbered
+        assert render.for_sms(prompt, language)[0].text == prompt.text  # no list on SMS
+        desk.session.delete(desk.conversation)
+        desk.session.flush()
 
 
 @pytest.mark.parametrize("language", ALL_LANGUAGES)
