@@ -24,7 +24,8 @@ class Prompt:
     """One message to send. ``step`` names the dialog step its buttons answer.
 
     ``numbered`` choices are listed with numbers on SMS; otherwise SMS shows only the text (for
-    example "write a number") while Telegram still offers the buttons as shortcuts.
+    example "write a number") while Telegram still offers the buttons as shortcuts. The dialog
+    turns off numbering where the free text is itself a number, so the two never meet.
     """
 
     text: str
