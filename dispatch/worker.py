@@ -56,6 +56,8 @@ log = logging.getLogger("hosen.worker")
 T = TypeVar("T")
 
 SQLITE_WORKER_LEASE = "sqlite-worker"
+# ``attempts`` is a SMALLINT: a message retried through a long outage stops counting here.
+ATTEMPTS_CEILING = 30_000
 # A send due sooner than this goes now: a timer for a few microseconds costs more than it keeps.
 SLOT_TOLERANCE = timedelta(milliseconds=1)
 
@@ -112,9 +114,11 @@ class WorkerConfig:
     max_in_flight: int = 64
     lease_seconds: float = 60.0  # a claimed row returns to the queue this long after a crash
     send_timeout: float = 20.0
-    max_attempts: int = 6  # transient failures before the channel is given up for this message
+    # Transient failures before a message nobody waits for is given up on its channel; a
+    # campaign's message keeps trying while its campaign wants it (``Worker._retries``).
+    max_attempts: int = 6
     backoff_base: float = 2.0
-    backoff_cap: float = 300.0
+    backoff_cap: float = 60.0  # the longest wait between two tries
     idle_sleep: float = 0.25
     sweep_every: float = 5.0
     lanes_per_channel: int = 2  # concurrent claim→send→record loops per channel in ``run``
@@ -617,6 +621,7 @@ class Worker:
         sent: list[dict[str, object]] = []
         retry: list[dict[str, object]] = []
         permanent: list[tuple[Claimed, Permanent]] = []
+        failing: list[tuple[Claimed, Transient]] = []
         pause_for = 0.0
         for claimed, result in results:
             if isinstance(result, Sent):
@@ -632,34 +637,11 @@ class Worker:
                     }
                 )
             elif isinstance(result, Transient):
-                if claimed.attempts >= self.config.max_attempts:
-                    permanent.append(
-                        (
-                            claimed,
-                            Permanent(
-                                error=f"gave up after {claimed.attempts} attempts: {result.error}",
-                                reason=None,
-                            ),
-                        )
-                    )
-                    continue
-                delay = backoff_seconds(
-                    claimed.attempts,
-                    base=self.config.backoff_base,
-                    cap=self.config.backoff_cap,
-                    rng=self.rng,
-                )
-                retry.append(
-                    {
-                        "id": claimed.message.id,
-                        "attempts": claimed.attempts,
-                        "due_at": now + timedelta(seconds=max(delay, result.retry_after or 0.0)),
-                        "last_error": result.error[:200],
-                    }
-                )
+                failing.append((claimed, result))
             else:
                 permanent.append((claimed, result))
         with unit_of_work(self.sessions) as session:
+            retry += self._retries(session, failing, now, given_up=permanent)
             if sent:
                 bulk_update(
                     session,
@@ -694,6 +676,43 @@ class Worker:
                     )
         if pause_for > 0:
             log.warning("worker %s: %s paused for %.1fs", self.worker_id, channel.value, pause_for)
+
+    def _retries(
+        self,
+        session: Session,
+        failing: Sequence[tuple[Claimed, Transient]],
+        now: datetime,
+        *,
+        given_up: list[tuple[Claimed, Permanent]],
+    ) -> list[dict[str, object]]:
+        """Transient failures back in the queue after a capped back-off. A count of tries gives
+        up only on a message nobody waits for: a campaign's keeps trying for as long as its
+        campaign still wants it (:func:`dispatch.delivery.still_wanted`), so an outage of
+        minutes delays the first wave instead of losing it. Those given up go to ``given_up``
+        (the next channel, as for a permanent failure)."""
+        tired = [c.message.id for c, _ in failing if c.attempts >= self.config.max_attempts]
+        wanted = delivery.still_wanted(session, message_ids=tired) if tired else set()
+        retry: list[dict[str, object]] = []
+        for claimed, result in failing:
+            if claimed.attempts >= self.config.max_attempts and claimed.message.id not in wanted:
+                error = f"gave up after {claimed.attempts} attempts: {result.error}"
+                given_up.append((claimed, Permanent(error=error, reason=None)))
+                continue
+            delay = backoff_seconds(
+                claimed.attempts,
+                base=self.config.backoff_base,
+                cap=self.config.backoff_cap,
+                rng=self.rng,
+            )
+            retry.append(
+                {
+                    "id": claimed.message.id,
+                    "attempts": min(claimed.attempts, ATTEMPTS_CEILING),
+                    "due_at": now + timedelta(seconds=max(delay, result.retry_after or 0.0)),
+                    "last_error": result.error[:200],
+                }
+            )
+        return retry
 
     # --- sending -----------------------------------------------------------------------------
 
