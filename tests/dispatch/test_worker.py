@@ -11,9 +11,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import Settings
 from dispatch import gates
+from dispatch.campaigns import Audience, start_drill_checkin
 from dispatch.clock import ManualClock
 from dispatch.inflight import InFlightLimit
-from dispatch.campaigns import Audience, start_drill_checkin
 from dispatch.models import (
     Answer,
     BlockReason,
