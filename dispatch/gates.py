@@ -86,6 +86,19 @@ def paused_until(session: Session, *, channel: Channel, now: datetime) -> dateti
     return until if until is not None and until > now else None
 
 
+def pauses(
+    session: Session, *, channels: Iterable[Channel], now: datetime
+) -> dict[Channel, datetime]:
+    """The channels paused at ``now``, and until when."""
+    gate = table_of(ChannelGate)
+    rows = session.connection().execute(
+        select(gate.c.channel, gate.c.paused_until).where(
+            gate.c.channel.in_(list(channels)), gate.c.paused_until > now
+        )
+    )
+    return {Channel(channel): until for channel, until in rows}
+
+
 def pause_channel(session: Session, *, channel: Channel, until: datetime, now: datetime) -> None:
     """Stop every worker from sending on ``channel`` before ``until``."""
     gate = _gate(session, channel, now)

@@ -122,6 +122,9 @@ class WorkerConfig:
     idle_sleep: float = 0.25
     sweep_every: float = 5.0
     lanes_per_channel: int = 2  # concurrent claim→send→record loops per channel in ``run``
+    # How often a sending worker reads the channels' shared pauses: under half a send's step
+    # at 30 a second, so another worker's 429 is known before this one's next send.
+    gate_poll: float = 0.015
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,12 +143,38 @@ class Pacer:
     goes at its slot, and no sooner than one step after this process's previous send. Nothing
     is reserved ahead: a courier waiting for a later slot (the next batch's, from another lane)
     holds up nobody whose slot comes first.
+
+    The rate keeps a small margin under the configured one: a provider that counts a strict
+    one-second window refuses the 31st message arriving a fraction of a millisecond inside it.
+    After a 429 the rate drops a little (multiplicative decrease) and climbs back by a small
+    step with every accepted send (additive increase), so one 429 costs a few percent for a few
+    seconds instead of half the throughput.
     """
+
+    MARGIN = 0.02  # under the configured rate
+    DECREASE = 0.9  # the rate after a 429, as a share of the rate before it
+    INCREASE = 0.002  # added per accepted send, as a share of the ceiling
+    FLOOR = 0.25  # the lowest rate, as a share of the ceiling
 
     def __init__(self, clock: Clock, rate: float) -> None:
         self.clock = clock
-        self.step = timedelta(seconds=1 / rate)
+        self.ceiling = rate * (1 - self.MARGIN)
+        self.rate = self.ceiling
+        self.step = timedelta(seconds=1 / self.rate)
         self.last: datetime | None = None  # when this process last let a send go
+
+    def _set(self, rate: float) -> None:
+        self.rate = rate
+        self.step = timedelta(seconds=1 / rate)
+
+    def slow_down(self) -> None:
+        """The provider refused a send for its rate (a 429)."""
+        self._set(max(self.ceiling * self.FLOOR, self.rate * self.DECREASE))
+
+    def accepted(self) -> None:
+        """The provider took a send without complaint."""
+        if self.rate < self.ceiling:
+            self._set(min(self.ceiling, self.rate + self.ceiling * self.INCREASE))
 
     async def wait(self, slot: datetime) -> None:
         """Until ``slot`` and one step after this process's previous send, whichever is later."""
@@ -175,6 +204,11 @@ class _Batch:
 
     def __post_init__(self) -> None:
         self.sending_since = [None] * self.couriers
+
+
+def _log_failure(future: asyncio.Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("could not share a provider's pause: %s", future.exception())
 
 
 def backoff_seconds(attempts: int, *, base: float, cap: float, rng: random.Random) -> float:
@@ -220,6 +254,7 @@ class Worker:
         # Claims in hand (claimed, not yet recorded or given back): their leases are renewed,
         # so a batch that outlasts its lease (a provider slowing down) is not handed out again.
         self._held: set[str] = set()
+        self._background: set[asyncio.Future[None]] = set()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -266,7 +301,7 @@ class Worker:
 
     async def run_once(self) -> int:
         """Sweep if due, then one claim→send→record round on every channel; rows handled."""
-        await asyncio.to_thread(self._housekeeping)
+        await self._in_thread(self._housekeeping)
         counts = await asyncio.gather(*(self._lane(channel) for channel in self.senders))
         return sum(counts)
 
@@ -282,7 +317,12 @@ class Worker:
                 # SQLite too: there a claim is one UPDATE under the database's write lock.
                 for _ in range(self.config.lanes_per_channel)
             ]
-            await asyncio.gather(self._housekeeping_loop(stop), self._renewal_loop(stop), *loops)
+            await asyncio.gather(
+                self._housekeeping_loop(stop),
+                self._renewal_loop(stop),
+                self._pause_watch_loop(stop),
+                *loops,
+            )
         finally:
             await self.close()
 
@@ -355,7 +395,18 @@ class Worker:
     def _in_db(self, work: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """Database work on this worker's one database thread: claims and records queue up
         there instead of contending for SQLite's write lock (whose busy handler sleeps)."""
-        return asyncio.get_running_loop().run_in_executor(self._database, work, *args)
+        future = asyncio.get_running_loop().run_in_executor(self._database, work, *args)
+        release = self.clock.hold()
+        future.add_done_callback(lambda _: release())
+        return future
+
+    async def _in_thread(self, work: Callable[..., T], *args: Any) -> T:
+        """Database work on a thread of its own (beside the claims and records)."""
+        release = self.clock.hold()
+        try:
+            return await asyncio.to_thread(work, *args)
+        finally:
+            release()
 
     def _give_back(self, claimed: list[Claimed]) -> None:
         with unit_of_work(self.sessions) as session:
@@ -396,10 +447,47 @@ class Worker:
                 .values(lease_until=until)
             )
 
+    def _provider_paused(self, channel: Channel, seconds: float) -> None:
+        """A provider asked us to wait ``seconds`` (Retry-After, retry_after): from now, for every
+        worker. Written to the channel gate at once, not with the batch's record, so the others
+        know before their next send (:meth:`_pause_watch_loop`); the pacer slows down a little."""
+        until = self.clock.now() + timedelta(seconds=seconds)
+        known = self._paused_until.get(channel)
+        if known is not None and known >= until:
+            return  # the same pause, answered to another send of the same moment
+        self._paused_until[channel] = until
+        self._pacers[channel].slow_down()
+        log.warning("worker %s: %s paused for %.1fs", self.worker_id, channel.value, seconds)
+        shared = self._in_db(self._pause_everyone, channel, until)
+        self._background.add(shared)
+        shared.add_done_callback(self._background.discard)
+        shared.add_done_callback(_log_failure)
+
+    def _pause_everyone(self, channel: Channel, until: datetime) -> None:
+        with unit_of_work(self.sessions) as session:
+            gates.pause_channel(session, channel=channel, until=until, now=self.clock.now())
+
+    async def _pause_watch_loop(self, stop: asyncio.Event) -> None:
+        """Learn the pauses other workers were asked for: often while sending, seldom idle."""
+        channels = tuple(self.senders)
+        while not stop.is_set():
+            await self._idle(stop, self.config.gate_poll if self._held else 1.0)
+            try:
+                pauses = await self._in_thread(self._read_pauses, channels)
+            except (OperationalError, DBAPIError):
+                continue  # the claims see the database's trouble and wait it out
+            for channel, until in pauses.items():
+                if until > self._paused_until.get(channel, until - timedelta(seconds=1)):
+                    self._paused_until[channel] = until
+
+    def _read_pauses(self, channels: tuple[Channel, ...]) -> dict[Channel, datetime]:
+        with unit_of_work(self.sessions) as session:
+            return gates.pauses(session, channels=channels, now=self.clock.now())
+
     async def _housekeeping_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                await asyncio.to_thread(self._housekeeping)
+                await self._in_thread(self._housekeeping)
             except (OperationalError, DBAPIError):
                 log.warning("worker %s: database unavailable for housekeeping", self.worker_id)
             await self._idle(stop, self.config.sweep_every / 2)
@@ -445,7 +533,7 @@ class Worker:
 
     def _claim(self, channel: Channel) -> list[Claimed]:
         now = self.clock.now()
-        rate = self.rate(channel)
+        rate = self._pacers[channel].rate  # the configured rate, less margin and back-off
         # A batch must be sent well within its lease, or the sweep would hand it out again.
         window = min(self.config.batch_window, self.config.lease_seconds / 2)
         limit = min(self.config.max_batch, max(1, math.ceil(rate * window)))
@@ -622,12 +710,10 @@ class Worker:
         retry: list[dict[str, object]] = []
         permanent: list[tuple[Claimed, Permanent]] = []
         failing: list[tuple[Claimed, Transient]] = []
-        pause_for = 0.0
         for claimed, result in results:
             if isinstance(result, Sent):
                 sent.append({"id": claimed.message.id, "provider_id": result.provider_id[:64]})
             elif isinstance(result, RateLimited):
-                pause_for = max(pause_for, result.retry_after)
                 retry.append(
                     {
                         "id": claimed.message.id,
@@ -660,10 +746,6 @@ class Worker:
                         session, message_sids=[str(row["provider_id"]) for row in sent], now=now
                     )
             bulk_update(session, OutboxMessage, retry, same=_BACK_IN_QUEUE)
-            if pause_for > 0:
-                gates.pause_channel(
-                    session, channel=channel, until=now + timedelta(seconds=pause_for), now=now
-                )
             for claimed, failure in permanent:
                 message = session.get(OutboxMessage, claimed.message.id)
                 if message is not None:
@@ -674,8 +756,6 @@ class Worker:
                         error=failure.error,
                         now=now,
                     )
-        if pause_for > 0:
-            log.warning("worker %s: %s paused for %.1fs", self.worker_id, channel.value, pause_for)
 
     def _retries(
         self,
@@ -796,9 +876,9 @@ class Worker:
                 limit.release()
             if isinstance(result, RateLimited):
                 batch.paused = True
-                until = self.clock.now() + timedelta(seconds=result.retry_after)
-                self._paused_until[channel] = max(until, self._paused_until.get(channel, until))
+                self._provider_paused(channel, result.retry_after)
             else:
+                pacer.accepted()
                 limit.observe(time.perf_counter() - started)
             return result
 

@@ -9,7 +9,8 @@ from dispatch.clock import ManualClock
 from dispatch.worker import Pacer
 from tests.dispatch.conftest import START
 
-STEP = timedelta(seconds=1 / 30)
+# 30 a second configured, paced a small margin under it.
+STEP = timedelta(seconds=1 / (30 * (1 - Pacer.MARGIN)))
 
 
 class _LateTimers(ManualClock):
@@ -70,3 +71,29 @@ def test_late_timers_do_not_add_up_from_send_to_send() -> None:
 
     asyncio.run(courier())
     assert went[-1] - (START + 29 * STEP) <= LATENESS
+
+
+def test_the_pace_keeps_a_margin_under_the_configured_rate() -> None:
+    """Thirty-one sends at "30 a second" span more than a second: a provider counting a strict
+    one-second window never sees the 31st inside it."""
+    went = _times([(str(n), START) for n in range(31)])
+    times = sorted(went.values())
+    assert times[30] - times[0] > timedelta(seconds=1)
+    assert times[30] - times[0] < timedelta(seconds=1.05)  # a margin, not a slowdown
+
+
+def test_a_429_lowers_the_rate_a_little_and_accepted_sends_bring_it_back_slowly() -> None:
+    pacer = Pacer(ManualClock(START), rate=30.0)
+    ceiling = pacer.rate
+    pacer.slow_down()
+    assert pacer.rate == ceiling * Pacer.DECREASE  # a tenth off, not half
+    assert pacer.step == timedelta(seconds=1 / pacer.rate)
+    climbed = 0
+    while pacer.rate < ceiling:
+        pacer.accepted()
+        climbed += 1
+    assert pacer.rate == ceiling  # never above the ceiling
+    assert 30 <= climbed <= 100  # one to three seconds of sends at 30 a second
+    for _ in range(100):
+        pacer.slow_down()
+    assert pacer.rate == ceiling * Pacer.FLOOR
