@@ -341,7 +341,7 @@ class Worker:
                     claimed = await claiming
                     if not claimed:
                         failures = 0
-                        await self._idle(stop, self.config.idle_sleep)
+                        await self._idle(stop, self._nothing_to_do_for(channel))
                         continue
                     upcoming = self._in_db(self._claim, channel)
                     results = await self._send_all(channel, claimed)
@@ -370,6 +370,15 @@ class Worker:
                     await self._idle(stop, min(10.0, 0.5 * 2**failures))
         finally:
             await self._wind_down(channel, upcoming, recording)
+
+    def _nothing_to_do_for(self, channel: Channel) -> float:
+        """How long an empty claim waits: to the end of a provider's pause, so that sending
+        resumes when the provider said, not up to an idle sleep after."""
+        paused = self._paused_until.get(channel)
+        now = self.clock.now()
+        if paused is not None and paused > now:
+            return (paused - now).total_seconds()
+        return self.config.idle_sleep
 
     async def _wind_down(
         self,
@@ -468,10 +477,16 @@ class Worker:
             gates.pause_channel(session, channel=channel, until=until, now=self.clock.now())
 
     async def _pause_watch_loop(self, stop: asyncio.Event) -> None:
-        """Learn the pauses other workers were asked for: often while sending, seldom idle."""
+        """Learn the pauses other workers were asked for: every ``gate_poll`` while this worker
+        has sends in hand, every second while it is idle (its claims check the gate anyway)."""
         channels = tuple(self.senders)
+        read_at: datetime | None = None
         while not stop.is_set():
-            await self._idle(stop, self.config.gate_poll if self._held else 1.0)
+            await self._idle(stop, self.config.gate_poll)
+            now = self.clock.now()
+            if not self._held and read_at is not None and now - read_at < timedelta(seconds=1):
+                continue
+            read_at = now
             try:
                 pauses = await self._in_thread(self._read_pauses, channels)
             except (OperationalError, DBAPIError):
