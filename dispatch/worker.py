@@ -43,7 +43,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import Settings
-from dispatch import delivery, gates, sweeps
+from dispatch import delivery, gates, outages, sweeps
 from dispatch.clock import Clock, SystemClock
 from dispatch.inflight import InFlightLimit
 from dispatch.models import ChannelBlock, OutboxMessage, OutboxStatus
@@ -125,6 +125,8 @@ class WorkerConfig:
     # How often a sending worker reads the channels' shared pauses: under half a send's step
     # at 30 a second, so another worker's 429 is known before this one's next send.
     gate_poll: float = 0.015
+    # When a channel whose every send fails is down, and how often it is probed.
+    breaker: gates.Breaker = field(default_factory=gates.Breaker)
 
 
 @dataclass(frozen=True, slots=True)
@@ -553,8 +555,12 @@ class Worker:
         window = min(self.config.batch_window, self.config.lease_seconds / 2)
         limit = min(self.config.max_batch, max(1, math.ceil(rate * window)))
         with unit_of_work(self.sessions) as session:
-            if gates.paused_until(session, channel=channel, now=now) is not None:
-                return []
+            allowance = gates.claim_allowance(
+                session, channel=channel, now=now, breaker=self.config.breaker
+            )
+            if allowance == 0:
+                return []  # paused by the provider, or down and another claim has the probe
+            limit = min(limit, allowance or limit)
             table = table_of(OutboxMessage)
             due = (
                 select(table.c.id)
@@ -742,6 +748,10 @@ class Worker:
             else:
                 permanent.append((claimed, result))
         with unit_of_work(self.sessions) as session:
+            # Counted before the transient failures given up join the permanent ones.
+            self._count_answers(
+                session, channel, answered=len(sent) + len(permanent), failed=len(failing), now=now
+            )
             retry += self._retries(session, failing, now, given_up=permanent)
             if sent:
                 bulk_update(
@@ -771,6 +781,28 @@ class Worker:
                         error=failure.error,
                         now=now,
                     )
+
+    def _count_answers(
+        self, session: Session, channel: Channel, *, answered: int, failed: int, now: datetime
+    ) -> None:
+        """The channel breaker (:func:`dispatch.gates.count_answers`); the officers are told
+        when this worker's record brought the channel down or back."""
+        health = gates.count_answers(
+            session,
+            channel=channel,
+            answered=answered,
+            failed=failed,
+            now=now,
+            breaker=self.config.breaker,
+        )
+        if health is None:
+            return
+        told = outages.tell_officers(
+            session, channel=channel, health=health, ways=tuple(self.senders), now=now
+        )
+        log.warning(
+            "worker %s: %s is %s (%d officers told)", self.worker_id, channel.value, health, told
+        )
 
     def _retries(
         self,
