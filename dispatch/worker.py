@@ -146,17 +146,20 @@ class Pacer:
     is reserved ahead: a courier waiting for a later slot (the next batch's, from another lane)
     holds up nobody whose slot comes first.
 
-    The rate keeps a small margin under the configured one: a provider that counts a strict
-    one-second window refuses the 31st message arriving a fraction of a millisecond inside it.
-    After a 429 the rate drops a little (multiplicative decrease) and climbs back by a small
-    step with every accepted send (additive increase), so one 429 costs a few percent for a few
-    seconds instead of half the throughput.
+    The rate keeps a small margin under the configured one, and no more than the configured
+    number of sends go within any second and a margin (counted from when each send actually
+    went, so that a send let go late by a busy machine does not let a later one go early): a
+    provider that counts a strict one-second window refuses the 31st message arriving a
+    fraction of a millisecond inside it. After a 429 the rate drops a little (multiplicative
+    decrease) and climbs back by a small step with every accepted send (additive increase), so
+    one 429 costs a few percent for a few seconds instead of half the throughput.
     """
 
-    MARGIN = 0.02  # under the configured rate
+    MARGIN = 0.02  # under the configured rate, and over a second for its window
     DECREASE = 0.9  # the rate after a 429, as a share of the rate before it
     INCREASE = 0.002  # added per accepted send, as a share of the ceiling
     FLOOR = 0.25  # the lowest rate, as a share of the ceiling
+    WINDOW = timedelta(seconds=1 + MARGIN)
 
     def __init__(self, clock: Clock, rate: float) -> None:
         self.clock = clock
@@ -164,6 +167,8 @@ class Pacer:
         self.rate = self.ceiling
         self.step = timedelta(seconds=1 / self.rate)
         self.last: datetime | None = None  # when this process last let a send go
+        # When the latest sends went, as many as the configured rate allows in a second.
+        self.window: deque[datetime] = deque(maxlen=max(1, math.floor(rate)))
 
     def _set(self, rate: float) -> None:
         self.rate = rate
@@ -184,11 +189,14 @@ class Pacer:
         while True:
             now = self.clock.now()
             at = slot if self.last is None else max(slot, self.last + self.step)
+            if len(self.window) == self.window.maxlen:
+                at = max(at, self.window[0] + self.WINDOW)
             if at - now <= SLOT_TOLERANCE:
                 # Woken for its time, a send counts from that time: the timer's own lateness (a
                 # millisecond or two) must not add up send after send. A send that arrived late
                 # counts from now, so that what is overdue follows one step at a time.
                 self.last = at if slept else max(now, at)
+                self.window.append(max(now, at))
                 return
             await self.clock.sleep_until(at)
             slept = True

@@ -97,3 +97,31 @@ def test_a_429_lowers_the_rate_a_little_and_accepted_sends_bring_it_back_slowly(
     for _ in range(100):
         pacer.slow_down()
     assert pacer.rate == ceiling * Pacer.FLOOR
+
+
+class _LateOnce(ManualClock):
+    """A clock whose first timer fires 30 ms late, as a busy machine's may, and then on time."""
+
+    late = True
+
+    async def sleep_until(self, when: datetime) -> None:
+        lateness = timedelta(milliseconds=30) if self.late else timedelta(0)
+        self.late = False
+        await super().sleep_until(when + lateness)
+
+
+def test_a_send_let_go_late_does_not_let_the_31st_into_its_second() -> None:
+    """The first send goes 30 ms late; the next thirty keep their slots, yet the 31st waits
+    until a second (and the margin) after the first actually went."""
+    clock = _LateOnce(START)
+    pacer = Pacer(clock, rate=30.0)
+    went: list[datetime] = []
+
+    async def courier() -> None:
+        for n in range(31):
+            await pacer.wait(START + timedelta(milliseconds=10) + n * STEP)
+            went.append(clock.now())
+
+    asyncio.run(courier())
+    assert went[1] - went[0] < STEP  # the slots were kept after the late one ...
+    assert went[30] - went[0] >= Pacer.WINDOW  # ... but not at the cost of the window
