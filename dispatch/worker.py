@@ -12,9 +12,12 @@ SQLite has no row locks: there, exactly one worker may run, enforced by a lease 
 Order: priority (interactive, emergency, drill, routine), then ``risk_rank`` (the most at-risk
 first within a campaign), then due time. Each channel's rate is reserved in the database
 (:mod:`dispatch.gates`), so the limit holds across workers; a ``RetryAfter``/429 pauses the
-channel for everyone and the row goes back to the queue. Transient errors back off
-exponentially with jitter; permanent ones move the message to the next channel
-(:func:`dispatch.delivery.move_on`). Time comes from an injected clock.
+channel for everyone, from the moment it was answered, and the row goes back to the queue.
+Transient errors back off exponentially with jitter, capped; a campaign's message keeps trying
+for as long as its campaign waits on it, and a channel whose every send fails is found down
+(:func:`dispatch.gates.count_answers`) and probed until it answers. Permanent errors move the
+message to the next channel (:func:`dispatch.delivery.move_on`). Time comes from an injected
+clock.
 """
 
 from __future__ import annotations
@@ -157,7 +160,7 @@ class Pacer:
 
     MARGIN = 0.02  # under the configured rate, and over a second for its window
     DECREASE = 0.9  # the rate after a 429, as a share of the rate before it
-    INCREASE = 0.002  # added per accepted send, as a share of the ceiling
+    INCREASE = 0.001  # added per accepted send, as a share of the ceiling
     FLOOR = 0.25  # the lowest rate, as a share of the ceiling
     WINDOW = timedelta(seconds=1 + MARGIN)
 
@@ -223,7 +226,9 @@ def _log_failure(future: asyncio.Future[None]) -> None:
 
 def backoff_seconds(attempts: int, *, base: float, cap: float, rng: random.Random) -> float:
     """Exponential backoff with jitter: base·2^(n-1), capped, scaled by a random 0.5–1.0."""
-    delay = min(cap, base * float(2 ** max(attempts - 1, 0)))
+    # The exponent stops growing long after the cap is reached: a message retried through a
+    # long outage would otherwise overflow a float.
+    delay = min(cap, base * float(2 ** min(max(attempts - 1, 0), 32)))
     return float(delay * rng.uniform(0.5, 1.0))
 
 
