@@ -109,10 +109,15 @@ def send_everything(
             for name in names
         ]
         running = [asyncio.create_task(worker.run(stop)) for worker in workers]
-        while await asyncio.to_thread(unsent, sessions):
-            await asyncio.sleep(0.05)
-        stop.set()
-        await asyncio.wait_for(asyncio.gather(*running), timeout=60)
+        try:
+            for _ in range(3000):  # a bound, should the workers never finish
+                if not await asyncio.to_thread(unsent, sessions):
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            stop.set()
+            await asyncio.wait_for(asyncio.gather(*running), timeout=60)
+        assert await asyncio.to_thread(unsent, sessions) == 0, "the workers did not finish"
 
     asyncio.run(go())
 
