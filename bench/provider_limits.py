@@ -176,7 +176,7 @@ def main() -> int:
         flush=True,
     )
     with spawn_fakes("--no-history") as fakes:
-        for channel in args.channels.split(","):
+        for channel in [c for c in args.channels.split(",") if c]:
             for kind in args.db.split(","):
                 for strict in (False, True):
                     run = limited_run(kind, fakes, args.n, channel, strict=strict)
