@@ -30,6 +30,7 @@ from dispatch.models import (
     OutboxStatus,
     Task,
 )
+from dispatch.outbox import count_unsent
 from dispatch.senders import Outgoing, SendResult, Transient
 from dispatch.worker import Worker, WorkerConfig
 from registry.models import Authority, Channel, Person
@@ -155,7 +156,11 @@ def test_a_two_minute_outage_delays_the_first_wave_and_loses_nobody(
     def back_told() -> bool:
         return sum(officer_phone == m.address for _, m in sms.sent) >= 2
 
-    run_until(sessions, clock, worker, lambda: chats <= set(telegram.accepted) and back_told())
+    def all_sent() -> bool:
+        with sessions() as session:
+            return count_unsent(session) == 0
+
+    run_until(sessions, clock, worker, lambda: back_told() and all_sent())
 
     # Every resident got the check-in on Telegram once it answered again: nobody was given up.
     assert chats <= set(telegram.accepted)
