@@ -10,6 +10,9 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 from aiohttp import encode_basic_auth
 from telegram import Bot
@@ -25,6 +28,29 @@ from config.settings import Settings, SettingsError
 # python-telegram-bot's Bot logs its API URL (token included) and every call's parameters and
 # answers (people's messages) at DEBUG.
 TOKEN_LEAKING_LOGGERS = ("httpx", "httpcore", "telegram.Bot")
+
+
+# The Retry-After of the last 429 this task's twilio calls got: twilio's exception carries the
+# status and the error code, not the headers. A context variable, so sends running side by
+# side (one task each) never read each other's answer.
+twilio_retry_after: ContextVar[float | None] = ContextVar("twilio_retry_after", default=None)
+
+
+def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> float | None:
+    """An HTTP ``Retry-After`` value in seconds: delta-seconds or an HTTP date; None if absent
+    or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def quiet_token_leaking_loggers() -> None:
@@ -96,11 +122,12 @@ def _point_at_api(client: Client, settings: Settings) -> Client:
 
 
 class AsyncTwilioHttp(AsyncTwilioHttpClient):  # type: ignore[misc]
-    """twilio's aiohttp transport with two corrections.
+    """twilio's aiohttp transport with two corrections and one addition.
 
     twilio passes ``timeout=None`` on every call, which aiohttp reads as "no timeout at all", so
     the client-wide timeout is applied here; and the credentials travel as an ``Authorization``
-    header, because aiohttp deprecates the ``BasicAuth`` object twilio would build.
+    header, because aiohttp deprecates the ``BasicAuth`` object twilio would build. A 429's
+    ``Retry-After`` is kept in :data:`twilio_retry_after` for the caller (the SMS sender).
     """
 
     async def request(
@@ -127,6 +154,8 @@ class AsyncTwilioHttp(AsyncTwilioHttpClient):  # type: ignore[misc]
             timeout=timeout if timeout is not None else self.timeout,
             allow_redirects=allow_redirects,
         )
+        if response.status_code == 429:
+            twilio_retry_after.set(retry_after_seconds((response.headers or {}).get("Retry-After")))
         return response
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -17,9 +18,22 @@ class Clock(Protocol):
 
     async def sleep_until(self, when: datetime) -> None: ...
 
+    def hold(self) -> Callable[[], None]:
+        """Database work under way in a thread: a manual clock does not jump ahead until the
+        returned function is called. The real clock ignores it. Never hold the clock over work
+        that sleeps on it."""
+        ...
+
+
+def _nothing() -> None:
+    return None
+
 
 class SystemClock:
     """The real time."""
+
+    def hold(self) -> Callable[[], None]:
+        return _nothing
 
     def now(self) -> datetime:
         return utcnow()
@@ -37,7 +51,9 @@ class ManualClock:
 
     Sleepers wake one at a time in the order of their wake-up times, and the clock jumps to
     each one's time as it wakes, so concurrent senders observe the same timeline as with the
-    real clock, without the wait.
+    real clock, without the wait. While work is held (:meth:`hold`: a database step in a
+    thread) it does not jump: that work takes no time on this clock, whatever it takes on the
+    machine, so a busy machine cannot change what a test sees.
     """
 
     def __init__(self, start: datetime) -> None:
@@ -46,6 +62,23 @@ class ManualClock:
         self._waiters: list[tuple[datetime, int, asyncio.Future[None]]] = []
         self._sequence = 0
         self._releasing = False
+        self._holds = 0
+
+    def hold(self) -> Callable[[], None]:
+        self._holds += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if released:
+                return
+            released = True
+            self._holds -= 1
+            if self._holds == 0 and self._waiters and not self._releasing:
+                self._releasing = True
+                asyncio.get_running_loop().call_soon(self._release_next)
+
+        return release
 
     def now(self) -> datetime:
         return self._now
@@ -71,7 +104,7 @@ class ManualClock:
 
     def _release_next(self) -> None:
         # Runs from the event loop after every task already started has had its turn.
-        if not self._waiters:
+        if not self._waiters or self._holds:
             self._releasing = False
             return
         when, _, future = heapq.heappop(self._waiters)

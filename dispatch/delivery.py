@@ -9,10 +9,20 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from dispatch.models import BlockReason, ChannelBlock, InboundMessage, OutboxMessage, OutboxStatus
+from dispatch.models import (
+    Answer,
+    BlockReason,
+    Campaign,
+    CampaignRecipient,
+    CampaignStatus,
+    ChannelBlock,
+    InboundMessage,
+    OutboxMessage,
+    OutboxStatus,
+)
 from dispatch.senders import TWILIO_DELIVERY_PERMANENT
 from registry.models import Channel, Person, PhoneKind
 
@@ -74,6 +84,39 @@ def block_channel(
         person = session.get(Person, person_id)
         if person is not None and person.phone == address:
             person.phone_kind = PhoneKind.LANDLINE
+
+
+# A check-in's own messages: wanted while their recipient has not answered.
+_CHECKIN_KINDS = ("checkin", "reminder")
+
+
+def still_wanted(session: Session, *, message_ids: Iterable[int]) -> set[int]:
+    """Which of these messages a campaign still waits on: its campaign is active and, for a
+    check-in or its reminder, the recipient has not answered yet (nor been put on the unreached
+    list). Such a message is worth retrying through a provider's outage for as long as that
+    lasts; the ladder's next steps run beside it meanwhile."""
+    wanted = sorted(set(message_ids))
+    if not wanted:
+        return set()
+    recipient = and_(
+        CampaignRecipient.campaign_id == OutboxMessage.campaign_id,
+        CampaignRecipient.person_id == OutboxMessage.person_id,
+    )
+    return set(
+        session.scalars(
+            select(OutboxMessage.id)
+            .join(Campaign, Campaign.id == OutboxMessage.campaign_id)
+            .outerjoin(CampaignRecipient, recipient)
+            .where(
+                OutboxMessage.id.in_(wanted),
+                Campaign.status == CampaignStatus.ACTIVE,
+                or_(
+                    OutboxMessage.kind.not_in(_CHECKIN_KINDS),
+                    CampaignRecipient.answer == Answer.PENDING,
+                ),
+            )
+        )
+    )
 
 
 def next_channel(session: Session, *, person: Person, after: Channel) -> Channel | None:

@@ -5,6 +5,9 @@
   message at its slot. Workers never share memory, yet together they never exceed the rate.
 * Channel pause: a provider's ``RetryAfter`` / 429 sets ``paused_until``; nobody claims or sends
   on that channel before then.
+* Channel breaker: transient failures with no answer in between, for long enough, mark the
+  channel down (:func:`count_answers`); while it is down, one probe send goes out at a time
+  (:func:`claim_allowance`), and the first answer brings it back.
 * Per-chat rate (Telegram: 1 a second per chat): ``chat_gate`` keeps each chat's next free time.
 * :func:`acquire_lease`: a named lock with a heartbeat (the single SQLite worker, the scheduler
   where there are no advisory locks).
@@ -13,7 +16,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import String, cast, delete, func, select, true, update
@@ -77,6 +82,100 @@ def reserve_slots(
     return start
 
 
+@dataclass(frozen=True)
+class Breaker:
+    """When a channel counts as down, and how often a down channel is probed."""
+
+    failures: int = 20  # transient failures with no answer in between ...
+    seconds: float = 10.0  # ... over at least this long
+    probe_every: float = 5.0  # one probe send this often while it is down
+
+
+class Health(StrEnum):
+    DOWN = "down"  # the channel just went down
+    BACK = "back"  # the channel just answered again
+
+
+def claim_allowance(
+    session: Session, *, channel: Channel, now: datetime, breaker: Breaker
+) -> int | None:
+    """How many messages a claim may take now: ``None`` for as many as it likes, 0 while the
+    channel is paused or down, 1 for the one probe of a down channel (taken by one claim of
+    one worker: the probe time moves on under the row's lock)."""
+    gate = table_of(ChannelGate)
+    connection = session.connection()
+    found = connection.execute(
+        select(gate.c.paused_until, gate.c.down_since).where(gate.c.channel == channel)
+    ).one_or_none()
+    if found is None:
+        return None
+    paused, down = found
+    if paused is not None and paused > now:
+        return 0
+    if down is None:
+        return None
+    probe = connection.execute(
+        update(gate)
+        .where(gate.c.channel == channel, gate.c.down_since.is_not(None), gate.c.probe_at <= now)
+        .values(probe_at=now + timedelta(seconds=breaker.probe_every))
+    )
+    return 1 if probe.rowcount else 0
+
+
+def count_answers(
+    session: Session,
+    *,
+    channel: Channel,
+    answered: int,
+    failed: int,
+    now: datetime,
+    breaker: Breaker,
+) -> Health | None:
+    """Count sends the provider answered (accepted or refused for good) and sends that failed
+    transiently (5xx, timeout, no connection). Returns the change this call made, if any: the
+    caller that brought the channel down or back (one, whatever the number of workers) tells
+    the officers."""
+    gate = table_of(ChannelGate)
+    connection = session.connection()
+    on_channel = gate.c.channel == channel
+    if answered:
+        back = connection.execute(
+            update(gate)
+            .where(on_channel, gate.c.down_since.is_not(None))
+            .values(failures=0, failing_since=None, down_since=None, probe_at=None)
+        )
+        if back.rowcount:
+            return Health.BACK
+        # Only a gate that counted failures is written: the common case costs no row lock.
+        connection.execute(
+            update(gate)
+            .where(on_channel, gate.c.failures > 0)
+            .values(failures=0, failing_since=None)
+        )
+        return None
+    if not failed:
+        return None
+    connection.execute(
+        update(gate)
+        .where(on_channel)
+        .values(
+            failures=gate.c.failures + failed,
+            failing_since=func.coalesce(gate.c.failing_since, now),
+        )
+    )
+    down = connection.execute(
+        update(gate)
+        .where(
+            on_channel,
+            gate.c.down_since.is_(None),
+            gate.c.failures >= breaker.failures,
+            gate.c.failing_since <= now - timedelta(seconds=breaker.seconds),
+        )
+        .values(down_since=now, probe_at=now + timedelta(seconds=breaker.probe_every))
+    )
+    return Health.DOWN if down.rowcount else None
+
+
 def paused_until(session: Session, *, channel: Channel, now: datetime) -> datetime | None:
     """When the channel may be used again, if a provider asked us to pause it."""
     gate = table_of(ChannelGate)
@@ -84,6 +183,19 @@ def paused_until(session: Session, *, channel: Channel, now: datetime) -> dateti
         select(gate.c.paused_until).where(gate.c.channel == channel)
     )
     return until if until is not None and until > now else None
+
+
+def pauses(
+    session: Session, *, channels: Iterable[Channel], now: datetime
+) -> dict[Channel, datetime]:
+    """The channels paused at ``now``, and until when."""
+    gate = table_of(ChannelGate)
+    rows = session.connection().execute(
+        select(gate.c.channel, gate.c.paused_until).where(
+            gate.c.channel.in_(list(channels)), gate.c.paused_until > now
+        )
+    )
+    return {Channel(channel): until for channel, until in rows}
 
 
 def pause_channel(session: Session, *, channel: Channel, until: datetime, now: datetime) -> None:

@@ -125,11 +125,15 @@ class InboundMessage(Base):
 
 
 class ChannelGate(Base):
-    """One row per channel: the shared send-rate reservation and the provider-imposed pause.
+    """One row per channel: the shared send-rate reservation, the provider-imposed pause, and
+    the circuit breaker.
 
     Every worker reserves its send slots here (``next_slot_at`` moves forward by one slot per
     message), so the configured rate holds across all workers together; a ``RetryAfter`` or a
     429 sets ``paused_until`` and every worker stops claiming for that channel until then.
+    ``failures`` counts transient failures since the channel last answered (from
+    ``failing_since``); too many for too long and the channel is down (``down_since``): only
+    one probe send goes out at a time (at ``probe_at``), until one is answered.
     """
 
     __tablename__ = "channel_gate"
@@ -138,6 +142,10 @@ class ChannelGate(Base):
     next_slot_at: Mapped[datetime] = mapped_column(UTCDateTime)
     paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     pauses: Mapped[int] = mapped_column(Integer, default=0)
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    down_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    probe_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class ChatGate(Base):

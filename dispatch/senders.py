@@ -235,12 +235,17 @@ class TelegramSender:
 # --- SMS (Twilio) ---------------------------------------------------------------------------
 
 
-def classify_twilio_error(status: int, code: int | None, error: str) -> SendResult:
-    """Map a Twilio REST error (HTTP status and Twilio error code) to a result."""
+def classify_twilio_error(
+    status: int, code: int | None, error: str, *, retry_after: float | None = None
+) -> SendResult:
+    """Map a Twilio REST error (HTTP status, Twilio error code, the response's ``Retry-After``
+    in seconds) to a result."""
     if code is not None and code in TWILIO_PERMANENT:
         return Permanent(error=f"twilio {code}", reason=TWILIO_PERMANENT[code])
     if status == 429 or code == 20429:
-        return RateLimited(retry_after=DEFAULT_RATE_LIMIT_PAUSE)
+        return RateLimited(
+            retry_after=DEFAULT_RATE_LIMIT_PAUSE if retry_after is None else retry_after
+        )
     if status >= 500:
         return Transient(error=f"twilio HTTP {status}")
     if status in (401, 403, 404):
@@ -287,10 +292,15 @@ class SmsSender:
             params["from_"] = self.from_
         if self.status_callback:
             params["status_callback"] = self.status_callback
+        from dispatch.clients import twilio_retry_after
+
+        twilio_retry_after.set(None)
         try:
             created = await self.client.messages.create_async(**params)
         except TwilioRestException as exc:
-            return classify_twilio_error(int(exc.status), exc.code, str(exc.msg))
+            return classify_twilio_error(
+                int(exc.status), exc.code, str(exc.msg), retry_after=twilio_retry_after.get()
+            )
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             return Transient(error=_short(exc))
         return Sent(provider_id=str(created.sid))

@@ -12,9 +12,12 @@ SQLite has no row locks: there, exactly one worker may run, enforced by a lease 
 Order: priority (interactive, emergency, drill, routine), then ``risk_rank`` (the most at-risk
 first within a campaign), then due time. Each channel's rate is reserved in the database
 (:mod:`dispatch.gates`), so the limit holds across workers; a ``RetryAfter``/429 pauses the
-channel for everyone and the row goes back to the queue. Transient errors back off
-exponentially with jitter; permanent ones move the message to the next channel
-(:func:`dispatch.delivery.move_on`). Time comes from an injected clock.
+channel for everyone, from the moment it was answered, and the row goes back to the queue.
+Transient errors back off exponentially with jitter, capped; a campaign's message keeps trying
+for as long as its campaign waits on it, and a channel whose every send fails is found down
+(:func:`dispatch.gates.count_answers`) and probed until it answers. Permanent errors move the
+message to the next channel (:func:`dispatch.delivery.move_on`). Time comes from an injected
+clock.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import Settings
-from dispatch import delivery, gates, sweeps
+from dispatch import delivery, gates, outages, sweeps
 from dispatch.clock import Clock, SystemClock
 from dispatch.inflight import InFlightLimit
 from dispatch.models import ChannelBlock, OutboxMessage, OutboxStatus
@@ -56,6 +59,8 @@ log = logging.getLogger("hosen.worker")
 T = TypeVar("T")
 
 SQLITE_WORKER_LEASE = "sqlite-worker"
+# ``attempts`` is a SMALLINT: a message retried through a long outage stops counting here.
+ATTEMPTS_CEILING = 30_000
 # A send due sooner than this goes now: a timer for a few microseconds costs more than it keeps.
 SLOT_TOLERANCE = timedelta(milliseconds=1)
 
@@ -112,12 +117,19 @@ class WorkerConfig:
     max_in_flight: int = 64
     lease_seconds: float = 60.0  # a claimed row returns to the queue this long after a crash
     send_timeout: float = 20.0
-    max_attempts: int = 6  # transient failures before the channel is given up for this message
+    # Transient failures before a message nobody waits for is given up on its channel; a
+    # campaign's message keeps trying while its campaign wants it (``Worker._retries``).
+    max_attempts: int = 6
     backoff_base: float = 2.0
-    backoff_cap: float = 300.0
+    backoff_cap: float = 60.0  # the longest wait between two tries
     idle_sleep: float = 0.25
     sweep_every: float = 5.0
     lanes_per_channel: int = 2  # concurrent claim→send→record loops per channel in ``run``
+    # How often a sending worker reads the channels' shared pauses: under half a send's step
+    # at 30 a second, so another worker's 429 is known before this one's next send.
+    gate_poll: float = 0.015
+    # When a channel whose every send fails is down, and how often it is probed.
+    breaker: gates.Breaker = field(default_factory=gates.Breaker)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,12 +148,43 @@ class Pacer:
     goes at its slot, and no sooner than one step after this process's previous send. Nothing
     is reserved ahead: a courier waiting for a later slot (the next batch's, from another lane)
     holds up nobody whose slot comes first.
+
+    The rate keeps a small margin under the configured one, and no more than the configured
+    number of sends go within any second and a margin (counted from when each send actually
+    went, so that a send let go late by a busy machine does not let a later one go early): a
+    provider that counts a strict one-second window refuses the 31st message arriving a
+    fraction of a millisecond inside it. After a 429 the rate drops a little (multiplicative
+    decrease) and climbs back by a small step with every accepted send (additive increase), so
+    one 429 costs a few percent for a few seconds instead of half the throughput.
     """
+
+    MARGIN = 0.02  # under the configured rate, and over a second for its window
+    DECREASE = 0.9  # the rate after a 429, as a share of the rate before it
+    INCREASE = 0.001  # added per accepted send, as a share of the ceiling
+    FLOOR = 0.25  # the lowest rate, as a share of the ceiling
+    WINDOW = timedelta(seconds=1 + MARGIN)
 
     def __init__(self, clock: Clock, rate: float) -> None:
         self.clock = clock
-        self.step = timedelta(seconds=1 / rate)
+        self.ceiling = rate * (1 - self.MARGIN)
+        self.rate = self.ceiling
+        self.step = timedelta(seconds=1 / self.rate)
         self.last: datetime | None = None  # when this process last let a send go
+        # When the latest sends went, as many as the configured rate allows in a second.
+        self.window: deque[datetime] = deque(maxlen=max(1, math.floor(rate)))
+
+    def _set(self, rate: float) -> None:
+        self.rate = rate
+        self.step = timedelta(seconds=1 / rate)
+
+    def slow_down(self) -> None:
+        """The provider refused a send for its rate (a 429)."""
+        self._set(max(self.ceiling * self.FLOOR, self.rate * self.DECREASE))
+
+    def accepted(self) -> None:
+        """The provider took a send without complaint."""
+        if self.rate < self.ceiling:
+            self._set(min(self.ceiling, self.rate + self.ceiling * self.INCREASE))
 
     async def wait(self, slot: datetime) -> None:
         """Until ``slot`` and one step after this process's previous send, whichever is later."""
@@ -149,11 +192,14 @@ class Pacer:
         while True:
             now = self.clock.now()
             at = slot if self.last is None else max(slot, self.last + self.step)
+            if len(self.window) == self.window.maxlen:
+                at = max(at, self.window[0] + self.WINDOW)
             if at - now <= SLOT_TOLERANCE:
                 # Woken for its time, a send counts from that time: the timer's own lateness (a
                 # millisecond or two) must not add up send after send. A send that arrived late
                 # counts from now, so that what is overdue follows one step at a time.
                 self.last = at if slept else max(now, at)
+                self.window.append(max(now, at))
                 return
             await self.clock.sleep_until(at)
             slept = True
@@ -173,9 +219,16 @@ class _Batch:
         self.sending_since = [None] * self.couriers
 
 
+def _log_failure(future: asyncio.Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("could not share a provider's pause: %s", future.exception())
+
+
 def backoff_seconds(attempts: int, *, base: float, cap: float, rng: random.Random) -> float:
     """Exponential backoff with jitter: base·2^(n-1), capped, scaled by a random 0.5–1.0."""
-    delay = min(cap, base * float(2 ** max(attempts - 1, 0)))
+    # The exponent stops growing long after the cap is reached: a message retried through a
+    # long outage would otherwise overflow a float.
+    delay = min(cap, base * float(2 ** min(max(attempts - 1, 0), 32)))
     return float(delay * rng.uniform(0.5, 1.0))
 
 
@@ -216,6 +269,7 @@ class Worker:
         # Claims in hand (claimed, not yet recorded or given back): their leases are renewed,
         # so a batch that outlasts its lease (a provider slowing down) is not handed out again.
         self._held: set[str] = set()
+        self._background: set[asyncio.Future[None]] = set()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -262,7 +316,7 @@ class Worker:
 
     async def run_once(self) -> int:
         """Sweep if due, then one claim→send→record round on every channel; rows handled."""
-        await asyncio.to_thread(self._housekeeping)
+        await self._in_thread(self._housekeeping)
         counts = await asyncio.gather(*(self._lane(channel) for channel in self.senders))
         return sum(counts)
 
@@ -278,7 +332,12 @@ class Worker:
                 # SQLite too: there a claim is one UPDATE under the database's write lock.
                 for _ in range(self.config.lanes_per_channel)
             ]
-            await asyncio.gather(self._housekeeping_loop(stop), self._renewal_loop(stop), *loops)
+            await asyncio.gather(
+                self._housekeeping_loop(stop),
+                self._renewal_loop(stop),
+                self._pause_watch_loop(stop),
+                *loops,
+            )
         finally:
             await self.close()
 
@@ -297,7 +356,7 @@ class Worker:
                     claimed = await claiming
                     if not claimed:
                         failures = 0
-                        await self._idle(stop, self.config.idle_sleep)
+                        await self._idle(stop, self._nothing_to_do_for(channel))
                         continue
                     upcoming = self._in_db(self._claim, channel)
                     results = await self._send_all(channel, claimed)
@@ -327,6 +386,15 @@ class Worker:
         finally:
             await self._wind_down(channel, upcoming, recording)
 
+    def _nothing_to_do_for(self, channel: Channel) -> float:
+        """How long an empty claim waits: to the end of a provider's pause, so that sending
+        resumes when the provider said, not up to an idle sleep after."""
+        paused = self._paused_until.get(channel)
+        now = self.clock.now()
+        if paused is not None and paused > now:
+            return (paused - now).total_seconds()
+        return self.config.idle_sleep
+
     async def _wind_down(
         self,
         channel: Channel,
@@ -351,7 +419,18 @@ class Worker:
     def _in_db(self, work: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """Database work on this worker's one database thread: claims and records queue up
         there instead of contending for SQLite's write lock (whose busy handler sleeps)."""
-        return asyncio.get_running_loop().run_in_executor(self._database, work, *args)
+        future = asyncio.get_running_loop().run_in_executor(self._database, work, *args)
+        release = self.clock.hold()
+        future.add_done_callback(lambda _: release())
+        return future
+
+    async def _in_thread(self, work: Callable[..., T], *args: Any) -> T:
+        """Database work on a thread of its own (beside the claims and records)."""
+        release = self.clock.hold()
+        try:
+            return await asyncio.to_thread(work, *args)
+        finally:
+            release()
 
     def _give_back(self, claimed: list[Claimed]) -> None:
         with unit_of_work(self.sessions) as session:
@@ -392,10 +471,53 @@ class Worker:
                 .values(lease_until=until)
             )
 
+    def _provider_paused(self, channel: Channel, seconds: float) -> None:
+        """A provider asked us to wait ``seconds`` (Retry-After, retry_after): from now, for every
+        worker. Written to the channel gate at once, not with the batch's record, so the others
+        know before their next send (:meth:`_pause_watch_loop`); the pacer slows down a little."""
+        until = self.clock.now() + timedelta(seconds=seconds)
+        known = self._paused_until.get(channel)
+        if known is not None and known >= until:
+            return  # the same pause, answered to another send of the same moment
+        self._paused_until[channel] = until
+        self._pacers[channel].slow_down()
+        log.warning("worker %s: %s paused for %.1fs", self.worker_id, channel.value, seconds)
+        shared = self._in_db(self._pause_everyone, channel, until)
+        self._background.add(shared)
+        shared.add_done_callback(self._background.discard)
+        shared.add_done_callback(_log_failure)
+
+    def _pause_everyone(self, channel: Channel, until: datetime) -> None:
+        with unit_of_work(self.sessions) as session:
+            gates.pause_channel(session, channel=channel, until=until, now=self.clock.now())
+
+    async def _pause_watch_loop(self, stop: asyncio.Event) -> None:
+        """Learn the pauses other workers were asked for: every ``gate_poll`` while this worker
+        has sends in hand, every second while it is idle (its claims check the gate anyway)."""
+        channels = tuple(self.senders)
+        read_at: datetime | None = None
+        while not stop.is_set():
+            await self._idle(stop, self.config.gate_poll)
+            now = self.clock.now()
+            if not self._held and read_at is not None and now - read_at < timedelta(seconds=1):
+                continue
+            read_at = now
+            try:
+                pauses = await self._in_thread(self._read_pauses, channels)
+            except (OperationalError, DBAPIError):
+                continue  # the claims see the database's trouble and wait it out
+            for channel, until in pauses.items():
+                if until > self._paused_until.get(channel, until - timedelta(seconds=1)):
+                    self._paused_until[channel] = until
+
+    def _read_pauses(self, channels: tuple[Channel, ...]) -> dict[Channel, datetime]:
+        with unit_of_work(self.sessions) as session:
+            return gates.pauses(session, channels=channels, now=self.clock.now())
+
     async def _housekeeping_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                await asyncio.to_thread(self._housekeeping)
+                await self._in_thread(self._housekeeping)
             except (OperationalError, DBAPIError):
                 log.warning("worker %s: database unavailable for housekeeping", self.worker_id)
             await self._idle(stop, self.config.sweep_every / 2)
@@ -441,13 +563,17 @@ class Worker:
 
     def _claim(self, channel: Channel) -> list[Claimed]:
         now = self.clock.now()
-        rate = self.rate(channel)
+        rate = self._pacers[channel].rate  # the configured rate, less margin and back-off
         # A batch must be sent well within its lease, or the sweep would hand it out again.
         window = min(self.config.batch_window, self.config.lease_seconds / 2)
         limit = min(self.config.max_batch, max(1, math.ceil(rate * window)))
         with unit_of_work(self.sessions) as session:
-            if gates.paused_until(session, channel=channel, now=now) is not None:
-                return []
+            allowance = gates.claim_allowance(
+                session, channel=channel, now=now, breaker=self.config.breaker
+            )
+            if allowance == 0:
+                return []  # paused by the provider, or down and another claim has the probe
+            limit = min(limit, allowance or limit)
             table = table_of(OutboxMessage)
             due = (
                 select(table.c.id)
@@ -617,12 +743,11 @@ class Worker:
         sent: list[dict[str, object]] = []
         retry: list[dict[str, object]] = []
         permanent: list[tuple[Claimed, Permanent]] = []
-        pause_for = 0.0
+        failing: list[tuple[Claimed, Transient]] = []
         for claimed, result in results:
             if isinstance(result, Sent):
                 sent.append({"id": claimed.message.id, "provider_id": result.provider_id[:64]})
             elif isinstance(result, RateLimited):
-                pause_for = max(pause_for, result.retry_after)
                 retry.append(
                     {
                         "id": claimed.message.id,
@@ -632,34 +757,15 @@ class Worker:
                     }
                 )
             elif isinstance(result, Transient):
-                if claimed.attempts >= self.config.max_attempts:
-                    permanent.append(
-                        (
-                            claimed,
-                            Permanent(
-                                error=f"gave up after {claimed.attempts} attempts: {result.error}",
-                                reason=None,
-                            ),
-                        )
-                    )
-                    continue
-                delay = backoff_seconds(
-                    claimed.attempts,
-                    base=self.config.backoff_base,
-                    cap=self.config.backoff_cap,
-                    rng=self.rng,
-                )
-                retry.append(
-                    {
-                        "id": claimed.message.id,
-                        "attempts": claimed.attempts,
-                        "due_at": now + timedelta(seconds=max(delay, result.retry_after or 0.0)),
-                        "last_error": result.error[:200],
-                    }
-                )
+                failing.append((claimed, result))
             else:
                 permanent.append((claimed, result))
         with unit_of_work(self.sessions) as session:
+            # Counted before the transient failures given up join the permanent ones.
+            self._count_answers(
+                session, channel, answered=len(sent) + len(permanent), failed=len(failing), now=now
+            )
+            retry += self._retries(session, failing, now, given_up=permanent)
             if sent:
                 bulk_update(
                     session,
@@ -678,10 +784,6 @@ class Worker:
                         session, message_sids=[str(row["provider_id"]) for row in sent], now=now
                     )
             bulk_update(session, OutboxMessage, retry, same=_BACK_IN_QUEUE)
-            if pause_for > 0:
-                gates.pause_channel(
-                    session, channel=channel, until=now + timedelta(seconds=pause_for), now=now
-                )
             for claimed, failure in permanent:
                 message = session.get(OutboxMessage, claimed.message.id)
                 if message is not None:
@@ -692,8 +794,65 @@ class Worker:
                         error=failure.error,
                         now=now,
                     )
-        if pause_for > 0:
-            log.warning("worker %s: %s paused for %.1fs", self.worker_id, channel.value, pause_for)
+
+    def _count_answers(
+        self, session: Session, channel: Channel, *, answered: int, failed: int, now: datetime
+    ) -> None:
+        """The channel breaker (:func:`dispatch.gates.count_answers`); the officers are told
+        when this worker's record brought the channel down or back."""
+        health = gates.count_answers(
+            session,
+            channel=channel,
+            answered=answered,
+            failed=failed,
+            now=now,
+            breaker=self.config.breaker,
+        )
+        if health is None:
+            return
+        told = outages.tell_officers(
+            session, channel=channel, health=health, ways=tuple(self.senders), now=now
+        )
+        log.warning(
+            "worker %s: %s is %s (%d officers told)", self.worker_id, channel.value, health, told
+        )
+
+    def _retries(
+        self,
+        session: Session,
+        failing: Sequence[tuple[Claimed, Transient]],
+        now: datetime,
+        *,
+        given_up: list[tuple[Claimed, Permanent]],
+    ) -> list[dict[str, object]]:
+        """Transient failures back in the queue after a capped back-off. A count of tries gives
+        up only on a message nobody waits for: a campaign's keeps trying for as long as its
+        campaign still wants it (:func:`dispatch.delivery.still_wanted`), so an outage of
+        minutes delays the first wave instead of losing it. Those given up go to ``given_up``
+        (the next channel, as for a permanent failure)."""
+        tired = [c.message.id for c, _ in failing if c.attempts >= self.config.max_attempts]
+        wanted = delivery.still_wanted(session, message_ids=tired) if tired else set()
+        retry: list[dict[str, object]] = []
+        for claimed, result in failing:
+            if claimed.attempts >= self.config.max_attempts and claimed.message.id not in wanted:
+                error = f"gave up after {claimed.attempts} attempts: {result.error}"
+                given_up.append((claimed, Permanent(error=error, reason=None)))
+                continue
+            delay = backoff_seconds(
+                claimed.attempts,
+                base=self.config.backoff_base,
+                cap=self.config.backoff_cap,
+                rng=self.rng,
+            )
+            retry.append(
+                {
+                    "id": claimed.message.id,
+                    "attempts": min(claimed.attempts, ATTEMPTS_CEILING),
+                    "due_at": now + timedelta(seconds=max(delay, result.retry_after or 0.0)),
+                    "last_error": result.error[:200],
+                }
+            )
+        return retry
 
     # --- sending -----------------------------------------------------------------------------
 
@@ -777,9 +936,9 @@ class Worker:
                 limit.release()
             if isinstance(result, RateLimited):
                 batch.paused = True
-                until = self.clock.now() + timedelta(seconds=result.retry_after)
-                self._paused_until[channel] = max(until, self._paused_until.get(channel, until))
+                self._provider_paused(channel, result.retry_after)
             else:
+                pacer.accepted()
                 limit.observe(time.perf_counter() - started)
             return result
 

@@ -11,7 +11,9 @@ reliability tests switch them on at runtime (``fake.faults = Faults(...)``,
 - recipients that fail permanently (blocked the bot, chat not found; unsubscribed, invalid or
   landline numbers), chosen by a stable hash of the recipient so a retry meets the same fate;
 - real rate-limit enforcement with token buckets (Telegram: 30 messages a second per bot and
-  about one a second per chat; Twilio: the account's messages per second).
+  about one a second per chat; Twilio: the account's messages per second), or, for the whole
+  bot or account, a strict sliding window (``strict=True``: the 31st message inside any one
+  second is refused, however evenly the 30 before it were spread).
 
 Everything random is drawn from ``random.Random(seed)``, so a run is repeatable when its
 requests arrive in the same order.
@@ -24,7 +26,7 @@ import math
 import random
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -121,6 +123,27 @@ class TokenBucket:
 
 
 @dataclass
+class SlidingWindow:
+    """At most ``limit`` messages inside any ``window`` seconds, counted exactly: a provider
+    stricter than a token bucket, which forgives a message that arrives a hair early."""
+
+    limit: int
+    window: float = 1.0
+    accepted: deque[float] = field(default_factory=deque)
+
+    def wait(self, now: float) -> float:
+        """0.0 if a message may go at ``now``, else the seconds until one may."""
+        while self.accepted and self.accepted[0] <= now - self.window:
+            self.accepted.popleft()
+        if len(self.accepted) < self.limit:
+            return 0.0
+        return self.accepted[0] + self.window - now
+
+    def take(self, now: float) -> None:
+        self.accepted.append(now)
+
+
+@dataclass
 class RateLimits:
     """Token buckets for the whole bot/account and for each recipient. None: no limit.
 
@@ -134,13 +157,20 @@ class RateLimits:
     recipient_burst: float = 1.0
     per_group_per_minute: float | None = None
     clock: Callable[[], float] = time.monotonic
+    # The whole bot's / account's limit counted in a sliding one-second window, not a bucket.
+    strict: bool = False
 
     _buckets: dict[object, TokenBucket] = field(default_factory=dict, init=False, repr=False)
+    _window: SlidingWindow | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @classmethod
     def telegram(
-        cls, *, per_chat_burst: float = 1.0, clock: Callable[[], float] = time.monotonic
+        cls,
+        *,
+        per_chat_burst: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        strict: bool = False,
     ) -> RateLimits:
         """Telegram's limits: 30/s per bot, 1/s per chat, 20/min per group."""
         return cls(
@@ -149,14 +179,24 @@ class RateLimits:
             recipient_burst=per_chat_burst,
             per_group_per_minute=20.0,
             clock=clock,
+            strict=strict,
         )
 
     @classmethod
     def twilio(
-        cls, messages_per_second: float, *, clock: Callable[[], float] = time.monotonic
+        cls,
+        messages_per_second: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        strict: bool = False,
     ) -> RateLimits:
         """An account sending ``messages_per_second`` (no per-recipient limit)."""
-        return cls(per_sender=messages_per_second, sender_burst=messages_per_second, clock=clock)
+        return cls(
+            per_sender=messages_per_second,
+            sender_burst=messages_per_second,
+            clock=clock,
+            strict=strict,
+        )
 
     def admit(self, recipient: object, *, group: bool = False) -> int:
         """0 if a message to ``recipient`` may go now (and count it), else ``retry_after`` (s)."""
@@ -174,14 +214,23 @@ class RateLimits:
                         ("recipient", recipient), self.per_recipient, self.recipient_burst, now
                     )
                 )
-            if self.per_sender is not None:
+            window = None
+            if self.per_sender is not None and self.strict:
+                if self._window is None:
+                    self._window = SlidingWindow(limit=max(1, int(self.per_sender)))
+                window = self._window
+            elif self.per_sender is not None:
                 burst = self.sender_burst if self.sender_burst is not None else self.per_sender
                 buckets.append(self._bucket(("sender",), self.per_sender, burst, now))
             wait = max((bucket.wait(now) for bucket in buckets), default=0.0)
+            if window is not None:
+                wait = max(wait, window.wait(now))
             if wait > 0:
                 return max(1, math.ceil(wait))
             for bucket in buckets:
                 bucket.take()
+            if window is not None:
+                window.take(now)
             return 0
 
     def _bucket(self, key: object, rate: float, burst: float, now: float) -> TokenBucket:

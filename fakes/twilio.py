@@ -75,11 +75,14 @@ Signing = Literal["valid", "none", "forged"]
 class TwilioError(Exception):
     """An error answer, shaped like Twilio's."""
 
-    def __init__(self, status: int, code: int, message: str) -> None:
+    def __init__(
+        self, status: int, code: int, message: str, *, retry_after: int | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.retry_after = retry_after  # seconds, sent as the Retry-After header (a 429)
 
     def body(self) -> JSON:
         return {
@@ -245,14 +248,20 @@ class FakeTwilio(LoopbackServer):
         if self._status_tasks:
             await asyncio.gather(*self._status_tasks, return_exceptions=True)
 
-    def _answer(self, body: JSON, status: int) -> web.Response:
+    def _answer(
+        self, body: JSON, status: int, headers: Mapping[str, str] | None = None
+    ) -> web.Response:
         self.status_codes[status] += 1
         return web.Response(
-            body=json.dumps(body).encode(), status=status, content_type="application/json"
+            body=json.dumps(body).encode(),
+            status=status,
+            content_type="application/json",
+            headers=headers,
         )
 
     def _error(self, error: TwilioError) -> web.Response:
-        return self._answer(error.body(), error.status)
+        headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
+        return self._answer(error.body(), error.status, headers)
 
     def _violation(self, text: str) -> None:
         with self._lock:
@@ -290,7 +299,9 @@ class FakeTwilio(LoopbackServer):
             return self._error(TwilioError(504, 20504, "Gateway Timeout"))
         if outcome == "throttled":
             self.traffic.count(outcome)
-            return self._error(TwilioError(429, 20429, "Too Many Requests"))
+            return self._error(
+                TwilioError(429, 20429, "Too Many Requests", retry_after=self.faults.retry_after)
+            )
         return None
 
     async def _not_reproduced(self, request: web.Request) -> web.Response:
@@ -343,8 +354,9 @@ class FakeTwilio(LoopbackServer):
 
     async def before_create(self, params: JSON) -> TwilioError | None:
         """The account's messages-per-second limit, when :attr:`limits` is set."""
-        if self.limits is not None and self.limits.admit(params.get("To")):
-            return TwilioError(429, 20429, "Too Many Requests")
+        retry_after = self.limits.admit(params.get("To")) if self.limits is not None else 0
+        if retry_after:
+            return TwilioError(429, 20429, "Too Many Requests", retry_after=retry_after)
         return None
 
     def _check_create(self, params: Mapping[str, list[str]]) -> None:

@@ -14,10 +14,11 @@ from enum import StrEnum
 from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, String, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from config.languages import DEFAULT_LANGUAGE, Language
 from registry import audit
 from registry.db import Base, UTCDateTime, utcnow
 from registry.errors import RegistryError
-from registry.models import Authority, Channel, Group, enum_type
+from registry.models import Authority, Channel, Group, Person, enum_type
 from registry.people import MAX_NAME, clean_text
 from registry.phones import Phone
 
@@ -235,3 +236,27 @@ def authorities_of(session: Session, member: StaffMember) -> list[Authority]:
     if member.authority_id is not None:
         query = query.where(Authority.id == member.authority_id)
     return list(session.scalars(query))
+
+
+def language_of(session: Session, member: StaffMember) -> Language:
+    """The language to write to a staff member in, unasked (a notice from the dispatcher): the
+    language of their own registration as a person with the same phone, else the default."""
+    found = session.scalars(
+        select(Person.language).where(Person.phone == member.phone).order_by(Person.id).limit(1)
+    ).first()
+    return Language(found) if found is not None else DEFAULT_LANGUAGE
+
+
+def on_duty(session: Session) -> list[StaffMember]:
+    """The active administrators and officers: who is told when the service itself is in
+    trouble (a provider not answering)."""
+    return list(
+        session.scalars(
+            select(StaffMember)
+            .where(
+                StaffMember.active.is_(True),
+                StaffMember.role.in_((StaffRole.ADMIN, StaffRole.OFFICER)),
+            )
+            .order_by(StaffMember.id)
+        )
+    )

@@ -100,3 +100,16 @@ def test_missing_credentials_are_named(unit_settings: Settings) -> None:
         make_telegram_bot(unit_settings)
     with pytest.raises(SettingsError, match="HOSEN_TWILIO_ACCOUNT_SID"):
         make_twilio_sync_client(unit_settings)
+
+
+def test_retry_after_is_read_as_seconds_or_as_a_date() -> None:
+    from datetime import UTC, datetime
+
+    from dispatch.clients import retry_after_seconds
+
+    now = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+    assert retry_after_seconds("3") == 3.0
+    assert retry_after_seconds("Sun, 22 Nov 2026 09:00:05 GMT", now=now) == 5.0
+    assert retry_after_seconds("Sun, 22 Nov 2026 08:59:00 GMT", now=now) == 0.0
+    assert retry_after_seconds("soon") is None
+    assert retry_after_seconds(None) is None

@@ -1,4 +1,5 @@
-"""The per-chat gate against real databases: each chat's next free time, read under a row lock."""
+"""The gates against real databases: each chat's next free time, read under a row lock; the
+channel breaker, which goes down and comes back once however many workers count."""
 
 from __future__ import annotations
 
@@ -95,3 +96,49 @@ def test_chat_next_times_probe_each_chat_by_its_key_however_stale_the_statistics
     [plan] = plans
     assert "Index Scan using pk_chat_gate" in plan, plan
     assert "address)::text = (wanted.address)::text" in plan.split("Index Cond:")[1], plan
+
+
+def test_a_channel_goes_down_once_is_probed_one_send_at_a_time_and_comes_back_once(
+    sessions: sessionmaker[Session],
+) -> None:
+    breaker = gates.Breaker(failures=20, seconds=10.0, probe_every=5.0)
+
+    def count(at: float, *, answered: int = 0, failed: int = 0) -> gates.Health | None:
+        with sessions() as session:
+            health = gates.count_answers(
+                session,
+                channel=Channel.SMS,
+                answered=answered,
+                failed=failed,
+                now=NOW + timedelta(seconds=at),
+                breaker=breaker,
+            )
+            session.commit()
+            return health
+
+    def allowance(at: float) -> int | None:
+        with sessions() as session:
+            allowed = gates.claim_allowance(
+                session, channel=Channel.SMS, now=NOW + timedelta(seconds=at), breaker=breaker
+            )
+            session.commit()
+            return allowed
+
+    with sessions() as session:
+        gates.reserve_slots(session, channel=Channel.SMS, count=1, rate=30.0, now=NOW)
+        session.commit()
+    assert count(0, failed=30) is None  # many failures, but not for long yet
+    assert count(5, answered=1, failed=5) is None  # an answer: the count starts again
+    assert count(6, failed=30) is None
+    assert count(15, failed=1) is None  # nine seconds of failures only
+    assert allowance(15) is None
+    assert count(16, failed=1) == gates.Health.DOWN
+    assert count(16.5, failed=40) is None  # another worker's failures: down already
+    # Down: one probe (one claim of one worker), then none until the next probe time.
+    assert [allowance(17), allowance(17), allowance(20)] == [0, 0, 0]
+    assert [allowance(21), allowance(21), allowance(25)] == [1, 0, 0]
+    assert count(22, failed=1) is None  # the probe failed
+    assert allowance(26) == 1
+    assert count(27, answered=1) == gates.Health.BACK
+    assert count(27, answered=3) is None  # another worker's answers: back already
+    assert allowance(27) is None

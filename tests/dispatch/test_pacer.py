@@ -9,7 +9,8 @@ from dispatch.clock import ManualClock
 from dispatch.worker import Pacer
 from tests.dispatch.conftest import START
 
-STEP = timedelta(seconds=1 / 30)
+# 30 a second configured, paced a small margin under it.
+STEP = timedelta(seconds=1 / (30 * (1 - Pacer.MARGIN)))
 
 
 class _LateTimers(ManualClock):
@@ -70,3 +71,57 @@ def test_late_timers_do_not_add_up_from_send_to_send() -> None:
 
     asyncio.run(courier())
     assert went[-1] - (START + 29 * STEP) <= LATENESS
+
+
+def test_the_pace_keeps_a_margin_under_the_configured_rate() -> None:
+    """Thirty-one sends at "30 a second" span more than a second: a provider counting a strict
+    one-second window never sees the 31st inside it."""
+    went = _times([(str(n), START) for n in range(31)])
+    times = sorted(went.values())
+    assert times[30] - times[0] > timedelta(seconds=1)
+    assert times[30] - times[0] < timedelta(seconds=1.05)  # a margin, not a slowdown
+
+
+def test_a_429_lowers_the_rate_a_little_and_accepted_sends_bring_it_back_slowly() -> None:
+    pacer = Pacer(ManualClock(START), rate=30.0)
+    ceiling = pacer.rate
+    pacer.slow_down()
+    assert pacer.rate == ceiling * Pacer.DECREASE  # a tenth off, not half
+    assert pacer.step == timedelta(seconds=1 / pacer.rate)
+    climbed = 0
+    while pacer.rate < ceiling:
+        pacer.accepted()
+        climbed += 1
+    assert pacer.rate == ceiling  # never above the ceiling
+    assert 50 <= climbed <= 120  # two to four seconds of sends at 30 a second
+    for _ in range(100):
+        pacer.slow_down()
+    assert pacer.rate == ceiling * Pacer.FLOOR
+
+
+class _LateOnce(ManualClock):
+    """A clock whose first timer fires 30 ms late, as a busy machine's may, and then on time."""
+
+    late = True
+
+    async def sleep_until(self, when: datetime) -> None:
+        lateness = timedelta(milliseconds=30) if self.late else timedelta(0)
+        self.late = False
+        await super().sleep_until(when + lateness)
+
+
+def test_a_send_let_go_late_does_not_let_the_31st_into_its_second() -> None:
+    """The first send goes 30 ms late; the next thirty keep their slots, yet the 31st waits
+    until a second (and the margin) after the first actually went."""
+    clock = _LateOnce(START)
+    pacer = Pacer(clock, rate=30.0)
+    went: list[datetime] = []
+
+    async def courier() -> None:
+        for n in range(31):
+            await pacer.wait(START + timedelta(milliseconds=10) + n * STEP)
+            went.append(clock.now())
+
+    asyncio.run(courier())
+    assert went[1] - went[0] < STEP  # the slots were kept after the late one ...
+    assert went[30] - went[0] >= Pacer.WINDOW  # ... but not at the cost of the window

@@ -11,10 +11,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import Settings
 from dispatch import gates
+from dispatch.campaigns import Audience, start_drill_checkin
 from dispatch.clock import ManualClock
 from dispatch.inflight import InFlightLimit
 from dispatch.models import (
+    Answer,
     BlockReason,
+    CampaignRecipient,
     ChannelBlock,
     ChannelGate,
     OutboxMessage,
@@ -24,7 +27,7 @@ from dispatch.models import (
 from dispatch.outbox import enqueue
 from dispatch.senders import Outgoing, Permanent, RateLimited, SendResult, Transient
 from dispatch.worker import AnotherWorkerRunning, Worker, WorkerConfig
-from registry.models import Channel, PhoneKind
+from registry.models import Authority, Channel, PhoneKind
 from tests.dispatch.conftest import MakePerson, ScriptedSender, plans_of
 
 pytestmark = pytest.mark.db
@@ -611,3 +614,59 @@ def test_a_batch_that_outlasts_its_lease_keeps_it_and_is_sent_once(
     asyncio.run(go())
     assert sorted(sender.addresses()) == ["0", "1", "2"]
     assert all_sent()
+
+
+def test_a_check_in_outlasts_the_count_of_tries_while_its_recipient_waits(
+    sessions: sessionmaker[Session],
+    fast_settings: Settings,
+    clock: ManualClock,
+    authority: Authority,
+    telegram: ScriptedSender,
+    sms: ScriptedSender,
+    make_person: MakePerson,
+) -> None:
+    """Transient failures past ``max_attempts`` keep a waited-for check-in on its channel, with
+    back-off capped; once the recipient has answered, the count ends it as before."""
+    person = make_person(needs=("lives_alone",))
+    address = str(person.telegram_chat_id)
+    telegram.answer(address, *[Transient(error="twilio HTTP 503")] * 8)
+    with sessions() as session:
+        campaign = start_drill_checkin(
+            session, authority=authority, audience=Audience(), started_by="t", now=clock.now()
+        )
+        session.commit()
+        campaign_id = campaign.id
+    worker = make_worker(
+        sessions, fast_settings, clock, telegram, sms, max_attempts=3, backoff_cap=10.0
+    )
+
+    def checkin() -> OutboxMessage:
+        with sessions() as session:
+            return session.scalars(
+                select(OutboxMessage).where(
+                    OutboxMessage.kind == "checkin",
+                    OutboxMessage.person_id == person.id,
+                    OutboxMessage.channel == Channel.TELEGRAM,
+                )
+            ).one()
+
+    delays = []
+    for _ in range(6):
+        before = clock.now()
+        run(worker)
+        row = checkin()
+        assert row.status == OutboxStatus.QUEUED, row.last_error
+        delays.append((row.due_at - before).total_seconds())
+        clock.advance(delays[-1] + 0.001)
+    assert row.attempts == 6
+    assert max(delays) <= 10.0 and delays[-1] >= 5.0  # capped (jitter 0.5-1.0 of the cap)
+    assert sms.sent == []  # still Telegram's: no jump to the next channel by a count
+    with sessions() as session:
+        recipient = session.scalars(
+            select(CampaignRecipient).where(CampaignRecipient.campaign_id == campaign_id)
+        ).one()
+        recipient.answer = Answer.OK
+        session.commit()
+    run(worker)
+    assert checkin().status == OutboxStatus.FAILED
+    assert "gave up after 7 attempts" in (checkin().last_error or "")

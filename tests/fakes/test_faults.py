@@ -17,6 +17,7 @@ from dispatch.clients import open_twilio_client
 from fakes.faults import Faults, RateLimits, Traffic
 from fakes.telegram import FakeTelegram
 from fakes.twilio import FakeTwilio
+from registry.models import Channel
 
 
 class ManualClock:
@@ -79,6 +80,24 @@ def test_telegram_rate_limits_with_a_manual_clock() -> None:
     assert [limits.admit(group, group=True) for _ in range(20)] == [0] * 20
     clock.now += 1
     assert limits.admit(group, group=True) == 3  # 20 a minute: the next slot in 3 s
+
+
+def test_a_strict_window_refuses_the_31st_message_inside_any_second() -> None:
+    """A token bucket forgives a message a hair early; the strict window does not."""
+    clock = ManualClock()
+    bucket, strict = (
+        RateLimits.twilio(30, clock=clock),
+        RateLimits.twilio(30, clock=clock, strict=True),
+    )
+    answers: dict[str, list[int]] = {"bucket": [], "strict": []}
+    for n in range(31):
+        clock.now = 1000.0 + n / 30 - (1e-4 if n == 30 else 0.0)  # the 31st: 0.1 ms early
+        answers["bucket"].append(bucket.admit(n))
+        answers["strict"].append(strict.admit(n))
+    assert answers["bucket"] == [0] * 31
+    assert answers["strict"] == [0] * 30 + [1]
+    clock.now = 1001.0 + 1e-6  # just past a second after the first one
+    assert strict.admit("late") == 0
 
 
 def test_traffic_counts_rates() -> None:
@@ -185,3 +204,28 @@ def test_twilio_faults_and_limits_reach_the_twilio_client(
 
     assert asyncio.run(run()) == [20503, 20500, 20429, 21610, 21614, 21211, 20429]
     assert fake_twilio.traffic.throttled == 2 and fake_twilio.traffic.accepted == 1
+
+
+@pytest.mark.e2e
+def test_the_sms_sender_reads_twilios_retry_after(
+    fake_twilio: FakeTwilio, fake_settings: Settings
+) -> None:
+    """twilio's exception has no headers: the transport keeps a 429's Retry-After for the
+    sender, and a send in another task never sees it."""
+    from dispatch.senders import Outgoing, RateLimited, Sent, build_senders
+
+    sender = build_senders(fake_settings)[Channel.SMS]
+
+    async def run() -> list[object]:
+        await sender.start()
+        try:
+            fake_twilio.faults = Faults(throttle_burst_rate=1.0, retry_after=3)
+            message = Outgoing(id=1, channel=Channel.SMS, address="+972501234567", text="x")
+            throttled = await sender.send(message)
+            fake_twilio.faults = Faults()
+            sent = await sender.send(message)
+            return [throttled, type(sent)]
+        finally:
+            await sender.close()
+
+    assert asyncio.run(run()) == [RateLimited(retry_after=3.0), Sent]
