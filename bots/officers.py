@@ -150,6 +150,21 @@ def claims(
     return True
 
 
+def decisive(conversation: Conversation | None, text: str | None) -> bool:
+    """Whether this message may start or close a campaign: by SMS it needs the PIN every time.
+
+    Any answer at a drill's confirmation or an emergency's second one counts (a "no" too: the
+    PIN is asked before the answer is read, never after).
+    """
+    if command_of(text) == "/close":
+        return True
+    state = conversation.draft.get(STATE) if conversation is not None else None
+    if not isinstance(state, dict) or command_of(text) is not None:
+        return False
+    step = state.get("step")
+    return step == "again" or (step == "confirm" and state.get("mode") == CampaignMode.DRILL.value)
+
+
 def respond(
     session: Session,
     *,

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     telegram_min_in_flight: PositiveInt = 1
     sms_min_in_flight: PositiveInt = 16
 
+    # How long a staff PIN given by SMS stands for that member's further staff SMS.
+    staff_pin_session_minutes: PositiveInt = 15
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:

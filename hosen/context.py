@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -33,6 +34,15 @@ class Context:
     @cached_property
     def sessions(self) -> sessionmaker[Session]:
         return make_sessionmaker(self.engine)
+
+    @property
+    def actor(self) -> str:
+        """Who the audit log says did what a command did: the operating-system user."""
+        try:
+            user = getpass.getuser()
+        except (OSError, KeyError):  # no login name, no passwd entry (some containers)
+            user = "unknown"
+        return f"cli:{user}"
 
     def close(self) -> None:
         """Release the database connections, if any were opened."""

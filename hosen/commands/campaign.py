@@ -199,7 +199,7 @@ def start_campaign(ctx: Context, args: argparse.Namespace) -> int:
                 kind=kind,
                 mode=mode,
                 audience=audience,
-                started_by="cli",
+                started_by=ctx.actor,
                 now=utcnow(),
                 text=args.text,
                 ladder=ladder,

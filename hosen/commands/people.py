@@ -129,7 +129,7 @@ def show_person(ctx: Context, args: argparse.Namespace) -> int:
                 "has_vehicle": v.has_vehicle,
                 "checkin_capacity": v.checkin_capacity,
             }
-        needs = audit.read_needs(session, person, actor="cli", purpose="people show")
+        needs = audit.read_needs(session, person, actor=ctx.actor, purpose="people show")
         if needs is not None:
             data["needs"] = needs.flags()
             data["emergency_contact"] = needs.emergency_contact_name

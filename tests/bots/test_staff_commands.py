@@ -42,7 +42,7 @@ from registry.models import (
 )
 from registry.phones import normalise_phone
 from registry.profile_sync import Directory
-from registry.staff import StaffRole, add_staff, verify_telegram
+from registry.staff import StaffMember, StaffRole, add_staff, set_pin, verify_telegram
 from tests.bots.chat import Chat, Clock
 from tests.bots.test_e2e import _free_port, run, service_settings, start_service, tg
 
@@ -51,7 +51,10 @@ OFFICER_CHAT = "900001"
 COORDINATOR_PHONE = "+972525550002"
 ELSEWHERE_PHONE = "+972525550003"
 STRANGER_PHONE = "+972525559999"
+PIN = "482913"  # every SMS staff member's PIN in these tests
 REFUSAL = t("he", "staff.not_authorized")
+PIN_ASK = t("he", "staff.pin.ask")
+PIN_ASKS = frozenset(t(language, "staff.pin.ask") for language in Language)
 STATUS_HEAD = dict.fromkeys(
     ("campaign", "what", "state", "people", "delivered", "ok", "help", "silent", "none"), 1
 ) | dict.fromkeys(("open", "done", "failed"), 0)
@@ -127,8 +130,21 @@ def town(sessions: sessionmaker[Session], directory: Directory) -> dict[str, int
             role=StaffRole.OFFICER,
             actor="test",
         )
+        for member in session.scalars(select(StaffMember)):
+            set_pin(session, member=member, pin=PIN, actor="test")
         session.commit()
     return ids
+
+
+class StaffChat(Chat):
+    """A staff member who knows their PIN and gives it whenever the SMS gate asks for it
+    (tests/bots/test_staff_pin.py tests the gate itself)."""
+
+    def send(self, text: str | None = None, **kwargs: Any) -> list[str]:
+        replies = super().send(text, **kwargs)
+        if self.channel == Channel.SMS and len(replies) == 1 and replies[0] in PIN_ASKS:
+            return super().send(PIN)
+        return replies
 
 
 ChatFor = Callable[[Channel, str], Chat]
@@ -137,7 +153,7 @@ ChatFor = Callable[[Channel, str], Chat]
 @pytest.fixture
 def chat_for(sessions: sessionmaker[Session], dialog: Dialog, clock: Clock) -> ChatFor:
     def make(channel: Channel, address: str) -> Chat:
-        return Chat(sessions, dialog, channel, address, clock)
+        return StaffChat(sessions, dialog, channel, address, clock)
 
     return make
 

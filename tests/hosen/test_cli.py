@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import re
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from hosen.cli import COMMAND_MODULES, build_parser, main
+from registry.models import AuditEntry
+from registry.staff import StaffMember
 
 
 @pytest.fixture
@@ -131,3 +137,31 @@ def test_inbox_once_processes_what_the_webhooks_stored(
     capsys.readouterr()
     assert main(["inbox", "--once"]) == 0
     assert capsys.readouterr().out.strip() == "1 processed, 0 parked"
+
+
+def test_staff_pin_is_generated_once_or_read_from_stdin_and_stored_hashed(
+    cli_db: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    sessions: sessionmaker[Session],
+) -> None:
+    assert main(["db", "upgrade"]) == 0
+    add = ["staff", "add", "--phone", "052-555-1000", "--name", "Rina", "--role", "admin"]
+    assert main(add) == 0
+    capsys.readouterr()
+    assert main(["staff", "pin", "--phone", "0525551000", "--generate"]) == 0
+    shown = re.search(r"PIN for staff #\d+: (\d{8}) ", capsys.readouterr().out)
+    assert shown is not None
+    with sessions() as session:
+        member = session.scalars(select(StaffMember)).one()
+        assert member.pin_hash and shown.group(1) not in member.pin_hash
+        actors = session.scalars(
+            select(AuditEntry.actor).where(AuditEntry.action == "staff.pin.set")
+        ).all()
+    assert actors and all(re.fullmatch(r"cli:\S+", actor) for actor in actors)
+    monkeypatch.setattr("sys.stdin", io.StringIO("111111\n"))
+    assert main(["staff", "pin", "--phone", "0525551000"]) == 2
+    assert "digits" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO("582039\n"))
+    assert main(["staff", "pin", "--phone", "0525551000"]) == 0
+    assert "582039" not in capsys.readouterr().out
