@@ -18,7 +18,6 @@ acknowledgement.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -41,6 +40,7 @@ from dispatch.models import InboundMessage, OutboxMessage, Priority
 from dispatch.outbox import enqueue
 from dispatch.responses import take_campaign_reply
 from registry.bulk import table_of
+from registry.digests import sender_key
 from registry.errors import InvalidPhone
 from registry.models import Channel, Person, PersonStatus
 from registry.phones import normalise_phone
@@ -67,11 +67,6 @@ class Outcome:
     processed: bool = False
     slowed: bool = False
     replies: int = 0
-
-
-def sender_key(channel: Channel, address: str) -> str:
-    """The inbox's ordering key for one sender: a digest, not another copy of their phone."""
-    return hashlib.sha256(f"{channel.value}:{address}".encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)

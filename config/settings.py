@@ -11,7 +11,7 @@ from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-from pydantic import AnyHttpUrl, Field, ValidationError, field_validator
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from config.profile import DEFAULT_PROFILE_PATH
@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     # pool holds, so Telegram starts from one.
     telegram_min_in_flight: PositiveInt = 1
     sms_min_in_flight: PositiveInt = 16
+
+    # Days raw inbound messages and the texts of sent messages are kept (dispatch.retention).
+    retention_days: PositiveInt = 30
+    # The key of every digest of a phone or chat id (registry.digests); kept out of the database.
+    hash_key: SecretStr | None = None
 
     # How long a staff PIN given by SMS stands for that member's further staff SMS.
     staff_pin_session_minutes: PositiveInt = 15

@@ -159,7 +159,10 @@ async def _keep_scheduler(ctx: Context, runtime: Runtime, *, every: float = 5.0)
     from dispatch.scheduler import DispatchScheduler
 
     scheduler = DispatchScheduler(
-        sessions=ctx.sessions, profile=ctx.profile, zone=ctx.settings.zone_info
+        sessions=ctx.sessions,
+        profile=ctx.profile,
+        zone=ctx.settings.zone_info,
+        retention_days=ctx.settings.retention_days,
     )
     runtime.scheduler = scheduler
     try:

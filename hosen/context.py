@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from config.profile import Profile, load_profile
 from config.settings import Settings, load_settings
 from registry.db import make_engine, make_sessionmaker
+from registry.digests import use_key
 from registry.models import Authority
 
 
@@ -62,4 +63,7 @@ class Context:
 
 
 def build_context(settings: Settings | None = None) -> Context:
-    return Context(settings=settings or load_settings())
+    settings = settings or load_settings()
+    if settings.hash_key is not None:
+        use_key(settings.hash_key.get_secret_value())
+    return Context(settings=settings)

@@ -1,4 +1,4 @@
-"""security: staff SMS PIN (salted scrypt hash, failures, lock, SMS session)
+"""security: staff SMS PIN (salted scrypt hash, failures, lock, SMS session); keyed digests
 
 Revision ID: 0010
 Revises: 0008
@@ -31,6 +31,12 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("sms_session_until", registry.db.UTCDateTime(timezone=True), nullable=True)
         )
+
+    # Inbox sender digests were unkeyed SHA-256 of the phone (reversible by trying every number).
+    # Processed rows need no ordering key any more: drop theirs. Rows still waiting keep theirs
+    # (a sender's backlog at upgrade time may be taken apart from their newer, keyed rows) and
+    # the retention sweep empties them; new rows get keyed digests (HOSEN_HASH_KEY).
+    op.execute("UPDATE inbox SET sender = NULL WHERE processed_at IS NOT NULL")
 
 
 def downgrade() -> None:
