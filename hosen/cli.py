@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from collections.abc import Callable, Sequence
 
@@ -12,6 +13,7 @@ from sqlalchemy.exc import OperationalError
 from config.profile import ProfileError
 from config.settings import SettingsError
 from hosen.context import CommandError, Context, build_context
+from hosen.logs import configure_logging
 from registry.errors import RegistryError
 
 Handler = Callable[[Context, argparse.Namespace], int]
@@ -59,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ctx: Context | None = None
     try:
         ctx = build_context()
+        configure_logging(ctx.settings, command=args.command)
         return handler(ctx, args)
     except (SettingsError, ProfileError, CommandError, RegistryError) as exc:
         print(f"hosen: error: {exc}", file=sys.stderr)
@@ -69,6 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # one line here; the traceback to the log, secrets masked
+        logging.getLogger("hosen").exception("%s failed", args.command)
+        print(f"hosen: error: {args.command} failed ({type(exc).__name__})", file=sys.stderr)
+        return 1
     finally:
         if ctx is not None:
             ctx.close()
