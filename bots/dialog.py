@@ -599,8 +599,8 @@ class Dialog:
         location = turn.inbound.location
         if location is not None:
             nearest = enrolment.nearest_zone(self.profile, *location)
-            if nearest is None:
-                raise Invalid("bot.error.choice")
+            if nearest is None:  # 0,0 or far away: not stored; the zone list is asked again
+                raise Invalid("bot.error.location")
             authority, zone = nearest
             turn.draft.update(authority=authority, zone=zone, lat=location[0], lon=location[1])
             return self._advance(turn, Step.ZONE)

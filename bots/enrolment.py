@@ -312,8 +312,16 @@ def zone_label(profile: Profile, zone: Zone, language: Language) -> str:
     return zone.name
 
 
+# A shared location farther than this from every zone's centre is not in the service's area: a
+# phone without a position fix sends 0,0 ("null island"), and that must not be stored.
+MAX_ZONE_DISTANCE_M = 30_000
+
+
 def nearest_zone(profile: Profile, lat: float, lon: float) -> tuple[str, str] | None:
-    """The authority and zone whose centre is closest to a shared location."""
+    """The authority and zone whose centre is closest to a shared location; None when the
+    location is no real position (0,0, out of range) or lies outside every zone's reach."""
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180) or (lat, lon) == (0.0, 0.0):
+        return None
     best: tuple[float, str, str] | None = None
     for authority in profile.authorities:
         for zone in authority.zones:
@@ -322,7 +330,9 @@ def nearest_zone(profile: Profile, lat: float, lon: float) -> tuple[str, str] | 
             distance = _metres(lat, lon, zone.lat, zone.lon)
             if best is None or distance < best[0]:
                 best = (distance, authority.code, zone.code)
-    return None if best is None else (best[1], best[2])
+    if best is None or best[0] > MAX_ZONE_DISTANCE_M:
+        return None
+    return best[1], best[2]
 
 
 def find_group(session: Session, join_code: str) -> Group | None:

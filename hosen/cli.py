@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -59,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(command).parse_args(words)
     handler: Handler = args.handler
     ctx: Context | None = None
+    # Every file a command creates (the SQLite database, exports, reports) is its owner's only.
+    umask = os.umask(0o077)
     try:
         ctx = build_context()
         configure_logging(ctx.settings, command=args.command)
@@ -77,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hosen: error: {args.command} failed ({type(exc).__name__})", file=sys.stderr)
         return 1
     finally:
+        os.umask(umask)
         if ctx is not None:
             ctx.close()
 

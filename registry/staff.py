@@ -33,6 +33,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from registry import audit
 from registry.db import Base, UTCDateTime, utcnow
+from registry.digests import sender_key
 from registry.errors import RegistryError
 from registry.models import Authority, Channel, Group, enum_type
 from registry.people import MAX_NAME, clean_text
@@ -214,19 +215,62 @@ def authorize(
     now = now or utcnow()
     member = find_staff(session, channel=channel, address=address)
     reason = _refusal(session, member, action, authority_id, group_id)
-    actor = f"{channel.value}:staff:{member.id}" if member else f"{channel.value}:unknown"
-    audit.record(
-        session,
-        actor=actor,
-        action="staff.refused" if reason else action.value,
-        at=now,
-        authority_id=authority_id,
-        reason=reason,
-    )
     if reason:
+        record_refusal(
+            session,
+            channel=channel,
+            address=address,
+            member=member,
+            reason=reason,
+            now=now,
+            action=action.value,
+            authority_id=authority_id,
+            group_id=group_id,
+        )
         raise NotAuthorized("staff.not_authorized")
     assert member is not None
+    audit.record(
+        session,
+        actor=_actor(channel, member),
+        action=action.value,
+        at=now,
+        authority_id=authority_id,
+        group_id=group_id,
+    )
     return member
+
+
+def record_refusal(
+    session: Session,
+    *,
+    channel: Channel,
+    address: str,
+    member: StaffMember | None,
+    reason: str,
+    now: datetime,
+    action: str,
+    authority_id: int | None = None,
+    group_id: int | None = None,
+    task_id: int | None = None,
+) -> None:
+    """Audit a refused staff action. Someone unknown is named by the keyed digest of their
+    chat id or number (the same sender gives the same digest), never by the number itself."""
+    audit.record(
+        session,
+        actor=_actor(channel, member),
+        action="staff.refused",
+        at=now,
+        reason=reason,
+        attempted=action,
+        authority_id=authority_id,
+        group_id=group_id,
+        task_id=task_id,
+        sender=sender_key(channel, address) if member is None else None,
+    )
+
+
+def _actor(channel: Channel, member: StaffMember | None) -> str:
+    return f"{channel.value}:staff:{member.id}" if member else f"{channel.value}:unknown"
 
 
 def _refusal(

@@ -566,3 +566,20 @@ def test_a_role_and_buddies_show_in_the_status(
     status = desk.send("/status")[0].text
     assert t(Language.RU, "bot.status.role_confirmed", role="Здравоохранение") in status
     assert t(Language.RU, "bot.status.checks_on", count=1) in status
+
+
+@pytest.mark.parametrize("location", [(0.0, 0.0), (48.8566, 2.3522), (95.0, 34.0)])
+def test_a_location_of_no_place_here_is_not_stored_and_asked_again(
+    open_desk: Callable[..., Desk], location: tuple[float, float]
+) -> None:
+    desk = open_desk(
+        Step.ZONE,
+        {"who": "volunteer", "authority": "kiryat-tamar"},
+        Language.EN,
+        Channel.TELEGRAM,
+        "5009",
+    )
+    prompts = desk.send(location=location)
+    assert prompts[0].text == t(Language.EN, "bot.error.location")
+    assert desk.step == Step.ZONE
+    assert "lat" not in desk.draft and "zone" not in desk.draft

@@ -28,6 +28,7 @@ from dispatch.models import (
 from dispatch.reports import live_status
 from dispatch.segments import count_segments
 from fakes.telegram import FakeTelegram
+from registry.digests import sender_key
 from registry.models import (
     AuditEntry,
     Authority,
@@ -575,3 +576,57 @@ def test_a_coordinator_hands_a_task_by_sms_with_numbers(
         task = session.get(Task, task_id)
         assert task is not None and task.volunteer_id == town["leader"]
         assert task.status == TaskStatus.OFFERED
+
+
+def test_a_forged_button_for_another_groups_task_is_refused_and_audited_so(
+    town: dict[str, int], chat_for: ChatFor, sessions: sessionmaker[Session]
+) -> None:
+    with sessions() as session:
+        other = Group(
+            authority_id=session.scalars(select(Group.authority_id)).first(),
+            kind=GroupKind.YOUTH_MOVEMENT,
+            name="Guides",
+            join_code="GD1",
+        )
+        session.add(other)
+        session.flush()
+        task = Task(
+            resident_id=town["resident 2"],
+            volunteer_id=town["volunteer"],
+            group_id=other.id,
+            reason=TaskReason.ASSIGNED,
+            status=TaskStatus.OFFERED,
+            created_at=Clock().now,
+        )
+        session.add(task)
+        session.commit()
+        task_id = task.id
+        last = session.scalars(select(AuditEntry.id).order_by(AuditEntry.id.desc())).first()
+    coordinator = chat_for(Channel.SMS, COORDINATOR_PHONE)
+    for forged in (f"officer.task:{task_id}", f"officer.give:{task_id}-{town['volunteer']}"):
+        assert REFUSAL in coordinator.send(button=forged)[0]
+    with sessions() as session:
+        entries = session.scalars(
+            select(AuditEntry).where(AuditEntry.id > (last or 0)).order_by(AuditEntry.id)
+        ).all()
+        task = session.get_one(Task, task_id)
+        assert task.volunteer_id == town["volunteer"] and task.status == TaskStatus.OFFERED
+    refused = [e for e in entries if e.action == "staff.refused"]
+    assert [e.detail["task_id"] for e in refused] == [task_id, task_id]
+    assert all(e.detail["reason"] == "group" for e in refused)
+
+
+def test_a_refusal_names_an_unknown_sender_by_a_keyed_digest(
+    town: dict[str, int], chat_for: ChatFor, sessions: sessionmaker[Session]
+) -> None:
+    chat_for(Channel.SMS, STRANGER_PHONE).send("/drill")
+    chat_for(Channel.TELEGRAM, "900555").send("/drill")
+    with sessions() as session:
+        refused = session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "staff.refused").order_by(AuditEntry.id)
+        ).all()
+    assert [e.detail["sender"] for e in refused] == [
+        sender_key(Channel.SMS, STRANGER_PHONE),
+        sender_key(Channel.TELEGRAM, "900555"),
+    ]
+    assert not any(STRANGER_PHONE in str(e.detail) or "900555" in str(e.detail) for e in refused)

@@ -6,12 +6,15 @@ import argparse
 import io
 import json
 import re
+import stat
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from hosen.cli import COMMAND_MODULES, build_parser, main
+from registry.db import make_engine
 from registry.models import AuditEntry
 from registry.staff import StaffMember
 
@@ -165,3 +168,24 @@ def test_staff_pin_is_generated_once_or_read_from_stdin_and_stored_hashed(
     monkeypatch.setattr("sys.stdin", io.StringIO("582039\n"))
     assert main(["staff", "pin", "--phone", "0525551000"]) == 0
     assert "582039" not in capsys.readouterr().out
+
+
+def test_people_list_is_audited_and_the_database_and_exports_are_the_owners_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    database = tmp_path / "hosen.sqlite3"
+    monkeypatch.setenv("HOSEN_DATABASE_URL", f"sqlite:///{database}")
+    assert main(["db", "upgrade"]) == 0
+    assert main(["people", "list"]) == 0
+    assert main(["export", "people", str(tmp_path / "people.csv")]) == 0
+    for made in (database, tmp_path / "people.csv"):
+        assert stat.S_IMODE(made.stat().st_mode) == 0o600, made
+    engine = make_engine(f"sqlite:///{database}")
+    try:
+        with Session(engine) as session:
+            entry = session.scalars(
+                select(AuditEntry).where(AuditEntry.action == "people.list")
+            ).one()
+    finally:
+        engine.dispose()
+    assert entry.actor.startswith("cli:") and entry.detail["shown"] == 0
