@@ -68,6 +68,8 @@ def run_serve(ctx: Context, args: argparse.Namespace) -> int:
         summary += f" (Telegram by {mode})"
     if settings.sms_enabled and settings.public_url is None:
         summary += " (inbound SMS refused: Twilio signatures need HOSEN_PUBLIC_URL)"
+    if settings.hash_key is None:
+        summary += "; HOSEN_HASH_KEY unset: digests of phones are keyed for this process only"
     print(f"hosen serve on http://{args.host}:{args.port}: {summary}", flush=True)
     app = build_app(
         ctx,
