@@ -26,7 +26,7 @@ from fakes.settings import settings_for_fakes
 from fakes.telegram import FakeTelegram
 from hosen.app import build_app
 from hosen.context import Context
-from hosen.limits import MAX_BODY_BYTES, bounded_h11, json_depth
+from hosen.limits import MAX_BODY_BYTES, bounded_h11, too_deep
 
 pytestmark = pytest.mark.db
 
@@ -123,10 +123,12 @@ def exchange(
     return int(answer.split()[1]), sent
 
 
-def test_json_depth_counts_brackets_outside_strings() -> None:
-    assert json_depth(b'{"a": [1, {"b": "[[[{{{"}]}') == 3
-    assert json_depth(b'"\\"[["') == 0
-    assert json_depth(b"[" * 100 + b"]" * 100) == 100
+def test_json_depth_counts_containers_not_brackets_in_strings() -> None:
+    assert not too_deep(b'{"a": [1, {"b": "[[[{{{"}]}', 3)
+    assert too_deep(b'{"a": [1, {"b": {"c": []}}]}', 3)
+    assert not too_deep(b'"[[[["', 1) and not too_deep(b"not json", 1)
+    assert too_deep(b"[" * 100 + b"]" * 100, 32)
+    assert too_deep(b"[" * 100_000 + b"]" * 100_000, 32)  # past Python's recursion limit
 
 
 def test_a_50_mb_body_is_refused_with_413_before_it_is_read(app: Any) -> None:
