@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from bots.consent import CONSENT_VERSIONS, consent_text
@@ -23,6 +23,7 @@ from dispatch import outbox
 from dispatch.models import InboundMessage
 from registry import audit, people
 from registry.assignment.geo import haversine_m
+from registry.digests import sender_key
 from registry.errors import InvalidPhone
 from registry.models import (
     ACTIVE_ASSIGNMENT,
@@ -344,22 +345,55 @@ def join_group(session: Session, person: Person, group: Group) -> None:
         session.flush()
 
 
-def erase(session: Session, person: Person, *, actor: str, now: datetime) -> None:
-    """Erase the person and what the bots kept about them: stored inbound texts, the texts sent
-    to them, and every other conversation of theirs (the caller deletes the one it is holding)."""
+def erase(
+    session: Session, person: Person, *, actor: str, now: datetime, by_staff: bool = False
+) -> None:
+    """Erase the person and everything kept about them wherever it is: their registry fields,
+    the inbound messages they sent (found by person and by sender digest: a sign-up's first
+    messages came before the person existed), the texts and addresses of messages sent to them,
+    their free-text answers and every conversation of theirs (the caller deletes the one it is
+    holding). Erasure by staff also cancels what was still to be sent to them."""
     held = {c for c in session.identity_map.values() if isinstance(c, Conversation)}
+    addresses = addresses_of(session, person)
     people.erase(session, person, actor=actor, now=now)
-    outbox.forget_person(session, person_id=person.id)
+    outbox.forget_person(
+        session,
+        person_id=person.id,
+        addresses=[address for _, address in addresses],
+        keep_queued=not by_staff,
+    )
+    senders = [sender_key(channel, address) for channel, address in addresses]
     session.execute(
         update(InboundMessage)
-        .where(InboundMessage.person_id == person.id)
+        .where(or_(InboundMessage.person_id == person.id, InboundMessage.sender.in_(senders)))
         .values(payload={}, sender=None)
+        .execution_options(synchronize_session="fetch")
     )
     session.execute(
         delete(Conversation)
         .where(
-            Conversation.person_id == person.id,
+            or_(
+                Conversation.person_id == person.id,
+                tuple_(Conversation.channel, Conversation.address).in_(addresses),
+            ),
             Conversation.id.not_in([c.id for c in held if c.id is not None]),
         )
         .execution_options(synchronize_session=False)
     )
+
+
+def addresses_of(session: Session, person: Person) -> list[tuple[Channel, str]]:
+    """Every (channel, address) the person wrote from or was written to."""
+    found: set[tuple[Channel, str]] = set()
+    if person.phone:
+        found.add((Channel.SMS, person.phone))
+    if person.telegram_chat_id is not None:
+        found.add((Channel.TELEGRAM, str(person.telegram_chat_id)))
+    rows = session.execute(
+        select(Conversation.channel, Conversation.address).where(
+            Conversation.person_id == person.id
+        )
+    )
+    found.update((channel, address) for channel, address in rows)
+    return sorted(found)
+

@@ -18,7 +18,6 @@ acknowledgement.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -27,7 +26,7 @@ from sqlalchemy import inspect, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from bots import officers, render
+from bots import officers, render, staff_pin
 from bots.dialog import Dialog, Inbound
 from bots.enrolment import person_at
 from bots.flood import DEFAULT_POLICY, FloodPolicy, admit
@@ -41,10 +40,11 @@ from dispatch.models import InboundMessage, OutboxMessage, Priority
 from dispatch.outbox import enqueue
 from dispatch.responses import take_campaign_reply
 from registry.bulk import table_of
+from registry.digests import sender_key
 from registry.errors import InvalidPhone
 from registry.models import Channel, Person, PersonStatus
 from registry.phones import normalise_phone
-from registry.staff import verify_telegram
+from registry.staff import find_staff, verify_telegram
 
 CARRIER_WORDS = CARRIER_OPT_OUT | CARRIER_OPT_IN | CARRIER_HELP
 
@@ -67,11 +67,6 @@ class Outcome:
     processed: bool = False
     slowed: bool = False
     replies: int = 0
-
-
-def sender_key(channel: Channel, address: str) -> str:
-    """The inbox's ordering key for one sender: a digest, not another copy of their phone."""
-    return hashlib.sha256(f"{channel.value}:{address}".encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -174,7 +169,7 @@ def process(
             )
             return Outcome(processed=True, replies=1)
         return Outcome(processed=True)
-    staff = _staff(session, delivery=delivery, dialog=dialog, now=now, flood=flood)
+    staff = _staff(session, stored=stored, delivery=delivery, dialog=dialog, now=now, flood=flood)
     if staff is not None:
         stored.processed_at = now
         return Outcome(processed=True, replies=staff)
@@ -215,12 +210,19 @@ def process(
 
 
 def _staff(
-    session: Session, *, delivery: Delivery, dialog: Dialog, now: datetime, flood: FloodPolicy
+    session: Session,
+    *,
+    stored: InboundMessage,
+    delivery: Delivery,
+    dialog: Dialog,
+    now: datetime,
+    flood: FloodPolicy,
 ) -> int | None:
     """Officer and coordinator commands (bots.officers); the replies sent, or None if not one.
 
     A staff member sharing their OWN contact in a private Telegram chat verifies that chat for
     staff commands; unless the dialog is asking for that phone, that is all the message does.
+    A staff member's SMS passes the PIN gate (bots.staff_pin) first.
     """
     inbound = delivery.inbound
     conversation = session.scalar(
@@ -244,28 +246,52 @@ def _staff(
         language = (conversation.language if conversation else None) or DEFAULT_LANGUAGE
         prompt = Prompt(text=t(language, "officer.verified"))
         return _send(session, inbound.channel, inbound.address, None, language, [prompt])
-    if not officers.claims(
+    text, button = inbound.text, inbound.button
+    sms = inbound.channel == Channel.SMS
+    if not (sms and staff_pin.waiting_for_pin(conversation, text)) and not officers.claims(
         session,
         conversation=conversation,
         channel=inbound.channel,
         address=inbound.address,
-        text=inbound.text,
-        button=inbound.button,
+        text=text,
+        button=button,
     ):
         return None
     if conversation is None:
         conversation = _conversation(session, inbound.channel, inbound.address, now)
     if not admit(conversation, now=now, policy=flood).admitted:
         return 0  # a flood of commands (or refusals to audit) is dropped, as any flood is
+    language = conversation.language or DEFAULT_LANGUAGE
+    settings = dialog.settings or Settings.model_construct()
+    member = find_staff(session, channel=inbound.channel, address=inbound.address) if sms else None
+    if member is not None:
+        passed = staff_pin.gate(
+            session,
+            member=member,
+            conversation=conversation,
+            text=text,
+            button=button,
+            decisive=officers.decisive(conversation, text),
+            language=language,
+            session_minutes=settings.staff_pin_session_minutes,
+            now=now,
+        )
+        if isinstance(passed, staff_pin.Held):
+            if passed.pin_attempt:
+                stored.payload = {}  # a PIN, right or wrong, is kept nowhere
+            return _send(session, inbound.channel, inbound.address, None, language, passed.prompts)
+        if passed.pin_attempt:
+            stored.payload = {}  # this SMS was the PIN that released the kept message
+        text, button = passed.text, passed.button
     prompts = officers.respond(
         session,
         conversation=conversation,
         channel=inbound.channel,
         address=inbound.address,
-        text=inbound.text,
-        button=inbound.button,
+        text=text,
+        button=button,
         profile=dialog.profile,
-        settings=dialog.settings or Settings.model_construct(),
+        settings=settings,
         now=now,
     )
     language = conversation.language or DEFAULT_LANGUAGE

@@ -55,6 +55,7 @@ from registry.staff import (
     authorities_of,
     authorize,
     find_staff,
+    record_refusal,
 )
 
 STATE = "_officer"
@@ -148,6 +149,21 @@ def claims(
     if command in SHARED_WITH_BOTS:
         return find_staff(session, channel=channel, address=address) is not None
     return True
+
+
+def decisive(conversation: Conversation | None, text: str | None) -> bool:
+    """Whether this message may start or close a campaign: by SMS it needs the PIN every time.
+
+    Any answer at a drill's confirmation or an emergency's second one counts (a "no" too: the
+    PIN is asked before the answer is read, never after).
+    """
+    if command_of(text) == "/close":
+        return True
+    state = conversation.draft.get(STATE) if conversation is not None else None
+    if not isinstance(state, dict) or command_of(text) is not None:
+        return False
+    step = state.get("step")
+    return step == "again" or (step == "confirm" and state.get("mode") == CampaignMode.DRILL.value)
 
 
 def respond(
@@ -603,6 +619,22 @@ def _tasks(
             desk.keep({"campaign": state.get("campaign")})
             return desk.say("tasks.gone")
         step, value = state["step"], offered[int(typed) - 1]
+    named = value.partition("-")[0] if step in ("task", "give") else ""
+    if named.isdigit() and _outside(desk.session, int(named), allowed):
+        # A task outside what this member manages (a forged or stale button): refused, and
+        # audited as refused whatever the groups they do manage.
+        record_refusal(
+            desk.session,
+            channel=desk.channel,
+            address=desk.address,
+            member=member,
+            reason="group",
+            now=desk.now,
+            action=StaffAction.MANAGE_GROUP_TASKS.value,
+            task_id=int(named),
+        )
+        desk.keep({"campaign": state.get("campaign")})
+        return desk.refuse(member)
     if step == "task" and value.isdigit() and int(value) in tasks:
         return _ask_member(desk, tasks[int(value)], allowed)
     if step == "give":
@@ -625,6 +657,12 @@ def _tasks(
         )
         choices.append(Choice(str(task.id), label))
     _offer(desk, "task", _fitting_choices(desk, choices), "tasks.head", count=len(tasks))
+
+
+def _outside(session: Session, task_id: int, groups: list[int]) -> bool:
+    """Whether the task exists and belongs to none of ``groups``."""
+    task = session.get(Task, task_id)
+    return task is not None and task.group_id not in groups
 
 
 def _fitting_choices(desk: Desk, choices: list[Choice]) -> list[Choice]:

@@ -27,7 +27,7 @@ from twilio.request_validator import RequestValidator
 from bots.dialog import Inbound
 from bots.inbound import Arrival, Delivery
 from bots.intake import Intake
-from config.settings import Settings
+from config.settings import Settings, reveal
 from dispatch.delivery import record_sms_status
 from registry.db import unit_of_work
 from registry.errors import InvalidPhone
@@ -48,7 +48,7 @@ class SmsWebhooks:
 
     def signed(self, request: Request, params: dict[str, str]) -> bool:
         """Whether Twilio signed exactly this URL and these parameters with our auth token."""
-        token = self.settings.twilio_auth_token
+        token = reveal(self.settings.twilio_auth_token)
         signature = request.headers.get(SIGNATURE_HEADER)
         if not token or not signature or self.settings.public_url is None:
             return False

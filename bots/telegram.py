@@ -315,7 +315,7 @@ def build_application(
     base_url, base_file_url = telegram_api_urls(settings)
     builder = (
         ApplicationBuilder()
-        .token(settings.telegram_token)
+        .token(settings.telegram_token.get_secret_value())
         .base_url(base_url)
         .base_file_url(base_file_url)
     )

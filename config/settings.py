@@ -6,19 +6,50 @@ A missing or malformed value fails at start with one line naming the setting.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-from pydantic import AnyHttpUrl, Field, ValidationError, field_validator
+from pydantic import (
+    AnyHttpUrl,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from config.profile import DEFAULT_PROFILE_PATH
 
 DEFAULT_DATABASE_URL = "sqlite:///var/hosen.sqlite3"
-# Values that look like a secret but are a documentation placeholder: refused at start.
-PLACEHOLDER_SECRETS = frozenset({"changeme", "change-me", "changethis", "secret", "xxx", "todo"})
+# Values that look like a secret but are a placeholder or a provider's documented example (the
+# bot token in Telegram's Bot API documentation and tutorials): refused at start.
+PLACEHOLDER_SECRETS = frozenset(
+    {
+        "changeme",
+        "change-me",
+        "change_me",
+        "changethis",
+        "password",
+        "secret",
+        "xxx",
+        "todo",
+        "110201543:aahdqtcvch1vgwjxfseofsas0k5paldsaw",
+        "123456:abc-def1234ghikl-zyx57w2v1u123ew11",
+        "your_auth_token",
+    }
+)
+# The rule every secret meets (a bot token: the part after the colon).
+SECRET_MIN_LENGTH = 24
+SECRET_MIN_CLASSES = 2  # of: lower case, upper case, digits, other characters
+SECRET_MIN_DISTINCT = 10  # different characters: refuses "x" * 32 and "abababab..."
+TELEGRAM_TOKEN = re.compile(r"\d{5,}:[A-Za-z0-9_-]{30,}")
+# Loggers that would print the bot token (a Bot API URL holds it) or message texts at INFO.
+TOKEN_LEAKING_LOGGERS = ("httpx", "httpcore", "telegram.Bot")
+SECRET_FIELDS = ("telegram_token", "twilio_auth_token", "telegram_webhook_secret", "hash_key")
 
 
 class SettingsError(Exception):
@@ -41,12 +72,14 @@ class Settings(BaseSettings):
     default_region: str = "IL"
     timezone: str = "Asia/Jerusalem"
 
-    telegram_token: str | None = None
+    # Secrets are SecretStr: printed, logged or put in a traceback they show as "**********";
+    # reveal() gives the value to the one call that needs it.
+    telegram_token: SecretStr | None = None
     telegram_api_url: AnyHttpUrl = AnyHttpUrl("https://api.telegram.org")
-    telegram_webhook_secret: str | None = None
+    telegram_webhook_secret: SecretStr | None = None
 
     twilio_account_sid: str | None = None
-    twilio_auth_token: str | None = None
+    twilio_auth_token: SecretStr | None = None
     twilio_from: str | None = None
     twilio_api_url: AnyHttpUrl = AnyHttpUrl("https://api.twilio.com")
 
@@ -64,6 +97,14 @@ class Settings(BaseSettings):
     # pool holds, so Telegram starts from one.
     telegram_min_in_flight: PositiveInt = 1
     sms_min_in_flight: PositiveInt = 16
+
+    # Days raw inbound messages and the texts of sent messages are kept (dispatch.retention).
+    retention_days: PositiveInt = 30
+    # The key of every digest of a phone or chat id (registry.digests); kept out of the database.
+    hash_key: SecretStr | None = None
+
+    # How long a staff PIN given by SMS stands for that member's further staff SMS.
+    staff_pin_session_minutes: PositiveInt = 15
 
     @field_validator("database_url")
     @classmethod
@@ -89,12 +130,17 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
 
-    @field_validator("telegram_token", "twilio_auth_token", "telegram_webhook_secret")
+    @field_validator(*SECRET_FIELDS)
     @classmethod
-    def _not_placeholder(cls, value: str | None) -> str | None:
-        if value is not None and value.strip().lower() in PLACEHOLDER_SECRETS:
-            raise ValueError("is a placeholder; set the real secret or leave it unset")
-        return value or None
+    def _strong_secret(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        problem = secret_problem(
+            value.get_secret_value(), bot_token=info.field_name == "telegram_token"
+        )
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
     @field_validator("twilio_from")
     @classmethod
@@ -126,6 +172,41 @@ class Settings(BaseSettings):
             else "SMS off (HOSEN_TWILIO_ACCOUNT_SID / _AUTH_TOKEN / _FROM unset)",
         ]
         return "; ".join(parts)
+
+
+def secret_problem(value: str, *, bot_token: bool = False) -> str | None:
+    """Why a secret is refused (never quoting it), or None.
+
+    The rule: not a placeholder or a documented example; at least SECRET_MIN_LENGTH characters
+    of at least SECRET_MIN_CLASSES classes (lower case, upper case, digits, others) and
+    SECRET_MIN_DISTINCT different characters. A bot token must look like one (digits, a colon,
+    then the secret part, to which the rule applies).
+    """
+    if value.strip().lower() in PLACEHOLDER_SECRETS:
+        return "is a placeholder or a documented example; set the real secret or leave it unset"
+    if bot_token:
+        if not TELEGRAM_TOKEN.fullmatch(value):
+            return "is not a bot token as @BotFather gives it (digits, a colon, 30+ characters)"
+        value = value.split(":", 1)[1]
+    classes = sum(
+        any(test(c) for c in value)
+        for test in (str.islower, str.isupper, str.isdigit, lambda c: not c.isalnum())
+    )
+    if (
+        len(value) < SECRET_MIN_LENGTH
+        or classes < SECRET_MIN_CLASSES
+        or len(set(value)) < SECRET_MIN_DISTINCT
+    ):
+        return (
+            f"is too weak: use at least {SECRET_MIN_LENGTH} random characters of at least "
+            f"{SECRET_MIN_CLASSES} kinds (letters, digits, symbols), e.g. `openssl rand -hex 32`"
+        )
+    return None
+
+
+def reveal(secret: SecretStr | None) -> str | None:
+    """The value of a secret setting, for the one call that hands it to a provider."""
+    return secret.get_secret_value() if secret is not None else None
 
 
 def _describe(error: ValidationError) -> str:

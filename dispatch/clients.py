@@ -22,12 +22,11 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from config.settings import Settings, SettingsError
+from config.settings import TOKEN_LEAKING_LOGGERS, Settings, SettingsError
 
 # httpx logs every request URL at INFO, and a Bot API URL contains the bot token;
 # python-telegram-bot's Bot logs its API URL (token included) and every call's parameters and
 # answers (people's messages) at DEBUG.
-TOKEN_LEAKING_LOGGERS = ("httpx", "httpcore", "telegram.Bot")
 
 
 # The Retry-After of the last 429 this task's twilio calls got: twilio's exception carries the
@@ -99,7 +98,7 @@ def make_telegram_bot(
         pool_timeout=pool_timeout,
     )
     return Bot(
-        settings.telegram_token,
+        settings.telegram_token.get_secret_value(),
         base_url=base_url,
         base_file_url=base_file_url,
         request=request,
@@ -111,7 +110,7 @@ def _twilio_credentials(settings: Settings) -> tuple[str, str]:
         raise SettingsError(
             "HOSEN_TWILIO_ACCOUNT_SID / HOSEN_TWILIO_AUTH_TOKEN: required to send SMS"
         )
-    return settings.twilio_account_sid, settings.twilio_auth_token
+    return settings.twilio_account_sid, settings.twilio_auth_token.get_secret_value()
 
 
 def _point_at_api(client: Client, settings: Settings) -> Client:

@@ -9,12 +9,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import and_, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from dispatch.models import ChannelBlock, OutboxMessage, OutboxStatus, Priority
+from dispatch.models import (
+    CampaignRecipient,
+    ChannelBlock,
+    ChatGate,
+    OutboxMessage,
+    OutboxStatus,
+    Priority,
+)
 from registry.db import utcnow
-from registry.models import Channel, Person
+from registry.models import Channel, Person, PersonStatus
 
 Buttons = Sequence[Sequence[tuple[str, str]]]
 
@@ -72,17 +79,61 @@ FINISHED = (
 )
 
 
-def forget_person(session: Session, *, person_id: int) -> None:
-    """Erasure: empty the texts already sent to the person (a registration summary holds their
-    name and details) and drop the dead-channel records that keep their phone. Rows still to be
-    sent keep their text: the confirmation that the data were deleted is one of them."""
+def forget_person(
+    session: Session, *, person_id: int, addresses: Sequence[str], keep_queued: bool = True
+) -> None:
+    """Erasure: what the dispatcher keeps of a person. Sent texts (a registration summary holds
+    their name and details) and the addresses they went to are emptied wherever they are (rows
+    sent before the person was known carry only the address), free-text answers and the
+    per-chat send times go. With ``keep_queued`` the rows still to be sent keep their text and
+    address (the confirmation that the data were deleted is one of them); without it (erasure
+    by staff) they are cancelled and emptied too."""
+    theirs = or_(OutboxMessage.person_id == person_id, OutboxMessage.address.in_(addresses))
+    if not keep_queued:
+        session.execute(
+            update(OutboxMessage)
+            .where(theirs, OutboxMessage.status.not_in(FINISHED))
+            .values(status=OutboxStatus.CANCELLED, last_error="erased")
+            .execution_options(synchronize_session=False)
+        )
     session.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.person_id == person_id, OutboxMessage.status.in_(FINISHED))
-        .values(text="", buttons=None)
+        .where(theirs, OutboxMessage.status.in_(FINISHED))
+        .values(text="", buttons=None, address="", provider_id=None)
         .execution_options(synchronize_session=False)
     )
     session.execute(delete(ChannelBlock).where(ChannelBlock.person_id == person_id))
+    session.execute(delete(ChatGate).where(ChatGate.address.in_(addresses)))
+    session.execute(
+        update(CampaignRecipient)
+        .where(CampaignRecipient.person_id == person_id)
+        .values(answer_text=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def purge_old_texts(session: Session, *, before: datetime) -> int:
+    """Retention: empty the texts of messages that finished before ``before``, and every
+    finished message to a person erased since; returns how many rows were emptied."""
+    erased = select(Person.id).where(Person.status == PersonStatus.ERASED)
+    result = session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.status.in_(FINISHED),
+            or_(OutboxMessage.text != "", OutboxMessage.address != ""),
+            or_(
+                and_(OutboxMessage.created_at < before, OutboxMessage.text != ""),
+                OutboxMessage.person_id.in_(erased),
+            ),
+        )
+        .values(
+            text="",
+            buttons=None,
+            address=case((OutboxMessage.person_id.in_(erased), ""), else_=OutboxMessage.address),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def count_unsent(session: Session) -> int:

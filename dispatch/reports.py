@@ -7,7 +7,6 @@ delivered SMS counts once, as delivered.
 
 from __future__ import annotations
 
-import csv
 import io
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
@@ -31,6 +30,7 @@ from dispatch.models import (
     TaskStatus,
 )
 from registry.models import Channel, Person, Zone
+from registry.spreadsheet import SafeWriter
 
 _DELIVERY_RANK = case(
     (OutboxMessage.status == OutboxStatus.READ, 5),
@@ -315,7 +315,7 @@ def export_csv(session: Session, *, campaign: Campaign) -> str:
     ):
         tasks[resident_id] = str(task_status)
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = SafeWriter(out)
     writer.writerow(CSV_FIELDS)
     query = (
         select(

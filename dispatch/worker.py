@@ -130,6 +130,7 @@ class WorkerConfig:
     gate_poll: float = 0.015
     # When a channel whose every send fails is down, and how often it is probed.
     breaker: gates.Breaker = field(default_factory=gates.Breaker)
+    restart_sender_after: float = 5.0  # first retry of a channel that did not start (doubles)
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,14 +271,47 @@ class Worker:
         # so a batch that outlasts its lease (a provider slowing down) is not handed out again.
         self._held: set[str] = set()
         self._background: set[asyncio.Future[None]] = set()
+        # Channels whose sender did not start; run() retries them (one attempt at a time).
+        self._down: set[Channel] = set()
+        self._starting = {channel: asyncio.Lock() for channel in self.senders}
 
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Hold the SQLite lease and start every channel's sender. A channel that cannot start
+        (its provider unreachable, its token rejected) is left down, said in one line without
+        the error's text (PTB's InvalidToken quotes the token), and retried by ``run`` while
+        the other channels work; its messages wait in the outbox."""
         await asyncio.to_thread(self._hold_sqlite_lease)
-        for sender in self.senders.values():
-            await sender.start()
+        for channel in self.senders:
+            await self._start_sender(channel)
         self._started = True
+
+    async def _start_sender(self, channel: Channel) -> bool:
+        try:
+            await self.senders[channel].start()
+        except Exception as exc:
+            self._down.add(channel)
+            log.warning(
+                "worker %s: %s not started (%s); the other channels go on, retrying",
+                self.worker_id,
+                channel.value,
+                type(exc).__name__,
+            )
+            return False
+        self._down.discard(channel)
+        return True
+
+    async def _bring_up(self, stop: asyncio.Event, channel: Channel) -> None:
+        """Retry a channel that did not start, with back-off, until it starts or we stop."""
+        delay = self.config.restart_sender_after
+        while channel in self._down and not stop.is_set():
+            await self._idle(stop, delay)
+            async with self._starting[channel]:
+                up = channel not in self._down or stop.is_set()
+                if not up and await self._start_sender(channel):
+                    log.info("worker %s: %s started", self.worker_id, channel.value)
+            delay = min(delay * 2, 120.0)
 
     async def close(self) -> None:
         for sender in self.senders.values():
@@ -317,7 +351,8 @@ class Worker:
     async def run_once(self) -> int:
         """Sweep if due, then one claim→send→record round on every channel; rows handled."""
         await self._in_thread(self._housekeeping)
-        counts = await asyncio.gather(*(self._lane(channel) for channel in self.senders))
+        up = [channel for channel in self.senders if channel not in self._down]
+        counts = await asyncio.gather(*(self._lane(channel) for channel in up))
         return sum(counts)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -348,6 +383,7 @@ class Worker:
         failures = 0
         upcoming: asyncio.Future[list[Claimed]] | None = None
         recording: asyncio.Task[None] | None = None
+        await self._bring_up(stop, channel)
         try:
             while not stop.is_set():
                 claimed: list[Claimed] = []

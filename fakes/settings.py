@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import AnyHttpUrl
+from pydantic import AnyHttpUrl, SecretStr
 
 from config.settings import Settings
 from fakes.telegram import FakeTelegram
@@ -18,11 +18,13 @@ def settings_for_fakes(
     """A copy of ``settings`` whose Telegram and/or Twilio settings name the given fakes."""
     update: dict[str, object] = {}
     if telegram is not None:
-        update.update(telegram_token=telegram.token, telegram_api_url=AnyHttpUrl(telegram.url))
+        update.update(
+            telegram_token=SecretStr(telegram.token), telegram_api_url=AnyHttpUrl(telegram.url)
+        )
     if twilio is not None:
         update.update(
             twilio_account_sid=twilio.account_sid,
-            twilio_auth_token=twilio.auth_token,
+            twilio_auth_token=SecretStr(twilio.auth_token),
             twilio_from=twilio.phone_number,
             twilio_api_url=AnyHttpUrl(twilio.url),
         )

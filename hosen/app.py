@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
@@ -39,9 +40,10 @@ from bots.telegram import (
     start_polling,
     webhook_endpoint,
 )
-from config.settings import Settings
+from config.settings import Settings, reveal
 from hosen.context import Context
 from hosen.heap import freeze_startup_heap
+from hosen.limits import BODY_TIMEOUT_SECONDS, MAX_BODY_BYTES, EdgeLimits
 from registry.db import utcnow
 
 log = logging.getLogger("hosen.serve")
@@ -76,6 +78,8 @@ def build_app(
     run_processor: bool = True,
     flood: FloodPolicy = DEFAULT_POLICY,
     freeze_heap: bool = False,
+    max_body: int = MAX_BODY_BYTES,
+    body_timeout: float = BODY_TIMEOUT_SECONDS,
 ) -> Starlette:
     """The app; ``run_processor=False`` leaves stored messages to another process (or a test's
     ``app.state.runtime.processor.drain()``). ``freeze_heap``: this process is the server and
@@ -105,7 +109,7 @@ def build_app(
         )
 
     telegram_endpoint = (
-        webhook_endpoint(secret=settings.telegram_webhook_secret, intake=intake)
+        webhook_endpoint(secret=reveal(settings.telegram_webhook_secret), intake=intake)
         if runtime.telegram is not None
         else None
     )
@@ -137,6 +141,8 @@ def build_app(
             Route("/telegram/webhook", telegram_webhook, methods=["POST"]),
             Route("/health", health, methods=["GET"]),
         ],
+        # Every request body is bounded before any route sees it (hosen.limits).
+        middleware=[Middleware(EdgeLimits, max_body=max_body, body_timeout=body_timeout)],
         lifespan=lifespan,
     )
     app.state.runtime = runtime
@@ -159,7 +165,10 @@ async def _keep_scheduler(ctx: Context, runtime: Runtime, *, every: float = 5.0)
     from dispatch.scheduler import DispatchScheduler
 
     scheduler = DispatchScheduler(
-        sessions=ctx.sessions, profile=ctx.profile, zone=ctx.settings.zone_info
+        sessions=ctx.sessions,
+        profile=ctx.profile,
+        zone=ctx.settings.zone_info,
+        retention_days=ctx.settings.retention_days,
     )
     runtime.scheduler = scheduler
     try:
@@ -208,7 +217,9 @@ async def _start_telegram(settings: Settings, runtime: Runtime) -> None:
     if runtime.webhook_mode:
         url = str(settings.public_url).rstrip("/") + "/telegram/webhook"
         await application.bot.set_webhook(
-            url=url, secret_token=settings.telegram_webhook_secret, allowed_updates=ALLOWED_UPDATES
+            url=url,
+            secret_token=reveal(settings.telegram_webhook_secret),
+            allowed_updates=ALLOWED_UPDATES,
         )
         return
     await application.bot.delete_webhook()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -12,6 +14,7 @@ from sqlalchemy.exc import OperationalError
 from config.profile import ProfileError
 from config.settings import SettingsError
 from hosen.context import CommandError, Context, build_context
+from hosen.logs import configure_logging
 from registry.errors import RegistryError
 
 Handler = Callable[[Context, argparse.Namespace], int]
@@ -57,8 +60,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(command).parse_args(words)
     handler: Handler = args.handler
     ctx: Context | None = None
+    # Every file a command creates (the SQLite database, exports, reports) is its owner's only.
+    umask = os.umask(0o077)
     try:
         ctx = build_context()
+        configure_logging(ctx.settings, command=args.command)
         return handler(ctx, args)
     except (SettingsError, ProfileError, CommandError, RegistryError) as exc:
         print(f"hosen: error: {exc}", file=sys.stderr)
@@ -69,7 +75,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # one line here; the traceback to the log, secrets masked
+        logging.getLogger("hosen").exception("%s failed", args.command)
+        print(f"hosen: error: {args.command} failed ({type(exc).__name__})", file=sys.stderr)
+        return 1
     finally:
+        os.umask(umask)
         if ctx is not None:
             ctx.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -11,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from config.profile import Profile, load_profile
 from config.settings import Settings, load_settings
 from registry.db import make_engine, make_sessionmaker
+from registry.digests import use_key
 from registry.models import Authority
 
 
@@ -34,6 +36,15 @@ class Context:
     def sessions(self) -> sessionmaker[Session]:
         return make_sessionmaker(self.engine)
 
+    @property
+    def actor(self) -> str:
+        """Who the audit log says did what a command did: the operating-system user."""
+        try:
+            user = getpass.getuser()
+        except (OSError, KeyError):  # no login name, no passwd entry (some containers)
+            user = "unknown"
+        return f"cli:{user}"
+
     def close(self) -> None:
         """Release the database connections, if any were opened."""
         if "engine" in self.__dict__:
@@ -52,4 +63,7 @@ class Context:
 
 
 def build_context(settings: Settings | None = None) -> Context:
-    return Context(settings=settings or load_settings())
+    settings = settings or load_settings()
+    if settings.hash_key is not None:
+        use_key(settings.hash_key.get_secret_value())
+    return Context(settings=settings)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TextIO
 
 import uvicorn
+from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -282,7 +283,7 @@ async def run_demo(base: Settings, options: DemoOptions) -> int:
                 update={
                     "database_url": f"sqlite:///{options.database}",
                     "public_url": public,
-                    "telegram_webhook_secret": secrets.token_urlsafe(24),
+                    "telegram_webhook_secret": SecretStr(secrets.token_urlsafe(24)),
                     # The fakes impose no provider limit; fast rates keep sending time, which is
                     # not compressed, from swamping the compressed drill time.
                     "sms_rate_per_second": 300.0,

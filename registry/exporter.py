@@ -9,7 +9,6 @@ unchanged (``hosen import residents FILE``): a person is found again by referenc
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Iterator
 from datetime import datetime
@@ -25,6 +24,7 @@ from registry.bulk import bulk_insert
 from registry.db import utcnow
 from registry.errors import RegistryError
 from registry.models import NEED_FLAGS, AuditEntry, Authority, Person, PersonStatus, Zone
+from registry.spreadsheet import SafeWriter
 
 Encoding = Literal["utf-8", "cp1255"]
 
@@ -86,7 +86,7 @@ def export_people(
         z.id: z.code for z in session.scalars(select(Zone).where(Zone.authority_id == authority.id))
     }
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = SafeWriter(out)
     writer.writerow([he if hebrew_headers else en for _, he, en in columns])
     needs_read: list[int] = []
     count = 0

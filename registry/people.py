@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from config.languages import Language
@@ -671,10 +671,12 @@ def erase(session: Session, person: Person, *, actor: str, now: datetime | None 
         .values(status=AssignmentStatus.RELEASED, updated_at=now)
     )
     session.execute(delete(GroupMember).where(GroupMember.person_id == person.id))
+    # Consent kept for proof is reduced to what shows it was given and withdrawn (kind, version,
+    # language, channel, who gave it, when): the version names the text, so no copy stays.
     session.execute(
         update(Consent)
         .where(Consent.person_id == person.id)
-        .values(guardian_name=None, withdrawn_at=now)
+        .values(guardian_name=None, text="", withdrawn_at=func.coalesce(Consent.withdrawn_at, now))
     )
     person.volunteer = None
     person.needs = None

@@ -4,19 +4,37 @@ A staff command is honoured only from a verified channel of that staff member (t
 SMS arrive signed by Twilio, or a Telegram chat verified by sharing that phone's contact), only for
 their own authority (or every authority of the cluster for cluster-wide staff), and every attempt,
 allowed or refused, is written to the audit log.
+
+A signed SMS webhook proves only that Twilio delivered the message, not who sent it (a sender
+number can be spoofed), so a staff action by SMS also needs the member's PIN: set by an
+administrator, kept as a salted scrypt hash, locked after :data:`PIN_ATTEMPTS` wrong tries.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import secrets
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, String, UniqueConstraint, select
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    SmallInteger,
+    String,
+    UniqueConstraint,
+    select,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from config.languages import DEFAULT_LANGUAGE, Language
 from registry import audit
 from registry.db import Base, UTCDateTime, utcnow
+from registry.digests import sender_key
 from registry.errors import RegistryError
 from registry.models import Authority, Channel, Group, Person, enum_type
 from registry.people import MAX_NAME, clean_text
@@ -66,6 +84,12 @@ class StaffMember(Base):
     role: Mapped[StaffRole] = mapped_column(enum_type(StaffRole))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The SMS PIN: "scrypt$n$r$p$salt$digest" (base64), never the PIN itself.
+    pin_hash: Mapped[str | None] = mapped_column(String(160))
+    pin_failures: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
+    pin_locked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Until when a PIN given by SMS stands for this member's staff SMS (a session).
+    sms_session_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class CoordinatedGroup(Base):
@@ -136,6 +160,7 @@ def remove_staff(
         return False
     member.active = False
     member.telegram_chat_id = None
+    member.sms_session_until = None
     audit.record(
         session, actor=actor, action="staff.remove", at=now or utcnow(), staff_id=member.id
     )
@@ -191,19 +216,62 @@ def authorize(
     now = now or utcnow()
     member = find_staff(session, channel=channel, address=address)
     reason = _refusal(session, member, action, authority_id, group_id)
-    actor = f"{channel.value}:staff:{member.id}" if member else f"{channel.value}:unknown"
-    audit.record(
-        session,
-        actor=actor,
-        action="staff.refused" if reason else action.value,
-        at=now,
-        authority_id=authority_id,
-        reason=reason,
-    )
     if reason:
+        record_refusal(
+            session,
+            channel=channel,
+            address=address,
+            member=member,
+            reason=reason,
+            now=now,
+            action=action.value,
+            authority_id=authority_id,
+            group_id=group_id,
+        )
         raise NotAuthorized("staff.not_authorized")
     assert member is not None
+    audit.record(
+        session,
+        actor=_actor(channel, member),
+        action=action.value,
+        at=now,
+        authority_id=authority_id,
+        group_id=group_id,
+    )
     return member
+
+
+def record_refusal(
+    session: Session,
+    *,
+    channel: Channel,
+    address: str,
+    member: StaffMember | None,
+    reason: str,
+    now: datetime,
+    action: str,
+    authority_id: int | None = None,
+    group_id: int | None = None,
+    task_id: int | None = None,
+) -> None:
+    """Audit a refused staff action. Someone unknown is named by the keyed digest of their
+    chat id or number (the same sender gives the same digest), never by the number itself."""
+    audit.record(
+        session,
+        actor=_actor(channel, member),
+        action="staff.refused",
+        at=now,
+        reason=reason,
+        attempted=action,
+        authority_id=authority_id,
+        group_id=group_id,
+        task_id=task_id,
+        sender=sender_key(channel, address) if member is None else None,
+    )
+
+
+def _actor(channel: Channel, member: StaffMember | None) -> str:
+    return f"{channel.value}:staff:{member.id}" if member else f"{channel.value}:unknown"
 
 
 def _refusal(
@@ -260,3 +328,103 @@ def on_duty(session: Session) -> list[StaffMember]:
             .order_by(StaffMember.id)
         )
     )
+# --- the SMS PIN ---------------------------------------------------------------------------------
+
+PIN_ATTEMPTS = 5
+PIN_MIN_DIGITS = 6
+PIN_MAX_DIGITS = 12
+# scrypt's cost: about 16 MiB and a few tens of milliseconds a try (hashlib's memory cap is 32 MiB).
+_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
+
+
+class PinCheck(StrEnum):
+    OK = "ok"
+    WRONG = "wrong"
+    LOCKED = "locked"  # this try was the last one, or the PIN was locked already
+    UNSET = "unset"  # no PIN was ever set: SMS staff actions are refused
+
+
+def pin_problem(pin: str) -> str | None:
+    """Why a PIN is refused (a catalog key), or None. Digits only so any phone can type it."""
+    if not pin.isdigit() or not PIN_MIN_DIGITS <= len(pin) <= PIN_MAX_DIGITS:
+        return "staff.pin.rule"
+    if len(set(pin)) == 1 or pin in "01234567890123456789" or pin in "98765432109876543210":
+        return "staff.pin.rule"
+    return None
+
+
+def generate_pin() -> str:
+    """A random PIN that passes :func:`pin_problem`."""
+    while True:
+        pin = "".join(secrets.choice("0123456789") for _ in range(8))
+        if pin_problem(pin) is None:
+            return pin
+
+
+def _scrypt(pin: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    return hashlib.scrypt(pin.encode(), salt=salt, n=n, r=r, p=p, dklen=32)
+
+
+def hash_pin(pin: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = _scrypt(pin, salt, _SCRYPT_N, _SCRYPT_R, _SCRYPT_P)
+    encoded = (base64.b64encode(part).decode() for part in (salt, digest))
+    return "$".join(("scrypt", str(_SCRYPT_N), str(_SCRYPT_R), str(_SCRYPT_P), *encoded))
+
+
+def _pin_matches(stored: str, pin: str) -> bool:
+    scheme, n, r, p, salt, digest = stored.split("$")
+    if scheme != "scrypt":
+        return False
+    actual = _scrypt(pin, base64.b64decode(salt), int(n), int(r), int(p))
+    return hmac.compare_digest(actual, base64.b64decode(digest))
+
+
+def set_pin(
+    session: Session, *, member: StaffMember, pin: str, actor: str, now: datetime | None = None
+) -> None:
+    """Set (or reset) a member's SMS PIN; unlocks it and ends any SMS session. Audited."""
+    problem = pin_problem(pin)
+    if problem is not None:
+        raise RegistryError(problem, low=PIN_MIN_DIGITS, high=PIN_MAX_DIGITS)
+    member.pin_hash = hash_pin(pin)
+    member.pin_failures = 0
+    member.pin_locked_at = None
+    member.sms_session_until = None
+    audit.record(
+        session, actor=actor, action="staff.pin.set", at=now or utcnow(), staff_id=member.id
+    )
+
+
+def check_pin(
+    session: Session, *, member: StaffMember, pin: str, actor: str, now: datetime
+) -> PinCheck:
+    """Check one PIN try. Every wrong try is audited; the fifth locks the PIN until it is reset."""
+    if member.pin_hash is None:
+        return PinCheck.UNSET
+    if member.pin_locked_at is not None:
+        audit.record(session, actor=actor, action="staff.pin.refused", at=now, staff_id=member.id)
+        return PinCheck.LOCKED
+    if _pin_matches(member.pin_hash, pin.strip()):
+        member.pin_failures = 0
+        audit.record(session, actor=actor, action="staff.pin.ok", at=now, staff_id=member.id)
+        return PinCheck.OK
+    member.pin_failures = (member.pin_failures or 0) + 1
+    audit.record(
+        session,
+        actor=actor,
+        action="staff.pin.failed",
+        at=now,
+        staff_id=member.id,
+        failures=member.pin_failures,
+    )
+    if member.pin_failures < PIN_ATTEMPTS:
+        return PinCheck.WRONG
+    member.pin_locked_at = now
+    member.sms_session_until = None
+    audit.record(session, actor=actor, action="staff.pin.locked", at=now, staff_id=member.id)
+    return PinCheck.LOCKED
+
+
+def pin_locked(member: StaffMember) -> bool:
+    return member.pin_locked_at is not None

@@ -51,7 +51,7 @@ def run_assign(ctx: Context, args: argparse.Namespace) -> int:
             session,
             authority=authority,
             profile=ctx.profile,
-            actor="cli",
+            actor=ctx.actor,
             dry_run=args.dry_run,
             prove_walking=args.prove_walking,
         )

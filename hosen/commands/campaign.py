@@ -199,7 +199,7 @@ def start_campaign(ctx: Context, args: argparse.Namespace) -> int:
                 kind=kind,
                 mode=mode,
                 audience=audience,
-                started_by="cli",
+                started_by=ctx.actor,
                 now=utcnow(),
                 text=args.text,
                 ladder=ladder,
@@ -351,10 +351,17 @@ def list_campaigns(ctx: Context, args: argparse.Namespace) -> int:
 def run_sweep(ctx: Context, args: argparse.Namespace) -> int:
     from dispatch.scheduler import sweep_all
 
-    done = sweep_all(ctx.sessions, profile=ctx.profile, zone=ctx.settings.zone_info, now=utcnow())
+    done = sweep_all(
+        ctx.sessions,
+        profile=ctx.profile,
+        zone=ctx.settings.zone_info,
+        now=utcnow(),
+        retention_days=ctx.settings.retention_days,
+    )
     print(
         f"{done['ladder']} recipients moved up the ladder; {done['leases']} expired leases "
-        f"requeued; {done['drills']} held drills started"
+        f"requeued; {done['drills']} held drills started; {done['purged']} messages past "
+        "retention emptied"
     )
     return 0
 

@@ -16,7 +16,6 @@ import signal
 
 from hosen.context import CommandError, Context
 from hosen.heap import freeze_startup_heap
-from hosen.logs import configure_logging
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -52,7 +51,6 @@ def run_inbox(ctx: Context, args: argparse.Namespace) -> int:
         raise CommandError("--poll must be positive")
     if args.nice:
         os.nice(args.nice)
-    configure_logging()
     settings = ctx.settings
     dialog = Dialog(profile=ctx.profile, region=settings.default_region, settings=settings)
     processor = InboxProcessor(

@@ -1,4 +1,8 @@
-"""``hosen people list|show``: what the registry knows, for municipal staff."""
+"""``hosen people list|show|erase``: what the registry knows, for municipal staff.
+
+Every read is audited (``people list`` too: names and phones are personal data), and
+``erase`` removes a person's data everywhere it is kept (``bots.enrolment.erase``).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from config.settings import Settings
 from hosen.commands.registry_lists import add_summary_command
 from hosen.context import CommandError, Context
 from registry import audit
-from registry.db import unit_of_work
+from registry.db import unit_of_work, utcnow
 from registry.errors import InvalidPhone
 from registry.models import Person, PersonStatus, Zone
 from registry.phones import normalise_phone
@@ -38,6 +42,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     show.add_argument("--authority", help="authority code (default: the profile's first)")
     show.add_argument("--json", action="store_true")
     show.set_defaults(handler=show_person)
+
+    erase = sub.add_parser(
+        "erase", help="erase a person's data everywhere (asks for confirmation; audited)"
+    )
+    erase.add_argument("who", help="person id or phone number")
+    erase.add_argument("--authority", help="authority code (default: the profile's first)")
+    erase.add_argument("--yes", action="store_true", help="do not ask (for scripts)")
+    erase.set_defaults(handler=erase_person)
 
     add_summary_command(sub)
 
@@ -75,6 +87,14 @@ def list_people(ctx: Context, args: argparse.Namespace) -> int:
         if args.limit:
             query = query.limit(args.limit)
         rows = [summary(person, zone) for person, zone in session.execute(query)]
+        audit.record(
+            session,
+            actor=ctx.actor,
+            action="people.list",
+            authority_id=authority.id,
+            shown=len(rows),
+            zone=args.zone,
+        )
     if args.json:
         for row in rows:
             print(json.dumps(row, ensure_ascii=False))
@@ -129,7 +149,7 @@ def show_person(ctx: Context, args: argparse.Namespace) -> int:
                 "has_vehicle": v.has_vehicle,
                 "checkin_capacity": v.checkin_capacity,
             }
-        needs = audit.read_needs(session, person, actor="cli", purpose="people show")
+        needs = audit.read_needs(session, person, actor=ctx.actor, purpose="people show")
         if needs is not None:
             data["needs"] = needs.flags()
             data["emergency_contact"] = needs.emergency_contact_name
@@ -138,4 +158,23 @@ def show_person(ctx: Context, args: argparse.Namespace) -> int:
     else:
         for key, value in data.items():
             print(f"{key:>20}: {value}")
+    return 0
+
+
+def erase_person(ctx: Context, args: argparse.Namespace) -> int:
+    from bots.enrolment import erase
+
+    with unit_of_work(ctx.sessions) as session:
+        authority = ctx.authority(session, args.authority)
+        person = _find(session, ctx.settings, authority.id, args.who)
+        if person.status == PersonStatus.ERASED:
+            print(f"person #{person.id} was erased already")
+            return 0
+        if not args.yes:
+            answer = input(f"Erase person #{person.id} everywhere? This cannot be undone [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                print("nothing was erased")
+                return 1
+        erase(session, person, actor=ctx.actor, now=utcnow(), by_staff=True)
+        print(f"person #{person.id} erased")
     return 0

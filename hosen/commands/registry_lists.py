@@ -116,7 +116,7 @@ def import_command(ctx: Context, args: argparse.Namespace) -> int:
             list_name=list_name,
             list_version=version,
             region=ctx.settings.default_region,
-            actor="cli",
+            actor=ctx.actor,
             dry_run=args.dry_run,
         )
         if args.dry_run:
@@ -175,7 +175,7 @@ def export_command(ctx: Context, args: argparse.Namespace) -> int:
                 include_needs=args.include_needs,
                 encoding=args.encoding,
                 hebrew_headers=args.headers == "he",
-                actor="cli",
+                actor=ctx.actor,
             )
         except OSError as exc:
             raise CommandError(f"cannot write {args.file}: {exc.strerror or exc}") from None

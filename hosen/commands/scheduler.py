@@ -8,7 +8,6 @@ import signal
 import threading
 
 from hosen.context import Context
-from hosen.logs import configure_logging
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -22,12 +21,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run_scheduler(ctx: Context, args: argparse.Namespace) -> int:
     from dispatch.scheduler import DispatchScheduler
 
-    configure_logging()
     scheduler = DispatchScheduler(
         sessions=ctx.sessions,
         profile=ctx.profile,
         zone=ctx.settings.zone_info,
         sweep_seconds=args.sweep_every,
+        retention_days=ctx.settings.retention_days,
     )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

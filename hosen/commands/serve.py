@@ -6,7 +6,13 @@ from __future__ import annotations
 import argparse
 
 from hosen.context import CommandError, Context
-from hosen.logs import configure_logging
+from hosen.limits import (
+    HEAD_TIMEOUT_SECONDS,
+    KEEP_ALIVE_SECONDS,
+    MAX_BODY_BYTES,
+    MAX_CONNECTIONS,
+    bounded_h11,
+)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -30,6 +36,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="do not offer the scheduler here (scheduled drills, escalation sweeps)",
     )
+    serve.add_argument(
+        "--max-connections",
+        type=int,
+        default=MAX_CONNECTIONS,
+        help=f"connections served at once; beyond them 503 ({MAX_CONNECTIONS})",
+    )
+    serve.add_argument(
+        "--max-body",
+        type=int,
+        default=MAX_BODY_BYTES,
+        metavar="BYTES",
+        help=f"largest request body; larger ones get 413 unread ({MAX_BODY_BYTES})",
+    )
     serve.set_defaults(handler=run_serve)
 
 
@@ -43,13 +62,14 @@ def run_serve(ctx: Context, args: argparse.Namespace) -> int:
         raise CommandError(
             "HOSEN_TELEGRAM_WEBHOOK_SECRET: required for the Telegram webhook (HOSEN_PUBLIC_URL is set)"
         )
-    configure_logging()
     mode = "webhook" if settings.public_url else "polling"
     summary = settings.channel_summary()
     if settings.telegram_enabled:
         summary += f" (Telegram by {mode})"
     if settings.sms_enabled and settings.public_url is None:
         summary += " (inbound SMS refused: Twilio signatures need HOSEN_PUBLIC_URL)"
+    if settings.hash_key is None:
+        summary += "; HOSEN_HASH_KEY unset: digests of phones are keyed for this process only"
     print(f"hosen serve on http://{args.host}:{args.port}: {summary}", flush=True)
     app = build_app(
         ctx,
@@ -57,6 +77,16 @@ def run_serve(ctx: Context, args: argparse.Namespace) -> int:
         run_scheduler=not args.no_scheduler,
         run_processor=not getattr(args, "no_inbox", False),
         freeze_heap=True,
+        max_body=args.max_body,
     )
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        log_config=None,  # hosen.logs configured logging for every command
+        http=bounded_h11(HEAD_TIMEOUT_SECONDS),
+        limit_concurrency=args.max_connections,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+    )
     return 0

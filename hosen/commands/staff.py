@@ -1,18 +1,32 @@
-"""``hosen staff add|list|remove``: who may run drills and emergencies, and coordinate groups."""
+"""``hosen staff add|list|remove|pin``: who may run drills and emergencies, and coordinate groups.
+
+``pin`` sets a staff member's SMS PIN: typed twice at a prompt (never on the command line, where
+other users and the shell history could read it), read from standard input when that is not a
+terminal, or generated with ``--generate`` and printed once.
+"""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
+import sys
 
 from sqlalchemy import select
 
 from hosen.context import CommandError, Context
 from registry.db import unit_of_work
-from registry.errors import InvalidPhone
+from registry.errors import InvalidPhone, RegistryError
 from registry.models import Authority, Group
 from registry.phones import Phone, normalise_phone
-from registry.staff import StaffMember, StaffRole, add_staff, remove_staff
+from registry.staff import (
+    StaffMember,
+    StaffRole,
+    add_staff,
+    generate_pin,
+    remove_staff,
+    set_pin,
+)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,6 +55,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     rm.add_argument("--phone", required=True)
     rm.set_defaults(handler=remove_member)
 
+    pin = sub.add_parser(
+        "pin", help="set a staff member's SMS PIN (asked at a prompt; unlocks a locked PIN)"
+    )
+    pin.add_argument("--phone", required=True)
+    pin.add_argument(
+        "--generate", action="store_true", help="make up a random PIN and print it once"
+    )
+    pin.set_defaults(handler=set_member_pin)
+
 
 def _phone(ctx: Context, text: str) -> Phone:
     try:
@@ -67,7 +90,7 @@ def add_member(ctx: Context, args: argparse.Namespace) -> int:
             authority=authority,
             role=StaffRole(args.role),
             groups=groups,
-            actor="cli",
+            actor=ctx.actor,
         )
         where = authority.code if authority else "the whole cluster"
         print(
@@ -110,6 +133,35 @@ def list_members(ctx: Context, args: argparse.Namespace) -> int:
 def remove_member(ctx: Context, args: argparse.Namespace) -> int:
     phone = _phone(ctx, args.phone)
     with unit_of_work(ctx.sessions) as session:
-        removed = remove_staff(session, phone=phone, actor="cli")
+        removed = remove_staff(session, phone=phone, actor=ctx.actor)
     print("removed" if removed else "no active staff member with that phone")
     return 0 if removed else 1
+
+
+def _typed_pin() -> str:
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().strip()
+    first = getpass.getpass("PIN: ")
+    if getpass.getpass("PIN again: ") != first:
+        raise CommandError("the two PINs differ; nothing was changed")
+    return first
+
+
+def set_member_pin(ctx: Context, args: argparse.Namespace) -> int:
+    phone = _phone(ctx, args.phone)
+    with unit_of_work(ctx.sessions) as session:
+        member = session.scalar(
+            select(StaffMember).where(StaffMember.phone == phone.e164, StaffMember.active)
+        )
+        if member is None:
+            raise CommandError(f"--phone {phone.e164}: no active staff member with that phone")
+        pin = generate_pin() if args.generate else _typed_pin()
+        try:
+            set_pin(session, member=member, pin=pin, actor=ctx.actor)
+        except RegistryError as exc:
+            raise CommandError(str(exc)) from None
+    if args.generate:
+        print(f"PIN for staff #{member.id}: {pin} (shown once; give it to them in person)")
+    else:
+        print(f"PIN set for staff #{member.id}")
+    return 0

@@ -10,7 +10,6 @@ from typing import Any
 
 from hosen.context import CommandError, Context
 from hosen.heap import freeze_startup_heap
-from hosen.logs import configure_logging
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -55,7 +54,6 @@ def run_worker(ctx: Context, args: argparse.Namespace) -> int:
     senders = build_senders(ctx.settings)
     if not senders:
         raise CommandError(f"no channel is configured: {ctx.settings.channel_summary()}")
-    configure_logging()
     if args.lease <= 0:
         raise CommandError("--lease must be positive")
     config = WorkerConfig(lease_seconds=args.lease, sweep_every=min(5.0, args.lease / 3))

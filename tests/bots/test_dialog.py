@@ -694,3 +694,20 @@ def test_digits_of_every_script_are_read_as_digits(
     desk = open_desk(step, dict(before), language)
     desk.send(typed)
     assert desk.draft[key] == value and desk.step != step
+
+
+@pytest.mark.parametrize("location", [(0.0, 0.0), (48.8566, 2.3522), (95.0, 34.0)])
+def test_a_location_of_no_place_here_is_not_stored_and_asked_again(
+    open_desk: Callable[..., Desk], location: tuple[float, float]
+) -> None:
+    desk = open_desk(
+        Step.ZONE,
+        {"who": "volunteer", "authority": "kiryat-tamar"},
+        Language.EN,
+        Channel.TELEGRAM,
+        "5009",
+    )
+    prompts = desk.send(location=location)
+    assert prompts[0].text == t(Language.EN, "bot.error.location")
+    assert desk.step == Step.ZONE
+    assert "lat" not in desk.draft and "zone" not in desk.draft

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import uvicorn
-from pydantic import AnyHttpUrl
+from pydantic import AnyHttpUrl, SecretStr
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
@@ -113,7 +113,7 @@ def service_settings(
     return faked.model_copy(
         update={
             "public_url": AnyHttpUrl(f"http://127.0.0.1:{port}") if webhook else None,
-            "telegram_webhook_secret": f"e2e-{secrets.token_hex(8)}",
+            "telegram_webhook_secret": SecretStr(f"e2e-{secrets.token_hex(16)}"),
             # Rates high enough that a test does not wait for the per-chat limit.
             "telegram_rate_per_second": 1000.0,
             "telegram_rate_per_chat_per_second": 1000.0,
@@ -470,7 +470,7 @@ def test_sms_keeps_working_while_telegram_is_unreachable(
     nowhere = _free_port()  # nothing listens there: Telegram is "down"
     config = service_settings(settings, telegram=None, twilio=fake_twilio, port=port).model_copy(
         update={
-            "telegram_token": "123456:" + "A" * 35,
+            "telegram_token": SecretStr("123456:" + "A" * 35),
             "telegram_api_url": AnyHttpUrl(f"http://127.0.0.1:{nowhere}"),
         }
     )

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import AnyHttpUrl
+from pydantic import AnyHttpUrl, SecretStr
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from twilio.request_validator import RequestValidator
@@ -87,7 +87,7 @@ def app_settings(settings: Settings) -> Settings:
     return settings.model_copy(
         update={
             "twilio_account_sid": "AC" + "0" * 32,
-            "twilio_auth_token": TOKEN,
+            "twilio_auth_token": SecretStr(TOKEN),
             "twilio_from": "+972500000000",
             "public_url": AnyHttpUrl(PUBLIC),
         }

@@ -28,6 +28,7 @@ from dispatch.models import (
 from dispatch.reports import live_status
 from dispatch.segments import count_segments
 from fakes.telegram import FakeTelegram
+from registry.digests import sender_key
 from registry.models import (
     AuditEntry,
     Authority,
@@ -42,7 +43,7 @@ from registry.models import (
 )
 from registry.phones import normalise_phone
 from registry.profile_sync import Directory
-from registry.staff import StaffRole, add_staff, verify_telegram
+from registry.staff import StaffMember, StaffRole, add_staff, set_pin, verify_telegram
 from tests.bots.chat import Chat, Clock
 from tests.bots.test_e2e import _free_port, run, service_settings, start_service, tg
 
@@ -51,7 +52,10 @@ OFFICER_CHAT = "900001"
 COORDINATOR_PHONE = "+972525550002"
 ELSEWHERE_PHONE = "+972525550003"
 STRANGER_PHONE = "+972525559999"
+PIN = "482913"  # every SMS staff member's PIN in these tests
 REFUSAL = t("he", "staff.not_authorized")
+PIN_ASK = t("he", "staff.pin.ask")
+PIN_ASKS = frozenset(t(language, "staff.pin.ask") for language in Language)
 STATUS_HEAD = dict.fromkeys(
     ("campaign", "what", "state", "people", "delivered", "ok", "help", "silent", "none"), 1
 ) | dict.fromkeys(("open", "done", "failed"), 0)
@@ -127,8 +131,21 @@ def town(sessions: sessionmaker[Session], directory: Directory) -> dict[str, int
             role=StaffRole.OFFICER,
             actor="test",
         )
+        for member in session.scalars(select(StaffMember)):
+            set_pin(session, member=member, pin=PIN, actor="test")
         session.commit()
     return ids
+
+
+class StaffChat(Chat):
+    """A staff member who knows their PIN and gives it whenever the SMS gate asks for it
+    (tests/bots/test_staff_pin.py tests the gate itself)."""
+
+    def send(self, text: str | None = None, **kwargs: Any) -> list[str]:
+        replies = super().send(text, **kwargs)
+        if self.channel == Channel.SMS and len(replies) == 1 and replies[0] in PIN_ASKS:
+            return super().send(PIN)
+        return replies
 
 
 ChatFor = Callable[[Channel, str], Chat]
@@ -137,7 +154,7 @@ ChatFor = Callable[[Channel, str], Chat]
 @pytest.fixture
 def chat_for(sessions: sessionmaker[Session], dialog: Dialog, clock: Clock) -> ChatFor:
     def make(channel: Channel, address: str) -> Chat:
-        return Chat(sessions, dialog, channel, address, clock)
+        return StaffChat(sessions, dialog, channel, address, clock)
 
     return make
 
@@ -559,3 +576,57 @@ def test_a_coordinator_hands_a_task_by_sms_with_numbers(
         task = session.get(Task, task_id)
         assert task is not None and task.volunteer_id == town["leader"]
         assert task.status == TaskStatus.OFFERED
+
+
+def test_a_forged_button_for_another_groups_task_is_refused_and_audited_so(
+    town: dict[str, int], chat_for: ChatFor, sessions: sessionmaker[Session]
+) -> None:
+    with sessions() as session:
+        other = Group(
+            authority_id=session.scalars(select(Group.authority_id)).first(),
+            kind=GroupKind.YOUTH_MOVEMENT,
+            name="Guides",
+            join_code="GD1",
+        )
+        session.add(other)
+        session.flush()
+        task = Task(
+            resident_id=town["resident 2"],
+            volunteer_id=town["volunteer"],
+            group_id=other.id,
+            reason=TaskReason.ASSIGNED,
+            status=TaskStatus.OFFERED,
+            created_at=Clock().now,
+        )
+        session.add(task)
+        session.commit()
+        task_id = task.id
+        last = session.scalars(select(AuditEntry.id).order_by(AuditEntry.id.desc())).first()
+    coordinator = chat_for(Channel.SMS, COORDINATOR_PHONE)
+    for forged in (f"officer.task:{task_id}", f"officer.give:{task_id}-{town['volunteer']}"):
+        assert REFUSAL in coordinator.send(button=forged)[0]
+    with sessions() as session:
+        entries = session.scalars(
+            select(AuditEntry).where(AuditEntry.id > (last or 0)).order_by(AuditEntry.id)
+        ).all()
+        task = session.get_one(Task, task_id)
+        assert task.volunteer_id == town["volunteer"] and task.status == TaskStatus.OFFERED
+    refused = [e for e in entries if e.action == "staff.refused"]
+    assert [e.detail["task_id"] for e in refused] == [task_id, task_id]
+    assert all(e.detail["reason"] == "group" for e in refused)
+
+
+def test_a_refusal_names_an_unknown_sender_by_a_keyed_digest(
+    town: dict[str, int], chat_for: ChatFor, sessions: sessionmaker[Session]
+) -> None:
+    chat_for(Channel.SMS, STRANGER_PHONE).send("/drill")
+    chat_for(Channel.TELEGRAM, "900555").send("/drill")
+    with sessions() as session:
+        refused = session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "staff.refused").order_by(AuditEntry.id)
+        ).all()
+    assert [e.detail["sender"] for e in refused] == [
+        sender_key(Channel.SMS, STRANGER_PHONE),
+        sender_key(Channel.TELEGRAM, "900555"),
+    ]
+    assert not any(STRANGER_PHONE in str(e.detail) or "900555" in str(e.detail) for e in refused)

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 import pytest
 
 from config.profile import ProfileError, load_profile
-from config.settings import SettingsError, load_settings
+from config.settings import SettingsError, load_settings, reveal
 
 
 def test_defaults_are_the_embedded_setup(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -100,3 +101,49 @@ def test_profile_shelter_in_unknown_zone_is_refused(tmp_path: Path) -> None:
 def test_missing_profile_names_the_setting(tmp_path: Path) -> None:
     with pytest.raises(ProfileError, match=r"^HOSEN_PROFILE: no such file"):
         load_profile(tmp_path / "missing.toml")
+
+
+TELEGRAM_DOCS_TOKEN = "110201543:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("HOSEN_TELEGRAM_TOKEN", TELEGRAM_DOCS_TOKEN),
+        ("HOSEN_TELEGRAM_TOKEN", "123456:ABC-DEF1234ghIkl-zyx57W2v1u123ew11"),
+        ("HOSEN_TELEGRAM_TOKEN", "a"),
+        ("HOSEN_TELEGRAM_TOKEN", "123456:" + "x" * 35),
+        ("HOSEN_TWILIO_AUTH_TOKEN", "password"),
+        ("HOSEN_TWILIO_AUTH_TOKEN", "x" * 32),
+        ("HOSEN_TWILIO_AUTH_TOKEN", "ab" * 16),
+        ("HOSEN_TELEGRAM_WEBHOOK_SECRET", "change_me"),
+        ("HOSEN_TELEGRAM_WEBHOOK_SECRET", "a"),
+        ("HOSEN_TELEGRAM_WEBHOOK_SECRET", "abcdefghijklmnopqrstuvwxyzab"),  # one kind
+        ("HOSEN_HASH_KEY", "x" * 32),
+        ("HOSEN_HASH_KEY", "Passw0rd"),
+    ],
+)
+def test_weak_secrets_are_refused_with_the_rule_never_the_value(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings(_env_file=None)
+    message = str(caught.value)
+    assert message.startswith(variable + ":") and "\n" not in message
+    assert len(value) < 8 or value.lower() not in message.lower()  # never quoted
+
+
+def test_strong_secrets_are_accepted_and_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    values = {
+        "HOSEN_TELEGRAM_TOKEN": f"7012345678:{secrets.token_urlsafe(26)[:35]}",
+        "HOSEN_TWILIO_AUTH_TOKEN": secrets.token_hex(16),
+        "HOSEN_TELEGRAM_WEBHOOK_SECRET": secrets.token_urlsafe(32),
+        "HOSEN_HASH_KEY": secrets.token_hex(32),
+    }
+    for variable, value in values.items():
+        monkeypatch.setenv(variable, value)
+    settings = load_settings(_env_file=None)
+    assert reveal(settings.telegram_token) == values["HOSEN_TELEGRAM_TOKEN"]
+    shown = repr(settings) + str(settings.model_dump())
+    assert not any(value in shown for value in values.values())

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 from aiohttp import web
+from pydantic import SecretStr
 from telegram import Bot
 
 from config.settings import Settings, SettingsError
@@ -78,7 +79,7 @@ def test_async_twilio_timeout_is_applied(unit_settings: Settings) -> None:
         settings = unit_settings.model_copy(
             update={
                 "twilio_account_sid": "AC" + "0" * 32,
-                "twilio_auth_token": "f" * 32,
+                "twilio_auth_token": SecretStr("f" * 32),
                 "twilio_api_url": base,
             }
         )

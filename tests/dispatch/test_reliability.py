@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from config.settings import Settings
+from config.settings import Settings, reveal
 from dispatch.campaigns import Audience, start_drill_checkin
 from dispatch.models import (
     Alert,
@@ -110,7 +110,7 @@ def worker_process(settings: Settings, lease: float, log: Path) -> subprocess.Po
     env = {
         **os.environ,
         "HOSEN_DATABASE_URL": settings.database_url,
-        "HOSEN_TELEGRAM_TOKEN": settings.telegram_token or "",
+        "HOSEN_TELEGRAM_TOKEN": reveal(settings.telegram_token) or "",
         "HOSEN_TELEGRAM_API_URL": str(settings.telegram_api_url),
         "HOSEN_TELEGRAM_RATE_PER_SECOND": str(settings.telegram_rate_per_second),
     }

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import pytest
 from aiohttp import web
+from pydantic import SecretStr
 from twilio.base.exceptions import TwilioRestException
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
@@ -61,7 +62,7 @@ def test_segments_are_counted_like_a_carrier(
 
 
 def test_wrong_auth_token_is_401(fake_twilio: FakeTwilio, fake_settings: Settings) -> None:
-    wrong = fake_settings.model_copy(update={"twilio_auth_token": "0" * 32})
+    wrong = fake_settings.model_copy(update={"twilio_auth_token": SecretStr("0" * 32)})
     with pytest.raises(TwilioRestException) as caught:
         with_client(
             wrong,

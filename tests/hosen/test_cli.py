@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import re
+import stat
+from pathlib import Path
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from hosen.cli import COMMAND_MODULES, build_parser, main
+from registry.db import make_engine
+from registry.models import AuditEntry
+from registry.staff import StaffMember
 
 
 @pytest.fixture
@@ -131,3 +140,52 @@ def test_inbox_once_processes_what_the_webhooks_stored(
     capsys.readouterr()
     assert main(["inbox", "--once"]) == 0
     assert capsys.readouterr().out.strip() == "1 processed, 0 parked"
+
+
+def test_staff_pin_is_generated_once_or_read_from_stdin_and_stored_hashed(
+    cli_db: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    sessions: sessionmaker[Session],
+) -> None:
+    assert main(["db", "upgrade"]) == 0
+    add = ["staff", "add", "--phone", "052-555-1000", "--name", "Rina", "--role", "admin"]
+    assert main(add) == 0
+    capsys.readouterr()
+    assert main(["staff", "pin", "--phone", "0525551000", "--generate"]) == 0
+    shown = re.search(r"PIN for staff #\d+: (\d{8}) ", capsys.readouterr().out)
+    assert shown is not None
+    with sessions() as session:
+        member = session.scalars(select(StaffMember)).one()
+        assert member.pin_hash and shown.group(1) not in member.pin_hash
+        actors = session.scalars(
+            select(AuditEntry.actor).where(AuditEntry.action == "staff.pin.set")
+        ).all()
+    assert actors and all(re.fullmatch(r"cli:\S+", actor) for actor in actors)
+    monkeypatch.setattr("sys.stdin", io.StringIO("111111\n"))
+    assert main(["staff", "pin", "--phone", "0525551000"]) == 2
+    assert "digits" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO("582039\n"))
+    assert main(["staff", "pin", "--phone", "0525551000"]) == 0
+    assert "582039" not in capsys.readouterr().out
+
+
+def test_people_list_is_audited_and_the_database_and_exports_are_the_owners_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    database = tmp_path / "hosen.sqlite3"
+    monkeypatch.setenv("HOSEN_DATABASE_URL", f"sqlite:///{database}")
+    assert main(["db", "upgrade"]) == 0
+    assert main(["people", "list"]) == 0
+    assert main(["export", "people", str(tmp_path / "people.csv")]) == 0
+    for made in (database, tmp_path / "people.csv"):
+        assert stat.S_IMODE(made.stat().st_mode) == 0o600, made
+    engine = make_engine(f"sqlite:///{database}")
+    try:
+        with Session(engine) as session:
+            entry = session.scalars(
+                select(AuditEntry).where(AuditEntry.action == "people.list")
+            ).one()
+    finally:
+        engine.dispose()
+    assert entry.actor.startswith("cli:") and entry.detail["shown"] == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -12,11 +13,17 @@ from pathlib import Path
 
 import httpx
 import pytest
-from pydantic import AnyHttpUrl
+from pydantic import AnyHttpUrl, SecretStr
+from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import Settings
+from dispatch.outbox import enqueue
+from fakes.leaks import assert_no_secret_in
+from fakes.telegram import FakeTelegram
+from fakes.twilio import FakeTwilio
 from hosen.commands.serve import run_serve
 from hosen.context import CommandError, Context
+from registry.models import Channel
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,7 +69,7 @@ def test_serve_starts_without_channels_and_says_which_are_off(tmp_path: Path) ->
 def test_webhook_mode_needs_a_secret(unit_settings: Settings) -> None:
     settings = unit_settings.model_copy(
         update={
-            "telegram_token": "123:" + "x" * 35,
+            "telegram_token": SecretStr("123:" + "x" * 35),
             "public_url": AnyHttpUrl("https://hosen.example.org"),
         }
     )
@@ -99,3 +106,52 @@ def test_serve_runs_one_scheduler(database_url: str, engine: object, sessions: o
         assert not runtime.scheduler.active, "stopped with the server"
     finally:
         ctx.close()
+
+
+@pytest.mark.slow
+@pytest.mark.db
+def test_serve_with_a_rejected_telegram_token_keeps_sms_and_never_prints_it(
+    database_url: str,
+    sessions: sessionmaker[Session],
+    fake_telegram: FakeTelegram,
+    fake_twilio: FakeTwilio,
+) -> None:
+    wrong = f"{fake_telegram.token.split(':')[0]}:{secrets.token_urlsafe(27)}"
+    with sessions() as session:
+        enqueue(session, channel=Channel.SMS, address="+972525550043", text="drill: OK?")
+        session.commit()
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOSEN_")}
+    env.update(
+        HOSEN_DATABASE_URL=database_url,
+        HOSEN_TELEGRAM_TOKEN=wrong,
+        HOSEN_TELEGRAM_API_URL=fake_telegram.url,
+        HOSEN_TWILIO_ACCOUNT_SID=fake_twilio.account_sid,
+        HOSEN_TWILIO_AUTH_TOKEN=fake_twilio.auth_token,
+        HOSEN_TWILIO_FROM=fake_twilio.phone_number,
+        HOSEN_TWILIO_API_URL=fake_twilio.url,
+        PYTHONPATH=str(ROOT),
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hosen", "serve", "--port", str(port), "--no-scheduler"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for _ in range(300):  # bounded wait for the SMS, however busy the machine
+            if fake_twilio.sent_to("+972525550043"):
+                break
+            time.sleep(0.1)
+        sent = bool(fake_twilio.sent_to("+972525550043"))
+        healthy = httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200
+    finally:
+        process.terminate()
+        out, err = process.communicate(timeout=20)
+    assert sent and healthy, out + err
+    assert process.returncode in (0, -15), err
+    assert "telegram not started (InvalidToken)" in err, err
+    assert "Traceback" not in err, err
+    assert_no_secret_in(out + err, [wrong, fake_twilio.auth_token], where="serve's output")

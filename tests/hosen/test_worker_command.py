@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from config.settings import Settings
+from config.settings import Settings, reveal
 from dispatch.models import OutboxMessage, OutboxStatus
 from dispatch.outbox import enqueue
 from fakes.leaks import assert_no_secret_in
@@ -59,7 +60,7 @@ def test_the_worker_says_what_happened_not_every_request(
     done = worker_once(
         HOSEN_DATABASE_URL=wired.database_url,
         HOSEN_TWILIO_ACCOUNT_SID=wired.twilio_account_sid or "",
-        HOSEN_TWILIO_AUTH_TOKEN=wired.twilio_auth_token or "",
+        HOSEN_TWILIO_AUTH_TOKEN=reveal(wired.twilio_auth_token) or "",
         HOSEN_TWILIO_FROM=wired.twilio_from or "",
         HOSEN_TWILIO_API_URL=str(wired.twilio_api_url),
     )
@@ -85,7 +86,7 @@ def test_the_worker_never_logs_the_bot_token(
 
     done = worker_once(
         HOSEN_DATABASE_URL=wired.database_url,
-        HOSEN_TELEGRAM_TOKEN=wired.telegram_token or "",
+        HOSEN_TELEGRAM_TOKEN=reveal(wired.telegram_token) or "",
         HOSEN_TELEGRAM_API_URL=str(wired.telegram_api_url),
     )
 
@@ -93,3 +94,36 @@ def test_the_worker_never_logs_the_bot_token(
     assert "1 messages handled" in done.stdout
     assert fake_telegram.sent_to(4242)
     assert_no_secret_in(done.stdout + done.stderr, [fake_telegram.token])
+
+
+def test_a_rejected_bot_token_is_one_line_and_sms_still_goes(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    fake_telegram: FakeTelegram,
+    fake_twilio: FakeTwilio,
+) -> None:
+    """python-telegram-bot's InvalidToken quotes the token: it must not reach the output, and
+    Telegram refusing the bot must not keep the SMS from going."""
+    wrong = f"{fake_telegram.token.split(':')[0]}:{secrets.token_urlsafe(27)}"
+    wired = settings_for_fakes(settings, telegram=fake_telegram, twilio=fake_twilio)
+    with sessions() as session:
+        enqueue(session, channel=Channel.TELEGRAM, address="4242", text="drill: are you OK?")
+        enqueue(session, channel=Channel.SMS, address="+972525550044", text="drill: OK?")
+        session.commit()
+
+    done = worker_once(
+        HOSEN_DATABASE_URL=wired.database_url,
+        HOSEN_TELEGRAM_TOKEN=wrong,
+        HOSEN_TELEGRAM_API_URL=str(wired.telegram_api_url),
+        HOSEN_TWILIO_ACCOUNT_SID=wired.twilio_account_sid or "",
+        HOSEN_TWILIO_AUTH_TOKEN=reveal(wired.twilio_auth_token) or "",
+        HOSEN_TWILIO_FROM=wired.twilio_from or "",
+        HOSEN_TWILIO_API_URL=str(wired.twilio_api_url),
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert "1 messages handled" in done.stdout
+    assert fake_twilio.sent_to("+972525550044")
+    lines = [line for line in done.stderr.splitlines() if "telegram" in line.lower()]
+    assert len(lines) == 1 and "not started (InvalidToken)" in lines[0], done.stderr
+    assert_no_secret_in(done.stdout + done.stderr, [wrong, reveal(wired.twilio_auth_token) or ""])

@@ -1,0 +1,191 @@
+"""Limits at the edge, before anything of the application runs: how big a request body may be,
+how long a client may take to send its request, how many connections are served, and how deeply
+a JSON body may nest.
+
+- :class:`EdgeLimits` (ASGI middleware) reads every request body itself: a body announced larger
+  than ``max_body`` by its Content-Length is refused with 413 before a byte of it is read; one
+  that grows past it while streaming (chunked) is refused with 413 as soon as it does, so memory
+  never holds more than ``max_body``; a body that is not all there ``body_timeout`` seconds after
+  the request began gets 408; a JSON body nested deeper than ``max_json_depth`` gets 400 (Python's
+  parser would recurse until it fails). What passes is handed to the application unchanged.
+- :func:`bounded_h11` is uvicorn's HTTP/1.1 protocol with a deadline for the request head: uvicorn
+  itself waits forever for a client that connects and sends nothing, or a byte a minute, so a
+  thousand such connections would hold a thousand sockets. Past ``head_timeout`` such a
+  connection is closed.
+- ``hosen serve`` also sets uvicorn's ``limit_concurrency`` (503 beyond it) and
+  ``timeout_keep_alive``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+MAX_BODY_BYTES = 256 * 1024  # Twilio's webhooks are a few KB; a Telegram update tens at most
+BODY_TIMEOUT_SECONDS = 20.0
+HEAD_TIMEOUT_SECONDS = 10.0
+MAX_JSON_DEPTH = 32  # a Telegram update nests about 6 deep
+MAX_CONNECTIONS = 512
+KEEP_ALIVE_SECONDS = 5
+
+
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')  # a JSON string literal (unrolled loop)
+_SQUARE = bytes.maketrans(b"{}", b"[]")
+_NOT_A_BRACKET = bytes(set(range(256)) - set(b"[]{}"))
+
+
+def too_deep(body: bytes, limit: int) -> bool:
+    """Whether a JSON body nests arrays and objects more than ``limit`` deep.
+
+    Only valid UTF-8 JSON is judged (anything else is the application's to refuse): the json
+    module's C scanner checks it, and a body nested past Python's recursion limit fails there,
+    which is the answer too. Then, all at C speed: the strings go, the brackets stay, and each
+    pass of removing every "[]" takes one level off the deepest nesting; whatever is left after
+    ``limit`` passes nests deeper than that.
+    """
+    try:
+        body.decode("utf-8")
+        json.loads(body)
+    except RecursionError:
+        return True
+    except ValueError:
+        return False
+    shape = _STRING.sub(b"", body).translate(_SQUARE, _NOT_A_BRACKET)
+    for _ in range(limit):
+        if not shape:
+            return False
+        shape = shape.replace(b"[]", b"")
+    return bool(shape)
+
+
+@dataclass
+class EdgeLimits:
+    """ASGI middleware: bounded request bodies (size, time, JSON depth)."""
+
+    app: ASGIApp
+    max_body: int = MAX_BODY_BYTES
+    body_timeout: float = BODY_TIMEOUT_SECONDS
+    max_json_depth: int = MAX_JSON_DEPTH
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        headers = {key.lower(): value for key, value in scope["headers"]}
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                await _refuse(send, 400, "bad Content-Length")
+                return
+            if int(declared) > self.max_body:
+                await _refuse(send, 413, "body too large")  # not a byte of it read
+                return
+        body = await self._read(receive, send)
+        if body is None:
+            return
+        content_type = headers.get(b"content-type", b"").split(b";")[0].strip()
+        if content_type == b"application/json" and too_deep(body, self.max_json_depth):
+            await _refuse(send, 400, "JSON nested too deeply")
+            return
+        await self.app(scope, _replay(body, receive), send)
+
+    async def _read(self, receive: Receive, send: Send) -> bytes | None:
+        """The whole body, or None after refusing it (413 too large, 408 too slow)."""
+        chunks: list[bytes] = []
+        size = 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.body_timeout
+        while True:
+            try:
+                message = await asyncio.wait_for(receive(), timeout=deadline - loop.time())
+            except TimeoutError:
+                await _refuse(send, 408, "request body too slow")
+                return None
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                await _refuse(send, 413, "body too large")
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()  # after the body: the client's disconnect, when it comes
+
+    return replayed
+
+
+async def _refuse(send: Send, status: int, reason: str) -> None:
+    body = json.dumps({"error": reason}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def bounded_h11(head_timeout: float = HEAD_TIMEOUT_SECONDS) -> type[H11Protocol]:
+    """uvicorn's h11 protocol, closing connections that have not sent a request head in time."""
+
+    class BoundedH11Protocol(H11Protocol):
+        _head_deadline: asyncio.TimerHandle | None = None
+        _waiting_since: Any = None  # the cycle that was current when the deadline was armed
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self._head_deadline is not None and self.cycle is not self._waiting_since:
+                self._disarm()  # a request head arrived: the body has its own deadline
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._waiting_since = self.cycle
+            self._head_deadline = self.loop.call_later(head_timeout, self._too_slow)
+
+        def _disarm(self) -> None:
+            if self._head_deadline is not None:
+                self._head_deadline.cancel()
+                self._head_deadline = None
+
+        def _too_slow(self) -> None:
+            self._head_deadline = None
+            if self.cycle is self._waiting_since and not self.transport.is_closing():
+                self.transport.close()
+
+    return BoundedH11Protocol
