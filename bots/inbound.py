@@ -109,7 +109,7 @@ def accept_many(session: Session, *, arrivals: list[Arrival], now: datetime) -> 
         {
             "provider_key": arrival.provider_key,
             "channel": arrival.channel,
-            "payload": arrival.payload,
+            "payload": storable(arrival.payload),
             "received_at": now,
             "sender": sender_key(arrival.channel, arrival.address),
             "attempts": 0,
@@ -128,6 +128,18 @@ def accept_many(session: Session, *, arrivals: list[Arrival], now: datetime) -> 
         .returning(table.c.provider_key)
     )
     return set(session.execute(statement, values).scalars())
+
+
+def storable(value: Any) -> Any:
+    """A payload as the inbox can keep it: PostgreSQL's JSON cannot hold U+0000, and a message
+    must be stored before anything else happens to it, so a NUL becomes U+FFFD."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {storable(key): storable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [storable(item) for item in value]
+    return value
 
 
 def handle_inbound(
@@ -385,7 +397,7 @@ def _store(session: Session, delivery: Delivery, now: datetime) -> InboundMessag
     message = InboundMessage(
         provider_key=delivery.provider_key,
         channel=delivery.inbound.channel,
-        payload=delivery.payload,
+        payload=storable(delivery.payload),
         received_at=now,
         sender=sender_key(delivery.inbound.channel, delivery.inbound.address),
         attempts=0,

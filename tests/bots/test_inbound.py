@@ -454,3 +454,15 @@ def test_a_daughter_registers_her_father_who_has_only_a_landline(
     with sessions() as session:
         consents = session.scalars(select(Consent).where(Consent.person_id == father.id)).all()
         assert {c.given_by.value for c in consents} == {"family"}
+
+
+def test_a_nul_character_is_stored_and_answered(
+    sms_chat: Chat, sessions: sessionmaker[Session]
+) -> None:
+    """PostgreSQL's JSON cannot hold U+0000: the inbox keeps U+FFFD instead, and the person is
+    answered as for any other text."""
+    replies = sms_chat.send("\x00שלום\x00")
+    assert replies and t(Language.HE, "bot.language.prompt") in replies[0]
+    with sessions() as session:
+        stored = session.scalars(select(InboundMessage.payload)).one()
+    assert stored["text"] == "\ufffdשלום\ufffd"
