@@ -423,10 +423,10 @@ class Dialog:
         if not folded:
             return None
         number = clean(text).rstrip(".)")
-        if number.isdigit():
+        if number.isdecimal():
             index = int(number) - 1
             return choices[index].value if 0 <= index < len(choices) else None
-        if folded.isdigit():
+        if folded.isdecimal():
             return None  # "-1", "#2": not clearly one of the numbers offered
         english = {c.value: fold(c.label) for c in self._choices(turn, step, Language.EN)}
         for choice in choices:
@@ -609,7 +609,7 @@ class Dialog:
 
     def _on_birth_year(self, turn: Turn, text: str | None, value: str | None) -> None:
         folded = fold(text)
-        if not folded.isdigit() or len(folded) != 4:
+        if not folded.isdecimal() or len(folded) != 4:
             raise Invalid("bot.error.year")
         year = int(folded)
         if not turn.now.year - OLDEST <= year <= turn.now.year:
@@ -624,7 +624,7 @@ class Dialog:
 
     def _on_capacity(self, turn: Turn, text: str | None, value: str | None) -> None:
         answer = value if value is not None else fold(text)
-        if not answer.isdigit() or int(answer) > MAX_CAPACITY:
+        if not answer.isdecimal() or int(answer) > MAX_CAPACITY:
             raise Invalid("bot.error.number", max=MAX_CAPACITY)
         turn.draft["capacity"] = int(answer)
         self._advance(turn, Step.CAPACITY)

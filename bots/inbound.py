@@ -28,18 +28,27 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from bots import officers, render
-from bots.dialog import Dialog, Inbound
+from bots.dialog import Dialog, Inbound, Step
 from bots.enrolment import person_at
 from bots.flood import DEFAULT_POLICY, FloodPolicy, admit
 from bots.models import Conversation
 from bots.prompts import Prompt
-from bots.words import CARRIER_HELP, CARRIER_OPT_IN, CARRIER_OPT_OUT, command_in, fold
+from bots.words import (
+    CARRIER_HELP,
+    CARRIER_OPT_IN,
+    CARRIER_OPT_OUT,
+    Command,
+    checkin_answer,
+    clean,
+    command_in,
+    fold,
+)
 from config.i18n import t
 from config.languages import DEFAULT_LANGUAGE, Language
 from config.settings import Settings
-from dispatch.models import InboundMessage, OutboxMessage, Priority
+from dispatch.models import Answer, InboundMessage, OutboxMessage, Priority
 from dispatch.outbox import enqueue
-from dispatch.responses import take_campaign_reply
+from dispatch.responses import has_open_checkin, take_campaign_reply
 from registry.bulk import table_of
 from registry.errors import InvalidPhone
 from registry.models import Channel, Person, PersonStatus
@@ -47,6 +56,8 @@ from registry.phones import normalise_phone
 from registry.staff import verify_telegram
 
 CARRIER_WORDS = CARRIER_OPT_OUT | CARRIER_OPT_IN | CARRIER_HELP
+# Conversation steps that ask nothing: a word for "yes" there can only answer a check-in.
+AT_REST = frozenset({Step.NEW.value, Step.MENU.value})
 
 
 @dataclass(frozen=True)
@@ -232,7 +243,7 @@ def _staff(
         inbound.channel == Channel.TELEGRAM
         and inbound.contact_phone is not None
         and inbound.contact_is_sender
-        and inbound.address.lstrip("-").isdigit()
+        and inbound.address.lstrip("-").isdecimal()
     ):
         try:
             phone = normalise_phone(inbound.contact_phone, region=dialog.region)
@@ -283,11 +294,15 @@ def route_to_dispatcher(
     """Campaign answers go to the dispatcher before the conversation engine sees anything.
 
     Taken: Telegram buttons ``c:`` (check-ins) and ``t:`` (tasks), always (one from someone we
-    do not know is acknowledged and dropped rather than misread as a dialog answer); and text
-    from a registered person whose latest message from us was a campaign message (a check-in,
+    do not know is acknowledged and dropped rather than misread as a dialog answer); a word for
+    help in any language ("help", "עזרה", "مساعدة"...) while a check-in waits for the person's
+    answer, even when it is also a command or the carriers' HELP (which then gets the carriers'
+    answer too: help is never hidden behind a menu); a word for OK in any language while a
+    check-in waits and the person is not in the middle of a dialog question; and other text from
+    a registered person whose latest message from us was a campaign message (a check-in,
     reminder, task...), not a bot reply, so "1" after a check-in means "I'm OK" while "1" after
-    the bot's menu means the menu's first choice. Carrier keywords and bot commands always stay
-    with the bots: STOP must work whatever was sent last.
+    the bot's menu means the menu's first choice. Stop and start words always stay with the
+    bots: STOP must work whatever was sent last.
     """
     inbound = delivery.inbound
     button = inbound.button
@@ -300,10 +315,29 @@ def route_to_dispatcher(
                 session, person=person, channel=inbound.channel, callback_data=button, now=now
             )
         return True
-    text = inbound.text
-    if person is None or not text or not fold(text) or person.status == PersonStatus.OPTED_OUT:
+    text = clean(inbound.text)
+    folded = fold(text)
+    if person is None or not folded or person.status == PersonStatus.OPTED_OUT:
         return False  # an opted-out person's words (START, YES...) are for the bot
-    if fold(text) in CARRIER_WORDS or command_in(text, person.language) is not None:
+    command = command_in(text, person.language)
+    if folded in CARRIER_OPT_OUT | CARRIER_OPT_IN or (
+        command is not None and command[0] in (Command.STOP, Command.JOIN)
+    ):
+        return False
+    answer = checkin_answer(text)
+    waiting = answer is not None and has_open_checkin(session, person=person, now=now)
+    if waiting and answer == Answer.HELP:
+        inbox.person_id = person.id
+        take_campaign_reply(
+            session, person=person, channel=inbound.channel, text=text, answer=answer, now=now
+        )
+        if inbound.channel == Channel.SMS and folded in CARRIER_HELP:
+            # The carriers require HELP to be answered with who we are and how to stop.
+            language = person.language or DEFAULT_LANGUAGE
+            prompt = Prompt(text=t(language, "bot.help.sms"))
+            _send(session, inbound.channel, inbound.address, person.id, language, [prompt])
+        return True
+    if folded in CARRIER_WORDS or command is not None:
         return False
     latest = session.scalars(
         select(OutboxMessage.kind)
@@ -311,10 +345,28 @@ def route_to_dispatcher(
         .order_by(OutboxMessage.id.desc())
         .limit(1)
     ).first()
-    if latest is None or latest == "reply":
+    talking = latest is None or latest == "reply"
+    if waiting and answer == Answer.OK and (not talking or _at_rest(session, inbound)):
+        inbox.person_id = person.id
+        return take_campaign_reply(
+            session, person=person, channel=inbound.channel, text=text, answer=answer, now=now
+        )
+    if talking:
         return False  # they are talking with the bot
     inbox.person_id = person.id
-    return take_campaign_reply(session, person=person, channel=inbound.channel, text=text, now=now)
+    return take_campaign_reply(
+        session, person=person, channel=inbound.channel, text=text, answer=answer, now=now
+    )
+
+
+def _at_rest(session: Session, inbound: Inbound) -> bool:
+    """Whether the person's conversation asks nothing now (a "yes" then answers no question)."""
+    step = session.scalar(
+        select(Conversation.step).where(
+            Conversation.channel == inbound.channel, Conversation.address == inbound.address
+        )
+    )
+    return step is None or step in AT_REST
 
 
 def _known_person(session: Session, channel: Channel, address: str) -> Person | None:

@@ -25,7 +25,7 @@ from sqlalchemy.orm.attributes import flag_modified
 
 from bots.models import Conversation
 from bots.prompts import Choice, Prompt, Request
-from bots.words import CARRIER_HELP, CARRIER_OPT_IN, CARRIER_OPT_OUT, fold
+from bots.words import CARRIER_HELP, CARRIER_OPT_IN, CARRIER_OPT_OUT, fold, number_in
 from config.i18n import t
 from config.languages import DEFAULT_LANGUAGE, Language
 from config.profile import Profile
@@ -266,9 +266,10 @@ def _pick(desk: Desk, step: str, choices: list[str], answer: str | None, text: s
     if answer is not None:
         answered_step, _, value = answer.partition(":")
         return value if answered_step == step and value in choices else ""
+    number = number_in(text)
+    if number is not None and 1 <= number <= len(choices):
+        return choices[number - 1]
     typed = (text or "").strip().lower()
-    if typed.isdigit() and 1 <= int(typed) <= len(choices):
-        return choices[int(typed) - 1]
     return typed if typed in choices else ""
 
 
@@ -306,10 +307,10 @@ def _answer(
             if not (answered_step == "zones" and value == "done" and chosen):
                 return _ask_zones(desk, authority, sorted(chosen))
         else:  # SMS: the zones' numbers, e.g. "1 3"
-            numbers = (text or "").replace(",", " ").split()
-            if not numbers or not all(n.isdigit() and 1 <= int(n) <= len(codes) for n in numbers):
+            numbers = [number_in(n) for n in (text or "").replace(",", " ").split()]
+            if not numbers or not all(n is not None and 1 <= n <= len(codes) for n in numbers):
                 return _ask_zones(desk, authority, sorted(chosen))
-            chosen = {codes[int(n) - 1] for n in numbers}
+            chosen = {codes[n - 1] for n in numbers if n is not None}
         state["zones"] = sorted(chosen)
         state["step"] = "template"
         desk.keep(state)
@@ -598,18 +599,18 @@ def _tasks(
     state = desk.state
     if answer is None and command is None and state.get("step") in ("task", "give"):
         # By SMS: the number of a choice in the list we sent last.
-        offered, typed = state.get("offered") or [], (text or "").strip()
-        if not (typed.isdigit() and 1 <= int(typed) <= len(offered)):
+        offered, typed = state.get("offered") or [], number_in(text)
+        if typed is None or not 1 <= typed <= len(offered):
             desk.keep({"campaign": state.get("campaign")})
             return desk.say("tasks.gone")
-        step, value = state["step"], offered[int(typed) - 1]
-    if step == "task" and value.isdigit() and int(value) in tasks:
+        step, value = state["step"], offered[typed - 1]
+    if step == "task" and value.isdecimal() and int(value) in tasks:
         return _ask_member(desk, tasks[int(value)], allowed)
     if step == "give":
         task_id, _, person_id = value.partition("-")
-        task = tasks.get(int(task_id)) if task_id.isdigit() else None
+        task = tasks.get(int(task_id)) if task_id.isdecimal() else None
         desk.keep({"campaign": state.get("campaign")})
-        if task is not None and person_id.isdigit():
+        if task is not None and person_id.isdecimal():
             return _give(desk, task, int(person_id), allowed)
         return desk.say("tasks.gone")
     if not tasks:

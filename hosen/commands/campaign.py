@@ -106,7 +106,7 @@ def _groups(session: Any, authority_id: int, names: list[str]) -> tuple[int, ...
         group = session.scalars(
             select(Group).where(
                 Group.authority_id == authority_id,
-                or_(Group.name == name, Group.id == (int(name) if name.isdigit() else -1)),
+                or_(Group.name == name, Group.id == (int(name) if name.isdecimal() else -1)),
             )
         ).first()
         if group is None:

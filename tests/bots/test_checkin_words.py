@@ -1,0 +1,283 @@
+"""What residents type in answer to a check-in, and to stop or start messages: a table per language.
+
+The words come from the catalogs (``bot.words.ok``, ``bot.words.need_help``, ``bot.words.stop``,
+``bot.words.join``); the unit tables prove every spelling is read, and the database tests walk a
+resident registered in one language who writes in it, in another, or in another script's digits.
+"""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from bots.dialog import Dialog
+from bots.words import (
+    Command,
+    all_words,
+    ascii_digits,
+    checkin_answer,
+    command_in,
+    number_in,
+)
+from config.i18n import t
+from config.languages import ALL_LANGUAGES, Language
+from dispatch.campaigns import Audience, start_campaign
+from dispatch.models import (
+    Alert,
+    AlertKind,
+    Answer,
+    CampaignKind,
+    CampaignMode,
+    CampaignRecipient,
+    OutboxMessage,
+    OutboxStatus,
+)
+from registry.db import unit_of_work
+from registry.models import (
+    Authority,
+    Channel,
+    Person,
+    PersonStatus,
+    PhoneKind,
+    ResidentNeeds,
+    Source,
+)
+from tests.bots.chat import Chat, Clock
+
+# The single word for help in each language must count on its own (not only in a phrase).
+HELP_WORD = {
+    Language.HE: "עזרה",
+    Language.AR: "مساعدة",
+    Language.EN: "help",
+    Language.RU: "помощь",
+    Language.AM: "እርዳታ",
+}
+# A sentence that asks for help among other words.
+HELP_SENTENCE = {
+    Language.HE: "צריך עזרה, נגמרו התרופות",
+    Language.AR: "أحتاج مساعدة، الدواء خلص",
+    Language.EN: "I need help, my medicine ran out",
+    Language.RU: "Нужна помощь, кончились лекарства",
+    Language.AM: "እርዳታ እፈልጋለሁ፣ መድኃኒቴ አልቋል",
+}
+OK_WORD = {
+    Language.HE: "בסדר",
+    Language.AR: "بخير",
+    Language.EN: "fine",
+    Language.RU: "нормально",
+    Language.AM: "ደህና",
+}
+
+
+def _catalog(language: Language, key: str) -> list[str]:
+    return [w.strip() for w in t(language, f"bot.words.{key}").split(",") if w.strip()]
+
+
+@pytest.mark.parametrize("language", ALL_LANGUAGES)
+def test_every_ok_and_help_spelling_of_a_language_is_read(language: Language) -> None:
+    for word in _catalog(language, "ok"):
+        assert checkin_answer(word) == Answer.OK, (language, word)
+        assert checkin_answer(f"  {word.upper()}! ") == Answer.OK, (language, word)
+    for word in _catalog(language, "need_help"):
+        assert checkin_answer(word) == Answer.HELP, (language, word)
+    assert checkin_answer(HELP_WORD[language]) == Answer.HELP
+    assert checkin_answer(HELP_SENTENCE[language]) == Answer.HELP
+    assert checkin_answer(OK_WORD[language]) == Answer.OK
+    assert checkin_answer("what time is it") is None
+
+
+@pytest.mark.parametrize("language", ALL_LANGUAGES)
+@pytest.mark.parametrize("registered", [Language.HE, Language.AR, Language.EN])
+def test_stop_and_start_words_of_every_language_work_for_everyone(
+    language: Language, registered: Language
+) -> None:
+    for word in _catalog(language, "stop"):
+        assert command_in(word, registered) == (Command.STOP, ""), (language, word)
+    for word in _catalog(language, "join"):
+        assert command_in(word, registered) == (Command.JOIN, ""), (language, word)
+
+
+def test_the_carriers_opt_out_and_opt_in_words_are_commands_everywhere() -> None:
+    for word in ("STOP", "STOPALL", "UNSUBSCRIBE"):
+        assert command_in(word, Language.HE) == (Command.STOP, "")
+    for word in ("START", "UNSTOP"):
+        assert command_in(word, Language.AR) == (Command.JOIN, "")
+    # Each language's own stop words are in every language's reach, not only its own.
+    assert "стоп" in all_words("stop") and "توقف" in all_words("stop")
+
+
+@pytest.mark.parametrize(
+    ("typed", "expected"),
+    [
+        ("3", 3),
+        ("٣", 3),  # Arabic-Indic
+        ("۳", 3),  # Extended Arabic-Indic (Persian)
+        ("３", 3),  # full width
+        ("²", 2),  # superscript
+        ("①", 1),  # circled
+        ("፫", 3),  # Ethiopic
+        ("१२", 12),  # Devanagari
+        ("2.", 2),
+        ("٢٠٢٦", 2026),
+        ("-1", None),
+        ("two", None),
+        ("", None),
+    ],
+)
+def test_digits_of_every_script_are_read_as_numbers(typed: str, expected: int | None) -> None:
+    assert number_in(typed) == expected
+    if expected is not None:
+        assert ascii_digits(typed).rstrip(".") == str(expected)
+
+
+# --- the whole path, on both databases ----------------------------------------------------------
+
+
+def _resident(
+    sessions: sessionmaker[Session], authority: Authority, language: Language, phone: str
+) -> int:
+    with unit_of_work(sessions) as session:
+        person = Person(
+            authority_id=authority.id,
+            name="Miriam Cohen",
+            phone=phone,
+            phone_kind=PhoneKind.MOBILE,
+            language=language,
+            channel=Channel.SMS,
+            source=Source.STAFF,
+            needs_help=True,
+            needs=ResidentNeeds(mobility=True),
+        )
+        session.add(person)
+        session.flush()
+        return person.id
+
+
+def _checkin(sessions: sessionmaker[Session], authority: Authority, clock: Clock) -> int:
+    with unit_of_work(sessions) as session:
+        campaign = start_campaign(
+            session,
+            authority=session.get(Authority, authority.id),  # type: ignore[arg-type]
+            kind=CampaignKind.CHECKIN,
+            mode=CampaignMode.DRILL,
+            audience=Audience(residents_only=True),
+            started_by="test",
+            now=clock.tick(),
+        )
+        for row in session.scalars(select(OutboxMessage).where(OutboxMessage.kind != "reply")):
+            row.status = OutboxStatus.SENT
+        return campaign.id
+
+
+def _answers(sessions: sessionmaker[Session], person_id: int) -> list[Answer]:
+    with sessions() as session:
+        return list(
+            session.scalars(
+                select(CampaignRecipient.answer)
+                .where(CampaignRecipient.person_id == person_id)
+                .order_by(CampaignRecipient.campaign_id)
+            )
+        )
+
+
+@pytest.mark.parametrize("language", ALL_LANGUAGES)
+def test_a_single_help_word_answers_an_open_check_in_in_every_language(
+    sessions: sessionmaker[Session],
+    authority: Authority,
+    dialog: Dialog,
+    clock: Clock,
+    language: Language,
+) -> None:
+    phone = "+972525550101"
+    person_id = _resident(sessions, authority, language, phone)
+    chat = Chat(sessions, dialog, Channel.SMS, phone, clock)
+    _checkin(sessions, authority, clock)
+    replies = chat.send(HELP_WORD[language])
+    drill = t(language, "dispatch.drill_marker")
+    assert replies[0] == f"{drill} {t(language, 'dispatch.ack.help')}"
+    if language == Language.EN:
+        # The carriers' HELP still gets the carriers' answer, after the help is recorded.
+        assert replies[1:] == [t(language, "bot.help.sms")]
+    else:
+        assert len(replies) == 1
+    assert _answers(sessions, person_id) == [Answer.HELP]
+    with sessions() as session:
+        kinds = session.scalars(select(Alert.kind).where(Alert.person_id == person_id)).all()
+    assert AlertKind.HELP in kinds
+    # A later OK does not erase a request for help: the visit stands, the officer decides.
+    chat.send(OK_WORD[language])
+    assert _answers(sessions, person_id) == [Answer.HELP]
+
+
+@pytest.mark.parametrize("language", ALL_LANGUAGES)
+def test_ok_in_any_language_and_any_script_of_digits_answers_every_open_check_in(
+    sessions: sessionmaker[Session],
+    authority: Authority,
+    dialog: Dialog,
+    clock: Clock,
+    language: Language,
+) -> None:
+    phone = "+972525550102"
+    person_id = _resident(sessions, authority, Language.HE, phone)
+    chat = Chat(sessions, dialog, Channel.SMS, phone, clock)
+    _checkin(sessions, authority, clock)
+    _checkin(sessions, authority, clock)
+    # Registered in Hebrew, answering in another language: both open check-ins are answered.
+    replies = chat.send(OK_WORD[language])
+    assert replies == [
+        f"{t(Language.HE, 'dispatch.drill_marker')} {t(Language.HE, 'dispatch.ack.ok')}"
+    ]
+    assert _answers(sessions, person_id) == [Answer.OK, Answer.OK]
+    _checkin(sessions, authority, clock)
+    assert chat.last is not None
+    for typed in ("٢", "²"):  # "help" by its number, in another script's digits
+        chat.send(typed)
+        assert chat.last.processed
+    assert _answers(sessions, person_id) == [Answer.OK, Answer.OK, Answer.HELP]
+
+
+@pytest.mark.parametrize(
+    ("registered", "word"),
+    [
+        (Language.HE, "СТОП"),
+        (Language.HE, "توقف"),
+        (Language.AR, "עצור"),
+        (Language.RU, "STOPALL"),
+        (Language.AM, "стоп"),
+    ],
+)
+def test_a_stop_word_of_another_language_stops_and_start_resumes(
+    sessions: sessionmaker[Session],
+    authority: Authority,
+    dialog: Dialog,
+    clock: Clock,
+    registered: Language,
+    word: str,
+) -> None:
+    phone = "+972525550103"
+    person_id = _resident(sessions, authority, registered, phone)
+    chat = Chat(sessions, dialog, Channel.TELEGRAM, "555001", clock)
+    with unit_of_work(sessions) as session:
+        person = session.get(Person, person_id)
+        assert person is not None
+        person.telegram_chat_id = 555001
+    _checkin(sessions, authority, clock)  # stop words win even inside a check-in
+    assert chat.send(word) == [t(registered, "bot.stopped.done")]
+    with sessions() as session:
+        assert session.get(Person, person_id).status == PersonStatus.OPTED_OUT  # type: ignore[union-attr]
+    replies = chat.send("START")
+    assert replies[0] == t(registered, "bot.stopped.resumed")
+    with sessions() as session:
+        assert session.get(Person, person_id).status == PersonStatus.ACTIVE  # type: ignore[union-attr]
+
+
+def test_a_stop_word_of_another_language_stops_an_sms_resident_too(
+    sessions: sessionmaker[Session], authority: Authority, dialog: Dialog, clock: Clock
+) -> None:
+    phone = "+972525550104"
+    person_id = _resident(sessions, authority, Language.HE, phone)
+    chat = Chat(sessions, dialog, Channel.SMS, phone, clock)
+    assert chat.send("توقف") == [t(Language.HE, "bot.stopped.done")]
+    with sessions() as session:
+        assert session.get(Person, person_id).status == PersonStatus.OPTED_OUT  # type: ignore[union-attr]
