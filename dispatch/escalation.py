@@ -201,12 +201,14 @@ def _adult_coordinator(session: Session, *, member: Person, now: datetime) -> Vi
     return None
 
 
-def place_of(session: Session, resident: Person) -> str:
-    """Where to go: the address, or at least the zone's name."""
-    if resident.address:
+def place_of(
+    session: Session, resident: Person, language: Language | str, *, address: bool = True
+) -> str:
+    """Where to go: the address, or at least the zone's name in the reader's language."""
+    if address and resident.address:
         return resident.address
     zone = session.get(Zone, resident.zone_id) if resident.zone_id else None
-    return zone.name if zone else "?"
+    return zone.name_in(language) if zone else "?"
 
 
 def task_buttons(language: Language, task_id: int) -> list[list[dict[str, str]]]:
@@ -223,7 +225,7 @@ def visit_text(
     session: Session, *, campaign: Campaign | None, visitor: Visitor, resident: Person
 ) -> str:
     language = visitor.person.language
-    params = {"name": resident.name or "?", "address": place_of(session, resident)}
+    params = {"name": resident.name or "?", "address": place_of(session, resident, language)}
     if visitor.member is not None:
         return campaign_text(
             campaign,
@@ -590,7 +592,7 @@ def send_task_list(
     buttons: list[list[dict[str, str]]] = []
     channel = channel_for(session, visitor)
     for number, (task, resident, member) in enumerate(tasks, start=1):
-        place = place_of(session, resident)
+        place = place_of(session, resident, language)
         with_member = f" ({member.name})" if member is not None and member.name else ""
         if channel == Channel.SMS:
             # SMS: the numbered choices are the list itself ("2" marks task 2 done).

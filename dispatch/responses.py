@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from config.i18n import t
 from dispatch.campaigns import MESSAGE_KINDS, marked
 from dispatch.escalation import raise_alert, send_to, send_visit
+from dispatch.help import raise_help, tell_on_the_way, volunteer_accepted, volunteer_finished
 from dispatch.models import (
     Alert,
     AlertKind,
@@ -311,8 +312,13 @@ def record_answer(
         .execution_options(synchronize_session=False)
     )
     if answer == Answer.HELP and previous != Answer.HELP:
-        raise_alert(
-            session, campaign_id=campaign.id, person_id=person.id, kind=AlertKind.HELP, now=now
+        raise_help(
+            session,
+            resident=person,
+            campaign=campaign,
+            kind=AlertKind.HELP,
+            now=now,
+            detail=words,
         )
         send_visit(session, campaign=campaign, resident=person, reason=TaskReason.HELP, now=now)
     if text is not None:
@@ -403,11 +409,14 @@ def _answer_task(
         )
         if task.reason == TaskReason.HELP and resident is not None:
             # Close the loop: a named person has accepted, and only now is the resident told so.
+            volunteer_accepted(session, task=task, volunteer=person, now=now)
             tell_on_the_way(
                 session, resident=resident, name=person.name, campaign=campaign, now=now
             )
         return True
     task.closed_at = now
+    if task.reason == TaskReason.HELP:
+        volunteer_finished(session, task=task, volunteer=person, done=action == "done", now=now)
     if action == "done":
         task.status = TaskStatus.DONE
         _checked(session, task=task, now=now)
@@ -438,28 +447,6 @@ def _answer_task(
             now=now,
         )
     return True
-
-
-def tell_on_the_way(
-    session: Session,
-    *,
-    resident: Person,
-    name: str | None,
-    campaign: Campaign | None,
-    now: datetime,
-) -> None:
-    """Tell a resident who asked for help that a person who accepted is on the way (first name)."""
-    first = (name or "").split(" ")[0]
-    key = "dispatch.ack.help_taken" if first else "dispatch.ack.help_taken_unnamed"
-    _ack(
-        session,
-        person=resident,
-        channel=Channel.NONE,
-        campaign=campaign,
-        key=key,
-        now=now,
-        volunteer=first,
-    )
 
 
 def _checked(session: Session, *, task: Task, now: datetime) -> None:

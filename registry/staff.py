@@ -36,6 +36,7 @@ class StaffAction(StrEnum):
     VIEW_UNREACHED = "campaign.unreached"
     MANAGE_GROUP_TASKS = "tasks.manage"
     RUN_ASSIGNMENT = "assignment.run"
+    HANDLE_HELP = "help.handle"  # take, close or give up a help alert
 
 
 ALLOWED: dict[StaffRole, frozenset[StaffAction]] = {
