@@ -7,7 +7,8 @@
    of its own, one sender's messages in the order they came:
 3. messages the bots do not act on (edited messages, group chats) stop here;
 4. :func:`route_to_dispatcher` may claim it: campaign answers belong to the dispatcher
-   (``dispatch.responses.take_campaign_reply``);
+   (``dispatch.responses.take_campaign_reply``); so does a request for help in words at any
+   time (:func:`route_help_request`, ``dispatch.help.request_help``);
 5. the sender's flood allowance is checked;
 6. the conversation engine answers, and the replies go to the outbox in the same transaction
    (one outbound path: the dispatcher's workers send them).
@@ -38,15 +39,18 @@ from bots.words import (
     CARRIER_OPT_IN,
     CARRIER_OPT_OUT,
     Command,
+    asks_for_help,
     checkin_answer,
     clean,
     command_in,
     fold,
+    need_in,
 )
 from config.i18n import t
 from config.languages import DEFAULT_LANGUAGE, Language
 from config.settings import Settings
-from dispatch.models import Answer, InboundMessage, OutboxMessage, Priority
+from dispatch.help import request_help
+from dispatch.models import Answer, HelpNeed, InboundMessage, OutboxMessage, Priority
 from dispatch.outbox import enqueue
 from dispatch.responses import has_open_checkin, take_campaign_reply
 from registry.bulk import table_of
@@ -189,7 +193,9 @@ def process(
     if staff is not None:
         stored.processed_at = now
         return Outcome(processed=True, replies=staff)
-    if route_to_dispatcher(session, delivery=delivery, inbox=stored, now=now):
+    if route_to_dispatcher(session, delivery=delivery, inbox=stored, now=now) or route_help_request(
+        session, delivery=delivery, inbox=stored, now=now
+    ):
         stored.processed_at = now
         return Outcome(processed=True)
 
@@ -357,6 +363,33 @@ def route_to_dispatcher(
     return take_campaign_reply(
         session, person=person, channel=inbound.channel, text=text, answer=answer, now=now
     )
+
+
+def route_help_request(
+    session: Session, *, delivery: Delivery, inbox: InboundMessage, now: datetime
+) -> bool:
+    """A registered resident asking for help in words outside any check-in ("צריך עזרה, נגמרו
+    התרופות") is recorded as a help request before the dialog sees it, whatever step it is at:
+    help is never answered with a menu. A command word alone ("help", "עזרה") stays the bot's."""
+    inbound = delivery.inbound
+    if inbound.button is not None or not asks_for_help(inbound.text):
+        return False
+    person = _known_person(session, inbound.channel, inbound.address)
+    text = clean(inbound.text)
+    if person is None or person.status != PersonStatus.ACTIVE:
+        return False
+    if fold(text) in CARRIER_WORDS or command_in(text, person.language) is not None:
+        return False
+    inbox.person_id = person.id
+    request_help(
+        session,
+        resident=person,
+        need=need_in(text) or HelpNeed.OTHER,
+        detail=text,
+        now=now,
+        channel=inbound.channel,
+    )
+    return True
 
 
 def _at_rest(session: Session, inbound: Inbound) -> bool:

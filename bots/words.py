@@ -20,7 +20,7 @@ from functools import cache
 
 from config.i18n import t
 from config.languages import ALL_LANGUAGES, Language
-from dispatch.models import Answer
+from dispatch.models import Answer, HelpNeed
 
 # Bidi controls, zero-width and other invisible characters that phones and chat apps add.
 _INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff\u00ad]")
@@ -193,3 +193,32 @@ def asks_for_help(text: str | None) -> bool:
         return False
     padded = f" {folded} "
     return any(f" {phrase} " in padded for phrase in all_words("need_help"))
+
+
+# The catalog key of each kind of help a request may name (``bot.words.need_*`` word stems).
+NEED_STEMS = {
+    HelpNeed.MEDICINE: "need_medicine",
+    HelpNeed.FOOD: "need_food",
+    HelpNeed.TRANSPORT: "need_transport",
+    HelpNeed.POWER: "need_power",
+    HelpNeed.CHECK_ON_ME: "need_check",
+}
+PREFIX_LETTERS = 2  # Hebrew and Arabic glue "the", "and", "to" to the word: "התרופות", "والدواء"
+
+
+def need_in(text: str | None) -> HelpNeed | None:
+    """The kind of help a request names ("נגמרו התרופות" → medicine), in any language, or None.
+
+    Stems match the start of a word; in a script other than Latin also after a one- or
+    two-letter prefix."""
+    words = fold(text).split()
+    for need, key in NEED_STEMS.items():
+        for stem in all_words(key):
+            if " " in stem:
+                if f" {stem}" in f" {' '.join(words)}":
+                    return need
+                continue
+            reach = 0 if stem.isascii() else PREFIX_LETTERS
+            if any(0 <= word.find(stem) <= reach for word in words):
+                return need
+    return None

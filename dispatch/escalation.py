@@ -171,6 +171,12 @@ def choose_visitor(session: Session, *, resident_id: int, now: datetime) -> Visi
     return None
 
 
+def resident_group_visitor(session: Session, *, resident: Person, now: datetime) -> Visitor | None:
+    """An adult coordinator of a group the resident belongs to (when they have no buddy)."""
+    found = _adult_coordinator(session, member=resident, now=now)
+    return Visitor(person=found.person, group_id=found.group_id) if found else None
+
+
 def visitor_for(session: Session, *, person: Person, now: datetime) -> Visitor | None:
     """Who goes when ``person`` is handed a visit: they themselves if an adult we can reach;
     a minor goes only with their group's adult coordinator (who then gets the task)."""
@@ -258,6 +264,8 @@ def send_visit(
             open_task.reason = TaskReason.HELP  # the visit is now for someone who asked for help
         return open_task
     visitor = choose_visitor(session, resident_id=resident.id, now=now)
+    if visitor is None and reason == TaskReason.HELP:
+        visitor = resident_group_visitor(session, resident=resident, now=now)
     if visitor is None:
         raise_alert(
             session,

@@ -34,6 +34,7 @@ from dispatch.models import (
     HelpNeed,
     Priority,
     Task,
+    TaskReason,
 )
 from dispatch.outbox import enqueue
 from registry import audit
@@ -226,6 +227,66 @@ def tell_on_the_way(
         campaign_id=campaign.id if campaign else None,
         now=now,
     )
+
+
+# --- help at any time ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HelpRequest:
+    """A recorded request: its alert, and the visit task (None: it waits in the officers' queue)."""
+
+    alert: Alert
+    task: Task | None
+
+
+def request_help(
+    session: Session,
+    *,
+    resident: Person,
+    need: HelpNeed,
+    detail: str | None,
+    now: datetime,
+    channel: Channel | None = None,
+) -> HelpRequest:
+    """A resident asks for help outside any check-in (by words, or the menu's entry).
+
+    Recorded as a help alert pushed to the officers on duty (and climbing), with a visit task for
+    the resident's buddy, else a coordinator of the resident's group; with neither it waits in
+    the officers' queue. The resident is told the truth: the team has the request (and the
+    emergency numbers), never that someone is coming. The caller commits."""
+    from dispatch.escalation import choose_visitor, resident_group_visitor, send_visit
+
+    alert = raise_help(
+        session,
+        resident=resident,
+        campaign=None,
+        kind=AlertKind.HELP_REQUEST,
+        now=now,
+        need=need,
+        detail=detail,
+    )
+    task = None
+    if choose_visitor(session, resident_id=resident.id, now=now) or resident_group_visitor(
+        session, resident=resident, now=now
+    ):
+        task = send_visit(
+            session, campaign=None, resident=resident, reason=TaskReason.HELP, now=now
+        )
+    if task is not None:
+        alert.task_id = task.id
+    send_to(
+        session,
+        person=resident,
+        text=t(resident.language, "dispatch.ack.help"),
+        buttons=None,
+        priority=Priority.INTERACTIVE,
+        kind="ack",
+        campaign_id=None,
+        now=now,
+        channel=channel,
+    )
+    return HelpRequest(alert=alert, task=task)
 
 
 # --- officers act on an alert --------------------------------------------------------------------

@@ -16,8 +16,10 @@ from bots.words import (
     Command,
     all_words,
     ascii_digits,
+    asks_for_help,
     checkin_answer,
     command_in,
+    need_in,
     number_in,
 )
 from config.i18n import t
@@ -30,6 +32,7 @@ from dispatch.models import (
     CampaignKind,
     CampaignMode,
     CampaignRecipient,
+    HelpNeed,
     OutboxMessage,
     OutboxStatus,
 )
@@ -281,3 +284,43 @@ def test_a_stop_word_of_another_language_stops_an_sms_resident_too(
     assert chat.send("توقف") == [t(Language.HE, "bot.stopped.done")]
     with sessions() as session:
         assert session.get(Person, person_id).status == PersonStatus.OPTED_OUT  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("language", ALL_LANGUAGES)
+def test_help_asked_on_an_ordinary_day_is_recorded_in_every_language(
+    sessions: sessionmaker[Session],
+    authority: Authority,
+    dialog: Dialog,
+    clock: Clock,
+    language: Language,
+) -> None:
+    """No check-in open: "need help, my medicine ran out" is a help request, not the menu."""
+    phone = "+972525550105"
+    person_id = _resident(sessions, authority, language, phone)
+    chat = Chat(sessions, dialog, Channel.SMS, phone, clock)
+    replies = chat.send(HELP_SENTENCE[language])
+    assert replies == [t(language, "dispatch.ack.help")]
+    with sessions() as session:
+        alert = session.scalars(select(Alert).where(Alert.person_id == person_id)).one()
+    assert (alert.kind, alert.need, alert.detail) == (
+        AlertKind.HELP_REQUEST,
+        HelpNeed.MEDICINE,
+        HELP_SENTENCE[language],
+    )
+    # The single command word outside a check-in is still the bot's help text.
+    assert chat.send(HELP_WORD[language])[0] == t(language, "bot.help.sms")
+
+
+@pytest.mark.parametrize(
+    ("text", "need"),
+    [
+        ("צריכה עזרה, אין חשמל למכשיר החמצן", HelpNeed.POWER),
+        ("نحتاج مساعدة، ما في أكل", HelpNeed.FOOD),
+        ("help me, I need a ride to the clinic", HelpNeed.TRANSPORT),
+        ("помогите, я совсем одна, проведайте", HelpNeed.CHECK_ON_ME),
+        ("צריך עזרה", HelpNeed.OTHER),  # no kind named: "other", with the words kept
+    ],
+)
+def test_the_kind_of_help_is_read_from_the_words(text: str, need: HelpNeed) -> None:
+    assert asks_for_help(text)
+    assert (need_in(text) or HelpNeed.OTHER) == need

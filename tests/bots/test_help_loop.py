@@ -22,8 +22,10 @@ from dispatch.models import (
     Alert,
     AlertKind,
     AlertState,
+    Campaign,
     CampaignKind,
     CampaignMode,
+    HelpNeed,
     OutboxMessage,
     OutboxStatus,
     Task,
@@ -290,3 +292,45 @@ def test_only_officers_of_the_residents_authority_may_take_it(
     dana.send(f"/take {alert.id}")
     assert _alert(sessions).state == AlertState.TAKEN
     assert dana.send("/status")[-1].startswith(t("he", "dispatch.alert.list_head", count=1))
+
+
+def test_help_on_an_ordinary_day_goes_to_the_buddy_and_the_officers_and_is_owned(
+    sessions: sessionmaker[Session], directory: Directory, dialog: Dialog
+) -> None:
+    clock = Clock()
+    ids = _town(sessions, directory, Language.HE, clock)
+    with unit_of_work(sessions) as session:  # no check-in open: an ordinary day
+        for campaign in session.scalars(select(Campaign)):
+            session.delete(campaign)
+    resident = Chat(sessions, dialog, Channel.SMS, RESIDENT_PHONE, clock)
+    assert resident.send("צריך עזרה, נגמרו התרופות") == [t(Language.HE, "dispatch.ack.help")]
+    with sessions() as session:
+        alert = session.scalars(select(Alert)).one()
+        task = session.scalars(select(Task)).one()
+    assert (alert.kind, alert.need, alert.task_id) == (
+        AlertKind.HELP_REQUEST,
+        HelpNeed.MEDICINE,
+        task.id,
+    )
+    assert (task.volunteer_id, task.campaign_id) == (ids["buddy"], None)
+    # The officer's push by Telegram names the need and the words; the buddy's task does not.
+    push = _to(sessions, DANA_CHAT)[-1].text
+    assert t("he", "dispatch.need.medicine") in push and "נגמרו התרופות" in push
+    visit = _to(sessions, BUDDY_CHAT)[-1]
+    assert "תרופות" not in visit.text and visit.kind == "task"
+    Chat(sessions, dialog, Channel.TELEGRAM, BUDDY_CHAT, clock).send(button=f"t:{task.id}:accept")
+    alert = _alert_of(sessions, alert.id)
+    assert (alert.state, alert.owner_person_id) == (AlertState.TAKEN, ids["buddy"])
+    acks = [m.text for m in _to(sessions, RESIDENT_PHONE) if m.kind == "ack"]
+    assert acks[-1] == t(Language.HE, "dispatch.ack.help_taken", volunteer="Yossi")
+    # The buddy could not reach her: the alert is the officers' again, at once.
+    Chat(sessions, dialog, Channel.TELEGRAM, BUDDY_CHAT, clock).send(button=f"t:{task.id}:fail")
+    alert = _alert_of(sessions, alert.id)
+    assert (alert.state, alert.owner_person_id, alert.due_at) == (AlertState.OPEN, None, clock.now)
+
+
+def _alert_of(sessions: sessionmaker[Session], alert_id: int) -> Alert:
+    with sessions() as session:
+        alert = session.get(Alert, alert_id)
+        assert alert is not None
+        return alert
