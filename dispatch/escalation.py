@@ -147,8 +147,11 @@ def is_minor(person: Person, now: datetime) -> bool:
     return person.birth_year is not None and now.year - person.birth_year < ADULT_AGE
 
 
-def choose_visitor(session: Session, *, resident_id: int, now: datetime) -> Visitor | None:
-    """The resident's buddy (primary, then backup); a minor buddy's adult coordinator."""
+def choose_visitor(
+    session: Session, *, resident_id: int, now: datetime, exclude: frozenset[int] = frozenset()
+) -> Visitor | None:
+    """The resident's buddy (primary, then backup); a minor buddy's adult coordinator. Nobody in
+    ``exclude`` (the people who already went and could not reach the resident)."""
     assignments = session.scalars(
         select(BuddyAssignment)
         .where(
@@ -159,22 +162,26 @@ def choose_visitor(session: Session, *, resident_id: int, now: datetime) -> Visi
     ).all()
     for assignment in assignments:
         buddy = session.get(Person, assignment.volunteer_id)
-        if buddy is None or buddy.status != PersonStatus.ACTIVE:
+        if buddy is None or buddy.status != PersonStatus.ACTIVE or buddy.id in exclude:
             continue
         if not is_minor(buddy, now):
             if channel_for(session, buddy) != Channel.NONE:
                 return Visitor(person=buddy)
             continue
         coordinator = _adult_coordinator(session, member=buddy, now=now)
-        if coordinator is not None:
+        if coordinator is not None and coordinator.person.id not in exclude:
             return coordinator
     return None
 
 
-def resident_group_visitor(session: Session, *, resident: Person, now: datetime) -> Visitor | None:
+def resident_group_visitor(
+    session: Session, *, resident: Person, now: datetime, exclude: frozenset[int] = frozenset()
+) -> Visitor | None:
     """An adult coordinator of a group the resident belongs to (when they have no buddy)."""
     found = _adult_coordinator(session, member=resident, now=now)
-    return Visitor(person=found.person, group_id=found.group_id) if found else None
+    if found is None or found.person.id in exclude:
+        return None
+    return Visitor(person=found.person, group_id=found.group_id)
 
 
 def visitor_for(session: Session, *, person: Person, now: datetime) -> Visitor | None:
@@ -250,8 +257,12 @@ def send_visit(
     resident: Person,
     reason: TaskReason,
     now: datetime,
+    exclude: frozenset[int] = frozenset(),
 ) -> Task | None:
-    """A home-visit task for the resident's buddy, sent at once; an alert if nobody can go."""
+    """A home-visit task for the resident's buddy, sent at once; an alert if nobody can go.
+
+    ``exclude``: people who already went and could not reach the resident (the visit moves down
+    the ladder: backup buddy, a coordinator, then the officers)."""
     open_task = session.scalars(
         select(Task).where(
             Task.resident_id == resident.id,
@@ -263,9 +274,9 @@ def send_visit(
         if reason == TaskReason.HELP and open_task.reason != TaskReason.HELP:
             open_task.reason = TaskReason.HELP  # the visit is now for someone who asked for help
         return open_task
-    visitor = choose_visitor(session, resident_id=resident.id, now=now)
-    if visitor is None and reason == TaskReason.HELP:
-        visitor = resident_group_visitor(session, resident=resident, now=now)
+    visitor = choose_visitor(session, resident_id=resident.id, now=now, exclude=exclude)
+    if visitor is None and (reason == TaskReason.HELP or exclude):
+        visitor = resident_group_visitor(session, resident=resident, now=now, exclude=exclude)
     if visitor is None:
         raise_alert(
             session,
@@ -297,6 +308,25 @@ def send_visit(
         now=now,
     )
     return task
+
+
+def next_visit(session: Session, *, task: Task, now: datetime) -> Task | None:
+    """A visitor could not reach the resident: the visit goes to the next person on the ladder
+    who has not gone yet (None, with a "no buddy" alert, when nobody is left)."""
+    resident = session.get(Person, task.resident_id)
+    if resident is None or resident.status != PersonStatus.ACTIVE:
+        return None
+    went = frozenset(
+        session.scalars(
+            select(Task.volunteer_id).where(
+                Task.resident_id == task.resident_id, Task.campaign_id == task.campaign_id
+            )
+        )
+    )
+    campaign = session.get(Campaign, task.campaign_id) if task.campaign_id else None
+    return send_visit(
+        session, campaign=campaign, resident=resident, reason=task.reason, now=now, exclude=went
+    )
 
 
 def raise_alert(
@@ -575,7 +605,8 @@ def send_task_list(
     tasks: list[tuple[Task, Person, Person | None]],
     now: datetime,
 ) -> None:
-    """One task: the visit message with its three buttons. Several: one list, a button each."""
+    """One task: the visit message with its three buttons. Several: one list, with "done" and
+    "could not reach" for each visit (buttons, or two numbers each by SMS)."""
     from dispatch.campaigns import priority_for
 
     language = visitor.language
@@ -599,16 +630,25 @@ def send_task_list(
     lines = [campaign_text(campaign, language, "dispatch.task.list", group=title)]
     buttons: list[list[dict[str, str]]] = []
     channel = channel_for(session, visitor)
+    done, failed = t(language, "dispatch.task.done"), t(language, "dispatch.task.not_reached")
     for number, (task, resident, member) in enumerate(tasks, start=1):
         place = place_of(session, resident, language)
         with_member = f" ({member.name})" if member is not None and member.name else ""
         if channel == Channel.SMS:
-            # SMS: the numbered choices are the list itself ("2" marks task 2 done).
-            label = f"{resident.name or '?'}, {place}{with_member}"
+            # SMS: the numbered choices are the list itself, two for each visit ("3" marks the
+            # second visit done, "4" says it could not reach them).
+            label = f"{resident.name or '?'}, {place}{with_member}: {done}"
+            fail_label = f"{resident.name or '?'}: {failed}"
         else:
             lines.append(f"{number}. {resident.name or '?'}, {place}{with_member}")
             label = f"✓ {number}. {resident.name or '?'}"[:60]
-        buttons.append([{"text": label, "data": f"t:{task.id}:done"}])
+            fail_label = f"✗ {number}. {failed}"[:60]
+        buttons.append(
+            [
+                {"text": label, "data": f"t:{task.id}:done"},
+                {"text": fail_label, "data": f"t:{task.id}:fail"},
+            ]
+        )
     send_to(
         session,
         person=visitor,

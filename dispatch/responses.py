@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from config.i18n import t
 from dispatch.campaigns import MESSAGE_KINDS, marked
-from dispatch.escalation import raise_alert, send_to, send_visit
+from dispatch.escalation import next_visit, raise_alert, send_to, send_visit
 from dispatch.help import raise_help, tell_on_the_way, volunteer_accepted, volunteer_finished
 from dispatch.models import (
     Alert,
@@ -430,6 +430,7 @@ def _answer_task(
         )
     else:
         task.status = TaskStatus.NOT_REACHED
+        next_visit(session, task=task, now=now)
         raise_alert(
             session,
             campaign_id=task.campaign_id,
