@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from config.i18n import t
@@ -263,10 +263,14 @@ def send_visit(
 
     ``exclude``: people who already went and could not reach the resident (the visit moves down
     the ladder: backup buddy, a coordinator, then the officers)."""
+    # One visit at a time: the campaign's own, or any visit for help already under way.
+    same_visit = Task.campaign_id == (campaign.id if campaign else None)
+    if reason == TaskReason.HELP:
+        same_visit = or_(same_visit, Task.reason == TaskReason.HELP)
     open_task = session.scalars(
         select(Task).where(
             Task.resident_id == resident.id,
-            Task.campaign_id == (campaign.id if campaign else None),
+            same_visit,
             Task.status.in_((TaskStatus.OFFERED, TaskStatus.ACCEPTED)),
         )
     ).first()

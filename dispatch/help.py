@@ -92,17 +92,26 @@ def raise_help(
     detail: str | None = None,
 ) -> Alert:
     """A help alert for ``resident``, pushed at once to the first officer on duty (the caller
-    commits). A second call for the same open help adds nothing: the alert already has a timer."""
+    commits). While one is open or taken for them (two check-ins answered "help" at once, a
+    second message asking again), that one stands: the new words are added to it, and nobody
+    is pushed twice."""
     assert kind in HELP_KINDS
     existing = session.scalars(
-        select(Alert).where(
+        select(Alert)
+        .where(
             Alert.person_id == resident.id,
-            Alert.kind == kind,
-            Alert.campaign_id == (campaign.id if campaign else None),
+            Alert.kind.in_(HELP_KINDS),
             Alert.state.in_((AlertState.OPEN, AlertState.TAKEN)),
         )
+        .order_by(Alert.id.desc())
+        .limit(1)
     ).first()
-    if existing is not None and campaign is not None:
+    if existing is not None:
+        words = detail.strip() if detail else ""
+        if words and words not in (existing.detail or ""):
+            existing.detail = " | ".join(filter(None, [existing.detail, words]))[:500]
+        if existing.need in (None, HelpNeed.OTHER) and need not in (None, HelpNeed.OTHER):
+            existing.need = need
         return existing
     alert = Alert(
         campaign_id=campaign.id if campaign else None,
@@ -381,7 +390,6 @@ def _help_alert_for_task(session: Session, task: Task) -> Alert | None:
         .where(
             Alert.person_id == task.resident_id,
             Alert.kind.in_(HELP_KINDS),
-            Alert.campaign_id == task.campaign_id,
             Alert.state.in_((AlertState.OPEN, AlertState.TAKEN)),
         )
         .order_by(Alert.id.desc())

@@ -324,3 +324,60 @@ def test_help_asked_on_an_ordinary_day_is_recorded_in_every_language(
 def test_the_kind_of_help_is_read_from_the_words(text: str, need: HelpNeed) -> None:
     assert asks_for_help(text)
     assert (need_in(text) or HelpNeed.OTHER) == need
+
+
+@pytest.mark.parametrize("language", [Language.HE, Language.AR])
+def test_help_answers_every_open_check_in_once_and_a_closed_one_is_answered_honestly(
+    sessions: sessionmaker[Session],
+    authority: Authority,
+    dialog: Dialog,
+    clock: Clock,
+    language: Language,
+) -> None:
+    from dispatch.models import Task
+    from dispatch.reports import close_campaign
+    from registry.models import AssignmentStatus, BuddyAssignment
+
+    phone = "+972525550106"
+    person_id = _resident(sessions, authority, language, phone)
+    with unit_of_work(sessions) as session:
+        buddy = Person(
+            authority_id=authority.id,
+            name="Yossi Amar",
+            phone="+972525550107",
+            phone_kind=PhoneKind.MOBILE,
+            language=Language.HE,
+            channel=Channel.SMS,
+            source=Source.STAFF,
+            is_volunteer=True,
+            birth_year=1980,
+        )
+        session.add(buddy)
+        session.flush()
+        session.add(
+            BuddyAssignment(
+                resident_id=person_id,
+                volunteer_id=buddy.id,
+                rank=1,
+                status=AssignmentStatus.CONFIRMED,
+            )
+        )
+    chat = Chat(sessions, dialog, Channel.SMS, phone, clock)
+    _checkin(sessions, authority, clock)
+    _checkin(sessions, authority, clock)
+    assert len(chat.send(HELP_WORD[language])) == 1  # one acknowledgement
+    assert _answers(sessions, person_id) == [Answer.HELP, Answer.HELP]
+    with sessions() as session:
+        # One call for help: one alert, one visit, however many check-ins it answered.
+        assert len(session.scalars(select(Alert).where(Alert.kind == AlertKind.HELP)).all()) == 1
+        assert len(session.scalars(select(Task)).all()) == 1
+    # A new check-in, closed before she answers: her OK still counts, and she is told it ended.
+    campaign_id = _checkin(sessions, authority, clock)
+    with unit_of_work(sessions) as session:
+        from dispatch.models import Campaign
+
+        close_campaign(session, campaign=session.get_one(Campaign, campaign_id), now=clock.tick())
+    replies = chat.send("1")
+    drill = t(language, "dispatch.drill_marker")
+    assert replies == [f"{drill} {t(language, 'dispatch.ack.late_ok')}"]
+    assert _answers(sessions, person_id)[-1] == Answer.OK
