@@ -81,6 +81,20 @@ def _first(name: str | None) -> str:
 # --- raising and pushing -------------------------------------------------------------------------
 
 
+def open_help_alert(session: Session, *, resident_id: int) -> Alert | None:
+    """The resident's help alert that is still open or taken, if any (there is at most one)."""
+    return session.scalars(
+        select(Alert)
+        .where(
+            Alert.person_id == resident_id,
+            Alert.kind.in_(HELP_KINDS),
+            Alert.state.in_((AlertState.OPEN, AlertState.TAKEN)),
+        )
+        .order_by(Alert.id.desc())
+        .limit(1)
+    ).first()
+
+
 def raise_help(
     session: Session,
     *,
@@ -96,16 +110,7 @@ def raise_help(
     second message asking again), that one stands: the new words are added to it, and nobody
     is pushed twice."""
     assert kind in HELP_KINDS
-    existing = session.scalars(
-        select(Alert)
-        .where(
-            Alert.person_id == resident.id,
-            Alert.kind.in_(HELP_KINDS),
-            Alert.state.in_((AlertState.OPEN, AlertState.TAKEN)),
-        )
-        .order_by(Alert.id.desc())
-        .limit(1)
-    ).first()
+    existing = open_help_alert(session, resident_id=resident.id)
     if existing is not None:
         words = detail.strip() if detail else ""
         if words and words not in (existing.detail or ""):
@@ -384,23 +389,10 @@ def owner_name(session: Session, alert: Alert) -> str:
 # --- the volunteer sent to the resident ----------------------------------------------------------
 
 
-def _help_alert_for_task(session: Session, task: Task) -> Alert | None:
-    return session.scalars(
-        select(Alert)
-        .where(
-            Alert.person_id == task.resident_id,
-            Alert.kind.in_(HELP_KINDS),
-            Alert.state.in_((AlertState.OPEN, AlertState.TAKEN)),
-        )
-        .order_by(Alert.id.desc())
-        .limit(1)
-    ).first()
-
-
 def volunteer_accepted(session: Session, *, task: Task, volunteer: Person, now: datetime) -> None:
     """The volunteer accepted a help visit: an alert nobody had taken is theirs (it stops
     climbing); one an officer took stays the officer's."""
-    alert = _help_alert_for_task(session, task)
+    alert = open_help_alert(session, resident_id=task.resident_id)
     if alert is not None and alert.state == AlertState.OPEN:
         alert.state, alert.owner_person_id, alert.taken_at, alert.due_at = (
             AlertState.TAKEN,
@@ -415,7 +407,7 @@ def volunteer_finished(
 ) -> None:
     """The volunteer reported the help visit: done closes an alert that was theirs; "could not
     reach" gives it back to the officers at once (open again, climbing from the first)."""
-    alert = _help_alert_for_task(session, task)
+    alert = open_help_alert(session, resident_id=task.resident_id)
     if alert is None or alert.owner_person_id != volunteer.id:
         return
     if done:

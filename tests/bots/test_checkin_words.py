@@ -24,17 +24,12 @@ from bots.words import (
 )
 from config.i18n import t
 from config.languages import ALL_LANGUAGES, Language
-from dispatch.campaigns import Audience, start_campaign
 from dispatch.models import (
     Alert,
     AlertKind,
     Answer,
-    CampaignKind,
-    CampaignMode,
     CampaignRecipient,
     HelpNeed,
-    OutboxMessage,
-    OutboxStatus,
 )
 from registry.db import unit_of_work
 from registry.models import (
@@ -47,6 +42,7 @@ from registry.models import (
     Source,
 )
 from tests.bots.chat import Chat, Clock
+from tests.bots.test_inbound import _start_checkin
 
 # The single word for help in each language must count on its own (not only in a phrase).
 HELP_WORD = {
@@ -157,22 +153,6 @@ def _resident(
         return person.id
 
 
-def _checkin(sessions: sessionmaker[Session], authority: Authority, clock: Clock) -> int:
-    with unit_of_work(sessions) as session:
-        campaign = start_campaign(
-            session,
-            authority=session.get(Authority, authority.id),  # type: ignore[arg-type]
-            kind=CampaignKind.CHECKIN,
-            mode=CampaignMode.DRILL,
-            audience=Audience(residents_only=True),
-            started_by="test",
-            now=clock.tick(),
-        )
-        for row in session.scalars(select(OutboxMessage).where(OutboxMessage.kind != "reply")):
-            row.status = OutboxStatus.SENT
-        return campaign.id
-
-
 def _answers(sessions: sessionmaker[Session], person_id: int) -> list[Answer]:
     with sessions() as session:
         return list(
@@ -195,7 +175,7 @@ def test_a_single_help_word_answers_an_open_check_in_in_every_language(
     phone = "+972525550101"
     person_id = _resident(sessions, authority, language, phone)
     chat = Chat(sessions, dialog, Channel.SMS, phone, clock)
-    _checkin(sessions, authority, clock)
+    _start_checkin(sessions, authority, clock)
     replies = chat.send(HELP_WORD[language])
     drill = t(language, "dispatch.drill_marker")
     assert replies[0] == f"{drill} {t(language, 'dispatch.ack.help')}"
@@ -224,15 +204,15 @@ def test_ok_in_any_language_and_any_script_of_digits_answers_every_open_check_in
     phone = "+972525550102"
     person_id = _resident(sessions, authority, Language.HE, phone)
     chat = Chat(sessions, dialog, Channel.SMS, phone, clock)
-    _checkin(sessions, authority, clock)
-    _checkin(sessions, authority, clock)
+    _start_checkin(sessions, authority, clock)
+    _start_checkin(sessions, authority, clock)
     # Registered in Hebrew, answering in another language: both open check-ins are answered.
     replies = chat.send(OK_WORD[language])
     assert replies == [
         f"{t(Language.HE, 'dispatch.drill_marker')} {t(Language.HE, 'dispatch.ack.ok')}"
     ]
     assert _answers(sessions, person_id) == [Answer.OK, Answer.OK]
-    _checkin(sessions, authority, clock)
+    _start_checkin(sessions, authority, clock)
     assert chat.last is not None
     for typed in ("٢", "²"):  # "help" by its number, in another script's digits
         chat.send(typed)
@@ -265,7 +245,7 @@ def test_a_stop_word_of_another_language_stops_and_start_resumes(
         person = session.get(Person, person_id)
         assert person is not None
         person.telegram_chat_id = 555001
-    _checkin(sessions, authority, clock)  # stop words win even inside a check-in
+    _start_checkin(sessions, authority, clock)  # stop words win even inside a check-in
     assert chat.send(word) == [t(registered, "bot.stopped.done")]
     with sessions() as session:
         assert session.get(Person, person_id).status == PersonStatus.OPTED_OUT  # type: ignore[union-attr]
@@ -363,8 +343,8 @@ def test_help_answers_every_open_check_in_once_and_a_closed_one_is_answered_hone
             )
         )
     chat = Chat(sessions, dialog, Channel.SMS, phone, clock)
-    _checkin(sessions, authority, clock)
-    _checkin(sessions, authority, clock)
+    _start_checkin(sessions, authority, clock)
+    _start_checkin(sessions, authority, clock)
     assert len(chat.send(HELP_WORD[language])) == 1  # one acknowledgement
     assert _answers(sessions, person_id) == [Answer.HELP, Answer.HELP]
     with sessions() as session:
@@ -372,7 +352,7 @@ def test_help_answers_every_open_check_in_once_and_a_closed_one_is_answered_hone
         assert len(session.scalars(select(Alert).where(Alert.kind == AlertKind.HELP)).all()) == 1
         assert len(session.scalars(select(Task)).all()) == 1
     # A new check-in, closed before she answers: her OK still counts, and she is told it ended.
-    campaign_id = _checkin(sessions, authority, clock)
+    campaign_id = _start_checkin(sessions, authority, clock)
     with unit_of_work(sessions) as session:
         from dispatch.models import Campaign
 
