@@ -155,10 +155,11 @@ def test_help_list_shows_open_help_with_its_age_and_owner(
     factory: sessionmaker[Session] = sessions
     with unit_of_work(factory) as session:
         authority = session.scalars(select(Authority).where(Authority.code == "kiryat-tamar")).one()
-        resident = Person(
-            authority_id=authority.id, name="Miriam Cohen", channel=Channel.SMS, source=Source.STAFF
+        resident, other = (
+            Person(authority_id=authority.id, name=name, channel=Channel.SMS, source=Source.STAFF)
+            for name in ("Miriam Cohen", "Salma Khoury")
         )
-        session.add(resident)
+        session.add_all([resident, other])
         officer = add_staff(
             session,
             name="Dana Levi",
@@ -177,7 +178,7 @@ def test_help_list_shows_open_help_with_its_age_and_owner(
             need=HelpNeed.MEDICINE,
         )
         second = raise_help(
-            session, resident=resident, campaign=None, kind=AlertKind.HELP_REQUEST, now=utcnow()
+            session, resident=other, campaign=None, kind=AlertKind.HELP_REQUEST, now=utcnow()
         )
         handle(session, alert_id=second.id, action="take", member=officer, now=utcnow())
         ids = (first.id, second.id)
