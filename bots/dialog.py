@@ -393,10 +393,10 @@ class Dialog:
         if not folded:
             return None
         number = clean(text).rstrip(".)")
-        if number.isdigit():
+        if number.isdecimal():
             index = int(number) - 1
             return choices[index].value if 0 <= index < len(choices) else None
-        if folded.isdigit():
+        if folded.isdecimal():
             return None  # "-1", "#2": not clearly one of the numbers offered
         english = {c.value: fold(c.label) for c in self._choices(turn, step, Language.EN)}
         for choice in choices:

@@ -67,7 +67,7 @@ class Enrolled:
 
 def person_at(session: Session, channel: Channel, address: str) -> Person | None:
     """The live person a chat id or phone belongs to."""
-    if channel == Channel.TELEGRAM and address.lstrip("-").isdigit():
+    if channel == Channel.TELEGRAM and address.lstrip("-").isdecimal():
         key = Person.telegram_chat_id == int(address)
     else:
         key = Person.phone == address

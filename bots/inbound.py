@@ -7,7 +7,8 @@
    of its own, one sender's messages in the order they came:
 3. messages the bots do not act on (edited messages, group chats) stop here;
 4. :func:`route_to_dispatcher` may claim it: campaign answers belong to the dispatcher
-   (``dispatch.responses.take_campaign_reply``);
+   (``dispatch.responses.take_campaign_reply``); so does a request for help in words at any
+   time (:func:`route_help_request`, ``dispatch.help.request_help``);
 5. the sender's flood allowance is checked;
 6. the conversation engine answers, and the replies go to the outbox in the same transaction
    (one outbound path: the dispatcher's workers send them).
@@ -27,18 +28,30 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from bots import officers, render, staff_pin
-from bots.dialog import Dialog, Inbound
+from bots.dialog import Dialog, Inbound, Step
 from bots.enrolment import person_at
 from bots.flood import DEFAULT_POLICY, FloodPolicy, admit
 from bots.models import Conversation
 from bots.prompts import Prompt
-from bots.words import CARRIER_HELP, CARRIER_OPT_IN, CARRIER_OPT_OUT, command_in, fold
+from bots.words import (
+    CARRIER_HELP,
+    CARRIER_OPT_IN,
+    CARRIER_OPT_OUT,
+    Command,
+    asks_for_help,
+    checkin_answer,
+    clean,
+    command_in,
+    fold,
+    need_in,
+)
 from config.i18n import t
 from config.languages import DEFAULT_LANGUAGE, Language
 from config.settings import Settings
-from dispatch.models import InboundMessage, OutboxMessage, Priority
+from dispatch.help import request_help
+from dispatch.models import Answer, HelpNeed, InboundMessage, OutboxMessage, Priority
 from dispatch.outbox import enqueue
-from dispatch.responses import take_campaign_reply
+from dispatch.responses import has_open_checkin, take_campaign_reply
 from registry.bulk import table_of
 from registry.digests import sender_key
 from registry.errors import InvalidPhone
@@ -47,6 +60,8 @@ from registry.phones import normalise_phone
 from registry.staff import find_staff, verify_telegram
 
 CARRIER_WORDS = CARRIER_OPT_OUT | CARRIER_OPT_IN | CARRIER_HELP
+# Conversation steps that ask nothing: a word for "yes" there can only answer a check-in.
+AT_REST = frozenset({Step.NEW.value, Step.MENU.value})
 
 
 @dataclass(frozen=True)
@@ -185,7 +200,9 @@ def process(
     if staff is not None:
         stored.processed_at = now
         return Outcome(processed=True, replies=staff)
-    if route_to_dispatcher(session, delivery=delivery, inbox=stored, now=now):
+    if route_to_dispatcher(session, delivery=delivery, inbox=stored, now=now) or route_help_request(
+        session, delivery=delivery, inbox=stored, now=now
+    ):
         stored.processed_at = now
         return Outcome(processed=True)
 
@@ -246,7 +263,7 @@ def _staff(
         inbound.channel == Channel.TELEGRAM
         and inbound.contact_phone is not None
         and inbound.contact_is_sender
-        and inbound.address.lstrip("-").isdigit()
+        and inbound.address.lstrip("-").isdecimal()
     ):
         try:
             phone = normalise_phone(inbound.contact_phone, region=dialog.region)
@@ -321,11 +338,15 @@ def route_to_dispatcher(
     """Campaign answers go to the dispatcher before the conversation engine sees anything.
 
     Taken: Telegram buttons ``c:`` (check-ins) and ``t:`` (tasks), always (one from someone we
-    do not know is acknowledged and dropped rather than misread as a dialog answer); and text
-    from a registered person whose latest message from us was a campaign message (a check-in,
+    do not know is acknowledged and dropped rather than misread as a dialog answer); a word for
+    help in any language ("help", "עזרה", "مساعدة"...) while a check-in waits for the person's
+    answer, even when it is also a command or the carriers' HELP (which then gets the carriers'
+    answer too: help is never hidden behind a menu); a word for OK in any language while a
+    check-in waits and the person is not in the middle of a dialog question; and other text from
+    a registered person whose latest message from us was a campaign message (a check-in,
     reminder, task...), not a bot reply, so "1" after a check-in means "I'm OK" while "1" after
-    the bot's menu means the menu's first choice. Carrier keywords and bot commands always stay
-    with the bots: STOP must work whatever was sent last.
+    the bot's menu means the menu's first choice. Stop and start words always stay with the
+    bots: STOP must work whatever was sent last.
     """
     inbound = delivery.inbound
     button = inbound.button
@@ -338,10 +359,29 @@ def route_to_dispatcher(
                 session, person=person, channel=inbound.channel, callback_data=button, now=now
             )
         return True
-    text = inbound.text
-    if person is None or not text or not fold(text) or person.status == PersonStatus.OPTED_OUT:
+    text = clean(inbound.text)
+    folded = fold(text)
+    if person is None or not folded or person.status == PersonStatus.OPTED_OUT:
         return False  # an opted-out person's words (START, YES...) are for the bot
-    if fold(text) in CARRIER_WORDS or command_in(text, person.language) is not None:
+    command = command_in(text, person.language)
+    if folded in CARRIER_OPT_OUT | CARRIER_OPT_IN or (
+        command is not None and command[0] in (Command.STOP, Command.JOIN)
+    ):
+        return False
+    answer = checkin_answer(text)
+    waiting = answer is not None and has_open_checkin(session, person=person, now=now)
+    if waiting and answer == Answer.HELP:
+        inbox.person_id = person.id
+        take_campaign_reply(
+            session, person=person, channel=inbound.channel, text=text, answer=answer, now=now
+        )
+        if inbound.channel == Channel.SMS and folded in CARRIER_HELP:
+            # The carriers require HELP to be answered with who we are and how to stop.
+            language = person.language or DEFAULT_LANGUAGE
+            prompt = Prompt(text=t(language, "bot.help.sms"))
+            _send(session, inbound.channel, inbound.address, person.id, language, [prompt])
+        return True
+    if folded in CARRIER_WORDS or command is not None:
         return False
     latest = session.scalars(
         select(OutboxMessage.kind)
@@ -349,10 +389,55 @@ def route_to_dispatcher(
         .order_by(OutboxMessage.id.desc())
         .limit(1)
     ).first()
-    if latest is None or latest == "reply":
+    talking = latest is None or latest == "reply"
+    if waiting and answer == Answer.OK and (not talking or _at_rest(session, inbound)):
+        inbox.person_id = person.id
+        return take_campaign_reply(
+            session, person=person, channel=inbound.channel, text=text, answer=answer, now=now
+        )
+    if talking:
         return False  # they are talking with the bot
     inbox.person_id = person.id
-    return take_campaign_reply(session, person=person, channel=inbound.channel, text=text, now=now)
+    return take_campaign_reply(
+        session, person=person, channel=inbound.channel, text=text, answer=answer, now=now
+    )
+
+
+def route_help_request(
+    session: Session, *, delivery: Delivery, inbox: InboundMessage, now: datetime
+) -> bool:
+    """A registered resident asking for help in words outside any check-in ("צריך עזרה, נגמרו
+    התרופות") is recorded as a help request before the dialog sees it, whatever step it is at:
+    help is never answered with a menu. A command word alone ("help", "עזרה") stays the bot's."""
+    inbound = delivery.inbound
+    if inbound.button is not None or not asks_for_help(inbound.text):
+        return False
+    person = _known_person(session, inbound.channel, inbound.address)
+    text = clean(inbound.text)
+    if person is None or person.status != PersonStatus.ACTIVE:
+        return False
+    if fold(text) in CARRIER_WORDS or command_in(text, person.language) is not None:
+        return False
+    inbox.person_id = person.id
+    request_help(
+        session,
+        resident=person,
+        need=need_in(text) or HelpNeed.OTHER,
+        detail=text,
+        now=now,
+        channel=inbound.channel,
+    )
+    return True
+
+
+def _at_rest(session: Session, inbound: Inbound) -> bool:
+    """Whether the person's conversation asks nothing now (a "yes" then answers no question)."""
+    step = session.scalar(
+        select(Conversation.step).where(
+            Conversation.channel == inbound.channel, Conversation.address == inbound.address
+        )
+    )
+    return step is None or step in AT_REST
 
 
 def _known_person(session: Session, channel: Channel, address: str) -> Person | None:

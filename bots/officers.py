@@ -25,14 +25,16 @@ from sqlalchemy.orm.attributes import flag_modified
 
 from bots.models import Conversation
 from bots.prompts import Choice, Prompt, Request
-from bots.words import CARRIER_HELP, CARRIER_OPT_IN, CARRIER_OPT_OUT, fold
+from bots.words import CARRIER_HELP, CARRIER_OPT_IN, CARRIER_OPT_OUT, clean, fold, number_in
 from config.i18n import t
 from config.languages import DEFAULT_LANGUAGE, Language
 from config.profile import Profile
 from config.settings import Settings
 from dispatch import escalation
+from dispatch import help as help_alerts
 from dispatch.campaigns import Audience, CampaignError, start_campaign
 from dispatch.estimate import Estimate, estimate_campaign, quiet_hours_of
+from dispatch.help import ALERT_BUTTON, AlertAction
 from dispatch.models import (
     Answer,
     Campaign,
@@ -40,12 +42,14 @@ from dispatch.models import (
     CampaignMode,
     CampaignRecipient,
     CampaignStatus,
+    OutboxMessage,
     Priority,
     Task,
     TaskStatus,
 )
 from dispatch.reports import close_campaign, live_status
 from dispatch.segments import count_segments
+from dispatch.senders import choice_from_reply
 from registry.models import Authority, Channel, GroupMember, Person, PersonStatus, Zone
 from registry.staff import (
     CoordinatedGroup,
@@ -67,7 +71,12 @@ COMMANDS: dict[str, StaffAction] = {
     "/unreached": StaffAction.VIEW_UNREACHED,
     "/close": StaffAction.CLOSE_CAMPAIGN,
     "/tasks": StaffAction.MANAGE_GROUP_TASKS,
+    "/take": StaffAction.HANDLE_HELP,
+    "/done": StaffAction.HANDLE_HELP,
+    "/failed": StaffAction.HANDLE_HELP,
 }
+# A help alert's actions, typed: "/take 12", "/done 12", "/failed 12".
+ALERT_COMMANDS = {"/take": AlertAction.TAKE, "/done": AlertAction.DONE, "/failed": AlertAction.FAIL}
 # Also a resident's own command (their status and menu): staff's only when staff send it.
 SHARED_WITH_BOTS = frozenset({"/status"})
 MAX_SMS_SEGMENTS = 3
@@ -145,7 +154,12 @@ def claims(
         state = conversation.draft.get(STATE) if conversation is not None else None
         in_flow = isinstance(state, dict) and bool(state.get("step"))
         # STOP and HELP always belong to the bots, whatever the officer was doing.
-        return in_flow and not (text and fold(text) in CARRIER_WORDS)
+        if text and fold(text) in CARRIER_WORDS:
+            return False
+        return (
+            in_flow
+            or _pushed_alert(session, channel=channel, address=address, text=text) is not None
+        )
     if command in SHARED_WITH_BOTS:
         return find_staff(session, channel=channel, address=address) is not None
     return True
@@ -184,6 +198,10 @@ def respond(
     language = conversation.language or DEFAULT_LANGUAGE
     desk = Desk(session, conversation, channel, address, language, profile, settings, now, [])
     member = find_staff(session, channel=channel, address=address)
+    on_alert = _alert_action(desk, command, answer, text)
+    if on_alert is not None:
+        _on_alert(desk, member, *on_alert)
+        return desk.replies
     authority = _authority_of(session, member)
     in_tasks = command is None and answer is None and desk.state.get("step") in ("task", "give")
     if command == "/tasks" or (answer or "").startswith(("task", "give")) or in_tasks:
@@ -217,6 +235,124 @@ def respond(
     else:
         _answer(desk, member, authority, answer, text)
     return desk.replies
+
+
+# --- help alerts: take, done, could not help ----------------------------------------------------
+
+
+def _pushed_alert(
+    session: Session, *, channel: Channel, address: str, text: str | None
+) -> str | None:
+    """The button an SMS number answers when the latest message with choices to this staff phone
+    was a help alert's push ("1" takes it); None otherwise. Messages without choices in between
+    (the PIN prompt that held this very number) do not hide the push."""
+    if number_in(text) is None or find_staff(session, channel=channel, address=address) is None:
+        return None
+    recent = session.scalars(
+        select(OutboxMessage)
+        .where(OutboxMessage.channel == channel, OutboxMessage.address == address)
+        .order_by(OutboxMessage.id.desc())
+        .limit(5)
+    )
+    latest = next((message for message in recent if message.buttons), None)
+    if latest is None or latest.kind != "alert":
+        return None
+    return choice_from_reply(clean(text), latest.buttons)
+
+
+def _alert_action(
+    desk: Desk, command: str | None, answer: str | None, text: str | None
+) -> tuple[int | None, str] | None:
+    """(alert id, action) when the message acts on a help alert: its button, its number by SMS,
+    or a typed ``/take 12``."""
+    if command in ALERT_COMMANDS:
+        _, _, argument = (text or "").strip().partition(" ")
+        return number_in(argument), ALERT_COMMANDS[command]
+    data: str | None = None
+    if answer is not None and answer.startswith("alert:"):
+        data = answer.removeprefix("alert:")
+    elif command is None and answer is None:
+        if desk.state.get("step") == "alert":
+            offered, typed = desk.state.get("offered") or [], number_in(text)
+            if typed is not None and 1 <= typed <= len(offered):
+                data = offered[typed - 1]
+        else:
+            pushed = _pushed_alert(
+                desk.session, channel=desk.channel, address=desk.address, text=text
+            )
+            data = pushed.removeprefix(f"{ALERT_BUTTON}:") if pushed else None
+    if data is None:
+        return None
+    alert_id, _, action = data.partition(":")
+    return (int(alert_id) if alert_id.isdecimal() else None), action
+
+
+def _on_alert(desk: Desk, member: StaffMember | None, alert_id: int | None, action: str) -> None:
+    found = help_alerts.resident_of(desk.session, alert_id) if alert_id is not None else None
+    desk.keep({"campaign": desk.state.get("campaign")} if desk.state.get("campaign") else None)
+    if found is None:
+        return desk.replies.append(Prompt(text=t(desk.language, "dispatch.alert.gone")))
+    alert, resident = found
+    try:
+        member = authorize(
+            desk.session,
+            channel=desk.channel,
+            address=desk.address,
+            action=StaffAction.HANDLE_HELP,
+            authority_id=resident.authority_id,
+            now=desk.now,
+        )
+    except NotAuthorized:
+        return desk.refuse(member)
+    handled = help_alerts.handle(
+        desk.session, alert_id=alert.id, action=action, member=member, now=desk.now
+    )
+    text = t(
+        desk.language,
+        f"dispatch.alert.{handled.key}",
+        alert=alert.id,
+        name=resident.name or "?",
+        place=escalation.place_of(desk.session, resident, desk.language),
+        phone=resident.phone or "-",
+        owner=handled.owner or "?",
+    )
+    if handled.key != "yours":
+        return desk.replies.append(Prompt(text=text))
+    choices = (
+        Choice(f"{alert.id}:{AlertAction.DONE}", t(desk.language, "dispatch.alert.done")),
+        Choice(f"{alert.id}:{AlertAction.FAIL}", t(desk.language, "dispatch.alert.fail")),
+    )
+    desk.keep(
+        {
+            "step": "alert",
+            "offered": [c.value for c in choices],
+            "campaign": desk.state.get("campaign"),
+        }
+    )
+    desk.replies.append(Prompt(text=text, step=f"{PREFIX}alert", choices=choices))
+
+
+def _open_help(desk: Desk, authority: Authority) -> None:
+    """Open help of the authority, oldest first, with its age and owner (nothing when none)."""
+    rows = help_alerts.open_help(
+        desk.session, authority_id=authority.id, now=desk.now, language=desk.language
+    )
+    if not rows:
+        return None
+    head = t(desk.language, "dispatch.alert.list_head", count=len(rows))
+    lines = [
+        t(
+            desk.language,
+            "dispatch.alert.list_line",
+            alert=row.alert_id,
+            name=row.resident,
+            zone=row.zone,
+            age=duration(desk.language, row.age_seconds),
+            owner=row.owner or t(desk.language, "dispatch.alert.nobody"),
+        )
+        for row in rows
+    ]
+    desk.replies.append(Prompt(text=fitting(desk, head, lines)))
 
 
 def _authority_of(session: Session, member: StaffMember | None) -> Authority | None:
@@ -282,9 +418,10 @@ def _pick(desk: Desk, step: str, choices: list[str], answer: str | None, text: s
     if answer is not None:
         answered_step, _, value = answer.partition(":")
         return value if answered_step == step and value in choices else ""
+    number = number_in(text)
+    if number is not None and 1 <= number <= len(choices):
+        return choices[number - 1]
     typed = (text or "").strip().lower()
-    if typed.isdigit() and 1 <= int(typed) <= len(choices):
-        return choices[int(typed) - 1]
     return typed if typed in choices else ""
 
 
@@ -322,10 +459,10 @@ def _answer(
             if not (answered_step == "zones" and value == "done" and chosen):
                 return _ask_zones(desk, authority, sorted(chosen))
         else:  # SMS: the zones' numbers, e.g. "1 3"
-            numbers = (text or "").replace(",", " ").split()
-            if not numbers or not all(n.isdigit() and 1 <= int(n) <= len(codes) for n in numbers):
+            numbers = [number_in(n) for n in (text or "").replace(",", " ").split()]
+            if not numbers or not all(n is not None and 1 <= n <= len(codes) for n in numbers):
                 return _ask_zones(desk, authority, sorted(chosen))
-            chosen = {codes[int(n) - 1] for n in numbers}
+            chosen = {codes[n - 1] for n in numbers if n is not None}
         state["zones"] = sorted(chosen)
         state["step"] = "template"
         desk.keep(state)
@@ -461,6 +598,11 @@ def _current(desk: Desk, authority: Authority, *, active_only: bool = False) -> 
 
 
 def _status(desk: Desk, authority: Authority) -> None:
+    _campaign_status(desk, authority)
+    _open_help(desk, authority)
+
+
+def _campaign_status(desk: Desk, authority: Authority) -> None:
     campaign = _current(desk, authority)
     if campaign is None:
         return desk.say("no_campaign")
@@ -614,13 +756,13 @@ def _tasks(
     state = desk.state
     if answer is None and command is None and state.get("step") in ("task", "give"):
         # By SMS: the number of a choice in the list we sent last.
-        offered, typed = state.get("offered") or [], (text or "").strip()
-        if not (typed.isdigit() and 1 <= int(typed) <= len(offered)):
+        offered, typed = state.get("offered") or [], number_in(text)
+        if typed is None or not 1 <= typed <= len(offered):
             desk.keep({"campaign": state.get("campaign")})
             return desk.say("tasks.gone")
-        step, value = state["step"], offered[int(typed) - 1]
+        step, value = state["step"], offered[typed - 1]
     named = value.partition("-")[0] if step in ("task", "give") else ""
-    if named.isdigit() and _outside(desk.session, int(named), allowed):
+    if named.isdecimal() and _outside(desk.session, int(named), allowed):
         # A task outside what this member manages (a forged or stale button): refused, and
         # audited as refused whatever the groups they do manage.
         record_refusal(
@@ -635,13 +777,13 @@ def _tasks(
         )
         desk.keep({"campaign": state.get("campaign")})
         return desk.refuse(member)
-    if step == "task" and value.isdigit() and int(value) in tasks:
+    if step == "task" and value.isdecimal() and int(value) in tasks:
         return _ask_member(desk, tasks[int(value)], allowed)
     if step == "give":
         task_id, _, person_id = value.partition("-")
-        task = tasks.get(int(task_id)) if task_id.isdigit() else None
+        task = tasks.get(int(task_id)) if task_id.isdecimal() else None
         desk.keep({"campaign": state.get("campaign")})
-        if task is not None and person_id.isdigit():
+        if task is not None and person_id.isdecimal():
             return _give(desk, task, int(person_id), allowed)
         return desk.say("tasks.gone")
     if not tasks:

@@ -83,7 +83,7 @@ class SmsWebhooks:
         if not sid or not state:
             return Response(status_code=400)
         code = params.get("ErrorCode", "")
-        error_code = int(code) if code.isdigit() else None
+        error_code = int(code) if code.isdecimal() else None
         await run_in_threadpool(self._record_status, sid, state, error_code)
         return Response(status_code=200)
 

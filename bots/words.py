@@ -1,8 +1,11 @@
 """Understanding what people type: normalising text and recognising commands and keywords.
 
 A keyword is recognised in the person's language and, always, in English (many phones and many
-people fall back to Latin letters). Carrier-standard SMS keywords (STOP, START, HELP...) are a
-protocol, not text for people, so they are constants here rather than catalog entries.
+people fall back to Latin letters). Stop and start words, and the answers to a check-in ("OK",
+"help"), are recognised in every language for everyone: a resident registered in Hebrew who
+writes "СТОП" or "مساعدة" means it. The word lists live in the message catalogs
+(``bot.words.*``). Carrier-standard SMS keywords (STOP, START, HELP...) are a protocol, not text
+for people, so they are constants here rather than catalog entries.
 
 Digits of every script are read as ASCII digits (:func:`ascii_digits`, applied by :func:`clean`),
 so "٣", "３" and "²" are numbers wherever a number is expected.
@@ -13,9 +16,11 @@ from __future__ import annotations
 import re
 import unicodedata
 from enum import StrEnum
+from functools import cache
 
 from config.i18n import t
 from config.languages import ALL_LANGUAGES, Language
+from dispatch.models import Answer, HelpNeed
 
 # Bidi controls, zero-width and other invisible characters that phones and chat apps add.
 _INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff\u00ad]")
@@ -42,6 +47,11 @@ class Word(StrEnum):
     NONE = "none"
     DONE = "done"
     SKIP = "skip"
+
+
+# Commands understood in every language, whatever the person's own: nobody may be kept on a list
+# because they wrote "stop" in the "wrong" language.
+EVERY_LANGUAGE = frozenset({Command.STOP, Command.JOIN})
 
 
 # The words every US/UK carrier and Twilio's Advanced Opt-Out treat specially. On SMS they win
@@ -91,21 +101,31 @@ def fold(text: str | None) -> str:
     return " ".join(kept.split())
 
 
-def _words(language: Language, key: str) -> set[str]:
-    return {fold(word) for word in t(language, f"bot.words.{key}").split(",") if fold(word)}
+@cache
+def _words(language: Language, key: str) -> frozenset[str]:
+    return frozenset(
+        fold(word) for word in t(language, f"bot.words.{key}").split(",") if fold(word)
+    )
 
 
-def words_for(language: Language, key: str) -> set[str]:
+def number_in(text: str | None) -> int | None:
+    """The number a person typed ("3", "٣", "３", "3."), or None: the one way user text becomes an int."""
+    typed = clean(text).rstrip(".)")
+    return int(typed) if typed.isascii() and typed.isdigit() else None
+
+
+def words_for(language: Language, key: str) -> frozenset[str]:
     """The folded spellings of a keyword in ``language`` and in English."""
     return _words(language, key) | _words(Language.EN, key)
 
 
-def all_words(key: str) -> set[str]:
+@cache
+def all_words(key: str) -> frozenset[str]:
     """The folded spellings of a keyword in every language (for people whose language we don't know)."""
     found: set[str] = set()
     for language in ALL_LANGUAGES:
         found |= _words(language, key)
-    return found
+    return frozenset(found)
 
 
 def command_in(text: str | None, language: Language | None) -> tuple[Command, str] | None:
@@ -123,7 +143,10 @@ def command_in(text: str | None, language: Language | None) -> tuple[Command, st
     if not folded or len(folded) > 40:
         return None
     for command in Command:
-        spellings = words_for(language, command.value) if language else all_words(command.value)
+        if language is None or command in EVERY_LANGUAGE:
+            spellings = all_words(command.value)
+        else:
+            spellings = words_for(language, command.value)
         if folded in spellings:
             return command, ""
     return None
@@ -146,4 +169,56 @@ def language_of(text: str | None) -> Language | None:
     for language in ALL_LANGUAGES:
         if any(folded in _words(language, c.value) for c in Command):
             return language
+    return None
+
+
+def checkin_answer(text: str | None) -> Answer | None:
+    """What a typed answer to a check-in says, in any language: OK, help, or None (not a word of
+    either). A text that contains a way of asking for help ("need help, my medicine ran out")
+    is a request for help: better an officer reads one too many than misses one."""
+    folded = fold(text)
+    if not folded:
+        return None
+    if asks_for_help(text):
+        return Answer.HELP
+    if folded in all_words("ok"):
+        return Answer.OK
+    return None
+
+
+def asks_for_help(text: str | None) -> bool:
+    """Whether ``text`` is, or contains as whole words, a way of asking for help in any language."""
+    folded = fold(text)
+    if not folded:
+        return False
+    padded = f" {folded} "
+    return any(f" {phrase} " in padded for phrase in all_words("need_help"))
+
+
+# The catalog key of each kind of help a request may name (``bot.words.need_*`` word stems).
+NEED_STEMS = {
+    HelpNeed.MEDICINE: "need_medicine",
+    HelpNeed.FOOD: "need_food",
+    HelpNeed.TRANSPORT: "need_transport",
+    HelpNeed.POWER: "need_power",
+    HelpNeed.CHECK_ON_ME: "need_check",
+}
+PREFIX_LETTERS = 2  # Hebrew and Arabic glue "the", "and", "to" to the word: "התרופות", "والدواء"
+
+
+def need_in(text: str | None) -> HelpNeed | None:
+    """The kind of help a request names ("נגמרו התרופות" → medicine), in any language, or None.
+
+    Stems match the start of a word; in a script other than Latin also after a one- or
+    two-letter prefix."""
+    words = fold(text).split()
+    for need, key in NEED_STEMS.items():
+        for stem in all_words(key):
+            if " " in stem:
+                if f" {stem}" in f" {' '.join(words)}":
+                    return need
+                continue
+            reach = 0 if stem.isascii() else PREFIX_LETTERS
+            if any(0 <= word.find(stem) <= reach for word in words):
+                return need
     return None

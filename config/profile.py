@@ -67,12 +67,35 @@ class QuietHours(_Strict):
         return moment >= self.start or moment < self.end
 
 
+class Timings(_Strict):
+    """How long the dispatcher waits, per authority, in minutes (``hosen campaign start`` flags
+    override the ladder's for one campaign).
+
+    The check-in ladder: a reminder after ``reminder``, a buddy's home visit after ``visit``, the
+    officer's unreached list after ``unreached`` (all counted from the start). A help alert nobody
+    has taken goes to the next officer on duty after ``alert_climb``, and after as long again to
+    all of them.
+    """
+
+    reminder: int = Field(default=15, ge=1)
+    visit: int = Field(default=45, ge=1)
+    unreached: int = Field(default=120, ge=1)
+    alert_climb: int = Field(default=10, ge=1)
+
+    @model_validator(mode="after")
+    def _in_order(self) -> Self:
+        if not self.reminder < self.visit < self.unreached:
+            raise ValueError("timings: reminder < visit < unreached")
+        return self
+
+
 class AuthorityProfile(_Strict):
     code: Code
     names: Names
     zones: list[ZoneProfile] = Field(min_length=1)
     shelters: list[ShelterProfile] = []
     quiet_hours: QuietHours = QuietHours()
+    timings: Timings = Timings()
 
     @model_validator(mode="after")
     def _shelters_in_known_zones(self) -> Self:

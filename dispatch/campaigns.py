@@ -106,6 +106,15 @@ class Ladder:
         if not (self.reminder_after < self.visit_after < self.unreached_after):
             raise CampaignError("the ladder must grow: reminder < visit < unreached")
 
+    @classmethod
+    def of(cls, authority: Authority) -> Ladder:
+        """The authority's own ladder (its profile's ``timings``)."""
+        return cls(
+            reminder_after=timedelta(seconds=authority.reminder_after),
+            visit_after=timedelta(seconds=authority.visit_after),
+            unreached_after=timedelta(seconds=authority.unreached_after),
+        )
+
 
 @dataclass
 class Recipient:
@@ -301,7 +310,7 @@ def start_campaign(
         raise CampaignError("an announcement needs its text")
     if kind != CampaignKind.ANNOUNCEMENT and text:
         raise CampaignError("only an announcement takes a text; check-ins use the catalog")
-    ladder = ladder or Ladder()
+    ladder = ladder or Ladder.of(authority)
     campaign = Campaign(
         authority_id=authority.id,
         kind=kind,

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from config.i18n import t
@@ -147,8 +147,11 @@ def is_minor(person: Person, now: datetime) -> bool:
     return person.birth_year is not None and now.year - person.birth_year < ADULT_AGE
 
 
-def choose_visitor(session: Session, *, resident_id: int, now: datetime) -> Visitor | None:
-    """The resident's buddy (primary, then backup); a minor buddy's adult coordinator."""
+def choose_visitor(
+    session: Session, *, resident_id: int, now: datetime, exclude: frozenset[int] = frozenset()
+) -> Visitor | None:
+    """The resident's buddy (primary, then backup); a minor buddy's adult coordinator. Nobody in
+    ``exclude`` (the people who already went and could not reach the resident)."""
     assignments = session.scalars(
         select(BuddyAssignment)
         .where(
@@ -159,16 +162,26 @@ def choose_visitor(session: Session, *, resident_id: int, now: datetime) -> Visi
     ).all()
     for assignment in assignments:
         buddy = session.get(Person, assignment.volunteer_id)
-        if buddy is None or buddy.status != PersonStatus.ACTIVE:
+        if buddy is None or buddy.status != PersonStatus.ACTIVE or buddy.id in exclude:
             continue
         if not is_minor(buddy, now):
             if channel_for(session, buddy) != Channel.NONE:
                 return Visitor(person=buddy)
             continue
         coordinator = _adult_coordinator(session, member=buddy, now=now)
-        if coordinator is not None:
+        if coordinator is not None and coordinator.person.id not in exclude:
             return coordinator
     return None
+
+
+def resident_group_visitor(
+    session: Session, *, resident: Person, now: datetime, exclude: frozenset[int] = frozenset()
+) -> Visitor | None:
+    """An adult coordinator of a group the resident belongs to (when they have no buddy)."""
+    found = _adult_coordinator(session, member=resident, now=now)
+    if found is None or found.person.id in exclude:
+        return None
+    return Visitor(person=found.person, group_id=found.group_id)
 
 
 def visitor_for(session: Session, *, person: Person, now: datetime) -> Visitor | None:
@@ -201,12 +214,14 @@ def _adult_coordinator(session: Session, *, member: Person, now: datetime) -> Vi
     return None
 
 
-def place_of(session: Session, resident: Person) -> str:
-    """Where to go: the address, or at least the zone's name."""
-    if resident.address:
+def place_of(
+    session: Session, resident: Person, language: Language | str, *, address: bool = True
+) -> str:
+    """Where to go: the address, or at least the zone's name in the reader's language."""
+    if address and resident.address:
         return resident.address
     zone = session.get(Zone, resident.zone_id) if resident.zone_id else None
-    return zone.name if zone else "?"
+    return zone.name_in(language) if zone else "?"
 
 
 def task_buttons(language: Language, task_id: int) -> list[list[dict[str, str]]]:
@@ -223,7 +238,7 @@ def visit_text(
     session: Session, *, campaign: Campaign | None, visitor: Visitor, resident: Person
 ) -> str:
     language = visitor.person.language
-    params = {"name": resident.name or "?", "address": place_of(session, resident)}
+    params = {"name": resident.name or "?", "address": place_of(session, resident, language)}
     if visitor.member is not None:
         return campaign_text(
             campaign,
@@ -242,12 +257,20 @@ def send_visit(
     resident: Person,
     reason: TaskReason,
     now: datetime,
+    exclude: frozenset[int] = frozenset(),
 ) -> Task | None:
-    """A home-visit task for the resident's buddy, sent at once; an alert if nobody can go."""
+    """A home-visit task for the resident's buddy, sent at once; an alert if nobody can go.
+
+    ``exclude``: people who already went and could not reach the resident (the visit moves down
+    the ladder: backup buddy, a coordinator, then the officers)."""
+    # One visit at a time: the campaign's own, or any visit for help already under way.
+    same_visit = Task.campaign_id == (campaign.id if campaign else None)
+    if reason == TaskReason.HELP:
+        same_visit = or_(same_visit, Task.reason == TaskReason.HELP)
     open_task = session.scalars(
         select(Task).where(
             Task.resident_id == resident.id,
-            Task.campaign_id == (campaign.id if campaign else None),
+            same_visit,
             Task.status.in_((TaskStatus.OFFERED, TaskStatus.ACCEPTED)),
         )
     ).first()
@@ -255,7 +278,9 @@ def send_visit(
         if reason == TaskReason.HELP and open_task.reason != TaskReason.HELP:
             open_task.reason = TaskReason.HELP  # the visit is now for someone who asked for help
         return open_task
-    visitor = choose_visitor(session, resident_id=resident.id, now=now)
+    visitor = choose_visitor(session, resident_id=resident.id, now=now, exclude=exclude)
+    if visitor is None and (reason == TaskReason.HELP or exclude):
+        visitor = resident_group_visitor(session, resident=resident, now=now, exclude=exclude)
     if visitor is None:
         raise_alert(
             session,
@@ -287,6 +312,25 @@ def send_visit(
         now=now,
     )
     return task
+
+
+def next_visit(session: Session, *, task: Task, now: datetime) -> Task | None:
+    """A visitor could not reach the resident: the visit goes to the next person on the ladder
+    who has not gone yet (None, with a "no buddy" alert, when nobody is left)."""
+    resident = session.get(Person, task.resident_id)
+    if resident is None or resident.status != PersonStatus.ACTIVE:
+        return None
+    went = frozenset(
+        session.scalars(
+            select(Task.volunteer_id).where(
+                Task.resident_id == task.resident_id, Task.campaign_id == task.campaign_id
+            )
+        )
+    )
+    campaign = session.get(Campaign, task.campaign_id) if task.campaign_id else None
+    return send_visit(
+        session, campaign=campaign, resident=resident, reason=task.reason, now=now, exclude=went
+    )
 
 
 def raise_alert(
@@ -565,7 +609,8 @@ def send_task_list(
     tasks: list[tuple[Task, Person, Person | None]],
     now: datetime,
 ) -> None:
-    """One task: the visit message with its three buttons. Several: one list, a button each."""
+    """One task: the visit message with its three buttons. Several: one list, with "done" and
+    "could not reach" for each visit (buttons, or two numbers each by SMS)."""
     from dispatch.campaigns import priority_for
 
     language = visitor.language
@@ -589,16 +634,25 @@ def send_task_list(
     lines = [campaign_text(campaign, language, "dispatch.task.list", group=title)]
     buttons: list[list[dict[str, str]]] = []
     channel = channel_for(session, visitor)
+    done, failed = t(language, "dispatch.task.done"), t(language, "dispatch.task.not_reached")
     for number, (task, resident, member) in enumerate(tasks, start=1):
-        place = place_of(session, resident)
+        place = place_of(session, resident, language)
         with_member = f" ({member.name})" if member is not None and member.name else ""
         if channel == Channel.SMS:
-            # SMS: the numbered choices are the list itself ("2" marks task 2 done).
-            label = f"{resident.name or '?'}, {place}{with_member}"
+            # SMS: the numbered choices are the list itself, two for each visit ("3" marks the
+            # second visit done, "4" says it could not reach them).
+            label = f"{resident.name or '?'}, {place}{with_member}: {done}"
+            fail_label = f"{resident.name or '?'}: {failed}"
         else:
             lines.append(f"{number}. {resident.name or '?'}, {place}{with_member}")
             label = f"✓ {number}. {resident.name or '?'}"[:60]
-        buttons.append([{"text": label, "data": f"t:{task.id}:done"}])
+            fail_label = f"✗ {number}. {failed}"[:60]
+        buttons.append(
+            [
+                {"text": label, "data": f"t:{task.id}:done"},
+                {"text": fail_label, "data": f"t:{task.id}:fail"},
+            ]
+        )
     send_to(
         session,
         person=visitor,

@@ -24,6 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+import registry.staff  # noqa: F401  (the staff table a help alert's owner refers to)
 from registry.db import Base, JSONType, UTCDateTime, utcnow
 from registry.models import Channel, enum_type
 
@@ -316,17 +317,48 @@ class Task(Base):
 
 
 class AlertKind(StrEnum):
-    HELP = "help"  # a resident answered "I need help"
+    HELP = "help"  # a resident answered a check-in "I need help"
+    HELP_REQUEST = "help_request"  # a resident asked for help outside any check-in
     UNREACHED = "unreached"  # the ladder ran out
     FREE_TEXT = "free_text"  # an answer a person must read
     NO_BUDDY = "no_buddy"  # a visit was needed and nobody could be given the task
     NOT_REACHED = "not_reached"  # the volunteer went and could not reach the resident
 
 
+# Alerts that are pushed to the officers on duty, owned, and climb while nobody takes them.
+HELP_KINDS = (AlertKind.HELP, AlertKind.HELP_REQUEST)
+
+
+class AlertState(StrEnum):
+    OPEN = "open"  # nobody has taken it yet (a help alert climbs while it stays open)
+    TAKEN = "taken"  # an officer took it, or the volunteer sent to the resident accepted
+    DONE = "done"
+    FAILED = "failed"  # "could not help": the officer closed it without helping
+
+
+class HelpNeed(StrEnum):
+    """What a resident asking for help needs (a help request's kind)."""
+
+    MEDICINE = "medicine"
+    FOOD = "food"
+    TRANSPORT = "transport"
+    POWER = "power"  # electricity for a medical device
+    CHECK_ON_ME = "check_on_me"
+    OTHER = "other"
+
+
 class Alert(Base):
-    """Something an officer must look at now: the officer's list in ``hosen campaign status``."""
+    """Something an officer must look at now: the officer's list in ``hosen campaign status``.
+
+    A help alert (``HELP_KINDS``) is also owned: it is pushed to the officers on duty, ``state``
+    says whether somebody has it, ``owner_staff_id`` (an officer) or ``owner_person_id`` (the
+    volunteer who accepted the visit) who, and ``due_at`` is its climbing timer: when it passes
+    with the alert still open, the sweep sends it to the next officer (``climb`` counts the
+    rungs already pushed), and then to all of them.
+    """
 
     __tablename__ = "officer_alert"
+    __table_args__ = (Index("ix_officer_alert_due", "state", "due_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     campaign_id: Mapped[int | None] = mapped_column(
@@ -337,6 +369,20 @@ class Alert(Base):
     task_id: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    state: Mapped[AlertState] = mapped_column(
+        enum_type(AlertState), default=AlertState.OPEN, server_default=AlertState.OPEN.value
+    )
+    owner_staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
+    owner_person_id: Mapped[int | None] = mapped_column(
+        ForeignKey("person.id", ondelete="SET NULL")
+    )
+    taken_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    climb: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    need: Mapped[HelpNeed | None] = mapped_column(enum_type(HelpNeed))
+    # The resident's own words with a help answer or request: for the officer on Telegram or the
+    # console, never in an SMS (it may be health data).
+    detail: Mapped[str | None] = mapped_column(String(500))
 
 
 class DrillSchedule(Base):

@@ -17,6 +17,7 @@ from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
 from dispatch.models import (
+    HELP_KINDS,
     Alert,
     AlertKind,
     Answer,
@@ -163,9 +164,51 @@ class DrillReport:
     bounced_numbers: list[dict[str, Any]]
     tasks: dict[str, int]
     status: dict[str, Any]
+    # Every help answer of the campaign and what became of it (see :func:`help_outcomes`).
+    help: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def help_outcomes(session: Session, *, campaign_id: int | None) -> list[dict[str, Any]]:
+    """Each help alert of a campaign (None: help asked outside any campaign), oldest first: who,
+    its state, who took it and when, when it was closed (seconds after it was raised)."""
+    from registry.staff import StaffMember
+
+    rows = session.execute(
+        select(Alert, Person.name)
+        .join(Person, Person.id == Alert.person_id)
+        .where(Alert.campaign_id == campaign_id, Alert.kind.in_(HELP_KINDS))
+        .order_by(Alert.created_at, Alert.id)
+    ).all()
+    outcomes = []
+    for alert, name in rows:
+        owner, role = "", ""
+        if alert.owner_staff_id is not None:
+            member = session.get(StaffMember, alert.owner_staff_id)
+            owner, role = (member.name if member else "?"), "officer"
+        elif alert.owner_person_id is not None:
+            person = session.get(Person, alert.owner_person_id)
+            owner, role = ((person.name if person else None) or "?"), "volunteer"
+
+        def after(at: datetime | None, raised: datetime = alert.created_at) -> float | None:
+            return (at - raised).total_seconds() if at is not None else None
+
+        outcomes.append(
+            {
+                "alert": alert.id,
+                "kind": alert.kind.value,
+                "resident": name or "?",
+                "state": alert.state.value,
+                "owner": owner or None,
+                "owner_role": role or None,
+                "taken_after_seconds": after(alert.taken_at),
+                "closed_after_seconds": after(alert.resolved_at),
+                "climbed": alert.climb,
+            }
+        )
+    return outcomes
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float | None:
@@ -233,6 +276,7 @@ def drill_report(session: Session, *, campaign: Campaign) -> DrillReport:
         bounced_numbers=bounced,
         tasks=status.tasks,
         status=status.as_dict(),
+        help=help_outcomes(session, campaign_id=campaign.id),
     )
 
 

@@ -4,26 +4,26 @@
 * Telegram buttons: ``c:<campaign>:ok|help`` (check-in) and ``t:<task>:accept|done|fail``;
 * SMS (or typed) "1", "2", ...: mapped through the buttons of the latest campaign or task message
   the person was sent (the same numbers the SMS showed);
-* the common words in every language ("כן", "בסדר", "نعم", "ok", "да", "አዎ", "help", "עזרה" ...);
+* an ``answer`` (OK or help) that bots/ read from the person's words, in any language;
 * anything else typed after a check-in: kept word for word and flagged for a human.
 
-A reply counts for the person's latest check-in even when it comes late (after the ladder ran
-out or the campaign was closed): a late "I'm OK" still takes someone off the unreached list.
+An answer to a check-in answers every check-in still open for that person (two campaigns asking
+"are you OK?" get the same answer). With none open, it counts for the person's latest check-in
+even when it comes late (after the ladder ran out or the campaign was closed): a late "I'm OK"
+still takes someone off the unreached list, and the person is told the check-in has ended.
 """
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta
-from functools import cache
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from config.i18n import t
-from config.languages import ALL_LANGUAGES
 from dispatch.campaigns import MESSAGE_KINDS, marked
-from dispatch.escalation import raise_alert, send_to, send_visit
+from dispatch.escalation import next_visit, raise_alert, send_to, send_visit
+from dispatch.help import raise_help, tell_on_the_way, volunteer_accepted, volunteer_finished
 from dispatch.models import (
     Alert,
     AlertKind,
@@ -31,6 +31,7 @@ from dispatch.models import (
     Campaign,
     CampaignKind,
     CampaignRecipient,
+    CampaignStatus,
     OutboxMessage,
     OutboxStatus,
     Priority,
@@ -43,22 +44,8 @@ from registry.models import Channel, Person
 
 # How far back a number or a word is matched to a campaign message.
 REPLY_WINDOW = timedelta(days=3)
-_PUNCTUATION = re.compile(r"[\s.,!?;:؟،׃።፣\"'’`()\-]+")
-
-
-def normalise(text: str) -> str:
-    return _PUNCTUATION.sub(" ", text.casefold().replace("’", "'")).strip()
-
-
-@cache
-def answer_words() -> dict[str, Answer]:
-    """Every language's OK and help words: a Russian speaker registered in Hebrew still says "да"."""
-    words: dict[str, Answer] = {}
-    for language in ALL_LANGUAGES:
-        for key, answer in (("dispatch.words.ok", Answer.OK), ("dispatch.words.help", Answer.HELP)):
-            for word in t(language, key).split("|"):
-                words.setdefault(normalise(word), answer)
-    return words
+# Answers still waiting for the person: a check-in they have not answered, or whose ladder ran out.
+UNANSWERED = (Answer.PENDING, Answer.NO_ANSWER)
 
 
 def take_campaign_reply(
@@ -68,22 +55,30 @@ def take_campaign_reply(
     channel: Channel,
     text: str | None = None,
     callback_data: str | None = None,
+    answer: Answer | None = None,
     now: datetime,
 ) -> bool:
-    """Handle ``text`` or ``callback_data`` if it answers a campaign or a task; True if it did.
+    """Handle ``text``, ``callback_data`` or a word ``answer`` if it answers a campaign or a task;
+    True if it did.
 
-    The caller (bots/) commits. When True, the acknowledgement is already in the outbox and the
-    conversation engine must not answer as well.
+    ``answer`` is what bots/ read from the person's words (OK or help, in any language); ``text``
+    is kept with a help answer for the officer. The caller (bots/) commits. When True, the
+    acknowledgement is already in the outbox and the conversation engine must not answer as well.
     """
     data = callback_data
     if data is None and text:
-        data = _data_from_text(session, person=person, text=text, now=now)
+        data = _data_from_buttons(session, person=person, text=text, now=now)
     if data is not None:
         if data.startswith("c:"):
             return _answer_checkin(session, person=person, channel=channel, data=data, now=now)
         if data.startswith("t:"):
             return _answer_task(session, person=person, channel=channel, data=data, now=now)
         return False
+    if answer in (Answer.OK, Answer.HELP):
+        assert answer is not None
+        return _answer_by_word(
+            session, person=person, channel=channel, answer=answer, text=text, now=now
+        )
     if text and text.strip():
         return _free_text(session, person=person, channel=channel, text=text, now=now)
     return False
@@ -104,38 +99,100 @@ def _latest_campaign_message(
     ).first()
 
 
-def _latest_checkin(session: Session, *, person: Person, now: datetime) -> CampaignRecipient | None:
-    return session.scalars(
-        select(CampaignRecipient)
+def _checkins(
+    session: Session, *, person_id: int, now: datetime, open_only: bool
+) -> list[tuple[CampaignRecipient, Campaign]]:
+    """The person's recent check-ins, latest first; ``open_only``: active and not yet answered."""
+    query = (
+        select(CampaignRecipient, Campaign)
         .join(Campaign, Campaign.id == CampaignRecipient.campaign_id)
         .where(
-            CampaignRecipient.person_id == person.id,
+            CampaignRecipient.person_id == person_id,
             Campaign.kind == CampaignKind.CHECKIN,
             Campaign.started_at >= now - REPLY_WINDOW,
         )
         .order_by(Campaign.started_at.desc(), Campaign.id.desc())
-        .limit(1)
-    ).first()
+    )
+    if open_only:
+        query = query.where(
+            Campaign.status == CampaignStatus.ACTIVE, CampaignRecipient.answer.in_(UNANSWERED)
+        )
+    return [(recipient, campaign) for recipient, campaign in session.execute(query).all()]
 
 
-def _data_from_text(session: Session, *, person: Person, text: str, now: datetime) -> str | None:
+def has_open_checkin(session: Session, *, person: Person, now: datetime) -> bool:
+    """Whether a check-in is waiting for this person's answer (so their "help" answers it)."""
+    return bool(_checkins(session, person_id=person.id, now=now, open_only=True))
+
+
+def _data_from_buttons(session: Session, *, person: Person, text: str, now: datetime) -> str | None:
     latest = _latest_campaign_message(session, person=person, now=now)
     if latest is not None and latest.buttons:
-        data = choice_from_reply(text, latest.buttons)
-        if data is not None:
-            return data
-    answer = answer_words().get(normalise(text))
-    if answer is None:
-        return None
-    recipient = _latest_checkin(session, person=person, now=now)
-    if recipient is None:
-        return None
-    return f"c:{recipient.campaign_id}:{answer.value}"
+        return choice_from_reply(text, latest.buttons)
+    return None
+
+
+def _answer_by_word(
+    session: Session,
+    *,
+    person: Person,
+    channel: Channel,
+    answer: Answer,
+    text: str | None,
+    now: datetime,
+) -> bool:
+    """OK or help in words: every open check-in of the person, else their latest (a late answer)."""
+    answered = _checkins(session, person_id=person.id, now=now, open_only=True)
+    if not answered:
+        answered = _checkins(session, person_id=person.id, now=now, open_only=False)[:1]
+    if not answered:
+        return False
+    _answer_all(
+        session,
+        person=person,
+        channel=channel,
+        answered=answered,
+        answer=answer,
+        now=now,
+        words=text if answer == Answer.HELP else None,
+    )
+    return True
+
+
+def _answer_all(
+    session: Session,
+    *,
+    person: Person,
+    channel: Channel,
+    answered: list[tuple[CampaignRecipient, Campaign]],
+    answer: Answer,
+    now: datetime,
+    words: str | None = None,
+) -> None:
+    """Record one answer for these check-ins and acknowledge it once, truthfully."""
+    for recipient, campaign in answered:
+        record_answer(
+            session,
+            recipient=recipient,
+            campaign=campaign,
+            person=person,
+            answer=answer,
+            now=now,
+            words=words,
+        )
+    campaign = answered[0][1]
+    if answer == Answer.HELP:
+        key = "dispatch.ack.help"
+    elif all(c.status == CampaignStatus.CLOSED for _, c in answered):
+        key = "dispatch.ack.late_ok"  # honest: the check-in is over, the answer still counts
+    else:
+        key = "dispatch.ack.ok"
+    _ack(session, person=person, channel=channel, campaign=campaign, key=key, now=now)
 
 
 def _parse(data: str) -> tuple[int, str] | None:
     parts = data.split(":")
-    if len(parts) != 3 or not parts[1].isdigit():
+    if len(parts) != 3 or not parts[1].isdecimal():
         return None
     return int(parts[1]), parts[2]
 
@@ -182,20 +239,20 @@ def _answer_checkin(
     campaign = session.get(Campaign, campaign_id)
     if recipient is None or campaign is None:
         return True
-    record_answer(
-        session,
-        recipient=recipient,
-        campaign=campaign,
-        person=person,
-        answer=Answer(value),
-        now=now,
-    )
-    _ack(
+    # The same answer for every other check-in still open for them: "1" means "I'm OK" to all.
+    others = [
+        (other, other_campaign)
+        for other, other_campaign in _checkins(
+            session, person_id=person.id, now=now, open_only=True
+        )
+        if other.id != recipient.id
+    ]
+    _answer_all(
         session,
         person=person,
         channel=channel,
-        campaign=campaign,
-        key="dispatch.ack.help" if value == Answer.HELP.value else "dispatch.ack.ok",
+        answered=[(recipient, campaign), *others],
+        answer=Answer(value),
         now=now,
     )
     return True
@@ -210,8 +267,12 @@ def record_answer(
     answer: Answer,
     now: datetime,
     text: str | None = None,
+    words: str | None = None,
 ) -> None:
-    """Store an answer, stop the ladder, mark the messages answered; help sends the buddy now."""
+    """Store an answer, stop the ladder, mark the messages answered; help sends the buddy now.
+
+    ``text``: a free-text answer for a human; ``words``: what the person wrote with a help answer
+    (kept for the officer, never sent by SMS)."""
     previous = recipient.answer
     # A request for help is never erased by a later "OK": the visit stands, the officer decides.
     if previous != Answer.HELP:
@@ -222,6 +283,8 @@ def record_answer(
     if text is not None:
         recipient.answer_text = text[:500]
         recipient.needs_human = True
+    elif words is not None and words.strip():
+        recipient.answer_text = words.strip()[:500]
     if previous == Answer.NO_ANSWER:
         # A late answer takes the person off the unreached list.
         resolve_unreached(session, campaign_id=campaign.id, person_id=person.id, now=now)
@@ -249,8 +312,13 @@ def record_answer(
         .execution_options(synchronize_session=False)
     )
     if answer == Answer.HELP and previous != Answer.HELP:
-        raise_alert(
-            session, campaign_id=campaign.id, person_id=person.id, kind=AlertKind.HELP, now=now
+        raise_help(
+            session,
+            resident=person,
+            campaign=campaign,
+            kind=AlertKind.HELP,
+            now=now,
+            detail=words,
         )
         send_visit(session, campaign=campaign, resident=person, reason=TaskReason.HELP, now=now)
     if text is not None:
@@ -340,21 +408,15 @@ def _answer_task(
             now=now,
         )
         if task.reason == TaskReason.HELP and resident is not None:
-            # Close the loop: the resident who asked for help hears that someone is coming.
-            volunteer = (person.name or "").split(" ")[0] or t(
-                resident.language, "dispatch.checkin.no_name"
-            )
-            _ack(
-                session,
-                person=resident,
-                channel=Channel.NONE,
-                campaign=campaign,
-                key="dispatch.ack.help_taken",
-                now=now,
-                volunteer=volunteer,
+            # Close the loop: a named person has accepted, and only now is the resident told so.
+            volunteer_accepted(session, task=task, volunteer=person, now=now)
+            tell_on_the_way(
+                session, resident=resident, name=person.name, campaign=campaign, now=now
             )
         return True
     task.closed_at = now
+    if task.reason == TaskReason.HELP:
+        volunteer_finished(session, task=task, volunteer=person, done=action == "done", now=now)
     if action == "done":
         task.status = TaskStatus.DONE
         _checked(session, task=task, now=now)
@@ -368,6 +430,7 @@ def _answer_task(
         )
     else:
         task.status = TaskStatus.NOT_REACHED
+        next_visit(session, task=task, now=now)
         raise_alert(
             session,
             campaign_id=task.campaign_id,
@@ -418,4 +481,4 @@ def resolve_unreached(session: Session, *, campaign_id: int, person_id: int, now
     )
 
 
-__all__ = ["answer_words", "normalise", "record_answer", "take_campaign_reply"]
+__all__ = ["has_open_checkin", "record_answer", "take_campaign_reply"]

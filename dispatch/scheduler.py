@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from config.profile import Profile, QuietHours
 from dispatch import escalation, gates, retention, sweeps
+from dispatch import help as help_alerts
 from dispatch.campaigns import Audience, CampaignError, start_campaign
 from dispatch.clock import Clock, SystemClock
 from dispatch.models import CampaignKind, CampaignMode, DrillSchedule
@@ -167,10 +168,11 @@ def sweep(
     now: datetime,
     retention_days: int = DEFAULT_RETENTION_DAYS,
 ) -> dict[str, int]:
-    """Everything periodic, as one unit of work: ladder steps, lost leases, held drills, and
-    the words past retention."""
+    """Everything periodic, as one unit of work: ladder steps, help alerts nobody took,
+    lost leases, held drills, and the words past retention."""
     return {
         "ladder": escalation.run_escalations(session, now=now),
+        "alerts": help_alerts.run_alert_climbs(session, now=now),
         "leases": sweeps.requeue_expired_leases(session, now=now),
         "drills": len(start_pending_drills(session, profile=profile, zone=zone, now=now)),
         "purged": retention.purge(session, now=now, days=retention_days),
@@ -188,7 +190,7 @@ def sweep_all(
 ) -> dict[str, int]:
     """Sweep until nothing is due, one transaction per batch of ladder steps (a reminder wave
     for a large campaign is many batches; each commits on its own)."""
-    total = {"ladder": 0, "leases": 0, "drills": 0, "purged": 0}
+    total = {"ladder": 0, "alerts": 0, "leases": 0, "drills": 0, "purged": 0}
     for _ in range(max_batches):
         with unit_of_work(sessions) as session:
             done = sweep(
@@ -196,7 +198,7 @@ def sweep_all(
             )
         for key, value in done.items():
             total[key] += value
-        if done["ladder"] < escalation.SWEEP_BATCH:
+        if done["ladder"] < escalation.SWEEP_BATCH and done["alerts"] < help_alerts.SWEEP_BATCH:
             break
     return total
 

@@ -132,7 +132,7 @@ def choice_from_reply(reply: str, buttons: ButtonRows | None) -> str | None:
     """The button data an SMS answer "1", "2" ... stands for, or ``None``."""
     flat = [b["data"] for row in buttons or () for b in row if not b["data"].startswith("kb:")]
     stripped = reply.strip().rstrip(".")
-    if stripped.isdigit() and 1 <= int(stripped) <= len(flat):
+    if stripped.isdecimal() and 1 <= int(stripped) <= len(flat):
         return flat[int(stripped) - 1]
     return None
 

@@ -426,7 +426,7 @@ class FakeTelegram(LoopbackServer):
 
     def _chat_for(self, chat_id: int | str) -> JSON:
         if isinstance(chat_id, str):
-            if chat_id.lstrip("-").isdigit():
+            if chat_id.lstrip("-").isdecimal():
                 chat_id = int(chat_id)
             else:
                 raise BotApiError(400, "Bad Request: chat not found")
@@ -492,7 +492,7 @@ class FakeTelegram(LoopbackServer):
         if reply is None:
             return None
         chat_id = str(reply.get("chat_id", chat["id"]))
-        found = self._messages.get(int(chat_id) if chat_id.lstrip("-").isdigit() else 0, {})
+        found = self._messages.get(int(chat_id) if chat_id.lstrip("-").isdecimal() else 0, {})
         message = found.get(reply["message_id"])
         if message is None:
             if reply.get("allow_sending_without_reply") or not self.keep_history:

@@ -30,6 +30,7 @@ COMMAND_MODULES: dict[str, str] = {
     "staff": "staff",
     "assign": "assign",
     "campaign": "campaign",
+    "help": "help_alerts",
     "worker": "worker",
     "inbox": "inbox",
     "scheduler": "scheduler",

@@ -19,6 +19,7 @@ import secrets
 import socket
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -234,7 +235,31 @@ class Screen:
 # --- the report --------------------------------------------------------------------------------
 
 
-def _print_report(out: TextIO, view: ReportView, report: DrillReport, html: Path) -> None:
+HELP_LINES = 12  # help answers listed one by one; the rest are counted
+
+
+def _print_help(out: TextIO, report: DrillReport, speed: float) -> None:
+    """Every help answer and what became of it: taken by whom, after how long, closed."""
+    states = Counter(row["state"] for row in report.help)
+    out.write(f"  help answers           {len(report.help)} {dict(states)}\n")
+
+    def minutes(seconds: float | None) -> str:
+        return "-" if seconds is None else f"{seconds * speed / 60:.0f} min"
+
+    for row in report.help[:HELP_LINES]:
+        owner = f"{row['owner']} ({row['owner_role']})" if row["owner"] else "NOBODY yet"
+        out.write(
+            f"    #{row['alert']:<5} {row['resident'][:22]:<22} {row['state']:<6} "
+            f"taken by {owner[:30]:<30} after {minutes(row['taken_after_seconds']):>7}, "
+            f"closed after {minutes(row['closed_after_seconds'])}\n"
+        )
+    if len(report.help) > HELP_LINES:
+        out.write(f"    ...and {len(report.help) - HELP_LINES} more (hosen help list)\n")
+
+
+def _print_report(
+    out: TextIO, view: ReportView, report: DrillReport, html: Path, speed: float
+) -> None:
     out.write(f"\n{view.title}\n{'=' * len(view.title)}\n")
     out.write(f"  people messaged        {view.recipients}\n")
     out.write(f"  answered               {report.answered} ({view.response_rate * 100:.1f}%)\n")
@@ -246,6 +271,7 @@ def _print_report(out: TextIO, view: ReportView, report: DrillReport, html: Path
     out.write(f"  buddy visits           {dict(report.tasks)}\n")
     out.write(f"  unreached              {len(view.unreached)} (names in the HTML report)\n")
     out.write(f"  numbers to fix         {len(view.bounced)}\n")
+    _print_help(out, report, speed)
     out.write(f"\n  {'zone':<22} {'people':>6} {'ok':>5} {'help':>5} {'silent':>6}\n")
     for zone in view.per_zone:
         out.write(
@@ -436,5 +462,5 @@ async def _run_campaign(
         )
     options.html.parent.mkdir(parents=True, exist_ok=True)
     options.html.write_text(render(view), encoding="utf-8")
-    _print_report(out, view, report, options.html)
+    _print_report(out, view, report, options.html, options.speed)
     return 0

@@ -592,7 +592,7 @@ def _read_row(
                 setattr(row, attr, yes_no(attr))
         capacity = cells.get("checkin_capacity", "")
         if capacity:
-            if capacity.isdigit() and 1 <= int(capacity) <= 6:
+            if capacity.isdecimal() and 1 <= int(capacity) <= 6:
                 row.capacity = int(capacity)
             else:
                 warnings.append(

@@ -102,6 +102,13 @@ class Authority(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(String(40), unique=True)
     name: Mapped[str] = mapped_column(String(120))
+    # The profile's timings (seconds), copied by profile_sync so the dispatcher's timers need no
+    # profile: the check-in ladder (reminder, buddy's visit, unreached list) and how long a help
+    # alert waits for an officer to take it before it climbs to the next one.
+    reminder_after: Mapped[int] = mapped_column(Integer, default=15 * 60, server_default="900")
+    visit_after: Mapped[int] = mapped_column(Integer, default=45 * 60, server_default="2700")
+    unreached_after: Mapped[int] = mapped_column(Integer, default=120 * 60, server_default="7200")
+    alert_climb_after: Mapped[int] = mapped_column(Integer, default=10 * 60, server_default="600")
 
     zones: Mapped[list[Zone]] = relationship(back_populates="authority")
 
@@ -114,10 +121,16 @@ class Zone(Base):
     authority_id: Mapped[int] = mapped_column(ForeignKey("authority.id"), index=True)
     code: Mapped[str] = mapped_column(String(40))
     name: Mapped[str] = mapped_column(String(120))
+    # The zone's name in every language of the profile ({"he": ..., "ar": ...}): messages name
+    # the zone in the reader's language; ``name`` is the English one.
+    names: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)
     lat: Mapped[float | None]
     lon: Mapped[float | None]
 
     authority: Mapped[Authority] = relationship(back_populates="zones")
+
+    def name_in(self, language: Language | str) -> str:
+        return self.names.get(str(language)) or self.name
 
 
 class Shelter(Base):

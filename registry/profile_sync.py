@@ -31,6 +31,10 @@ def sync_profile(session: Session, profile: Profile) -> Directory:
     for ap in profile.authorities:
         authority = existing_auth.get(ap.code) or Authority(code=ap.code, name="")
         authority.name = ap.names.get(Language.EN)
+        authority.reminder_after = ap.timings.reminder * 60
+        authority.visit_after = ap.timings.visit * 60
+        authority.unreached_after = ap.timings.unreached * 60
+        authority.alert_climb_after = ap.timings.alert_climb * 60
         session.add(authority)
         session.flush()
         directory.authorities[ap.code] = authority
@@ -42,6 +46,7 @@ def sync_profile(session: Session, profile: Profile) -> Directory:
         for zp in ap.zones:
             zone = zones.get(zp.code) or Zone(authority_id=authority.id, code=zp.code, name="")
             zone.name, zone.lat, zone.lon = zp.names.get(Language.EN), zp.lat, zp.lon
+            zone.names = {language.value: zp.names.get(language) for language in Language}
             session.add(zone)
             directory.zones[(authority.id, zp.code)] = zone
         session.flush()

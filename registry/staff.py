@@ -55,6 +55,7 @@ class StaffAction(StrEnum):
     VIEW_UNREACHED = "campaign.unreached"
     MANAGE_GROUP_TASKS = "tasks.manage"
     RUN_ASSIGNMENT = "assignment.run"
+    HANDLE_HELP = "help.handle"  # take, close or give up a help alert
 
 
 ALLOWED: dict[StaffRole, frozenset[StaffAction]] = {
@@ -192,7 +193,7 @@ def find_staff(session: Session, *, channel: Channel, address: str) -> StaffMemb
     """The active staff member behind a verified Telegram chat id or an SMS sender's E.164 phone."""
     query = select(StaffMember).where(StaffMember.active)
     if channel == Channel.TELEGRAM:
-        if not address.lstrip("-").isdigit():
+        if not address.lstrip("-").isdecimal():
             return None
         query = query.where(StaffMember.telegram_chat_id == int(address))
     elif channel == Channel.SMS:

@@ -52,9 +52,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     who.add_argument("--residents", action="store_true", help="only residents who may need help")
     who.add_argument("--volunteers", action="store_true", help="only volunteers")
     start.add_argument("--text", help="an announcement's text (sent as written)")
-    start.add_argument("--reminder-after", type=int, default=15, metavar="MIN")
-    start.add_argument("--visit-after", type=int, default=45, metavar="MIN")
-    start.add_argument("--unreached-after", type=int, default=120, metavar="MIN")
+    # The ladder's times default to the authority's profile (timings); a flag overrides one.
+    start.add_argument("--reminder-after", type=int, metavar="MIN")
+    start.add_argument("--visit-after", type=int, metavar="MIN")
+    start.add_argument("--unreached-after", type=int, metavar="MIN")
     start.add_argument("--json", action="store_true")
     start.add_argument("--yes", action="store_true", help="start without asking for confirmation")
     start.set_defaults(handler=start_campaign)
@@ -106,7 +107,7 @@ def _groups(session: Any, authority_id: int, names: list[str]) -> tuple[int, ...
         group = session.scalars(
             select(Group).where(
                 Group.authority_id == authority_id,
-                or_(Group.name == name, Group.id == (int(name) if name.isdigit() else -1)),
+                or_(Group.name == name, Group.id == (int(name) if name.isdecimal() else -1)),
             )
         ).first()
         if group is None:
@@ -156,13 +157,18 @@ def start_campaign(ctx: Context, args: argparse.Namespace) -> int:
     kind = CampaignKind(args.kind)
     mode = CampaignMode.DRILL if args.drill else CampaignMode.EMERGENCY
     try:
-        ladder = campaigns.Ladder(
-            reminder_after=timedelta(minutes=args.reminder_after),
-            visit_after=timedelta(minutes=args.visit_after),
-            unreached_after=timedelta(minutes=args.unreached_after),
-        )
         with unit_of_work(ctx.sessions) as session:
             authority = ctx.authority(session, args.authority)
+            own = campaigns.Ladder.of(authority)
+
+            def minutes(value: int | None, default: timedelta) -> timedelta:
+                return default if value is None else timedelta(minutes=value)
+
+            ladder = campaigns.Ladder(
+                reminder_after=minutes(args.reminder_after, own.reminder_after),
+                visit_after=minutes(args.visit_after, own.visit_after),
+                unreached_after=minutes(args.unreached_after, own.unreached_after),
+            )
             audience = campaigns.Audience(
                 zones=tuple(args.zone),
                 needs=tuple(args.need),

@@ -113,7 +113,7 @@ def list_people(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _find(session: Session, settings: Settings, authority_id: int, who: str) -> Person:
-    if who.isdigit() and len(who) < 9:
+    if who.isdecimal() and len(who) < 9:
         person = session.get(Person, int(who))
     else:
         try:

@@ -233,8 +233,10 @@ def test_check_in_sms_stays_within_two_segments(language: Language, reminder: bo
 @pytest.mark.parametrize("language", ALL_LANGUAGES)
 def test_every_other_sms_fits_one_or_two_segments(language: Language) -> None:
     drill = t(language, "dispatch.drill_marker")
-    for key in ("ok", "help", "free_text"):
+    for key in ("ok", "free_text", "late_ok", "help_taken_unnamed"):
         assert count_segments(f"{drill} {t(language, f'dispatch.ack.{key}')}") == 1
+    # The help acknowledgement carries the emergency numbers: two segments at most.
+    assert count_segments(f"{drill} {t(language, 'dispatch.ack.help')}") <= 2
     assert (
         count_segments(f"{drill} {t(language, 'dispatch.ack.help_taken', volunteer='Yossi')}") == 1
     )

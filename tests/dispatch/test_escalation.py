@@ -27,6 +27,7 @@ from dispatch.models import (
     OutboxMessage,
     Task,
     TaskReason,
+    TaskStatus,
 )
 from dispatch.senders import Permanent
 from dispatch.worker import Worker, WorkerConfig
@@ -287,23 +288,35 @@ def test_a_youth_groups_tasks_go_to_its_coordinator_as_one_list(
         assert task_list.kind == "task_list" and task_list.channel == Channel.SMS
         assert task_list.text == (
             "Home visits for Bnei Akiva:\n"
-            "1 Resident0 Y, Street 0 (Teen0 X)\n"
-            "2 Resident1 Y, Street 1 (Teen1 X)"
+            "1 Resident0 Y, Street 0 (Teen0 X): Done, all OK\n"
+            "2 Resident0 Y: Could not reach\n"
+            "3 Resident1 Y, Street 1 (Teen1 X): Done, all OK\n"
+            "4 Resident1 Y: Could not reach"
         )
         (single,) = messages_to(session, adult)
         assert single.text == "Please check on Resident2 Y at Street 2."
 
-        # The coordinator answers "2" by SMS: the second task is done.
+        # The coordinator answers "3" by SMS: the second visit is done; "2": the first one could
+        # not reach its resident, and with nobody left on that resident's ladder the officers
+        # are told.
         from dispatch.responses import take_campaign_reply
 
         fresh = session.get(Person, coordinator.id)
         assert fresh is not None
         assert take_campaign_reply(
-            session, person=fresh, channel=Channel.SMS, text="2", now=clock.now()
+            session, person=fresh, channel=Channel.SMS, text="3", now=clock.now()
         )
         session.commit()
         done = [t for t in session.scalars(select(Task).order_by(Task.id)) if t.status == "done"]
         assert [t.resident_id for t in done] == [residents[1].id]
+        assert take_campaign_reply(
+            session, person=fresh, channel=Channel.SMS, text="2", now=clock.now()
+        )
+        session.commit()
+        failed = session.scalars(select(Task).where(Task.status == "not_reached")).all()
+        assert [t.resident_id for t in failed] == [residents[0].id]
+        kinds = set(session.scalars(select(Alert.kind).where(Alert.person_id == residents[0].id)))
+        assert kinds == {AlertKind.NOT_REACHED, AlertKind.NO_BUDDY}
 
 
 def test_a_reminder_wave_larger_than_one_batch_is_swept_in_one_go(
@@ -329,3 +342,60 @@ def test_a_reminder_wave_larger_than_one_batch_is_swept_in_one_go(
     with sessions() as session:
         steps = session.scalars(select(CampaignRecipient.step)).all()
         assert steps == [1] * 5
+
+
+def test_could_not_reach_moves_the_visit_to_the_next_person_on_the_ladder(
+    sessions: sessionmaker[Session],
+    authority: Authority,
+    clock: ManualClock,
+    make_person: MakePerson,
+    make_buddy: Callable[..., None],
+) -> None:
+    from dispatch.responses import take_campaign_reply
+
+    resident = make_person(needs=("lives_alone",), language=Language.EN)
+    first = make_person(is_volunteer=True, name="Yossi Amar", birth_year=1980)
+    backup = make_person(is_volunteer=True, name="Dina Bar", birth_year=1985)
+    make_buddy(resident, first, rank=1)
+    make_buddy(resident, backup, rank=2)
+    with sessions() as session:
+        campaign_id = begin(session, authority, clock)
+        fresh = session.get_one(Person, resident.id)
+        assert take_campaign_reply(
+            session,
+            person=fresh,
+            channel=Channel.TELEGRAM,
+            callback_data=f"c:{campaign_id}:help",
+            now=clock.now(),
+        )
+        session.commit()
+        (task,) = session.scalars(select(Task)).all()
+        assert task.volunteer_id == first.id
+        # Yossi went and could not reach her: Dina (the backup buddy) gets the visit at once.
+        assert take_campaign_reply(
+            session,
+            person=session.get_one(Person, first.id),
+            channel=Channel.TELEGRAM,
+            callback_data=f"t:{task.id}:fail",
+            now=clock.now(),
+        )
+        session.commit()
+        tasks = session.scalars(select(Task).order_by(Task.id)).all()
+        assert [(t.volunteer_id, t.status) for t in tasks] == [
+            (first.id, TaskStatus.NOT_REACHED),
+            (backup.id, TaskStatus.OFFERED),
+        ]
+        assert tasks[1].reason == TaskReason.HELP
+        assert messages_to(session, backup)[-1].kind == "task"
+        # Dina cannot reach her either: nobody is left, and the officers are told.
+        take_campaign_reply(
+            session,
+            person=session.get_one(Person, backup.id),
+            channel=Channel.TELEGRAM,
+            callback_data=f"t:{tasks[1].id}:fail",
+            now=clock.now(),
+        )
+        session.commit()
+        assert len(session.scalars(select(Task)).all()) == 2
+        kinds = session.scalars(select(Alert.kind).where(Alert.person_id == resident.id)).all()
+        assert AlertKind.NO_BUDDY in kinds and kinds.count(AlertKind.NOT_REACHED) == 2

@@ -189,3 +189,64 @@ def test_people_list_is_audited_and_the_database_and_exports_are_the_owners_only
     finally:
         engine.dispose()
     assert entry.actor.startswith("cli:") and entry.detail["shown"] == 0
+
+
+def test_help_list_shows_open_help_with_its_age_and_owner(
+    cli_db: str, sessions: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import select
+    from sqlalchemy.orm import sessionmaker
+
+    from dispatch.help import handle, raise_help
+    from dispatch.models import AlertKind, HelpNeed
+    from registry.db import unit_of_work, utcnow
+    from registry.models import Authority, Channel, Person, Source
+    from registry.phones import normalise_phone
+    from registry.staff import StaffRole, add_staff
+
+    assert main(["db", "upgrade"]) == 0
+    assert main(["help", "list"]) == 0
+    assert "no open help" in capsys.readouterr().out
+    assert isinstance(sessions, sessionmaker)
+    factory: sessionmaker[Session] = sessions
+    with unit_of_work(factory) as session:
+        authority = session.scalars(select(Authority).where(Authority.code == "kiryat-tamar")).one()
+        resident, other = (
+            Person(authority_id=authority.id, name=name, channel=Channel.SMS, source=Source.STAFF)
+            for name in ("Miriam Cohen", "Salma Khoury")
+        )
+        session.add_all([resident, other])
+        officer = add_staff(
+            session,
+            name="Dana Levi",
+            phone=normalise_phone("052-555-1001", region="IL"),
+            authority=authority,
+            role=StaffRole.OFFICER,
+            actor="test",
+        )
+        early = utcnow() - timedelta(minutes=95)
+        first = raise_help(
+            session,
+            resident=resident,
+            campaign=None,
+            kind=AlertKind.HELP_REQUEST,
+            now=early,
+            need=HelpNeed.MEDICINE,
+        )
+        second = raise_help(
+            session, resident=other, campaign=None, kind=AlertKind.HELP_REQUEST, now=utcnow()
+        )
+        handle(session, alert_id=second.id, action="take", member=officer, now=utcnow())
+        ids = (first.id, second.id)
+    assert main(["help", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split()[:4] == [str(ids[0]), "1h35m", "open", "NOBODY"]
+    assert lines[2].split()[:5] == [str(ids[1]), "0m", "taken", "Dana", "Levi"]
+    assert main(["help", "list", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["alert"], r["owner"], r["need"]) for r in rows] == [
+        (ids[0], None, "medicine"),
+        (ids[1], "Dana Levi", None),
+    ]

@@ -121,3 +121,29 @@ def test_report_text_json_and_html(
     page = html.read_text(encoding="utf-8")
     assert page.lstrip().lower().startswith("<!doctype html") and f"campaign {campaign_id}" in page
     assert main(["campaign", "report", "999999"]) == 2
+
+
+def test_the_ladder_comes_from_the_authoritys_profile_and_a_flag_overrides_it(
+    town: Callable[[], int],
+    sessions: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from config.profile import DEFAULT_PROFILE_PATH, load_profile
+
+    timings = load_profile(DEFAULT_PROFILE_PATH).authority("kiryat-tamar").timings
+    assert main(["campaign", "start", "--drill", "--residents", "--yes"]) == 0
+    assert (
+        main(["campaign", "start", "--drill", "--residents", "--yes", "--visit-after", "30"]) == 0
+    )
+    capsys.readouterr()
+    with sessions() as session:
+        ladders = session.execute(
+            select(
+                Campaign.reminder_after, Campaign.visit_after, Campaign.unreached_after
+            ).order_by(Campaign.id)
+        ).all()
+    assert [tuple(row) for row in ladders] == [
+        (timings.reminder * 60, timings.visit * 60, timings.unreached * 60),
+        (timings.reminder * 60, 30 * 60, timings.unreached * 60),
+    ]
