@@ -111,8 +111,20 @@ _DIGITS = "0123456789٠١٢٣٤٥٦٧٨٩۰۱۲۳۴۵۶۷۸۹０１２３４５�
 _CONTROLS = (
     "\x00\x07\x1b\x7f\u200b\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2069\ufeff\n\t"
 )
+# Every keyword of every language (back, cancel, help, skip, stop, join...), as people write them.
+KEYWORDS = sorted(
+    {
+        word.strip()
+        for language in ALL_LANGUAGES
+        for key, words in catalog(language).items()
+        if key.startswith("bot.words.")
+        for word in words.split(",")
+        if word.strip()
+    }
+)
 texts = st.one_of(
     st.text(max_size=40),
+    st.sampled_from(KEYWORDS),
     st.text(alphabet=_DIGITS + " ,.-", min_size=1, max_size=6),
     st.text(alphabet=_CONTROLS + "aא١ 🙂", max_size=12),
     st.sampled_from(
