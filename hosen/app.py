@@ -180,7 +180,7 @@ async def _keep_scheduler(ctx: Context, runtime: Runtime, *, every: float = 5.0)
         sessions=ctx.sessions,
         profile=ctx.profile,
         zone=ctx.settings.zone_info,
-        retention_days=ctx.settings.retention_days,
+        retention=ctx.retention,
     )
     runtime.scheduler = scheduler
     try:
