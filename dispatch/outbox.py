@@ -99,7 +99,8 @@ def forget_person(
     session.execute(
         update(OutboxMessage)
         .where(theirs, OutboxMessage.status.in_(FINISHED))
-        .values(text="", buttons=None, address="", provider_id=None)
+        # A provider's error text may quote the number it could not reach.
+        .values(text="", buttons=None, address="", provider_id=None, last_error=None)
         .execution_options(synchronize_session=False)
     )
     session.execute(delete(ChannelBlock).where(ChannelBlock.person_id == person_id))

@@ -6,6 +6,8 @@ statuses and keys feed the reports); only the words and, for erased people, the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import String, cast, func, or_, update
@@ -16,10 +18,25 @@ from dispatch.outbox import purge_old_texts
 
 DEFAULT_RETENTION_DAYS = 30
 
+# A step of a layer above (the bots' abandoned conversations): forget what changed last before
+# the given time; returns the rows it forgot.
+RetentionStep = Callable[[Session, datetime], int]
 
-def purge(session: Session, *, now: datetime, days: int = DEFAULT_RETENTION_DAYS) -> int:
+
+@dataclass(frozen=True)
+class Retention:
+    """How long words are kept, and what else the sweep forgets when they go."""
+
+    days: int = DEFAULT_RETENTION_DAYS
+    steps: tuple[RetentionStep, ...] = ()
+
+
+DEFAULT_RETENTION = Retention()
+
+
+def purge(session: Session, *, now: datetime, retention: Retention = DEFAULT_RETENTION) -> int:
     """Empty what is past retention; returns the rows emptied (the caller commits)."""
-    before = now - timedelta(days=days)
+    before = now - timedelta(days=retention.days)
     inbox = session.execute(
         update(InboundMessage)
         .where(
@@ -36,4 +53,5 @@ def purge(session: Session, *, now: datetime, days: int = DEFAULT_RETENTION_DAYS
         .execution_options(synchronize_session=False)
     )
     emptied = int(getattr(inbox, "rowcount", 0) or 0)
-    return emptied + purge_old_texts(session, before=before)
+    emptied += purge_old_texts(session, before=before)
+    return emptied + sum(step(session, before) for step in retention.steps)

@@ -29,12 +29,12 @@ from sqlalchemy import Connection, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.profile import Profile, QuietHours
-from dispatch import escalation, gates, retention, sweeps
+from dispatch import escalation, gates, sweeps
 from dispatch import help as help_alerts
 from dispatch.campaigns import Audience, CampaignError, start_campaign
 from dispatch.clock import Clock, SystemClock
 from dispatch.models import CampaignKind, CampaignMode, DrillSchedule
-from dispatch.retention import DEFAULT_RETENTION_DAYS
+from dispatch.retention import DEFAULT_RETENTION, Retention, purge
 from registry.db import unit_of_work
 from registry.models import Authority
 
@@ -166,7 +166,7 @@ def sweep(
     profile: Profile,
     zone: ZoneInfo,
     now: datetime,
-    retention_days: int = DEFAULT_RETENTION_DAYS,
+    retention: Retention = DEFAULT_RETENTION,
 ) -> dict[str, int]:
     """Everything periodic, as one unit of work: ladder steps, help alerts nobody took,
     lost leases, held drills, and the words past retention."""
@@ -175,7 +175,7 @@ def sweep(
         "alerts": help_alerts.run_alert_climbs(session, now=now),
         "leases": sweeps.requeue_expired_leases(session, now=now),
         "drills": len(start_pending_drills(session, profile=profile, zone=zone, now=now)),
-        "purged": retention.purge(session, now=now, days=retention_days),
+        "purged": purge(session, now=now, retention=retention),
     }
 
 
@@ -186,16 +186,14 @@ def sweep_all(
     zone: ZoneInfo,
     now: datetime,
     max_batches: int = 200,
-    retention_days: int = DEFAULT_RETENTION_DAYS,
+    retention: Retention = DEFAULT_RETENTION,
 ) -> dict[str, int]:
     """Sweep until nothing is due, one transaction per batch of ladder steps (a reminder wave
     for a large campaign is many batches; each commits on its own)."""
     total = {"ladder": 0, "alerts": 0, "leases": 0, "drills": 0, "purged": 0}
     for _ in range(max_batches):
         with unit_of_work(sessions) as session:
-            done = sweep(
-                session, profile=profile, zone=zone, now=now, retention_days=retention_days
-            )
+            done = sweep(session, profile=profile, zone=zone, now=now, retention=retention)
         for key, value in done.items():
             total[key] += value
         if done["ladder"] < escalation.SWEEP_BATCH and done["alerts"] < help_alerts.SWEEP_BATCH:
@@ -282,10 +280,10 @@ class DispatchScheduler:
         clock: Clock | None = None,
         sweep_seconds: int = SWEEP_SECONDS,
         holder: str | None = None,
-        retention_days: int = DEFAULT_RETENTION_DAYS,
+        retention: Retention = DEFAULT_RETENTION,
     ) -> None:
         self.sessions = sessions
-        self.retention_days = retention_days
+        self.retention = retention
         self.profile = profile
         self.zone = zone
         self.clock = clock or SystemClock()
@@ -364,7 +362,7 @@ class DispatchScheduler:
             profile=self.profile,
             zone=self.zone,
             now=self.clock.now(),
-            retention_days=self.retention_days,
+            retention=self.retention,
         )
 
     def run_drill(self, schedule_id: int) -> int | None:

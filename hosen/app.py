@@ -33,8 +33,10 @@ from bots.processor import InboxProcessor
 from bots.sms import SmsWebhooks
 from bots.telegram import (
     ALLOWED_UPDATES,
+    SECRET_HEADER,
     PollWatch,
     build_application,
+    from_telegram,
     keep_polling,
     publish_commands,
     start_polling,
@@ -142,7 +144,17 @@ def build_app(
             Route("/health", health, methods=["GET"]),
         ],
         # Every request body is bounded before any route sees it (hosen.limits).
-        middleware=[Middleware(EdgeLimits, max_body=max_body, body_timeout=body_timeout)],
+        middleware=[
+            Middleware(
+                EdgeLimits,
+                max_body=max_body,
+                body_timeout=body_timeout,
+                parsed=lambda headers: from_telegram(
+                    headers.get(SECRET_HEADER.lower().encode(), b""),
+                    reveal(settings.telegram_webhook_secret),
+                ),
+            )
+        ],
         lifespan=lifespan,
     )
     app.state.runtime = runtime
@@ -168,7 +180,7 @@ async def _keep_scheduler(ctx: Context, runtime: Runtime, *, every: float = 5.0)
         sessions=ctx.sessions,
         profile=ctx.profile,
         zone=ctx.settings.zone_info,
-        retention_days=ctx.settings.retention_days,
+        retention=ctx.retention,
     )
     runtime.scheduler = scheduler
     try:

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from config.profile import Profile, load_profile
 from config.settings import Settings, load_settings
+from dispatch.retention import Retention
 from registry.db import make_engine, make_sessionmaker
 from registry.digests import use_key
 from registry.models import Authority
@@ -35,6 +36,13 @@ class Context:
     @cached_property
     def sessions(self) -> sessionmaker[Session]:
         return make_sessionmaker(self.engine)
+
+    @property
+    def retention(self) -> Retention:
+        """What the scheduler's sweep forgets, and after how long (HOSEN_RETENTION_DAYS)."""
+        from bots.retention import forget_abandoned_conversations
+
+        return Retention(days=self.settings.retention_days, steps=(forget_abandoned_conversations,))
 
     @property
     def actor(self) -> str:

@@ -10,7 +10,7 @@ worker most of its time. APScheduler announces every run of every job. httpx log
 URL, and a Bot API URL holds the bot token. All of them are held at WARNING.
 
 Every line also passes :class:`RedactingFormatter`, which replaces the configured secrets (the
-tokens, the webhook secret, the hash key) wherever they appear, tracebacks included: a secret
+tokens, the webhook secret, the hash key, the database password) wherever they appear, tracebacks included: a secret
 that slips into an exception's text (python-telegram-bot's ``InvalidToken`` quotes the token)
 still never reaches the log.
 """
@@ -21,6 +21,8 @@ import logging
 import logging.config
 from collections.abc import Iterable
 from typing import Any
+
+from sqlalchemy.engine import make_url
 
 from config.settings import SECRET_FIELDS, TOKEN_LEAKING_LOGGERS, Settings, reveal
 
@@ -83,5 +85,6 @@ def configure_logging(settings: Settings | None = None, *, command: str | None =
     """Configure logging for one ``hosen`` command (INFO for the long-running ones)."""
     if settings is not None:
         keep_secret(reveal(getattr(settings, name)) for name in SECRET_FIELDS)
+        keep_secret([make_url(settings.database_url).password])  # postgresql://user:PASSWORD@
     level = "INFO" if command is None or command in LONG_RUNNING else "WARNING"
     logging.config.dictConfig(logging_config(level))

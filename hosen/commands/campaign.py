@@ -362,7 +362,7 @@ def run_sweep(ctx: Context, args: argparse.Namespace) -> int:
         profile=ctx.profile,
         zone=ctx.settings.zone_info,
         now=utcnow(),
-        retention_days=ctx.settings.retention_days,
+        retention=ctx.retention,
     )
     print(
         f"{done['ladder']} recipients moved up the ladder; {done['leases']} expired leases "

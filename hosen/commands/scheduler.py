@@ -26,7 +26,7 @@ def run_scheduler(ctx: Context, args: argparse.Namespace) -> int:
         profile=ctx.profile,
         zone=ctx.settings.zone_info,
         sweep_seconds=args.sweep_every,
-        retention_days=ctx.settings.retention_days,
+        retention=ctx.retention,
     )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -12,9 +12,11 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from bots.dialog import Dialog
+from bots.retention import forget_abandoned_conversations
 from dispatch.campaigns import Audience, start_drill_checkin
 from dispatch.models import Answer, CampaignRecipient, InboundMessage, OutboxMessage, OutboxStatus
-from dispatch.retention import purge
+from dispatch.retention import Retention, purge
 from hosen.cli import main
 from registry.db import Base, unit_of_work, utcnow
 from registry.digests import sender_key
@@ -160,3 +162,23 @@ def test_retention_empties_old_payloads_and_texts_and_keeps_recent_ones(
             select(OutboxMessage.text).where(OutboxMessage.status == OutboxStatus.SENT)
         ).all()
         assert finished and all(text == "" for text in finished)
+
+
+def test_a_sign_up_left_half_way_is_forgotten_after_retention(
+    registered: Chat, sessions: sessionmaker[Session], dialog: Dialog
+) -> None:
+    abandoned = Chat(sessions, dialog, Channel.SMS, "+972525559876", registered.clock)
+    for text in SIGN_UP[:8]:  # name, place, year, needs, the emergency contact's name: then quiet
+        abandoned.send(text.replace(NAME, "Dalia Ohana").replace(CONTACT, "Yossi Ohana"))
+    assert abandoned.conversation() is not None
+    retention = Retention(steps=(forget_abandoned_conversations,))
+    now = registered.clock.now
+    with unit_of_work(sessions) as session:
+        purge(session, now=now + timedelta(days=29), retention=retention)
+    assert abandoned.conversation() is not None
+    with unit_of_work(sessions) as session:
+        purge(session, now=now + timedelta(days=31), retention=retention)
+    assert abandoned.conversation() is None
+    assert registered.conversation() is not None  # a registered person's stays
+    dump = " ".join(text for _, _, text in _dump(sessions))
+    assert "Yossi Ohana" not in dump and "Dalia Ohana" not in dump

@@ -127,6 +127,9 @@ def test_json_depth_counts_containers_not_brackets_in_strings() -> None:
     assert not too_deep(b'{"a": [1, {"b": "[[[{{{"}]}', 3)
     assert too_deep(b'{"a": [1, {"b": {"c": []}}]}', 3)
     assert not too_deep(b'"[[[["', 1) and not too_deep(b"not json", 1)
+    assert not too_deep(b'["\\"[[[", "\\\\", {"a": "]]"}]', 2)  # escapes inside strings
+    assert too_deep(b'\\"' + b"[" * 40 + b"]" * 40, 32)  # a quote escaped outside a string
+    assert too_deep(b"[" * 20 + b"]" * 40 + b"[" * 20, 32)  # unbalanced: no JSON either
     assert too_deep(b"[" * 100 + b"]" * 100, 32)
     assert too_deep(b"[" * 100_000 + b"]" * 100_000, 32)  # past Python's recursion limit
 
@@ -176,6 +179,23 @@ def test_deeply_nested_json_is_a_400_not_a_500(app: Any) -> None:
             timeout=10,
         )
         assert answer.status_code == 400
+        unsigned = httpx.post(  # not worth a look: refused unread
+            f"http://127.0.0.1:{port}/telegram/webhook",
+            content=update.encode(),
+            headers={"content-type": "application/json"},
+            timeout=10,
+        )
+        assert unsigned.status_code == 403
+        utf16 = httpx.post(  # a parser would read it; the depth check reads UTF-8 only
+            f"http://127.0.0.1:{port}/telegram/webhook",
+            content=json.dumps({"update_id": 3}).encode("utf-16"),
+            headers={
+                "content-type": "application/json",
+                "x-telegram-bot-api-secret-token": SECRET,
+            },
+            timeout=10,
+        )
+        assert utf16.status_code == 400
         ordinary = httpx.post(
             f"http://127.0.0.1:{port}/telegram/webhook",
             content=json.dumps({"update_id": 2}).encode(),
