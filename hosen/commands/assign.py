@@ -63,10 +63,11 @@ def run_assign(ctx: Context, args: argparse.Namespace) -> int:
         }
         code = authority.code
     lines = gap_lines(
-        buddy_gaps=result.buddies.gaps,
+        buddy_gaps=result.buddy_gaps,
         open_seats=result.roles.open_seats,
         zone_codes=result.zone_codes,
         shelter_names=shelters,
+        tier_of_role=result.tier_of_role,
         profile=ctx.profile,
         authority=ctx.profile.authority(code),
         language=Language(args.language),
@@ -110,12 +111,20 @@ def as_json(
                     "role": s.quota.role_code,
                     "zone": result.zone_codes.get(s.quota.zone_id) if s.quota.zone_id else None,
                     "shelter_id": s.quota.shelter_id,
+                    "tier": result.tier_of_role.get(s.quota.role_code),
                     "open": s.open,
                     "reason": s.reason.value,
+                    "eligible": s.eligible,
+                    "engaged": s.engaged,
+                    "engaged_tiers": list(s.engaged_tiers),
                 }
                 for s in result.roles.open_seats
             ],
         },
+        "tiers": [
+            {"tier": r.number, "kind": r.kind, "what": r.what, "demand": r.demand, "met": r.met}
+            for r in result.tiers
+        ],
         "changes": {
             "buddy": {k: buddy_changes.get(k, 0) for k in ("new", "rank", "released")},
             "role": {k: role_changes.get(k, 0) for k in ("new", "released")},
@@ -132,7 +141,13 @@ def as_json(
             ],
         },
         "gaps": [
-            {"zone": line.zone, "kind": line.kind, "volunteers": line.count, "text": line.text}
+            {
+                "zone": line.zone,
+                "kind": line.kind,
+                "cause": line.cause,
+                "count": line.count,
+                "text": line.text,
+            }
             for line in lines
         ],
         "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
@@ -178,6 +193,12 @@ def print_table(doc: dict[str, Any]) -> None:
         f"{b['same_zone_guesses']:,} same-zone pairs without coordinates"
     )
     print(f"  roles     {r['filled']:,} of {r['seats']:,} seats filled")
+    for tier in doc["tiers"]:
+        unit = "seats filled" if tier["kind"] == "roles" else "residents have a buddy"
+        print(
+            f"  tier {tier['tier']}    {tier['kind']} ({tier['what']}): "
+            f"{tier['met']:,} of {tier['demand']:,} {unit}"
+        )
     print(
         f"  changes   buddies {ch['buddy']['new']:,} new, {ch['buddy']['rank']:,} re-ranked, "
         f"{ch['buddy']['released']:,} released; roles {ch['role']['new']:,} new, "

@@ -200,7 +200,7 @@ class Coverage:
 class BuddyPlan:
     pairs: list[Buddy]
     changes: list[BuddyChange]
-    unassigned: dict[int, Unassigned]
+    unassigned: dict[int, str]  # an :class:`Unassigned`, or the policy's true cause
     not_buddies: dict[int, NotBuddy]
     gaps: list[Gap]
     coverage: Coverage
@@ -1008,11 +1008,9 @@ def _rank(
     return out
 
 
-def _reasons(
-    problem: _Problem, reach: Reachability, pairs: Sequence[Buddy]
-) -> dict[int, Unassigned]:
+def _reasons(problem: _Problem, reach: Reachability, pairs: Sequence[Buddy]) -> dict[int, str]:
     covered = {b.resident_id for b in pairs}
-    reasons: dict[int, Unassigned] = {}
+    reasons: dict[int, str] = {}
     located, zoned = problem.places_r.located, problem.places_r.zone >= 0
     for i, resident in enumerate(problem.residents):
         if resident.id in covered:
@@ -1028,7 +1026,7 @@ def _reasons(
     return reasons
 
 
-def _gaps(problem: _Problem, unassigned: dict[int, Unassigned]) -> list[Gap]:
+def _gaps(problem: _Problem, unassigned: dict[int, str]) -> list[Gap]:
     """Per zone and needed language: how many residents, and how many volunteers would cover them."""
     rooms = [v.capacity for v in problem.volunteers if v.capacity > 0]
     typical = max(1, int(np.median(rooms))) if rooms else 3

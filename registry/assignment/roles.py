@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -58,7 +58,9 @@ class Unfilled(StrEnum):
     """Why seats of a quota stay open (a catalog key under ``assign.role_reason``)."""
 
     NO_CANDIDATE = "no_candidate"  # nobody in the area meets the role's requirements
-    CANDIDATES_TAKEN = "candidates_taken"  # those who could are in other roles
+    CANDIDATES_TAKEN = "candidates_taken"  # those who could are in other roles of this tier
+    CANDIDATES_ENGAGED = "candidates_engaged"  # some who could serve an earlier tier
+    DECLINED = "declined"  # everyone who could has declined the role
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +134,8 @@ class OpenSeats:
     open: int
     reason: Unfilled
     eligible: int  # volunteers who meet every requirement (held elsewhere or not)
+    engaged: int = 0  # of them, serving an earlier tier of the policy
+    engaged_tiers: tuple[int, ...] = ()
 
 
 @dataclass
@@ -199,9 +203,15 @@ def plan_roles(
     *,
     current: Iterable[RoleHolder] = (),
     declined: Iterable[tuple[int, str]] = (),
+    engaged: Mapping[int, int] | None = None,
     rules: RoleRules,
 ) -> RolePlan:
-    """The optimal role plan for these volunteers and quotas, and how it differs from ``current``."""
+    """The optimal role plan for these volunteers and quotas, and how it differs from ``current``.
+
+    ``engaged``: volunteers already serving an earlier tier of the policy (id -> tier). They
+    take no seat here, but an open seat they could have taken says so.
+    """
+    engaged = engaged or {}
     current = list(current)
     declined_pairs = set(declined)
     by_id = {v.id: v for v in volunteers}
@@ -216,6 +226,9 @@ def plan_roles(
     holding = {h.person_id: h.key for h in current if not h.pinned}
 
     pool = [v for v in volunteers if v.id not in pinned_ids]
+    engaged_by: dict[tuple[str, int | None, int | None], set[int]] = defaultdict(set)
+    engaged_count: dict[tuple[str, int | None, int | None], int] = defaultdict(int)
+    declined_count: dict[tuple[str, int | None, int | None], int] = defaultdict(int)
     open_quotas = [q for q in quotas if seats_left[q.key] > 0]
     tails: list[int] = []
     heads: list[int] = []
@@ -234,7 +247,12 @@ def plan_roles(
             if not_eligible(volunteer, quota, year=rules.year, reach_m=rules.reach_m) is not None:
                 continue
             eligible_count[quota.key] += 1
+            if volunteer.id in engaged:
+                engaged_by[quota.key].add(engaged[volunteer.id])
+                engaged_count[quota.key] += 1
+                continue
             if (volunteer.id, quota.role_code) in declined_pairs:
+                declined_count[quota.key] += 1
                 continue
             tails.append(vi)
             heads.append(qi)
@@ -264,8 +282,10 @@ def plan_roles(
         OpenSeats(
             quota=q,
             open=q.seats - filled[q.key],
-            reason=Unfilled.CANDIDATES_TAKEN if eligible_count[q.key] else Unfilled.NO_CANDIDATE,
+            reason=_unfilled(eligible_count[q.key], engaged_count[q.key], declined_count[q.key]),
             eligible=eligible_count[q.key],
+            engaged=engaged_count[q.key],
+            engaged_tiers=tuple(sorted(engaged_by[q.key])),
         )
         for q in quotas
         if filled[q.key] < q.seats
@@ -291,6 +311,18 @@ def plan_roles(
         seats=sum(q.seats for q in quotas),
         filled=sum(min(filled[q.key], q.seats) for q in quotas),
     )
+
+
+def _unfilled(eligible: int, engaged: int, declined: int) -> Unfilled:
+    """The true cause of open seats: nobody qualifies, an earlier tier has some of those who
+    do, all of them declined, or they hold other seats of this tier."""
+    if not eligible:
+        return Unfilled.NO_CANDIDATE
+    if engaged:
+        return Unfilled.CANDIDATES_ENGAGED
+    if declined == eligible:
+        return Unfilled.DECLINED
+    return Unfilled.CANDIDATES_TAKEN
 
 
 def _may_visit(volunteer: RoleVolunteer, year: int) -> bool:

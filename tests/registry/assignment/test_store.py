@@ -284,9 +284,10 @@ def test_declining_a_role_offers_the_seat_to_someone_else(
             session, authority=authority, profile=profile, actor="test", now=NOW
         )
     assert again.roles.holders == []
+    # The true cause: both volunteers with first aid declined the role.
     assert [
         s.reason.value for s in again.roles.open_seats if s.quota.zone_id == people["medic"].zone_id
-    ] == ["candidates_taken"]
+    ] == ["declined"]
 
 
 def test_a_minor_takes_a_youth_role_only_with_a_guardian_and_an_adult_group(
@@ -370,7 +371,11 @@ def test_cli_prints_coverage_changes_and_gaps(
     finally:
         ctx.engine.dispose()
     assert "2 of 3 residents have a buddy" in table
-    assert "City Centre: 1 more volunteers who speak Arabic (1 residents without a buddy)" in table
+    assert (
+        "City Centre: 1 residents of tier 3 have no buddy: no volunteer within 1500 m speaks "
+        "Arabic (1 more volunteers who speak Arabic would cover them)"
+    ) in table
+    assert "tier 1    buddies (high_risk): 1 of 1 residents have a buddy" in table
 
     assert document["buddies"]["covered"] == 2
     # A small town always has the proof; --prove-walking asks for it at any size.
