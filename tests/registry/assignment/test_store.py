@@ -385,3 +385,40 @@ def test_cli_prints_coverage_changes_and_gaps(
     assert document["changes"]["buddy"]["new"] == 4
     assert len(document["changes"]["to_confirm"]) == 5
     assert any("العربية" in gap["text"] for gap in document["gaps"])
+
+
+def test_five_volunteers_next_to_nineteen_residents_give_buddies_not_a_head(
+    sessions: sessionmaker[Session], directory: Directory, authority: Authority
+) -> None:
+    """The imported case: with the sample policy (life safety first) the volunteers check on
+    residents; the head of the emergency team is not a 36-year-old from a volunteer list."""
+    sample = load_profile(DEFAULT_PROFILE_PATH)
+    with unit_of_work(sessions) as session:
+        for i in range(19):
+            needs = NeedsDetails(bedridden=True) if i < 4 else NeedsDetails(lives_alone=True)
+            add(session, authority, directory, f"r{i}", north=20 * i, born=1940, needs=needs)
+        for j, born in enumerate((1990, 1975, 1968, 1982, 1959)):
+            add(session, authority, directory, f"v{j}", north=40 * j, born=born,
+                volunteer=VolunteerDetails())  # fmt: skip
+    with unit_of_work(sessions) as session:
+        result = assign_authority(
+            session, authority=authority, profile=sample, actor="test", now=NOW
+        )
+    held = {h.role_code for h in result.roles.holders}
+    assert "head" not in held
+    buddies = {b.volunteer_id for b in result.buddies.pairs}
+    # Every volunteer without a role checks on residents, up to their room (3 each).
+    assert len(buddies) == 5 - len(result.roles.holders)
+    assert result.buddies.coverage.covered == 3 * len(buddies)
+    tier = {t.what: t for t in result.tiers}
+    assert (tier["high_risk"].demand, tier["high_risk"].met) == (4, 4)
+    # Who has no buddy is told why: the volunteers within reach hold shelter roles or are full.
+    assert set(result.buddies.unassigned.values()) <= {"held_by_roles", "volunteers_full"}
+    head = next(s for s in result.roles.open_seats if s.quota.role_code == "head")
+    assert head.reason.value == "candidates_engaged"
+
+    with unit_of_work(sessions) as session:
+        again = assign_authority(
+            session, authority=authority, profile=sample, actor="test", now=NOW
+        )
+    assert again.changes == []
