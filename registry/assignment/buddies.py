@@ -47,11 +47,11 @@ import numpy.typing as npt
 from ortools.graph.python import max_flow
 
 from registry.assignment import flow
-from registry.assignment.geo import Neighbourhood, Pairs, Places, Reachability, haversine_m
+from registry.assignment.geo import Neighbourhood, Pairs, Places, Reachability
+from registry.rules import ADULT_AGE, age, haversine_m
 
 IntArray = npt.NDArray[np.int64]
 
-ADULT_AGE = 18
 HEBREW = "he"
 LANGUAGE_BITS = {"he": 1, "ar": 2, "en": 4, "ru": 8, "am": 16}
 
@@ -209,10 +209,6 @@ class BuddyPlan:
     widened: int = 0  # residents whose candidate list was opened in full after a first solve
     priced: int = 0  # pairs the walking's pricing added (see ``BuddyRules.prove_walking``)
     walking_proven: bool = False  # least walking over every pair within reach, in every stage
-
-
-def age(birth_year: int | None, year: int) -> int | None:
-    return None if birth_year is None else year - birth_year
 
 
 def priority(resident: Resident, year: int) -> int:

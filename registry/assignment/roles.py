@@ -21,7 +21,6 @@ already checks on residents ``keep_bonus_m`` more again: fewer buddy pairs break
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,9 +29,7 @@ from enum import StrEnum
 import numpy as np
 
 from registry.assignment import flow
-from registry.assignment.geo import EARTH_RADIUS_M
-
-ADULT_AGE = 18
+from registry.rules import ADULT_AGE, age, distance_m, is_adult
 
 
 class Scope(StrEnum):
@@ -147,10 +144,6 @@ class RolePlan:
     filled: int
 
 
-def age(birth_year: int | None, year: int) -> int | None:
-    return None if birth_year is None else year - birth_year
-
-
 def not_eligible(
     volunteer: RoleVolunteer, quota: Quota, *, year: int, reach_m: float
 ) -> NotEligible | None:
@@ -181,20 +174,11 @@ def not_eligible(
             or volunteer.lon is None
             or quota.lat is None
             or quota.lon is None
-            or _distance(volunteer.lat, volunteer.lon, quota.lat, quota.lon) > reach_m
+            or distance_m(volunteer.lat, volunteer.lon, quota.lat, quota.lon) > reach_m
         )
     ):
         return NotEligible.ELSEWHERE
     return None
-
-
-def _distance(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    a = (
-        math.sin((p2 - p1) / 2) ** 2
-        + math.cos(p1) * math.cos(p2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2
-    )
-    return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(min(a, 1.0)))
 
 
 def plan_roles(
@@ -327,8 +311,7 @@ def _unfilled(eligible: int, engaged: int, declined: int) -> Unfilled:
 
 def _may_visit(volunteer: RoleVolunteer, year: int) -> bool:
     """Could take buddies instead (an adult): such volunteers are the roles' second choice."""
-    years = age(volunteer.birth_year, year)
-    return years is not None and years >= ADULT_AGE
+    return is_adult(volunteer.birth_year, year)
 
 
 def _walk(volunteer: RoleVolunteer, quota: Quota, reach_m: float) -> int:
@@ -336,7 +319,7 @@ def _walk(volunteer: RoleVolunteer, quota: Quota, reach_m: float) -> int:
         return 0
     if volunteer.lat is None or volunteer.lon is None or quota.lat is None or quota.lon is None:
         return round(reach_m)
-    return round(_distance(volunteer.lat, volunteer.lon, quota.lat, quota.lon))
+    return round(distance_m(volunteer.lat, volunteer.lon, quota.lat, quota.lon))
 
 
 def _solve(

@@ -61,8 +61,8 @@ from registry.models import (
     VolunteerProfile,
     Zone,
 )
+from registry.rules import is_adult
 
-ADULT_AGE = 18
 _CHUNK = 5000  # ids per IN (...) list: well inside SQLite's and PostgreSQL's limits
 _RANK_PARKING = 10  # a re-ranked row waits at rank + 10 so two rows can swap ranks
 
@@ -173,9 +173,7 @@ def load_registry(
         .join(Person, Person.id == GroupMember.person_id)
         .where(Person.authority_id == authority.id, Person.status.in_(live))
     ).all()
-    groups_with_adult = {
-        g for g, _, born in members if born is not None and year - born >= ADULT_AGE
-    }
+    groups_with_adult = {g for g, _, born in members if is_adult(born, year)}
     in_adult_group = {p for g, p, _ in members if g in groups_with_adult}
 
     residents: list[Resident] = []
