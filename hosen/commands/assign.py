@@ -15,10 +15,12 @@ from typing import Any
 from sqlalchemy import select
 
 from config.languages import Language
+from hosen.commands.people import find_person
 from hosen.context import Context
+from registry.assignment.explain import explain_person
 from registry.assignment.report import GapLine, gap_lines
 from registry.assignment.store import AssignmentResult, assign_authority
-from registry.db import unit_of_work
+from registry.db import unit_of_work, utcnow
 from registry.models import Shelter
 
 
@@ -36,6 +38,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "the town (small towns always get the proof; about 7 s more at 100,000 people)",
     )
     assign.add_argument(
+        "--explain",
+        metavar="PHONE",
+        help="say why this person (phone or id) got what they got; writes nothing",
+    )
+    assign.add_argument(
         "--language",
         choices=[language.value for language in Language],
         default=Language.EN.value,
@@ -45,6 +52,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run_assign(ctx: Context, args: argparse.Namespace) -> int:
+    if args.explain:
+        return run_explain(ctx, args)
     with unit_of_work(ctx.sessions) as session:
         authority = ctx.authority(session, args.authority)
         result = assign_authority(
@@ -220,3 +229,45 @@ def print_table(doc: dict[str, Any]) -> None:
         "  time      "
         + ", ".join(f"{k.removesuffix('_s')} {v:.2f} s" for k, v in doc["timings_s"].items())
     )
+
+
+def run_explain(ctx: Context, args: argparse.Namespace) -> int:
+    """``--explain``: the person's stored role and buddies, the plan now, and why."""
+    with unit_of_work(ctx.sessions) as session:
+        authority = ctx.authority(session, args.authority)
+        person = find_person(session, ctx.settings, authority.id, args.explain)
+        explanation = explain_person(
+            session,
+            authority=authority,
+            profile=ctx.profile,
+            person=person,
+            now=utcnow(),
+            language=Language(args.language),
+        )
+        session.rollback()  # a dry run: nothing of the plan is kept
+    if args.json:
+        print(
+            _dumps(
+                {
+                    "person_id": explanation.person_id,
+                    "stored": explanation.stored,
+                    "planned": explanation.planned,
+                    "why": explanation.why,
+                }
+            )
+        )
+        return 0
+    print(f"person {explanation.person_id}")
+    for kind, rows in explanation.stored.items():
+        if rows:
+            print(f"  stored {kind}: " + "; ".join(_stored(row) for row in rows))
+    for line in explanation.why:
+        print(f"  - {line}")
+    return 0
+
+
+def _stored(row: dict[str, Any]) -> str:
+    if "role" in row:
+        return f"{row['role']} ({row['shelter'] or row['zone'] or 'town-wide'}) {row['status']}"
+    who = row.get("resident_id", row.get("volunteer_id"))
+    return f"#{who} rank {row['rank']} {row['status']}"

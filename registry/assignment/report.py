@@ -25,6 +25,26 @@ class GapLine:
     cause: str  # the machine-readable cause (``tiers.Cause`` or ``roles.Unfilled``)
 
 
+def cause_line(gap: BuddyGap, *, zone: str, reach_m: int, language: Language) -> str:
+    """One gap of buddies and its true cause, in words (``assign.cause.*``)."""
+    key = gap.cause.value
+    if gap.cause is Cause.HELD_BY_ROLES and gap.in_roles < gap.in_reach:
+        key = "held_by_roles_some"
+    return t(
+        language,
+        f"assign.cause.{key}",
+        zone=zone,
+        tier=gap.tier,
+        residents=gap.residents,
+        reach=reach_m,
+        count=gap.recruit,
+        volunteers=gap.in_reach,
+        in_roles=gap.in_roles,
+        tiers=", ".join(str(n) for n in gap.role_tiers),
+        language=t(language, f"assign.language.{gap.language}") if gap.language else "",
+    )
+
+
 def gap_lines(
     *,
     buddy_gaps: list[BuddyGap],
@@ -47,22 +67,7 @@ def gap_lines(
     lines: list[GapLine] = []
     for gap in buddy_gaps:
         code, label = zone_label(gap.zone_id)
-        key = gap.cause.value
-        if gap.cause is Cause.HELD_BY_ROLES and gap.in_roles < gap.in_reach:
-            key = "held_by_roles_some"
-        text = t(
-            language,
-            f"assign.cause.{key}",
-            zone=label,
-            tier=gap.tier,
-            residents=gap.residents,
-            reach=profile.walking_distance_m,
-            count=gap.recruit,
-            volunteers=gap.in_reach,
-            in_roles=gap.in_roles,
-            tiers=", ".join(str(n) for n in gap.role_tiers),
-            language=t(language, f"assign.language.{gap.language}") if gap.language else "",
-        )
+        text = cause_line(gap, zone=label, reach_m=profile.walking_distance_m, language=language)
         lines.append(GapLine(code, "buddy", gap.recruit, text, gap.cause.value))
 
     skill_names = {s.code: s.names.get(language) for s in profile.skills}

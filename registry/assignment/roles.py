@@ -241,7 +241,7 @@ def plan_roles(
             tails.append(vi)
             heads.append(qi)
             costs.append(
-                _walk(volunteer, quota, rules.reach_m)
+                walk_m(volunteer, quota, rules.reach_m)
                 - (rules.keep_bonus_m if holding.get(volunteer.id) == quota.key else 0)
                 + (rules.keep_bonus_m if volunteer.buddies else 0)
                 + (rules.keep_bonus_m if _may_visit(volunteer, rules.year) else 0)
@@ -314,7 +314,9 @@ def _may_visit(volunteer: RoleVolunteer, year: int) -> bool:
     return is_adult(volunteer.birth_year, year)
 
 
-def _walk(volunteer: RoleVolunteer, quota: Quota, reach_m: float) -> int:
+def walk_m(volunteer: RoleVolunteer, quota: Quota, reach_m: float) -> int:
+    """Metres from the volunteer to the role's place (0 for a town-wide role; the reach when a
+    place is unknown)."""
     if quota.scope == Scope.TOTAL:
         return 0
     if volunteer.lat is None or volunteer.lon is None or quota.lat is None or quota.lon is None:

@@ -422,3 +422,65 @@ def test_five_volunteers_next_to_nineteen_residents_give_buddies_not_a_head(
             session, authority=authority, profile=sample, actor="test", now=NOW
         )
     assert again.changes == []
+
+
+def test_explain_and_people_show_say_what_a_person_holds_and_why(
+    sessions: sessionmaker[Session],
+    directory: Directory,
+    authority: Authority,
+    database_url: str,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    with unit_of_work(sessions) as session:
+        people = {k: p.id for k, p in small_town(session, authority, directory).items()}
+    text = DEFAULT_PROFILE_PATH.read_text(encoding="utf-8")
+    catalogue = text.index(
+        "# ---------------------------------------------------------------- emergency-role catalogue"
+    )
+    policy = text.index(
+        "# ---------------------------------------------------------------- assignment policy"
+    )
+    health = (
+        '[[roles]]\ncode = "health"\nrequired_skills = ["first_aid"]\nquota_per_zone = 1\n'
+        'names = { he = "בריאות", ar = "الصحة", en = "Health", ru = "Здравоохранение", am = "ጤና" }\n'
+        '[[assignment.tiers]]\nroles = ["health"]\n[[assignment.tiers]]\nbuddies = "rest"\n'
+    )  # fmt: skip
+    assert policy > catalogue
+    (tmp_path / "profile.toml").write_text(text[:catalogue] + health, encoding="utf-8")
+    settings = Settings(
+        database_url=database_url, profile=tmp_path / "profile.toml", _env_file=None
+    )  # type: ignore[call-arg]
+    ctx = build_context(settings)
+
+    def hosen(*argv: str) -> str:
+        args = build_parser().parse_args(list(argv))
+        handler: Callable[[Context, argparse.Namespace], int] = args.handler
+        assert handler(ctx, args) == 0
+        return capsys.readouterr().out
+
+    try:
+        hosen("assign")
+        medic = hosen("people", "show", str(people["medic"]))
+        r1 = hosen("people", "show", str(people["r1"]))
+        explain_medic = hosen("assign", "--explain", str(people["medic"]))
+        explain_arabic = hosen("assign", "--explain", str(people["r-ar"]))
+        explain_teen = hosen("assign", "--explain", str(people["teen"]))
+        explain_r1 = json.loads(hosen("assign", "--explain", str(people["r1"]), "--json"))
+    finally:
+        ctx.engine.dispose()
+    assert "role: health (kt-center) proposed" in medic
+    assert "checks_on: none" in medic
+    assert f"Person v1 (#{people['v1']}) primary, 20 m, proposed" in r1
+    assert "role “Health” of tier 1 (roles health): 1 seats here, 1 volunteers qualify" in (
+        explain_medic
+    )
+    assert "a volunteer who holds a role takes no buddies" in explain_medic
+    assert "the stored assignment is what the policy plans now" in explain_medic
+    assert (
+        "City Centre: 1 residents of tier 2 have no buddy: no volunteer within 1500 m speaks Arabic"
+    ) in explain_arabic
+    assert "takes no buddies: minor (age 16)" in explain_teen
+    assert explain_r1["planned"]["tier"] == 2
+    assert [b["rank"] for b in explain_r1["stored"]["buddies"]] == [1, 2]
+    assert all(b["status"] == "proposed" for b in explain_r1["stored"]["buddies"])
