@@ -13,7 +13,7 @@ from config.settings import Settings
 from hosen.commands.registry_lists import add_summary_command
 from hosen.context import CommandError, Context
 from registry import audit
-from registry.assignment.explain import stored_assignments
+from registry.assignment.stored import stored_assignments
 from registry.db import unit_of_work
 from registry.errors import InvalidPhone
 from registry.models import Person, PersonStatus, Zone
