@@ -122,6 +122,7 @@ class Resident:
     language: str
     needs: frozenset[str] = frozenset()
     birth_year: int | None = None
+    boost: int = 0  # added to the priority: a policy's earlier tier weighs more than a later one
 
 
 @dataclass(frozen=True, slots=True)
@@ -461,7 +462,7 @@ def _build(
         speaks=np.array(
             [sum(LANGUAGE_BITS.get(lang, 0) for lang in v.speaks) for v in pool], dtype=np.int64
         ),
-        weight=np.array([priority(r, rules.year) for r in residents], dtype=np.int64),
+        weight=np.array([priority(r, rules.year) + r.boost for r in residents], dtype=np.int64),
         pinned_count=count,
         slot=count == 0,
         room=np.array(

@@ -28,6 +28,7 @@ from config.profile import REST, HighRiskProfile, Profile
 from registry.assignment.buddies import (
     HEBREW,
     LANGUAGE_BITS,
+    PRIORITY_MAX,
     Buddy,
     BuddyPlan,
     BuddyRules,
@@ -92,6 +93,7 @@ class TierResult:
     what: str  # role codes, "rest" or "high_risk"
     demand: int  # seats, or residents
     met: int
+    engaged: frozenset[int] = frozenset()  # roles: volunteers serving earlier tiers, left out
 
 
 @dataclass
@@ -166,9 +168,11 @@ def plan_policy(
     for h in current_roles:
         if h.pinned and h.person_id in volunteer_ids:
             role_tier[h.person_id] = tier_of_role.get(h.role_code, 0)
-    buddy_tier: dict[int, int] = {}  # volunteer -> first tier they took buddies in
-    load: dict[int, int] = defaultdict(int)
+    buddy_tier: dict[int, int] = {}  # volunteer -> the earliest tier they check on
+    load: dict[int, int] = defaultdict(int)  # room the pinned backups hold
     primaries: list[Buddy] = []
+    all_buddy_tiers = [n for n, t in enumerate(profile.assignment.tiers, 1) if t.buddies]
+    buddy_tiers: list[int] = []
     # Pinned backups keep their room whatever happens (their primaries are planned per tier).
     pinned_backups = [
         b
@@ -180,6 +184,7 @@ def plan_policy(
     ]
     for b in pinned_backups:
         load[b.volunteer_id] += 1
+    pinned_backup_pairs = {(b.resident_id, b.volunteer_id) for b in pinned_backups}
 
     role_changes: list[RoleChange] = []
     open_seats: list[OpenSeats] = []
@@ -213,12 +218,27 @@ def plan_policy(
             open_seats += plan.open_seats
             seats, filled = seats + plan.seats, filled + plan.filled
             what = ",".join(tier.roles) if isinstance(tier.roles, list) else REST
-            results.append(TierResult(number, "roles", what, plan.seats, plan.filled))
+            results.append(
+                TierResult(number, "roles", what, plan.seats, plan.filled, frozenset(engaged))
+            )
             timings["roles_s"] += time.perf_counter() - t0
             continue
-        members = [r for r in residents if tier_of_resident[r.id] == number]
+        # Every buddy tier so far, in one pass: an earlier tier's residents weigh more than any
+        # later one's, and the coverable sets form a matroid, so the heaviest plan covers each
+        # tier as fully as it can be covered, in order, while later tiers may re-route an
+        # earlier tier's pairs (fixing them would cost coverage). The volunteers in roles so far
+        # are out; future role holders were free in the pass before their tier, so an earlier
+        # pass's coverage stays feasible.
+        buddy_tiers.append(number)
+        boost = {
+            t: (len(all_buddy_tiers) - all_buddy_tiers.index(t)) * PRIORITY_MAX for t in buddy_tiers
+        }
+        members = [
+            replace(r, boost=boost[tier_of_resident[r.id]])
+            for r in residents
+            if tier_of_resident[r.id] in boost
+        ]
         member_ids = {r.id for r in members}
-        pinned_here = {(b.resident_id, b.volunteer_id) for b in pinned_backups}
         pool = [
             replace(
                 v,
@@ -230,28 +250,39 @@ def plan_policy(
         plan_b = plan_buddies(
             members,
             pool,
+            # The pass before this one keeps its pairs where it can (its volunteers were
+            # engaged when the roles between were planned: a re-run then finds the same).
             current=[
-                b
-                for b in current_buddies
-                if b.resident_id in member_ids and not (b.pinned and b.rank != 1)
+                *(
+                    b
+                    for b in current_buddies
+                    if b.resident_id in member_ids and not (b.pinned and b.rank != 1)
+                ),
+                *(replace(b, rank=1) for b in primaries if not b.pinned),
             ],
-            declined=declined_b | {p for p in pinned_here if p[0] in member_ids},
+            declined=declined_b | {p for p in pinned_backup_pairs if p[0] in member_ids},
             rules=replace(buddy_rules, backups=False),
         )
-        for b in plan_b.pairs:
-            primaries.append(b)
-            load[b.volunteer_id] += 1
-            buddy_tier.setdefault(b.volunteer_id, number)
+        primaries = list(plan_b.pairs)
+        buddy_tier = {}
+        for b in primaries:
+            t = tier_of_resident[b.resident_id]
+            buddy_tier[b.volunteer_id] = min(t, buddy_tier.get(b.volunteer_id, t))
         _add_timings(timings, plan_b.timings)
         walking_proven = walking_proven and plan_b.walking_proven
         arcs, widened, priced = arcs + plan_b.arcs, widened + plan_b.widened, priced + plan_b.priced
-        results.append(
-            TierResult(number, "buddies", str(tier.buddies), len(members), len(plan_b.pairs))
-        )
+        results.append(TierResult(number, "buddies", str(tier.buddies), 0, 0))
+
+    covered_now = {b.resident_id for b in primaries}
+    for result in results:
+        if result.kind == "buddies":
+            mine = [r.id for r in residents if tier_of_resident[r.id] == result.number]
+            result.demand, result.met = len(mine), sum(1 for r in mine if r in covered_now)
 
     # Backups last, from the room every tier left: the primaries are fixed (pinned) here.
     final_pool = [replace(v, role_code="role" if v.id in role_tier else None) for v in volunteers]
     with_primary = {b.resident_id for b in primaries}
+    primary_pairs = {(b.resident_id, b.volunteer_id) for b in primaries}
     backed = [r for r in residents if r.id in with_primary]
     backups = plan_buddies(
         backed,
@@ -263,8 +294,7 @@ def plan_policy(
                 for b in current_buddies
                 if b.rank != 1
                 and b.resident_id in with_primary
-                and (b.resident_id, b.volunteer_id)
-                not in {(p.resident_id, p.volunteer_id) for p in primaries}
+                and (b.resident_id, b.volunteer_id) not in primary_pairs
             ),
         ],
         declined=declined_b,

@@ -151,6 +151,29 @@ def most_seats(volunteers: list[RoleVolunteer], quotas: list[Quota]) -> int:
     return best
 
 
+def best_by_tier(
+    members: list[Resident],
+    volunteers: list[Volunteer],
+    tier_of: dict[int, int],
+    order: list[int],
+) -> tuple[tuple[int, ...], float]:
+    """By trying every plan: the most priority-weighted residents of the first buddy tier, then
+    of the next..., then the least walking."""
+    options = [[None, *(v for v in volunteers if compatible(r, v))] for r in members]
+    best: tuple[tuple[int, ...], float] = ((), 0.0)
+    for choice in itertools.product(*options):
+        load = Counter(v.id for v in choice if v is not None)
+        if any(load[v.id] > v.capacity for v in volunteers if v.id in load):
+            continue
+        pairs = [(r, v) for r, v in zip(members, choice, strict=True) if v is not None]
+        weights = tuple(
+            sum(priority(r, YEAR) for r, _ in pairs if tier_of[r.id] == t) for t in order
+        )
+        walk = sum(great_circle(r, v) for r, v in pairs)
+        best = max(best, (weights, -walk))
+    return best
+
+
 @pytest.mark.parametrize("profile", [LIFE_SAFETY, ROLES_FIRST], ids=["life_safety", "roles_first"])
 @pytest.mark.parametrize("seed", range(12))
 def test_each_tier_is_optimal_given_the_tiers_before_it(profile: Profile, seed: int) -> None:
@@ -160,41 +183,43 @@ def test_each_tier_is_optimal_given_the_tiers_before_it(profile: Profile, seed: 
     plan = run(residents, volunteers, skills, quotas, profile)
     tier_of = plan.tier_of_resident
     primaries = [b for b in plan.buddies.pairs if b.rank == 1]
+    covered = {b.resident_id for b in primaries}
     holders = {h.person_id: plan.tier_of_role[h.role_code] for h in plan.roles.holders}
-    by_id = {v.id: v for v in volunteers}
+    adults = [v for v in volunteers if YEAR - (v.birth_year or YEAR) >= 18]
+    buddy_tiers = [n for n, t in enumerate(profile.assignment.tiers, 1) if t.buddies]
+    result_of = {r.number: r for r in plan.tiers}
     for number, tier in enumerate(profile.assignment.tiers, start=1):
-        # What the tiers before this one took: roles, and room for buddies.
-        engaged_roles = {p for p, t in holders.items() if t < number}
-        load: Counter[int] = Counter(
-            b.volunteer_id for b in primaries if tier_of[b.resident_id] < number
-        )
         if tier.roles is not None:
+            # The most seats among the volunteers that no earlier tier engaged.
             free = [
                 as_role_volunteer(v, skills.get(v.id, frozenset()))
                 for v in volunteers
-                if v.id not in engaged_roles and not load[v.id]
+                if v.id not in result_of[number].engaged
             ]
             mine = [q for q in quotas if plan.tier_of_role[q.role_code] == number]
             filled = sum(1 for t in holders.values() if t == number)
             assert filled == most_seats(free, mine)
             continue
-        members = [r for r in residents if tier_of[r.id] == number]
-        room = {
-            v.id: v.capacity - load[v.id]
-            for v in volunteers
-            if v.id not in engaged_roles and (YEAR - (v.birth_year or YEAR)) >= 18
-        }
-        mine_pairs = [b for b in primaries if tier_of[b.resident_id] == number]
-        weight = sum(
-            priority(r, YEAR) for r in members if r.id in {b.resident_id for b in mine_pairs}
+        # Buddy tiers so far: each covered as fully as it can be, in order, with the volunteers
+        # that hold no role of an earlier tier (later tiers never cost an earlier one).
+        order = [t for t in buddy_tiers if t <= number]
+        members = [r for r in residents if tier_of[r.id] in order]
+        free_v = [v for v in adults if holders.get(v.id, number) >= number]
+        achieved = tuple(
+            sum(priority(r, YEAR) for r in members if tier_of[r.id] == t and r.id in covered)
+            for t in order
         )
-        walk = sum(
-            great_circle(next(r for r in members if r.id == b.resident_id), by_id[b.volunteer_id])
-            for b in mine_pairs
-        )
-        best_weight, best_walk = best_buddies(members, list(by_id.values()), room)
-        assert weight == best_weight
-        assert walk == pytest.approx(-best_walk, abs=len(mine_pairs) + 1)  # metres are rounded
+        assert achieved == best_by_tier(members, free_v, tier_of, order)[0]
+    # The whole plan walks least among the plans that cover as much, tier by tier.
+    members = [r for r in residents if tier_of[r.id] in buddy_tiers]
+    free_v = [v for v in adults if v.id not in holders]
+    by_id = {r.id: r for r in residents}
+    walk = sum(
+        great_circle(by_id[b.resident_id], next(v for v in volunteers if v.id == b.volunteer_id))
+        for b in primaries
+    )
+    _, best_walk = best_by_tier(members, free_v, tier_of, buddy_tiers)
+    assert walk == pytest.approx(-best_walk, abs=len(primaries) + 1)  # metres are rounded
     # A volunteer never holds a role and checks on residents.
     assert not set(holders) & {b.volunteer_id for b in plan.buddies.pairs}
 
