@@ -332,6 +332,29 @@ def test_a_minor_takes_a_youth_role_only_with_a_guardian_and_an_adult_group(
     assert teen not in {b.volunteer_id for b in result.buddies.pairs}
 
 
+def health_only_context(database_url: str, tmp_path: Path, policy: str = "") -> Context:
+    """A CLI context on the sample profile's places with one health seat per zone (and this
+    assignment policy; the default policy when empty)."""
+    places = DEFAULT_PROFILE_PATH.read_text(encoding="utf-8").split(
+        "# ---------------------------------------------------------------- emergency-role catalogue"
+    )[0]
+    health = (
+        '[[roles]]\ncode = "health"\nrequired_skills = ["first_aid"]\nquota_per_zone = 1\n'
+        'names = { he = "בריאות", ar = "الصحة", en = "Health", ru = "Здравоохранение", am = "ጤና" }\n'
+    )
+    (tmp_path / "profile.toml").write_text(places + health + policy, encoding="utf-8")
+    settings = Settings(
+        database_url=database_url, profile=tmp_path / "profile.toml", _env_file=None
+    )  # type: ignore[call-arg]
+    return build_context(settings)
+
+
+def run_cli(ctx: Context, *argv: str) -> int:
+    args = build_parser().parse_args(list(argv))
+    handler: Callable[[Context, argparse.Namespace], int] = args.handler
+    return handler(ctx, args)
+
+
 def test_cli_prints_coverage_changes_and_gaps(
     sessions: sessionmaker[Session],
     directory: Directory,
@@ -343,23 +366,10 @@ def test_cli_prints_coverage_changes_and_gaps(
     with unit_of_work(sessions) as session:
         small_town(session, authority, directory)
     # The sample profile's places with a one-role catalogue (as the ``profile`` fixture).
-    places = DEFAULT_PROFILE_PATH.read_text(encoding="utf-8").split(
-        "# ---------------------------------------------------------------- emergency-role catalogue"
-    )[0]
-    health = (
-        '[[roles]]\ncode = "health"\nrequired_skills = ["first_aid"]\nquota_per_zone = 1\n'
-        'names = { he = "בריאות", ar = "الصحة", en = "Health", ru = "Здравоохранение", am = "ጤና" }\n'
-    )
-    (tmp_path / "profile.toml").write_text(places + health, encoding="utf-8")
-    settings = Settings(
-        database_url=database_url, profile=tmp_path / "profile.toml", _env_file=None
-    )  # type: ignore[call-arg]
-    ctx = build_context(settings)
+    ctx = health_only_context(database_url, tmp_path)
 
     def hosen(*argv: str) -> int:
-        args = build_parser().parse_args(list(argv))
-        handler: Callable[[Context, argparse.Namespace], int] = args.handler
-        return handler(ctx, args)
+        return run_cli(ctx, *argv)
 
     try:
         assert hosen("assign", "--dry-run") == 0
@@ -434,29 +444,13 @@ def test_explain_and_people_show_say_what_a_person_holds_and_why(
 ) -> None:
     with unit_of_work(sessions) as session:
         people = {k: p.id for k, p in small_town(session, authority, directory).items()}
-    text = DEFAULT_PROFILE_PATH.read_text(encoding="utf-8")
-    catalogue = text.index(
-        "# ---------------------------------------------------------------- emergency-role catalogue"
-    )
-    policy = text.index(
-        "# ---------------------------------------------------------------- assignment policy"
-    )
-    health = (
-        '[[roles]]\ncode = "health"\nrequired_skills = ["first_aid"]\nquota_per_zone = 1\n'
-        'names = { he = "בריאות", ar = "الصحة", en = "Health", ru = "Здравоохранение", am = "ጤና" }\n'
-        '[[assignment.tiers]]\nroles = ["health"]\n[[assignment.tiers]]\nbuddies = "rest"\n'
+    ctx = health_only_context(
+        database_url, tmp_path, policy='[[assignment.tiers]]\nroles = ["health"]\n'
+        '[[assignment.tiers]]\nbuddies = "rest"\n',
     )  # fmt: skip
-    assert policy > catalogue
-    (tmp_path / "profile.toml").write_text(text[:catalogue] + health, encoding="utf-8")
-    settings = Settings(
-        database_url=database_url, profile=tmp_path / "profile.toml", _env_file=None
-    )  # type: ignore[call-arg]
-    ctx = build_context(settings)
 
     def hosen(*argv: str) -> str:
-        args = build_parser().parse_args(list(argv))
-        handler: Callable[[Context, argparse.Namespace], int] = args.handler
-        assert handler(ctx, args) == 0
+        assert run_cli(ctx, *argv) == 0
         return capsys.readouterr().out
 
     try:
