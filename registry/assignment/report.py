@@ -13,7 +13,7 @@ from config.i18n import t
 from config.languages import Language
 from config.profile import AuthorityProfile, Profile
 from registry.assignment.roles import OpenSeats, Scope
-from registry.assignment.tiers import BuddyGap, Cause
+from registry.assignment.tiers import BuddyGap
 
 
 @dataclass(frozen=True)
@@ -27,12 +27,9 @@ class GapLine:
 
 def cause_line(gap: BuddyGap, *, zone: str, reach_m: int, language: Language) -> str:
     """One gap of buddies and its true cause, in words (``assign.cause.*``)."""
-    key = gap.cause.value
-    if gap.cause is Cause.HELD_BY_ROLES and gap.in_roles < gap.in_reach:
-        key = "held_by_roles_some"
     return t(
         language,
-        f"assign.cause.{key}",
+        f"assign.cause.{gap.cause.value}",
         zone=zone,
         tier=gap.tier,
         residents=gap.residents,

@@ -65,8 +65,9 @@ class Cause(StrEnum):
     NO_VOLUNTEER_IN_REACH = "no_volunteer_in_reach"  # nobody within reach who may visit
     CANNOT_VISIT = "cannot_visit"  # only minors, unavailable or without capacity in reach
     NO_SHARED_LANGUAGE = "no_shared_language"
-    HELD_BY_ROLES = "held_by_roles"  # some of those in reach hold roles, the others are full
-    VOLUNTEERS_FULL = "volunteers_full"  # all of those in reach are full (or declined)
+    HELD_BY_ROLES = "held_by_roles"  # all of those in reach who could visit hold roles
+    ROLES_AND_FULL = "roles_and_full"  # some of them hold roles, the others are full
+    VOLUNTEERS_FULL = "volunteers_full"  # all of them are full (or declined this resident)
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,8 +425,10 @@ def explain_gaps(
                 vols = [v for v in per_row[r] if not need or speaks[v] & need]
                 if not vols:
                     cause, language = Cause.NO_SHARED_LANGUAGE, resident.language
-                elif in_role[vols].any():
+                elif in_role[vols].all():
                     cause = Cause.HELD_BY_ROLES
+                elif in_role[vols].any():
+                    cause = Cause.ROLES_AND_FULL
                 else:
                     cause = Cause.VOLUNTEERS_FULL
             causes[resident.id] = cause

@@ -348,7 +348,7 @@ def test_cause_held_by_roles_when_the_others_are_full() -> None:
     people = [resident(i, 10 * i) for i in range(3)]
     pool = [volunteer(100, 0, capacity=1), volunteer(101, 50)]
     plan = run(people, pool, {101: frozenset({"first_aid"})}, [health()], ROLES_FIRST)
-    assert Counter(plan.causes.values()) == {Cause.HELD_BY_ROLES: 2}
+    assert Counter(plan.causes.values()) == {Cause.ROLES_AND_FULL: 2}
     assert (
         "1 of the 2 volunteers within 1500 m hold roles of tier 1, the others have no room"
         in (line_of(plan, ROLES_FIRST)[0])
