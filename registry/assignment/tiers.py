@@ -1,16 +1,24 @@
 """The assignment policy: the demand filled tier by tier, and the true cause of every gap.
 
 The profile's ``[assignment]`` orders the demand in tiers (for example: a buddy for every
-resident at high risk, then the roles, then a buddy for everyone else at risk). Each tier is
-planned optimally by the proven cores (:func:`registry.assignment.roles.plan_roles`,
-:func:`registry.assignment.buddies.plan_buddies`) with the volunteers the tiers before it left
-free: a volunteer who holds a role takes no buddies, and one who checks on residents takes no
-role. Buddy tiers plan primaries only; backups come last, from the room every tier left.
-Stable like the cores: every current pair and holder earns its keep bonus in its own tier.
+resident at high risk, then the core roles, then a buddy for everyone else at risk, then the
+other roles). Each tier is planned optimally by the proven cores
+(:func:`registry.assignment.roles.plan_roles`, :func:`registry.assignment.buddies.plan_buddies`)
+with the volunteers the tiers before it left free: a volunteer who holds a role takes no
+buddies, and one who checks on residents takes no role of a later tier.
+
+A tier of buddies is planned together with the buddy tiers before it, an earlier tier's
+residents weighing more than any later one's: the sets of residents that can be covered
+together form a matroid, so the heaviest plan covers every tier as fully as it can be covered,
+in order, and a later tier may re-route an earlier tier's pairs but never uncover one. Buddy
+tiers place primaries; backups come last, from the room every tier left. Stable like the cores:
+every current pair and holder earns its keep bonus, and a buddy pass keeps the pairs of the
+pass before it where it can (the roles planned between them saw those volunteers engaged).
 
 Every resident left without a buddy gets the true cause, found over every volunteer within
-reach at the end: none who may visit at all, none who speaks the language, those who could all
-hold roles (of which tiers), or all are full. Counts and codes only: no personal data.
+reach at the end: none who may visit at all, none who speaks the language, all of those who
+could hold roles (of which tiers), some hold roles and the others are full, or all are full.
+Counts and codes only: no personal data.
 """
 
 from __future__ import annotations
