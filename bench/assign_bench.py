@@ -212,7 +212,7 @@ def greedy_baseline(
 
     pool = [v for v in volunteers if core.not_buddy(v, NOW.year) is None]
     problem = core._build(
-        residents, pool, (), set(), (), {}, core.BuddyRules(year=NOW.year, reach_m=reach)
+        residents, pool, (), set(), (), {}, core.BuddyRules(year=NOW.year, reach_m=reach), {}
     )
     area = Neighbourhood(problem.places_r, problem.places_v, speaks=problem.speaks, reach_m=reach)
     room = problem.room.copy()
@@ -248,7 +248,7 @@ def compare_solvers(
     from registry.assignment.geo import Neighbourhood
 
     pool = [v for v in volunteers if core.not_buddy(v, NOW.year) is None]
-    problem = core._build(residents, pool, (), set(), (), {}, rules)
+    problem = core._build(residents, pool, (), set(), (), {}, rules, {})
     area = Neighbourhood(
         problem.places_r, problem.places_v, speaks=problem.speaks, reach_m=rules.reach_m
     )

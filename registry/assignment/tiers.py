@@ -242,20 +242,9 @@ def plan_policy(
         boost = {
             t: (len(all_buddy_tiers) - all_buddy_tiers.index(t)) * PRIORITY_MAX for t in buddy_tiers
         }
-        members = [
-            replace(r, boost=boost[tier_of_resident[r.id]])
-            for r in residents
-            if tier_of_resident[r.id] in boost
-        ]
+        members = [r for r in residents if tier_of_resident[r.id] in boost]
         member_ids = {r.id for r in members}
-        pool = [
-            replace(
-                v,
-                capacity=max(0, v.capacity - load.get(v.id, 0)),
-                role_code="role" if v.id in role_tier else None,
-            )
-            for v in volunteers
-        ]
+        pool = _pool(volunteers, role_tier, load)
         plan_b = plan_buddies(
             members,
             pool,
@@ -267,10 +256,12 @@ def plan_policy(
                     for b in current_buddies
                     if b.resident_id in member_ids and not (b.pinned and b.rank != 1)
                 ),
-                *(replace(b, rank=1) for b in primaries if not b.pinned),
+                *(_pair(b, rank=1) for b in primaries if not b.pinned),
             ],
             declined=declined_b | {p for p in pinned_backup_pairs if p[0] in member_ids},
             rules=replace(buddy_rules, backups=False),
+            boost={r.id: boost[tier_of_resident[r.id]] for r in members},
+            report=False,
         )
         primaries = list(plan_b.pairs)
         buddy_tier = {}
@@ -289,7 +280,7 @@ def plan_policy(
             result.demand, result.met = len(mine), sum(1 for r in mine if r in covered_now)
 
     # Backups last, from the room every tier left: the primaries are fixed (pinned) here.
-    final_pool = [replace(v, role_code="role" if v.id in role_tier else None) for v in volunteers]
+    final_pool = _pool(volunteers, role_tier, {})
     with_primary = {b.resident_id for b in primaries}
     primary_pairs = {(b.resident_id, b.volunteer_id) for b in primaries}
     backed = [r for r in residents if r.id in with_primary]
@@ -297,7 +288,7 @@ def plan_policy(
         backed,
         final_pool,
         current=[
-            *(replace(b, pinned=True, rank=1) for b in primaries),
+            *(_pair(b, rank=1, pinned=True) for b in primaries),
             *(
                 b
                 for b in current_buddies
@@ -308,12 +299,14 @@ def plan_policy(
         ],
         declined=declined_b,
         rules=buddy_rules,
+        report=False,
     )
     _add_timings(timings, backups.timings)
     walking_proven = walking_proven and backups.walking_proven
     pinned_now = {(b.resident_id, b.volunteer_id) for b in current_buddies if b.pinned}
     pairs = [
-        replace(b, pinned=(b.resident_id, b.volunteer_id) in pinned_now) for b in backups.pairs
+        _pair(b, rank=b.rank, pinned=(b.resident_id, b.volunteer_id) in pinned_now)
+        for b in backups.pairs
     ]
     pairs.sort(key=lambda b: (b.resident_id, b.rank))
 
@@ -362,6 +355,27 @@ def plan_policy(
         buddy_gaps=gaps,
         timings=dict(buddy_plan.timings),
     )
+
+
+def _pool(
+    volunteers: Sequence[Volunteer], role_tier: dict[int, int], load: dict[int, int]
+) -> list[Volunteer]:
+    """The volunteers as a buddy pass sees them: role holders marked, pinned room taken (a copy
+    only of those that change: a town has thousands)."""
+    return [
+        v
+        if v.id not in role_tier and not load.get(v.id)
+        else replace(
+            v,
+            capacity=max(0, v.capacity - load.get(v.id, 0)),
+            role_code="role" if v.id in role_tier else None,
+        )
+        for v in volunteers
+    ]
+
+
+def _pair(b: Buddy, *, rank: int, pinned: bool = False) -> Buddy:
+    return Buddy(b.resident_id, b.volunteer_id, rank, pinned, b.distance_m)
 
 
 def _add_timings(total: dict[str, float], part: dict[str, float]) -> None:
