@@ -8,8 +8,9 @@ Run from the repository root:
 For each town (``registry.synthetic``: about 20% at risk, 10% volunteers) and each database
 (SQLite file, PostgreSQL scratch database on HOSEN_BENCH_POSTGRES_URL) it prints:
 
-* the solver alone: candidate search and min-cost flow time, in a process of its own for an honest
-  peak memory (RSS), with the registry already loaded;
+* the solver alone: the whole assignment policy (every tier of the profile, backups, the causes of
+  the gaps), in a process of its own for an honest peak memory (RSS), with the registry already
+  loaded; its candidate search and min-cost flow time; each tier's demand met; the gaps' causes;
 * coverage against the max-flow upper bound (a maximum matching over every pair within reach);
 * total walking distance of the primaries against a greedy nearest-volunteer baseline (graver
   needs first, each resident takes the nearest volunteer with room) on the same town;
@@ -36,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -129,8 +131,7 @@ def solver_alone(url: str) -> dict[str, Any]:
 
     from sqlalchemy import select
 
-    from registry.assignment.roles import RoleRules, plan_roles
-    from registry.assignment.store import load_registry
+    from registry.assignment.store import load_registry, plan
     from registry.models import Authority
 
     profile = load_profile(DEFAULT_PROFILE_PATH)
@@ -141,17 +142,18 @@ def solver_alone(url: str) -> dict[str, Any]:
         registry = load_registry(session, authority=authority, profile=profile, now=NOW)
     engine.dispose()
     reach = profile.walking_distance_m
+    # The whole policy (every tier, backups, the causes of the gaps): the solve of the target.
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = time.perf_counter()
-    roles = plan_roles(
-        registry.role_volunteers, registry.quotas, rules=RoleRules(year=NOW.year, reach_m=reach)
-    )
-    roles_s = time.perf_counter() - t0
+    result = plan(registry, profile=profile, now=NOW)
+    policy_s = time.perf_counter() - t0
+    rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    plan_, roles = result.buddies, result.roles
+    roles_s = result.timings.get("roles_s", 0.0)
+    # The comparisons below run on the volunteers the policy left without a role.
     role_of = {h.person_id: h.role_code for h in roles.holders}
     volunteers = [replace(v, role_code=role_of.get(v.id)) for v in registry.volunteers]
     rules = core.BuddyRules(year=NOW.year, reach_m=reach, keep_bonus_m=reach)
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    plan = core.plan_buddies(registry.residents, volunteers, rules=rules)
-    rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     bound = core.primary_upper_bound(registry.residents, volunteers, rules=rules)
 
     primaries_rules = core.BuddyRules(
@@ -169,17 +171,20 @@ def solver_alone(url: str) -> dict[str, Any]:
         "role_seats": roles.seats,
         "roles_filled": roles.filled,
         "roles_s": roles_s,
-        "arcs": plan.arcs,
-        "widened": plan.widened,
-        "candidates_s": plan.timings["candidates_s"],
-        "solve_s": plan.timings["solve_s"],
-        "flow_s": plan.timings["flow_s"],
-        "pricing_s": plan.timings.get("pricing_s", 0.0),
-        "priced": plan.priced,
-        "walking_proven": plan.walking_proven,
-        "core_total_s": plan.timings["total_s"],
-        "covered": plan.coverage.covered,
-        "with_backup": plan.coverage.with_backup,
+        "arcs": plan_.arcs,
+        "widened": plan_.widened,
+        "candidates_s": plan_.timings["candidates_s"],
+        "solve_s": plan_.timings["solve_s"],
+        "flow_s": plan_.timings["flow_s"],
+        "pricing_s": plan_.timings.get("pricing_s", 0.0),
+        "causes_s": plan_.timings.get("causes_s", 0.0),
+        "priced": plan_.priced,
+        "walking_proven": plan_.walking_proven,
+        "core_total_s": policy_s,
+        "covered": plan_.coverage.covered,
+        "with_backup": plan_.coverage.with_backup,
+        "tiers": [f"{t.number} {t.kind} {t.what}: {t.met}/{t.demand}" for t in result.tiers],
+        "causes": dict(Counter(plan_.unassigned.values())),
         "upper_bound": bound,
         "optimal_primaries_covered": optimal.coverage.covered,
         "optimal_primaries_km": optimal.coverage.distance_m / 1000,
@@ -207,7 +212,7 @@ def greedy_baseline(
 
     pool = [v for v in volunteers if core.not_buddy(v, NOW.year) is None]
     problem = core._build(
-        residents, pool, (), set(), (), {}, core.BuddyRules(year=NOW.year, reach_m=reach)
+        residents, pool, (), set(), (), {}, core.BuddyRules(year=NOW.year, reach_m=reach), {}
     )
     area = Neighbourhood(problem.places_r, problem.places_v, speaks=problem.speaks, reach_m=reach)
     room = problem.room.copy()
@@ -243,7 +248,7 @@ def compare_solvers(
     from registry.assignment.geo import Neighbourhood
 
     pool = [v for v in volunteers if core.not_buddy(v, NOW.year) is None]
-    problem = core._build(residents, pool, (), set(), (), {}, rules)
+    problem = core._build(residents, pool, (), set(), (), {}, rules, {})
     area = Neighbourhood(
         problem.places_r, problem.places_v, speaks=problem.speaks, reach_m=rules.reach_m
     )
@@ -415,6 +420,9 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             f"| {r['size']:,} | {r['db']} | {r['optimal_primaries_km']:,.1f}, {r['optimal_primaries_proven']}, {r['optimal_primaries_core_s']:.2f} "
             f"| {r['proven_primaries_km']:,.1f}, {r['proven_primaries_priced']:,}, {r['proven_primaries_pricing_s']:.2f}, {r['proven_primaries_core_s']:.2f} |"
         )
+    print("\ntiers (met / demand) and the causes of the buddy gaps:")
+    for r in rows:
+        print(f"  {r['size']:,} {r['db']}: {'; '.join(r['tiers'])}; causes {r['causes']}")
     print("\nwhole `hosen assign` inner timings (first run):")
     for r in rows:
         print(f"  {r['size']:,} {r['db']}: {r['whole_first_inner']}")

@@ -22,7 +22,6 @@ from config.profile import Profile
 from dispatch import outbox
 from dispatch.models import InboundMessage
 from registry import audit, people
-from registry.assignment.geo import haversine_m
 from registry.digests import sender_key
 from registry.errors import InvalidPhone
 from registry.models import (
@@ -43,6 +42,7 @@ from registry.models import (
     Zone,
 )
 from registry.phones import normalise_phone
+from registry.rules import distance_m
 
 # Draft keys starting with "_" are bookkeeping; this one lists consents given in this dialog.
 NEW_CONSENTS = "_new_consents"
@@ -326,7 +326,7 @@ def nearest_zone(profile: Profile, lat: float, lon: float) -> tuple[str, str] | 
         for zone in authority.zones:
             if zone.lat is None or zone.lon is None:
                 continue
-            distance = float(haversine_m(lat, lon, zone.lat, zone.lon))  # type: ignore[arg-type]
+            distance = distance_m(lat, lon, zone.lat, zone.lon)
             if distance <= ZONE_REACH_M and (best is None or distance < best[0]):
                 best = (distance, authority.code, zone.code)
     return None if best is None else (best[1], best[2])

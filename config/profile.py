@@ -9,7 +9,7 @@ from __future__ import annotations
 import tomllib
 from datetime import time
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -138,12 +138,70 @@ class RoleProfile(_Strict):
         return self
 
 
+REST = "rest"
+
+
+class TierProfile(_Strict):
+    """One step of the assignment policy: some roles, or buddies for one class of residents.
+
+    ``roles``: role codes, or ``"rest"`` for every role with seats that no other tier names.
+    ``buddies``: ``"high_risk"`` (see :class:`HighRiskProfile`) or ``"rest"`` (every other
+    resident who may need help).
+    """
+
+    roles: list[Code] | Literal["rest"] | None = None
+    buddies: Literal["high_risk", "rest"] | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Self:
+        if (self.roles is None) == (self.buddies is None):
+            raise ValueError("a tier has either roles or buddies")
+        return self
+
+
+class HighRiskProfile(_Strict):
+    """Who counts as a resident at high risk: any of ``needs``, or living alone with any of
+    ``living_alone_with`` (need codes of the registry)."""
+
+    needs: list[Code] = ["powered_medical_equipment", "bedridden"]
+    living_alone_with: list[Code] = ["mobility", "sight", "hearing", "cognitive"]
+
+
+def _life_safety_first() -> list[TierProfile]:
+    return [TierProfile(buddies="high_risk"), TierProfile(roles=REST), TierProfile(buddies=REST)]
+
+
+class AssignmentPolicy(_Strict):
+    """The order in which the assignment engine fills the demand, most important first. Each
+    tier is filled as well as it can be with the volunteers the tiers before it left free."""
+
+    tiers: list[TierProfile] = Field(default_factory=_life_safety_first, min_length=1)
+    high_risk: HighRiskProfile = HighRiskProfile()
+
+    @model_validator(mode="after")
+    def _each_demand_once(self) -> Self:
+        named = [code for tier in self.tiers if isinstance(tier.roles, list) for code in tier.roles]
+        if len(set(named)) != len(named):
+            raise ValueError("assignment.tiers: a role is named in two tiers")
+        for kind in ("roles", "buddies"):
+            rests = [t for t in self.tiers if getattr(t, kind) == REST]
+            if len(rests) > 1:
+                raise ValueError(f"assignment.tiers: {kind} = 'rest' is given twice")
+        buddies = [t.buddies for t in self.tiers if t.buddies is not None]
+        if len(set(buddies)) != len(buddies):
+            raise ValueError("assignment.tiers: a class of buddies is given twice")
+        if REST not in buddies:
+            raise ValueError("assignment.tiers: no tier gives buddies = 'rest'")
+        return self
+
+
 class Profile(_Strict):
     name: str
     authorities: list[AuthorityProfile] = Field(min_length=1)
     skills: list[SkillProfile] = Field(min_length=1)
     roles: list[RoleProfile] = Field(min_length=1)
     walking_distance_m: int = Field(default=1500, gt=0)
+    assignment: AssignmentPolicy = AssignmentPolicy()
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -159,7 +217,33 @@ class Profile(_Strict):
         ):
             if len(set(codes)) != len(codes):
                 raise ValueError(f"{label} codes repeat")
+        self._policy_names_roles_with_seats()
         return self
+
+    def _policy_names_roles_with_seats(self) -> None:
+        seated = {
+            r.code for r in self.roles if r.quota_per_zone or r.quota_per_shelter or r.quota_total
+        }
+        tiers = self.assignment.tiers
+        named = {code for t in tiers if isinstance(t.roles, list) for code in t.roles}
+        unknown = named - seated
+        if unknown:
+            raise ValueError(f"assignment.tiers: {sorted(unknown)} are not roles with seats")
+        if seated - named and not any(t.roles == REST for t in tiers):
+            missing = sorted(seated - named)
+            raise ValueError(
+                f"assignment.tiers: no tier for the roles {missing} (add roles = 'rest')"
+            )
+
+    def tier_of_role(self, code: str) -> int:
+        """The tier (1-based) that fills this role's seats."""
+        rest = 0
+        for number, tier in enumerate(self.assignment.tiers, start=1):
+            if isinstance(tier.roles, list) and code in tier.roles:
+                return number
+            if tier.roles == REST:
+                rest = number
+        return rest
 
     def authority(self, code: str) -> AuthorityProfile:
         for authority in self.authorities:

@@ -43,6 +43,7 @@ from dispatch.models import (
     TaskStatus,
 )
 from dispatch.outbox import enqueue
+from registry import rules
 from registry.models import (
     ACTIVE_ASSIGNMENT,
     Authority,
@@ -56,7 +57,6 @@ from registry.models import (
     Zone,
 )
 
-ADULT_AGE = 18
 SWEEP_BATCH = 1000
 
 
@@ -144,7 +144,7 @@ class Visitor:
 
 
 def is_minor(person: Person, now: datetime) -> bool:
-    return person.birth_year is not None and now.year - person.birth_year < ADULT_AGE
+    return rules.is_minor(person.birth_year, now.year)
 
 
 def choose_visitor(

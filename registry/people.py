@@ -13,7 +13,7 @@ from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from config.languages import Language
-from registry import audit
+from registry import audit, rules
 from registry.bulk import bulk_insert, table_of
 from registry.db import utcnow
 from registry.errors import ConsentRequired, RegistryError
@@ -39,8 +39,8 @@ from registry.models import (
     Zone,
 )
 from registry.phones import Phone
+from registry.rules import ADULT_AGE as ADULT_AGE  # the dialog reads it here
 
-ADULT_AGE = 18
 MAX_NAME = 120
 MAX_ADDRESS = 200
 
@@ -611,7 +611,7 @@ def has_consent(session: Session, person: Person, kind: ConsentKind) -> bool:
 
 
 def age_in(person: Person, year: int) -> int | None:
-    return None if person.birth_year is None else year - person.birth_year
+    return rules.age(person.birth_year, year)
 
 
 def ensure_may_take_role(session: Session, person: Person, *, now: datetime | None = None) -> None:

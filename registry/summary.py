@@ -29,7 +29,7 @@ from registry.models import (
     VolunteerProfile,
     Zone,
 )
-from registry.people import ADULT_AGE
+from registry.rules import ADULT_AGE
 
 NO_ZONE = "-"
 _REACHABLE = (PersonStatus.ACTIVE, PersonStatus.PAUSED)

@@ -49,8 +49,9 @@ from registry.models import (
     Source,
     VolunteerProfile,
 )
-from registry.people import ADULT_AGE, NeedsDetails, VolunteerDetails
+from registry.people import NeedsDetails, VolunteerDetails
 from registry.profile_sync import Directory
+from registry.rules import ADULT_AGE
 from registry.town_names import (
     FEMALE,
     MALE,

@@ -15,10 +15,12 @@ from typing import Any
 from sqlalchemy import select
 
 from config.languages import Language
+from hosen.commands.people import find_person
 from hosen.context import Context
+from registry.assignment.explain import explain_person
 from registry.assignment.report import GapLine, gap_lines
 from registry.assignment.store import AssignmentResult, assign_authority
-from registry.db import unit_of_work
+from registry.db import unit_of_work, utcnow
 from registry.models import Shelter
 
 
@@ -36,6 +38,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "the town (small towns always get the proof; about 7 s more at 100,000 people)",
     )
     assign.add_argument(
+        "--explain",
+        metavar="PHONE",
+        help="say why this person (phone or id) got what they got; writes nothing",
+    )
+    assign.add_argument(
         "--language",
         choices=[language.value for language in Language],
         default=Language.EN.value,
@@ -45,6 +52,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run_assign(ctx: Context, args: argparse.Namespace) -> int:
+    if args.explain:
+        return run_explain(ctx, args)
     with unit_of_work(ctx.sessions) as session:
         authority = ctx.authority(session, args.authority)
         result = assign_authority(
@@ -63,10 +72,11 @@ def run_assign(ctx: Context, args: argparse.Namespace) -> int:
         }
         code = authority.code
     lines = gap_lines(
-        buddy_gaps=result.buddies.gaps,
+        buddy_gaps=result.buddy_gaps,
         open_seats=result.roles.open_seats,
         zone_codes=result.zone_codes,
         shelter_names=shelters,
+        tier_of_role=result.tier_of_role,
         profile=ctx.profile,
         authority=ctx.profile.authority(code),
         language=Language(args.language),
@@ -110,12 +120,20 @@ def as_json(
                     "role": s.quota.role_code,
                     "zone": result.zone_codes.get(s.quota.zone_id) if s.quota.zone_id else None,
                     "shelter_id": s.quota.shelter_id,
+                    "tier": result.tier_of_role.get(s.quota.role_code),
                     "open": s.open,
                     "reason": s.reason.value,
+                    "eligible": s.eligible,
+                    "engaged": s.engaged,
+                    "engaged_tiers": list(s.engaged_tiers),
                 }
                 for s in result.roles.open_seats
             ],
         },
+        "tiers": [
+            {"tier": r.number, "kind": r.kind, "what": r.what, "demand": r.demand, "met": r.met}
+            for r in result.tiers
+        ],
         "changes": {
             "buddy": {k: buddy_changes.get(k, 0) for k in ("new", "rank", "released")},
             "role": {k: role_changes.get(k, 0) for k in ("new", "released")},
@@ -132,7 +150,13 @@ def as_json(
             ],
         },
         "gaps": [
-            {"zone": line.zone, "kind": line.kind, "volunteers": line.count, "text": line.text}
+            {
+                "zone": line.zone,
+                "kind": line.kind,
+                "cause": line.cause,
+                "count": line.count,
+                "text": line.text,
+            }
             for line in lines
         ],
         "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
@@ -178,6 +202,12 @@ def print_table(doc: dict[str, Any]) -> None:
         f"{b['same_zone_guesses']:,} same-zone pairs without coordinates"
     )
     print(f"  roles     {r['filled']:,} of {r['seats']:,} seats filled")
+    for tier in doc["tiers"]:
+        unit = "seats filled" if tier["kind"] == "roles" else "residents have a buddy"
+        print(
+            f"  tier {tier['tier']}    {tier['kind']} ({tier['what']}): "
+            f"{tier['met']:,} of {tier['demand']:,} {unit}"
+        )
     print(
         f"  changes   buddies {ch['buddy']['new']:,} new, {ch['buddy']['rank']:,} re-ranked, "
         f"{ch['buddy']['released']:,} released; roles {ch['role']['new']:,} new, "
@@ -199,3 +229,45 @@ def print_table(doc: dict[str, Any]) -> None:
         "  time      "
         + ", ".join(f"{k.removesuffix('_s')} {v:.2f} s" for k, v in doc["timings_s"].items())
     )
+
+
+def run_explain(ctx: Context, args: argparse.Namespace) -> int:
+    """``--explain``: the person's stored role and buddies, the plan now, and why."""
+    with unit_of_work(ctx.sessions) as session:
+        authority = ctx.authority(session, args.authority)
+        person = find_person(session, ctx.settings, authority.id, args.explain)
+        explanation = explain_person(
+            session,
+            authority=authority,
+            profile=ctx.profile,
+            person=person,
+            now=utcnow(),
+            language=Language(args.language),
+        )
+        session.rollback()  # a dry run: nothing of the plan is kept
+    if args.json:
+        print(
+            _dumps(
+                {
+                    "person_id": explanation.person_id,
+                    "stored": explanation.stored,
+                    "planned": explanation.planned,
+                    "why": explanation.why,
+                }
+            )
+        )
+        return 0
+    print(f"person {explanation.person_id}")
+    for kind, rows in explanation.stored.items():
+        if rows:
+            print(f"  stored {kind}: " + "; ".join(_stored(row) for row in rows))
+    for line in explanation.why:
+        print(f"  - {line}")
+    return 0
+
+
+def _stored(row: dict[str, Any]) -> str:
+    if "role" in row:
+        return f"{row['role']} ({row['shelter'] or row['zone'] or 'town-wide'}) {row['status']}"
+    who = row.get("resident_id", row.get("volunteer_id"))
+    return f"#{who} rank {row['rank']} {row['status']}"

@@ -17,6 +17,7 @@ from config.settings import Settings
 from hosen.commands.registry_lists import add_summary_command
 from hosen.context import CommandError, Context
 from registry import audit
+from registry.assignment.stored import stored_assignments
 from registry.db import unit_of_work, utcnow
 from registry.errors import InvalidPhone
 from registry.models import Person, PersonStatus, Zone
@@ -112,7 +113,7 @@ def list_people(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-def _find(session: Session, settings: Settings, authority_id: int, who: str) -> Person:
+def find_person(session: Session, settings: Settings, authority_id: int, who: str) -> Person:
     if who.isdecimal() and len(who) < 9:
         person = session.get(Person, int(who))
     else:
@@ -131,7 +132,7 @@ def _find(session: Session, settings: Settings, authority_id: int, who: str) -> 
 def show_person(ctx: Context, args: argparse.Namespace) -> int:
     with unit_of_work(ctx.sessions) as session:
         authority = ctx.authority(session, args.authority)
-        person = _find(session, ctx.settings, authority.id, args.who)
+        person = find_person(session, ctx.settings, authority.id, args.who)
         zone = session.get(Zone, person.zone_id) if person.zone_id else None
         data = summary(person, zone.code if zone else None)
         data.update(
@@ -153,11 +154,21 @@ def show_person(ctx: Context, args: argparse.Namespace) -> int:
         if needs is not None:
             data["needs"] = needs.flags()
             data["emergency_contact"] = needs.emergency_contact_name
+        # Role and buddies as stored, each with its status (proposed, confirmed, declined).
+        stored = stored_assignments(session, person_id=person.id)
+        if person.is_volunteer:
+            data["role"] = stored["roles"]
+            data["checks_on"] = stored["checks_on"]
+        if person.needs_help:
+            data["buddies"] = stored["buddies"]
     if args.json:
         print(json.dumps(data, ensure_ascii=False, indent=2))
     else:
         for key, value in data.items():
-            print(f"{key:>20}: {value}")
+            if key in ("role", "checks_on", "buddies"):
+                print(f"{key:>20}: {_assignments(key, value)}")
+            else:
+                print(f"{key:>20}: {value}")
     return 0
 
 
@@ -166,7 +177,7 @@ def erase_person(ctx: Context, args: argparse.Namespace) -> int:
 
     with unit_of_work(ctx.sessions) as session:
         authority = ctx.authority(session, args.authority)
-        person = _find(session, ctx.settings, authority.id, args.who)
+        person = find_person(session, ctx.settings, authority.id, args.who)
         if person.status == PersonStatus.ERASED:
             print(f"person #{person.id} was erased already")
             return 0
@@ -178,3 +189,20 @@ def erase_person(ctx: Context, args: argparse.Namespace) -> int:
         erase(session, person, actor=ctx.actor, now=utcnow(), by_staff=True)
         print(f"person #{person.id} erased")
     return 0
+
+
+def _assignments(kind: str, rows: list[dict[str, Any]]) -> str:
+    """One line per stored assignment: who or what, rank, distance and its status."""
+    if not rows:
+        return "none"
+    parts = []
+    for row in rows:
+        if kind == "role":
+            place = row["shelter"] or row["zone"] or "town-wide"
+            parts.append(f"{row['role']} ({place}) {row['status']}")
+            continue
+        who = row.get("resident_id", row.get("volunteer_id"))
+        rank = "primary" if row["rank"] == 1 else "backup"
+        metres = f"{row['distance_m']} m" if row["distance_m"] is not None else "same zone"
+        parts.append(f"{row['name']} (#{who}) {rank}, {metres}, {row['status']}")
+    return "; ".join(parts)

@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
@@ -47,11 +47,11 @@ import numpy.typing as npt
 from ortools.graph.python import max_flow
 
 from registry.assignment import flow
-from registry.assignment.geo import Neighbourhood, Pairs, Places, Reachability, haversine_m
+from registry.assignment.geo import Neighbourhood, Pairs, Places, Reachability
+from registry.rules import ADULT_AGE, age, haversine_m
 
 IntArray = npt.NDArray[np.int64]
 
-ADULT_AGE = 18
 HEBREW = "he"
 LANGUAGE_BITS = {"he": 1, "ar": 2, "en": 4, "ru": 8, "am": 16}
 
@@ -200,7 +200,7 @@ class Coverage:
 class BuddyPlan:
     pairs: list[Buddy]
     changes: list[BuddyChange]
-    unassigned: dict[int, Unassigned]
+    unassigned: dict[int, str]  # an :class:`Unassigned`, or the policy's true cause
     not_buddies: dict[int, NotBuddy]
     gaps: list[Gap]
     coverage: Coverage
@@ -209,10 +209,6 @@ class BuddyPlan:
     widened: int = 0  # residents whose candidate list was opened in full after a first solve
     priced: int = 0  # pairs the walking's pricing added (see ``BuddyRules.prove_walking``)
     walking_proven: bool = False  # least walking over every pair within reach, in every stage
-
-
-def age(birth_year: int | None, year: int) -> int | None:
-    return None if birth_year is None else year - birth_year
 
 
 def priority(resident: Resident, year: int) -> int:
@@ -286,8 +282,16 @@ def plan_buddies(
     current: Iterable[Buddy] = (),
     declined: Iterable[tuple[int, int]] = (),
     rules: BuddyRules,
+    boost: Mapping[int, int] | None = None,
+    report: bool = True,
 ) -> BuddyPlan:
-    """The optimal buddy plan for these people, and how it differs from ``current``."""
+    """The optimal buddy plan for these people, and how it differs from ``current``.
+
+    ``boost``: added to a resident's priority (resident id -> weight): a policy's earlier tier
+    weighs more than any later one's (see :mod:`registry.assignment.tiers`). Without
+    ``report`` only the pairs are made (no changes, reasons, gaps or coverage): a policy's
+    inner passes report once, at the end.
+    """
     started = time.perf_counter()
     current = list(current)
     declined_pairs = set(declined)
@@ -310,7 +314,9 @@ def plan_buddies(
         pinned_load[b.volunteer_id] += 1
         pinned_ranks[b.resident_id].add(b.rank)
 
-    problem = _build(residents, pool, current, declined_pairs, pinned, pinned_load, rules)
+    problem = _build(
+        residents, pool, current, declined_pairs, pinned, pinned_load, rules, boost or {}
+    )
     timings: dict[str, float] = defaultdict(float)
 
     # Stage 1, primaries: everyone without a buddy. A current primary keeps the full bonus, a
@@ -321,7 +327,7 @@ def plan_buddies(
     bonus = {1: rules.keep_bonus_m, 2: rules.keep_bonus_m // 2}
     first = _stage(problem, area, rules, bonus, timings, primaries=True)
     left = np.flatnonzero(problem.slot & ~first.served)
-    reachability = area.reachability(left, problem.needs_language)
+    reachability = area.reachability(left if report else left[:0], problem.needs_language)
     chosen: list[tuple[int, int, int, bool, int]] = [(*c, 0) for c in first.chosen]
     arcs, widened = first.arcs, first.widened
     priced, proven = first.priced, first.proven
@@ -358,14 +364,16 @@ def plan_buddies(
     pairs = [*pinned, *new_pairs]
     finished = time.perf_counter()
 
-    unassigned = _reasons(problem, reachability, pairs)
+    unassigned = _reasons(problem, reachability, pairs) if report else {}
     plan = BuddyPlan(
         pairs=sorted(pairs, key=lambda b: (b.resident_id, b.rank)),
-        changes=_diff(current, pairs, resident_ids, volunteer_by_id, not_buddies, declined_pairs),
+        changes=_diff(current, pairs, resident_ids, volunteer_by_id, not_buddies, declined_pairs)
+        if report
+        else [],
         unassigned=unassigned,
         not_buddies=not_buddies,
-        gaps=_gaps(problem, unassigned),
-        coverage=_coverage(residents, pairs, rules.year),
+        gaps=_gaps(problem, unassigned) if report else [],
+        coverage=_coverage(residents, pairs, rules.year) if report else Coverage(),
         arcs=arcs,
         widened=widened,
         priced=priced,
@@ -444,6 +452,7 @@ def _build(
     pinned: Sequence[Buddy],
     pinned_load: dict[int, int],
     rules: BuddyRules,
+    boost: Mapping[int, int],
 ) -> _Problem:
     r_index = {r.id: i for i, r in enumerate(residents)}
     v_index = {v.id: i for i, v in enumerate(pool)}
@@ -465,7 +474,9 @@ def _build(
         speaks=np.array(
             [sum(LANGUAGE_BITS.get(lang, 0) for lang in v.speaks) for v in pool], dtype=np.int64
         ),
-        weight=np.array([priority(r, rules.year) for r in residents], dtype=np.int64),
+        weight=np.array(
+            [priority(r, rules.year) + boost.get(r.id, 0) for r in residents], dtype=np.int64
+        ),
         pinned_count=count,
         slot=count == 0,
         room=np.array(
@@ -1008,11 +1019,9 @@ def _rank(
     return out
 
 
-def _reasons(
-    problem: _Problem, reach: Reachability, pairs: Sequence[Buddy]
-) -> dict[int, Unassigned]:
+def _reasons(problem: _Problem, reach: Reachability, pairs: Sequence[Buddy]) -> dict[int, str]:
     covered = {b.resident_id for b in pairs}
-    reasons: dict[int, Unassigned] = {}
+    reasons: dict[int, str] = {}
     located, zoned = problem.places_r.located, problem.places_r.zone >= 0
     for i, resident in enumerate(problem.residents):
         if resident.id in covered:
@@ -1028,7 +1037,7 @@ def _reasons(
     return reasons
 
 
-def _gaps(problem: _Problem, unassigned: dict[int, Unassigned]) -> list[Gap]:
+def _gaps(problem: _Problem, unassigned: dict[int, str]) -> list[Gap]:
     """Per zone and needed language: how many residents, and how many volunteers would cover them."""
     rooms = [v.capacity for v in problem.volunteers if v.capacity > 0]
     typical = max(1, int(np.median(rooms))) if rooms else 3
@@ -1112,7 +1121,7 @@ def primary_upper_bound(
     reach (no candidate limit), found by a max flow on the limited lists and then augmenting
     paths over the full lists (see :func:`_augmenting_pairs`)."""
     pool = [v for v in volunteers if not_buddy(v, rules.year) is None]
-    problem = _build(residents, pool, (), set(), (), {}, replace(rules, backups=False))
+    problem = _build(residents, pool, (), set(), (), {}, replace(rules, backups=False), {})
     area = Neighbourhood(
         problem.places_r, problem.places_v, speaks=problem.speaks, reach_m=rules.reach_m
     )

@@ -23,7 +23,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy.spatial import cKDTree
 
-EARTH_RADIUS_M = 6_371_008.8
+from registry.rules import EARTH_RADIUS_M, haversine_m
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
@@ -33,18 +34,6 @@ _PROBE = 4  # nearest volunteers asked first when only "anyone in reach?" matter
 _CHUNK = 512  # residents per full search
 # A pseudo language need: volunteers who speak Hebrew and nothing else (see ``pairs``).
 HEBREW_ONLY = -1  # the projection's error is far below 1%: screen wide, then measure exactly
-
-
-def haversine_m(
-    lat1: FloatArray, lon1: FloatArray, lat2: FloatArray, lon2: FloatArray
-) -> FloatArray:
-    """Great-circle distance in metres, element-wise."""
-    p1, p2 = np.radians(lat1), np.radians(lat2)
-    dp = p2 - p1
-    dl = np.radians(lon2) - np.radians(lon1)
-    a = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
-    result: FloatArray = 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.minimum(a, 1.0)))
-    return result
 
 
 @dataclass(frozen=True)

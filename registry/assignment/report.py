@@ -1,6 +1,7 @@
-"""The gap report in words: what recruitment would close each zone's gaps, in any language.
+"""The gap report in words: each zone's gaps, their true cause, and what recruitment would close
+them, in any language.
 
-Lines come from the catalogs (``assign.gap.*``), so the same report can go to an officer on the
+Lines come from the catalogs (``assign.cause.*``, ``assign.gap.*``, ``assign.role_reason.*``), so the same report can go to an officer on the
 command line or, later, on Telegram in their language. Counts and codes only: no personal data.
 """
 
@@ -11,24 +12,43 @@ from dataclasses import dataclass
 from config.i18n import t
 from config.languages import Language
 from config.profile import AuthorityProfile, Profile
-from registry.assignment.buddies import Gap
 from registry.assignment.roles import OpenSeats, Scope
+from registry.assignment.tiers import BuddyGap
 
 
 @dataclass(frozen=True)
 class GapLine:
     zone: str | None  # zone code (None: no zone, or a town-wide role)
     kind: str  # "buddy" or "role"
-    count: int  # volunteers to recruit
+    count: int  # volunteers to recruit (buddies) or open seats (roles)
     text: str
+    cause: str  # the machine-readable cause (``tiers.Cause`` or ``roles.Unfilled``)
+
+
+def cause_line(gap: BuddyGap, *, zone: str, reach_m: int, language: Language) -> str:
+    """One gap of buddies and its true cause, in words (``assign.cause.*``)."""
+    return t(
+        language,
+        f"assign.cause.{gap.cause.value}",
+        zone=zone,
+        tier=gap.tier,
+        residents=gap.residents,
+        reach=reach_m,
+        count=gap.recruit,
+        volunteers=gap.in_reach,
+        in_roles=gap.in_roles,
+        tiers=", ".join(str(n) for n in gap.role_tiers),
+        language=t(language, f"assign.language.{gap.language}") if gap.language else "",
+    )
 
 
 def gap_lines(
     *,
-    buddy_gaps: list[Gap],
+    buddy_gaps: list[BuddyGap],
     open_seats: list[OpenSeats],
     zone_codes: dict[int, str],
     shelter_names: dict[int, str],
+    tier_of_role: dict[str, int],
     profile: Profile,
     authority: AuthorityProfile,
     language: Language,
@@ -44,24 +64,8 @@ def gap_lines(
     lines: list[GapLine] = []
     for gap in buddy_gaps:
         code, label = zone_label(gap.zone_id)
-        if gap.language is None:
-            text = t(
-                language,
-                "assign.gap.any",
-                zone=label,
-                count=gap.volunteers,
-                residents=gap.residents,
-            )
-        else:
-            text = t(
-                language,
-                "assign.gap.language",
-                zone=label,
-                count=gap.volunteers,
-                residents=gap.residents,
-                language=t(language, f"assign.language.{gap.language}"),
-            )
-        lines.append(GapLine(code, "buddy", gap.volunteers, text))
+        text = cause_line(gap, zone=label, reach_m=profile.walking_distance_m, language=language)
+        lines.append(GapLine(code, "buddy", gap.recruit, text, gap.cause.value))
 
     skill_names = {s.code: s.names.get(language) for s in profile.skills}
     role_names = {r.code: r.names.get(language) for r in profile.roles}
@@ -86,6 +90,14 @@ def gap_lines(
             )
         else:
             text = t(language, "assign.gap.role", zone=label, count=seats.open, role=role)
-        lines.append(GapLine(code, "role", seats.open, text))
+        why = t(
+            language,
+            f"assign.role_reason.{seats.reason.value}",
+            eligible=seats.eligible,
+            engaged=seats.engaged,
+            tier=tier_of_role.get(quota.role_code, 0),
+            tiers=", ".join(str(n) for n in seats.engaged_tiers),
+        )
+        lines.append(GapLine(code, "role", seats.open, f"{text}: {why}", seats.reason.value))
     lines.sort(key=lambda line: (line.zone is None, line.zone or "", line.kind, -line.count))
     return lines

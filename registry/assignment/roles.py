@@ -21,18 +21,15 @@ already checks on residents ``keep_bonus_m`` more again: fewer buddy pairs break
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
 
 from registry.assignment import flow
-from registry.assignment.geo import EARTH_RADIUS_M
-
-ADULT_AGE = 18
+from registry.rules import ADULT_AGE, age, distance_m, is_adult
 
 
 class Scope(StrEnum):
@@ -58,7 +55,9 @@ class Unfilled(StrEnum):
     """Why seats of a quota stay open (a catalog key under ``assign.role_reason``)."""
 
     NO_CANDIDATE = "no_candidate"  # nobody in the area meets the role's requirements
-    CANDIDATES_TAKEN = "candidates_taken"  # those who could are in other roles
+    CANDIDATES_TAKEN = "candidates_taken"  # those who could are in other roles of this tier
+    CANDIDATES_ENGAGED = "candidates_engaged"  # some who could serve an earlier tier
+    DECLINED = "declined"  # everyone who could has declined the role
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +131,8 @@ class OpenSeats:
     open: int
     reason: Unfilled
     eligible: int  # volunteers who meet every requirement (held elsewhere or not)
+    engaged: int = 0  # of them, serving an earlier tier of the policy
+    engaged_tiers: tuple[int, ...] = ()
 
 
 @dataclass
@@ -141,10 +142,6 @@ class RolePlan:
     open_seats: list[OpenSeats]
     seats: int
     filled: int
-
-
-def age(birth_year: int | None, year: int) -> int | None:
-    return None if birth_year is None else year - birth_year
 
 
 def not_eligible(
@@ -177,20 +174,11 @@ def not_eligible(
             or volunteer.lon is None
             or quota.lat is None
             or quota.lon is None
-            or _distance(volunteer.lat, volunteer.lon, quota.lat, quota.lon) > reach_m
+            or distance_m(volunteer.lat, volunteer.lon, quota.lat, quota.lon) > reach_m
         )
     ):
         return NotEligible.ELSEWHERE
     return None
-
-
-def _distance(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    a = (
-        math.sin((p2 - p1) / 2) ** 2
-        + math.cos(p1) * math.cos(p2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2
-    )
-    return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(min(a, 1.0)))
 
 
 def plan_roles(
@@ -199,9 +187,15 @@ def plan_roles(
     *,
     current: Iterable[RoleHolder] = (),
     declined: Iterable[tuple[int, str]] = (),
+    engaged: Mapping[int, int] | None = None,
     rules: RoleRules,
 ) -> RolePlan:
-    """The optimal role plan for these volunteers and quotas, and how it differs from ``current``."""
+    """The optimal role plan for these volunteers and quotas, and how it differs from ``current``.
+
+    ``engaged``: volunteers already serving an earlier tier of the policy (id -> tier). They
+    take no seat here, but an open seat they could have taken says so.
+    """
+    engaged = engaged or {}
     current = list(current)
     declined_pairs = set(declined)
     by_id = {v.id: v for v in volunteers}
@@ -216,6 +210,9 @@ def plan_roles(
     holding = {h.person_id: h.key for h in current if not h.pinned}
 
     pool = [v for v in volunteers if v.id not in pinned_ids]
+    engaged_by: dict[tuple[str, int | None, int | None], set[int]] = defaultdict(set)
+    engaged_count: dict[tuple[str, int | None, int | None], int] = defaultdict(int)
+    declined_count: dict[tuple[str, int | None, int | None], int] = defaultdict(int)
     open_quotas = [q for q in quotas if seats_left[q.key] > 0]
     tails: list[int] = []
     heads: list[int] = []
@@ -234,12 +231,17 @@ def plan_roles(
             if not_eligible(volunteer, quota, year=rules.year, reach_m=rules.reach_m) is not None:
                 continue
             eligible_count[quota.key] += 1
+            if volunteer.id in engaged:
+                engaged_by[quota.key].add(engaged[volunteer.id])
+                engaged_count[quota.key] += 1
+                continue
             if (volunteer.id, quota.role_code) in declined_pairs:
+                declined_count[quota.key] += 1
                 continue
             tails.append(vi)
             heads.append(qi)
             costs.append(
-                _walk(volunteer, quota, rules.reach_m)
+                walk_m(volunteer, quota, rules.reach_m)
                 - (rules.keep_bonus_m if holding.get(volunteer.id) == quota.key else 0)
                 + (rules.keep_bonus_m if volunteer.buddies else 0)
                 + (rules.keep_bonus_m if _may_visit(volunteer, rules.year) else 0)
@@ -264,8 +266,10 @@ def plan_roles(
         OpenSeats(
             quota=q,
             open=q.seats - filled[q.key],
-            reason=Unfilled.CANDIDATES_TAKEN if eligible_count[q.key] else Unfilled.NO_CANDIDATE,
+            reason=_unfilled(eligible_count[q.key], engaged_count[q.key], declined_count[q.key]),
             eligible=eligible_count[q.key],
+            engaged=engaged_count[q.key],
+            engaged_tiers=tuple(sorted(engaged_by[q.key])),
         )
         for q in quotas
         if filled[q.key] < q.seats
@@ -293,18 +297,31 @@ def plan_roles(
     )
 
 
+def _unfilled(eligible: int, engaged: int, declined: int) -> Unfilled:
+    """The true cause of open seats: nobody qualifies, an earlier tier has some of those who
+    do, all of them declined, or they hold other seats of this tier."""
+    if not eligible:
+        return Unfilled.NO_CANDIDATE
+    if engaged:
+        return Unfilled.CANDIDATES_ENGAGED
+    if declined == eligible:
+        return Unfilled.DECLINED
+    return Unfilled.CANDIDATES_TAKEN
+
+
 def _may_visit(volunteer: RoleVolunteer, year: int) -> bool:
     """Could take buddies instead (an adult): such volunteers are the roles' second choice."""
-    years = age(volunteer.birth_year, year)
-    return years is not None and years >= ADULT_AGE
+    return is_adult(volunteer.birth_year, year)
 
 
-def _walk(volunteer: RoleVolunteer, quota: Quota, reach_m: float) -> int:
+def walk_m(volunteer: RoleVolunteer, quota: Quota, reach_m: float) -> int:
+    """Metres from the volunteer to the role's place (0 for a town-wide role; the reach when a
+    place is unknown)."""
     if quota.scope == Scope.TOTAL:
         return 0
     if volunteer.lat is None or volunteer.lon is None or quota.lat is None or quota.lon is None:
         return round(reach_m)
-    return round(_distance(volunteer.lat, volunteer.lon, quota.lat, quota.lon))
+    return round(distance_m(volunteer.lat, volunteer.lon, quota.lat, quota.lon))
 
 
 def _solve(

@@ -40,6 +40,7 @@ from registry.assignment.roles import (
     Scope,
     plan_roles,
 )
+from registry.assignment.tiers import BuddyGap, TierResult, check_policy, plan_policy
 from registry.bulk import bulk_insert
 from registry.db import utcnow
 from registry.errors import RegistryError
@@ -60,8 +61,8 @@ from registry.models import (
     VolunteerProfile,
     Zone,
 )
+from registry.rules import is_adult
 
-ADULT_AGE = 18
 _CHUNK = 5000  # ids per IN (...) list: well inside SQLite's and PostgreSQL's limits
 _RANK_PARKING = 10  # a re-ranked row waits at rank + 10 so two rows can swap ranks
 
@@ -100,6 +101,10 @@ class AssignmentResult:
     buddies: BuddyPlan
     roles: RolePlan
     zone_codes: dict[int, str]
+    tiers: list[TierResult] = field(default_factory=list)
+    buddy_gaps: list[BuddyGap] = field(default_factory=list)
+    tier_of_resident: dict[int, int] = field(default_factory=dict)
+    tier_of_role: dict[str, int] = field(default_factory=dict)
     changes: list[Change] = field(default_factory=list)
     run_id: int | None = None
     timings: dict[str, float] = field(default_factory=dict)
@@ -118,6 +123,7 @@ def load_registry(
     Residents and volunteers are people who are active or paused (a pause stops routine messages,
     not emergencies). ``resident_ids`` narrows the residents (used to reassign after a decline).
     """
+    check_policy(profile)
     live = (PersonStatus.ACTIVE, PersonStatus.PAUSED)
     wanted = None if resident_ids is None else set(resident_ids)
     year = now.year
@@ -167,9 +173,7 @@ def load_registry(
         .join(Person, Person.id == GroupMember.person_id)
         .where(Person.authority_id == authority.id, Person.status.in_(live))
     ).all()
-    groups_with_adult = {
-        g for g, _, born in members if born is not None and year - born >= ADULT_AGE
-    }
+    groups_with_adult = {g for g, _, born in members if is_adult(born, year)}
     in_adult_group = {p for g, p, _ in members if g in groups_with_adult}
 
     residents: list[Resident] = []
@@ -309,34 +313,34 @@ def quotas_for(profile: Profile, zones: Sequence[Any], shelters: Sequence[Any]) 
 def plan(
     registry: Registry, *, profile: Profile, now: datetime, prove_walking: bool = False
 ) -> AssignmentResult:
-    """Roles first (scarce skills, few seats), then buddies among the volunteers left.
+    """The profile's tiers in order (see :mod:`registry.assignment.tiers`).
 
     ``prove_walking``: the buddies' walking proven least over every pair within reach at any
     size (see ``BuddyRules.prove_walking``), at some seconds more in a large town.
     """
-    reach = profile.walking_distance_m
-    started = time.perf_counter()
-    roles = plan_roles(
+    policy = plan_policy(
+        registry.residents,
+        registry.volunteers,
         registry.role_volunteers,
         registry.quotas,
-        current=registry.roles,
-        declined=registry.declined_roles,
-        rules=RoleRules(year=now.year, reach_m=reach, keep_bonus_m=reach),
+        profile=profile,
+        current_buddies=registry.buddies,
+        declined_buddies=registry.declined_buddies,
+        current_roles=registry.roles,
+        declined_roles=registry.declined_roles,
+        year=now.year,
+        prove_walking=prove_walking,
     )
-    role_of = {h.person_id: h.role_code for h in roles.holders}
-    volunteers = [replace(v, role_code=role_of.get(v.id)) for v in registry.volunteers]
-    roles_done = time.perf_counter()
-    buddies = plan_buddies(
-        registry.residents,
-        volunteers,
-        current=registry.buddies,
-        declined=registry.declined_buddies,
-        rules=BuddyRules(
-            year=now.year, reach_m=reach, keep_bonus_m=reach, prove_walking=prove_walking
-        ),
+    result = AssignmentResult(
+        buddies=policy.buddies,
+        roles=policy.roles,
+        zone_codes=registry.zone_codes,
+        tiers=policy.tiers,
+        buddy_gaps=policy.buddy_gaps,
+        tier_of_resident=policy.tier_of_resident,
+        tier_of_role=policy.tier_of_role,
     )
-    result = AssignmentResult(buddies=buddies, roles=roles, zone_codes=registry.zone_codes)
-    result.timings = {"roles_s": roles_done - started, **buddies.timings}
+    result.timings = dict(policy.timings)
     return result
 
 

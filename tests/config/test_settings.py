@@ -147,3 +147,45 @@ def test_strong_secrets_are_accepted_and_never_shown(monkeypatch: pytest.MonkeyP
     assert reveal(settings.telegram_token) == values["HOSEN_TELEGRAM_TOKEN"]
     shown = repr(settings) + str(settings.model_dump())
     assert not any(value in shown for value in values.values())
+
+
+@pytest.mark.parametrize(
+    ("tiers", "fragment"),
+    [
+        ('[[assignment.tiers]]\nroles = ["health"]\nbuddies = "rest"\n', "either roles or buddies"),
+        ('[[assignment.tiers]]\nroles = "rest"\n', "no tier gives buddies = 'rest'"),
+        (
+            '[[assignment.tiers]]\nroles = ["health"]\n[[assignment.tiers]]\nroles = ["health"]\n'
+            '[[assignment.tiers]]\nbuddies = "rest"\n',
+            "a role is named in two tiers",
+        ),
+        (
+            '[[assignment.tiers]]\nroles = ["buddy"]\n[[assignment.tiers]]\nbuddies = "rest"\n',
+            "not roles with seats",
+        ),
+        (
+            '[[assignment.tiers]]\nroles = ["health"]\n[[assignment.tiers]]\nbuddies = "rest"\n',
+            "no tier for the roles",
+        ),
+    ],
+)
+def test_a_bad_assignment_policy_is_refused_with_its_reason(
+    tmp_path: Path, tiers: str, fragment: str
+) -> None:
+    from config.profile import DEFAULT_PROFILE_PATH
+
+    text = DEFAULT_PROFILE_PATH.read_text(encoding="utf-8")
+    text = text[: text.index("[[assignment.tiers]]")] + tiers
+    path = tmp_path / "p.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ProfileError, match="assignment") as caught:
+        load_profile(path)
+    assert fragment in str(caught.value)
+
+
+def test_the_sample_policy_puts_high_risk_buddies_first() -> None:
+    from config.profile import DEFAULT_PROFILE_PATH
+
+    profile = load_profile(DEFAULT_PROFILE_PATH)
+    assert profile.assignment.tiers[0].buddies == "high_risk"
+    assert profile.tier_of_role("head") == 4 and profile.tier_of_role("health") == 2

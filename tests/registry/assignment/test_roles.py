@@ -16,9 +16,9 @@ from registry.assignment.roles import (
     RoleVolunteer,
     Scope,
     Unfilled,
-    _walk,
     not_eligible,
     plan_roles,
+    walk_m,
 )
 
 YEAR = 2026
@@ -158,7 +158,7 @@ def test_optimal_against_brute_force(seed: int) -> None:
     def cost(v: RoleVolunteer, q: Quota) -> int:
         """The documented second objective: walking, plus the bonus for sparing adults."""
         adult = v.birth_year is not None and YEAR - v.birth_year >= 18
-        return _walk(v, q, 1500) + (1500 if adult else 0)
+        return walk_m(v, q, 1500) + (1500 if adult else 0)
 
     best = (-1, 0)
     for choice in itertools.product(range(-1, len(quotas)), repeat=len(volunteers)):

@@ -284,9 +284,10 @@ def test_declining_a_role_offers_the_seat_to_someone_else(
             session, authority=authority, profile=profile, actor="test", now=NOW
         )
     assert again.roles.holders == []
+    # The true cause: both volunteers with first aid declined the role.
     assert [
         s.reason.value for s in again.roles.open_seats if s.quota.zone_id == people["medic"].zone_id
-    ] == ["candidates_taken"]
+    ] == ["declined"]
 
 
 def test_a_minor_takes_a_youth_role_only_with_a_guardian_and_an_adult_group(
@@ -331,6 +332,29 @@ def test_a_minor_takes_a_youth_role_only_with_a_guardian_and_an_adult_group(
     assert teen not in {b.volunteer_id for b in result.buddies.pairs}
 
 
+def health_only_context(database_url: str, tmp_path: Path, policy: str = "") -> Context:
+    """A CLI context on the sample profile's places with one health seat per zone (and this
+    assignment policy; the default policy when empty)."""
+    places = DEFAULT_PROFILE_PATH.read_text(encoding="utf-8").split(
+        "# ---------------------------------------------------------------- emergency-role catalogue"
+    )[0]
+    health = (
+        '[[roles]]\ncode = "health"\nrequired_skills = ["first_aid"]\nquota_per_zone = 1\n'
+        'names = { he = "בריאות", ar = "الصحة", en = "Health", ru = "Здравоохранение", am = "ጤና" }\n'
+    )
+    (tmp_path / "profile.toml").write_text(places + health + policy, encoding="utf-8")
+    settings = Settings(
+        database_url=database_url, profile=tmp_path / "profile.toml", _env_file=None
+    )  # type: ignore[call-arg]
+    return build_context(settings)
+
+
+def run_cli(ctx: Context, *argv: str) -> int:
+    args = build_parser().parse_args(list(argv))
+    handler: Callable[[Context, argparse.Namespace], int] = args.handler
+    return handler(ctx, args)
+
+
 def test_cli_prints_coverage_changes_and_gaps(
     sessions: sessionmaker[Session],
     directory: Directory,
@@ -342,23 +366,10 @@ def test_cli_prints_coverage_changes_and_gaps(
     with unit_of_work(sessions) as session:
         small_town(session, authority, directory)
     # The sample profile's places with a one-role catalogue (as the ``profile`` fixture).
-    places = DEFAULT_PROFILE_PATH.read_text(encoding="utf-8").split(
-        "# ---------------------------------------------------------------- emergency-role catalogue"
-    )[0]
-    health = (
-        '[[roles]]\ncode = "health"\nrequired_skills = ["first_aid"]\nquota_per_zone = 1\n'
-        'names = { he = "בריאות", ar = "الصحة", en = "Health", ru = "Здравоохранение", am = "ጤና" }\n'
-    )
-    (tmp_path / "profile.toml").write_text(places + health, encoding="utf-8")
-    settings = Settings(
-        database_url=database_url, profile=tmp_path / "profile.toml", _env_file=None
-    )  # type: ignore[call-arg]
-    ctx = build_context(settings)
+    ctx = health_only_context(database_url, tmp_path)
 
     def hosen(*argv: str) -> int:
-        args = build_parser().parse_args(list(argv))
-        handler: Callable[[Context, argparse.Namespace], int] = args.handler
-        return handler(ctx, args)
+        return run_cli(ctx, *argv)
 
     try:
         assert hosen("assign", "--dry-run") == 0
@@ -370,7 +381,11 @@ def test_cli_prints_coverage_changes_and_gaps(
     finally:
         ctx.engine.dispose()
     assert "2 of 3 residents have a buddy" in table
-    assert "City Centre: 1 more volunteers who speak Arabic (1 residents without a buddy)" in table
+    assert (
+        "City Centre: 1 residents of tier 3 have no buddy: no volunteer within 1500 m speaks "
+        "Arabic (1 more volunteers who speak Arabic would cover them)"
+    ) in table
+    assert "tier 1    buddies (high_risk): 1 of 1 residents have a buddy" in table
 
     assert document["buddies"]["covered"] == 2
     # A small town always has the proof; --prove-walking asks for it at any size.
@@ -380,3 +395,90 @@ def test_cli_prints_coverage_changes_and_gaps(
     assert document["changes"]["buddy"]["new"] == 4
     assert len(document["changes"]["to_confirm"]) == 5
     assert any("العربية" in gap["text"] for gap in document["gaps"])
+
+
+def test_five_volunteers_next_to_nineteen_residents_give_buddies_not_a_head(
+    sessions: sessionmaker[Session], directory: Directory, authority: Authority
+) -> None:
+    """The imported case: with the sample policy (life safety first) the volunteers check on
+    residents; the head of the emergency team is not a 36-year-old from a volunteer list."""
+    sample = load_profile(DEFAULT_PROFILE_PATH)
+    with unit_of_work(sessions) as session:
+        for i in range(19):
+            needs = NeedsDetails(bedridden=True) if i < 4 else NeedsDetails(lives_alone=True)
+            add(session, authority, directory, f"r{i}", north=20 * i, born=1940, needs=needs)
+        for j, born in enumerate((1990, 1975, 1968, 1982, 1959)):
+            add(session, authority, directory, f"v{j}", north=40 * j, born=born,
+                volunteer=VolunteerDetails())  # fmt: skip
+    with unit_of_work(sessions) as session:
+        result = assign_authority(
+            session, authority=authority, profile=sample, actor="test", now=NOW
+        )
+    held = {h.role_code for h in result.roles.holders}
+    assert "head" not in held
+    buddies = {b.volunteer_id for b in result.buddies.pairs}
+    # Every volunteer without a role checks on residents, up to their room (3 each).
+    assert len(buddies) == 5 - len(result.roles.holders)
+    assert result.buddies.coverage.covered == 3 * len(buddies)
+    tier = {t.what: t for t in result.tiers}
+    assert (tier["high_risk"].demand, tier["high_risk"].met) == (4, 4)
+    # Who has no buddy is told why: the volunteers within reach hold shelter roles or are full.
+    assert set(result.buddies.unassigned.values()) <= {
+        "held_by_roles",
+        "roles_and_full",
+        "volunteers_full",
+    }
+    head = next(s for s in result.roles.open_seats if s.quota.role_code == "head")
+    assert head.reason.value == "candidates_engaged"
+
+    with unit_of_work(sessions) as session:
+        again = assign_authority(
+            session, authority=authority, profile=sample, actor="test", now=NOW
+        )
+    assert again.changes == []
+
+
+def test_explain_and_people_show_say_what_a_person_holds_and_why(
+    sessions: sessionmaker[Session],
+    directory: Directory,
+    authority: Authority,
+    database_url: str,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    with unit_of_work(sessions) as session:
+        people = {k: p.id for k, p in small_town(session, authority, directory).items()}
+    ctx = health_only_context(
+        database_url, tmp_path, policy='[[assignment.tiers]]\nroles = ["health"]\n'
+        '[[assignment.tiers]]\nbuddies = "rest"\n',
+    )  # fmt: skip
+
+    def hosen(*argv: str) -> str:
+        assert run_cli(ctx, *argv) == 0
+        return capsys.readouterr().out
+
+    try:
+        hosen("assign")
+        medic = hosen("people", "show", str(people["medic"]))
+        r1 = hosen("people", "show", str(people["r1"]))
+        explain_medic = hosen("assign", "--explain", str(people["medic"]))
+        explain_arabic = hosen("assign", "--explain", str(people["r-ar"]))
+        explain_teen = hosen("assign", "--explain", str(people["teen"]))
+        explain_r1 = json.loads(hosen("assign", "--explain", str(people["r1"]), "--json"))
+    finally:
+        ctx.engine.dispose()
+    assert "role: health (kt-center) proposed" in medic
+    assert "checks_on: none" in medic
+    assert f"Person v1 (#{people['v1']}) primary, 20 m, proposed" in r1
+    assert "role “Health” of tier 1 (roles health): 1 seats here, 1 volunteers qualify" in (
+        explain_medic
+    )
+    assert "a volunteer who holds a role takes no buddies" in explain_medic
+    assert "the stored assignment is what the policy plans now" in explain_medic
+    assert (
+        "City Centre: 1 residents of tier 2 have no buddy: no volunteer within 1500 m speaks Arabic"
+    ) in explain_arabic
+    assert "takes no buddies: minor (age 16)" in explain_teen
+    assert explain_r1["planned"]["tier"] == 2
+    assert [b["rank"] for b in explain_r1["stored"]["buddies"]] == [1, 2]
+    assert all(b["status"] == "proposed" for b in explain_r1["stored"]["buddies"])
