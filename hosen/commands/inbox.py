@@ -20,10 +20,7 @@ from hosen.logs import configure_logging
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    inbox = subparsers.add_parser(
-        "inbox",
-        help="process stored inbound messages: dialog, campaign answers (Ctrl-C stops it)",
-    )
+    inbox = subparsers.add_parser("inbox")
     inbox.add_argument("--once", action="store_true", help="process what is waiting, then exit")
     inbox.add_argument(
         "--nice",

@@ -12,9 +12,7 @@ from hosen.logs import configure_logging
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    scheduler = subparsers.add_parser(
-        "scheduler", help="run scheduled drills and the escalation sweeps (one active at a time)"
-    )
+    scheduler = subparsers.add_parser("scheduler")
     scheduler.add_argument("--sweep-every", type=int, default=15, metavar="SECONDS")
     scheduler.set_defaults(handler=run_scheduler)
 

@@ -14,10 +14,7 @@ from hosen.logs import configure_logging
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    worker = subparsers.add_parser(
-        "worker",
-        help="send the outbox: campaign messages, bot replies, tasks (Ctrl-C stops it cleanly)",
-    )
+    worker = subparsers.add_parser("worker")
     worker.add_argument(
         "--once", action="store_true", help="one claim→send→record round, then exit"
     )
