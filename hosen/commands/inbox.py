@@ -16,6 +16,7 @@ import signal
 
 from hosen.context import CommandError, Context
 from hosen.heap import freeze_startup_heap
+from hosen.heartbeat import add_heartbeat_options, beat_until, check
 from hosen.logs import configure_logging
 
 
@@ -36,10 +37,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="SECONDS",
         help="how often to look for new messages when idle (default 0.2)",
     )
+    add_heartbeat_options(inbox)
     inbox.set_defaults(handler=run_inbox)
 
 
 def run_inbox(ctx: Context, args: argparse.Namespace) -> int:
+    if args.check:
+        return check(args.heartbeat)
     from bots.dialog import Dialog
     from bots.processor import InboxProcessor, ProcessorConfig
 
@@ -67,7 +71,7 @@ def run_inbox(ctx: Context, args: argparse.Namespace) -> int:
             loop.add_signal_handler(signum, stop.set)
         freeze_startup_heap()
         print(f"inbox processor {processor.holder} running", flush=True)
-        await processor.run(stop)
+        await asyncio.gather(processor.run(stop), beat_until(args.heartbeat, stop))
         return 0
 
     return asyncio.run(main())

@@ -8,16 +8,20 @@ import signal
 import threading
 
 from hosen.context import Context
+from hosen.heartbeat import add_heartbeat_options, beat, check
 from hosen.logs import configure_logging
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     scheduler = subparsers.add_parser("scheduler")
     scheduler.add_argument("--sweep-every", type=int, default=15, metavar="SECONDS")
+    add_heartbeat_options(scheduler)
     scheduler.set_defaults(handler=run_scheduler)
 
 
 def run_scheduler(ctx: Context, args: argparse.Namespace) -> int:
+    if args.check:
+        return check(args.heartbeat)
     from dispatch.scheduler import DispatchScheduler
 
     configure_logging()
@@ -34,6 +38,7 @@ def run_scheduler(ctx: Context, args: argparse.Namespace) -> int:
     try:
         while not stop.is_set():
             scheduler.tick()
+            beat(args.heartbeat)
             stop.wait(5.0)
     finally:
         scheduler.stop()

@@ -10,6 +10,7 @@ from typing import Any
 
 from hosen.context import CommandError, Context
 from hosen.heap import freeze_startup_heap
+from hosen.heartbeat import add_heartbeat_options, beat_until, check
 from hosen.logs import configure_logging
 
 
@@ -26,6 +27,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="SECONDS",
         help="how long a claimed message stays with this worker if it dies (default 60)",
     )
+    add_heartbeat_options(worker)
     worker.set_defaults(handler=run_worker)
 
 
@@ -46,6 +48,8 @@ async def _start_when_free(worker: Any, *, patience: float) -> None:
 
 
 def run_worker(ctx: Context, args: argparse.Namespace) -> int:
+    if args.check:
+        return check(args.heartbeat)
     from dispatch.senders import build_senders
     from dispatch.worker import AnotherWorkerRunning, Worker, WorkerConfig
 
@@ -77,7 +81,7 @@ def run_worker(ctx: Context, args: argparse.Namespace) -> int:
         await _start_when_free(worker, patience=2 * args.lease + 1)
         freeze_startup_heap()
         print(f"worker {worker.worker_id} running; {ctx.settings.channel_summary()}", flush=True)
-        await worker.run(stop)
+        await asyncio.gather(worker.run(stop), beat_until(args.heartbeat, stop))
         return 0
 
     try:

@@ -100,3 +100,43 @@ def test_profile_shelter_in_unknown_zone_is_refused(tmp_path: Path) -> None:
 def test_missing_profile_names_the_setting(tmp_path: Path) -> None:
     with pytest.raises(ProfileError, match=r"^HOSEN_PROFILE: no such file"):
         load_profile(tmp_path / "missing.toml")
+
+
+def test_the_database_password_comes_from_its_file_whatever_its_characters(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from sqlalchemy.engine import make_url
+
+    secret = tmp_path / "postgres_password"
+    password = "p@ss:w/rd%?#&= x"
+    secret.write_text(password + "\n", encoding="utf-8")
+    monkeypatch.setenv("HOSEN_DATABASE_URL", "postgresql://hosen@db:5432/hosen")
+    monkeypatch.setenv("HOSEN_DATABASE_PASSWORD_FILE", str(secret))
+    url = make_url(load_settings(_env_file=None).database_url)
+    assert (url.username, url.password, url.host, url.port, url.database) == (
+        "hosen",
+        password,
+        "db",
+        5432,
+        "hosen",
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "named"),
+    [
+        ("postgresql://hosen@db/hosen", "HOSEN_DATABASE_PASSWORD_FILE: no file"),
+        ("sqlite:///var/hosen.sqlite3", "HOSEN_DATABASE_PASSWORD_FILE is for a postgresql://"),
+    ],
+)
+def test_a_password_file_that_cannot_be_used_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, url: str, named: str
+) -> None:
+    secret = tmp_path / "postgres_password"
+    if "sqlite" in url:
+        secret.write_text("x", encoding="utf-8")
+    monkeypatch.setenv("HOSEN_DATABASE_URL", url)
+    monkeypatch.setenv("HOSEN_DATABASE_PASSWORD_FILE", str(secret))
+    with pytest.raises(SettingsError) as caught:
+        load_settings(_env_file=None)
+    assert str(caught.value).startswith(named) and "\n" not in str(caught.value)
