@@ -11,25 +11,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 
 from hosen.context import CommandError, Context
 from hosen.heap import freeze_startup_heap
-from hosen.heartbeat import add_heartbeat_options, beat_until, check
 from hosen.logs import configure_logging
+from hosen.process import add_heartbeat_options, add_nice_option, apply_nice, beat_until, check
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     inbox = subparsers.add_parser("inbox")
     inbox.add_argument("--once", action="store_true", help="process what is waiting, then exit")
-    inbox.add_argument(
-        "--nice",
-        type=int,
-        default=0,
-        metavar="N",
-        help="lower this process's CPU priority by N (0-19), so the webhooks come first",
-    )
+    add_nice_option(inbox)
     inbox.add_argument(
         "--poll",
         type=float,
@@ -47,12 +40,9 @@ def run_inbox(ctx: Context, args: argparse.Namespace) -> int:
     from bots.dialog import Dialog
     from bots.processor import InboxProcessor, ProcessorConfig
 
-    if not 0 <= args.nice <= 19:
-        raise CommandError("--nice must be between 0 and 19")
     if args.poll <= 0:
         raise CommandError("--poll must be positive")
-    if args.nice:
-        os.nice(args.nice)
+    apply_nice(args.nice)
     configure_logging()
     settings = ctx.settings
     dialog = Dialog(profile=ctx.profile, region=settings.default_region, settings=settings)

@@ -8,8 +8,8 @@ import signal
 import threading
 
 from hosen.context import Context
-from hosen.heartbeat import add_heartbeat_options, beat, check
 from hosen.logs import configure_logging
+from hosen.process import add_heartbeat_options, beat, check
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

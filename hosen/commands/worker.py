@@ -10,8 +10,8 @@ from typing import Any
 
 from hosen.context import CommandError, Context
 from hosen.heap import freeze_startup_heap
-from hosen.heartbeat import add_heartbeat_options, beat_until, check
 from hosen.logs import configure_logging
+from hosen.process import add_heartbeat_options, add_nice_option, apply_nice, beat_until, check
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,6 +27,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="SECONDS",
         help="how long a claimed message stays with this worker if it dies (default 60)",
     )
+    add_nice_option(worker)
     add_heartbeat_options(worker)
     worker.set_defaults(handler=run_worker)
 
@@ -59,6 +60,7 @@ def run_worker(ctx: Context, args: argparse.Namespace) -> int:
     configure_logging()
     if args.lease <= 0:
         raise CommandError("--lease must be positive")
+    apply_nice(args.nice)
     config = WorkerConfig(lease_seconds=args.lease, sweep_every=min(5.0, args.lease / 3))
     worker = Worker(
         sessions=ctx.sessions,

@@ -180,6 +180,7 @@ def test_the_deployment_runs_a_drill_and_its_backup_restores(
             for name in ("web", "inbox", "worker", "scheduler")
         }
         assert services["inbox"][:3] == ["inbox", "--nice", "10"]
+        assert services["worker"][:3] == ["worker", "--nice", "10"]
         running = {
             name: subprocess.Popen(
                 [sys.executable, "-m", "hosen", *argv],

@@ -1,9 +1,11 @@
-"""Liveness of the long-running commands, for a container's health check.
+"""The long-running commands as processes: their CPU priority and their liveness.
 
-``hosen worker|inbox|scheduler --heartbeat FILE`` touches FILE every few seconds from the event
-loop (or the scheduler's loop) that does the work, so a process whose loop is stuck stops
-beating; the same command with ``--check`` exits 0 when the last beat is recent and 1 when it
-is not (or there is none), printing one line either way.
+``--nice N`` lowers the process's priority, so that on a shared machine the webhooks'
+acknowledgements come before processing and sending. ``--heartbeat FILE`` touches FILE every
+few seconds from the event loop (or the scheduler's loop) that does the work, so a process whose
+loop is stuck stops beating; the same command with ``--check`` exits 0 when the last beat is
+recent and 1 when it is not (or there is none), printing one line either way: a container's
+health check.
 """
 
 from __future__ import annotations
@@ -11,11 +13,31 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import time
 from pathlib import Path
 
+from hosen.context import CommandError
+
 BEAT_EVERY = 5.0  # seconds between beats
 STALE_AFTER = 60.0  # no beat for this long: the process is stuck (or gone)
+
+
+def add_nice_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        metavar="N",
+        help="lower this process's CPU priority by N (0-19), so the webhooks come first",
+    )
+
+
+def apply_nice(niceness: int) -> None:
+    if not 0 <= niceness <= 19:
+        raise CommandError("--nice must be between 0 and 19")
+    if niceness:
+        os.nice(niceness)
 
 
 def add_heartbeat_options(parser: argparse.ArgumentParser) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from hosen.cli import main
-from hosen.heartbeat import STALE_AFTER, beat_until, check
+from hosen.process import STALE_AFTER, beat_until, check
 
 
 def test_check_says_healthy_only_for_a_recent_beat(
@@ -47,3 +47,11 @@ def test_each_long_running_command_checks_its_heartbeat(
     path.touch()
     assert main([command, "--heartbeat", str(path), "--check"]) == 0
     assert main([command, "--check"]) == 2
+
+
+def test_a_niceness_out_of_range_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HOSEN_DATABASE_URL", f"sqlite:///{tmp_path / 'x.sqlite3'}")
+    assert main(["inbox", "--once", "--nice", "25"]) == 2
+    assert capsys.readouterr().err == "hosen: error: --nice must be between 0 and 19\n"
