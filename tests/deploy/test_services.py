@@ -245,33 +245,28 @@ def test_the_deployment_runs_a_drill_and_its_backup_restores(
         "PGDATABASE": make_url(url).database or "",
         "HOSEN_BACKUP_DIR": str(tmp_path / "backups"),
     }
-    dumped = subprocess.run(
-        ["bash", str(BACKUP), "now"], env=backup_env, capture_output=True, text=True, timeout=120
-    )
+
+    def backup(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", str(BACKUP), *argv],
+            env=backup_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    dumped = backup("now")
     assert dumped.returncode == 0, dumped.stderr
     dump = Path(dumped.stdout.strip().splitlines()[-1])
     assert dump.parent == tmp_path / "backups" and dump.name.startswith("hosen-")
-    assert subprocess.run(["bash", str(BACKUP), "check"], env=backup_env).returncode == 0
+    assert backup("check").returncode == 0
 
     restored_url = scratch_databases("_restored")
     restored_name = make_url(restored_url).database or ""
-    restored = subprocess.run(
-        ["bash", str(BACKUP), "restore", str(dump), restored_name],
-        env=backup_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    restored = backup("restore", str(dump), restored_name)
     assert restored.returncode == 0, restored.stderr
     # Restoring over a database that exists is refused: nothing is overwritten.
-    again = subprocess.run(
-        ["bash", str(BACKUP), "restore", str(dump), restored_name],
-        env=backup_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert again.returncode != 0
+    assert backup("restore", str(dump), restored_name).returncode != 0
 
     restored_engine = make_engine(restored_url)
     try:
