@@ -12,7 +12,7 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from hosen.context import Context
@@ -73,20 +73,25 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"hosen {hosen_version()}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_parser = subparsers.add_parser
+
+    def add_command(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        # The help line of every command comes from COMMANDS, whoever adds its parser.
+        summary = COMMANDS[name].summary
+        return add_parser(name, **{"help": summary, "description": summary, **kwargs})
+
+    subparsers.add_parser = add_command  # type: ignore[method-assign]
     if command is None:
-        modules = list(dict.fromkeys(COMMAND_MODULES.values()))
+        modules = set(COMMAND_MODULES.values())
     else:
-        modules = [COMMAND_MODULES[command]] if command in COMMANDS else []
-    for module in modules:
-        importlib.import_module(f"hosen.commands.{module}").register(subparsers)
-    for name, (_, summary) in COMMANDS.items():
-        full = subparsers.choices.get(name)
-        if full is None:
-            subparsers.add_parser(name, help=summary)
-        elif full.description is None:
-            full.description = summary
-    # The commands in the order of COMMANDS, whichever were registered in full.
-    subparsers._choices_actions.sort(key=lambda action: list(COMMANDS).index(action.dest))
+        modules = {COMMAND_MODULES[command]} if command in COMMANDS else set()
+    for name, (module, _) in COMMANDS.items():  # in this order in `hosen --help`
+        if name in subparsers.choices:
+            continue  # registered with another command of its module
+        if module in modules:
+            importlib.import_module(f"hosen.commands.{module}").register(subparsers)
+        else:
+            add_command(name)
     return parser
 
 

@@ -25,7 +25,13 @@ from dispatch.outbox import enqueue
 from dispatch.senders import Outgoing, Permanent, RateLimited, SendResult, Transient
 from dispatch.worker import AnotherWorkerRunning, Worker, WorkerConfig
 from registry.models import Channel, PhoneKind
-from tests.dispatch.conftest import START, MakePerson, ScriptedSender, plans_of
+from tests.dispatch.conftest import (
+    START,
+    MakePerson,
+    ScriptedSender,
+    ThreadAwareClock,
+    plans_of,
+)
 
 pytestmark = pytest.mark.db
 
@@ -504,12 +510,9 @@ class _StopsAfterFirst(ScriptedSender):
         return await super().send(message)
 
 
-class _IdleUntilStopped(ManualClock):
-    """A manual clock on which the worker's idle waits (its sweeps', its lease renewals') last
-    until it stops, without moving time. A plain manual clock jumps to the next sleeper whenever
-    the event loop has nothing to do, which it has not while a claim or a record runs in the
-    database thread: the sweeps then raced minutes to days ahead, as far as the machine was
-    slow, and leases could run out in the middle of the batch."""
+class _IdleUntilStopped(ThreadAwareClock):
+    """The thread-aware clock on which the worker's idle waits (its sweeps', its lease
+    renewals') last until it stops, without moving time: only the sends move it."""
 
     def __init__(self, stop: asyncio.Event) -> None:
         super().__init__(START)
@@ -527,6 +530,7 @@ def test_a_stopping_worker_records_what_it_sent_and_gives_back_what_it_claimed_a
     async def go() -> None:
         stop = asyncio.Event()
         clock = _IdleUntilStopped(stop)
+        clock.count_threads_of(asyncio.get_running_loop())
         ids = [put(sessions, clock, person_id=None, address=str(n)) for n in range(10)]
         sender = _StopsAfterFirst(Channel.TELEGRAM, clock, stop)
         worker = make_worker(
