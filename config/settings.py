@@ -19,8 +19,10 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 from config.profile import DEFAULT_PROFILE_PATH
 
@@ -68,6 +70,9 @@ class Settings(BaseSettings):
     )
 
     database_url: str = DEFAULT_DATABASE_URL
+    # The PostgreSQL password in a file of its own (a Docker or systemd secret), put into
+    # database_url's password: a password is then never pasted, unescaped, into a URL.
+    database_password_file: Path | None = None
     profile: Path = DEFAULT_PROFILE_PATH
     default_region: str = "IL"
     timezone: str = "Asia/Jerusalem"
@@ -112,6 +117,24 @@ class Settings(BaseSettings):
         if not value.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:")):
             raise ValueError("must be a sqlite:/// or postgresql:// URL")
         return value
+
+    @field_validator("database_password_file")
+    @classmethod
+    def _readable_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no file {str(value)!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _password_from_file(self) -> Settings:
+        if self.database_password_file is None:
+            return self
+        url = make_url(self.database_url)
+        if url.get_backend_name() != "postgresql":
+            raise ValueError("HOSEN_DATABASE_PASSWORD_FILE is for a postgresql:// URL")
+        password = self.database_password_file.read_text(encoding="utf-8").rstrip("\r\n")
+        self.database_url = url.set(password=password).render_as_string(hide_password=False)
+        return self
 
     @field_validator("default_region")
     @classmethod
@@ -211,8 +234,10 @@ def reveal(secret: SecretStr | None) -> str | None:
 
 def _describe(error: ValidationError) -> str:
     first = error.errors()[0]
-    name = str(first["loc"][0]) if first["loc"] else "?"
-    return f"HOSEN_{name.upper()}: {first['msg'].removeprefix('Value error, ')}"
+    message = first["msg"].removeprefix("Value error, ")
+    if not first["loc"]:  # a rule across settings names them itself
+        return message
+    return f"HOSEN_{str(first['loc'][0]).upper()}: {message}"
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -33,7 +33,6 @@ from dispatch.models import (
     OutboxStatus,
     Priority,
 )
-from dispatch.senders import numbered_choices
 from registry.models import (
     ACTIVE_ASSIGNMENT,
     NEED_FLAGS,
@@ -168,6 +167,10 @@ def checkin_buttons(language: Language | str, campaign_id: int) -> Buttons:
 
 def for_channel(text: str, buttons: Buttons | None, channel: Channel) -> str:
     """SMS carries its choices in the text; Telegram shows buttons."""
+    # Imported here: dispatch.senders loads the Telegram and HTTP clients, which reading a
+    # campaign (`hosen campaign status`, the reports) does not need.
+    from dispatch.senders import numbered_choices
+
     return numbered_choices(text, buttons) if channel == Channel.SMS else text
 
 
@@ -190,6 +193,8 @@ def text_for_channel(
     session: Session, *, message: OutboxMessage, person: Person, channel: Channel
 ) -> tuple[str, Buttons | None]:
     """The text and buttons of ``message`` written for another channel (the fallback)."""
+    from dispatch.senders import numbered_choices  # see for_channel
+
     if channel == Channel.SMS and message.channel != Channel.SMS:
         return numbered_choices(message.text, message.buttons), message.buttons
     return message.text, message.buttons

@@ -319,7 +319,7 @@ async def run_demo(base: Settings, options: DemoOptions) -> int:
             telegram=telegram,
             twilio=twilio,
         )
-        ctx = Context(settings=settings)
+        ctx = Context(settings=settings, creates_database=True)  # the demo's own, recreated
         try:
             return await _drill(ctx, options, telegram, twilio, public)
         finally:

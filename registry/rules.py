@@ -7,15 +7,16 @@ of rule is one line here.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import numpy as np
-import numpy.typing as npt
+if TYPE_CHECKING:  # numpy is loaded by the one function that needs it, not by every command
+    import numpy as np
+    import numpy.typing as npt
+
+    FloatArray = npt.NDArray[np.float64]
 
 ADULT_AGE = 18  # a minor never visits alone and needs a guardian's consent
 EARTH_RADIUS_M = 6_371_008.8  # the mean Earth radius (IUGG), for great-circle distances
-
-FloatArray = npt.NDArray[np.float64]
-
 
 def age(birth_year: int | None, year: int) -> int | None:
     """Age in ``year`` by birth year alone (None when the birth year is unknown)."""
@@ -48,6 +49,8 @@ def haversine_m(
     lat1: FloatArray, lon1: FloatArray, lat2: FloatArray, lon2: FloatArray
 ) -> FloatArray:
     """:func:`distance_m` element-wise over arrays (the same formula, vectorised)."""
+    import numpy as np
+
     p1, p2 = np.radians(lat1), np.radians(lat2)
     a = (
         np.sin((p2 - p1) / 2) ** 2

@@ -25,9 +25,7 @@ from registry.models import Shelter
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    assign = subparsers.add_parser(
-        "assign", help="assign emergency roles and buddies; print coverage, changes and gaps"
-    )
+    assign = subparsers.add_parser("assign")
     assign.add_argument("--authority", help="authority code (default: the profile's first)")
     assign.add_argument("--dry-run", action="store_true", help="plan and print, write nothing")
     assign.add_argument("--json", action="store_true", help="one JSON document instead of a table")

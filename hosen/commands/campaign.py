@@ -35,7 +35,7 @@ STATUS_COLUMNS = (
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    campaign = subparsers.add_parser("campaign", help="start, watch and close check-ins and drills")
+    campaign = subparsers.add_parser("campaign")
     sub = campaign.add_subparsers(dest="campaign_command", required=True)
 
     start = sub.add_parser("start", help="start a check-in, task assignment or announcement")

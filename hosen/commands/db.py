@@ -11,12 +11,12 @@ from registry.profile_sync import sync_profile
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    db = subparsers.add_parser("db", help="database schema")
+    db = subparsers.add_parser("db")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     up = db_sub.add_parser(
         "upgrade", help="apply migrations and load the profile's authorities, zones, shelters"
     )
-    up.set_defaults(handler=upgrade)
+    up.set_defaults(handler=upgrade, creates_database=True)
 
 
 def upgrade(ctx: Context, args: argparse.Namespace) -> int:

@@ -11,10 +11,7 @@ from hosen.demo import DemoOptions, run_demo
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    demo = subparsers.add_parser(
-        "demo",
-        help="a full simulated drill on the loopback fakes: town, assignment, check-in, escalation, report",
-    )
+    demo = subparsers.add_parser("demo")
     demo.add_argument(
         "--size", type=int, default=2000, help="people in the synthetic town (default 2000)"
     )

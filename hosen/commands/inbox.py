@@ -11,26 +11,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 
 from hosen.context import CommandError, Context
 from hosen.heap import freeze_startup_heap
+from hosen.process import add_heartbeat_options, add_nice_option, apply_nice, beat_until, check
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    inbox = subparsers.add_parser(
-        "inbox",
-        help="process stored inbound messages: dialog, campaign answers (Ctrl-C stops it)",
-    )
+    inbox = subparsers.add_parser("inbox")
     inbox.add_argument("--once", action="store_true", help="process what is waiting, then exit")
-    inbox.add_argument(
-        "--nice",
-        type=int,
-        default=0,
-        metavar="N",
-        help="lower this process's CPU priority by N (0-19), so the webhooks come first",
-    )
+    add_nice_option(inbox)
     inbox.add_argument(
         "--poll",
         type=float,
@@ -38,19 +29,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="SECONDS",
         help="how often to look for new messages when idle (default 0.2)",
     )
+    add_heartbeat_options(inbox)
     inbox.set_defaults(handler=run_inbox)
 
 
 def run_inbox(ctx: Context, args: argparse.Namespace) -> int:
+    if args.check:
+        return check(args.heartbeat)
     from bots.dialog import Dialog
     from bots.processor import InboxProcessor, ProcessorConfig
 
-    if not 0 <= args.nice <= 19:
-        raise CommandError("--nice must be between 0 and 19")
     if args.poll <= 0:
         raise CommandError("--poll must be positive")
-    if args.nice:
-        os.nice(args.nice)
+    apply_nice(args.nice)
     settings = ctx.settings
     dialog = Dialog(profile=ctx.profile, region=settings.default_region, settings=settings)
     processor = InboxProcessor(
@@ -68,7 +59,7 @@ def run_inbox(ctx: Context, args: argparse.Namespace) -> int:
             loop.add_signal_handler(signum, stop.set)
         freeze_startup_heap()
         print(f"inbox processor {processor.holder} running", flush=True)
-        await processor.run(stop)
+        await asyncio.gather(processor.run(stop), beat_until(args.heartbeat, stop))
         return 0
 
     return asyncio.run(main())

@@ -25,7 +25,7 @@ from registry.phones import normalise_phone
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    people = subparsers.add_parser("people", help="list and show registered people")
+    people = subparsers.add_parser("people")
     sub = people.add_subparsers(dest="people_command", required=True)
 
     ls = sub.add_parser("list", help="list people")
@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     kind.add_argument("--volunteers", action="store_true", help="volunteers only")
     kind.add_argument("--residents", action="store_true", help="residents who may need help only")
     ls.add_argument("--limit", type=int, default=50, help="at most this many (0: all)")
-    ls.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    ls.add_argument("--json", action="store_true", help="a JSON array instead of a table")
     ls.set_defaults(handler=list_people)
 
     show = sub.add_parser("show", help="one person in full (the read of health data is audited)")
@@ -80,6 +80,13 @@ def list_people(ctx: Context, args: argparse.Namespace) -> int:
             .order_by(Person.id)
         )
         if args.zone:
+            known = session.scalars(
+                select(Zone.code).where(Zone.authority_id == authority.id).order_by(Zone.code)
+            ).all()
+            if args.zone not in known:
+                raise CommandError(
+                    f"unknown zone {args.zone!r} in {authority.code} (known: {', '.join(known)})"
+                )
             query = query.where(Zone.code == args.zone)
         if args.volunteers:
             query = query.where(Person.is_volunteer.is_(True))
@@ -97,8 +104,7 @@ def list_people(ctx: Context, args: argparse.Namespace) -> int:
             zone=args.zone,
         )
     if args.json:
-        for row in rows:
-            print(json.dumps(row, ensure_ascii=False))
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
         return 0
     print(f"{'id':>6}  {'name':<28} {'phone':<14} {'lang':<4} {'channel':<8} {'zone':<14} kind")
     for row in rows:

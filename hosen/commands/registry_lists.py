@@ -22,7 +22,7 @@ DEFAULT_LIST_NAMES = {"residents": "welfare", "volunteers": "volunteers"}
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    imp = subparsers.add_parser("import", help="import a municipal list (CSV)")
+    imp = subparsers.add_parser("import")
     imp.add_argument("kind", choices=("residents", "volunteers"), help="which list it is")
     imp.add_argument(
         "file", type=Path, help="CSV file: Hebrew or English headers, UTF-8 or Windows-1255"
@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     imp.set_defaults(handler=import_command)
 
-    exp = subparsers.add_parser("export", help="export the registry to CSV")
+    exp = subparsers.add_parser("export")
     exp_sub = exp.add_subparsers(dest="export_command", required=True)
     people = exp_sub.add_parser("people", help="people, in the columns `hosen import` reads back")
     people.add_argument("file", type=Path)
@@ -66,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     people.add_argument("--headers", choices=("he", "en"), default="he", help="header language")
     people.set_defaults(handler=export_command)
 
-    town = subparsers.add_parser("town", help="the synthetic town for demos, tests and benchmarks")
+    town = subparsers.add_parser("town")
     town_sub = town.add_subparsers(dest="town_command", required=True)
     gen = town_sub.add_parser("generate", help="generate a deterministic synthetic town")
     gen.add_argument("--size", type=int, required=True, help=f"people, 1 to {MAX_SIZE}")

@@ -8,17 +8,19 @@ import signal
 import threading
 
 from hosen.context import Context
+from hosen.process import add_heartbeat_options, beat, check
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    scheduler = subparsers.add_parser(
-        "scheduler", help="run scheduled drills and the escalation sweeps (one active at a time)"
-    )
+    scheduler = subparsers.add_parser("scheduler")
     scheduler.add_argument("--sweep-every", type=int, default=15, metavar="SECONDS")
+    add_heartbeat_options(scheduler)
     scheduler.set_defaults(handler=run_scheduler)
 
 
 def run_scheduler(ctx: Context, args: argparse.Namespace) -> int:
+    if args.check:
+        return check(args.heartbeat)
     from dispatch.scheduler import DispatchScheduler
 
     scheduler = DispatchScheduler(
@@ -35,6 +37,7 @@ def run_scheduler(ctx: Context, args: argparse.Namespace) -> int:
     try:
         while not stop.is_set():
             scheduler.tick()
+            beat(args.heartbeat)
             stop.wait(5.0)
     finally:
         scheduler.stop()

@@ -16,9 +16,7 @@ from hosen.limits import (
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    serve = subparsers.add_parser(
-        "serve", help="run the Telegram bot, the SMS webhooks, the outbox worker and the scheduler"
-    )
+    serve = subparsers.add_parser("serve")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port to listen on (8000)")
     serve.add_argument(

@@ -30,9 +30,7 @@ from registry.staff import (
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    staff = subparsers.add_parser(
-        "staff", help="municipal staff: administrators, officers, coordinators"
-    )
+    staff = subparsers.add_parser("staff")
     sub = staff.add_subparsers(dest="staff_command", required=True)
 
     add = sub.add_parser("add", help="register a staff member (again: update them)")

@@ -10,13 +10,11 @@ from typing import Any
 
 from hosen.context import CommandError, Context
 from hosen.heap import freeze_startup_heap
+from hosen.process import add_heartbeat_options, add_nice_option, apply_nice, beat_until, check
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    worker = subparsers.add_parser(
-        "worker",
-        help="send the outbox: campaign messages, bot replies, tasks (Ctrl-C stops it cleanly)",
-    )
+    worker = subparsers.add_parser("worker")
     worker.add_argument(
         "--once", action="store_true", help="one claim→send→record round, then exit"
     )
@@ -28,6 +26,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="SECONDS",
         help="how long a claimed message stays with this worker if it dies (default 60)",
     )
+    add_nice_option(worker)
+    add_heartbeat_options(worker)
     worker.set_defaults(handler=run_worker)
 
 
@@ -48,6 +48,8 @@ async def _start_when_free(worker: Any, *, patience: float) -> None:
 
 
 def run_worker(ctx: Context, args: argparse.Namespace) -> int:
+    if args.check:
+        return check(args.heartbeat)
     from dispatch.senders import build_senders
     from dispatch.worker import AnotherWorkerRunning, Worker, WorkerConfig
 
@@ -56,6 +58,7 @@ def run_worker(ctx: Context, args: argparse.Namespace) -> int:
         raise CommandError(f"no channel is configured: {ctx.settings.channel_summary()}")
     if args.lease <= 0:
         raise CommandError("--lease must be positive")
+    apply_nice(args.nice)
     config = WorkerConfig(lease_seconds=args.lease, sweep_every=min(5.0, args.lease / 3))
     worker = Worker(
         sessions=ctx.sessions,
@@ -78,7 +81,7 @@ def run_worker(ctx: Context, args: argparse.Namespace) -> int:
         await _start_when_free(worker, patience=2 * args.lease + 1)
         freeze_startup_heap()
         print(f"worker {worker.worker_id} running; {ctx.settings.channel_summary()}", flush=True)
-        await worker.run(stop)
+        await asyncio.gather(worker.run(stop), beat_until(args.heartbeat, stop))
         return 0
 
     try:

@@ -189,3 +189,43 @@ def test_the_sample_policy_puts_high_risk_buddies_first() -> None:
     profile = load_profile(DEFAULT_PROFILE_PATH)
     assert profile.assignment.tiers[0].buddies == "high_risk"
     assert profile.tier_of_role("head") == 4 and profile.tier_of_role("health") == 2
+
+
+def test_the_database_password_comes_from_its_file_whatever_its_characters(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from sqlalchemy.engine import make_url
+
+    secret = tmp_path / "postgres_password"
+    password = "p@ss:w/rd%?#&= x"
+    secret.write_text(password + "\n", encoding="utf-8")
+    monkeypatch.setenv("HOSEN_DATABASE_URL", "postgresql://hosen@db:5432/hosen")
+    monkeypatch.setenv("HOSEN_DATABASE_PASSWORD_FILE", str(secret))
+    url = make_url(load_settings(_env_file=None).database_url)
+    assert (url.username, url.password, url.host, url.port, url.database) == (
+        "hosen",
+        password,
+        "db",
+        5432,
+        "hosen",
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "named"),
+    [
+        ("postgresql://hosen@db/hosen", "HOSEN_DATABASE_PASSWORD_FILE: no file"),
+        ("sqlite:///var/hosen.sqlite3", "HOSEN_DATABASE_PASSWORD_FILE is for a postgresql://"),
+    ],
+)
+def test_a_password_file_that_cannot_be_used_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, url: str, named: str
+) -> None:
+    secret = tmp_path / "postgres_password"
+    if "sqlite" in url:
+        secret.write_text("x", encoding="utf-8")
+    monkeypatch.setenv("HOSEN_DATABASE_URL", url)
+    monkeypatch.setenv("HOSEN_DATABASE_PASSWORD_FILE", str(secret))
+    with pytest.raises(SettingsError) as caught:
+        load_settings(_env_file=None)
+    assert str(caught.value).startswith(named) and "\n" not in str(caught.value)

@@ -5,6 +5,7 @@ code under test ran."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -86,9 +87,53 @@ class ScriptedSender:
         return [message.address for _, message in self.sent]
 
 
+class ThreadAwareClock(ManualClock):
+    """A manual clock that stands still while work runs in threads (the worker's database
+    steps, ``asyncio.to_thread``). A plain manual clock moves to the next sleeper whenever the
+    event loop has nothing to do, which it has not while a claim or a record runs in a thread:
+    the worker's sweeps and lease renewals then raced ahead by as much as the machine was slow,
+    and leases ran out in the middle of a batch (a message sent twice, on a busy machine only).
+    """
+
+    def __init__(self, start: datetime) -> None:
+        super().__init__(start)
+        self.in_threads = 0
+
+    def count_threads_of(self, loop: asyncio.AbstractEventLoop) -> None:
+        submit = loop.run_in_executor
+
+        def counted(executor: Any, func: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+            future = submit(executor, func, *args)
+            self.in_threads += 1
+            future.add_done_callback(self._thread_done)
+            return future
+
+        loop.run_in_executor = counted  # type: ignore[method-assign]
+
+    def _thread_done(self, _: asyncio.Future[Any]) -> None:
+        self.in_threads -= 1
+
+    def _release_next(self) -> None:
+        if self.in_threads:  # look again in a moment, without moving time
+            asyncio.get_running_loop().call_later(0.001, self._release_next)
+            return
+        super()._release_next()
+
+
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(START)
+def clock(monkeypatch: pytest.MonkeyPatch) -> ThreadAwareClock:
+    """The manual clock, counting the threads of every event loop the test starts."""
+    clock = ThreadAwareClock(START)
+    policy = asyncio.get_event_loop_policy()
+    new_event_loop = policy.new_event_loop
+
+    def new_counted_loop() -> asyncio.AbstractEventLoop:
+        loop = new_event_loop()
+        clock.count_threads_of(loop)
+        return loop
+
+    monkeypatch.setattr(policy, "new_event_loop", new_counted_loop)
+    return clock
 
 
 @pytest.fixture

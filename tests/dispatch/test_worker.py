@@ -28,7 +28,13 @@ from dispatch.outbox import enqueue
 from dispatch.senders import Outgoing, Permanent, RateLimited, SendResult, Transient
 from dispatch.worker import AnotherWorkerRunning, Worker, WorkerConfig
 from registry.models import Authority, Channel, PhoneKind
-from tests.dispatch.conftest import MakePerson, ScriptedSender, plans_of
+from tests.dispatch.conftest import (
+    START,
+    MakePerson,
+    ScriptedSender,
+    ThreadAwareClock,
+    plans_of,
+)
 
 pytestmark = pytest.mark.db
 
@@ -507,27 +513,42 @@ class _StopsAfterFirst(ScriptedSender):
         return await super().send(message)
 
 
+class _IdleUntilStopped(ThreadAwareClock):
+    """The thread-aware clock on which the worker's idle waits (its sweeps', its lease
+    renewals') last until it stops, without moving time: only the sends move it."""
+
+    def __init__(self, stop: asyncio.Event) -> None:
+        super().__init__(START)
+        self.stop = stop
+
+    async def sleep(self, seconds: float) -> None:
+        await self.stop.wait()
+
+
 def test_a_stopping_worker_records_what_it_sent_and_gives_back_what_it_claimed_ahead(
-    sessions: sessionmaker[Session], fast_settings: Settings, clock: ManualClock
+    sessions: sessionmaker[Session], fast_settings: Settings
 ) -> None:
     """The next batch is claimed while one goes out; stopping must not leave it leased."""
-    ids = [put(sessions, clock, person_id=None, address=str(n)) for n in range(10)]
 
-    async def go() -> asyncio.Event:
+    async def go() -> None:
         stop = asyncio.Event()
+        clock = _IdleUntilStopped(stop)
+        clock.count_threads_of(asyncio.get_running_loop())
+        ids = [put(sessions, clock, person_id=None, address=str(n)) for n in range(10)]
         sender = _StopsAfterFirst(Channel.TELEGRAM, clock, stop)
         worker = make_worker(
             sessions, fast_settings, clock, sender, max_batch=4, lanes_per_channel=1
         )
         await worker.run(stop)
-        return stop
+        with sessions() as session:
+            rows = [session.get_one(OutboxMessage, i) for i in ids]
+        assert [r.status for r in rows] == [OutboxStatus.SENT] * 4 + [OutboxStatus.QUEUED] * 6
+        assert {r.attempts for r in rows[4:]} == {0}, "given back, not counted as a try"
+        assert all(r.leased_by is None and r.lease_until is None for r in rows[4:])
+        # Only the pacer's sends moved the clock: nothing could have expired meanwhile.
+        assert clock.now() - START < timedelta(seconds=1)
 
     asyncio.run(go())
-    with sessions() as session:
-        rows = [session.get_one(OutboxMessage, i) for i in ids]
-    assert [r.status for r in rows] == [OutboxStatus.SENT] * 4 + [OutboxStatus.QUEUED] * 6
-    assert {r.attempts for r in rows[4:]} == {0}, "given back, not counted as a try"
-    assert all(r.leased_by is None and r.lease_until is None for r in rows[4:])
 
 
 class _PausedOnce(ScriptedSender):

@@ -7,7 +7,6 @@ import json
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from hosen import cli
 from hosen.cli import main
 from hosen.context import build_context
 from registry.models import Authority, Person, Source
@@ -26,7 +25,7 @@ def test_start_status_close_export(
     monkeypatch.setenv("HOSEN_DATABASE_URL", database_url)
     # One context for every command, so its engine is closed at the end of the test.
     context = build_context()
-    monkeypatch.setattr(cli, "build_context", lambda: context)
+    monkeypatch.setattr("hosen.context.build_context", lambda **_: context)
     with sessions() as session:
         session.add_all(
             Person(

@@ -6,11 +6,17 @@ import argparse
 import io
 import json
 import re
+import secrets
+import sqlite3
 import stat
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from hosen.cli import COMMAND_MODULES, build_parser, main
@@ -31,7 +37,14 @@ def test_db_upgrade_then_people_list(cli_db: str, capsys: pytest.CaptureFixture[
     assert main(["db", "upgrade"]) == 0
     assert "11 zones" in capsys.readouterr().out
     assert main(["people", "list", "--json"]) == 0
-    assert capsys.readouterr().out == ""
+    assert json.loads(capsys.readouterr().out) == []
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.startswith("hosen 0.")
 
 
 def test_staff_add_list_remove(cli_db: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -68,6 +81,7 @@ def test_staff_add_list_remove(cli_db: str, capsys: pytest.CaptureFixture[str]) 
         (["staff", "add", "--phone", "12", "--name", "x", "--role", "admin"], "--phone '12'"),
         (["people", "show", "99999"], "no person"),
         (["people", "list", "--authority", "atlantis"], "unknown authority 'atlantis'"),
+        (["people", "list", "--zone", "nowhere"], "unknown zone 'nowhere' in kiryat-tamar (known: kt-center, "),
     ],
 )
 def test_errors_are_one_line_and_nonzero(
@@ -104,6 +118,132 @@ def test_each_command_is_registered_by_its_module(command: str) -> None:
     parser = build_parser(command)
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     assert command in subparsers.choices
+
+
+@pytest.fixture
+def empty_database_url(
+    db_kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """A database that exists but was never migrated (on PostgreSQL an empty schema)."""
+    if db_kind == "sqlite":
+        sqlite3.connect(tmp_path / "empty.sqlite3").close()
+        yield f"sqlite:///{tmp_path / 'empty.sqlite3'}"
+        return
+    base = str(request.getfixturevalue("postgres_url"))
+    schema = f"empty_{secrets.token_hex(4)}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
+    yield url.render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.mark.db
+@pytest.mark.parametrize("argv", [["people", "list"], ["campaign", "status", "1"]])
+def test_an_unmigrated_database_is_told_to_run_db_upgrade(
+    empty_database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+) -> None:
+    monkeypatch.setenv("HOSEN_DATABASE_URL", empty_database_url)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hosen: error: database: the database has no Hosen schema yet")
+    assert err.rstrip().endswith("run `hosen db upgrade`") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv", [["db", "upgrade"], ["people", "list"]])
+def test_a_sqlite_path_in_a_missing_directory_is_refused_and_nothing_is_created(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+) -> None:
+    missing = tmp_path / "typo" / "hosen.sqlite3"
+    monkeypatch.setenv("HOSEN_DATABASE_URL", f"sqlite:///{missing}")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"the directory '{missing.parent}' does not exist" in err and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_only_db_upgrade_creates_a_sqlite_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "hosen.sqlite3"
+    monkeypatch.setenv("HOSEN_DATABASE_URL", f"sqlite:///{path}")
+    assert main(["people", "list"]) == 2
+    assert f"no database at '{path}'; run `hosen db upgrade`" in capsys.readouterr().err
+    assert not path.exists()
+    assert main(["db", "upgrade"]) == 0
+    assert path.is_file()
+    assert main(["people", "list", "--json"]) == 0
+    assert "[]" in capsys.readouterr().out
+
+
+def test_the_default_database_gets_its_var_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A fresh checkout needs no setting: `hosen db upgrade` creates var/hosen.sqlite3."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HOSEN_DATABASE_URL", raising=False)
+    assert main(["people", "list"]) == 2
+    assert not (tmp_path / "var").exists()
+    assert main(["db", "upgrade"]) == 0
+    assert (tmp_path / "var" / "hosen.sqlite3").is_file()
+
+
+# Run in a fresh interpreter: the top-level packages a command line imported.
+_IMPORTS_PROBE = """
+import json, sys
+from hosen.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})), file=sys.stderr)
+"""
+# What only some commands need: the solver, the bots, the providers' clients, the fakes, the
+# web server, the scheduler.
+HEAVY = {
+    "scipy", "ortools", "numpy", "telegram", "twilio", "aiohttp", "httpx", "fakes", "bots",
+    "starlette", "uvicorn", "apscheduler",
+}  # fmt: skip
+
+
+def imported_by(argv: list[str], env: dict[str, str] | None = None) -> set[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", _IMPORTS_PROBE, *argv],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    return set(json.loads(done.stderr.strip().splitlines()[-1]))
+
+
+def test_help_and_version_import_no_command() -> None:
+    """`hosen --help` lists every command from the table in hosen.cli, importing none."""
+    for argv in (["--help"], ["--version"]):
+        loaded = imported_by(argv)
+        assert "hosen" in loaded
+        assert not loaded & (HEAVY | {"sqlalchemy", "pydantic", "registry", "dispatch"}), argv
+
+
+def test_campaign_status_loads_no_client_solver_or_fakes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'hosen.sqlite3'}"
+    monkeypatch.setenv("HOSEN_DATABASE_URL", url)
+    assert main(["db", "upgrade"]) == 0
+    assert main(["campaign", "start", "--drill", "--residents", "--yes"]) == 0
+    loaded = imported_by(["campaign", "status", "1"], env={"HOSEN_DATABASE_URL": url, "PATH": ""})
+    assert "dispatch" in loaded, "the probe ran the command"
+    assert not loaded & HEAVY, sorted(loaded & HEAVY)
 
 
 def test_a_command_loads_only_what_it_needs() -> None:

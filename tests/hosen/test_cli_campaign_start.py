@@ -12,7 +12,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from dispatch.models import Campaign
-from hosen import cli
 from hosen.cli import main
 from hosen.context import build_context
 from registry.models import Authority, Person, PhoneKind, Source
@@ -36,7 +35,7 @@ def town(
 ) -> Callable[[], int]:
     monkeypatch.setenv("HOSEN_DATABASE_URL", database_url)
     context = build_context()
-    monkeypatch.setattr(cli, "build_context", lambda: context)
+    monkeypatch.setattr("hosen.context.build_context", lambda **_: context)
     with sessions() as session:
         session.add_all(
             Person(

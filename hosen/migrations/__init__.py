@@ -1,4 +1,7 @@
-"""Run Alembic from code: ``hosen db upgrade`` and the tests use the same path."""
+"""The schema's migrations (Alembic), shipped inside the package: ``hosen db upgrade`` and the
+tests run them from code. For a new revision during development:
+``alembic -c hosen/migrations/alembic.ini revision --autogenerate -m "..."`` with
+HOSEN_DATABASE_URL pointing at a migrated scratch database."""
 
 from __future__ import annotations
 
@@ -8,12 +11,12 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine
 
-ROOT = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
 
 
 def alembic_config(engine: Engine | None = None) -> Config:
-    cfg = Config(str(ROOT / "alembic.ini"))
-    cfg.set_main_option("script_location", str(ROOT / "alembic"))
+    cfg = Config(str(HERE / "alembic.ini"))
+    cfg.set_main_option("script_location", str(HERE))
     cfg.attributes["skip_logging"] = True
     if engine is not None:
         cfg.set_main_option(
