@@ -86,6 +86,7 @@ class Arrival:
     channel: Channel
     address: str
     payload: dict[str, Any]
+    received_at: datetime | None = None  # when it came, if not now (a spooled message's)
 
 
 def arrival_of(delivery: Delivery) -> Arrival:
@@ -115,7 +116,7 @@ def accept_many(session: Session, *, arrivals: list[Arrival], now: datetime) -> 
             "provider_key": arrival.provider_key,
             "channel": arrival.channel,
             "payload": arrival.payload,
-            "received_at": now,
+            "received_at": arrival.received_at or now,
             "sender": sender_key(arrival.channel, arrival.address),
             "attempts": 0,
         }
