@@ -48,9 +48,10 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, InternalError, Operationa
 from sqlalchemy.orm import Session, sessionmaker
 
 from bots.inbound import Arrival, accept_many
+from bots.officers import tell_officers
 from config.settings import Settings
 from dispatch.delivery import record_sms_status
-from registry.db import unit_of_work
+from registry.db import unit_of_work, utcnow
 from registry.models import Channel
 
 log = logging.getLogger("hosen.spool")
@@ -90,6 +91,9 @@ class DatabaseState:
 
     down_since: float | None = None
     last_outage: float = 0.0  # seconds the latest finished outage lasted
+    tell_after: float = 60.0  # an outage this long is told to the officers when it ends
+    untold: float | None = None  # such an outage, not yet told
+    monotonic: Callable[[], float] = time.monotonic  # injected by tests
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -100,7 +104,7 @@ class DatabaseState:
         with self._lock:
             if self.down_since is not None:
                 return
-            self.down_since = time.monotonic()
+            self.down_since = self.monotonic()
         log.warning(
             "database unavailable (%s): webhooks retry, then spool", unavailable_reason(exc)
         )
@@ -110,14 +114,16 @@ class DatabaseState:
         with self._lock:
             if self.down_since is None:
                 return None
-            lasted = time.monotonic() - self.down_since
+            lasted = self.monotonic() - self.down_since
             self.down_since, self.last_outage = None, lasted
+            if lasted >= self.tell_after:
+                self.untold = lasted
         log.warning("database back after %.1fs", lasted)
         return lasted
 
     def down_for(self) -> float:
         since = self.down_since
-        return 0.0 if since is None else time.monotonic() - since
+        return 0.0 if since is None else self.monotonic() - since
 
 
 @dataclass(frozen=True)
@@ -428,17 +434,21 @@ class Replayer:
         with unit_of_work(self.sessions) as session:
             session.execute(select(1))
         self.database.answered()
+        outage = self.database.untold
+        if outage is not None:
+            self._tell("down", minutes=max(1, round(outage / 60)))
+            self.database.untold = None
         moved = self.spool.replay(self.sessions, batch=batch, write_turn=self.write_turn)
         self.drained_after += moved
+        if self.drained_after and not self.spool.active:
+            log.warning("spool drained: %d messages replayed into the inbox", self.drained_after)
+            self._tell("drained", count=self.drained_after)
+            self.drained_after = 0
         return moved
 
-    def take_drained(self) -> int:
-        """Messages moved by the replay that just emptied the spool (0 if it is not empty)."""
-        if self.spool.active or not self.drained_after:
-            return 0
-        moved, self.drained_after = self.drained_after, 0
-        log.warning("spool drained: %d messages replayed into the inbox", moved)
-        return moved
+    def _tell(self, key: str, **params: object) -> None:
+        with unit_of_work(self.sessions) as session:
+            tell_officers(session, key=key, now=utcnow(), **params)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

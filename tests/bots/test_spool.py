@@ -27,15 +27,19 @@ from twilio.request_validator import RequestValidator
 
 from bots.inbound import Arrival
 from bots.spool import Spool, scan
+from config.i18n import t
+from config.languages import DEFAULT_LANGUAGE
 from config.settings import Settings
-from dispatch.models import InboundMessage
+from dispatch.models import InboundMessage, OutboxMessage
 from fakes.telegram import FakeTelegram
 from hosen import migrations
 from hosen.app import Runtime, build_app
 from hosen.context import Context
 from registry.db import make_engine, make_sessionmaker, utcnow
 from registry.models import Channel
+from registry.phones import normalise_phone
 from registry.profile_sync import sync_sample_profile
+from registry.staff import StaffRole, add_staff
 from tests.private_postgres import PrivatePostgres, postgres_bin
 
 TOKEN = "twilio-auth-token-for-tests"
@@ -61,13 +65,36 @@ def outage_settings(database_url: str, spool: Path, **more: object) -> Settings:
     )
 
 
+OFFICER = "+972525550001"
+
+
 def fresh_database(url: str) -> Engine:
+    """A migrated database with the sample profile and one officer."""
     engine = make_engine(url)
     migrations.upgrade(engine)
     with make_sessionmaker(engine)() as session:
-        sync_sample_profile(session)
+        authority = sync_sample_profile(session)
+        add_staff(
+            session,
+            name="Officer",
+            phone=normalise_phone(OFFICER, region="IL"),
+            authority=authority,
+            role=StaffRole.OFFICER,
+            actor="test",
+        )
         session.commit()
     return engine
+
+
+def officer_notices(sessions: sessionmaker[Session]) -> list[str]:
+    with sessions() as session:
+        return list(
+            session.scalars(
+                select(OutboxMessage.text)
+                .where(OutboxMessage.address == OFFICER)
+                .order_by(OutboxMessage.id)
+            )
+        )
 
 
 @contextlib.contextmanager
@@ -171,6 +198,9 @@ def replies_during_outage(
     updates = [telegram.text(user, text) for text in ("hello", "1")]
     with served(settings) as (client, runtime, ctx):
         sessions = ctx.sessions
+        assert runtime.intake is not None
+        clock = [0.0]  # the outage's length is moved, not waited for
+        runtime.intake.database.monotonic = lambda: clock[0]
 
         async def before() -> list[int]:
             return [await post_sms(client, "SM1", "JOIN")]
@@ -191,7 +221,8 @@ def replies_during_outage(
                 runtime.intake.spool.status() if runtime.intake and runtime.intake.spool else None
             )
             assert status is not None and status.pending == 7 and not status.full
-            assert not runtime.intake.database.up  # type: ignore[union-attr]
+            assert not runtime.intake.database.up
+            clock[0] += 90  # down for a minute and a half
         ctx.engine.dispose()
         assert inbox_keys(sessions) == ["sms:SM1"]
         replay_until_drained(runtime)
@@ -200,7 +231,12 @@ def replies_during_outage(
         keys = inbox_keys(sessions)
         assert [k for k in keys if not k.startswith("smsstatus:")] == expected
         assert any(k.startswith("smsstatus:SMout1") for k in keys)  # the receipt, kept early
-        assert runtime.intake.database.up  # type: ignore[union-attr]
+        assert runtime.intake.database.up
+        # The officer hears that the database was down, then that the spool has drained.
+        assert officer_notices(sessions) == [
+            t(DEFAULT_LANGUAGE, "officer.outage.down", minutes=2),
+            t(DEFAULT_LANGUAGE, "officer.outage.drained", count=7),
+        ]
         assert scan(settings.spool_dir) == (0, 0)  # drained files are removed
         # After the outage the webhooks write to the database directly again.
         assert asyncio.run(post_sms(client, "SM6", "after")) == 200
