@@ -134,23 +134,28 @@ class Intake:
         while True:
             if self.spool is not None and self.spool.active:
                 return await self._spool(arrival, received)
-            future: asyncio.Future[bool] = loop.create_future()
-            self._ensure_thread()
-            self._queue.put(_Pending(arrival, loop, future))
-            if self.spool is None:
-                new = await future
-                break
-            try:
-                timeout = max(give_up - loop.time(), FIRST_TRY_SECONDS)
-                # Shielded: a write still under way when time runs out may yet commit; the
-                # spooled copy then meets its key in the inbox and is not stored twice.
-                new = await asyncio.wait_for(asyncio.shield(future), timeout=timeout)
-                break
-            except (DatabaseUnavailable, TimeoutError):
-                if loop.time() + pause >= give_up:
-                    return await self._spool(arrival, received)
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 1.0)
+            # While the database is known to be away, requests wait for the replayer's look
+            # (bots.spool.Replayer) instead of each knocking: hundreds of requests retrying
+            # at once cost the server more than it had.
+            if self.spool is None or self.database.up:
+                future: asyncio.Future[bool] = loop.create_future()
+                self._ensure_thread()
+                self._queue.put(_Pending(arrival, loop, future))
+                if self.spool is None:
+                    new = await future
+                    break
+                try:
+                    timeout = max(give_up - loop.time(), FIRST_TRY_SECONDS)
+                    # Shielded: a write still under way when time runs out may yet commit;
+                    # the spooled copy then meets its key in the inbox and is not stored twice.
+                    new = await asyncio.wait_for(asyncio.shield(future), timeout=timeout)
+                    break
+                except (DatabaseUnavailable, TimeoutError):
+                    pass
+            if loop.time() + pause >= give_up:
+                return await self._spool(arrival, received)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.5)
         if new:
             self.stored()
         return new

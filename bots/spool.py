@@ -426,6 +426,7 @@ class Replayer:
     write_turn: Any = None  # SQLite: the intake's turn (bots.intake.WriteTurns.urgent)
     replayed: Callable[[], None] = lambda: None  # told (on the loop) after messages moved
     look_every: float = 2.0
+    look_when_down: float = 0.25  # webhooks wait for this look to find the database back
     drained_after: int = 0  # messages moved since the spool last had something in it
 
     def step(self, *, batch: int = REPLAY_BATCH) -> int:
@@ -460,8 +461,9 @@ class Replayer:
                     self.database.failed(exc)
                 else:
                     log.error("spool replay failed: %s", type(exc).__name__)
+            every = self.look_every if self.database.up else self.look_when_down
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.look_every)
+                await asyncio.wait_for(stop.wait(), timeout=every)
 
 
 def spool_of(settings: Settings, *, clock: Clock) -> Spool:

@@ -137,19 +137,22 @@ def build_app(
     async def health(request: Request) -> Response:
         """The database as this process last saw it (looked at every two seconds) and the
         spool; 503 when the spool takes nothing more (the webhooks are refusing messages)."""
-        spool = await asyncio.to_thread(intake.spool.status) if intake.spool else None
+        kept = intake.spool
+        spool = await asyncio.to_thread(kept.status) if kept else None
         database = intake.database
         body: dict[str, Any] = {
             "database": "up" if database.up else "down",
             "database_down_seconds": round(database.down_for(), 1),
         }
-        if spool is not None:
+        if kept is not None and spool is not None:
             body["spool"] = {
                 "pending": spool.pending,
                 "bytes": spool.bytes,
                 "max_bytes": spool.max_bytes,
                 "oldest": spool.oldest.isoformat() if spool.oldest else None,
                 "full": spool.full,
+                "spooled": kept.spooled,  # since this process started
+                "replayed": kept.replayed,
             }
         return JSONResponse(body, status_code=503 if spool is not None and spool.full else 200)
 

@@ -34,6 +34,7 @@ from dispatch.models import InboundMessage, OutboxMessage
 from fakes.telegram import FakeTelegram
 from hosen import migrations
 from hosen.app import Runtime, build_app
+from hosen.cli import main
 from hosen.context import Context
 from registry.db import make_engine, make_sessionmaker, utcnow
 from registry.models import Channel
@@ -346,3 +347,27 @@ def test_replies_during_a_postgresql_crash_are_spooled_and_replayed_once_in_orde
                 server.start()
 
         replies_during_outage(settings, fake_telegram, crashed)
+
+
+def test_inbox_status_shows_the_spool_and_the_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "db" / "hosen.sqlite3"
+    fresh_database(f"sqlite:///{path}").dispose()
+    spool_dir = tmp_path / "spool"
+    spool = Spool(spool_dir, max_bytes=10**6, max_age=timedelta(days=1), clock=utcnow)
+    arrival = Arrival(provider_key="sms:SMs", channel=Channel.SMS, address=DANA, payload={})
+    spool.append_arrival(arrival, received_at=utcnow())
+    spool.close()
+    monkeypatch.setenv("HOSEN_DATABASE_URL", f"sqlite:///{path}")
+    monkeypatch.setenv("HOSEN_SPOOL_DIR", str(spool_dir))
+    assert main(["inbox", "--status"]) == 0
+    shown = capsys.readouterr().out
+    assert "1 messages waiting" in shown and "database: up" in shown
+    monkeypatch.setenv("HOSEN_DATABASE_URL", "postgresql+psycopg://nobody@127.0.0.1:1/none")
+    assert main(["inbox", "--status"]) == 1  # nothing listens on port 1
+    assert "database: down (OperationalError)" in capsys.readouterr().out
+    monkeypatch.setenv("HOSEN_DATABASE_URL", f"sqlite:///{path}")
+    assert main(["inbox", "--replay-spool"]) == 0
+    assert "1 replayed" in capsys.readouterr().out
+    assert scan(spool_dir) == (0, 0)
