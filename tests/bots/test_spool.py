@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -100,9 +101,9 @@ def officer_notices(sessions: sessionmaker[Session]) -> list[str]:
 
 @contextlib.contextmanager
 def unwritable(path: Path) -> Iterator[None]:
-    """The SQLite file and its directory cannot be written (immutable when running as root,
-    whom file modes do not stop)."""
-    targets = [path, path.parent]
+    """A file and its directory (or a directory) cannot be written: immutable when running as
+    root, whom file modes do not stop; read-only modes otherwise."""
+    targets = [path] if path.is_dir() else [path, path.parent]
     if os.geteuid() == 0:
         for target in targets:
             if subprocess.run(["chattr", "+i", str(target)], capture_output=True).returncode:
@@ -114,13 +115,13 @@ def unwritable(path: Path) -> Iterator[None]:
                 subprocess.run(["chattr", "-i", str(target)], check=True)
         return
     modes = [target.stat().st_mode for target in targets]
-    path.chmod(0o444)
-    path.parent.chmod(0o555)
+    for target in targets:
+        target.chmod(0o555 if target.is_dir() else 0o444)
     try:
         yield
     finally:
-        path.parent.chmod(modes[1])
-        path.chmod(modes[0])
+        for target, mode in zip(reversed(targets), reversed(modes), strict=True):
+            target.chmod(mode)
 
 
 def sms_form(sid: str, body: str, sender: str = DANA) -> tuple[dict[str, str], dict[str, str]]:
@@ -255,12 +256,29 @@ def replies_during_outage(
 
 
 def test_replies_during_an_sqlite_outage_are_spooled_and_replayed_once_in_order(
-    tmp_path: Path, fake_telegram: FakeTelegram
+    tmp_path: Path, fake_telegram: FakeTelegram, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "db" / "hosen.sqlite3"
     fresh_database(f"sqlite:///{path}").dispose()
     settings = outage_settings(f"sqlite:///{path}", tmp_path / "spool")
-    replies_during_outage(settings, fake_telegram, lambda: unwritable(path))
+    with caplog.at_level(logging.INFO):
+        replies_during_outage(settings, fake_telegram, lambda: unwritable(path))
+    # An outage is told in a line when it starts and one when it ends: no traceback per request.
+    assert not [r for r in caplog.records if r.exc_info]
+    assert any("database unavailable" in r.getMessage() for r in caplog.records)
+    assert not any(DANA in r.getMessage() or TOKEN in r.getMessage() for r in caplog.records)
+
+
+def test_an_unwritable_spool_answers_503(tmp_path: Path) -> None:
+    path = tmp_path / "db" / "hosen.sqlite3"
+    fresh_database(f"sqlite:///{path}").dispose()
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    settings = outage_settings(f"sqlite:///{path}", spool_dir)
+    with served(settings) as (client, _, _), unwritable(path), unwritable(spool_dir):
+        assert asyncio.run(post_sms(client, "SMu", "1")) == 503
+        health = asyncio.run(client.get("/health"))
+        assert health.status_code == 503 and health.json()["database"] == "down"
 
 
 def test_a_full_spool_answers_503_and_keeps_nothing_half(tmp_path: Path) -> None:
