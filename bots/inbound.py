@@ -96,6 +96,7 @@ class Arrival:
     channel: Channel
     address: str
     payload: dict[str, Any]
+    received_at: datetime | None = None  # when it came, if not now (a spooled message's)
 
 
 def arrival_of(delivery: Delivery) -> Arrival:
@@ -125,7 +126,7 @@ def accept_many(session: Session, *, arrivals: list[Arrival], now: datetime) -> 
             "provider_key": arrival.provider_key,
             "channel": arrival.channel,
             "payload": storable(arrival.payload),
-            "received_at": now,
+            "received_at": arrival.received_at or now,
             "sender": sender_key(arrival.channel, arrival.address),
             "attempts": 0,
         }

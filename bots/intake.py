@@ -6,8 +6,15 @@ about 2 ms of CPU a request and could not hold 500 replies a second with the pro
 same two cores (``bench/inbound_bench.py``). Here every request puts its delivery on a queue
 and waits; one thread takes whatever has queued up (one request when traffic is light, dozens
 under load), stores it with one ``INSERT ... ON CONFLICT DO NOTHING`` in one transaction,
-commits, and tells each waiting request whether its message was new. If the transaction fails,
-every request in it gets the error (the provider is not acknowledged and delivers again).
+commits, and tells each waiting request whether its message was new.
+
+When the database cannot take a message (:func:`bots.spool.database_unavailable`), the request
+tries again for a few seconds (HOSEN_SPOOL_AFTER_SECONDS, well within Twilio's 15-second webhook
+timeout), then puts the message in the local spool (:mod:`bots.spool`) and is answered as
+usual; while anything is spooled, new messages are spooled behind it, so one sender's messages
+keep their order. Without a spool the request gets :class:`DatabaseUnavailable`. A write that
+fails because of one message (a value the database refuses) fails that message alone: a batch
+that fails for another reason is written again one message at a time.
 """
 
 from __future__ import annotations
@@ -25,11 +32,18 @@ from datetime import datetime
 from sqlalchemy.orm import Session, sessionmaker
 
 from bots.inbound import Arrival, accept_many
+from bots.spool import DatabaseState, Spool, database_unavailable
 from registry.db import unit_of_work
 
 log = logging.getLogger("hosen.intake")
 
 Clock = Callable[[], datetime]
+# However short HOSEN_SPOOL_AFTER_SECONDS, a healthy database gets this long to answer.
+FIRST_TRY_SECONDS = 0.5
+
+
+class DatabaseUnavailable(Exception):
+    """The database could not take the message, and there is no spool to keep it."""
 
 
 class WriteTurns:
@@ -99,20 +113,57 @@ class Intake:
     batches: int = 0
     rows: int = 0
     last_write: float = 0.0  # time.monotonic() of the latest batch
+    spool: Spool | None = None  # where a message waits while the database is away
+    spool_after: float = 5.0  # seconds of trying the database before spooling
+    database: DatabaseState = field(default_factory=DatabaseState)
 
     def busy(self, within: float = 0.1) -> bool:
         """Whether webhooks stored something in the last ``within`` seconds."""
         return time.monotonic() - self.last_write < within
 
     async def store(self, arrival: Arrival) -> bool:
+        """True once the message is durable (committed, or spooled), False if a repeat.
+
+        Raises :class:`bots.spool.SpoolFull` when the database and the spool both refuse it,
+        and :class:`DatabaseUnavailable` when the database refuses it and there is no spool.
+        """
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[bool] = loop.create_future()
-        self._ensure_thread()
-        self._queue.put(_Pending(arrival, loop, future))
-        new = await future
+        received = self.clock()
+        give_up = loop.time() + self.spool_after
+        pause = 0.05
+        while True:
+            if self.spool is not None and self.spool.active:
+                return await self._spool(arrival, received)
+            # While the database is known to be away, requests wait for the replayer's look
+            # (bots.spool.Replayer) instead of each knocking: hundreds of requests retrying
+            # at once cost the server more than it had.
+            if self.spool is None or self.database.up:
+                future: asyncio.Future[bool] = loop.create_future()
+                self._ensure_thread()
+                self._queue.put(_Pending(arrival, loop, future))
+                if self.spool is None:
+                    new = await future
+                    break
+                try:
+                    timeout = max(give_up - loop.time(), FIRST_TRY_SECONDS)
+                    # Shielded: a write still under way when time runs out may yet commit;
+                    # the spooled copy then meets its key in the inbox and is not stored twice.
+                    new = await asyncio.wait_for(asyncio.shield(future), timeout=timeout)
+                    break
+                except (DatabaseUnavailable, TimeoutError):
+                    pass
+            if loop.time() + pause >= give_up:
+                return await self._spool(arrival, received)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.5)
         if new:
             self.stored()
         return new
+
+    async def _spool(self, arrival: Arrival, received: datetime) -> bool:
+        assert self.spool is not None
+        await asyncio.to_thread(self.spool.append_arrival, arrival, received_at=received)
+        return True
 
     def close(self) -> None:
         """Stop the writer thread once the queue is empty."""
@@ -155,10 +206,20 @@ class Intake:
             ):
                 new = accept_many(session, arrivals=[p.arrival for p in batch], now=self.clock())
         except Exception as exc:
-            log.error("inbox: %d deliveries not stored: %s", len(batch), type(exc).__name__)
+            if database_unavailable(exc):
+                self.database.failed(exc)  # one line when it goes down, not one a request
+                failure: BaseException = DatabaseUnavailable(type(exc).__name__)
+            elif len(batch) > 1:
+                for pending in batch:  # one message's fault must not fail the others
+                    self._write([pending])
+                return
+            else:
+                log.error("inbox: a delivery not stored: %s", type(exc).__name__)
+                failure = exc
             for pending in batch:
-                pending.loop.call_soon_threadsafe(_fail, pending.future, exc)
+                pending.loop.call_soon_threadsafe(_fail, pending.future, failure)
             return
+        self.database.answered()
         self.batches += 1
         self.rows += len(batch)
         self.last_write = time.monotonic()

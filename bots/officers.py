@@ -47,6 +47,7 @@ from dispatch.models import (
     Task,
     TaskStatus,
 )
+from dispatch.outbox import enqueue
 from dispatch.reports import close_campaign, live_status
 from dispatch.segments import count_segments
 from dispatch.senders import choice_from_reply
@@ -56,6 +57,7 @@ from registry.staff import (
     NotAuthorized,
     StaffAction,
     StaffMember,
+    StaffRole,
     authorities_of,
     authorize,
     find_staff,
@@ -879,3 +881,32 @@ def _give(desk: Desk, task: Task, person_id: int, group_ids: list[int]) -> None:
         now=desk.now,
     )
     desk.say("tasks.given", name=visitor.person.name or "?")
+
+
+def tell_officers(session: Session, *, key: str, now: datetime, **params: object) -> int:
+    """A short notice (``officer.outage.*``) to every active officer, through the outbox: on
+    Telegram if their chat is verified, else by SMS, in the language they talk to the bot in.
+    Returns the notices queued."""
+    members = session.scalars(
+        select(StaffMember).where(
+            StaffMember.role == StaffRole.OFFICER, StaffMember.active.is_(True)
+        )
+    ).all()
+    for member in members:
+        if member.telegram_chat_id is not None:
+            channel, address = Channel.TELEGRAM, str(member.telegram_chat_id)
+        else:
+            channel, address = Channel.SMS, member.phone
+        language = session.scalar(
+            select(Conversation.language).where(
+                Conversation.channel == channel, Conversation.address == address
+            )
+        )
+        enqueue(
+            session,
+            channel=channel,
+            address=address,
+            text=t(language or DEFAULT_LANGUAGE, f"officer.outage.{key}", **params),
+            due_at=now,
+        )
+    return len(members)

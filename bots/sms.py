@@ -9,6 +9,11 @@ webhooks: a repeat is acknowledged, not stored again) and acknowledged as soon a
 back into a :class:`~bots.inbound.Delivery`). The answer to Twilio is always an empty TwiML
 response: replies go out through the outbox. Delivery receipts are applied at once: one indexed
 update, as cheap as storing them.
+
+While the database is away both are kept in the local spool (:mod:`bots.spool`) and
+acknowledged: Twilio never retries an inbound message (it tries the fallback URL, if one is
+set, and then gives up), so an error answer would lose the resident's reply; and it does not
+retry a status callback either. Only when the spool too is full is the answer 503.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from twilio.request_validator import RequestValidator
 
 from bots.dialog import Inbound
 from bots.inbound import Arrival, Delivery
-from bots.intake import Intake
+from bots.intake import DatabaseUnavailable, Intake
+from bots.spool import SpoolFull, database_unavailable
 from config.settings import Settings, reveal
 from dispatch.delivery import record_sms_status
 from registry.db import unit_of_work
@@ -70,7 +76,10 @@ class SmsWebhooks:
         arrival = Arrival(
             provider_key=f"sms:{sid}", channel=Channel.SMS, address=sender, payload=params
         )
-        await self.intake.store(arrival)  # a repeat is acknowledged all the same
+        try:
+            await self.intake.store(arrival)  # a repeat is acknowledged all the same
+        except (SpoolFull, DatabaseUnavailable):
+            return Response(status_code=503)  # said loudly by the spool, once a minute
         return Response(EMPTY_TWIML, media_type="text/xml")
 
     async def status(self, request: Request) -> Response:
@@ -84,14 +93,28 @@ class SmsWebhooks:
             return Response(status_code=400)
         code = params.get("ErrorCode", "")
         error_code = int(code) if code.isdecimal() else None
-        await run_in_threadpool(self._record_status, sid, state, error_code)
+        try:
+            await run_in_threadpool(self._record_status, sid, state, error_code)
+        except SpoolFull:
+            return Response(status_code=503)
         return Response(status_code=200)
 
     def _record_status(self, sid: str, state: str, error_code: int | None) -> None:
-        with unit_of_work(self.sessions) as session:
-            record_sms_status(
-                session, message_sid=sid, status=state, error_code=error_code, now=self.clock()
-            )
+        now = self.clock()
+        spool, database = self.intake.spool, self.intake.database
+        if spool is None or not spool.active:
+            try:
+                with unit_of_work(self.sessions) as session:
+                    record_sms_status(
+                        session, message_sid=sid, status=state, error_code=error_code, now=now
+                    )
+                database.answered()
+                return
+            except Exception as exc:
+                if spool is None or not database_unavailable(exc):
+                    raise
+                database.failed(exc)
+        spool.append_status(message_sid=sid, status=state, error_code=error_code, received_at=now)
 
 
 def delivery_from_params(params: dict[str, str], *, region: str) -> Delivery | None:

@@ -34,7 +34,8 @@ from telegram.request import HTTPXRequest
 
 from bots.dialog import Inbound
 from bots.inbound import Arrival, Delivery
-from bots.intake import Intake
+from bots.intake import DatabaseUnavailable, Intake
+from bots.spool import SpoolFull
 from config.i18n import t
 from config.languages import ALL_LANGUAGES, Language
 from config.settings import Settings
@@ -366,7 +367,16 @@ def webhook_endpoint(
             data = await request.json()
         except ValueError:
             return Response(status_code=400)
-        if await store_update(data, intake) is None:
+        # Spooled like an SMS while the database is away, although Telegram redelivers after
+        # an error answer: it delivers a bot's updates in order and retries the failed one with
+        # growing pauses, holding back every later update meanwhile, so relying on it would
+        # delay everyone's answers for minutes after the database returned. With the spool
+        # full, 503 leaves the update with Telegram, which tries again later.
+        try:
+            stored = await store_update(data, intake)
+        except (SpoolFull, DatabaseUnavailable):
+            return Response(status_code=503)
+        if stored is None:
             return Response(status_code=400)
         query_id = button_press_id(data)
         if query_id is not None:

@@ -111,6 +111,16 @@ class Settings(BaseSettings):
     # How long a staff PIN given by SMS stands for that member's further staff SMS.
     staff_pin_session_minutes: PositiveInt = 15
 
+    # Where the webhooks keep inbound messages while the database is away (bots.spool): one
+    # file per process, replayed into the inbox when the database answers. A full spool (or
+    # one whose oldest message is older than the age limit) makes the webhooks answer 503.
+    spool_dir: Path = Path("var/spool")
+    spool_max_bytes: PositiveInt = 64 * 1024 * 1024
+    spool_max_age_hours: PositiveFloat = 72.0
+    # How long a webhook keeps trying the database before spooling: well within Twilio's
+    # 15-second webhook timeout, with room for the fsync and the answer.
+    spool_after_seconds: Annotated[float, Field(ge=0, le=10)] = 5.0
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:

@@ -225,6 +225,44 @@ def _log_failure(future: asyncio.Future[None]) -> None:
         log.warning("could not share a provider's pause: %s", future.exception())
 
 
+class _Recorder:
+    """One channel's sends recorded as they complete, not when their batch is done.
+
+    Whatever has completed is recorded in one transaction whenever the last one is through, so
+    records come in small groups (throughput as before) and a hung provider call holds back no
+    record but its own: a worker killed mid-batch leaves unrecorded (to be sent again) only the
+    sends that were in flight.
+    """
+
+    def __init__(self, worker: Worker, channel: Channel) -> None:
+        self.worker = worker
+        self.channel = channel
+        self.waiting: list[tuple[Claimed, SendResult]] = []
+        self.task: asyncio.Task[None] | None = None
+        self.failure: BaseException | None = None
+
+    def add(self, claimed: Claimed, result: SendResult) -> None:
+        self.waiting.append((claimed, result))
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._flush())
+
+    async def _flush(self) -> None:
+        while self.waiting:
+            group, self.waiting = self.waiting, []
+            try:
+                await self.worker._record_patiently(self.channel, group)
+            except (OperationalError, DBAPIError) as exc:
+                self.failure = exc  # given up: those leases run out, the sweep requeues them
+
+    async def flushed(self) -> None:
+        """Until everything added so far is recorded; a record given up is raised here."""
+        while self.task is not None and not self.task.done():
+            await asyncio.shield(self.task)
+        failure, self.failure = self.failure, None
+        if failure is not None:
+            raise failure
+
+
 def backoff_seconds(attempts: int, *, base: float, cap: float, rng: random.Random) -> float:
     """Exponential backoff with jitter: base·2^(n-1), capped, scaled by a random 0.5–1.0."""
     # The exponent stops growing long after the cap is reached: a message retried through a
@@ -274,6 +312,7 @@ class Worker:
         # Channels whose sender did not start; run() retries them (one attempt at a time).
         self._down: set[Channel] = set()
         self._starting = {channel: asyncio.Lock() for channel in self.senders}
+        self._recorders = {channel: _Recorder(self, channel) for channel in self.senders}
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -395,11 +434,12 @@ class Worker:
                         await self._idle(stop, self._nothing_to_do_for(channel))
                         continue
                     upcoming = self._in_db(self._claim, channel)
-                    results = await self._send_all(channel, claimed)
+                    recorder = self._recorders[channel]
+                    await self._send_all(channel, claimed, completed=recorder.add)
                     previous, recording = recording, None
                     if previous is not None:
-                        await previous  # one record at a time: in order, and its errors seen
-                    recording = asyncio.create_task(self._record_patiently(channel, results))
+                        await previous  # the previous batch's records: their errors seen
+                    recording = asyncio.create_task(self._recorded(recorder, claimed))
                     failures = 0
                 except (OperationalError, DBAPIError) as exc:
                     # The database went away (restart, failover): wait and try again; leases
@@ -896,13 +936,22 @@ class Worker:
         claimed = await self._in_db(self._claim, channel)
         if not claimed:
             return 0
+        recorder = self._recorders[channel]
         try:
-            results = await self._send_all(channel, claimed)
+            await self._send_all(channel, claimed, completed=recorder.add)
         except BaseException:
             self._let_go(claimed)  # the leases run out: the sweep returns the rows
             raise
-        await self._record_patiently(channel, results)
+        await self._recorded(recorder, claimed)
         return len(claimed)
+
+    async def _recorded(self, recorder: _Recorder, claimed: list[Claimed]) -> None:
+        """Once every send of a batch is recorded (or given up), its leases are no longer ours
+        to renew (given up, they run out and the sweep returns the rows to the queue)."""
+        try:
+            await recorder.flushed()
+        finally:
+            self._let_go(claimed)
 
     async def _record_patiently(
         self, channel: Channel, results: list[tuple[Claimed, SendResult]]
@@ -911,30 +960,31 @@ class Worker:
         rows are leased to us: given up, they would go back to the queue and be sent again."""
         give_up_at = self.clock.now() + timedelta(seconds=self.config.lease_seconds)
         pause = 0.2
-        try:
-            while True:
-                try:
-                    await self._in_db(self._record, channel, results)
-                    return
-                except (OperationalError, DBAPIError) as exc:
-                    if self.clock.now() + timedelta(seconds=pause) >= give_up_at:
-                        raise
-                    log.warning(
-                        "worker %s: could not record %d sends (%s), retrying",
-                        self.worker_id,
-                        len(results),
-                        exc.code,
-                    )
-                    await self.clock.sleep(pause)
-                    pause = min(pause * 2, 2.0)
-        finally:
-            # Recorded, or given up: either way no longer ours to renew (given up, the leases
-            # run out and the sweep returns the rows to the queue).
-            self._let_go([claimed for claimed, _ in results])
+        while True:
+            try:
+                await self._in_db(self._record, channel, results)
+                return
+            except (OperationalError, DBAPIError) as exc:
+                if self.clock.now() + timedelta(seconds=pause) >= give_up_at:
+                    raise
+                log.warning(
+                    "worker %s: could not record %d sends (%s), retrying",
+                    self.worker_id,
+                    len(results),
+                    exc.code,
+                )
+                await self.clock.sleep(pause)
+                pause = min(pause * 2, 2.0)
 
     async def _send_all(
-        self, channel: Channel, claimed: list[Claimed]
+        self,
+        channel: Channel,
+        claimed: list[Claimed],
+        *,
+        completed: Callable[[Claimed, SendResult], None] | None = None,
     ) -> list[tuple[Claimed, SendResult]]:
+        """Send a batch; each answer goes to ``completed`` as it comes (to be recorded then,
+        not when the whole batch is done)."""
         sender = self.senders[channel]
         limit = self.in_flight[channel]  # shared with the channel's other lane
         pacer = self._pacers[channel]
@@ -989,14 +1039,17 @@ class Worker:
                     hire()
                 for item in chats.popleft():
                     try:
-                        batch.outcome[item.message.id] = await one(number, item)
+                        result = await one(number, item)
                     except asyncio.CancelledError:
                         if number not in batch.overdue:
                             raise  # the worker is stopping
                         batch.overdue.discard(number)
                         if task.uncancel() > 0:
                             raise  # the worker is stopping as well
-                        batch.outcome[item.message.id] = Transient(error="timeout")
+                        result = Transient(error="timeout")
+                    batch.outcome[item.message.id] = result
+                    if completed is not None:
+                        completed(item, result)
 
         for _ in range(min(batch.couriers, limit.limit)):
             hire()

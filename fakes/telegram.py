@@ -252,6 +252,9 @@ class FakeTelegram(LoopbackServer):
         self.on_message: list[Callable[[JSON], None]] = []
         self.method_counts: Counter[str] = Counter()
         self.blocked: set[int] = set()
+        # Chats whose sends hang: held past the client's timeout, never processed (a provider
+        # call stuck in flight).
+        self.hung: set[int] = set()
         self.missing_chats: set[int] = set()
         self.callback_answers: dict[str, JSON] = {}
         self.commands: dict[tuple[str, str], list[JSON]] = {}
@@ -326,6 +329,10 @@ class FakeTelegram(LoopbackServer):
         params = self._decode(name, params) if form else params
         self.method_counts[name] += 1
         faults = self.faults
+        if name in SENDING_METHODS and str(params.get("chat_id")) in {str(c) for c in self.hung}:
+            self.traffic.count("timeout")
+            await self.hold(faults.hold_seconds)
+            return _answer(BotApiError(504, "Gateway Timeout").body(), 504)
         outcome = faults.decide(name)
         if outcome == "server_error":
             self.traffic.count(outcome)

@@ -2,8 +2,10 @@
 inbox processor and the dispatcher's outbox worker.
 
 Routes: ``POST /sms/inbound``, ``POST /sms/status`` (Twilio), ``POST /telegram/webhook``
-(Telegram, webhook mode) and ``GET /health``. The inbound routes store the message and answer at
-once; the inbox processor (:mod:`bots.processor`) acts on it after. At start-up, when
+(Telegram, webhook mode) and ``GET /health`` (JSON: the database's state and the spool's depth).
+The inbound routes store the message and answer at once (into the local spool while the
+database is away; its replayer runs here too); the inbox processor (:mod:`bots.processor`) acts
+on it after. At start-up, when
 HOSEN_TELEGRAM_TOKEN is set, the bot starts polling (or, with HOSEN_PUBLIC_URL set, registers its
 webhook); when any channel is configured, one outbox worker sends the replies and campaign
 messages.
@@ -22,7 +24,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from telegram.error import TelegramError
 
@@ -31,6 +33,7 @@ from bots.flood import DEFAULT_POLICY, FloodPolicy
 from bots.intake import Intake, WriteTurns
 from bots.processor import InboxProcessor
 from bots.sms import SmsWebhooks
+from bots.spool import Replayer, spool_of
 from bots.telegram import (
     ALLOWED_UPDATES,
     SECRET_HEADER,
@@ -61,6 +64,7 @@ class Runtime:
     scheduler: Any = None
     processor: InboxProcessor | None = None
     intake: Intake | None = None
+    replayer: Replayer | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     telegram_ready: asyncio.Event = field(default_factory=asyncio.Event)
@@ -95,9 +99,24 @@ def build_app(
         sessions=ctx.sessions, dialog=dialog, clock=clock, flood=flood, turns=turns
     )
     runtime.processor = processor
-    intake = Intake(sessions=ctx.sessions, clock=clock, stored=processor.wake, turns=turns)
+    spool = spool_of(settings, clock=clock)
+    intake = Intake(
+        sessions=ctx.sessions,
+        clock=clock,
+        stored=processor.wake,
+        turns=turns,
+        spool=spool,
+        spool_after=settings.spool_after_seconds,
+    )
     processor.busy = intake.busy
     runtime.intake = intake
+    runtime.replayer = Replayer(
+        spool=spool,
+        sessions=ctx.sessions,
+        database=intake.database,
+        write_turn=turns.urgent if turns else None,
+        replayed=processor.wake,
+    )
     sms = SmsWebhooks(settings=settings, sessions=ctx.sessions, clock=clock, intake=intake)
     webhook_mode = settings.public_url is not None
     if run_bot and settings.telegram_enabled:
@@ -122,12 +141,37 @@ def build_app(
         return await telegram_endpoint(request)
 
     async def health(request: Request) -> Response:
-        return PlainTextResponse("ok")
+        """The database as this process last saw it (looked at every two seconds) and the
+        spool; 503 when the spool takes nothing more (the webhooks are refusing messages)."""
+        kept = intake.spool
+        spool = await asyncio.to_thread(kept.status) if kept else None
+        database = intake.database
+        body: dict[str, Any] = {
+            "database": "up" if database.up else "down",
+            "database_down_seconds": round(database.down_for(), 1),
+        }
+        if kept is not None and spool is not None:
+            body["spool"] = {
+                "pending": spool.pending,
+                "bytes": spool.bytes,
+                "max_bytes": spool.max_bytes,
+                "oldest": spool.oldest.isoformat() if spool.oldest else None,
+                "full": spool.full,
+                "spooled": kept.spooled,  # since this process started
+                "replayed": kept.replayed,
+            }
+        return JSONResponse(body, status_code=503 if spool is not None and spool.full else 200)
+
+    async def replay_spool() -> None:
+        assert runtime.replayer is not None
+        await runtime.replayer.run(runtime.stop)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if run_processor:
             runtime.tasks.append(asyncio.create_task(processor.run(runtime.stop)))
+        # Whoever takes the webhooks replays their spool: with or without the processor.
+        runtime.tasks.append(asyncio.create_task(replay_spool()))
         await _start(ctx, runtime, run_worker=run_worker, run_scheduler=run_scheduler)
         if freeze_heap:
             freeze_startup_heap()
@@ -264,6 +308,8 @@ async def _stop(runtime: Runtime) -> None:
             await asyncio.wait_for(task, timeout=10)
     if runtime.intake is not None:
         await asyncio.to_thread(runtime.intake.close)
+        if runtime.intake.spool is not None:
+            runtime.intake.spool.close()  # what is left is replayed by the next process
     if runtime.worker is not None:
         with contextlib.suppress(Exception):
             await runtime.worker.close()

@@ -148,13 +148,17 @@ def authority(directory: Directory) -> Authority:
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
-    return Settings(database_url=database_url, _env_file=None)  # type: ignore[call-arg]
+    return Settings(database_url=database_url, spool_dir=tmp_path / "spool", _env_file=None)  # type: ignore[call-arg]
 
 
 @pytest.fixture
 def unit_settings(tmp_path: Path) -> Settings:
     """Settings for tests that touch no database: every HOSEN_* variable ignored."""
-    return Settings(database_url=f"sqlite:///{tmp_path / 'unused.sqlite3'}", _env_file=None)  # type: ignore[call-arg]
+    return Settings(
+        database_url=f"sqlite:///{tmp_path / 'unused.sqlite3'}",
+        spool_dir=tmp_path / "spool",
+        _env_file=None,  # type: ignore[call-arg]
+    )
 
 
 # The loopback fakes' fixtures (fake_telegram, fake_twilio, fake_settings, people, log_secrets).

@@ -40,7 +40,10 @@ def _free_port() -> int:
 class PrivatePostgres:
     """``with PrivatePostgres() as server:`` ... ``server.url`` ... ``server.restart()``."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, crash_safe_commits: bool = False) -> None:
+        """``crash_safe_commits``: a commit is in the WAL before it returns, so it survives
+        :meth:`crash` (otherwise commits are asynchronous, for speed)."""
+        self.crash_safe_commits = crash_safe_commits
         bin_dir = postgres_bin()
         if bin_dir is None:
             raise RuntimeError("no PostgreSQL installation under /usr/lib/postgresql")
@@ -75,10 +78,13 @@ class PrivatePostgres:
             shutil.rmtree(self.home, ignore_errors=True)
 
     def start(self) -> None:
+        # fsync off: a crash of the server (not of the machine) keeps what it wrote.
         options = (
             f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.home} "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+            "-c fsync=off -c full_page_writes=off"
         )
+        if not self.crash_safe_commits:
+            options += " -c synchronous_commit=off"
         self._run(
             "pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.home / "log"),
             "-w", "start",
@@ -88,6 +94,11 @@ class PrivatePostgres:
     def stop(self) -> None:
         if (self.data / "postmaster.pid").exists():
             self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def crash(self) -> None:
+        """Stop the server as a crash would (``-m immediate``: no shutdown checkpoint, every
+        connection cut); the next start runs crash recovery."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
 
     def restart(self) -> None:
         """Stop the server (every connection is cut) and start it again."""

@@ -30,6 +30,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="how often to look for new messages when idle (default 0.2)",
     )
     add_heartbeat_options(inbox)
+    inbox.add_argument(
+        "--status",
+        action="store_true",
+        help="show the database's state, the messages waiting in the inbox and in the spool",
+    )
+    inbox.add_argument(
+        "--replay-spool",
+        action="store_true",
+        help="move what the webhooks spooled (HOSEN_SPOOL_DIR) into the inbox once the "
+        "database answers, then exit (a running `hosen serve` does this for its own)",
+    )
+    inbox.add_argument(
+        "--batch",
+        type=int,
+        default=200,
+        metavar="N",
+        help="with --replay-spool: messages per transaction (default 200)",
+    )
     inbox.set_defaults(handler=run_inbox)
 
 
@@ -39,6 +57,10 @@ def run_inbox(ctx: Context, args: argparse.Namespace) -> int:
     from bots.dialog import Dialog
     from bots.processor import InboxProcessor, ProcessorConfig
 
+    if args.status:
+        return show_status(ctx)
+    if args.replay_spool:
+        return replay_spool(ctx, batch=args.batch)
     if args.poll <= 0:
         raise CommandError("--poll must be positive")
     apply_nice(args.nice)
@@ -63,3 +85,50 @@ def run_inbox(ctx: Context, args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(main())
+
+
+def show_status(ctx: Context) -> int:
+    """What an operator asks during an outage: is the database there, how much is waiting."""
+    from sqlalchemy import func, select
+
+    from bots.spool import scan, unavailable_reason
+    from dispatch.models import InboundMessage
+
+    pending, size = scan(ctx.settings.spool_dir)
+    limit = ctx.settings.spool_max_bytes
+    print(f"spool {ctx.settings.spool_dir}: {pending} messages waiting, {size} of {limit} bytes")
+    try:
+        with ctx.sessions() as session:
+            waiting = session.scalar(
+                select(func.count()).where(InboundMessage.processed_at.is_(None))
+            )
+    except Exception as exc:
+        print(f"database: down ({unavailable_reason(exc)})")
+        return 1
+    print(f"database: up; inbox: {waiting} messages not yet processed")
+    return 0
+
+
+def replay_spool(ctx: Context, *, batch: int) -> int:
+    """Replay the spool of processes that are gone, waiting for the database if need be."""
+    import time
+
+    from bots.spool import DatabaseState, Replayer, spool_of
+    from registry.db import utcnow
+
+    if batch <= 0:
+        raise CommandError("--batch must be positive")
+    spool = spool_of(ctx.settings, clock=utcnow)
+    replayer = Replayer(spool=spool, sessions=ctx.sessions, database=DatabaseState())
+    moved = 0
+    pause = 0.5
+    while True:
+        try:
+            moved += replayer.step(batch=batch)
+            break
+        except Exception as exc:
+            replayer.database.failed(exc)
+            time.sleep(pause)  # the database is away: look again, Ctrl-C stops
+            pause = min(pause * 2, 5.0)
+    print(f"{moved} replayed from {ctx.settings.spool_dir}", flush=True)
+    return 0

@@ -13,10 +13,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import Settings, reveal
@@ -174,6 +175,77 @@ def test_a_worker_killed_mid_campaign_loses_nothing(
     with sessions() as session:
         statuses = set(session.scalars(select(OutboxMessage.status)))
     assert statuses == {OutboxStatus.SENT}
+
+
+def test_a_hung_send_holds_back_no_other_record_so_a_kill_resends_only_it(
+    sessions: sessionmaker[Session],
+    authority: Authority,
+    settings: Settings,
+    fake_telegram: FakeTelegram,
+    tmp_path: Path,
+) -> None:
+    """One provider call hangs (held past the client's timeout) while the rest of its batch
+    goes out; the worker is killed then. Every other send is already recorded, so only the one
+    in flight is sent again."""
+    wired = settings_for_fakes(settings, telegram=fake_telegram).model_copy(
+        update={"telegram_rate_per_second": 150.0}
+    )
+    count = 200
+    add_people(sessions, authority, count)
+    begin(sessions, authority)
+    chats = [500_000 + n for n in range(count)]
+    hung = chats[5]
+    fake_telegram.hung.add(hung)
+    fake_telegram.faults = Faults(hold_seconds=15.0)  # past the client timeout
+
+    def recorded() -> int:
+        with sessions() as session:
+            return int(
+                session.scalar(
+                    select(func.count()).where(OutboxMessage.status == OutboxStatus.SENT)
+                )
+                or 0
+            )
+
+    first = worker_process(wired, lease=30.0, log=tmp_path / "first.log")
+    try:
+        wait_for(lambda: fake_telegram.calls("sendMessage"), 30, "the first sends")
+        # Within the client's 10-second timeout: the hung call is still in flight.
+        wait_for(lambda: recorded() == count - 1, 6, "every other send recorded")
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    with sessions() as session:
+        unrecorded = {
+            (address, status)
+            for address, status in session.execute(
+                select(OutboxMessage.address, OutboxMessage.status).where(
+                    OutboxMessage.status != OutboxStatus.SENT
+                )
+            )
+        }
+        # The killed worker's leases run out now (time moved in the database, not waited).
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.status == OutboxStatus.SENDING)
+            .values(lease_until=utcnow() - timedelta(seconds=1))
+        )
+        session.commit()
+    assert unrecorded == {(str(hung), OutboxStatus.SENDING)}  # in flight at the kill
+    fake_telegram.hung.clear()
+    second = worker_process(wired, lease=30.0, log=tmp_path / "second.log")
+    try:
+        wait_for(lambda: all(fake_telegram.sent_to(chat) for chat in chats), 60, "every check-in")
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(15) == 0, (tmp_path / "second.log").read_text()
+    counts: dict[int, int] = {}
+    for call in fake_telegram.calls("sendMessage"):
+        counts[int(call["chat_id"])] = counts.get(int(call["chat_id"]), 0) + 1
+    assert set(counts) == set(chats)
+    assert {chat for chat, n in counts.items() if n > 1} <= {hung}
 
 
 def test_a_faulty_provider_still_reaches_everyone_reachable(

@@ -39,6 +39,14 @@ def test_serve_starts_without_channels_and_says_which_are_off(tmp_path: Path) ->
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOSEN_")}
     env["HOSEN_DATABASE_URL"] = f"sqlite:///{tmp_path / 'hosen.sqlite3'}"
+    # serve refuses a database that was never created (a mistyped path); upgrade creates it.
+    subprocess.run(
+        [sys.executable, "-m", "hosen", "db", "upgrade"],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        check=True,
+        capture_output=True,
+    )
     process = subprocess.Popen(
         [sys.executable, "-m", "hosen", "serve", "--port", str(port)],
         cwd=tmp_path,
@@ -57,7 +65,7 @@ def test_serve_starts_without_channels_and_says_which_are_off(tmp_path: Path) ->
                 break
             except httpx.TransportError:
                 time.sleep(0.1)
-        assert answer.status_code == 200 and answer.text == "ok"
+        assert answer.status_code == 200 and answer.json()["database"] == "up"
         # Without Twilio settings the SMS webhook refuses everything rather than trusting it.
         refused = httpx.post(f"http://127.0.0.1:{port}/sms/inbound", data={"From": "+972525551234"})
         assert refused.status_code == 403
