@@ -59,7 +59,7 @@ def outage_settings(database_url: str, spool: Path, **more: object) -> Settings:
         twilio_account_sid="AC" + "0" * 32,
         twilio_auth_token=TOKEN,
         twilio_from="+972500000000",
-        telegram_token="123456:" + "x" * 35,
+        telegram_token="7012345678:Hk3vQ9zLm2Xc7BtR5wNp8Jd4Fs6Ga1Ye0Ui",
         telegram_webhook_secret=SECRET,
         public_url=AnyHttpUrl(PUBLIC),
         _env_file=None,
