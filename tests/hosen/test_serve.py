@@ -32,6 +32,14 @@ def test_serve_starts_without_channels_and_says_which_are_off(tmp_path: Path) ->
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOSEN_")}
     env["HOSEN_DATABASE_URL"] = f"sqlite:///{tmp_path / 'hosen.sqlite3'}"
+    # serve refuses a database that is not there: it is created by `hosen db upgrade`.
+    subprocess.run(
+        [sys.executable, "-m", "hosen", "db", "upgrade"],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        check=True,
+    )
     process = subprocess.Popen(
         [sys.executable, "-m", "hosen", "serve", "--port", str(port)],
         cwd=tmp_path,
