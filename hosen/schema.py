@@ -5,3 +5,4 @@ import dispatch.models  # noqa: F401
 import registry.assignment.models
 import registry.models
 import registry.staff  # noqa: F401
+import registry.phone_codes  # noqa: F401
