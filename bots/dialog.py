@@ -5,7 +5,8 @@ The dialog is a small state machine over named steps. Each inbound message moves
 channels only render those prompts (inline buttons or numbered SMS choices). Nothing here
 touches the network, and nothing commits: the caller's unit of work does.
 
-Registration order: language → who → name → phone → (authority) → zone → birth year →
+Registration order: language → who → name → phone (on Telegram, a typed number is confirmed with
+a one-time code sent to it by SMS) → (authority) → zone → birth year →
 volunteer: skills, languages, availability, vehicle, check-in capacity → resident: needs,
 emergency contact → consent (registration; health data when needs were given; a guardian's
 for a minor volunteer) → summary and confirm. "Back", "cancel" and "help" work at every step.
@@ -25,7 +26,7 @@ from sqlalchemy.orm.attributes import flag_modified
 
 from bots import enrolment
 from bots.consent import CONSENT_VERSIONS, consent_text
-from bots.enrolment import NEW_CONSENTS
+from bots.enrolment import NEW_CONSENTS, PHONE_SOURCE
 from bots.models import Conversation
 from bots.prompts import Choice, Prompt, Request
 from bots.words import (
@@ -54,8 +55,10 @@ from registry.models import (
     ConsentKind,
     Person,
     PersonStatus,
+    PhoneSource,
 )
-from registry.phones import normalise_phone
+from registry.phone_codes import Check, CodeRefused
+from registry.phones import Phone, normalise_phone
 
 MAX_NAME = 60
 MAX_CAPACITY = 20
@@ -69,6 +72,7 @@ class Step(StrEnum):
     WHO = "who"
     NAME = "name"
     PHONE = "phone"
+    PHONE_CODE = "phone_code"
     AUTHORITY = "authority"
     ZONE = "zone"
     BIRTH_YEAR = "birth"
@@ -95,6 +99,7 @@ REGISTRATION = (
     Step.WHO,
     Step.NAME,
     Step.PHONE,
+    Step.PHONE_CODE,
     Step.AUTHORITY,
     Step.ZONE,
     Step.BIRTH_YEAR,
@@ -131,6 +136,10 @@ AVAILABILITY_VALUES = ("both", "emergency", "routine")
 CAPACITY_SHORTCUTS = ("1", "2", "3", "5")
 # Draft keys starting with "_" are bookkeeping, not answers.
 EDIT = "_edit"
+# A typed number waiting for its one-time code, and whether it is a landline (no code possible).
+CODE_PENDING = "_code_phone"
+CODE_LANDLINE = "_code_landline"
+RESEND, GO_ON = "resend", "go_on"
 
 
 @dataclass(frozen=True)
@@ -382,6 +391,7 @@ class Dialog:
             Step.WHO: self._on_choice("who"),
             Step.NAME: self._on_name,
             Step.PHONE: self._on_phone,
+            Step.PHONE_CODE: self._on_phone_code,
             Step.AUTHORITY: self._on_choice("authority"),
             Step.ZONE: self._on_zone,
             Step.BIRTH_YEAR: self._on_birth_year,
@@ -537,6 +547,9 @@ class Dialog:
     def _on_phone(self, turn: Turn, text: str | None, value: str | None) -> None:
         inbound = turn.inbound
         family = turn.draft.get("who") == "family"
+        # A new answer to the phone question: a code awaited for an earlier number is not.
+        turn.draft.pop(CODE_PENDING, None)
+        turn.draft.pop(CODE_LANDLINE, None)
         if value == Word.SKIP and turn.conversation.channel == Channel.TELEGRAM and not family:
             turn.draft["phone"] = None
             return self._advance(turn, Step.PHONE)
@@ -545,32 +558,113 @@ class Dialog:
                 raise Invalid("bot.phone.not_own")
             phone = self._phone(inbound.contact_phone)
             turn.draft["phone"] = phone
-            turn.draft["phone_verified"] = not family
+            turn.draft[PHONE_SOURCE] = PhoneSource.TYPED if family else PhoneSource.CONTACT
             if not family:
-                if self._link_known_person(turn, phone):
-                    return None
-                self._adopt_sms_draft(turn, phone)
+                return self._phone_proven(turn, phone, PhoneSource.CONTACT)
             return self._advance(turn, Step.PHONE)
         if is_word(text, turn.conversation.language, Word.SKIP) and not family:
             turn.draft["phone"] = None
             return self._advance(turn, Step.PHONE)
-        turn.draft["phone"] = self._phone(text or "")
-        turn.draft["phone_verified"] = False
+        typed = self._parsed_phone(text or "")
+        if turn.conversation.channel == Channel.TELEGRAM and not family:
+            # Their own number, typed: nothing is linked or shown until a code sent to it
+            # comes back.
+            self._send_code(turn, typed)
+            return self._ask(turn, Step.PHONE_CODE)
+        turn.draft["phone"] = typed.e164
+        turn.draft[PHONE_SOURCE] = PhoneSource.TYPED
         return self._advance(turn, Step.PHONE)
 
-    def _phone(self, text: str) -> str:
+    def _send_code(self, turn: Turn, phone: Phone) -> None:
+        """Text a code to a typed number (a landline gets none: the next prompt says so)."""
+        turn.draft.pop("phone", None)
+        turn.draft.pop(PHONE_SOURCE, None)
+        if not phone.can_receive_sms:
+            turn.draft.update({CODE_PENDING: phone.e164, CODE_LANDLINE: True})
+            return
         try:
-            return normalise_phone(text, region=self.region).e164
+            enrolment.send_phone_code(
+                turn.session,
+                phone=phone,
+                channel=turn.conversation.channel,
+                address=turn.conversation.address,
+                language=turn.language,
+                actor=self._actor(turn),
+                now=turn.now,
+            )
+        except CodeRefused as refused:
+            raise Invalid(refused.key, **refused.params) from None
+        turn.draft[CODE_PENDING] = phone.e164
+        turn.draft.pop(CODE_LANDLINE, None)
+
+    def _on_phone_code(self, turn: Turn, text: str | None, value: str | None) -> None:
+        """The one-time code for a typed number; or "send again", or (a landline) go on."""
+        pending = turn.draft.get(CODE_PENDING)
+        if turn.inbound.contact_phone is not None or pending is None:
+            turn.conversation.step = Step.PHONE
+            if turn.inbound.contact_phone is None:
+                return self._ask(turn, Step.PHONE)
+            return self._on_phone(turn, text, value)
+        choices = self._choices(turn, Step.PHONE_CODE)
+        choice = value if value is not None else self._match(turn, Step.PHONE_CODE, choices, text)
+        if choice == RESEND:
+            self._send_code(turn, self._parsed_phone(pending))
+            turn.say("bot.phone_code.resent")
+            return self._ask(turn, Step.PHONE_CODE)
+        if choice == GO_ON:
+            # A landline, unconfirmed: kept as typed, which links to and reveals nothing.
+            turn.draft.update({"phone": pending, PHONE_SOURCE: PhoneSource.TYPED})
+            turn.draft.pop(CODE_PENDING, None)
+            turn.draft.pop(CODE_LANDLINE, None)
+            turn.say("bot.phone_code.unverified")
+            return self._advance(turn, Step.PHONE_CODE)
+        if turn.draft.get(CODE_LANDLINE) or value is not None:
+            raise Invalid("bot.error.choice")
+        checked = enrolment.confirm_phone_code(
+            turn.session,
+            phone=pending,
+            channel=turn.conversation.channel,
+            address=turn.conversation.address,
+            answer=text or "",
+            actor=self._actor(turn),
+            now=turn.now,
+        )
+        if checked.result == Check.WRONG:
+            raise Invalid("bot.phone_code.wrong", left=checked.left)
+        if checked.result == Check.EXPIRED:
+            raise Invalid("bot.phone_code.expired")
+        turn.draft.pop(CODE_PENDING, None)
+        if checked.result != Check.CONFIRMED:
+            turn.say("bot.phone_code.locked")
+            return self._ask(turn, Step.PHONE)
+        turn.draft.update({"phone": pending, PHONE_SOURCE: PhoneSource.CODE})
+        turn.say("bot.phone_code.confirmed")
+        return self._phone_proven(turn, pending, PhoneSource.CODE)
+
+    def _phone_proven(self, turn: Turn, phone: str, proof: PhoneSource) -> None:
+        """Their own number, proven: a registration of theirs is now this chat's too."""
+        if self._link_known_person(turn, phone, proof):
+            return None
+        self._adopt_sms_draft(turn, phone)
+        return self._advance(turn, Step.PHONE_CODE)
+
+    def _phone(self, text: str) -> str:
+        return self._parsed_phone(text).e164
+
+    def _parsed_phone(self, text: str) -> Phone:
+        try:
+            return normalise_phone(text, region=self.region)
         except InvalidPhone:
             raise Invalid("phone.invalid") from None
 
-    def _link_known_person(self, turn: Turn, phone: str) -> bool:
+    def _link_known_person(self, turn: Turn, phone: str, proof: PhoneSource) -> bool:
         """Their own, verified number is already registered (say by SMS): this chat is them."""
         person = enrolment.link_telegram(
             turn.session,
             phone=phone,
             chat_id=int(turn.conversation.address),
             region=self.region,
+            proof=proof,
             actor=self._actor(turn),
             now=turn.now,
         )
@@ -762,6 +856,7 @@ class Dialog:
         year = draft.get("birth_year")
         rules: dict[Step, bool] = {
             Step.PHONE: channel == Channel.TELEGRAM or who == "family",
+            Step.PHONE_CODE: CODE_PENDING in draft,
             Step.AUTHORITY: len(self.profile.authorities) > 1,
             Step.SKILLS: volunteer,
             Step.LANGUAGES: volunteer,
@@ -840,6 +935,9 @@ class Dialog:
                 text = t(lang, "bot.phone.prompt_family")
             else:
                 requests = (Request.CONTACT,)
+        elif step == Step.PHONE_CODE and turn.draft.get(CODE_LANDLINE):
+            text = t(lang, "bot.phone_code.prompt_landline")
+            requests = (Request.CONTACT,)
         elif step == Step.ZONE:
             requests = (Request.LOCATION,)
         elif step == Step.CAPACITY:
@@ -905,6 +1003,9 @@ class Dialog:
             if turn.draft.get("who") == "family" or turn.conversation.channel != Channel.TELEGRAM:
                 return ()
             return (Choice(Word.SKIP, t(lang, "bot.choice.skip")),)
+        if step == Step.PHONE_CODE:
+            value = GO_ON if turn.draft.get(CODE_LANDLINE) else RESEND
+            return (Choice(value, t(lang, f"bot.phone_code.{value}")),)
         if step in (Step.CONSENT, Step.HEALTH_CONSENT):
             return (
                 Choice(Word.YES, t(lang, "bot.choice.agree")),

@@ -220,11 +220,11 @@ def _count(session: Session, where: object, *, since: datetime) -> int:
 
 def _hash(code: str) -> str:
     salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(code.encode(), salt=salt, **_SCRYPT)  # type: ignore[arg-type]
+    digest = hashlib.scrypt(code.encode(), salt=salt, **_SCRYPT)
     return f"{salt.hex()}${digest.hex()}"
 
 
 def _matches(code: str, stored: str) -> bool:
     salt_hex, _, digest_hex = stored.partition("$")
-    digest = hashlib.scrypt(code.encode(), salt=bytes.fromhex(salt_hex), **_SCRYPT)  # type: ignore[arg-type]
+    digest = hashlib.scrypt(code.encode(), salt=bytes.fromhex(salt_hex), **_SCRYPT)
     return hmac.compare_digest(digest.hex(), digest_hex)

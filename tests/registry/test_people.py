@@ -378,9 +378,7 @@ def test_register_people_updates_merges_and_keeps_the_first_reference(
     by_phone = register(
         session,
         authority,
-        PersonDetails(
-            name="B", phone=PHONE, phone_source=PhoneSource.CONTACT, telegram_chat_id=77
-        ),
+        PersonDetails(name="B", phone=PHONE, phone_source=PhoneSource.CONTACT, telegram_chat_id=77),
         source=Source.TELEGRAM,
     ).person
     session.commit()
@@ -480,6 +478,9 @@ def test_a_typed_phone_is_confirmed_later_without_a_new_record(
     assert typed.phone_source == PhoneSource.CODE and typed.phone_verified_at == NOW
     # A list naming the same number later neither lowers nor resets that proof.
     listed = register(
-        session, authority, PersonDetails(phone=PHONE, external_ref="welfare:7"), source=Source.IMPORT
+        session,
+        authority,
+        PersonDetails(phone=PHONE, external_ref="welfare:7"),
+        source=Source.IMPORT,
     )
     assert listed.person is typed and typed.phone_source == PhoneSource.CODE

@@ -19,7 +19,9 @@ PHONE = normalise_phone("052-555-1234", region="IL")
 ME = "telegram:4242"
 
 
-def send(session: Session, *, at: datetime = NOW, requester: str = ME, phone: object = PHONE) -> str:
+def send(
+    session: Session, *, at: datetime = NOW, requester: str = ME, phone: object = PHONE
+) -> str:
     return issue(session, phone=phone, requester=requester, now=at, actor="t").code  # type: ignore[arg-type]
 
 
