@@ -764,6 +764,23 @@ def ensure_may_take_role(session: Session, person: Person, *, now: datetime | No
         raise ConsentRequired("role.guardian_consent_required")
 
 
+def confirm_phone(
+    session: Session, person: Person, *, actor: str, now: datetime | None = None
+) -> bool:
+    """A staff member checked that the person holds their number (say, by calling it).
+
+    Returns False when there is no number or it was proven already.
+    """
+    now = now or utcnow()
+    if person.phone is None or person.phone_verified_at is not None:
+        return False
+    person.phone_source = PhoneSource.STAFF
+    person.phone_verified_at = now
+    person.phone_disputed_at = None
+    audit.record(session, actor=actor, action="phone.confirm", person_id=person.id, at=now)
+    return True
+
+
 def opt_out(session: Session, person: Person, *, actor: str, now: datetime | None = None) -> bool:
     """Stop every message to the person. Their volunteer assignments are released for reassignment.
 

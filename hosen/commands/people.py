@@ -1,4 +1,4 @@
-"""``hosen people list|show``: what the registry knows, for municipal staff."""
+"""``hosen people list|show|confirm-phone``: what the registry knows, for municipal staff."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from config.settings import Settings
 from hosen.commands.registry_lists import add_summary_command
 from hosen.context import CommandError, Context
-from registry import audit
+from registry import audit, people
 from registry.db import unit_of_work
 from registry.errors import InvalidPhone
 from registry.models import Person, PersonStatus, Zone
@@ -38,6 +38,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     show.add_argument("--authority", help="authority code (default: the profile's first)")
     show.add_argument("--json", action="store_true")
     show.set_defaults(handler=show_person)
+
+    confirm = sub.add_parser(
+        "confirm-phone",
+        help="record that staff checked the person holds their phone (a number typed, not proven)",
+    )
+    confirm.add_argument("who", help="person id or phone number")
+    confirm.add_argument("--authority", help="authority code (default: the profile's first)")
+    confirm.set_defaults(handler=confirm_phone)
 
     add_summary_command(sub)
 
@@ -115,6 +123,9 @@ def show_person(ctx: Context, args: argparse.Namespace) -> int:
         zone = session.get(Zone, person.zone_id) if person.zone_id else None
         data = summary(person, zone.code if zone else None)
         data.update(
+            phone_source=person.phone_source.value if person.phone_source else None,
+            phone_verified=person.phone_verified_at is not None,
+            phone_disputed=person.phone_disputed_at is not None,
             birth_year=person.birth_year,
             address=person.address,
             telegram=person.telegram_chat_id is not None,
@@ -138,4 +149,15 @@ def show_person(ctx: Context, args: argparse.Namespace) -> int:
     else:
         for key, value in data.items():
             print(f"{key:>20}: {value}")
+    return 0
+
+
+def confirm_phone(ctx: Context, args: argparse.Namespace) -> int:
+    with unit_of_work(ctx.sessions) as session:
+        authority = ctx.authority(session, args.authority)
+        person = _find(session, ctx.settings, authority.id, args.who)
+        if person.phone is None:
+            raise CommandError(f"person {person.id} has no phone to confirm")
+        changed = people.confirm_phone(session, person, actor="cli")
+    print(f"person {person.id}: phone " + ("confirmed" if changed else "was already proven"))
     return 0
