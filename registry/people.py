@@ -39,7 +39,7 @@ from registry.models import (
     VolunteerProfile,
     Zone,
 )
-from registry.phone_codes import PhoneCode
+from registry.phone_codes import PhoneCode, requester_of
 from registry.phones import Phone
 
 ADULT_AGE = 18
@@ -838,6 +838,10 @@ def erase(session: Session, person: Person, *, actor: str, now: datetime | None 
     codes = [PhoneCode.person_id == person.id]
     if person.phone:
         codes.append(PhoneCode.phone == person.phone)
+        codes.append(PhoneCode.requester == requester_of(Channel.SMS.value, person.phone))
+    if person.telegram_chat_id is not None:
+        chat = str(person.telegram_chat_id)
+        codes.append(PhoneCode.requester == requester_of(Channel.TELEGRAM.value, chat))
     session.execute(delete(PhoneCode).where(or_(*codes)))
     person.volunteer = None
     person.needs = None

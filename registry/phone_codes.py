@@ -18,7 +18,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import ForeignKey, Index, Integer, SmallInteger, String, func, select, update
+from sqlalchemy import (
+    ColumnElement,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from registry import audit
@@ -213,8 +223,8 @@ def check(
     return Checked(Check.WRONG, left=MAX_WRONG - record.wrong)
 
 
-def _count(session: Session, where: object, *, since: datetime) -> int:
-    query = select(func.count()).select_from(PhoneCode).where(where, PhoneCode.sent_at > since)  # type: ignore[arg-type]
+def _count(session: Session, where: ColumnElement[bool], *, since: datetime) -> int:
+    query = select(func.count()).select_from(PhoneCode).where(where, PhoneCode.sent_at > since)
     return int(session.scalar(query) or 0)
 
 

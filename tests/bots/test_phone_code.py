@@ -21,6 +21,7 @@ from dispatch.models import CampaignKind, CampaignMode, OutboxMessage, OutboxSta
 from dispatch.segments import count_segments
 from registry.importer import import_list
 from registry.models import Authority, Person, PhoneSource
+from registry.phone_codes import PhoneCode
 from tests.bots.chat import Chat, finish_registration
 
 RESIDENT_PHONE = "+972525551234"
@@ -271,3 +272,14 @@ def test_the_code_never_reaches_the_logs(
     tg_chat.send(f"{(int(code) + 1) % 10**6:06d}")
     tg_chat.send(code)
     tg_chat.clock.tick(60)
+
+
+def test_erasure_takes_the_codes_with_it(tg_chat: Chat, sessions: sessionmaker[Session]) -> None:
+    start_on_telegram(tg_chat)
+    tg_chat.send("052-555-1234")
+    tg_chat.send(latest_code(sessions))
+    finish_registration(tg_chat)
+    tg_chat.send("/delete")
+    assert tg_chat.send(button="delete:yes")[0] == t(Language.EN, "bot.delete.done")
+    with sessions() as session:
+        assert session.scalars(select(PhoneCode)).all() == []
