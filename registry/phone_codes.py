@@ -163,16 +163,7 @@ def issue(
     )
     session.add(record)
     session.flush()
-    audit.record(
-        session,
-        actor=actor,
-        action="phone_code.send",
-        person_id=person_id,
-        at=now,
-        phone=mask_phone(phone.e164),
-        requester=requester,
-        code_id=record.id,
-    )
+    _audit(session, "phone_code.send", record, actor=actor, now=now)
     return Issued(record=record, code=code)
 
 
@@ -195,32 +186,28 @@ def check(
     digits = "".join(ch for ch in answer if ch.isdigit())
     if len(digits) == DIGITS and _matches(digits, record.code_hash):
         record.confirmed_at = now
-        audit.record(
-            session,
-            actor=actor,
-            action="phone_code.confirm",
-            person_id=record.person_id,
-            at=now,
-            phone=mask_phone(phone),
-            requester=requester,
-            code_id=record.id,
-        )
+        _audit(session, "phone_code.confirm", record, actor=actor, now=now)
         return Checked(Check.CONFIRMED)
     record.wrong += 1
     if record.wrong >= MAX_WRONG:
         record.locked_at = now
-        audit.record(
-            session,
-            actor=actor,
-            action="phone_code.lock",
-            person_id=record.person_id,
-            at=now,
-            phone=mask_phone(phone),
-            requester=requester,
-            code_id=record.id,
-        )
+        _audit(session, "phone_code.lock", record, actor=actor, now=now)
         return Checked(Check.LOCKED)
     return Checked(Check.WRONG, left=MAX_WRONG - record.wrong)
+
+
+def _audit(session: Session, action: str, record: PhoneCode, *, actor: str, now: datetime) -> None:
+    """An audit entry for a code: the number masked, who asked, which code; never the code."""
+    audit.record(
+        session,
+        actor=actor,
+        action=action,
+        person_id=record.person_id,
+        at=now,
+        phone=mask_phone(record.phone),
+        requester=record.requester,
+        code_id=record.id,
+    )
 
 
 def _count(session: Session, where: ColumnElement[bool], *, since: datetime) -> int:
