@@ -148,6 +148,7 @@ def test_a_typed_landline_goes_on_unconfirmed_and_a_list_takes_the_number_back(
     assert [(w["key"], w["person"]) for w in rows[0]["warnings"]] == [
         ("lists.phone_unverified_holder", impostor_id)
     ]
+    assert f" {impostor_id} " in rows[0]["warnings"][0]["message"]
     with sessions() as session:
         impostor = session.get(Person, impostor_id)
         assert impostor is not None and impostor.phone is None

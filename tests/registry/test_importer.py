@@ -384,30 +384,3 @@ def test_a_list_never_merges_into_a_record_that_only_typed_its_phone(
     assert report.rows[0].outcome == Outcome.UNCHANGED and not report.rows[0].warnings
     row = report.as_json()["rows"][0]
     assert row["person_id"] == resident.id
-
-
-def test_the_conflict_names_the_other_record_in_the_report(
-    session: Session, authority: Authority, profile: Profile
-) -> None:
-    impostor = register_person(
-        session,
-        authority=authority,
-        details=PersonDetails(
-            name="Intruder", phone=normalise_phone("052-5551267", region="IL"), telegram_chat_id=9
-        ),
-        source=Source.TELEGRAM,
-        actor="bot",
-    ).person
-    session.commit()
-    report = import_list(
-        session,
-        data="שם,טלפון\nאסתר לוי,052-5551267\n".encode(),
-        kind="residents",
-        authority=authority,
-        profile=profile,
-        list_name="welfare",
-        list_version="v1",
-    )
-    warning = report.as_json(Language.EN)["rows"][0]["warnings"][0]
-    assert warning["key"] == "lists.phone_unverified_holder"
-    assert warning["person"] == impostor.id and str(impostor.id) in warning["message"]
