@@ -274,7 +274,7 @@ def _applicable(draft: dict[str, Any]) -> list[Step]:
     return [
         s
         for s in REGISTRATION
-        if s not in (Step.PHONE, Step.GUARDIAN, Step.HEALTH_CONSENT)
+        if s not in (Step.PHONE, Step.PHONE_CODE, Step.GUARDIAN, Step.HEALTH_CONSENT)
         and not (
             s in (Step.SKILLS, Step.LANGUAGES, Step.AVAILABILITY, Step.VEHICLE, Step.CAPACITY)
             and draft["who"] == "resident"
@@ -367,7 +367,7 @@ def test_telegram_contact_must_be_the_senders_own(
     assert prompts[0].text == t(language, "bot.phone.not_own")
     assert desk.step == Step.PHONE and "phone" not in desk.draft
     desk.send(contact_phone="972525550000", contact_is_sender=True)
-    assert desk.draft["phone"] == "+972525550000" and desk.draft["phone_verified"] is True
+    assert desk.draft["phone"] == "+972525550000" and desk.draft["phone_source"] == "contact"
     assert desk.step == Step.AUTHORITY
 
 
