@@ -54,7 +54,7 @@ from config.i18n import t
 from config.languages import ALL_LANGUAGES, DEFAULT_LANGUAGE, Language
 from config.profile import AuthorityProfile, Profile
 from config.settings import Settings
-from registry import people
+from registry import people, phone_codes
 from registry.errors import InvalidPhone
 from registry.models import (
     NEED_FLAGS,
@@ -471,11 +471,15 @@ class Dialog:
             raise Invalid("phone.invalid") from None
 
     def _code_text(self, turn: Turn, text: str) -> Answer:
-        # Whether it is the code is the registry's to say (a wrong one counts towards the lock);
-        # digits of other scripts (٤٢) are the digits the SMS showed.
-        return Answer(
-            text="".join(str(unicodedata.decimal(ch)) if ch.isdecimal() else ch for ch in text)
-        )
+        """Something shaped like a code: its digits (of any script: ٤٢ are the 42 the SMS showed),
+        spaces and dashes left out. Whether it is the code is the registry's to say; only that
+        counts towards the lock, and "1" (a choice's number) is never a code."""
+        if turn.draft.code_landline:
+            raise Invalid("bot.error.choice")  # no code was sent: a choice, or the contact
+        kept = "".join(ch for ch in clean(text) if not ch.isspace() and ch != "-")
+        if not kept.isdecimal() or len(kept) != phone_codes.DIGITS:
+            raise Invalid("bot.phone_code.digits", digits=phone_codes.DIGITS)
+        return Answer(text="".join(str(unicodedata.decimal(ch)) for ch in kept))
 
     def _year_text(self, turn: Turn, text: str) -> Answer:
         folded = fold(text)
@@ -590,7 +594,7 @@ class Dialog:
             draft.forget("code_phone", "code_landline")
             turn.say("bot.phone_code.unverified")
             return Go.NEXT
-        if draft.code_landline or answer.text is None:
+        if answer.text is None:
             raise Invalid("bot.error.choice")
         checked = enrolment.confirm_phone_code(
             turn.session,

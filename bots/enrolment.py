@@ -494,4 +494,3 @@ def addresses_of(session: Session, person: Person) -> list[tuple[Channel, str]]:
     )
     found.update((channel, address) for channel, address in rows)
     return sorted(found)
-
