@@ -14,14 +14,16 @@ whose free text is itself a number (a year of birth, a capacity) offers its choi
 shortcut buttons with the number as their value, never as numbers on SMS, so the two cannot meet
 (a test checks every row).
 
-Registration order is the table's: language → who → name → phone → (authority) → zone → birth
-year → volunteer: skills, languages, availability, vehicle, check-in capacity → resident: needs,
+Registration order is the table's: language → who → name → phone (on Telegram, a typed number
+is confirmed with a one-time code sent to it by SMS) → (authority) → zone → birth year →
+volunteer: skills, languages, availability, vehicle, check-in capacity → resident: needs,
 emergency contact → consent (registration; health data when needs were given; a guardian's for a
 minor volunteer) → summary and confirm.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -52,10 +54,19 @@ from config.i18n import t
 from config.languages import ALL_LANGUAGES, DEFAULT_LANGUAGE, Language
 from config.profile import AuthorityProfile, Profile
 from config.settings import Settings
-from registry import people
+from registry import people, phone_codes
 from registry.errors import InvalidPhone
-from registry.models import NEED_FLAGS, Authority, Channel, ConsentKind, Person, PersonStatus
-from registry.phones import normalise_phone
+from registry.models import (
+    NEED_FLAGS,
+    Authority,
+    Channel,
+    ConsentKind,
+    Person,
+    PersonStatus,
+    PhoneSource,
+)
+from registry.phone_codes import Check, CodeRefused
+from registry.phones import Phone, normalise_phone
 
 __all__ = ["REGISTRATION", "STEPS", "Dialog", "Inbound", "Invalid", "Row", "Step", "Turn"]
 
@@ -64,6 +75,8 @@ MAX_CAPACITY = 20
 MIN_VOLUNTEER_AGE = 14
 OLDEST = 110
 CAPACITY_SHORTCUTS = ("1", "2", "3", "5")
+# The code step's choices: another code, or (a landline, which gets none) go on unconfirmed.
+RESEND, GO_ON = "resend", "go_on"
 
 
 @dataclass(frozen=True)
@@ -449,10 +462,24 @@ class Dialog:
         return Answer(text=self._phone(text))
 
     def _phone(self, text: str) -> str:
+        return self._parsed_phone(text).e164
+
+    def _parsed_phone(self, text: str) -> Phone:
         try:
-            return normalise_phone(text, region=self.region).e164
+            return normalise_phone(text, region=self.region)
         except InvalidPhone:
             raise Invalid("phone.invalid") from None
+
+    def _code_text(self, turn: Turn, text: str) -> Answer:
+        """Something shaped like a code: its digits (of any script: ٤٢ are the 42 the SMS showed),
+        spaces and dashes left out. Whether it is the code is the registry's to say; only that
+        counts towards the lock, and "1" (a choice's number) is never a code."""
+        if turn.draft.code_landline:
+            raise Invalid("bot.error.choice")  # no code was sent: a choice, or the contact
+        kept = "".join(ch for ch in clean(text) if not ch.isspace() and ch != "-")
+        if not kept.isdecimal() or len(kept) != phone_codes.DIGITS:
+            raise Invalid("bot.phone_code.digits", digits=phone_codes.DIGITS)
+        return Answer(text="".join(str(unicodedata.decimal(ch)) for ch in kept))
 
     def _year_text(self, turn: Turn, text: str) -> Answer:
         folded = fold(text)
@@ -497,29 +524,114 @@ class Dialog:
 
     def _take_phone(self, turn: Turn, answer: Answer) -> Go | Step:
         draft = turn.draft
+        shared = None
+        if answer.contact is not None:
+            if not draft.family and not turn.inbound.contact_is_sender:
+                raise Invalid("bot.phone.not_own")
+            shared = self._phone(answer.contact)
+        # A new answer to the phone question: a code awaited for an earlier number is not.
+        draft.forget("code_phone", "code_landline")
         if answer.choice == Word.SKIP:
             draft.phone = None
+            draft.forget("phone_source")
             return Go.NEXT
-        if answer.contact is None:
-            draft.phone, draft.phone_verified = answer.text, False
-            return Go.NEXT
-        if not draft.family and not turn.inbound.contact_is_sender:
-            raise Invalid("bot.phone.not_own")
-        phone = self._phone(answer.contact)
-        draft.phone, draft.phone_verified = phone, not draft.family
-        if not draft.family:
-            if self._link_known_person(turn, phone):
-                return Go.DONE
-            self._adopt_sms_draft(turn, phone)
+        if shared is not None:
+            draft.phone = shared
+            draft.phone_source = PhoneSource.TYPED if draft.family else PhoneSource.CONTACT
+            if draft.family:
+                return Go.NEXT
+            return self._phone_proven(turn, shared, PhoneSource.CONTACT)
+        typed = self._parsed_phone(answer.text or "")
+        if turn.channel == Channel.TELEGRAM and not draft.family:
+            # Their own number, typed: nothing is linked or shown until a code sent to it
+            # comes back.
+            self._send_code(turn, typed)
+            return Step.PHONE_CODE
+        draft.phone, draft.phone_source = typed.e164, PhoneSource.TYPED
         return Go.NEXT
 
-    def _link_known_person(self, turn: Turn, phone: str) -> bool:
-        """Their own, verified number is already registered (say by SMS): this chat is them."""
+    def _send_code(self, turn: Turn, phone: Phone) -> None:
+        """Text a code to a typed number (a landline gets none: the code step says so)."""
+        draft = turn.draft
+        draft.forget("phone", "phone_source")
+        if not phone.can_receive_sms:
+            draft.code_phone, draft.code_landline = phone.e164, True
+            return
+        try:
+            enrolment.send_phone_code(
+                turn.session,
+                phone=phone,
+                channel=turn.channel,
+                address=turn.conversation.address,
+                language=turn.language,
+                actor=self._actor(turn),
+                now=turn.now,
+            )
+        except CodeRefused as refused:
+            raise Invalid(refused.key, **refused.params) from None
+        draft.code_phone = phone.e164
+        draft.forget("code_landline")
+
+    def _take_phone_code(self, turn: Turn, answer: Answer) -> Go | Step:
+        """The one-time code for a typed number; or "send again", or (a landline) go on.
+
+        A shared contact answers the phone question here too; with no code awaited (an old
+        row), the phone question is asked again.
+        """
+        draft = turn.draft
+        pending = draft.code_phone
+        if answer.contact is not None:
+            return self._take_phone(turn, answer)
+        if pending is None:
+            return Step.PHONE
+        if answer.choice == RESEND:
+            self._send_code(turn, self._parsed_phone(pending))
+            turn.say("bot.phone_code.resent")
+            return Go.AGAIN
+        if answer.choice == GO_ON:
+            # A landline, unconfirmed: kept as typed, which links to and reveals nothing.
+            draft.phone, draft.phone_source = pending, PhoneSource.TYPED
+            draft.forget("code_phone", "code_landline")
+            turn.say("bot.phone_code.unverified")
+            return Go.NEXT
+        if answer.text is None:
+            raise Invalid("bot.error.choice")
+        checked = enrolment.confirm_phone_code(
+            turn.session,
+            phone=pending,
+            channel=turn.channel,
+            address=turn.conversation.address,
+            answer=answer.text,
+            actor=self._actor(turn),
+            now=turn.now,
+        )
+        if checked.result == Check.WRONG:
+            raise Invalid("bot.phone_code.wrong", left=checked.left)
+        if checked.result == Check.EXPIRED:
+            raise Invalid("bot.phone_code.expired")
+        draft.forget("code_phone")
+        if checked.result != Check.CONFIRMED:
+            turn.say("bot.phone_code.locked")
+            return Step.PHONE
+        draft.phone, draft.phone_source = pending, PhoneSource.CODE
+        turn.say("bot.phone_code.confirmed")
+        return self._phone_proven(turn, pending, PhoneSource.CODE)
+
+    def _phone_proven(self, turn: Turn, phone: str, proof: PhoneSource) -> Go:
+        """Their own number, proven: a registration of theirs is now this chat's too."""
+        if self._link_known_person(turn, phone, proof):
+            return Go.DONE
+        self._adopt_sms_draft(turn, phone)
+        return Go.NEXT
+
+    def _link_known_person(self, turn: Turn, phone: str, proof: PhoneSource) -> bool:
+        """Their own, proven number is already registered (say by SMS): this chat is them."""
         person = enrolment.link_telegram(
             turn.session,
             phone=phone,
             chat_id=int(turn.conversation.address),
             region=self.region,
+            proof=proof,
             actor=self._actor(turn),
             now=turn.now,
         )
@@ -791,6 +903,14 @@ class Dialog:
         key = "bot.phone.prompt_family" if turn.draft.family else "bot.phone.prompt"
         return t(turn.language, key)
 
+    def _ask_code(self, turn: Turn) -> str:
+        key = (
+            "bot.phone_code.prompt_landline"
+            if turn.draft.code_landline
+            else "bot.phone_code.prompt"
+        )
+        return t(turn.language, key)
+
     def _ask_consent(self, turn: Turn) -> str:
         text = consent_text(ConsentKind.REGISTRATION, turn.language)
         return t(turn.language, "bot.consent.prompt", text=text)
@@ -867,6 +987,10 @@ class Dialog:
             return ()
         return self._skip(turn)
 
+    def _code_choices(self, turn: Turn) -> tuple[Choice, ...]:
+        value = GO_ON if turn.draft.code_landline else RESEND
+        return (Choice(value, t(turn.language, f"bot.phone_code.{value}")),)
+
     def _authorities(self, turn: Turn) -> tuple[Choice, ...]:
         lang = turn.language
         return tuple(Choice(a.code, a.names.get(lang)) for a in self.profile.authorities)
@@ -913,6 +1037,9 @@ class Dialog:
         # A Telegram chat has no number of its own; an SMS has one, unless it is a family's.
         return turn.channel == Channel.TELEGRAM or turn.draft.family
 
+    def _code_pending(self, turn: Turn) -> bool:
+        return turn.draft.code_phone is not None
+
     def _many_authorities(self, turn: Turn) -> bool:
         return len(self.profile.authorities) > 1
 
@@ -957,11 +1084,10 @@ class Dialog:
 
     def _register(self, turn: Turn) -> str | None:
         """Write the confirmed answers to the registry. Returns a refusal key, or None when done."""
-        confirmed = turn.draft.dump()
         try:
             enrolled = enrolment.enrol(
                 turn.session,
-                draft=confirmed,
+                draft=turn.draft.dump(),
                 channel=turn.channel,
                 address=turn.conversation.address,
                 language=turn.language,
@@ -972,7 +1098,6 @@ class Dialog:
                 now=turn.now,
             )
         except enrolment.Refused as refusal:
-            turn.draft = Draft.load(confirmed)  # enrol drops a typed phone someone else has
             return refusal.key
         if enrolled.landline:
             turn.say("phone.landline")
@@ -1001,7 +1126,7 @@ STEPS: dict[Step, Row] = {
         stores=("name",), text=Dialog._name_text, take=Dialog._take_name, asks=Dialog._ask_name
     ),
     Step.PHONE: Row(
-        stores=("phone", "phone_verified"),
+        stores=("phone", "phone_source"),
         applies=Dialog._asks_phone,
         choices=Dialog._phone_choices,
         text=Dialog._phone_text,
@@ -1009,6 +1134,16 @@ STEPS: dict[Step, Row] = {
         requests=lambda turn: () if turn.draft.family else (Request.CONTACT,),
         take=Dialog._take_phone,
         asks=Dialog._ask_phone,
+    ),
+    Step.PHONE_CODE: Row(
+        stores=("phone", "phone_source"),
+        applies=Dialog._code_pending,
+        choices=Dialog._code_choices,
+        text=Dialog._code_text,
+        contact=True,  # their own contact, shared now, still answers the phone question
+        requests=lambda turn: (Request.CONTACT,) if turn.draft.code_landline else (),
+        take=Dialog._take_phone_code,
+        asks=Dialog._ask_code,
     ),
     Step.AUTHORITY: Row(
         stores=("authority",),

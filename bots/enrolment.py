@@ -20,8 +20,8 @@ from config.i18n import t
 from config.languages import Language
 from config.profile import Profile
 from dispatch import outbox
-from dispatch.models import InboundMessage
-from registry import audit, people
+from dispatch.models import InboundMessage, OutboxMessage, Priority
+from registry import audit, people, phone_codes
 from registry.digests import sender_key
 from registry.errors import InvalidPhone
 from registry.models import (
@@ -37,17 +37,22 @@ from registry.models import (
     Person,
     PersonStatus,
     PhoneKind,
+    PhoneSource,
     RoleAssignment,
     Source,
     Zone,
 )
-from registry.phones import normalise_phone
+from registry.phones import Phone, normalise_phone
 from registry.rules import distance_m
 
 # Draft keys starting with "_" are bookkeeping; this one lists consents given in this dialog.
 NEW_CONSENTS = "_new_consents"
 # A shared location farther than this from every zone's centre is not in the municipality.
 ZONE_REACH_M = 20_000.0
+# The outbox kind of the SMS that carries a one-time code.
+CODE_KIND = "phone_code"
+# How the draft's phone is known (a PhoneSource value): "contact", "code" or "typed".
+PHONE_SOURCE = "phone_source"
 
 
 class Refused(Exception):
@@ -105,16 +110,6 @@ def enrol(
     except InvalidPhone:
         raise Refused("phone.invalid") from None
     chat_id = int(address) if telegram and not family else None
-    if phone is not None and not draft.get("phone_verified") and (telegram or family):
-        # A typed number must not take over someone else's record through the phone merge.
-        owners = people.find_person(session, authority=authority, phone=phone.e164)
-        if any(
-            p.id != (current.id if current else None)
-            and (chat_id is None or p.telegram_chat_id != chat_id)
-            for p in owners
-        ):
-            draft.pop("phone", None)
-            raise Refused("bot.phone.taken")
     volunteer = draft.get("who") in ("volunteer", "both")
     resident = draft.get("who") in ("resident", "both", "family")
     avail = draft.get("avail", "both")
@@ -127,6 +122,7 @@ def enrol(
     details = people.PersonDetails(
         name=draft.get("name"),
         phone=phone,
+        phone_source=_phone_source(draft, telegram=telegram, family=family),
         telegram_chat_id=chat_id,
         language=language,
         channel=reach,
@@ -153,8 +149,16 @@ def enrol(
         else None,
     )
     source = Source.TELEGRAM if telegram else Source.SMS
+    # A typed number someone else holds is left out by the registry, and nothing is said:
+    # telling them would reveal that the number is registered.
     registration = people.register_person(
-        session, authority=authority, details=details, source=source, actor=actor, now=now
+        session,
+        authority=authority,
+        details=details,
+        source=source,
+        actor=actor,
+        now=now,
+        known=current,
     )
     person = registration.person
     giver = ConsentGiver.FAMILY if family else ConsentGiver.SELF
@@ -183,16 +187,40 @@ def enrol(
     return Enrolled(person=person, created=registration.created, landline=landline)
 
 
+def _phone_source(draft: dict[str, Any], *, telegram: bool, family: bool) -> PhoneSource:
+    """How the draft's phone is known: the SMS sender's own number is proven by the carrier;
+    on Telegram, the dialog says (a shared contact or a confirmed code); anything else is typed."""
+    if family:
+        return PhoneSource.TYPED
+    if not telegram:
+        return PhoneSource.SMS
+    try:
+        return PhoneSource(draft.get(PHONE_SOURCE) or PhoneSource.TYPED)
+    except ValueError:
+        return PhoneSource.TYPED
+
+
 def link_telegram(
-    session: Session, *, phone: str, chat_id: int, region: str, actor: str, now: datetime
+    session: Session,
+    *,
+    phone: str,
+    chat_id: int,
+    region: str,
+    proof: PhoneSource,
+    actor: str,
+    now: datetime,
 ) -> Person | None:
-    """Their own, verified number is already registered (say by SMS): this chat is theirs too."""
+    """Their own, proven number is already registered (say by SMS): this chat is theirs too.
+
+    Only a record whose number is trusted is theirs; one that merely typed it is not (their
+    registration, when confirmed, takes the number from it).
+    """
     known = session.scalar(
         select(Person)
         .where(Person.phone == phone, Person.status != PersonStatus.ERASED)
         .order_by(Person.id)
     )
-    if known is None:
+    if known is None or not known.phone_trusted:
         return None
     authority = session.get(Authority, known.authority_id)
     assert authority is not None
@@ -201,6 +229,7 @@ def link_telegram(
         authority=authority,
         details=people.PersonDetails(
             phone=normalise_phone(phone, region=region),
+            phone_source=proof,
             telegram_chat_id=chat_id,
             channel=Channel.TELEGRAM,
         ),
@@ -209,6 +238,75 @@ def link_telegram(
         now=now,
     )
     return registration.person
+
+
+def send_phone_code(
+    session: Session,
+    *,
+    phone: Phone,
+    channel: Channel,
+    address: str,
+    language: Language,
+    actor: str,
+    now: datetime,
+) -> None:
+    """Text a one-time code to a typed number, through the outbox, in the person's language.
+
+    Raises :class:`~registry.phone_codes.CodeRefused` (a landline, a resend too soon, too many).
+    The SMS says only the code and how long it lasts: no name, nothing of the registration.
+    """
+    issued = phone_codes.issue(
+        session,
+        phone=phone,
+        requester=phone_codes.requester_of(channel.value, address),
+        now=now,
+        actor=actor,
+    )
+    message = outbox.enqueue(
+        session,
+        channel=Channel.SMS,
+        address=phone.e164,
+        text=t(language, "phone.code_sms", code=issued.code),
+        priority=Priority.INTERACTIVE,
+        kind=CODE_KIND,
+        due_at=now,
+    )
+    session.flush()
+    issued.record.outbox_id = message.id
+
+
+def confirm_phone_code(
+    session: Session,
+    *,
+    phone: str,
+    channel: Channel,
+    address: str,
+    answer: str,
+    actor: str,
+    now: datetime,
+) -> phone_codes.Checked:
+    """Check a typed code; once confirmed, the texts that carried codes to the number are emptied
+    (the hash was all we kept; the sent SMS need not keep the code either)."""
+    checked = phone_codes.check(
+        session,
+        phone=phone,
+        requester=phone_codes.requester_of(channel.value, address),
+        answer=answer,
+        now=now,
+        actor=actor,
+    )
+    if checked.result == phone_codes.Check.CONFIRMED:
+        session.execute(
+            update(OutboxMessage)
+            .where(
+                OutboxMessage.kind == CODE_KIND,
+                OutboxMessage.address == phone,
+                OutboxMessage.status.in_(outbox.FINISHED),
+            )
+            .values(text="")
+            .execution_options(synchronize_session=False)
+        )
+    return checked
 
 
 def draft_from(session: Session, person: Person, *, actor: str) -> dict[str, Any]:
@@ -226,7 +324,7 @@ def draft_from(session: Session, person: Person, *, actor: str) -> dict[str, Any
         "who": who,
         "name": person.name,
         "phone": person.phone,
-        "phone_verified": True,
+        PHONE_SOURCE: person.phone_source.value if person.phone_source else None,
         "authority": authority.code if authority else None,
         "zone": zone.code if zone else None,
         "birth_year": person.birth_year,
@@ -396,4 +494,3 @@ def addresses_of(session: Session, person: Person) -> list[tuple[Channel, str]]:
     )
     found.update((channel, address) for channel, address in rows)
     return sorted(found)
-

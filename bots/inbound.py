@@ -271,7 +271,9 @@ def _staff(
         except InvalidPhone:
             return None
         member = verify_telegram(session, phone=phone, chat_id=int(inbound.address), now=now)
-        if member is None or (conversation is not None and conversation.step == "phone"):
+        if member is None or (
+            conversation is not None and conversation.step in ("phone", "phone_code")
+        ):
             return None
         language = (conversation.language if conversation else None) or DEFAULT_LANGUAGE
         prompt = Prompt(text=t(language, "officer.verified"))

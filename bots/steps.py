@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from config.languages import Language
+from registry.models import PhoneSource
 
 
 class Step(StrEnum):
@@ -25,6 +26,7 @@ class Step(StrEnum):
     WHO = "who"
     NAME = "name"
     PHONE = "phone"
+    PHONE_CODE = "phone_code"  # a typed number's one-time code, sent to it by SMS
     AUTHORITY = "authority"
     ZONE = "zone"
     BIRTH_YEAR = "birth"
@@ -69,7 +71,7 @@ class Draft(BaseModel):
     who: Who | None = None
     name: str | None = None
     phone: str | None = None  # E.164; None: skipped
-    phone_verified: bool = False
+    phone_source: PhoneSource | None = None  # how the phone is known (contact, code, typed)
     authority: str | None = None
     zone: str | None = None
     lat: float | None = None
@@ -93,9 +95,21 @@ class Draft(BaseModel):
     picked_langs: list[str] | None = Field(default=None, alias="_langs")
     picked_needs: list[str] | None = Field(default=None, alias="_needs")
     new_consents: list[str] = Field(default_factory=list, alias="_new_consents")
+    # A typed number waiting for its one-time code, and whether it is a landline (no code).
+    code_phone: str | None = Field(default=None, alias="_code_phone")
+    code_landline: bool = Field(default=False, alias="_code_landline")
 
     BOOKKEEPING: ClassVar[frozenset[str]] = frozenset(
-        {"editing", "resume", "picked_skills", "picked_langs", "picked_needs", "new_consents"}
+        {
+            "editing",
+            "resume",
+            "picked_skills",
+            "picked_langs",
+            "picked_needs",
+            "new_consents",
+            "code_phone",
+            "code_landline",
+        }
     )
 
     @classmethod

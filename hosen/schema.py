@@ -4,4 +4,5 @@ import bots.models  # noqa: F401
 import dispatch.models  # noqa: F401
 import registry.assignment.models
 import registry.models
+import registry.phone_codes
 import registry.staff  # noqa: F401

@@ -37,6 +37,7 @@ from registry.models import (
     ConsentGiver,
     ConsentKind,
     Person,
+    PhoneSource,
     Source,
     Zone,
 )
@@ -48,6 +49,7 @@ from registry.people import (
     VolunteerDetails,
     record_consents,
     register_people,
+    sort_matches,
 )
 from registry.phones import Phone, normalise_phone
 
@@ -675,11 +677,15 @@ def _import_batch(
     actor: str,
     now: datetime,
 ) -> None:
-    keys = [PersonDetails(phone=row.phone, external_ref=row.ref) for row in rows]
+    keys = [
+        PersonDetails(phone=row.phone, phone_source=PhoneSource.IMPORT, external_ref=row.ref)
+        for row in rows
+    ]
     index = PeopleIndex.load(session, authority=authority, details=keys)
     batch = []
     for row, key in zip(rows, keys, strict=True):
-        existing = index.matches(key)
+        # Only a record the list may update lends its known values (never one that typed it).
+        existing = sort_matches(index.matches(key), key).update
         batch.append(_details(row, existing[0] if existing else None))
     registrations = register_people(
         session,
@@ -699,6 +705,10 @@ def _import_batch(
     for row, registration in zip(rows, registrations, strict=True):
         row.report.person_id = registration.person.id
         row.report.changed = registration.changed
+        row.report.warnings.extend(
+            Problem("lists.phone_unverified_holder", {"person": other})
+            for other in registration.displaced
+        )
         row.report.outcome = (
             Outcome.CREATED
             if registration.created
@@ -801,6 +811,7 @@ def _details(row: ParsedRow, existing: Person | None) -> PersonDetails:
     return PersonDetails(
         name=row.name,
         phone=row.phone,
+        phone_source=PhoneSource.IMPORT,
         language=language,
         channel=channel,
         birth_year=row.birth_year,

@@ -47,6 +47,31 @@ class PhoneKind(StrEnum):
     UNKNOWN = "unknown"
 
 
+class PhoneSource(StrEnum):
+    """How the registry came to hold a person's phone, which decides whether it is trusted.
+
+    A shared Telegram contact, an SMS from the number, a one-time code sent to it and a staff
+    member's check prove that the person holds the number (``verified``). A municipal list is
+    trusted for merges without proving possession. A number only typed proves nothing.
+    """
+
+    CONTACT = "contact"  # their own contact, shared with Telegram's button
+    SMS = "sms"  # they texted us from it: the carrier delivered it from that number
+    CODE = "code"  # they typed back the one-time code we sent to it by SMS
+    STAFF = "staff"  # a staff member checked it
+    IMPORT = "import"  # a municipal list
+    TYPED = "typed"  # typed in a dialog and not (yet) confirmed
+
+    @property
+    def verified(self) -> bool:
+        return self in (PhoneSource.CONTACT, PhoneSource.SMS, PhoneSource.CODE, PhoneSource.STAFF)
+
+    @property
+    def trusted(self) -> bool:
+        """Whether records may be merged on this number: proven, or from a municipal list."""
+        return self.verified or self == PhoneSource.IMPORT
+
+
 class PersonStatus(StrEnum):
     ACTIVE = "active"
     PAUSED = "paused"
@@ -167,6 +192,13 @@ class Person(Base):
     name: Mapped[str | None] = mapped_column(String(120))
     phone: Mapped[str | None] = mapped_column(String(20))
     phone_kind: Mapped[PhoneKind] = mapped_column(enum_type(PhoneKind), default=PhoneKind.UNKNOWN)
+    # Where the phone came from and when the person proved they hold it (see PhoneSource);
+    # no source on a phone kept from before sources were recorded: it is not trusted.
+    phone_source: Mapped[PhoneSource | None] = mapped_column(enum_type(PhoneSource))
+    phone_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When a verified or listed holder took over the number this person had only typed: the
+    # record stays theirs, without the number, for staff to look at.
+    phone_disputed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     telegram_chat_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
     language: Mapped[Language] = mapped_column(enum_type(Language), default=Language.HE)
     channel: Mapped[Channel] = mapped_column(enum_type(Channel), default=Channel.SMS)
@@ -197,6 +229,11 @@ class Person(Base):
     @property
     def can_receive_sms(self) -> bool:
         return self.phone is not None and self.phone_kind != PhoneKind.LANDLINE
+
+    @property
+    def phone_trusted(self) -> bool:
+        """Whether another record may be merged with this one on the phone alone."""
+        return self.phone_source is not None and self.phone_source.trusted
 
     @property
     def reachable(self) -> bool:

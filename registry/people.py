@@ -6,7 +6,7 @@ Every function takes ``session`` and leaves the commit to its caller (the unit o
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 
 from sqlalchemy import and_, delete, func, or_, select, update
@@ -32,12 +32,14 @@ from registry.models import (
     Person,
     PersonStatus,
     PhoneKind,
+    PhoneSource,
     ResidentNeeds,
     RoleAssignment,
     Source,
     VolunteerProfile,
     Zone,
 )
+from registry.phone_codes import PhoneCode, requester_of
 from registry.phones import Phone
 from registry.rules import ADULT_AGE as ADULT_AGE  # the dialog reads it here
 
@@ -73,10 +75,15 @@ class NeedsDetails:
 
 @dataclass(frozen=True)
 class PersonDetails:
-    """What is known about a person from one source. ``None`` means "not given": left as it is."""
+    """What is known about a person from one source. ``None`` means "not given": left as it is.
+
+    ``phone_source`` says how the phone is known; without it, it follows the registration's
+    source (a list, staff) and a phone from a dialog counts as typed, proving nothing.
+    """
 
     name: str | None = None
     phone: Phone | None = None
+    phone_source: PhoneSource | None = None
     telegram_chat_id: int | None = None
     language: Language | None = None
     channel: Channel | None = None
@@ -96,6 +103,10 @@ class Registration:
     created: bool
     changed: list[str] = field(default_factory=list)
     merged_from: int | None = None
+    # People who had only typed this phone and lost it to this registration.
+    displaced: list[int] = field(default_factory=list)
+    # The phone was typed and someone else holds it: it was left out, and nobody was told.
+    phone_conflict: bool = False
 
 
 def clean_text(text: str, limit: int) -> str:
@@ -141,22 +152,32 @@ def register_person(
     source: Source,
     actor: str,
     now: datetime | None = None,
+    known: Person | None = None,
 ) -> Registration:
     """Create or update a person idempotently; the same details twice change nothing.
 
-    A person is found by municipal reference, phone or Telegram chat. When the keys point at two
-    people (someone who registered by SMS now shares the same phone on Telegram) they are merged.
+    A person is found by municipal reference, phone or Telegram chat (``known``: the person the
+    caller already knows the details are about, a registered person editing their answers).
+    When the keys point at two people (someone who registered by SMS now shares the same phone on
+    Telegram) they are merged, on the phone only as :func:`sort_matches` allows.
     """
     now = now or utcnow()
     if details.zone is not None and details.zone.authority_id != authority.id:
         raise RegistryError("zone.unknown", zone=details.zone.code)
-    matches = find_person(
+    details = with_phone_source(details, source)
+    candidates = find_person(
         session,
         authority=authority,
         phone=details.phone.e164 if details.phone else None,
         telegram_chat_id=details.telegram_chat_id,
         external_ref=details.external_ref,
     )
+    if known is not None and all(known is not p for p in candidates):
+        candidates = sorted([known, *candidates], key=lambda p: p.id)
+    found = sort_matches(candidates, details, known=known)
+    details, matches = found.details, found.update
+    for holder in found.displace:
+        displace_phone(session, holder, by=details, actor=actor, now=now)
     merged_from = None
     if matches:
         person = matches[0]
@@ -169,7 +190,7 @@ def register_person(
         session.add(person)
         created = True
 
-    changed = _apply(person, details)
+    changed = _apply(person, details, now)
     if created or changed:
         person.updated_at = now
         session.flush()
@@ -183,7 +204,94 @@ def register_person(
             source=source.value,
         )
     return Registration(
-        person=person, created=created, changed=sorted(changed), merged_from=merged_from
+        person=person,
+        created=created,
+        changed=sorted(changed),
+        merged_from=merged_from,
+        displaced=[p.id for p in found.displace],
+        phone_conflict=found.conflict,
+    )
+
+
+def with_phone_source(details: PersonDetails, source: Source) -> PersonDetails:
+    """The details with their phone's source said: given, else the registration's own."""
+    if details.phone is None or details.phone_source is not None:
+        return details
+    implied = {
+        Source.IMPORT: PhoneSource.IMPORT,
+        Source.SYNTHETIC: PhoneSource.IMPORT,
+        Source.STAFF: PhoneSource.STAFF,
+    }
+    return replace(details, phone_source=implied.get(source, PhoneSource.TYPED))
+
+
+@dataclass(frozen=True)
+class Matches:
+    """What the people a registration's keys found are to it (see :func:`sort_matches`)."""
+
+    update: list[Person]  # the one to update, then any to merge into it
+    displace: list[Person]  # they only typed this phone: it is taken from them
+    details: PersonDetails  # the details to apply (without a typed phone someone else holds)
+    conflict: bool  # a typed phone someone else holds was left out
+
+
+def sort_matches(
+    found: Sequence[Person], details: PersonDetails, *, known: Person | None = None
+) -> Matches:
+    """The one rule for a phone as a key: it joins two records only when both can be trusted.
+
+    A person found by municipal reference or Telegram chat is the same person. Found by the
+    phone alone, they are merged only when both phones are trusted (proven, or from a list); a
+    trusted phone takes the number from a record that only typed it (that record stays apart);
+    a typed phone that another record holds is left out, and nothing of that record is used.
+    """
+    update: list[Person] = []
+    displace: list[Person] = []
+    conflict = False
+    trusted = details.phone_source is not None and details.phone_source.trusted
+    for person in found:
+        same = (
+            person is known
+            or bool(details.external_ref and person.external_ref == details.external_ref)
+            or (
+                details.telegram_chat_id is not None
+                and person.telegram_chat_id == details.telegram_chat_id
+            )
+        )
+        if same or (trusted and person.phone_trusted):
+            update.append(person)
+        elif trusted:
+            displace.append(person)
+        else:
+            conflict = True
+    if conflict:
+        details = replace(details, phone=None, phone_source=None)
+    return Matches(update=update, displace=displace, details=details, conflict=conflict)
+
+
+def displace_phone(
+    session: Session, person: Person, *, by: PersonDetails, actor: str, now: datetime
+) -> None:
+    """Take a typed, unproven phone from ``person`` for a holder who can be trusted with it.
+
+    The record stays, without the number and marked disputed, for staff to look at.
+    """
+    person.phone = None
+    person.phone_kind = PhoneKind.UNKNOWN
+    person.phone_source = None
+    person.phone_verified_at = None
+    person.phone_disputed_at = now
+    if person.channel == Channel.SMS:
+        person.channel = Channel.TELEGRAM if person.telegram_chat_id else Channel.NONE
+    person.updated_at = now
+    session.flush()  # the number must be free before its holder gets it
+    audit.record(
+        session,
+        actor=actor,
+        action="phone.displaced",
+        person_id=person.id,
+        at=now,
+        by=by.phone_source.value if by.phone_source else None,
     )
 
 
@@ -281,12 +389,17 @@ def register_people(
     for details in batch:
         if details.zone is not None and details.zone.authority_id != authority.id:
             raise RegistryError("zone.unknown", zone=details.zone.code)
+    batch = [with_phone_source(details, source) for details in batch]
     if index is None:
         index = PeopleIndex.load(session, authority=authority, details=batch)
     results: list[Registration] = []
     fresh: list[Person] = []
     for details in batch:
-        matches = index.matches(details)
+        found = sort_matches(index.matches(details), details)
+        details, matches = found.details, found.update
+        for holder in found.displace:
+            index.forget(holder)
+            displace_phone(session, holder, by=details, actor=actor, now=now)
         merged_from = None
         if any(other.id is None for other in matches[1:]):
             # Callers deduplicate a batch first (the importer does); two rows that point at a
@@ -307,13 +420,18 @@ def register_people(
             )
             fresh.append(person)
             created = True
-        changed = _apply(person, details)
+        changed = _apply(person, details, now)
         index.add(person)
         if created or changed:
             person.updated_at = now
         results.append(
             Registration(
-                person=person, created=created, changed=sorted(changed), merged_from=merged_from
+                person=person,
+                created=created,
+                changed=sorted(changed),
+                merged_from=merged_from,
+                displaced=[p.id for p in found.displace],
+                phone_conflict=found.conflict,
             )
         )
     _insert_new_people(session, fresh)
@@ -366,7 +484,7 @@ def _column_values(obj: Person | VolunteerProfile | ResidentNeeds) -> dict[str, 
     return row
 
 
-def _apply(person: Person, details: PersonDetails) -> set[str]:
+def _apply(person: Person, details: PersonDetails, now: datetime) -> set[str]:
     changed: set[str] = set()
 
     def put(attr: str, value: object) -> None:
@@ -376,8 +494,7 @@ def _apply(person: Person, details: PersonDetails) -> set[str]:
 
     put("name", clean_text(details.name, MAX_NAME) if details.name else None)
     if details.phone is not None:
-        put("phone", details.phone.e164)
-        put("phone_kind", details.phone.kind)
+        _apply_phone(person, details.phone, details.phone_source, now, changed)
     put("telegram_chat_id", details.telegram_chat_id)
     put("language", details.language)
     put("channel", details.channel)
@@ -408,6 +525,27 @@ def _apply(person: Person, details: PersonDetails) -> set[str]:
             changed.add("needs")
         person.needs = needs
     return changed
+
+
+def _apply_phone(
+    person: Person, phone: Phone, source: PhoneSource | None, now: datetime, changed: set[str]
+) -> None:
+    """A new number takes its source; the same number only gains trust, never loses it."""
+    if person.phone != phone.e164:
+        person.phone = phone.e164
+        person.phone_source = source
+        person.phone_verified_at = now if source is not None and source.verified else None
+        changed.add("phone")
+    elif source is not None and source.verified and person.phone_verified_at is None:
+        person.phone_source = source
+        person.phone_verified_at = now
+        changed.add("phone_verified")
+    elif source is not None and source.trusted and not person.phone_trusted:
+        person.phone_source = source
+        changed.add("phone_source")
+    if person.phone_kind != phone.kind:
+        person.phone_kind = phone.kind
+        changed.add("phone_kind")
 
 
 def _copy(
@@ -444,6 +582,9 @@ def merge_people(
             setattr(absorb, attr, None)  # unique keys must be free before they move
             session.flush()
             setattr(keep, attr, value)
+            if attr == "phone":  # how the number is known goes with it
+                keep.phone_source = absorb.phone_source
+                keep.phone_verified_at = absorb.phone_verified_at
     if absorb.phone_kind != PhoneKind.UNKNOWN and keep.phone == absorb.phone:
         keep.phone_kind = absorb.phone_kind
     if keep.telegram_chat_id is not None:
@@ -623,6 +764,23 @@ def ensure_may_take_role(session: Session, person: Person, *, now: datetime | No
         raise ConsentRequired("role.guardian_consent_required")
 
 
+def confirm_phone(
+    session: Session, person: Person, *, actor: str, now: datetime | None = None
+) -> bool:
+    """A staff member checked that the person holds their number (say, by calling it).
+
+    Returns False when there is no number or it was proven already.
+    """
+    now = now or utcnow()
+    if person.phone is None or person.phone_verified_at is not None:
+        return False
+    person.phone_source = PhoneSource.STAFF
+    person.phone_verified_at = now
+    person.phone_disputed_at = None
+    audit.record(session, actor=actor, action="phone.confirm", person_id=person.id, at=now)
+    return True
+
+
 def opt_out(session: Session, person: Person, *, actor: str, now: datetime | None = None) -> bool:
     """Stop every message to the person. Their volunteer assignments are released for reassignment.
 
@@ -678,6 +836,15 @@ def erase(session: Session, person: Person, *, actor: str, now: datetime | None 
         .where(Consent.person_id == person.id)
         .values(guardian_name=None, text="", withdrawn_at=func.coalesce(Consent.withdrawn_at, now))
     )
+    # The codes sent to their number hold it, and who asked: they go with the rest.
+    codes = [PhoneCode.person_id == person.id]
+    if person.phone:
+        codes.append(PhoneCode.phone == person.phone)
+        codes.append(PhoneCode.requester == requester_of(Channel.SMS.value, person.phone))
+    if person.telegram_chat_id is not None:
+        chat = str(person.telegram_chat_id)
+        codes.append(PhoneCode.requester == requester_of(Channel.TELEGRAM.value, chat))
+    session.execute(delete(PhoneCode).where(or_(*codes)))
     person.volunteer = None
     person.needs = None
     for attr in (
@@ -692,6 +859,9 @@ def erase(session: Session, person: Person, *, actor: str, now: datetime | None 
     ):
         setattr(person, attr, None)
     person.phone_kind = PhoneKind.UNKNOWN
+    person.phone_source = None
+    person.phone_verified_at = None
+    person.phone_disputed_at = None
     person.channel = Channel.NONE
     person.status = PersonStatus.ERASED
     person.erased_at = now

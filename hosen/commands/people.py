@@ -1,7 +1,8 @@
-"""``hosen people list|show|erase``: what the registry knows, for municipal staff.
+"""``hosen people list|show|erase|confirm-phone``: what the registry knows, for municipal staff.
 
-Every read is audited (``people list`` too: names and phones are personal data), and
-``erase`` removes a person's data everywhere it is kept (``bots.enrolment.erase``).
+Every read is audited (``people list`` too: names and phones are personal data), ``erase``
+removes a person's data everywhere it is kept (``bots.enrolment.erase``), and ``confirm-phone``
+records that staff checked a typed number is the person's own.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from sqlalchemy.orm import Session
 from config.settings import Settings
 from hosen.commands.registry_lists import add_summary_command
 from hosen.context import CommandError, Context
-from registry import audit
+from registry import audit, people
 from registry.assignment.stored import stored_assignments
 from registry.db import unit_of_work, utcnow
 from registry.errors import InvalidPhone
@@ -51,6 +52,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     erase.add_argument("--authority", help="authority code (default: the profile's first)")
     erase.add_argument("--yes", action="store_true", help="do not ask (for scripts)")
     erase.set_defaults(handler=erase_person)
+
+    confirm = sub.add_parser(
+        "confirm-phone",
+        help="record that staff checked the person holds their phone (a number typed, not proven)",
+    )
+    confirm.add_argument("who", help="person id or phone number")
+    confirm.add_argument("--authority", help="authority code (default: the profile's first)")
+    confirm.set_defaults(handler=confirm_phone)
 
     add_summary_command(sub)
 
@@ -142,6 +151,9 @@ def show_person(ctx: Context, args: argparse.Namespace) -> int:
         zone = session.get(Zone, person.zone_id) if person.zone_id else None
         data = summary(person, zone.code if zone else None)
         data.update(
+            phone_source=person.phone_source.value if person.phone_source else None,
+            phone_verified=person.phone_verified_at is not None,
+            phone_disputed=person.phone_disputed_at is not None,
             birth_year=person.birth_year,
             address=person.address,
             telegram=person.telegram_chat_id is not None,
@@ -212,3 +224,14 @@ def _assignments(kind: str, rows: list[dict[str, Any]]) -> str:
         metres = f"{row['distance_m']} m" if row["distance_m"] is not None else "same zone"
         parts.append(f"{row['name']} (#{who}) {rank}, {metres}, {row['status']}")
     return "; ".join(parts)
+
+
+def confirm_phone(ctx: Context, args: argparse.Namespace) -> int:
+    with unit_of_work(ctx.sessions) as session:
+        authority = ctx.authority(session, args.authority)
+        person = find_person(session, ctx.settings, authority.id, args.who)
+        if person.phone is None:
+            raise CommandError(f"person {person.id} has no phone to confirm")
+        changed = people.confirm_phone(session, person, actor=ctx.actor)
+    print(f"person {person.id}: phone " + ("confirmed" if changed else "was already proven"))
+    return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,13 +13,15 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bots import render
+from bots import enrolment, render
 from bots.consent import CONSENT_VERSIONS, consent_text, fingerprint
 from bots.dialog import REGISTRATION, STEPS, Dialog, Inbound, Invalid, Step, Turn
+from bots.enrolment import CODE_KIND
 from bots.models import Conversation
 from bots.prompts import Prompt
 from config.i18n import catalog, t
 from config.languages import ALL_LANGUAGES, Language
+from dispatch.models import OutboxMessage
 from registry.models import (
     AssignmentStatus,
     BuddyAssignment,
@@ -29,6 +32,8 @@ from registry.models import (
     RoleAssignment,
     Source,
 )
+from registry.phone_codes import PhoneCode
+from registry.phones import normalise_phone
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 Answer = str | Callable[[Language], str]
@@ -274,7 +279,7 @@ def _applicable(draft: dict[str, Any]) -> list[Step]:
     return [
         s
         for s in REGISTRATION
-        if s not in (Step.PHONE, Step.GUARDIAN, Step.HEALTH_CONSENT)
+        if s not in (Step.PHONE, Step.PHONE_CODE, Step.GUARDIAN, Step.HEALTH_CONSENT)
         and not (
             s in (Step.SKILLS, Step.LANGUAGES, Step.AVAILABILITY, Step.VEHICLE, Step.CAPACITY)
             and draft["who"] == "resident"
@@ -367,7 +372,7 @@ def test_telegram_contact_must_be_the_senders_own(
     assert prompts[0].text == t(language, "bot.phone.not_own")
     assert desk.step == Step.PHONE and "phone" not in desk.draft
     desk.send(contact_phone="972525550000", contact_is_sender=True)
-    assert desk.draft["phone"] == "+972525550000" and desk.draft["phone_verified"] is True
+    assert desk.draft["phone"] == "+972525550000" and desk.draft["phone_source"] == "contact"
     assert desk.step == Step.AUTHORITY
 
 
@@ -711,3 +716,61 @@ def test_a_location_of_no_place_here_is_not_stored_and_asked_again(
     assert prompts[0].text == t(Language.EN, "bot.error.location")
     assert desk.step == Step.ZONE
     assert "lat" not in desk.draft and "zone" not in desk.draft
+
+
+def _awaiting_code(
+    open_desk: Callable[..., Desk], language: Language, phone: str = "+972525550606"
+) -> Desk:
+    """A Telegram chat at the code step, the code sent to ``phone`` as the phone step sends it."""
+    address = str(next(_addresses))
+    desk = open_desk(
+        Step.PHONE_CODE, {**VOLUNTEER, "_code_phone": phone}, language, Channel.TELEGRAM, address
+    )
+    enrolment.send_phone_code(
+        desk.session,
+        phone=normalise_phone(phone, region="IL"),
+        channel=Channel.TELEGRAM,
+        address=address,
+        language=language,
+        actor="test",
+        now=NOW,
+    )
+    return desk
+
+
+@pytest.mark.parametrize("language", ALL_LANGUAGES)
+def test_the_code_step_takes_its_choice_by_number_and_only_codes_as_codes(
+    open_desk: Callable[..., Desk], language: Language
+) -> None:
+    desk = _awaiting_code(open_desk, language)
+    turn, row = _turn(desk), STEPS[Step.PHONE_CODE]
+    prompt = desk.dialog.prompt(turn, Step.PHONE_CODE)
+    assert [c.value for c in prompt.choices] == ["resend"] and prompt.numbered
+    for number in range(1, len(prompt.choices) + 1):  # the table's rule holds for this row too
+        with pytest.raises(Invalid):
+            row.text(desk.dialog, turn, f"{number}")
+    # "1" is "send again" (too soon here), and "12" is no code: neither counts as a wrong code.
+    assert desk.send("1")[0].text == t(language, "phone.code_wait", seconds=60)
+    assert desk.send("12")[0].text == t(language, "bot.phone_code.digits", digits=6)
+    assert desk.session.scalars(select(PhoneCode)).one().wrong == 0
+    assert desk.step == Step.PHONE_CODE and desk.draft["_code_phone"] == "+972525550606"
+    # Someone else's contact is refused and the code is still awaited.
+    prompts = desk.send(contact_phone="972525550000", contact_is_sender=False)
+    assert prompts[0].text == t(language, "bot.phone.not_own")
+    assert desk.step == Step.PHONE_CODE and desk.draft["_code_phone"] == "+972525550606"
+    # Their own contact answers the phone question there: no code is awaited any more.
+    desk.send(contact_phone="972525550707", contact_is_sender=True)
+    assert desk.draft["phone"] == "+972525550707" and desk.draft["phone_source"] == "contact"
+    assert "_code_phone" not in desk.draft and desk.step == Step.BIRTH_YEAR
+
+
+def test_a_code_in_arabic_indic_digits_is_the_code_sent(open_desk: Callable[..., Desk]) -> None:
+    desk = _awaiting_code(open_desk, Language.AR)
+    sms = desk.session.scalars(select(OutboxMessage).where(OutboxMessage.kind == CODE_KIND)).one()
+    found = re.search(r"\d{6}", sms.text)
+    assert found is not None
+    typed = found.group().translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
+    prompts = desk.send(f"{typed[:3]} {typed[3:]}")
+    assert prompts[0].text == t(Language.AR, "bot.phone_code.confirmed")
+    assert desk.draft["phone"] == "+972525550606" and desk.draft["phone_source"] == "code"
+    assert desk.step == Step.BIRTH_YEAR

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from hosen.cli import main
-from registry.models import AuditEntry, Person
+from registry.models import AuditEntry, Person, Source
 from registry.profile_sync import Directory
 
 
@@ -148,3 +148,34 @@ def test_people_summary(cli_db: Directory, capsys: pytest.CaptureFixture[str]) -
 def test_town_size_is_checked(cli_db: Directory, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["town", "generate", "--size", "0"]) == 2
     assert "--size" in capsys.readouterr().err
+
+
+def test_staff_confirm_a_typed_phone(
+    cli_db: Directory, session: Session, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from registry.models import PhoneSource
+    from registry.people import PersonDetails, register_person
+    from registry.phones import normalise_phone
+
+    person = register_person(
+        session,
+        authority=cli_db.authorities["kiryat-tamar"],
+        details=PersonDetails(
+            name="Moshe", phone=normalise_phone("08-6123456", region="IL"), telegram_chat_id=5
+        ),
+        source=Source.TELEGRAM,
+        actor="bot",
+    ).person
+    session.commit()
+    assert person.phone_source == PhoneSource.TYPED
+    assert main(["people", "show", "08-6123456", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["phone_source"] == "typed" and shown["phone_verified"] is False
+    assert main(["people", "confirm-phone", str(person.id)]) == 0
+    assert "confirmed" in capsys.readouterr().out
+    session.expire_all()
+    assert person.phone_source == PhoneSource.STAFF and person.phone_verified_at is not None
+    actions = session.scalars(select(AuditEntry.action).where(AuditEntry.person_id == person.id))
+    assert "phone.confirm" in list(actions)
+    assert main(["people", "confirm-phone", str(person.id)]) == 0
+    assert "already" in capsys.readouterr().out

@@ -27,6 +27,7 @@ from registry.models import (
     ConsentKind,
     Person,
     PhoneKind,
+    PhoneSource,
     Source,
 )
 from registry.people import PersonDetails, register_person
@@ -245,6 +246,7 @@ def test_self_registered_people_keep_their_language_and_channel(
         details=PersonDetails(
             name="Olga",
             phone=normalise_phone("052-5551267", region="IL"),
+            phone_source=PhoneSource.CONTACT,  # her own contact, shared: a proven number
             telegram_chat_id=555,
             language=Language.RU,
             channel=Channel.TELEGRAM,
@@ -338,3 +340,47 @@ def test_a_synthetic_welfare_list_imports_whole_and_twice_changes_nothing(
     _rows, totals = run(session, authority, profile, path.read_bytes())
     assert totals["unchanged"] == written
     assert count(session, AuditEntry) == audits and count(session, Consent) == consents
+
+
+def test_a_list_never_merges_into_a_record_that_only_typed_its_phone(
+    session: Session, authority: Authority, profile: Profile
+) -> None:
+    impostor = register_person(
+        session,
+        authority=authority,
+        details=PersonDetails(
+            name="Intruder",
+            phone=normalise_phone("052-5551267", region="IL"),  # typed, never confirmed
+            telegram_chat_id=4242,
+            channel=Channel.TELEGRAM,
+        ),
+        source=Source.TELEGRAM,
+        actor="bot",
+    ).person
+    session.commit()
+    header = "מס' רשומה,שם פרטי,שם משפחה,טלפון,מרותק למיטה,מכשור רפואי"
+    rows, totals = run(
+        session, authority, profile, f"{header}\n17,אסתר,לוי,052-5551267,כן,כן\n".encode()
+    )
+    # The resident is a record of her own, and the officer sees which record had the number.
+    assert rows[2] == (Outcome.CREATED, ["lists.phone_unverified_holder"])
+    assert totals["created"] == 1 and count(session, Person) == 2
+    resident = session.scalars(select(Person).where(Person.external_ref == "welfare:17")).one()
+    assert resident.phone == "+972525551267" and resident.phone_source == PhoneSource.IMPORT
+    assert resident.needs is not None and resident.needs.bedridden
+    assert resident.telegram_chat_id is None
+    session.refresh(impostor)
+    assert impostor.phone is None and impostor.phone_disputed_at is not None
+    assert impostor.needs is None and not impostor.needs_help
+    report = import_list(
+        session,
+        data=f"{header}\n17,אסתר,לוי,052-5551267,כן,כן\n".encode(),
+        kind="residents",
+        authority=authority,
+        profile=profile,
+        list_name="welfare",
+        list_version="v1",
+    )
+    assert report.rows[0].outcome == Outcome.UNCHANGED and not report.rows[0].warnings
+    row = report.as_json()["rows"][0]
+    assert row["person_id"] == resident.id

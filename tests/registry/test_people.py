@@ -22,6 +22,7 @@ from registry.models import (
     Person,
     PersonStatus,
     PhoneKind,
+    PhoneSource,
     RoleAssignment,
     Source,
 )
@@ -57,6 +58,7 @@ def _details(directory: Directory, authority: Authority, **overrides: object) ->
     base: dict[str, object] = {
         "name": "מרים כהן",
         "phone": PHONE,
+        "phone_source": PhoneSource.SMS,  # she texted us from it
         "language": Language.HE,
         "channel": Channel.SMS,
         "birth_year": 1941,
@@ -86,7 +88,11 @@ def test_update_changes_only_what_is_given(
     session: Session, directory: Directory, authority: Authority
 ) -> None:
     person = register(session, authority, _details(directory, authority)).person
-    result = register(session, authority, PersonDetails(phone=PHONE, language=Language.RU))
+    result = register(
+        session,
+        authority,
+        PersonDetails(phone=PHONE, phone_source=PhoneSource.SMS, language=Language.RU),
+    )
     assert result.changed == ["language"]
     assert person.name == "מרים כהן" and person.needs is not None and person.needs.lives_alone
 
@@ -136,7 +142,7 @@ def test_same_person_on_telegram_and_sms_is_merged(
     merged = register(
         session,
         authority,
-        PersonDetails(phone=PHONE, telegram_chat_id=555001),
+        PersonDetails(phone=PHONE, phone_source=PhoneSource.CONTACT, telegram_chat_id=555001),
         source=Source.TELEGRAM,
     )
     session.commit()
@@ -372,7 +378,7 @@ def test_register_people_updates_merges_and_keeps_the_first_reference(
     by_phone = register(
         session,
         authority,
-        PersonDetails(name="B", phone=PHONE, telegram_chat_id=77),
+        PersonDetails(name="B", phone=PHONE, phone_source=PhoneSource.CONTACT, telegram_chat_id=77),
         source=Source.TELEGRAM,
     ).person
     session.commit()
@@ -405,3 +411,76 @@ def test_register_people_updates_merges_and_keeps_the_first_reference(
     assert merged.external_ref == "welfare:1", (
         "a second list's reference does not replace the first"
     )
+
+
+def test_a_typed_phone_never_joins_or_reveals_another_record(
+    session: Session, directory: Directory, authority: Authority
+) -> None:
+    resident = register(session, authority, _details(directory, authority)).person
+    typed = register(
+        session,
+        authority,
+        PersonDetails(name="Intruder", phone=PHONE, telegram_chat_id=4242),
+        source=Source.TELEGRAM,
+    )
+    session.commit()
+    # A separate record, without the number; the resident's record is untouched.
+    assert typed.created and typed.phone_conflict and typed.merged_from is None
+    assert typed.person.id != resident.id and typed.person.phone is None
+    assert typed.person.needs is None
+    session.refresh(resident)
+    assert resident.phone == PHONE.e164 and resident.telegram_chat_id is None
+
+
+@pytest.mark.parametrize("source", [PhoneSource.CONTACT, PhoneSource.SMS, PhoneSource.CODE])
+def test_a_proven_phone_takes_the_number_from_a_record_that_only_typed_it(
+    session: Session, directory: Directory, authority: Authority, source: PhoneSource
+) -> None:
+    squatter = register(
+        session,
+        authority,
+        PersonDetails(name="Intruder", phone=PHONE, telegram_chat_id=4242),
+        source=Source.TELEGRAM,
+    ).person
+    assert squatter.phone_source == PhoneSource.TYPED and squatter.phone_verified_at is None
+    owner = register(
+        session,
+        authority,
+        _details(directory, authority, phone_source=source, telegram_chat_id=None),
+        source=Source.SMS,
+    )
+    session.commit()
+    assert owner.created and owner.displaced == [squatter.id]
+    assert owner.person.phone == PHONE.e164 and owner.person.phone_verified_at == NOW
+    session.refresh(squatter)
+    assert squatter.phone is None and squatter.phone_disputed_at == NOW
+    assert squatter.needs is None and squatter.telegram_chat_id == 4242
+    actions = session.scalars(select(AuditEntry.action).where(AuditEntry.person_id == squatter.id))
+    assert "phone.displaced" in list(actions)
+
+
+def test_a_typed_phone_is_confirmed_later_without_a_new_record(
+    session: Session, directory: Directory, authority: Authority
+) -> None:
+    typed = register(
+        session,
+        authority,
+        PersonDetails(name="Olga", phone=PHONE, telegram_chat_id=4242),
+        source=Source.TELEGRAM,
+    ).person
+    again = register(
+        session,
+        authority,
+        PersonDetails(phone=PHONE, phone_source=PhoneSource.CODE, telegram_chat_id=4242),
+        source=Source.TELEGRAM,
+    )
+    assert again.person is typed and again.changed == ["phone_verified"]
+    assert typed.phone_source == PhoneSource.CODE and typed.phone_verified_at == NOW
+    # A list naming the same number later neither lowers nor resets that proof.
+    listed = register(
+        session,
+        authority,
+        PersonDetails(phone=PHONE, external_ref="welfare:7"),
+        source=Source.IMPORT,
+    )
+    assert listed.person is typed and typed.phone_source == PhoneSource.CODE
