@@ -9,9 +9,9 @@ under load), stores it with one ``INSERT ... ON CONFLICT DO NOTHING`` in one tra
 commits, and tells each waiting request whether its message was new.
 
 When the database cannot take a message (:func:`bots.spool.database_unavailable`), the request
-tries again for a few seconds (HOSEN_SPOOL_AFTER_SECONDS, well within Twilio's 15-second webhook
-timeout), then puts the message in the local spool (:mod:`bots.spool`) and is answered as
-usual; while anything is spooled, new messages are spooled behind it, so one sender's messages
+waits up to HOSEN_SPOOL_AFTER_SECONDS (well within Twilio's 15-second webhook timeout) for the
+replayer to find the database back and then tries again; otherwise it puts the message in the
+local spool (:mod:`bots.spool`) and is answered as usual; while anything is spooled, new messages are spooled behind it, so one sender's messages
 keep their order. Without a spool the request gets :class:`DatabaseUnavailable`. A write that
 fails because of one message (a value the database refuses) fails that message alone: a batch
 that fails for another reason is written again one message at a time.

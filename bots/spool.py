@@ -60,6 +60,7 @@ Clock = Callable[[], datetime]
 PREFIX = "spool-"
 SUFFIX = ".jsonl"
 DONE = ".done"
+REJECTED = "rejected.jsonl"  # messages the database refused at replay, kept for an operator
 REPLAY_BATCH = 200
 LOUD_EVERY = 60.0  # seconds between two "spool full" lines: one clear line, not one a request
 
@@ -314,17 +315,56 @@ class Spool:
                         break
                     for start in range(0, len(records), batch):
                         chunk = records[start : start + batch]
-                        with (
-                            write_turn() if write_turn else contextlib.nullcontext(),
-                            unit_of_work(sessions) as session,
-                        ):
-                            _store(session, [record for _, record in chunk])
+                        try:
+                            self._commit(sessions, chunk, write_turn)
+                        except Exception as exc:
+                            if database_unavailable(exc):
+                                raise
+                            # One message the database refuses must not hold the rest (and,
+                            # the spool never emptying, every later message) for ever.
+                            for one in chunk:
+                                self._store_or_set_aside(sessions, one, write_turn)
                         moved += len(chunk)
                         self._checkpoint(chunk)
             finally:
                 self.replayed += moved
                 self._let_go(files)
             return moved
+
+    def _commit(
+        self, sessions: sessionmaker[Session], chunk: list[tuple[_File, _Record]], turn: Any
+    ) -> None:
+        with (
+            turn() if turn else contextlib.nullcontext(),
+            unit_of_work(sessions) as session,
+        ):
+            _store(session, [record for _, record in chunk])
+
+    def _store_or_set_aside(
+        self, sessions: sessionmaker[Session], item: tuple[_File, _Record], turn: Any
+    ) -> None:
+        """Store one message; if the database refuses it (not for being away), keep it in
+        ``rejected.jsonl`` beside the spool for an operator, and say so."""
+        try:
+            self._commit(sessions, [item], turn)
+        except Exception as exc:
+            if database_unavailable(exc):
+                raise
+            line = json.dumps(
+                {"kind": item[1].kind, "at": item[1].at.isoformat(), **item[1].data},
+                ensure_ascii=False,
+            )
+            fd = os.open(self.directory / REJECTED, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                os.write(fd, (line + "\n").encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            log.error(
+                "spool: a message the database refuses (%s) set aside in %s",
+                type(exc).__name__,
+                REJECTED,
+            )
 
     def _replayable(self) -> list[_File]:
         """This process's own file, and the files of processes that are gone (locked here)."""

@@ -228,22 +228,40 @@ def _log_failure(future: asyncio.Future[None]) -> None:
 class _Recorder:
     """One channel's sends recorded as they complete, not when their batch is done.
 
-    Whatever has completed is recorded in one transaction whenever the last one is through, so
-    records come in small groups (throughput as before) and a hung provider call holds back no
-    record but its own: a worker killed mid-batch leaves unrecorded (to be sent again) only the
-    sends that were in flight.
+    A completed send waits at most ``gather`` seconds (or until its batch is done, or
+    ``group`` sends wait) to be recorded with the others that completed meanwhile: a few
+    transactions a second instead of one a send, so the throughput holds, and a hung provider
+    call holds back no record but its own: a worker killed mid-batch leaves unrecorded (to be
+    sent again) only the sends in flight and those of the last fraction of a second.
     """
 
-    def __init__(self, worker: Worker, channel: Channel) -> None:
+    def __init__(
+        self, worker: Worker, channel: Channel, *, gather: float = 0.2, group: int = 200
+    ) -> None:
         self.worker = worker
         self.channel = channel
+        self.gather = gather
+        self.group = group
         self.waiting: list[tuple[Claimed, SendResult]] = []
         self.task: asyncio.Task[None] | None = None
+        self.timer: asyncio.TimerHandle | None = None
         self.failure: BaseException | None = None
+        self.added = 0
+        self.done = 0  # recorded, or given up
 
     def add(self, claimed: Claimed, result: SendResult) -> None:
         self.waiting.append((claimed, result))
-        if self.task is None or self.task.done():
+        self.added += 1
+        if len(self.waiting) >= self.group:
+            self._start()
+        elif self.timer is None:
+            self.timer = asyncio.get_running_loop().call_later(self.gather, self._start)
+
+    def _start(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.waiting and (self.task is None or self.task.done()):
             self.task = asyncio.create_task(self._flush())
 
     async def _flush(self) -> None:
@@ -253,11 +271,16 @@ class _Recorder:
                 await self.worker._record_patiently(self.channel, group)
             except (OperationalError, DBAPIError) as exc:
                 self.failure = exc  # given up: those leases run out, the sweep requeues them
+            finally:
+                self.done += len(group)
 
     async def flushed(self) -> None:
         """Until everything added so far is recorded; a record given up is raised here."""
-        while self.task is not None and not self.task.done():
+        target = self.added
+        self._start()
+        while self.done < target and self.task is not None:
             await asyncio.shield(self.task)
+            self._start()
         failure, self.failure = self.failure, None
         if failure is not None:
             raise failure

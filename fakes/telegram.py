@@ -252,8 +252,8 @@ class FakeTelegram(LoopbackServer):
         self.on_message: list[Callable[[JSON], None]] = []
         self.method_counts: Counter[str] = Counter()
         self.blocked: set[int] = set()
-        # Chats whose sends hang: held past the client's timeout, never processed (a provider
-        # call stuck in flight).
+        # Chats whose sends hang, never processed (a provider call stuck in flight: see
+        # :meth:`_trickle`).
         self.hung: set[int] = set()
         self.missing_chats: set[int] = set()
         self.callback_answers: dict[str, JSON] = {}
@@ -308,7 +308,7 @@ class FakeTelegram(LoopbackServer):
         """HTTP requests received so far (any method, any answer)."""
         return self.traffic.requests
 
-    async def _handle(self, request: web.Request) -> web.Response:
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.traffic.count("request")
         if request.match_info["token"] != self.token:
             return _answer(BotApiError(401, "Unauthorized").body(), 401)
@@ -330,9 +330,7 @@ class FakeTelegram(LoopbackServer):
         self.method_counts[name] += 1
         faults = self.faults
         if name in SENDING_METHODS and str(params.get("chat_id")) in {str(c) for c in self.hung}:
-            self.traffic.count("timeout")
-            await self.hold(faults.hold_seconds)
-            return _answer(BotApiError(504, "Gateway Timeout").body(), 504)
+            return await self._trickle(request, faults.hold_seconds)
         outcome = faults.decide(name)
         if outcome == "server_error":
             self.traffic.count(outcome)
@@ -363,6 +361,21 @@ class FakeTelegram(LoopbackServer):
         if outcome == "lost_reply":
             await self.hold(faults.hold_seconds)
         return _answer({"ok": True, "result": result}, 200)
+
+    async def _trickle(self, request: web.Request, seconds: float) -> web.StreamResponse:
+        """A call that hangs however patient the client is: the answer's head at once, then a
+        byte of JSON whitespace now and then (every read comes within the client's read
+        timeout), and after ``seconds`` a 504; the message is never processed."""
+        self.traffic.count("timeout")
+        response = web.StreamResponse(status=504, headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        until = time.monotonic() + seconds
+        while (left := until - time.monotonic()) > 0 and not self._closing:
+            await response.write(b" ")
+            await self.hold(min(left, 2.0))
+        await response.write(json.dumps(BotApiError(504, "Gateway Timeout").body()).encode())
+        await response.write_eof()
+        return response
 
     def _too_many(self, retry_after: int) -> web.Response:
         self.traffic.count("throttled")

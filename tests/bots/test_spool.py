@@ -389,3 +389,24 @@ def test_inbox_status_shows_the_spool_and_the_database(
     assert main(["inbox", "--replay-spool"]) == 0
     assert "1 replayed" in capsys.readouterr().out
     assert scan(spool_dir) == (0, 0)
+
+
+def test_a_message_the_database_refuses_is_set_aside_not_holding_the_rest(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    spool_dir = tmp_path / "spool"
+    spool = Spool(spool_dir, max_bytes=10**6, max_age=timedelta(days=1), clock=utcnow)
+
+    def arrival(sid: str, channel: Channel = Channel.SMS) -> Arrival:
+        return Arrival(provider_key=f"sms:{sid}", channel=channel, address=DANA, payload={})
+
+    spool.append_arrival(arrival("SMa"), received_at=utcnow())
+    # A line no database can take (an unknown channel), between two good ones.
+    spool._append("in", utcnow(), {"key": "sms:SMb", "channel": "pigeon", "address": DANA})
+    spool.append_arrival(arrival("SMc"), received_at=utcnow())
+    assert spool.replay(sessions) == 3
+    assert inbox_keys(sessions) == ["sms:SMa", "sms:SMc"]
+    assert not spool.active
+    [kept] = (spool_dir / "rejected.jsonl").read_text().splitlines()
+    assert '"sms:SMb"' in kept
+    spool.close()

@@ -66,6 +66,7 @@ def test_serve_starts_without_channels_and_says_which_are_off(tmp_path: Path) ->
             except httpx.TransportError:
                 time.sleep(0.1)
         assert answer.status_code == 200 and answer.json()["database"] == "up"
+        assert answer.json()["spool"]["pending"] == 0
         # Without Twilio settings the SMS webhook refuses everything rather than trusting it.
         refused = httpx.post(f"http://127.0.0.1:{port}/sms/inbound", data={"From": "+972525551234"})
         assert refused.status_code == 403
