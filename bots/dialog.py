@@ -76,7 +76,17 @@ from registry.models import (
 from registry.phone_codes import Check, CodeRefused
 from registry.phones import Phone, normalise_phone
 
-__all__ = ["ASKING_FOR_HELP", "REGISTRATION", "STEPS", "Dialog", "Inbound", "Invalid", "Row", "Step", "Turn"]
+__all__ = [
+    "ASKING_FOR_HELP",
+    "REGISTRATION",
+    "STEPS",
+    "Dialog",
+    "Inbound",
+    "Invalid",
+    "Row",
+    "Step",
+    "Turn",
+]
 
 MAX_NAME = 60
 MAX_CAPACITY = 20
@@ -1079,7 +1089,9 @@ class Dialog:
 
     def _help_needs(self, turn: Turn) -> tuple[Choice, ...]:
         # The officers' words for the kinds, short enough for a numbered SMS list.
-        return tuple(Choice(n.value, t(turn.language, f"dispatch.need.{n.value}")) for n in HelpNeed)
+        return tuple(
+            Choice(n.value, t(turn.language, f"dispatch.need.{n.value}")) for n in HelpNeed
+        )
 
     def _fields(self, turn: Turn) -> tuple[Choice, ...]:
         return tuple(
