@@ -859,6 +859,9 @@ class Dialog:
             now=turn.now,
             channel=turn.channel,
         )
+        if not person.reachable:
+            # Paused: the dispatcher sends them nothing, so the answer to their request is ours.
+            turn.say("dispatch.ack.help")
         turn.draft = Draft()
         turn.conversation.step = Step.MENU  # at rest: their acknowledgement is all they get
         return Go.DONE

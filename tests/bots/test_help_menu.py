@@ -204,3 +204,22 @@ def test_words_asking_for_help_on_the_help_steps_make_one_request(
         t(language, "bot.help_detail.prompt"),
     ]
     assert _step(telegram) == Step.HELP_DETAIL
+
+
+def test_a_paused_person_asks_for_help_from_the_menu_and_is_answered(
+    sessions: sessionmaker[Session], directory: Directory, dialog: Dialog
+) -> None:
+    """Paused, their words go to the bot, whose menu offers help; the dispatcher sends a paused
+    person nothing, so the dialog gives the acknowledgement itself, once."""
+    clock = Clock()
+    _ordinary_day(sessions, directory, Language.HE, clock)
+    sms = Chat(sessions, dialog, Channel.SMS, RESIDENT_PHONE, clock)
+    sms.send(STATUS[Language.HE])
+    assert sms.send("4")[0] == t(Language.HE, "bot.menu.paused")  # pause
+    menu = sms.send("צריך עזרה")[-1]  # not a request from the inbox while paused: the menu
+    assert _menu_line(Language.HE, 1, "bot.menu.help") in menu and _alerts(sessions) == []
+    sms.send("1")
+    sms.send("6")  # other
+    assert sms.send("דלג") == [t(Language.HE, "dispatch.ack.help")]
+    assert [(a.need, a.detail) for a in _alerts(sessions)] == [(HelpNeed.OTHER, None)]
+    assert [m.kind for m in _to(sessions, DANA_CHAT)] == ["alert"]
