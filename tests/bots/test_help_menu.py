@@ -39,6 +39,16 @@ def _ordinary_day(
     return ids
 
 
+def _chats(
+    sessions: sessionmaker[Session], directory: Directory, dialog: Dialog, language: Language
+) -> tuple[Chat, Chat]:
+    """The resident by SMS and in Telegram, on an ordinary day."""
+    clock = Clock()
+    _ordinary_day(sessions, directory, language, clock)
+    sms = Chat(sessions, dialog, Channel.SMS, RESIDENT_PHONE, clock)
+    return sms, Chat(sessions, dialog, Channel.TELEGRAM, RESIDENT_CHAT, clock)
+
+
 def _alerts(sessions: sessionmaker[Session]) -> list[Alert]:
     with sessions() as session:
         return list(session.scalars(select(Alert).order_by(Alert.id)))
@@ -104,9 +114,7 @@ def test_sms_menu_help_kind_and_detail_make_one_request_pushed_to_the_officer(
 def test_telegram_buttons_menu_help_kind_skip(
     sessions: sessionmaker[Session], directory: Directory, dialog: Dialog, language: Language
 ) -> None:
-    clock = Clock()
-    _ordinary_day(sessions, directory, language, clock)
-    resident = Chat(sessions, dialog, Channel.TELEGRAM, RESIDENT_CHAT, clock)
+    _, resident = _chats(sessions, directory, dialog, language)
 
     resident.send("/status")
     menu = resident.last_buttons()
@@ -136,9 +144,7 @@ def test_telegram_buttons_menu_help_kind_skip(
 def test_back_and_cancel_on_the_help_steps_make_no_request(
     sessions: sessionmaker[Session], directory: Directory, dialog: Dialog, language: Language
 ) -> None:
-    clock = Clock()
-    _ordinary_day(sessions, directory, language, clock)
-    sms = Chat(sessions, dialog, Channel.SMS, RESIDENT_PHONE, clock)
+    sms, telegram = _chats(sessions, directory, dialog, language)
     sms.send(STATUS[language])
     sms.send("1")
     sms.send("3")  # transport
@@ -155,7 +161,6 @@ def test_back_and_cancel_on_the_help_steps_make_no_request(
     assert conversation is not None
     assert (conversation.step, conversation.draft) == (Step.MENU, {})
 
-    telegram = Chat(sessions, dialog, Channel.TELEGRAM, RESIDENT_CHAT, clock)
     telegram.send("/status")
     telegram.send(button="menu:help")
     assert telegram.send(button="help_kind:_cancel")[-1] == t(language, "bot.menu.prompt")
@@ -173,9 +178,7 @@ def test_words_asking_for_help_on_the_help_steps_make_one_request(
 ) -> None:
     """Asked the kind, their own words are the request (the kind they name); asked the detail,
     words with "help" in them are the detail: never a second request from the inbox."""
-    clock = Clock()
-    _ordinary_day(sessions, directory, language, clock)
-    sms = Chat(sessions, dialog, Channel.SMS, RESIDENT_PHONE, clock)
+    sms, telegram = _chats(sessions, directory, dialog, language)
     sms.send(STATUS[language])
     sms.send("1")
     words = {Language.HE: "צריך עזרה, נגמרו התרופות", Language.AR: "أحتاج مساعدة، نفد الدواء"}
@@ -183,7 +186,6 @@ def test_words_asking_for_help_on_the_help_steps_make_one_request(
     assert [(a.need, a.detail) for a in _alerts(sessions)] == [(HelpNeed.MEDICINE, words[language])]
     assert _step(sms) == Step.MENU
 
-    telegram = Chat(sessions, dialog, Channel.TELEGRAM, RESIDENT_CHAT, clock)
     telegram.send("/status")
     telegram.send(button="menu:help")
     telegram.send(button="help_kind:check_on_me")
@@ -211,9 +213,7 @@ def test_a_paused_person_asks_for_help_from_the_menu_and_is_answered(
 ) -> None:
     """Paused, their words go to the bot, whose menu offers help; the dispatcher sends a paused
     person nothing, so the dialog gives the acknowledgement itself, once."""
-    clock = Clock()
-    _ordinary_day(sessions, directory, Language.HE, clock)
-    sms = Chat(sessions, dialog, Channel.SMS, RESIDENT_PHONE, clock)
+    sms, _ = _chats(sessions, directory, dialog, Language.HE)
     sms.send(STATUS[Language.HE])
     assert sms.send("4")[0] == t(Language.HE, "bot.menu.paused")  # pause
     menu = sms.send("צריך עזרה")[-1]  # not a request from the inbox while paused: the menu
