@@ -19,6 +19,11 @@ is confirmed with a one-time code sent to it by SMS) → (authority) → zone �
 volunteer: skills, languages, availability, vehicle, check-in capacity → resident: needs,
 emergency contact → consent (registration; health data when needs were given; a guardian's for a
 minor volunteer) → summary and confirm.
+
+A registered person's menu also asks for help at any time: the kind of help (one numbered
+question, or their own words), an optional word about it, and the request goes to
+:func:`dispatch.help.request_help`, which answers them. While those two questions are asked, the
+words "I need help" are theirs to answer, not the inbox's (:data:`ASKING_FOR_HELP`).
 """
 
 from __future__ import annotations
@@ -49,11 +54,14 @@ from bots.words import (
     fold,
     is_word,
     language_of,
+    need_in,
 )
 from config.i18n import t
 from config.languages import ALL_LANGUAGES, DEFAULT_LANGUAGE, Language
 from config.profile import AuthorityProfile, Profile
 from config.settings import Settings
+from dispatch.help import request_help
+from dispatch.models import HelpNeed
 from registry import people, phone_codes
 from registry.errors import InvalidPhone
 from registry.models import (
@@ -68,7 +76,17 @@ from registry.models import (
 from registry.phone_codes import Check, CodeRefused
 from registry.phones import Phone, normalise_phone
 
-__all__ = ["REGISTRATION", "STEPS", "Dialog", "Inbound", "Invalid", "Row", "Step", "Turn"]
+__all__ = [
+    "ASKING_FOR_HELP",
+    "REGISTRATION",
+    "STEPS",
+    "Dialog",
+    "Inbound",
+    "Invalid",
+    "Row",
+    "Step",
+    "Turn",
+]
 
 MAX_NAME = 60
 MAX_CAPACITY = 20
@@ -170,6 +188,7 @@ class Row:
     requests: Callable[[Turn], tuple[Request, ...]] = _no_requests
     navigation: bool = True  # "back" and "cancel" buttons under the question
     registration: bool = True  # part of sign-up, in table order (else a registered person's)
+    back: Step | None = None  # where "back" goes from a registered person's step (else the menu)
 
 
 class Dialog:
@@ -325,7 +344,11 @@ class Dialog:
     def _back(self, turn: Turn) -> None:
         step = turn.conversation.step
         if turn.person is not None and (step not in REGISTRATION or turn.draft.editing):
-            # Registered: back from editing a field is the list of fields; else the menu.
+            # Registered: back from editing a field is the list of fields; else the step the
+            # row names, or the menu.
+            row = STEPS.get(Step(step))
+            if row is not None and row.back is not None:
+                return self._ask(turn, row.back)
             return self._ask(turn, Step.UPDATE) if step in REGISTRATION else self._menu(turn)
         if step not in REGISTRATION:
             return self._ask_current(turn)
@@ -500,6 +523,21 @@ class Dialog:
 
     def _anything(self, turn: Turn, text: str) -> Answer:
         return Answer()
+
+    def _help_words(self, turn: Turn, text: str) -> Answer:
+        """Their own words for the help they need; a number or a sign is no kind offered."""
+        return self._words_only(text, "bot.error.choice")
+
+    def _help_detail_text(self, turn: Turn, text: str) -> Answer:
+        return self._words_only(text, "bot.error.words")
+
+    @staticmethod
+    def _words_only(text: str, refusal: str) -> Answer:
+        # Words need letters: a number is a choice's (on SMS), never a few words about help.
+        words = clean(text)
+        if not any(ch.isalpha() for ch in words):
+            raise Invalid(refusal)
+        return Answer(text=words)
 
     # ------------------------------------------------------------------ what each step stores
     def _take_language(self, turn: Turn, answer: Answer) -> Go | Step:
@@ -797,8 +835,39 @@ class Dialog:
             self._stop(turn, carrier=False)
         elif answer.choice == "delete":
             return Step.DELETE
+        elif answer.choice == "help":
+            return Step.HELP_KIND
         else:
             self._menu(turn)  # anything else: their status and the menu again
+        return Go.DONE
+
+    def _take_help_kind(self, turn: Turn, answer: Answer) -> Go | Step:
+        if answer.text is not None:  # their own words: the request, with the kind they name
+            return self._ask_for_help(turn, need_in(answer.text) or HelpNeed.OTHER, answer.text)
+        turn.draft.help_need = HelpNeed(answer.picked)
+        return Step.HELP_DETAIL
+
+    def _take_help_detail(self, turn: Turn, answer: Answer) -> Go | Step:
+        detail = None if answer.choice == Word.SKIP else answer.text
+        return self._ask_for_help(turn, turn.draft.help_need or HelpNeed.OTHER, detail)
+
+    def _ask_for_help(self, turn: Turn, need: HelpNeed, detail: str | None) -> Go:
+        """The request, recorded and pushed; request_help tells them the truth about it."""
+        person = turn.person
+        assert person is not None  # a registered person's step (checked before any answer)
+        request_help(
+            turn.session,
+            resident=person,
+            need=need,
+            detail=detail,
+            now=turn.now,
+            channel=turn.channel,
+        )
+        if not person.reachable:
+            # Paused: the dispatcher sends them nothing, so the answer to their request is ours.
+            turn.say("dispatch.ack.help")
+        turn.draft = Draft()
+        turn.conversation.step = Step.MENU  # at rest: their acknowledgement is all they get
         return Go.DONE
 
     def _start_update(self, turn: Turn) -> None:
@@ -852,7 +921,7 @@ class Dialog:
         return self._ask(turn, Step(step))
 
     def _ask(self, turn: Turn, step: Step) -> None:
-        if step in (Step.MENU, Step.UPDATE, Step.DELETE) and turn.person is None:
+        if not STEPS[step].registration and turn.person is None:
             return self._begin(turn)  # a registered person's step, and they are gone
         turn.conversation.step = step
         turn.replies.append(self.prompt(turn, step))
@@ -1022,8 +1091,14 @@ class Dialog:
     def _menu_choices(self, turn: Turn) -> tuple[Choice, ...]:
         person = turn.person
         paused = person is not None and person.status != PersonStatus.ACTIVE
-        values = ("update", "language", "resume" if paused else "pause", "stop", "delete")
+        values = ("help", "update", "language", "resume" if paused else "pause", "stop", "delete")
         return self._words(turn, "menu", values)
+
+    def _help_needs(self, turn: Turn) -> tuple[Choice, ...]:
+        # The officers' words for the kinds, short enough for a numbered SMS list.
+        return tuple(
+            Choice(n.value, t(turn.language, f"dispatch.need.{n.value}")) for n in HelpNeed
+        )
 
     def _fields(self, turn: Turn) -> tuple[Choice, ...]:
         return tuple(
@@ -1250,6 +1325,19 @@ STEPS: dict[Step, Row] = {
     ),
     Step.UPDATE: Row(choices=Dialog._fields, take=Dialog._take_update, registration=False),
     Step.DELETE: Row(choices=Dialog._yes_no, take=Dialog._take_delete, registration=False),
+    Step.HELP_KIND: Row(
+        choices=Dialog._help_needs,
+        text=Dialog._help_words,
+        take=Dialog._take_help_kind,
+        registration=False,
+    ),
+    Step.HELP_DETAIL: Row(
+        choices=Dialog._skip,
+        text=Dialog._help_detail_text,
+        take=Dialog._take_help_detail,
+        registration=False,
+        back=Step.HELP_KIND,
+    ),
 }
 REGISTRATION = tuple(step for step, row in STEPS.items() if row.registration)
 # Fields a registered person can change from the menu, in the order they are offered.
@@ -1267,3 +1355,5 @@ UPDATABLE = (
     Step.CONTACT_NAME,
 )
 _STEP_VALUES = frozenset(step.value for step in Step)
+# The steps that ask about a request for help: words asking for help answer them.
+ASKING_FOR_HELP = frozenset({Step.HELP_KIND.value, Step.HELP_DETAIL.value})

@@ -28,7 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from bots import officers, render, staff_pin
-from bots.dialog import Dialog, Inbound, Step
+from bots.dialog import ASKING_FOR_HELP, Dialog, Inbound, Step
 from bots.enrolment import person_at
 from bots.flood import DEFAULT_POLICY, FloodPolicy, admit
 from bots.models import Conversation
@@ -411,9 +411,13 @@ def route_help_request(
 ) -> bool:
     """A registered resident asking for help in words outside any check-in ("צריך עזרה, נגמרו
     התרופות") is recorded as a help request before the dialog sees it, whatever step it is at:
-    help is never answered with a menu. A command word alone ("help", "עזרה") stays the bot's."""
+    help is never answered with a menu. A command word alone ("help", "עזרה") stays the bot's, and
+    so do words while the bot asks about a request for help from its menu (they answer it: one
+    request per message)."""
     inbound = delivery.inbound
     if inbound.button is not None or not asks_for_help(inbound.text):
+        return False
+    if _step(session, inbound) in ASKING_FOR_HELP:
         return False
     person = _known_person(session, inbound.channel, inbound.address)
     text = clean(inbound.text)
@@ -435,12 +439,16 @@ def route_help_request(
 
 def _at_rest(session: Session, inbound: Inbound) -> bool:
     """Whether the person's conversation asks nothing now (a "yes" then answers no question)."""
-    step = session.scalar(
+    step = _step(session, inbound)
+    return step is None or step in AT_REST
+
+
+def _step(session: Session, inbound: Inbound) -> str | None:
+    return session.scalar(
         select(Conversation.step).where(
             Conversation.channel == inbound.channel, Conversation.address == inbound.address
         )
     )
-    return step is None or step in AT_REST
 
 
 def _known_person(session: Session, channel: Channel, address: str) -> Person | None:

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from config.languages import Language
+from dispatch.models import HelpNeed
 from registry.models import PhoneSource
 
 
@@ -45,6 +46,8 @@ class Step(StrEnum):
     MENU = "menu"
     UPDATE = "update"
     DELETE = "delete"
+    HELP_KIND = "help_kind"  # a registered person asks for help from the menu: what kind
+    HELP_DETAIL = "help_detail"  # and, optionally, a few words about it
     STOPPED = "stopped"
 
 
@@ -98,6 +101,8 @@ class Draft(BaseModel):
     # A typed number waiting for its one-time code, and whether it is a landline (no code).
     code_phone: str | None = Field(default=None, alias="_code_phone")
     code_landline: bool = Field(default=False, alias="_code_landline")
+    # The kind of help chosen from the menu, until the request is made (its words are never kept).
+    help_need: HelpNeed | None = Field(default=None, alias="_help_need")
 
     BOOKKEEPING: ClassVar[frozenset[str]] = frozenset(
         {
@@ -109,6 +114,7 @@ class Draft(BaseModel):
             "new_consents",
             "code_phone",
             "code_landline",
+            "help_need",
         }
     )
 

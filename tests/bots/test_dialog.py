@@ -774,3 +774,29 @@ def test_a_code_in_arabic_indic_digits_is_the_code_sent(open_desk: Callable[...,
     assert prompts[0].text == t(Language.AR, "bot.phone_code.confirmed")
     assert desk.draft["phone"] == "+972525550606" and desk.draft["phone_source"] == "code"
     assert desk.step == Step.BIRTH_YEAR
+
+
+@pytest.mark.parametrize("language", ALL_LANGUAGES)
+@pytest.mark.parametrize("channel", [Channel.SMS, Channel.TELEGRAM])
+def test_a_registered_persons_numbered_choice_is_never_also_a_valid_free_text_answer(
+    open_desk: Callable[..., Desk], language: Language, channel: Channel
+) -> None:
+    """The same rule for the steps of a registered person's menu that take words and choices
+    (asking for help); the menu itself takes any text only to show itself again."""
+    rows = [
+        (step, row)
+        for step, row in STEPS.items()
+        if not row.registration and row.text is not None and step != Step.MENU
+    ]
+    assert {step for step, _ in rows} >= {Step.HELP_KIND, Step.HELP_DETAIL}
+    for step, row in rows:
+        desk = open_desk(step, {}, language, channel, str(next(_addresses)))
+        turn = _turn(desk)
+        assert row.text is not None and not row.shortcuts
+        prompt = desk.dialog.prompt(turn, step)
+        assert prompt.numbered and prompt.choices
+        for number in range(1, len(prompt.choices) + 1):
+            with pytest.raises(Invalid):
+                row.text(desk.dialog, turn, f"{number}")
+        desk.session.delete(desk.conversation)
+        desk.session.flush()

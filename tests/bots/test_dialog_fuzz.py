@@ -115,7 +115,16 @@ STARTS: list[tuple[str, dict[str, Any]]] = [
     ("registered:" + Step.UPDATE.value, VOLUNTEER),
     ("registered:" + Step.DELETE.value, RESIDENT),
     ("registered:" + Step.ZONE.value, VOLUNTEER),
+    ("registered:" + Step.HELP_KIND.value, RESIDENT),
+    ("registered:" + Step.HELP_DETAIL.value, RESIDENT),
 ]
+# A registered person's steps that start from the menu, with what they keep in the draft.
+FROM_MENU: dict[str, dict[str, Any]] = {
+    Step.MENU.value: {},
+    Step.DELETE.value: {},
+    Step.HELP_KIND.value: {},
+    Step.HELP_DETAIL.value: {"_help_need": "food"},
+}
 
 # Digits of other scripts, in numbers the steps expect (choices, years, capacities).
 _DIGITS = "0123456789٠١٢٣٤٥٦٧٨٩۰۱۲۳۴۵۶۷۸۹０１２３４５６７８９०१२३४५६७८९²³¹፩፪፫"
@@ -313,7 +322,7 @@ def _open(
             person_id = enrolled.person.id
             # As "update" makes it: the person's answers from the registry, being edited.
             current = enrolment.draft_from(session, enrolled.person, actor="test")
-            draft = {**current, "_edit": True} if step not in (Step.MENU, Step.DELETE) else {}
+            draft = FROM_MENU.get(step, {**current, "_edit": True})
         if "_code_phone" in draft and not draft.get("_code_landline"):
             # The code the step awaits, sent as the phone step sends it, to a number of its own
             # (a number gets only a few codes an hour).
@@ -385,12 +394,14 @@ def test_no_message_breaks_the_dialog(
         else:
             # Only the language question changes it (or a keyword, before any was chosen).
             assert before.language in (None, after.language) or step == Step.LANGUAGE
-            # A registered resident asking for help in words is answered by the help loop
-            # (what happens next, and the emergency numbers), not by the menu again.
-            helped = asks_for_help(message.text) and t(after.language, "dispatch.ack.help") in said
-            assert helped or any(
-                piece in said for piece in _question_in(after.language, after.step)
-            ), (
+            # A request for help, in words or from the menu, is answered by the help loop's
+            # acknowledgement (what happens next, and the emergency numbers), not the menu again.
+            asked = _question_in(after.language, after.step)
+            if asks_for_help(message.text) or (
+                after.step == Step.MENU and step in (Step.HELP_KIND, Step.HELP_DETAIL)
+            ):
+                asked.append(t(after.language, "dispatch.ack.help"))
+            assert any(piece in said for piece in asked), (
                 step,
                 after.step,
                 message,

@@ -408,9 +408,10 @@ def test_answers_to_a_check_in_go_to_the_dispatcher_and_the_rest_to_the_dialog(
             )
         ]
     assert "reply" not in kinds
-    # A command still reaches the bot, and then "1" is the menu's first choice again.
+    # A command still reaches the bot, and then "1" is the menu's first choice again (help).
     assert sms_chat.send("מצב")[0].startswith("מרים אבוקסיס")
-    assert sms_chat.send("1")[-1].startswith(t(Language.HE, "bot.update.prompt"))
+    assert sms_chat.send("1")[-1].startswith(t(Language.HE, "bot.help_kind.prompt"))
+    assert sms_chat.send("ביטול")[-1].startswith(t(Language.HE, "bot.menu.prompt"))
     # STOP always opts out, whatever was sent last.
     _start_checkin(sessions, authority, clock)
     assert sms_chat.send("STOP") == []

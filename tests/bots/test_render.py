@@ -17,7 +17,13 @@ from dispatch.segments import count_segments as segments
 from registry.models import Channel
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
-SMS_STEPS = [s for s in REGISTRATION if s != Step.PHONE] + [Step.MENU, Step.UPDATE, Step.DELETE]
+SMS_STEPS = [s for s in REGISTRATION if s != Step.PHONE] + [
+    Step.MENU,
+    Step.UPDATE,
+    Step.DELETE,
+    Step.HELP_KIND,
+    Step.HELP_DETAIL,
+]
 # Whole messages that are sent on their own (not prompts with choices).
 STANDALONE = [
     key

@@ -6,6 +6,7 @@ from typing import Any
 
 from bots.steps import Availability, Draft, Step, Who
 from config.languages import Language
+from dispatch.models import HelpNeed
 
 OLD_ROW: dict[str, Any] = {
     "language": "ar",
@@ -56,3 +57,10 @@ def test_forget_makes_an_answer_unanswered() -> None:
     draft = Draft.load({"zone": "kt-center", "authority": "kiryat-tamar"})
     draft.forget("zone")
     assert draft.dump() == {"authority": "kiryat-tamar"} and draft.answered() == {"authority"}
+
+
+def test_the_kind_of_help_asked_is_bookkeeping_and_a_damaged_one_is_dropped() -> None:
+    draft = Draft.load({"name": "Sara", "_help_need": "power"})
+    assert draft.help_need == HelpNeed.POWER and draft.answered() == {"name"}
+    assert draft.dump() == {"name": "Sara", "_help_need": "power"}
+    assert Draft.load({"name": "Sara", "_help_need": "a pony"}).dump() == {"name": "Sara"}
