@@ -167,6 +167,9 @@ class Person(Base):
     name: Mapped[str | None] = mapped_column(String(120))
     phone: Mapped[str | None] = mapped_column(String(20))
     phone_kind: Mapped[PhoneKind] = mapped_column(enum_type(PhoneKind), default=PhoneKind.UNKNOWN)
+    # A number a list gave that cannot be used, as written, for staff to fix (``people list
+    # --phone-to-fix``); cleared when a usable phone arrives. Meanwhile the person has no SMS.
+    phone_to_fix: Mapped[str | None] = mapped_column(String(40))
     telegram_chat_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
     language: Mapped[Language] = mapped_column(enum_type(Language), default=Language.HE)
     channel: Mapped[Channel] = mapped_column(enum_type(Channel), default=Channel.SMS)

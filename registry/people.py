@@ -77,6 +77,7 @@ class PersonDetails:
 
     name: str | None = None
     phone: Phone | None = None
+    phone_to_fix: str | None = None  # an unusable number as written; kept for staff to fix
     telegram_chat_id: int | None = None
     language: Language | None = None
     channel: Channel | None = None
@@ -378,6 +379,13 @@ def _apply(person: Person, details: PersonDetails) -> set[str]:
     if details.phone is not None:
         put("phone", details.phone.e164)
         put("phone_kind", details.phone.kind)
+        if person.phone_to_fix is not None:
+            # A usable number arrived: nothing left to fix, and a buddy no longer has to stand in.
+            person.phone_to_fix = None
+            changed.add("phone_to_fix")
+            if person.channel == Channel.NONE and details.phone.can_receive_sms:
+                put("channel", Channel.SMS)
+    put("phone_to_fix", details.phone_to_fix)
     put("telegram_chat_id", details.telegram_chat_id)
     put("language", details.language)
     put("channel", details.channel)
@@ -683,6 +691,7 @@ def erase(session: Session, person: Person, *, actor: str, now: datetime | None 
     for attr in (
         "name",
         "phone",
+        "phone_to_fix",
         "telegram_chat_id",
         "birth_year",
         "address",
