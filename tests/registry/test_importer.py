@@ -11,6 +11,7 @@ from config.languages import Language
 from config.profile import Profile
 from registry.importer import (
     HEADER_ALIASES,
+    ImportReport,
     ListUnreadable,
     Outcome,
     decode,
@@ -364,6 +365,21 @@ def test_a_synthetic_welfare_list_imports_whole_and_twice_changes_nothing(
     assert count(session, AuditEntry) == audits and count(session, Consent) == consents
 
 
+def import_report(
+    session: Session, authority: Authority, profile: Profile, data: bytes
+) -> ImportReport:
+    """A residents list imported as "welfare" v1, not committed."""
+    return import_list(
+        session,
+        data=data,
+        kind="residents",
+        authority=authority,
+        profile=profile,
+        list_name="welfare",
+        list_version="v1",
+    )
+
+
 @pytest.mark.parametrize(
     ("value", "why"),
     [
@@ -378,15 +394,7 @@ def test_an_unusable_phone_keeps_the_resident_flagged_with_the_value_and_why(
     session: Session, authority: Authority, profile: Profile, value: str, why: str
 ) -> None:
     data = f"municipal id,name,phone,zone\n41,Ann Cohen,{value},kt-center\n".encode()
-    report = import_list(
-        session,
-        data=data,
-        kind="residents",
-        authority=authority,
-        profile=profile,
-        list_name="welfare",
-        list_version="v1",
-    )
+    report = import_report(session, authority, profile, data)
     (row,) = report.rows
     assert row.outcome == Outcome.CREATED and not row.problems
     (warning,) = row.warnings
@@ -421,15 +429,7 @@ def test_an_unusable_phone_without_an_id_is_refused_saying_the_value_why_and_wha
     session: Session, authority: Authority, profile: Profile
 ) -> None:
     data = "name,phone,zone\nAnn Cohen,052-555,kt-center\nBen Levi,052-5551268,kt-center\n"
-    report = import_list(
-        session,
-        data=data.encode(),
-        kind="residents",
-        authority=authority,
-        profile=profile,
-        list_name="welfare",
-        list_version="v1",
-    )
+    report = import_report(session, authority, profile, data.encode())
     refused, kept = report.rows
     assert (refused.outcome, kept.outcome) == (Outcome.SKIPPED, Outcome.CREATED)
     (problem,) = refused.problems
@@ -444,15 +444,7 @@ def test_an_unusable_contact_phone_says_the_value_and_why(
     session: Session, authority: Authority, profile: Profile
 ) -> None:
     data = "municipal id,name,phone,emergency contact phone\n1,Ann,052-5551267,12345\n"
-    report = import_list(
-        session,
-        data=data.encode(),
-        kind="residents",
-        authority=authority,
-        profile=profile,
-        list_name="welfare",
-        list_version="v1",
-    )
+    report = import_report(session, authority, profile, data.encode())
     (warning,) = report.rows[0].warnings
     assert warning.key == "lists.contact_phone_invalid"
     assert "“12345”" in warning.render(Language.EN) and "too few digits" in warning.render(
@@ -464,15 +456,7 @@ def test_a_volunteer_on_a_landline_is_told_they_get_no_tasks_a_resident_is_not(
     session: Session, authority: Authority, profile: Profile
 ) -> None:
     data = "municipal id,name,phone,volunteer,needs help\n1,Ann,08-6851234,yes,no\n2,Ben,08-6851235,no,yes\n"
-    report = import_list(
-        session,
-        data=data.encode(),
-        kind="residents",
-        authority=authority,
-        profile=profile,
-        list_name="welfare",
-        list_version="v1",
-    )
+    report = import_report(session, authority, profile, data.encode())
     volunteer, resident = report.rows
     assert [w.key for w in volunteer.warnings] == ["lists.phone_landline"]
     assert "“08-6851234”" in volunteer.warnings[0].render(Language.EN)
