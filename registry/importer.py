@@ -28,7 +28,7 @@ from config.i18n import t
 from config.languages import Language
 from config.profile import Profile
 from registry.db import utcnow
-from registry.errors import InvalidPhone, RegistryError
+from registry.errors import RegistryError
 from registry.models import (
     NEED_FLAGS,
     Authority,
@@ -51,7 +51,7 @@ from registry.people import (
     register_people,
     sort_matches,
 )
-from registry.phones import Phone, normalise_phone
+from registry.phones import Phone, UnusablePhone, is_no_phone, normalise_phone
 
 ListKind = Literal["residents", "volunteers"]
 BATCH = 1000
@@ -75,9 +75,11 @@ class Problem:
 
     key: str  # catalog key
     params: dict[str, str | int] = field(default_factory=dict)
+    reason: str | None = None  # catalog key of the why, rendered as ``{reason}`` in the message
 
     def render(self, language: Language) -> str:
-        return t(language, self.key, **self.params)
+        reason = {"reason": t(language, self.reason)} if self.reason else {}
+        return t(language, self.key, **self.params, **reason)
 
 
 @dataclass(slots=True)
@@ -142,7 +144,8 @@ class ImportReport:
 
 
 def _problem_json(problem: Problem, language: Language) -> dict[str, Any]:
-    return {"key": problem.key, "message": problem.render(language), **problem.params}
+    reason = {"reason": problem.reason} if problem.reason else {}
+    return {"key": problem.key, "message": problem.render(language), **problem.params, **reason}
 
 
 # -------------------------------------------------------------------------- reading the file
@@ -387,6 +390,7 @@ class ParsedRow:
     report: RowReport
     name: str = ""
     phone: Phone | None = None
+    phone_to_fix: str | None = None  # the unusable number as written
     ref: str | None = None
     zone: Zone | None = None
     birth_year: int | None = None
@@ -517,15 +521,28 @@ def _read_row(
             problems.append(Problem("lists.id_too_long"))
 
     phone_text = cells.get("phone", "")
-    if phone_text:
+    fault = None
+    if not is_no_phone(phone_text):
         try:
             row.phone = normalise_phone(phone_text, region=region)
-        except InvalidPhone:
-            problems.append(Problem("lists.phone_invalid", {"column": columns.title("phone")}))
-    elif row.ref:
-        warnings.append(Problem("lists.phone_missing"))
-    else:
-        problems.append(Problem("lists.no_key"))
+        except UnusablePhone as exc:
+            fault, row.phone_to_fix = exc.fault, phone_text[:40]
+    if fault is not None:
+        # Kept when a municipal id finds the person again; without one, a kept row would be a
+        # new person on every import, so it is refused with the value and why.
+        params: dict[str, str | int] = {
+            "value": row.phone_to_fix or "",
+            "column": columns.title("phone"),
+        }
+        problem = Problem(
+            "lists.phone_unusable" if row.ref else "lists.phone_unusable_no_key", params, fault.key
+        )
+        (warnings if row.ref else problems).append(problem)
+    elif row.phone is None:
+        if row.ref:
+            warnings.append(Problem("lists.phone_missing"))
+        else:
+            problems.append(Problem("lists.no_key"))
 
     zone_text = cells.get("zone", "")
     if zone_text:
@@ -554,16 +571,24 @@ def _read_row(
 
     row.needs_help = yes_no("needs_help") if columns.has("needs_help") else kind == "residents"
     row.volunteer = yes_no("is_volunteer") if columns.has("is_volunteer") else kind == "volunteers"
+    if row.volunteer and row.phone is not None and not row.phone.can_receive_sms:
+        # A resident on a landline is reached through a buddy by design; a volunteer's tasks
+        # come by SMS or Telegram, so a landline leaves them without any until staff step in.
+        warnings.append(Problem("lists.phone_landline", {"value": phone_text[:40]}))
     if row.needs_help:
         row.flags = {flag: yes_no(flag) for flag in NEED_FLAGS if columns.has(flag)}
         contact = cells.get("emergency_contact_name", "")
         row.contact_name = contact or None
         contact_phone = cells.get("emergency_contact_phone", "")
-        if contact_phone:
+        if not is_no_phone(contact_phone):
             try:
                 row.contact_phone = normalise_phone(contact_phone, region=region).e164
-            except InvalidPhone:
-                warnings.append(Problem("lists.contact_phone_invalid"))
+            except UnusablePhone as exc:
+                warnings.append(
+                    Problem(
+                        "lists.contact_phone_invalid", {"value": contact_phone[:40]}, exc.fault.key
+                    )
+                )
     if row.volunteer:
         if columns.has("skills"):
             skills = []
@@ -812,6 +837,7 @@ def _details(row: ParsedRow, existing: Person | None) -> PersonDetails:
         name=row.name,
         phone=row.phone,
         phone_source=PhoneSource.IMPORT,
+        phone_to_fix=row.phone_to_fix,
         language=language,
         channel=channel,
         birth_year=row.birth_year,

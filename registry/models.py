@@ -199,6 +199,9 @@ class Person(Base):
     # When a verified or listed holder took over the number this person had only typed: the
     # record stays theirs, without the number, for staff to look at.
     phone_disputed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A number a list gave that cannot be used, as written, for staff to fix (``people list
+    # --phone-to-fix``); cleared when a usable phone arrives. Meanwhile the person has no SMS.
+    phone_to_fix: Mapped[str | None] = mapped_column(String(40))
     telegram_chat_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
     language: Mapped[Language] = mapped_column(enum_type(Language), default=Language.HE)
     channel: Mapped[Channel] = mapped_column(enum_type(Channel), default=Channel.SMS)

@@ -84,6 +84,7 @@ class PersonDetails:
     name: str | None = None
     phone: Phone | None = None
     phone_source: PhoneSource | None = None
+    phone_to_fix: str | None = None  # an unusable number as written; kept for staff to fix
     telegram_chat_id: int | None = None
     language: Language | None = None
     channel: Channel | None = None
@@ -495,6 +496,13 @@ def _apply(person: Person, details: PersonDetails, now: datetime) -> set[str]:
     put("name", clean_text(details.name, MAX_NAME) if details.name else None)
     if details.phone is not None:
         _apply_phone(person, details.phone, details.phone_source, now, changed)
+        if person.phone_to_fix is not None:
+            # A usable number arrived: nothing left to fix, and a buddy no longer has to stand in.
+            person.phone_to_fix = None
+            changed.add("phone_to_fix")
+            if person.channel == Channel.NONE and details.phone.can_receive_sms:
+                put("channel", Channel.SMS)
+    put("phone_to_fix", details.phone_to_fix)
     put("telegram_chat_id", details.telegram_chat_id)
     put("language", details.language)
     put("channel", details.channel)
@@ -850,6 +858,7 @@ def erase(session: Session, person: Person, *, actor: str, now: datetime | None 
     for attr in (
         "name",
         "phone",
+        "phone_to_fix",
         "telegram_chat_id",
         "birth_year",
         "address",

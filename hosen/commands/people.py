@@ -35,6 +35,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     kind = ls.add_mutually_exclusive_group()
     kind.add_argument("--volunteers", action="store_true", help="volunteers only")
     kind.add_argument("--residents", action="store_true", help="residents who may need help only")
+    ls.add_argument(
+        "--phone-to-fix",
+        action="store_true",
+        help="only people whose listed phone could not be used (staff to fix; reached by a buddy)",
+    )
     ls.add_argument("--limit", type=int, default=50, help="at most this many (0: all)")
     ls.add_argument("--json", action="store_true", help="a JSON array instead of a table")
     ls.set_defaults(handler=list_people)
@@ -70,6 +75,7 @@ def summary(person: Person, zone_code: str | None) -> dict[str, Any]:
         "name": person.name,
         "phone": person.phone,
         "phone_kind": person.phone_kind.value,
+        "phone_to_fix": person.phone_to_fix,
         "language": person.language.value,
         "channel": person.channel.value,
         "zone": zone_code,
@@ -101,6 +107,8 @@ def list_people(ctx: Context, args: argparse.Namespace) -> int:
             query = query.where(Person.is_volunteer.is_(True))
         if args.residents:
             query = query.where(Person.needs_help.is_(True))
+        if args.phone_to_fix:
+            query = query.where(Person.phone_to_fix.is_not(None))
         if args.limit:
             query = query.limit(args.limit)
         rows = [summary(person, zone) for person, zone in session.execute(query)]
@@ -123,6 +131,7 @@ def list_people(ctx: Context, args: argparse.Namespace) -> int:
         print(
             f"{row['id']:>6}  {(row['name'] or '')[:28]:<28} {row['phone'] or '-':<14} {row['language']:<4} "
             f"{row['channel']:<8} {row['zone'] or '-':<14} {kind}"
+            + (f"  phone to fix: {row['phone_to_fix']}" if row["phone_to_fix"] else "")
         )
     print(f"{len(rows)} shown")
     return 0

@@ -179,3 +179,43 @@ def test_staff_confirm_a_typed_phone(
     assert "phone.confirm" in list(actions)
     assert main(["people", "confirm-phone", str(person.id)]) == 0
     assert "already" in capsys.readouterr().out
+
+
+def test_an_unusable_phone_is_reported_kept_and_listed_for_staff_to_fix(
+    cli_db: Directory, session: Session, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "welfare.csv"
+    path.write_text(
+        "municipal id,name,phone,zone\n"
+        "1,Ann Cohen,052-555,kt-center\n"
+        "2,Ben Levi,052-5551268,kt-center\n"
+        "3,Dan Amar,N/A,kt-center\n"
+        ",Eve Tal,abc,kt-center\n",
+        encoding="utf-8",
+    )
+    assert main(["import", "residents", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "created 3," in out and "skipped 1," in out
+    assert "row 2: created:" in out and "“052-555”" in out and "too few digits" in out
+    assert "row 5: skipped:" in out and "“abc”" in out and "not a phone number" in out
+    assert "row 4: created:" in out and "No phone number" in out  # "N/A" is no phone, not a bad one
+
+    assert main(["people", "list", "--phone-to-fix", "--json"]) == 0
+    (flagged,) = json.loads(capsys.readouterr().out)
+    assert (flagged["name"], flagged["phone"], flagged["phone_to_fix"], flagged["channel"]) == (
+        "Ann Cohen",
+        None,
+        "052-555",
+        "none",
+    )
+    assert main(["people", "list", "--phone-to-fix"]) == 0
+    table = capsys.readouterr().out
+    assert "phone to fix: 052-555" in table and "Ben Levi" not in table and "1 shown" in table
+    assert main(["people", "show", str(flagged["id"])]) == 0
+    assert "phone_to_fix: 052-555" in capsys.readouterr().out
+
+    path.write_text("municipal id,name,phone\n1,Ann Cohen,052-5551267\n", encoding="utf-8")
+    assert main(["import", "residents", str(path)]) == 0
+    assert "updated 1," in capsys.readouterr().out
+    assert main(["people", "list", "--phone-to-fix", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []

@@ -11,6 +11,7 @@ from config.languages import Language
 from config.profile import Profile
 from registry.importer import (
     HEADER_ALIASES,
+    ImportReport,
     ListUnreadable,
     Outcome,
     decode,
@@ -141,7 +142,7 @@ CASES = [
             + "7,Hila,Bar,052-5551272,kt-center,,,,,\n"
         ).encode(),
         {
-            2: (S, ["lists.phone_invalid"]),
+            2: (C, ["lists.phone_unusable"]),  # kept by its id, for staff to fix
             3: (S, ["zone.unknown"]),
             4: (S, ["lists.name_missing"]),
             5: (C, []),
@@ -159,7 +160,31 @@ CASES = [
             ),
             10: (C, []),
         },
-        3,
+        4,
+    ),
+    Case(
+        "placeholders for no phone are no phone, in the phone and the contact's phone",
+        (
+            EN_HEADER
+            + ",emergency contact phone\n"
+            + "1,Ann,Cohen,-,kt-center,,,,,,N/A\n"
+            + "2,Ben,Levi, N/A ,kt-center,,,,,,0\n"
+            + "3,Dan,Amar,0,kt-center,,,,,,—\n"
+            + "4,Eve,Tal,אין,kt-center,,,,,,אין\n"
+            + "5,Fay,Dor,000-000-0000,kt-center,,,,,,--\n"
+            + ",Gil,Bar,-,kt-center,,,,,,\n"
+            + ",Hila,Ben,n/a,kt-center,,,,,,\n"
+        ).encode(),
+        {
+            2: (C, ["lists.phone_missing"]),
+            3: (C, ["lists.phone_missing"]),
+            4: (C, ["lists.phone_missing"]),
+            5: (C, ["lists.phone_missing"]),
+            6: (C, ["lists.phone_missing"]),
+            7: (S, ["lists.no_key"]),
+            8: (S, ["lists.no_key"]),
+        },
+        5,
     ),
     Case(
         "a title line above the header",
@@ -384,3 +409,101 @@ def test_a_list_never_merges_into_a_record_that_only_typed_its_phone(
     assert report.rows[0].outcome == Outcome.UNCHANGED and not report.rows[0].warnings
     row = report.as_json()["rows"][0]
     assert row["person_id"] == resident.id
+
+
+def import_report(
+    session: Session, authority: Authority, profile: Profile, data: bytes
+) -> ImportReport:
+    """A residents list imported as "welfare" v1, not committed."""
+    return import_list(
+        session,
+        data=data,
+        kind="residents",
+        authority=authority,
+        profile=profile,
+        list_name="welfare",
+        list_version="v1",
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("052-555", "too few digits"),
+        ("call me", "it is not a phone number"),
+        ("+999 52 555 1234", "no country has that code"),
+        ("050-1234567", "no such number"),
+        ("052" + "1" * 42, "too many digits"),
+    ],
+)
+def test_an_unusable_phone_keeps_the_resident_flagged_with_the_value_and_why(
+    session: Session, authority: Authority, profile: Profile, value: str, why: str
+) -> None:
+    data = f"municipal id,name,phone,zone\n41,Ann Cohen,{value},kt-center\n".encode()
+    report = import_report(session, authority, profile, data)
+    (row,) = report.rows
+    assert row.outcome == Outcome.CREATED and not row.problems
+    (warning,) = row.warnings
+    message = warning.render(Language.EN)
+    assert f"“{value[:40]}”" in message and why in message and "“phone”" in message
+    assert "--phone-to-fix" in message
+    for language in Language:  # every catalog says it, with the value and the why
+        assert value[:40] in warning.render(language)
+    assert report.as_json()["rows"][0]["warnings"][0]["value"] == value[:40]
+
+    person = session.scalars(select(Person)).one()
+    assert person.phone is None and person.phone_to_fix == value[:40]
+    assert person.channel == Channel.NONE  # no SMS: reached through a buddy meanwhile
+    session.commit()
+
+    rows, _ = run(session, authority, profile, data)
+    assert rows == {2: (Outcome.UNCHANGED, ["lists.phone_unusable"])}
+
+    # Staff fix it on the next list: the flag goes and SMS takes over from the buddy.
+    rows, _ = run(session, authority, profile, data.replace(value.encode(), b"052-5551267"))
+    assert rows == {2: (Outcome.UPDATED, [])}
+    session.expire_all()
+    person = session.scalars(select(Person)).one()
+    assert (person.phone, person.phone_to_fix, person.channel) == (
+        "+972525551267",
+        None,
+        Channel.SMS,
+    )
+
+
+def test_an_unusable_phone_without_an_id_is_refused_saying_the_value_why_and_what_to_do(
+    session: Session, authority: Authority, profile: Profile
+) -> None:
+    data = "name,phone,zone\nAnn Cohen,052-555,kt-center\nBen Levi,052-5551268,kt-center\n"
+    report = import_report(session, authority, profile, data.encode())
+    refused, kept = report.rows
+    assert (refused.outcome, kept.outcome) == (Outcome.SKIPPED, Outcome.CREATED)
+    (problem,) = refused.problems
+    assert problem.key == "lists.phone_unusable_no_key"
+    message = problem.render(Language.EN)
+    assert "“052-555”" in message and "too few digits" in message and "add an id" in message
+    assert "חסרות ספרות" in problem.render(Language.HE)
+    assert count(session, Person) == 1
+
+
+def test_an_unusable_contact_phone_says_the_value_and_why(
+    session: Session, authority: Authority, profile: Profile
+) -> None:
+    data = "municipal id,name,phone,emergency contact phone\n1,Ann,052-5551267,12345\n"
+    report = import_report(session, authority, profile, data.encode())
+    (warning,) = report.rows[0].warnings
+    assert warning.key == "lists.contact_phone_invalid"
+    assert "“12345”" in warning.render(Language.EN) and "too few digits" in warning.render(
+        Language.EN
+    )
+
+
+def test_a_volunteer_on_a_landline_is_told_they_get_no_tasks_a_resident_is_not(
+    session: Session, authority: Authority, profile: Profile
+) -> None:
+    data = "municipal id,name,phone,volunteer,needs help\n1,Ann,08-6851234,yes,no\n2,Ben,08-6851235,no,yes\n"
+    report = import_report(session, authority, profile, data.encode())
+    volunteer, resident = report.rows
+    assert [w.key for w in volunteer.warnings] == ["lists.phone_landline"]
+    assert "“08-6851234”" in volunteer.warnings[0].render(Language.EN)
+    assert resident.warnings == []  # a buddy reaches a resident on a landline by design

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import pytest
 
+from config.i18n import t
+from config.languages import Language
 from registry.errors import InvalidPhone
 from registry.models import PhoneKind
-from registry.phones import mask_phone, normalise_phone
+from registry.phones import PhoneFault, UnusablePhone, is_no_phone, mask_phone, normalise_phone
 
 
 @pytest.mark.parametrize(
@@ -43,3 +45,34 @@ def test_invalid_numbers_are_refused_with_a_catalog_message(text: str) -> None:
 def test_masked_phone_hides_the_number() -> None:
     assert mask_phone("+972525551234") == "+972…34"
     assert "5551" not in mask_phone("+972525551234")
+
+
+@pytest.mark.parametrize(
+    ("text", "fault"),
+    [
+        ("abc", PhoneFault.NOT_A_NUMBER),
+        ("", PhoneFault.NOT_A_NUMBER),
+        ("052-555", PhoneFault.TOO_SHORT),
+        ("+1 555", PhoneFault.TOO_SHORT),
+        ("0" * 41, PhoneFault.TOO_LONG),
+        ("+999 52 555 1234", PhoneFault.UNKNOWN_COUNTRY),
+        ("050-1234567", PhoneFault.NO_SUCH_NUMBER),
+    ],
+)
+def test_an_unusable_number_says_why(text: str, fault: PhoneFault) -> None:
+    with pytest.raises(UnusablePhone) as caught:
+        normalise_phone(text, region="IL")
+    assert caught.value.fault == fault and caught.value.key == "phone.invalid"
+    assert t(Language.EN, fault.key) != fault.key  # each why is in the catalog
+
+
+@pytest.mark.parametrize(
+    "text", ["", "   ", "-", " -- ", "—", "0", "000-000-0000", "N/A", "n.a.", "none", "אין", "нет"]
+)
+def test_placeholders_mean_no_phone(text: str) -> None:
+    assert is_no_phone(text)
+
+
+@pytest.mark.parametrize("text", ["052-555-1234", "052", "12345", "call me", "+999"])
+def test_a_written_number_is_not_a_placeholder(text: str) -> None:
+    assert not is_no_phone(text)
