@@ -43,7 +43,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# HOSEN_BENCH_CODE: run another checkout's code (main's, for "before") with this script.
+sys.path.insert(
+    0, os.environ.get("HOSEN_BENCH_CODE") or str(Path(__file__).resolve().parent.parent)
+)
 
 from sqlalchemy import func, select, update
 
@@ -230,6 +233,134 @@ async def _generate(spec: dict[str, Any]) -> dict[str, Any]:
         "sent_until": sent_until,
         "generator_late_ms": late * 1000,
         "generator_cpu": time.process_time(),
+    }
+
+
+# --- the processor alone (a process of its own, so it can run another checkout's code) -------
+
+
+def _stored_arrivals(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """The replies as the webhooks store them: (provider key, channel, address, payload)."""
+    stored = []
+    for i, (url, body, _headers) in enumerate(_requests(spec)):
+        if url.endswith("/telegram/webhook"):
+            update = json.loads(body)
+            chat = (update.get("message") or update["callback_query"]["message"])["chat"]["id"]
+            stored.append(
+                {
+                    "key": f"tg:{update['update_id']}",
+                    "channel": "telegram",
+                    "address": str(chat),
+                    "payload": update,
+                }
+            )
+        else:
+            from urllib.parse import parse_qsl
+
+            params = dict(parse_qsl(body.decode()))
+            stored.append(
+                {
+                    "key": f"sms:{params['MessageSid']}",
+                    "channel": "sms",
+                    "address": params["From"],
+                    "payload": params,
+                }
+            )
+        del i
+    return stored
+
+
+def process_main(spec_path: str) -> None:
+    """Store every reply in the inbox, then drain it with one processor: wall and CPU time."""
+    import cProfile
+    import pstats
+
+    from bots.dialog import Dialog
+    from bots.inbound import Arrival, accept_many
+    from bots.processor import InboxProcessor
+    from config.profile import DEFAULT_PROFILE_PATH, load_profile
+    from registry.models import Channel
+
+    spec = json.loads(Path(spec_path).read_text())
+    engine = make_engine(spec["url"])
+    sessions = make_sessionmaker(engine)
+    arrivals = [
+        Arrival(
+            provider_key=a["key"],
+            channel=Channel(a["channel"]),
+            address=a["address"],
+            payload=a["payload"],
+        )
+        for a in _stored_arrivals(spec)
+    ]
+    now = utcnow()
+    with sessions() as session:
+        for start in range(0, len(arrivals), 1000):
+            accept_many(session, arrivals=arrivals[start : start + 1000], now=now)
+        session.commit()
+    dialog = Dialog(profile=load_profile(DEFAULT_PROFILE_PATH), region="IL")
+    processor = InboxProcessor(sessions=sessions, dialog=dialog)
+    profiler = cProfile.Profile() if spec.get("profile") else None
+    cpu, wall = time.process_time(), time.perf_counter()
+    if profiler is not None:
+        profiler.enable()
+    done = processor.drain(rounds=100_000)
+    if profiler is not None:
+        profiler.disable()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    if profiler is not None:
+        stats = pstats.Stats(profiler, stream=sys.stderr)
+        stats.sort_stats("cumulative").print_stats(45)
+        stats.sort_stats("tottime").print_stats(25)
+    engine.dispose()
+    print(
+        json.dumps({"processed": sum(d.processed for d in done), "wall": wall, "cpu": cpu}),
+        flush=True,
+    )
+
+
+def run_processor_only(kind: str, *, people: int, code: Path, profile: bool) -> dict[str, Any]:
+    """Prepare a town and a check-in, store ``people`` replies, drain them in a child process
+    running ``code`` (a checkout of the project: this one, or main's for "before")."""
+    with database(kind) as url:
+        campaign_id, replies = prepare(url, people)
+        spec = {
+            "url": url,
+            "base": "https://hosen.example.org",
+            "secret": "s",
+            "auth_token": "t",
+            "account_sid": "AC" + "0" * 32,
+            "to": "+15005550006",
+            "rate": 1.0,
+            "replies": replies,
+            "profile": profile,
+        }
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            json.dump(spec, f)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HOSEN_")}
+        env["PYTHONPATH"] = str(code)
+        env["HOSEN_BENCH_CODE"] = str(code)
+        child = subprocess.run(
+            [sys.executable, str(Path(__file__).resolve()), "--process", f.name],
+            cwd=code,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        os.unlink(f.name)
+        if child.returncode != 0:
+            raise RuntimeError(child.stderr[-3000:])
+        if profile:
+            print(child.stderr, file=sys.stderr)
+        result = json.loads(child.stdout.strip().splitlines()[-1])
+        answered, waiting, parked = _progress(url, campaign_id)
+    return {
+        "db": kind,
+        "people": people,
+        "answered": answered,
+        "waiting": waiting,
+        "parked": parked,
+        **result,
     }
 
 
@@ -460,10 +591,41 @@ def main() -> None:
         "separate: `hosen serve --no-inbox --no-worker` beside `hosen inbox` and `hosen worker` "
         "at nice 10, as in docker-compose.yml (default: both)",
     )
+    parser.add_argument(
+        "--processor-only",
+        type=int,
+        metavar="N",
+        help="no server: store N replies in the inbox, then time one processor draining them",
+    )
+    parser.add_argument(
+        "--code",
+        type=Path,
+        default=ROOT,
+        help="with --processor-only: the checkout whose processor runs (e.g. main's, for before)",
+    )
+    parser.add_argument("--profile", action="store_true", help="with --processor-only: cProfile")
     parser.add_argument("--generate", help=argparse.SUPPRESS)
+    parser.add_argument("--process", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.generate:
         generate_main(args.generate)
+        return
+    if args.process:
+        process_main(args.process)
+        return
+    if args.processor_only:
+        print("| db | code | replies | matched | wall s | CPU s | CPU ms / reply | replies / s |")
+        print("|---|---|---|---|---|---|---|---|")
+        for kind in [k.strip() for k in args.db.split(",") if k.strip()]:
+            r = run_processor_only(
+                kind, people=args.processor_only, code=args.code.resolve(), profile=args.profile
+            )
+            print(
+                f"| {kind} | {args.code} | {r['processed']} | {r['answered']} | {r['wall']:.2f} "
+                f"| {r['cpu']:.2f} | {1000 * r['cpu'] / max(r['processed'], 1):.2f} "
+                f"| {r['processed'] / max(r['wall'], 1e-9):.0f} |",
+                flush=True,
+            )
         return
     print(
         f"inbound: {args.rate:.0f} replies/s for {args.seconds:.0f} s, half Telegram webhook "

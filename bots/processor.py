@@ -32,9 +32,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from bots.batch import Stored, split
 from bots.dialog import Dialog
 from bots.flood import DEFAULT_POLICY, FloodPolicy
 from bots.inbound import Delivery, process, tell_to_try_again
@@ -42,6 +43,8 @@ from bots.intake import WriteTurns
 from bots.sms import delivery_from_params
 from bots.telegram import delivery_from_payload
 from dispatch.models import InboundMessage
+from dispatch.responses import take_checkin_answers
+from registry.bulk import bulk_update
 from registry.db import unit_of_work, utcnow
 from registry.models import Channel
 
@@ -92,10 +95,17 @@ def claim(
     lease: timedelta,
     skip_locked: bool,
 ) -> list[int]:
-    """Take up to ``limit`` waiting rows, oldest first, at most the first waiting one per sender.
+    """Take up to ``limit`` waiting rows, oldest first; a sender's rows only in the order they
+    came, from their first unfinished one on.
 
     A row is waiting while neither processed nor parked, with no live lease (a claim, or the
     back-off after a failure). The caller commits; the ids come back in the order to process.
+
+    The oldest free rows are locked first (``FOR UPDATE SKIP LOCKED`` on PostgreSQL: rows
+    another processor is claiming are left to it), then only their senders' unfinished rows are
+    read, by the sender index, to keep of each sender the rows that follow on from its first
+    unfinished one: a row behind one in flight, backing off, or locked by another processor
+    waits. Each processor thus orders only what it took, never the whole backlog.
     """
     unfinished = and_(
         InboundMessage.processed_at.is_(None),
@@ -103,46 +113,43 @@ def claim(
         InboundMessage.sender.is_not(None),
     )
     free = or_(InboundMessage.lease_until.is_(None), InboundMessage.lease_until <= now)
-    # Each sender's first unfinished row, whether free, in flight or backing off: only a free
-    # one may be taken, so a sender's second message never overtakes the first. Found with a
-    # window over the unfinished rows (one scan and a sort), then locked by primary key: joins
-    # and IN-subqueries over the backlog were planned as nested loops whenever the statistics
-    # still described the quiet inbox of before the burst (5,000 waiting replies: 5 s a claim).
-    ranked = (
-        select(
-            InboundMessage.id,
-            InboundMessage.lease_until,
-            func.row_number()
-            .over(partition_by=InboundMessage.sender, order_by=InboundMessage.id)
-            .label("place"),
-        )
-        .where(unfinished)
-        .subquery("ranked")
+    oldest = (
+        select(InboundMessage.id, InboundMessage.sender)
+        .where(unfinished, free)
+        .order_by(InboundMessage.id)
+        .limit(limit)
     )
-    firsts = list(
-        session.scalars(
-            select(ranked.c.id)
-            .where(
-                ranked.c.place == 1,
-                or_(ranked.c.lease_until.is_(None), ranked.c.lease_until <= now),
-            )
-            .order_by(ranked.c.id)
-            .limit(limit)
-        )
-    )
-    if not firsts:
-        return []
-    waiting = and_(unfinished, free)
-    mine = select(InboundMessage.id).where(InboundMessage.id.in_(firsts), waiting)
     if skip_locked:
-        # Rows another processor is claiming right now are left to it.
-        mine = mine.with_for_update(skip_locked=True)
-    locked = list(session.scalars(mine))
-    if not locked:
+        oldest = oldest.with_for_update(skip_locked=True)
+    candidates: dict[int, str | None] = {
+        row_id: sender for row_id, sender in session.execute(oldest)
+    }
+    if not candidates:
+        return []
+    senders = sorted({sender for sender in candidates.values() if sender is not None})
+    taken: list[int] = []
+    blocked: set[str] = set()
+    for start in range(0, len(senders), 1000):
+        for row_id, sender in session.execute(
+            select(InboundMessage.id, InboundMessage.sender)
+            .where(
+                InboundMessage.sender.in_(senders[start : start + 1000]),
+                unfinished,
+                InboundMessage.id <= max(candidates),
+            )
+            .order_by(InboundMessage.id)
+        ):
+            if sender is None or sender in blocked:
+                continue
+            if row_id in candidates:
+                taken.append(row_id)
+            else:
+                blocked.add(sender)  # an earlier row of theirs is not ours to take now
+    if not taken:
         return []
     ids = session.scalars(
         update(InboundMessage)
-        .where(InboundMessage.id.in_(locked))
+        .where(InboundMessage.id.in_(taken))
         .values(
             lease_until=now + lease,
             leased_by=holder,
@@ -192,16 +199,123 @@ class InboxProcessor:
     def step(self) -> list[Done]:
         """One claim and the processing of what it took."""
         ids = self.claim()
-        if self.on_postgresql and len(ids) > 1:
-            return self.process_together(ids)
-        done = []
-        for inbox_id in ids:
-            done.append(self.process_one(inbox_id))
-            if self.busy is not None and self.busy():
-                time.sleep(self.config.yield_seconds)
-        return done
+        if not ids:
+            return []
+        done, rest, senders = self.process_quick(ids)
+        if self.on_postgresql and len(rest) > 1:
+            done.update({d.inbox_id: d for d in self.process_together(rest, senders=senders)})
+        else:
+            failed: set[str] = set()
+            held: list[int] = []
+            for inbox_id in rest:
+                sender = senders.get(inbox_id)
+                if sender is not None and sender in failed:
+                    held.append(inbox_id)
+                    continue
+                done[inbox_id] = self.process_one(inbox_id)
+                if done[inbox_id].failed is not None and sender is not None:
+                    failed.add(sender)
+                if self.busy is not None and self.busy():
+                    time.sleep(self.config.yield_seconds)
+            done.update({d.inbox_id: d for d in self._release(held)})
+        return [done[inbox_id] for inbox_id in ids]
 
-    def process_together(self, ids: list[int]) -> list[Done]:
+    def process_quick(self, ids: list[int]) -> tuple[dict[int, Done], list[int], dict[int, str]]:
+        """The batch's plain "I'm OK" answers to open check-ins, in one transaction of a few
+        statements (:mod:`bots.batch`); returns what was done, the ids left for the per-message
+        path (in order) and each row's sender.
+
+        The rows are processed and marked so in the same transaction, only while still leased
+        to this processor (locked on PostgreSQL): a crash before the commit leaves them all
+        waiting, one after it leaves them all done. Should anything fail here, every row takes
+        the per-message path, which isolates the one at fault.
+        """
+        senders: dict[int, str] = {}
+        try:
+            with self._turn(), unit_of_work(self.sessions) as session:
+                query = (
+                    select(
+                        InboundMessage.id,
+                        InboundMessage.channel,
+                        InboundMessage.payload,
+                        InboundMessage.received_at,
+                        InboundMessage.attempts,
+                        InboundMessage.sender,
+                        InboundMessage.person_id,
+                    )
+                    .where(
+                        InboundMessage.id.in_(ids),
+                        InboundMessage.leased_by == self.holder,
+                        InboundMessage.processed_at.is_(None),
+                        InboundMessage.parked_at.is_(None),
+                    )
+                    .order_by(InboundMessage.id)
+                )
+                if self.on_postgresql:
+                    query = query.with_for_update()
+                rows = session.execute(query).all()
+                senders = {row.id: row.sender for row in rows if row.sender is not None}
+                stored = [
+                    Stored(row.id, self._decoded(row.channel, row.payload), row.received_at)
+                    for row in rows
+                    if row.attempts <= self.config.max_attempts
+                ]
+                quick, _ = split(session, stored)
+                if not quick:
+                    return {}, ids, senders
+                take_checkin_answers(session, answers=[q.answer for q in quick])
+                person_of = {row.id: row.person_id for row in rows}
+                bulk_update(
+                    session,
+                    InboundMessage,
+                    [
+                        {
+                            "id": q.inbox_id,
+                            "person_id": q.answer.person.id
+                            if q.names_person
+                            else person_of[q.inbox_id],
+                        }
+                        for q in quick
+                    ],
+                    same={"processed_at": self.clock(), "lease_until": None, "leased_by": None},
+                )
+        except Exception as exc:
+            log.warning("inbox batch of %d: per message instead: %s", len(ids), type(exc).__name__)
+            return {}, ids, senders
+        done = {q.inbox_id: Done(q.inbox_id, processed=True) for q in quick}
+        return done, [inbox_id for inbox_id in ids if inbox_id not in done], senders
+
+    def _decoded(self, channel: Channel, payload: dict[str, Any]) -> Delivery | None:
+        """The delivery of a stored payload, or None if it does not decode (the per-message
+        path then meets the same error and records it)."""
+        assert self.decode is not None
+        decode = self.decode.get(channel)
+        try:
+            return decode(payload) if decode is not None else None
+        except Exception:
+            return None
+
+    def _release(self, ids: list[int]) -> list[Done]:
+        """Give back claimed rows not processed because an earlier row of their sender failed:
+        they wait behind it (their claim does not count as an attempt)."""
+        if not ids:
+            return []
+        with contextlib.suppress(Exception), self._turn(), unit_of_work(self.sessions) as session:
+            session.execute(
+                update(InboundMessage)
+                .where(
+                    InboundMessage.id.in_(ids),
+                    InboundMessage.leased_by == self.holder,
+                    InboundMessage.processed_at.is_(None),
+                )
+                .values(lease_until=None, leased_by=None, attempts=InboundMessage.attempts - 1)
+                .execution_options(synchronize_session=False)
+            )
+        return [Done(inbox_id) for inbox_id in ids]
+
+    def process_together(
+        self, ids: list[int], *, senders: Mapping[int, str] | None = None
+    ) -> list[Done]:
         """Process claimed rows in one transaction, each under a savepoint (PostgreSQL).
 
         One commit for the lot instead of one a message: a durable commit waits for the disk,
@@ -213,17 +327,27 @@ class InboxProcessor:
         """
         done: dict[int, Done] = {}
         failed: dict[int, str] = {}
+        failed_senders: set[str] = set()
+        held: list[int] = []
+        senders = senders or {}
         with self._turn(), unit_of_work(self.sessions) as session:
             for inbox_id in ids:
+                sender = senders.get(inbox_id)
+                if sender is not None and sender in failed_senders:
+                    held.append(inbox_id)  # behind their failed message, in order
+                    continue
                 try:
                     with session.begin_nested():
                         done[inbox_id] = self._process_in(session, inbox_id)
                 except Exception as exc:
                     failed[inbox_id] = type(exc).__name__
+                    if sender is not None:
+                        failed_senders.add(sender)
                 if self.busy is not None and self.busy():
                     time.sleep(self.config.yield_seconds)
         for inbox_id, error in failed.items():
             done[inbox_id] = self._failed(inbox_id, error=error)
+        done.update({d.inbox_id: d for d in self._release(held)})
         return [done[inbox_id] for inbox_id in ids]
 
     def _turn(self) -> contextlib.AbstractContextManager[None]:

@@ -11,13 +11,23 @@ An answer to a check-in answers every check-in still open for that person (two c
 "are you OK?" get the same answer). With none open, it counts for the person's latest check-in
 even when it comes late (after the ladder ran out or the campaign was closed): a late "I'm OK"
 still takes someone off the unreached list, and the person is told the check-in has ended.
+
+:func:`take_checkin_answers` is the same "I'm OK" for a whole batch of replies at once (the inbox
+processor's set-based path): what it needs is read with :func:`open_checkins`,
+:func:`latest_kinds` and :func:`latest_campaign_buttons` for every person of the batch in one
+statement each, and the answers, the messages marked read, the reminders cancelled and the
+acknowledgements are written in a few statements for the whole batch. It writes exactly what
+:func:`take_campaign_reply` writes for an OK to open check-ins; everything else (help, tasks,
+late answers, free text) keeps the per-message path.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from config.i18n import t
@@ -40,6 +50,7 @@ from dispatch.models import (
     TaskStatus,
 )
 from dispatch.senders import choice_from_reply
+from registry.bulk import bulk_insert, bulk_update
 from registry.models import Channel, Person
 
 # How far back a number or a word is matched to a campaign message.
@@ -481,4 +492,222 @@ def resolve_unreached(session: Session, *, campaign_id: int, person_id: int, now
     )
 
 
-__all__ = ["has_open_checkin", "record_answer", "take_campaign_reply"]
+# --- a batch of "I'm OK" answers at once ---------------------------------------------------------
+
+# Ids per statement in an IN list (SQLite allows 32,766 parameters; PostgreSQL 65,535).
+CHUNK = 2000
+
+
+def _chunks(ids: Sequence[int]) -> list[Sequence[int]]:
+    return [ids[start : start + CHUNK] for start in range(0, len(ids), CHUNK)]
+
+
+@dataclass(frozen=True)
+class OpenCheckin:
+    """One check-in still waiting for a person's answer (as :func:`_checkins` with open_only)."""
+
+    recipient_id: int
+    campaign: Campaign
+    answer: Answer
+    answered_at: datetime | None
+
+
+def open_checkins(
+    session: Session, *, person_ids: Collection[int], since: datetime
+) -> dict[int, list[OpenCheckin]]:
+    """Each person's open check-ins started after ``since``, latest first (one statement)."""
+    found: dict[int, list[OpenCheckin]] = {}
+    for chunk in _chunks(sorted(person_ids)):
+        rows = session.execute(
+            select(
+                CampaignRecipient.person_id,
+                CampaignRecipient.id,
+                CampaignRecipient.answer,
+                CampaignRecipient.answered_at,
+                Campaign,
+            )
+            .join(Campaign, Campaign.id == CampaignRecipient.campaign_id)
+            .where(
+                CampaignRecipient.person_id.in_(chunk),
+                Campaign.kind == CampaignKind.CHECKIN,
+                Campaign.started_at >= since,
+                Campaign.status == CampaignStatus.ACTIVE,
+                CampaignRecipient.answer.in_(UNANSWERED),
+            )
+            .order_by(Campaign.started_at.desc(), Campaign.id.desc())
+        ).all()
+        for person_id, recipient_id, answer, answered_at, campaign in rows:
+            found.setdefault(person_id, []).append(
+                OpenCheckin(recipient_id, campaign, Answer(answer), answered_at)
+            )
+    return found
+
+
+def latest_kinds(session: Session, *, person_ids: Collection[int]) -> dict[int, str]:
+    """The kind of the latest message sent to each person (a bot "reply", a "checkin"...)."""
+    kinds: dict[int, str] = {}
+    for chunk in _chunks(sorted(person_ids)):
+        latest = (
+            select(func.max(OutboxMessage.id))
+            .where(OutboxMessage.person_id.in_(chunk))
+            .group_by(OutboxMessage.person_id)
+        )
+        for person_id, kind in session.execute(
+            select(OutboxMessage.person_id, OutboxMessage.kind).where(OutboxMessage.id.in_(latest))
+        ):
+            if person_id is not None:
+                kinds[person_id] = kind
+    return kinds
+
+
+def latest_campaign_buttons(
+    session: Session, *, person_ids: Collection[int], since: datetime
+) -> dict[int, tuple[list[list[dict[str, str]]] | None, datetime]]:
+    """The buttons and creation time of each person's latest campaign message created after
+    ``since`` (what an SMS "1" answers, as :func:`_data_from_buttons` reads it)."""
+    buttons: dict[int, tuple[list[list[dict[str, str]]] | None, datetime]] = {}
+    for chunk in _chunks(sorted(person_ids)):
+        latest = (
+            select(func.max(OutboxMessage.id))
+            .where(
+                OutboxMessage.person_id.in_(chunk),
+                OutboxMessage.kind.in_(MESSAGE_KINDS),
+                OutboxMessage.created_at >= since,
+            )
+            .group_by(OutboxMessage.person_id)
+        )
+        for person_id, rows, created_at in session.execute(
+            select(OutboxMessage.person_id, OutboxMessage.buttons, OutboxMessage.created_at).where(
+                OutboxMessage.id.in_(latest)
+            )
+        ):
+            if person_id is not None:
+                buttons[person_id] = (rows, created_at)
+    return buttons
+
+
+@dataclass(frozen=True)
+class CheckinAnswer:
+    """One reply that says "I'm OK" to every check-in open for its person."""
+
+    person: Person
+    channel: Channel  # the channel it came by: the acknowledgement goes back on it
+    address: str  # the person's address on that channel
+    answered: list[OpenCheckin]  # the first one's campaign marks the acknowledgement
+    now: datetime  # when the person wrote
+
+
+def take_checkin_answers(session: Session, *, answers: Sequence[CheckinAnswer]) -> int:
+    """Record "I'm OK" for each of ``answers`` and acknowledge each once; returns the
+    acknowledgements queued. The caller commits.
+
+    No person may appear twice, and every check-in answered must be open (active, its answer
+    pending or given up on): that is when an OK needs no per-message decision, and the writes
+    are those of :func:`record_answer` and :func:`_ack` for an OK.
+    """
+    if not answers:
+        return 0
+    from dispatch.campaigns import for_channel
+
+    recipients: list[dict[str, object]] = []
+    pairs: set[tuple[int, int]] = set()
+    acks: list[dict[str, object]] = []
+    for reply in answers:
+        person = reply.person
+        for checkin in reply.answered:
+            recipients.append(
+                {"id": checkin.recipient_id, "answered_at": checkin.answered_at or reply.now}
+            )
+            pairs.add((checkin.campaign.id, person.id))
+            if checkin.answer == Answer.NO_ANSWER:
+                resolve_unreached(
+                    session, campaign_id=checkin.campaign.id, person_id=person.id, now=reply.now
+                )
+        if reply.channel == Channel.NONE or not person.reachable:
+            continue
+        campaign = reply.answered[0].campaign
+        text = marked(person.language, campaign.mode, t(person.language, "dispatch.ack.ok"))
+        acks.append(
+            {
+                "person_id": person.id,
+                "channel": reply.channel,
+                "address": reply.address,
+                "text": for_channel(text, None, reply.channel),
+                "buttons": None,
+                "priority": int(Priority.INTERACTIVE),
+                "risk_rank": 0,
+                "kind": "ack",
+                "campaign_id": campaign.id,
+                "status": OutboxStatus.QUEUED,
+                "attempts": 0,
+                "due_at": reply.now,
+                "created_at": reply.now,
+            }
+        )
+    bulk_update(
+        session,
+        CampaignRecipient,
+        recipients,
+        same={"answer": Answer.OK, "next_step_at": None},
+    )
+    _mark_answered_messages(session, pairs)
+    bulk_insert(session, OutboxMessage, acks)
+    return len(acks)
+
+
+def _mark_answered_messages(session: Session, pairs: set[tuple[int, int]]) -> None:
+    """What :func:`record_answer` does to the outbox, for many (campaign, person) pairs: sent
+    check-ins and reminders are read, reminders not sent yet are cancelled."""
+    person_ids = sorted({person_id for _, person_id in pairs})
+    campaign_ids = sorted({campaign_id for campaign_id, _ in pairs})
+    read: list[int] = []
+    cancelled: list[int] = []
+    for chunk in _chunks(person_ids):
+        for message_id, campaign_id, person_id, kind, status in session.execute(
+            select(
+                OutboxMessage.id,
+                OutboxMessage.campaign_id,
+                OutboxMessage.person_id,
+                OutboxMessage.kind,
+                OutboxMessage.status,
+            ).where(
+                OutboxMessage.person_id.in_(chunk),
+                OutboxMessage.campaign_id.in_(campaign_ids),
+                OutboxMessage.kind.in_(("checkin", "reminder")),
+                OutboxMessage.status.in_(
+                    (OutboxStatus.SENT, OutboxStatus.DELIVERED, OutboxStatus.QUEUED)
+                ),
+            )
+        ):
+            if (campaign_id, person_id) not in pairs:
+                continue
+            if status in (OutboxStatus.SENT, OutboxStatus.DELIVERED):
+                read.append(message_id)
+            elif kind == "reminder":
+                cancelled.append(message_id)
+    # The statuses again: a worker may have claimed a reminder meanwhile, as it may between
+    # the two statements of record_answer.
+    for ids, status, was in (
+        (read, OutboxStatus.READ, (OutboxStatus.SENT, OutboxStatus.DELIVERED)),
+        (cancelled, OutboxStatus.CANCELLED, (OutboxStatus.QUEUED,)),
+    ):
+        for chunk in _chunks(ids):
+            session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id.in_(chunk), OutboxMessage.status.in_(was))
+                .values(status=status)
+                .execution_options(synchronize_session=False)
+            )
+
+
+__all__ = [
+    "CheckinAnswer",
+    "OpenCheckin",
+    "has_open_checkin",
+    "latest_campaign_buttons",
+    "latest_kinds",
+    "open_checkins",
+    "record_answer",
+    "take_campaign_reply",
+    "take_checkin_answers",
+]

@@ -229,13 +229,16 @@ def test_one_senders_messages_are_processed_in_order(
     sessions: sessionmaker[Session], directory: Directory, dialog: Dialog, clock: Clock
 ) -> None:
     store(sessions, clock, sms("SM1", "JOIN"), sms("SM2", "hi", OMER), sms("SM3", "3"))
-    first = processor(sessions, dialog, clock)
+    first = processor(sessions, dialog, clock, batch=1)
     other = processor(sessions, dialog, clock)
     taken = first.claim()
-    assert len(taken) == 2  # Dana's first and Omer's; Dana's second waits for her first
-    assert other.claim() == []  # not even another process may take it meanwhile
+    assert len(taken) == 1  # Dana's first
+    # Omer's only: Dana's second waits for her first, even for another process.
+    [omer] = other.claim()
+    assert omer not in taken and other.claim() == []
     for inbox_id in taken:
         first.process_one(inbox_id)
+    other.process_one(omer)
     assert [d.processed for d in other.drain()] == [True]
     # JOIN asked the language, "3" answered it: the second reply is in the chosen language.
     answers = replies(sessions)
@@ -254,12 +257,19 @@ def test_a_poison_message_is_retried_then_parked_and_others_go_on(
     work = processor(sessions, fussy, clock, max_attempts=3, backoff_base=10)
     caplog.set_level(logging.INFO)
     done = work.drain()
-    assert [(d.processed, d.failed) for d in done] == [(False, "RuntimeError"), (True, None)]
+    # Dana's JOIN came in the same batch as her failed message: it is given back, unprocessed,
+    # to wait behind it.
+    assert [(d.processed, d.failed) for d in done] == [
+        (False, "RuntimeError"),
+        (True, None),
+        (False, None),
+    ]
     first = inbox(sessions)[0]
     assert first.error == "RuntimeError" and first.attempts == 1 and first.parked_at is None
+    assert inbox(sessions)[2].attempts == 0 and inbox(sessions)[2].leased_by is None
     assert work.drain() == []  # backing off; Dana's JOIN waits behind her first message
     clock.tick(10)
-    assert [d.failed for d in work.drain()] == ["RuntimeError"]
+    assert [d.failed for d in work.drain()] == ["RuntimeError", None]  # her JOIN held again
     clock.tick(20)
     [parked] = work.drain()[:1]
     assert parked.parked
