@@ -67,6 +67,7 @@ class _Candidate:
     address: str
     text: str  # cleaned ("" for a button)
     campaign_id: int | None  # a button c:<campaign>:ok
+    word: bool = False  # a word for OK (else a number, or a button)
 
 
 def split(session: Session, rows: Sequence[Stored]) -> tuple[list[Quick], list[int]]:
@@ -94,7 +95,7 @@ def split(session: Session, rows: Sequence[Stored]) -> tuple[list[Quick], list[i
     numbered = {
         people[(c.channel, c.address)].id
         for c in candidates.values()
-        if c.campaign_id is None and c.text.isdecimal() and (c.channel, c.address) in people
+        if c.campaign_id is None and not c.word and (c.channel, c.address) in people
     }
     buttons = latest_campaign_buttons(session, person_ids=numbered, since=since)
 
@@ -183,9 +184,10 @@ def _candidate(row: Stored) -> _Candidate | None:
     folded = fold(text)
     if not folded or folded in CARRIER_WORDS or command_of(text) is not None:
         return None
-    if checkin_answer(text) != Answer.OK:
-        return None
-    return _Candidate(row, inbound.channel, inbound.address, text, None)
+    word = checkin_answer(text) == Answer.OK
+    if not word and not text.strip().rstrip(".").isdecimal():
+        return None  # only a word for OK or a number ("1": the check-in's first button)
+    return _Candidate(row, inbound.channel, inbound.address, text, None, word)
 
 
 def _answered(
@@ -221,19 +223,18 @@ def _answered(
         return None
     talking = latest_kind is None or latest_kind == "reply"
     step = conversation.step if conversation is not None else None
-    if talking and not (step is None or step in AT_REST):
+    if talking and not (candidate.word and (step is None or step in AT_REST)):
         return None  # they are answering the bot's question
-    if latest_buttons:
-        data = choice_from_reply(candidate.text, latest_buttons)
-        if data is not None:
-            parts = data.split(":")
-            if len(parts) != 3 or parts[0] != "c" or parts[2] != "ok":
-                return None  # "1" accepts a task, or means help: the per-message path
-            chosen = [c for c in open_now if str(c.campaign.id) == parts[1]]
-            if not chosen:
-                return None
-            return [chosen[0], *(c for c in open_now if c is not chosen[0])]
-    return open_now
+    data = choice_from_reply(candidate.text, latest_buttons) if latest_buttons else None
+    if data is not None:
+        parts = data.split(":")
+        if len(parts) != 3 or parts[0] != "c" or parts[2] != "ok":
+            return None  # "1" accepts a task, or means help: the per-message path
+        chosen = [c for c in open_now if str(c.campaign.id) == parts[1]]
+        if not chosen:
+            return None
+        return [chosen[0], *(c for c in open_now if c is not chosen[0])]
+    return open_now if candidate.word else None
 
 
 def _conversations(

@@ -53,13 +53,17 @@ Clock = Callable[[], datetime]
 
 def delivery_from_payload(payload: dict[str, Any]) -> Delivery | None:
     """The delivery for an update as stored in the inbox (``Update.to_dict()``)."""
-    return delivery_from_update(Update.de_json(payload))
+    return delivery_from_update(Update.de_json(payload), payload=payload)
 
 
-def delivery_from_update(update: Update) -> Delivery | None:
-    """The inbound delivery for an update (``None`` for an update without a chat, e.g. a poll)."""
+def delivery_from_update(
+    update: Update, *, payload: dict[str, Any] | None = None
+) -> Delivery | None:
+    """The inbound delivery for an update (``None`` for an update without a chat, e.g. a poll);
+    ``payload``: the update as a dict when the caller has it already (the stored one)."""
     key = f"tg:{update.update_id}"
-    payload: dict[str, Any] = update.to_dict()
+    if payload is None:
+        payload = update.to_dict()
     query = update.callback_query
     if query is not None:
         chat = query.message.chat if query.message is not None else None
