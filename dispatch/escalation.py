@@ -123,6 +123,7 @@ def send_to(
         kind=kind,
         campaign_id=campaign_id,
         due_at=now,
+        now=now,
     )
 
 
@@ -480,6 +481,7 @@ def _remind(
         kind="reminder",
         campaign_id=campaign.id,
         due_at=now,
+        now=now,
     ).risk_rank = recipient.risk_rank
 
 

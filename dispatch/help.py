@@ -194,6 +194,7 @@ def _push(
         kind="alert",
         campaign_id=alert.campaign_id,
         due_at=now,
+        now=now,
     )
 
 

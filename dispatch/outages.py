@@ -50,6 +50,7 @@ def tell_officers(
             priority=Priority.INTERACTIVE,
             kind="notice",
             due_at=now,
+            now=now,
         )
         told += 1
     return told

@@ -50,8 +50,12 @@ def enqueue(
     kind: str = "reply",
     campaign_id: int | None = None,
     due_at: datetime | None = None,
+    now: datetime | None = None,
 ) -> OutboxMessage:
-    """Add one outbound message; ``buttons`` rows of (label, callback data)."""
+    """Add one outbound message; ``buttons`` rows of (label, callback data). ``now``: the
+    caller's clock, for when the message was made (and is due, without ``due_at``); the reply
+    window of campaign answers counts from it."""
+    now = now or utcnow()
     message = OutboxMessage(
         person_id=person_id,
         channel=channel,
@@ -63,7 +67,8 @@ def enqueue(
         priority=int(priority),
         kind=kind,
         campaign_id=campaign_id,
-        due_at=due_at or utcnow(),
+        due_at=due_at or now,
+        created_at=now,
     )
     session.add(message)
     return message

@@ -267,6 +267,13 @@ def test_a_batch_answers_exactly_as_one_message_at_a_time(
         assert seen_by(session, 11)["alerts"] == [(AlertKind.UNREACHED, "open", False)]
         # Resident 12 and 13 said nothing: untouched.
         assert {a for _, a, _ in seen_by(session, 12)["answers"]} == {Answer.PENDING}
+        # Both paths stamp an acknowledgement with the reply's time on the injected clock.
+        stamps = session.execute(
+            select(OutboxMessage.created_at, OutboxMessage.due_at).where(
+                OutboxMessage.kind == "ack"
+            )
+        ).all()
+        assert len(stamps) == 12 and all(made == due for made, due in stamps)
 
 
 def test_the_batch_path_takes_plain_answers_in_bulk_and_leaves_the_rest(
