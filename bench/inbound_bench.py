@@ -555,6 +555,7 @@ def run(
         "ok": ok,
         "other": people - ok - sum(report["errors"].values()),
         "errors": sum(report["errors"].values()),
+        "error_kinds": report["errors"],
         "p50": _pct(latencies, 0.50),
         "p95": _pct(latencies, 0.95),
         "p99": _pct(latencies, 0.99),
@@ -650,7 +651,7 @@ def main() -> None:
         r = result
         print(
             f"\n{r['db']}, processor {r['layout']}: {r['sent']} replies, 2xx {r['ok']}, other {r['other']}, "
-            f"errors {r['errors']}; load average {r['load_before']:.1f} before, "
+            f"errors {r['errors']} {r['error_kinds'] or ''}; load average {r['load_before']:.1f} before, "
             f"{r['load_during']:.1f} after the load"
         )
         print("| acknowledgement | p50 | p95 | p99 | max |")
