@@ -1,16 +1,22 @@
 """The inbox processor: acts on the inbound messages the webhooks (or the poller) stored.
 
 The webhooks answer Telegram and Twilio as soon as a message is committed to the inbox; this
-processor, a task in every ``hosen serve``, does the rest: it claims unprocessed rows under a
-lease, runs :func:`bots.inbound.process` on each in a unit of work of its own (dialog, campaign
-answers, outbox replies) and marks it done.
+processor, a task in every ``hosen serve`` (or ``hosen inbox``), does the rest: it claims a batch
+of unprocessed rows under a lease, acts on them and marks them done.
 
-- Claiming is one ``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING`` on
-  PostgreSQL, so several serving processes share the work without taking a row twice. A row
-  claimed by a process that died is claimed again when its lease runs out: nothing stored is
-  lost, and a message may at worst be processed twice (at least once, as the outbox).
+- Claiming locks the oldest free rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several
+  processes share the work without taking a row twice) and orders only those, by sender.
+- A batch's plain "I'm OK" answers to open check-ins are decided and written together in a few
+  statements (:mod:`bots.batch`, :func:`dispatch.responses.take_checkin_answers`); every other
+  row runs :func:`bots.inbound.process` (dialog, help, tasks, staff), in a unit of work of its
+  own (on PostgreSQL, the rest of the batch shares one with a savepoint per message).
+- Each row is processed exactly once: it is marked done in the transaction that acted on it,
+  and only while it is still leased to this processor (locked, on PostgreSQL). A process that
+  dies mid-batch commits nothing of it; the rows are claimed again when the lease runs out.
 - One sender's messages are processed in the order they came (a dialog is a sequence): a row is
-  claimed only when no earlier row of the same sender is still waiting, in flight or retrying.
+  claimed only behind its sender's earlier rows in the same claim, never while an earlier one
+  is in flight elsewhere or retrying; inside a batch, a sender's later messages take the
+  per-message path after their first, and wait if it failed.
 - A message whose processing raises is retried with back-off (the error's class is kept on the
   row, never its text); after ``max_attempts`` it is parked for a human (``parked_at``), the
   sender is asked to write again, and their later messages go on. Attempts are counted when a
@@ -56,7 +62,7 @@ Decoder = Callable[[dict[str, Any]], Delivery | None]
 
 @dataclass(frozen=True)
 class ProcessorConfig:
-    batch: int = 100  # rows claimed at once (at most one per sender)
+    batch: int = 100  # rows claimed at once (a sender's consecutive ones, in order)
     lease_seconds: float = 60.0  # a claimed row is claimed again this long after a crash
     max_attempts: int = 5  # then the message is parked for a human
     backoff_base: float = 1.0  # seconds before the second attempt; doubled each time
