@@ -19,6 +19,11 @@ CPU seconds. The generator, the server and the fakes share the machine's cores: 
 average printed with the table.
 
 Run: ``python bench/inbound_bench.py [--rate 500] [--seconds 20] [--db sqlite,postgresql]``.
+
+``--processor-only N`` leaves the server out: the same town, check-in and replies are stored in
+the inbox as the webhooks store them, and one inbox processor, in a process of its own, drains
+them; it prints wall time, CPU time and CPU a reply. ``--code DIR`` runs another checkout's
+processor (main's, for "before") on the same data; ``--profile`` adds a cProfile of the drain.
 """
 
 from __future__ import annotations
