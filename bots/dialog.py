@@ -41,7 +41,17 @@ from bots import enrolment
 from bots.consent import CONSENT_VERSIONS, consent_text
 from bots.models import Conversation
 from bots.prompts import Choice, Prompt, Request
-from bots.steps import Answer, Availability, Draft, Go, Invalid, Step, Who
+from bots.steps import (
+    Answer,
+    Availability,
+    Draft,
+    Go,
+    Invalid,
+    Step,
+    Who,
+    choice_named,
+    choices_named,
+)
 from bots.words import (
     CARRIER_HELP,
     CARRIER_OPT_IN,
@@ -425,24 +435,12 @@ class Dialog:
         self, turn: Turn, step: Step, choices: tuple[Choice, ...], text: str | None
     ) -> str | None:
         """The choice a text names: its number, its label or value, or its keyword."""
-        folded = fold(text)
-        if not folded:
-            return None
-        number = clean(text).rstrip(".)")
-        if number.isdecimal():
-            index = int(number) - 1
-            return choices[index].value if 0 <= index < len(choices) else None
-        if folded.isdecimal():
-            return None  # "-1", "#2": not clearly one of the numbers offered
-        english = {c.value: fold(c.label) for c in self._choices(turn, step, Language.EN)}
-        for choice in choices:
-            if folded in (fold(choice.label), fold(choice.value), english.get(choice.value)):
-                return choice.value
-            if choice.value in Word.__members__.values() and is_word(
-                text, turn.conversation.language, Word(choice.value)
-            ):
-                return choice.value
-        return None
+        return choice_named(
+            text,
+            choices,
+            language=turn.conversation.language,
+            english=lambda: self._choices(turn, step, Language.EN),
+        )
 
     def _parse_many(
         self, turn: Turn, step: Step, choices: tuple[Choice, ...], text: str | None
@@ -451,22 +449,9 @@ class Dialog:
             raise Invalid("bot.error.choice")
         if is_word(text, turn.conversation.language, Word.NONE) or fold(text) == "0":
             return set()
-        single = self._match(turn, step, choices, text)
-        if single is not None:
-            return set() if single == Word.NONE else {single}
-        chosen: set[str] = set()
-        for part in clean(text).replace("،", ",").replace(";", ",").split(","):
-            if not fold(part):
-                continue
-            found = self._match(turn, step, choices, part)
-            if found is not None:
-                chosen.add(found)
-                continue
-            for token in clean(part).split():
-                found = self._match(turn, step, choices, token)
-                if found is None:
-                    raise Invalid("bot.error.choice")
-                chosen.add(found)
+        chosen = choices_named(text, lambda part: self._match(turn, step, choices, part))
+        if chosen == {Word.NONE}:
+            return set()
         chosen.discard(Word.NONE)
         return chosen
 

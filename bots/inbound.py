@@ -57,7 +57,7 @@ from registry.digests import sender_key
 from registry.errors import InvalidPhone
 from registry.models import Channel, Person, PersonStatus
 from registry.phones import normalise_phone
-from registry.staff import find_staff, verify_telegram
+from registry.staff import find_staff, language_of, verify_telegram
 
 CARRIER_WORDS = CARRIER_OPT_OUT | CARRIER_OPT_IN | CARRIER_HELP
 # Conversation steps that ask nothing: a word for "yes" there can only answer a check-in.
@@ -275,7 +275,7 @@ def _staff(
             conversation is not None and conversation.step in ("phone", "phone_code")
         ):
             return None
-        language = (conversation.language if conversation else None) or DEFAULT_LANGUAGE
+        language = language_of(session, member)
         prompt = Prompt(text=t(language, "officer.verified"))
         return _send(session, inbound.channel, inbound.address, None, language, [prompt])
     text, button = inbound.text, inbound.button
@@ -293,7 +293,7 @@ def _staff(
         conversation = _conversation(session, inbound.channel, inbound.address, now)
     if not admit(conversation, now=now, policy=flood).admitted:
         return 0  # a flood of commands (or refusals to audit) is dropped, as any flood is
-    language = conversation.language or DEFAULT_LANGUAGE
+    language = officers.language_for(session, conversation, inbound.channel, inbound.address)
     settings = dialog.settings or Settings.model_construct()
     member = find_staff(session, channel=inbound.channel, address=inbound.address) if sms else None
     if member is not None:
@@ -326,7 +326,7 @@ def _staff(
         settings=settings,
         now=now,
     )
-    language = conversation.language or DEFAULT_LANGUAGE
+    language = officers.language_for(session, conversation, inbound.channel, inbound.address)
     return _send(session, inbound.channel, inbound.address, None, language, prompts)
 
 
