@@ -10,7 +10,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bots.dialog import Dialog
-from bots.models import Conversation
 from config.i18n import t
 from config.languages import Language
 from config.settings import Settings

@@ -86,8 +86,23 @@ def test_staff_add_takes_the_language_they_read(
     capsys.readouterr()
     assert main(["staff", "list", "--json"]) == 0
     assert [s["language"] for s in json.loads(capsys.readouterr().out)] == ["ar"]
-    assert main(["staff", "add", "--phone", "052-555-1002", "--name", "Noa", "--role", "officer",
-                 "--authority", "kiryat-tamar"]) == 0
+    assert (
+        main(
+            [
+                "staff",
+                "add",
+                "--phone",
+                "052-555-1002",
+                "--name",
+                "Noa",
+                "--role",
+                "officer",
+                "--authority",
+                "kiryat-tamar",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["staff", "list", "--json"]) == 0
     assert [s["language"] for s in json.loads(capsys.readouterr().out)] == ["ar", "he"]
@@ -99,7 +114,10 @@ def test_staff_add_takes_the_language_they_read(
         (["staff", "add", "--phone", "12", "--name", "x", "--role", "admin"], "--phone '12'"),
         (["people", "show", "99999"], "no person"),
         (["people", "list", "--authority", "atlantis"], "unknown authority 'atlantis'"),
-        (["people", "list", "--zone", "nowhere"], "unknown zone 'nowhere' in kiryat-tamar (known: kt-center, "),
+        (
+            ["people", "list", "--zone", "nowhere"],
+            "unknown zone 'nowhere' in kiryat-tamar (known: kt-center, ",
+        ),
     ],
 )
 def test_errors_are_one_line_and_nonzero(

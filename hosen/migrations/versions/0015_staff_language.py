@@ -21,7 +21,9 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column(
                 "language",
-                sa.Enum("he", "ar", "en", "ru", "am", name="language", native_enum=False, length=24),
+                sa.Enum(
+                    "he", "ar", "en", "ru", "am", name="language", native_enum=False, length=24
+                ),
                 server_default="he",
                 nullable=False,
             )
