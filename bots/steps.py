@@ -50,6 +50,7 @@ class Step(StrEnum):
     DELETE = "delete"
     HELP_KIND = "help_kind"  # a registered person asks for help from the menu: what kind
     HELP_DETAIL = "help_detail"  # and, optionally, a few words about it
+    HELP_WHAT = "help_what"  # asked once after a request in words that named no kind
     STOPPED = "stopped"
 
 
@@ -105,6 +106,8 @@ class Draft(BaseModel):
     code_landline: bool = Field(default=False, alias="_code_landline")
     # The kind of help chosen from the menu, until the request is made (its words are never kept).
     help_need: HelpNeed | None = Field(default=None, alias="_help_need")
+    # The request in words that named no kind, while its kind is asked.
+    help_alert: int | None = Field(default=None, alias="_help_alert")
 
     BOOKKEEPING: ClassVar[frozenset[str]] = frozenset(
         {
@@ -117,6 +120,7 @@ class Draft(BaseModel):
             "code_phone",
             "code_landline",
             "help_need",
+            "help_alert",
         }
     )
 

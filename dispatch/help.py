@@ -301,6 +301,25 @@ def request_help(
     return HelpRequest(alert=alert, task=task)
 
 
+def describe_request(
+    session: Session, *, alert_id: int, need: HelpNeed | None, detail: str | None
+) -> bool:
+    """The resident says more about a request already pushed (the kind they chose when asked,
+    or a few words): the kind replaces "other", the words are added. Only while the request is
+    open or taken; returns whether it was updated. The caller commits."""
+    alert = session.get(Alert, alert_id)
+    if alert is None or alert.kind not in HELP_KINDS:
+        return False
+    if alert.state not in (AlertState.OPEN, AlertState.TAKEN):
+        return False
+    if need is not None and need != HelpNeed.OTHER and alert.need in (None, HelpNeed.OTHER):
+        alert.need = need
+    words = detail.strip() if detail else ""
+    if words and words not in (alert.detail or ""):
+        alert.detail = " | ".join(filter(None, [alert.detail, words]))[:500]
+    return True
+
+
 # --- officers act on an alert --------------------------------------------------------------------
 
 
