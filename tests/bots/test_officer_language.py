@@ -13,7 +13,8 @@ from bots.officers import tell_officers
 from config.i18n import t
 from config.languages import Language
 from dispatch.models import Alert, OutboxMessage
-from dispatch.outages import Health, tell_officers as tell_about_channels
+from dispatch.outages import Health
+from dispatch.outages import tell_officers as tell_about_channels
 from registry.models import AuditEntry, Channel
 from registry.profile_sync import Directory
 from registry.staff import StaffMember
@@ -23,8 +24,8 @@ from tests.bots.test_help_loop import (
     DANA_CHAT,
     DANA_PHONE,
     RESIDENT_PHONE,
-    _town,
     _to,
+    _town,
     as_staff,
 )
 
@@ -54,8 +55,9 @@ def test_a_new_staff_member_reads_hebrew_and_changes_it_with_a_button(
         alert = session.scalars(select(Alert)).one()
     pushed = [m for m in _to(sessions, DANA_CHAT) if m.kind == "alert"]
     assert pushed[0].text.startswith(
-        t(Language.AR, f"dispatch.alert.push_{alert.kind.value}", **dict.fromkeys(_PUSH, "\0"))
-        .split("\0")[0]
+        t(
+            Language.AR, f"dispatch.alert.push_{alert.kind.value}", **dict.fromkeys(_PUSH, "\0")
+        ).split("\0")[0]
     )
     assert pushed[0].buttons == [
         [{"text": t(Language.AR, "dispatch.alert.take"), "data": f"officer.alert:{alert.id}:take"}]
