@@ -20,6 +20,7 @@ arrive as ``officer.<step>:<value>``. Staff are written to in their own language
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -750,9 +751,12 @@ def _take_template(desk: Desk, answer: Answer) -> None:
 
 
 def _announcement_text(desk: Desk, text: str) -> Answer:
-    if not text.strip():
+    """The announcement as written, line breaks kept; control characters (a NUL cannot even be
+    stored on PostgreSQL) dropped."""
+    kept = "".join(ch for ch in text if ch == "\n" or unicodedata.category(ch) != "Cc").strip()
+    if not kept:
         raise Invalid("officer.template.text")
-    return Answer(text=text.strip()[:MAX_TEXT])
+    return Answer(text=kept[:MAX_TEXT])
 
 
 def _take_text(desk: Desk, answer: Answer) -> None:
