@@ -5,8 +5,10 @@ engine, starts the loopback Telegram and Twilio fakes with simulated residents a
 and runs the real service (`hosen serve`'s ASGI app with its webhooks, bot and outbox worker)
 against them. An officer's drill check-in goes to every resident who may need help; people
 answer after realistic delays (some never, some ask for help, some blocked the bot, some numbers
-are wrong); the escalation ladder (reminder, a buddy's home visit, the unreached list) runs with
-its times compressed; and the drill ends with a report in the terminal and as an HTML page.
+are wrong); two simulated officers on duty take the help alerts pushed to them
+(:mod:`hosen.demo_officers`); the escalation ladder (reminder, a buddy's home visit, the
+unreached list) and the alerts' climb run with their times compressed; and the drill ends with a
+report in the terminal and as an HTML page.
 
 Times in the report are drill time: the real seconds multiplied by the compression factor.
 """
