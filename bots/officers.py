@@ -464,10 +464,6 @@ def _is_staff(desk: Desk) -> bool:
     return True
 
 
-def _anyone(desk: Desk) -> bool:
-    return True  # each action authorizes itself (a help alert: the resident's authority)
-
-
 def _may_manage_tasks(desk: Desk) -> bool:
     """Coordinators for their groups; officers and admins for every group of their authority."""
     groups: list[int | None] = [*_groups_of(desk.session, desk.member)] or [None]
@@ -1310,7 +1306,10 @@ STEPS: dict[OfficerStep, Row] = {
         take=_take_give,
         refused=_tasks_gone,
     ),
-    OfficerStep.ALERT: Row(ask=_ask_alert, choices=_alert_choices, guard=_anyone, take=_take_alert),
+    # Only staff see the alert again (each action is then authorized for the resident's authority).
+    OfficerStep.ALERT: Row(
+        ask=_ask_alert, choices=_alert_choices, guard=_is_staff, take=_take_alert
+    ),
     OfficerStep.LANGUAGE: Row(
         ask=_asks("desk.language_ask", OfficerStep.LANGUAGE),
         choices=_language_choices,
