@@ -41,7 +41,17 @@ from bots import enrolment
 from bots.consent import CONSENT_VERSIONS, consent_text
 from bots.models import Conversation
 from bots.prompts import Choice, Prompt, Request
-from bots.steps import Answer, Availability, Draft, Go, Invalid, Step, Who
+from bots.steps import (
+    Answer,
+    Availability,
+    Draft,
+    Go,
+    Invalid,
+    Step,
+    Who,
+    choice_named,
+    choices_named,
+)
 from bots.words import (
     CARRIER_HELP,
     CARRIER_OPT_IN,
@@ -60,7 +70,7 @@ from config.i18n import t
 from config.languages import ALL_LANGUAGES, DEFAULT_LANGUAGE, Language
 from config.profile import AuthorityProfile, Profile
 from config.settings import Settings
-from dispatch.help import request_help
+from dispatch.help import describe_request, request_help
 from dispatch.models import HelpNeed
 from registry import people, phone_codes
 from registry.errors import InvalidPhone
@@ -425,24 +435,12 @@ class Dialog:
         self, turn: Turn, step: Step, choices: tuple[Choice, ...], text: str | None
     ) -> str | None:
         """The choice a text names: its number, its label or value, or its keyword."""
-        folded = fold(text)
-        if not folded:
-            return None
-        number = clean(text).rstrip(".)")
-        if number.isdecimal():
-            index = int(number) - 1
-            return choices[index].value if 0 <= index < len(choices) else None
-        if folded.isdecimal():
-            return None  # "-1", "#2": not clearly one of the numbers offered
-        english = {c.value: fold(c.label) for c in self._choices(turn, step, Language.EN)}
-        for choice in choices:
-            if folded in (fold(choice.label), fold(choice.value), english.get(choice.value)):
-                return choice.value
-            if choice.value in Word.__members__.values() and is_word(
-                text, turn.conversation.language, Word(choice.value)
-            ):
-                return choice.value
-        return None
+        return choice_named(
+            text,
+            choices,
+            language=turn.conversation.language,
+            english=lambda: self._choices(turn, step, Language.EN),
+        )
 
     def _parse_many(
         self, turn: Turn, step: Step, choices: tuple[Choice, ...], text: str | None
@@ -451,22 +449,9 @@ class Dialog:
             raise Invalid("bot.error.choice")
         if is_word(text, turn.conversation.language, Word.NONE) or fold(text) == "0":
             return set()
-        single = self._match(turn, step, choices, text)
-        if single is not None:
-            return set() if single == Word.NONE else {single}
-        chosen: set[str] = set()
-        for part in clean(text).replace("،", ",").replace(";", ",").split(","):
-            if not fold(part):
-                continue
-            found = self._match(turn, step, choices, part)
-            if found is not None:
-                chosen.add(found)
-                continue
-            for token in clean(part).split():
-                found = self._match(turn, step, choices, token)
-                if found is None:
-                    raise Invalid("bot.error.choice")
-                chosen.add(found)
+        chosen = choices_named(text, lambda part: self._match(turn, step, choices, part))
+        if chosen == {Word.NONE}:
+            return set()
         chosen.discard(Word.NONE)
         return chosen
 
@@ -870,6 +855,39 @@ class Dialog:
         turn.conversation.step = Step.MENU  # at rest: their acknowledgement is all they get
         return Go.DONE
 
+    def ask_help_kind(
+        self,
+        session: Session,
+        conversation: Conversation,
+        *,
+        person: Person,
+        alert_id: int,
+        now: datetime,
+    ) -> list[Prompt]:
+        """After a request in words that named no kind (already recorded and pushed): ask its
+        kind once, a numbered question they may skip."""
+        inbound = Inbound(channel=conversation.channel, address=conversation.address)
+        turn = Turn(session, conversation, inbound, now, person)
+        turn.draft = Draft(help_alert=alert_id)
+        self._ask(turn, Step.HELP_WHAT)
+        conversation.draft = turn.draft.dump()
+        flag_modified(conversation, "draft")
+        conversation.updated_at = now
+        return turn.replies
+
+    def _take_help_what(self, turn: Turn, answer: Answer) -> Go | Step:
+        """The kind of a request already made (or their words about it); skipping is an answer."""
+        alert_id = turn.draft.help_alert
+        if answer.choice == Word.SKIP or alert_id is None:
+            turn.say("bot.help_what.skipped")
+        else:
+            need = HelpNeed(answer.choice) if answer.choice else need_in(answer.text)
+            describe_request(turn.session, alert_id=alert_id, need=need, detail=answer.text)
+            turn.say("bot.help_what.thanks")
+        turn.draft = Draft()
+        turn.conversation.step = Step.MENU  # at rest again
+        return Go.DONE
+
     def _start_update(self, turn: Turn) -> None:
         person = turn.person
         assert person is not None
@@ -1099,6 +1117,11 @@ class Dialog:
         return tuple(
             Choice(n.value, t(turn.language, f"dispatch.need.{n.value}")) for n in HelpNeed
         )
+
+    def _help_what_choices(self, turn: Turn) -> tuple[Choice, ...]:
+        kinds = tuple(n for n in HelpNeed if n != HelpNeed.OTHER)
+        named = tuple(Choice(n.value, t(turn.language, f"dispatch.need.{n.value}")) for n in kinds)
+        return (*named, *self._skip(turn))
 
     def _fields(self, turn: Turn) -> tuple[Choice, ...]:
         return tuple(
@@ -1338,6 +1361,13 @@ STEPS: dict[Step, Row] = {
         registration=False,
         back=Step.HELP_KIND,
     ),
+    Step.HELP_WHAT: Row(
+        choices=Dialog._help_what_choices,
+        text=Dialog._help_detail_text,
+        take=Dialog._take_help_what,
+        registration=False,
+        navigation=False,
+    ),
 }
 REGISTRATION = tuple(step for step, row in STEPS.items() if row.registration)
 # Fields a registered person can change from the menu, in the order they are offered.
@@ -1356,4 +1386,4 @@ UPDATABLE = (
 )
 _STEP_VALUES = frozenset(step.value for step in Step)
 # The steps that ask about a request for help: words asking for help answer them.
-ASKING_FOR_HELP = frozenset({Step.HELP_KIND.value, Step.HELP_DETAIL.value})
+ASKING_FOR_HELP = frozenset({Step.HELP_KIND.value, Step.HELP_DETAIL.value, Step.HELP_WHAT.value})

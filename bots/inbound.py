@@ -57,7 +57,7 @@ from registry.digests import sender_key
 from registry.errors import InvalidPhone
 from registry.models import Channel, Person, PersonStatus
 from registry.phones import normalise_phone
-from registry.staff import find_staff, verify_telegram
+from registry.staff import find_staff, language_of, verify_telegram
 
 CARRIER_WORDS = CARRIER_OPT_OUT | CARRIER_OPT_IN | CARRIER_HELP
 # Conversation steps that ask nothing: a word for "yes" there can only answer a check-in.
@@ -202,7 +202,7 @@ def process(
         stored.processed_at = now
         return Outcome(processed=True, replies=staff)
     if route_to_dispatcher(session, delivery=delivery, inbox=stored, now=now) or route_help_request(
-        session, delivery=delivery, inbox=stored, now=now
+        session, delivery=delivery, inbox=stored, now=now, dialog=dialog
     ):
         stored.processed_at = now
         return Outcome(processed=True)
@@ -275,7 +275,7 @@ def _staff(
             conversation is not None and conversation.step in ("phone", "phone_code")
         ):
             return None
-        language = (conversation.language if conversation else None) or DEFAULT_LANGUAGE
+        language = language_of(session, member)
         prompt = Prompt(text=t(language, "officer.verified"))
         return _send(session, inbound.channel, inbound.address, None, language, [prompt])
     text, button = inbound.text, inbound.button
@@ -293,7 +293,7 @@ def _staff(
         conversation = _conversation(session, inbound.channel, inbound.address, now)
     if not admit(conversation, now=now, policy=flood).admitted:
         return 0  # a flood of commands (or refusals to audit) is dropped, as any flood is
-    language = conversation.language or DEFAULT_LANGUAGE
+    language = officers.language_for(session, conversation, inbound.channel, inbound.address)
     settings = dialog.settings or Settings.model_construct()
     member = find_staff(session, channel=inbound.channel, address=inbound.address) if sms else None
     if member is not None:
@@ -326,7 +326,7 @@ def _staff(
         settings=settings,
         now=now,
     )
-    language = conversation.language or DEFAULT_LANGUAGE
+    language = officers.language_for(session, conversation, inbound.channel, inbound.address)
     return _send(session, inbound.channel, inbound.address, None, language, prompts)
 
 
@@ -407,13 +407,20 @@ def route_to_dispatcher(
 
 
 def route_help_request(
-    session: Session, *, delivery: Delivery, inbox: InboundMessage, now: datetime
+    session: Session,
+    *,
+    delivery: Delivery,
+    inbox: InboundMessage,
+    now: datetime,
+    dialog: Dialog | None = None,
 ) -> bool:
     """A registered resident asking for help in words outside any check-in ("צריך עזרה, נגמרו
     התרופות") is recorded as a help request before the dialog sees it, whatever step it is at:
     help is never answered with a menu. A command word alone ("help", "עזרה") stays the bot's, and
     so do words while the bot asks about a request for help from its menu (they answer it: one
-    request per message)."""
+    request per message). Words that name no kind ("צריך עזרה") are followed, once the request
+    is pushed, by one question about its kind (:meth:`Dialog.ask_help_kind`), when the
+    conversation asks nothing else at the time."""
     inbound = delivery.inbound
     if inbound.button is not None or not asks_for_help(inbound.text):
         return False
@@ -426,7 +433,8 @@ def route_help_request(
     if fold(text) in CARRIER_WORDS or command_in(text, person.language) is not None:
         return False
     inbox.person_id = person.id
-    request_help(
+    resting = _at_rest(session, inbound)
+    request = request_help(
         session,
         resident=person,
         need=need_in(text) or HelpNeed.OTHER,
@@ -434,6 +442,15 @@ def route_help_request(
         now=now,
         channel=inbound.channel,
     )
+    if dialog is not None and resting and request.alert.need in (None, HelpNeed.OTHER):
+        conversation = _conversation(session, inbound.channel, inbound.address, now)
+        conversation.person_id = person.id
+        conversation.language = conversation.language or person.language
+        prompts = dialog.ask_help_kind(
+            session, conversation, person=person, alert_id=request.alert.id, now=now
+        )
+        language = conversation.language or DEFAULT_LANGUAGE
+        _send(session, inbound.channel, inbound.address, person.id, language, prompts)
     return True
 
 

@@ -1,33 +1,43 @@
 """Officer and coordinator commands over Telegram and SMS, before any resident conversation.
 
-A message starting with ``/drill``, ``/emergency``, ``/status``, ``/unreached``, ``/close`` or
-``/tasks`` (and every answer inside a flow one of them started) goes here. Each step asks
+A message starting with ``/drill``, ``/emergency``, ``/status``, ``/unreached``, ``/close``,
+``/tasks``, ``/take``, ``/done``, ``/failed`` or (from staff) ``/language`` goes here, and so does
+every answer inside a flow one of them started. Each answer is checked with
 :func:`registry.staff.authorize` first: the sender must be active staff behind a verified chat or
 phone, allowed the action, for their own authority (or group); the check is audited either way,
 and anyone else gets the polite ``staff.not_authorized`` and nothing happens.
 
-``/drill`` and ``/emergency`` build a campaign step by step (audience, template, an announcement's
-text), then show :func:`dispatch.estimate.estimate_campaign`'s numbers and wait for a
-confirmation; an emergency needs a second, explicit one. The flow's state is kept in the
-sender's bots conversation (draft key ``_officer``), so a restart loses nothing. Prompt steps are
-``officer.*``: Telegram buttons arrive as ``officer.<step>:<value>``, SMS answers by number.
+The flow is one table of steps, :data:`STEPS` (the resident dialog's shape): each row says what
+its step asks, the choices it offers, the free text it takes, what it stores in the typed
+:class:`OfficerDraft` and who may answer it. A choice is taken by its button, its number (digits
+of any script), its label or its keyword, in the officer's language or English, on every step
+(:func:`bots.steps.choice_named`, shared with the resident dialog); the emergency's second
+confirmation shows its word without a number, so only the typed word sends it. The draft is kept
+in the sender's bots conversation (key ``_officer``), so a restart loses nothing. Telegram buttons
+arrive as ``officer.<step>:<value>``. Staff are written to in their own language
+(``StaffMember.language``, changed with ``/language``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
 
 from bots.models import Conversation
 from bots.prompts import Choice, Prompt, Request
+from bots.steps import Answer, Invalid, choice_named, choices_named, tolerant
 from bots.words import CARRIER_HELP, CARRIER_OPT_IN, CARRIER_OPT_OUT, clean, fold, number_in
 from config.i18n import t
-from config.languages import DEFAULT_LANGUAGE, Language
+from config.languages import ALL_LANGUAGES, DEFAULT_LANGUAGE, Language
 from config.profile import Profile
 from config.settings import Settings
 from dispatch import escalation
@@ -36,7 +46,9 @@ from dispatch.campaigns import Audience, CampaignError, start_campaign
 from dispatch.estimate import Estimate, estimate_campaign, quiet_hours_of
 from dispatch.help import ALERT_BUTTON, AlertAction
 from dispatch.models import (
-    Answer,
+    Answer as CheckInAnswer,
+)
+from dispatch.models import (
     Campaign,
     CampaignKind,
     CampaignMode,
@@ -51,7 +63,7 @@ from dispatch.outbox import enqueue
 from dispatch.reports import close_campaign, live_status
 from dispatch.segments import count_segments
 from dispatch.senders import choice_from_reply
-from registry.models import Authority, Channel, GroupMember, Person, PersonStatus, Zone
+from registry.models import Authority, Channel, Group, GroupMember, Person, PersonStatus, Zone
 from registry.staff import (
     CoordinatedGroup,
     NotAuthorized,
@@ -61,12 +73,14 @@ from registry.staff import (
     authorities_of,
     authorize,
     find_staff,
+    language_of,
     record_refusal,
+    set_language,
 )
 
 STATE = "_officer"
 PREFIX = "officer."
-COMMANDS: dict[str, StaffAction] = {
+COMMANDS: dict[str, StaffAction | None] = {
     "/drill": StaffAction.START_CAMPAIGN,
     "/emergency": StaffAction.START_CAMPAIGN,
     "/status": StaffAction.VIEW_CAMPAIGN,
@@ -76,15 +90,77 @@ COMMANDS: dict[str, StaffAction] = {
     "/take": StaffAction.HANDLE_HELP,
     "/done": StaffAction.HANDLE_HELP,
     "/failed": StaffAction.HANDLE_HELP,
+    "/language": None,  # any staff member, for themselves
 }
 # A help alert's actions, typed: "/take 12", "/done 12", "/failed 12".
 ALERT_COMMANDS = {"/take": AlertAction.TAKE, "/done": AlertAction.DONE, "/failed": AlertAction.FAIL}
-# Also a resident's own command (their status and menu): staff's only when staff send it.
-SHARED_WITH_BOTS = frozenset({"/status"})
+# Also a resident's own commands (their status and menu, their language): staff's only when
+# staff send them.
+SHARED_WITH_BOTS = frozenset({"/status", "/language"})
 MAX_SMS_SEGMENTS = 3
 MAX_LIST = 40  # lines of a Telegram list (unreached people, tasks)
+MAX_TEXT = 600  # an announcement's text
 OPEN_TASK = (TaskStatus.OFFERED, TaskStatus.ACCEPTED)
 CARRIER_WORDS = CARRIER_OPT_OUT | CARRIER_OPT_IN | CARRIER_HELP
+DONE = "done"  # the multi-choice button that ends a selection
+
+
+class OfficerStep(StrEnum):
+    """Where a staff member's flow stands (the ``step`` of :class:`OfficerDraft`)."""
+
+    IDLE = ""
+    AUDIENCE = "audience"
+    ZONES = "zones"
+    TEMPLATE = "template"
+    TEXT = "text"
+    CONFIRM = "confirm"
+    AGAIN = "again"  # an emergency's second, typed confirmation
+    TASK = "task"  # a coordinator picks a home visit...
+    GIVE = "give"  # ...and the member who goes
+    ALERT = "alert"  # a help alert just taken: done, or could not help
+    LANGUAGE = "language"
+
+
+class Who(StrEnum):
+    RESIDENTS = "residents"
+    EVERYONE = "everyone"
+    ZONES = "zones"  # residents of chosen zones
+
+
+class OfficerDraft(BaseModel):
+    """What a staff member's flow has been given so far (JSON keys as they have always been)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    step: OfficerStep = OfficerStep.IDLE
+    mode: CampaignMode | None = None
+    who: Who | None = None
+    zones: list[str] = Field(default_factory=list)
+    kind: CampaignKind | None = None
+    text: str | None = None
+    campaign: int | None = None  # the campaign they last started: /status and /close show it
+    offered: list[str] = Field(default_factory=list)  # the choices of a list, for SMS numbers
+
+    @classmethod
+    def load(cls, data: object) -> OfficerDraft:
+        return tolerant(cls, data)
+
+    def dump(self) -> dict[str, Any] | None:
+        """The JSON to keep, or None when nothing is (no flow, no campaign of theirs)."""
+        if self.step == OfficerStep.IDLE and self.campaign is None:
+            return None
+        return self.model_dump(mode="json", exclude_none=True)
+
+    def rest(self) -> None:
+        """The flow ends; the campaign they last started is still theirs to look at."""
+        campaign = self.campaign
+        for name, info in type(self).model_fields.items():
+            setattr(self, name, info.get_default(call_default_factory=True))
+        self.campaign = campaign
+
+    @property
+    def audience(self) -> Audience:
+        return Audience(zones=tuple(self.zones), residents_only=self.who != Who.EVERYONE)
 
 
 def command_of(text: str | None) -> str | None:
@@ -94,6 +170,10 @@ def command_of(text: str | None) -> str | None:
         return None
     word = words[0].split("@", 1)[0].lower()
     return word if word in COMMANDS else None
+
+
+def _draft_of(conversation: Conversation | None) -> OfficerDraft:
+    return OfficerDraft.load(conversation.draft.get(STATE) if conversation is not None else None)
 
 
 @dataclass
@@ -108,18 +188,18 @@ class Desk:
     profile: Profile
     settings: Settings
     now: datetime
-    replies: list[Prompt]
+    member: StaffMember | None
+    draft: OfficerDraft
+    replies: list[Prompt] = field(default_factory=list)
+    authority: Authority | None = None
+    groups: list[int] = field(default_factory=list)  # the groups whose tasks they may hand out
 
-    @property
-    def state(self) -> dict[str, Any]:
-        state = self.conversation.draft.get(STATE)
-        return state if isinstance(state, dict) else {}
-
-    def keep(self, state: dict[str, Any] | None) -> None:
-        if state is None:
+    def save(self) -> None:
+        kept = self.draft.dump()
+        if kept is None:
             self.conversation.draft.pop(STATE, None)
         else:
-            self.conversation.draft[STATE] = state
+            self.conversation.draft[STATE] = kept
         flag_modified(self.conversation, "draft")
         self.conversation.updated_at = self.now
 
@@ -131,8 +211,9 @@ class Desk:
             Prompt(text=text, step=f"{PREFIX}{step}" if step else "", choices=choices)
         )
 
-    def refuse(self, member: StaffMember | None) -> None:
-        requests = (Request.CONTACT,) if member is None and self.channel == Channel.TELEGRAM else ()
+    def refuse(self) -> None:
+        unknown = self.member is None and self.channel == Channel.TELEGRAM
+        requests = (Request.CONTACT,) if unknown else ()
         text = t(self.language, "staff.not_authorized")
         if requests:
             text = f"{text}\n{t(self.language, 'officer.verify_hint')}"
@@ -153,8 +234,7 @@ def claims(
     if button and button.startswith(PREFIX):
         return True
     if command is None:
-        state = conversation.draft.get(STATE) if conversation is not None else None
-        in_flow = isinstance(state, dict) and bool(state.get("step"))
+        in_flow = _draft_of(conversation).step != OfficerStep.IDLE
         # STOP and HELP always belong to the bots, whatever the officer was doing.
         if text and fold(text) in CARRIER_WORDS:
             return False
@@ -175,11 +255,22 @@ def decisive(conversation: Conversation | None, text: str | None) -> bool:
     """
     if command_of(text) == "/close":
         return True
-    state = conversation.draft.get(STATE) if conversation is not None else None
-    if not isinstance(state, dict) or command_of(text) is not None:
+    if conversation is None or command_of(text) is not None:
         return False
-    step = state.get("step")
-    return step == "again" or (step == "confirm" and state.get("mode") == CampaignMode.DRILL.value)
+    draft = _draft_of(conversation)
+    return draft.step == OfficerStep.AGAIN or (
+        draft.step == OfficerStep.CONFIRM and draft.mode == CampaignMode.DRILL
+    )
+
+
+def language_for(
+    session: Session, conversation: Conversation | None, channel: Channel, address: str
+) -> Language:
+    """The language to answer a message in: a staff member's own, else the conversation's."""
+    member = find_staff(session, channel=channel, address=address)
+    if member is not None:
+        return language_of(session, member)
+    return (conversation.language if conversation else None) or DEFAULT_LANGUAGE
 
 
 def respond(
@@ -195,48 +286,218 @@ def respond(
     now: datetime,
 ) -> list[Prompt]:
     """Answer a message :func:`claims` found to be staff business."""
-    command = command_of(text)
-    answer = button[len(PREFIX) :] if button and button.startswith(PREFIX) else None
-    language = conversation.language or DEFAULT_LANGUAGE
-    desk = Desk(session, conversation, channel, address, language, profile, settings, now, [])
     member = find_staff(session, channel=channel, address=address)
-    on_alert = _alert_action(desk, command, answer, text)
+    language = (
+        language_of(session, member)
+        if member is not None
+        else conversation.language or DEFAULT_LANGUAGE
+    )
+    desk = Desk(
+        session,
+        conversation,
+        channel,
+        address,
+        language,
+        profile,
+        settings,
+        now,
+        member,
+        _draft_of(conversation),
+    )
+    desk.authority = _authority_of(session, member)
+    _respond(desk, command_of(text), _button_of(button), text)
+    desk.save()
+    return desk.replies
+
+
+def _button_of(button: str | None) -> tuple[str, str] | None:
+    """(step, value) of an ``officer.<step>:<value>`` button."""
+    if not button or not button.startswith(PREFIX):
+        return None
+    step, _, value = button[len(PREFIX) :].partition(":")
+    return step, value
+
+
+def _respond(
+    desk: Desk, command: str | None, button: tuple[str, str] | None, text: str | None
+) -> None:
+    on_alert = _alert_action(desk, command, button, text)
     if on_alert is not None:
-        _on_alert(desk, member, *on_alert)
-        return desk.replies
-    authority = _authority_of(session, member)
-    in_tasks = command is None and answer is None and desk.state.get("step") in ("task", "give")
-    if command == "/tasks" or (answer or "").startswith(("task", "give")) or in_tasks:
-        _tasks(desk, member, authority, command, answer, text)
-        return desk.replies
-    action = COMMANDS[command] if command else StaffAction.START_CAMPAIGN
+        return _on_alert(desk, *on_alert)
+    if command is not None:
+        return _command(desk, command)
+    if button is not None:
+        step, value = button
+        row = STEPS.get(OfficerStep(step)) if step in _STEP_VALUES else None
+        if row is None or not (row.standalone or step == desk.draft.step):
+            # An old keyboard's button: the question that stands now, again.
+            return _ask_current(desk)
+        return _answer(desk, OfficerStep(step), value=value, text=None)
+    return _answer(desk, desk.draft.step, value=None, text=text)
+
+
+def _command(desk: Desk, command: str) -> None:
+    if command == "/tasks":
+        if not _may_manage_tasks(desk):
+            return None
+        return _list_tasks(desk)
+    if command == "/language":
+        if not _is_staff(desk):
+            return None
+        return _ask(desk, OfficerStep.LANGUAGE)
+    action = COMMANDS[command]
+    assert action is not None
+    if not _authorized(desk, action):
+        return None
+    assert desk.authority is not None
+    if command in ("/drill", "/emergency"):
+        desk.draft.rest()
+        desk.draft.mode = CampaignMode.DRILL if command == "/drill" else CampaignMode.EMERGENCY
+        return _ask(desk, OfficerStep.AUDIENCE)
+    if command == "/status":
+        return _status(desk, desk.authority)
+    if command == "/unreached":
+        return _unreached(desk, desk.authority)
+    return _close(desk, desk.authority)
+
+
+def _answer(desk: Desk, step: OfficerStep, *, value: str | None, text: str | None) -> None:
+    """An answer to ``step``: who may give it, what it says, and where it goes (every step)."""
+    if step == OfficerStep.IDLE:
+        if _authorized(desk, StaffAction.START_CAMPAIGN):
+            desk.say("desk.help")
+        desk.draft.rest()
+        return None
+    row = STEPS[step]
+    if not row.guard(desk):
+        return None
     try:
-        member = authorize(
-            session,
-            channel=channel,
-            address=address,
+        answer = _understand(desk, step, row, value, text)
+    except Invalid:
+        return row.refused(desk)
+    return row.take(desk, answer)
+
+
+def _understand(
+    desk: Desk, step: OfficerStep, row: Row, value: str | None, text: str | None
+) -> Answer:
+    """What the message says to this step: the one rule every step follows."""
+    if value is not None:  # a button's value, as it came (it may be forged)
+        if row.standalone:
+            return Answer(choice=value)  # the row checks it against what is open now
+        offered = {choice.value for choice in row.choices(desk)}
+        if value in offered or (row.multi and value == DONE):
+            return Answer(choice=value)
+        raise Invalid("bot.error.choice")
+    choices = row.choices(desk)
+
+    def named(part: str) -> str | None:
+        return choice_named(
+            part,
+            choices,
+            language=desk.language,
+            english=lambda: _in_english(desk, row),
+            numbered=row.numbered,
+        )
+
+    if row.multi:
+        return Answer(many=frozenset(choices_named(text, named)))
+    picked = named(text or "")
+    if picked is not None:
+        return Answer(choice=picked)
+    if row.text is not None:
+        return row.text(desk, text or "")
+    raise Invalid("bot.error.choice")
+
+
+def _in_english(desk: Desk, row: Row) -> tuple[Choice, ...]:
+    saved, desk.language = desk.language, Language.EN
+    try:
+        return row.choices(desk)
+    finally:
+        desk.language = saved
+
+
+def _ask(desk: Desk, step: OfficerStep) -> None:
+    desk.draft.step = step
+    STEPS[step].ask(desk)
+
+
+def _ask_current(desk: Desk) -> None:
+    if desk.draft.step == OfficerStep.IDLE:
+        return _answer(desk, OfficerStep.IDLE, value=None, text=None)
+    if not STEPS[desk.draft.step].guard(desk):
+        return None
+    return _ask(desk, desk.draft.step)
+
+
+# --- who may answer ------------------------------------------------------------------------------
+
+
+def _authorized(desk: Desk, action: StaffAction) -> bool:
+    """Authorize (and audit) ``action`` for the member's authority; refuse politely if not."""
+    try:
+        desk.member = authorize(
+            desk.session,
+            channel=desk.channel,
+            address=desk.address,
             action=action,
-            authority_id=authority.id if authority else None,
-            now=now,
+            authority_id=desk.authority.id if desk.authority else None,
+            now=desk.now,
         )
     except NotAuthorized:
-        desk.keep(None)
-        desk.refuse(member)
-        return desk.replies
-    assert authority is not None
-    if command in ("/drill", "/emergency"):
-        mode = CampaignMode.DRILL if command == "/drill" else CampaignMode.EMERGENCY
-        desk.keep({"step": "audience", "mode": mode.value, "campaign": desk.state.get("campaign")})
-        _ask_audience(desk)
-    elif command == "/status":
-        _status(desk, authority)
-    elif command == "/unreached":
-        _unreached(desk, authority)
-    elif command == "/close":
-        _close(desk, authority)
-    else:
-        _answer(desk, member, authority, answer, text)
-    return desk.replies
+        desk.draft = OfficerDraft()
+        desk.refuse()
+        return False
+    return True
+
+
+def _may_run_campaigns(desk: Desk) -> bool:
+    return _authorized(desk, StaffAction.START_CAMPAIGN)
+
+
+def _is_staff(desk: Desk) -> bool:
+    if desk.member is None:
+        desk.draft.rest()
+        desk.refuse()
+        return False
+    return True
+
+
+def _may_manage_tasks(desk: Desk) -> bool:
+    """Coordinators for their groups; officers and admins for every group of their authority."""
+    groups: list[int | None] = [*_groups_of(desk.session, desk.member)] or [None]
+    allowed: list[int] = []
+    for group_id in groups:
+        try:
+            authorize(
+                desk.session,
+                channel=desk.channel,
+                address=desk.address,
+                action=StaffAction.MANAGE_GROUP_TASKS,
+                authority_id=desk.authority.id if desk.authority else None,
+                group_id=group_id,
+                now=desk.now,
+            )
+        except NotAuthorized:
+            continue
+        if group_id is not None:
+            allowed.append(group_id)
+    member = desk.member
+    if not allowed and not (member is not None and member.role != StaffRole.COORDINATOR):
+        desk.draft.rest()
+        desk.refuse()
+        return False
+    if not allowed:  # officers and admins see every group of their authority
+        allowed = list(
+            desk.session.scalars(
+                select(Group.id).where(
+                    Group.authority_id == (desk.authority.id if desk.authority else -1)
+                )
+            )
+        )
+    desk.groups = allowed
+    return True
 
 
 # --- help alerts: take, done, could not help ----------------------------------------------------
@@ -263,35 +524,30 @@ def _pushed_alert(
 
 
 def _alert_action(
-    desk: Desk, command: str | None, answer: str | None, text: str | None
+    desk: Desk, command: str | None, button: tuple[str, str] | None, text: str | None
 ) -> tuple[int | None, str] | None:
-    """(alert id, action) when the message acts on a help alert: its button, its number by SMS,
-    or a typed ``/take 12``."""
+    """(alert id, action) when the message acts on a help alert outside the step table: its
+    push's button or number by SMS, or a typed ``/take 12``."""
     if command in ALERT_COMMANDS:
         _, _, argument = (text or "").strip().partition(" ")
         return number_in(argument), ALERT_COMMANDS[command]
     data: str | None = None
-    if answer is not None and answer.startswith("alert:"):
-        data = answer.removeprefix("alert:")
-    elif command is None and answer is None:
-        if desk.state.get("step") == "alert":
-            offered, typed = desk.state.get("offered") or [], number_in(text)
-            if typed is not None and 1 <= typed <= len(offered):
-                data = offered[typed - 1]
-        else:
-            pushed = _pushed_alert(
-                desk.session, channel=desk.channel, address=desk.address, text=text
-            )
-            data = pushed.removeprefix(f"{ALERT_BUTTON}:") if pushed else None
-    if data is None:
-        return None
+    if button is not None and button[0] == OfficerStep.ALERT:
+        data = button[1]
+    elif command is None and button is None and desk.draft.step != OfficerStep.ALERT:
+        pushed = _pushed_alert(desk.session, channel=desk.channel, address=desk.address, text=text)
+        data = pushed.removeprefix(f"{ALERT_BUTTON}:") if pushed else None
+    return _alert_data(data) if data is not None else None
+
+
+def _alert_data(data: str) -> tuple[int | None, str]:
     alert_id, _, action = data.partition(":")
     return (int(alert_id) if alert_id.isdecimal() else None), action
 
 
-def _on_alert(desk: Desk, member: StaffMember | None, alert_id: int | None, action: str) -> None:
+def _on_alert(desk: Desk, alert_id: int | None, action: str) -> None:
     found = help_alerts.resident_of(desk.session, alert_id) if alert_id is not None else None
-    desk.keep({"campaign": desk.state.get("campaign")} if desk.state.get("campaign") else None)
+    desk.draft.rest()
     if found is None:
         return desk.replies.append(Prompt(text=t(desk.language, "dispatch.alert.gone")))
     alert, resident = found
@@ -305,33 +561,56 @@ def _on_alert(desk: Desk, member: StaffMember | None, alert_id: int | None, acti
             now=desk.now,
         )
     except NotAuthorized:
-        return desk.refuse(member)
+        return desk.refuse()
+    desk.member = member
     handled = help_alerts.handle(
         desk.session, alert_id=alert.id, action=action, member=member, now=desk.now
     )
-    text = t(
-        desk.language,
-        f"dispatch.alert.{handled.key}",
-        alert=alert.id,
-        name=resident.name or "?",
-        place=escalation.place_of(desk.session, resident, desk.language),
-        phone=resident.phone or "-",
-        owner=handled.owner or "?",
-    )
     if handled.key != "yours":
-        return desk.replies.append(Prompt(text=text))
-    choices = (
-        Choice(f"{alert.id}:{AlertAction.DONE}", t(desk.language, "dispatch.alert.done")),
-        Choice(f"{alert.id}:{AlertAction.FAIL}", t(desk.language, "dispatch.alert.fail")),
+        return desk.replies.append(
+            Prompt(text=_alert_text(desk, handled.key, alert.id, handled.owner))
+        )
+    desk.draft.offered = [f"{alert.id}:{AlertAction.DONE}", f"{alert.id}:{AlertAction.FAIL}"]
+    return _ask(desk, OfficerStep.ALERT)
+
+
+def _alert_text(desk: Desk, key: str, alert_id: int, owner: str = "") -> str:
+    found = help_alerts.resident_of(desk.session, alert_id)
+    resident = found[1] if found else None
+    return t(
+        desk.language,
+        f"dispatch.alert.{key}",
+        alert=alert_id,
+        name=(resident.name if resident else None) or "?",
+        place=escalation.place_of(desk.session, resident, desk.language) if resident else "-",
+        phone=(resident.phone if resident else None) or "-",
+        owner=owner or "?",
     )
-    desk.keep(
-        {
-            "step": "alert",
-            "offered": [c.value for c in choices],
-            "campaign": desk.state.get("campaign"),
-        }
+
+
+def _alert_choices(desk: Desk) -> tuple[Choice, ...]:
+    labels = {AlertAction.DONE: "dispatch.alert.done", AlertAction.FAIL: "dispatch.alert.fail"}
+    return tuple(
+        Choice(value, t(desk.language, labels[value.partition(":")[2]]))
+        for value in desk.draft.offered
+        if value.partition(":")[2] in labels
     )
-    desk.replies.append(Prompt(text=text, step=f"{PREFIX}alert", choices=choices))
+
+
+def _ask_alert(desk: Desk) -> None:
+    choices = _alert_choices(desk)
+    if not choices:  # an old or damaged row: nothing to ask
+        desk.draft.rest()
+        return desk.say("desk.help")
+    alert_id = _alert_data(choices[0].value)[0] or 0
+    desk.replies.append(
+        Prompt(text=_alert_text(desk, "yours", alert_id), step=f"{PREFIX}alert", choices=choices)
+    )
+    return None
+
+
+def _take_alert(desk: Desk, answer: Answer) -> None:
+    return _on_alert(desk, *_alert_data(answer.choice or ""))
 
 
 def _open_help(desk: Desk, authority: Authority) -> None:
@@ -355,6 +634,7 @@ def _open_help(desk: Desk, authority: Authority) -> None:
         for row in rows
     ]
     desk.replies.append(Prompt(text=fitting(desk, head, lines)))
+    return None
 
 
 def _authority_of(session: Session, member: StaffMember | None) -> Authority | None:
@@ -376,148 +656,141 @@ def _zone_name(desk: Desk, authority: Authority, code: str) -> str:
     return code
 
 
-def _zone_codes(desk: Desk, authority: Authority) -> list[str]:
+def _zone_codes(desk: Desk) -> list[str]:
+    if desk.authority is None:
+        return []
     return list(
         desk.session.scalars(
-            select(Zone.code).where(Zone.authority_id == authority.id).order_by(Zone.code)
+            select(Zone.code).where(Zone.authority_id == desk.authority.id).order_by(Zone.code)
         )
     )
 
 
-def _ask_audience(desk: Desk) -> None:
-    choices = tuple(
-        Choice(value, t(desk.language, f"officer.audience.{value}"))
-        for value in ("residents", "everyone", "zones")
-    )
-    desk.say("audience.ask", step="audience", choices=choices)
+def _audience_choices(desk: Desk) -> tuple[Choice, ...]:
+    return tuple(Choice(w.value, t(desk.language, f"officer.audience.{w.value}")) for w in Who)
 
 
-def _ask_zones(desk: Desk, authority: Authority, selected: list[str]) -> None:
-    choices = tuple(
-        Choice(code, _zone_name(desk, authority, code)) for code in _zone_codes(desk, authority)
+def _zone_choices(desk: Desk) -> tuple[Choice, ...]:
+    authority = desk.authority
+    assert authority is not None
+    return tuple(Choice(code, _zone_name(desk, authority, code)) for code in _zone_codes(desk))
+
+
+def _template_choices(desk: Desk) -> tuple[Choice, ...]:
+    return tuple(
+        Choice(kind, t(desk.language, f"officer.template.{kind}"))
+        for kind in (CampaignKind.CHECKIN.value, CampaignKind.ANNOUNCEMENT.value)
     )
+
+
+def _confirm_choices(desk: Desk) -> tuple[Choice, ...]:
+    return (
+        Choice("yes", t(desk.language, "officer.confirm.yes")),
+        Choice("no", t(desk.language, "officer.confirm.no")),
+    )
+
+
+def _again_choices(desk: Desk) -> tuple[Choice, ...]:
+    return (Choice("send", t(desk.language, "officer.confirm.word")),)
+
+
+def _language_choices(desk: Desk) -> tuple[Choice, ...]:
+    return tuple(Choice(x.value, t(x, "bot.language.name")) for x in ALL_LANGUAGES)
+
+
+def _asks(key: str, step: OfficerStep) -> Callable[[Desk], None]:
+    """A step whose question is one catalog text with the row's choices."""
+
+    def ask(desk: Desk) -> None:
+        desk.say(key, step=step.value, choices=STEPS[step].choices(desk))
+
+    return ask
+
+
+def _ask_zones(desk: Desk) -> None:
     desk.replies.append(
         Prompt(
             text=t(desk.language, "officer.audience.pick_zones"),
-            step=f"{PREFIX}zones",
-            choices=choices,
+            step=f"{PREFIX}{OfficerStep.ZONES.value}",
+            choices=_zone_choices(desk),
             multi=True,
-            selected=frozenset(selected),
+            selected=frozenset(desk.draft.zones),
         )
     )
 
 
-def _ask_template(desk: Desk) -> None:
-    choices = (
-        Choice("checkin", t(desk.language, "officer.template.checkin")),
-        Choice("announcement", t(desk.language, "officer.template.announcement")),
-    )
-    desk.say("template.ask", step="template", choices=choices)
+def _take_audience(desk: Desk, answer: Answer) -> None:
+    who = Who(answer.picked)
+    desk.draft.who = Who.EVERYONE if who == Who.EVERYONE else Who.RESIDENTS
+    desk.draft.zones = []
+    return _ask(desk, OfficerStep.ZONES if who == Who.ZONES else OfficerStep.TEMPLATE)
 
 
-def _pick(desk: Desk, step: str, choices: list[str], answer: str | None, text: str | None) -> str:
-    """The choice an answer names: a button ``step:value``, or a number or a value typed."""
-    if answer is not None:
-        answered_step, _, value = answer.partition(":")
-        return value if answered_step == step and value in choices else ""
-    number = number_in(text)
-    if number is not None and 1 <= number <= len(choices):
-        return choices[number - 1]
-    typed = (text or "").strip().lower()
-    return typed if typed in choices else ""
+def _take_zones(desk: Desk, answer: Answer) -> None:
+    """Zones toggled one button at a time until "done", or all at once by SMS ("1 3")."""
+    if answer.many is not None:
+        desk.draft.zones = sorted(answer.many)
+        return _ask(desk, OfficerStep.TEMPLATE)
+    if answer.choice == DONE:
+        if not desk.draft.zones:
+            return _ask(desk, OfficerStep.ZONES)
+        return _ask(desk, OfficerStep.TEMPLATE)
+    desk.draft.zones = sorted(set(desk.draft.zones) ^ {answer.picked})
+    return _ask(desk, OfficerStep.ZONES)
 
 
-def _audience(state: dict[str, Any]) -> Audience:
-    zones = tuple(state.get("zones") or ())
-    return Audience(zones=zones, residents_only=state.get("who") != "everyone")
+def _take_template(desk: Desk, answer: Answer) -> None:
+    desk.draft.kind = CampaignKind(answer.picked)
+    if desk.draft.kind == CampaignKind.ANNOUNCEMENT:
+        return _ask(desk, OfficerStep.TEXT)
+    return _ask(desk, OfficerStep.CONFIRM)
 
 
-def _answer(
-    desk: Desk, member: StaffMember, authority: Authority, answer: str | None, text: str | None
-) -> None:
-    state = dict(desk.state)
-    step = state.get("step")
-    if step == "audience":
-        value = _pick(desk, "audience", ["residents", "everyone", "zones"], answer, text)
-        if not value:
-            return _ask_audience(desk)
-        state["who"] = "everyone" if value == "everyone" else "residents"
-        state["zones"] = []
-        state["step"] = "zones" if value == "zones" else "template"
-        desk.keep(state)
-        if value == "zones":
-            return _ask_zones(desk, authority, [])
-        return _ask_template(desk)
-    if step == "zones":
-        codes = _zone_codes(desk, authority)
-        chosen = set(state.get("zones") or [])
-        if answer is not None:  # Telegram: each tap toggles a zone; "done" goes on
-            answered_step, _, value = answer.partition(":")
-            if answered_step == "zones" and value in codes:
-                chosen ^= {value}
-                state["zones"] = sorted(chosen)
-                desk.keep(state)
-                return _ask_zones(desk, authority, state["zones"])
-            if not (answered_step == "zones" and value == "done" and chosen):
-                return _ask_zones(desk, authority, sorted(chosen))
-        else:  # SMS: the zones' numbers, e.g. "1 3"
-            numbers = [number_in(n) for n in (text or "").replace(",", " ").split()]
-            if not numbers or not all(n is not None and 1 <= n <= len(codes) for n in numbers):
-                return _ask_zones(desk, authority, sorted(chosen))
-            chosen = {codes[n - 1] for n in numbers if n is not None}
-        state["zones"] = sorted(chosen)
-        state["step"] = "template"
-        desk.keep(state)
-        return _ask_template(desk)
-    if step == "template":
-        value = _pick(desk, "template", ["checkin", "announcement"], answer, text)
-        if not value:
-            return _ask_template(desk)
-        state["kind"] = value
-        state["step"] = "text" if value == "announcement" else "confirm"
-        desk.keep(state)
-        if value == "announcement":
-            return desk.say("template.text")
-        return _confirm(desk, authority, state)
-    if step == "text":
-        if not (text and text.strip()) or answer is not None:
-            return desk.say("template.text")
-        state["text"] = text.strip()[:600]
-        state["step"] = "confirm"
-        desk.keep(state)
-        return _confirm(desk, authority, state)
-    if step == "confirm":
-        value = _pick(desk, "confirm", ["yes", "no"], answer, text)
-        if value == "no":
-            desk.keep({"campaign": state.get("campaign")})
-            return desk.say("cancelled")
-        if value != "yes":
-            return _confirm(desk, authority, state)
-        if state.get("mode") == CampaignMode.EMERGENCY.value:
-            state["step"] = "again"
-            desk.keep(state)
-            return _ask_again(desk, state)
-        return _start(desk, member, authority, state)
-    if step == "again":
-        word = t(desk.language, "officer.confirm.word")
-        if _pick(desk, "again", ["send"], answer, None) or fold(text or "") == fold(word):
-            return _start(desk, member, authority, state)
-        desk.keep({"campaign": state.get("campaign")})
+def _announcement_text(desk: Desk, text: str) -> Answer:
+    """The announcement as written, line breaks kept; control characters (a NUL cannot even be
+    stored on PostgreSQL) dropped."""
+    kept = "".join(ch for ch in text if ch == "\n" or unicodedata.category(ch) != "Cc").strip()
+    if not kept:
+        raise Invalid("officer.template.text")
+    return Answer(text=kept[:MAX_TEXT])
+
+
+def _take_text(desk: Desk, answer: Answer) -> None:
+    desk.draft.text = answer.text
+    return _ask(desk, OfficerStep.CONFIRM)
+
+
+def _take_confirm(desk: Desk, answer: Answer) -> None:
+    if answer.choice == "no":
+        desk.draft.rest()
         return desk.say("cancelled")
-    desk.keep({"campaign": state.get("campaign")} if state.get("campaign") else None)
-    desk.say("help")
+    if desk.draft.mode == CampaignMode.EMERGENCY:
+        return _ask(desk, OfficerStep.AGAIN)
+    return _start(desk)
 
 
-def _estimate(desk: Desk, authority: Authority, state: dict[str, Any]) -> Estimate:
+def _take_again(desk: Desk, answer: Answer) -> None:
+    return _start(desk)
+
+
+def _cancel(desk: Desk) -> None:
+    """Anything but the word at an emergency's second confirmation: nothing is sent."""
+    desk.draft.rest()
+    desk.say("cancelled")
+
+
+def _estimate(desk: Desk) -> Estimate:
+    assert desk.authority is not None and desk.draft.kind is not None
+    assert desk.draft.mode is not None
     return estimate_campaign(
         desk.session,
-        authority=authority,
-        audience=_audience(state),
-        kind=CampaignKind(state["kind"]),
-        mode=CampaignMode(state["mode"]),
+        authority=desk.authority,
+        audience=desk.draft.audience,
+        kind=desk.draft.kind,
+        mode=desk.draft.mode,
         settings=desk.settings,
         now=desk.now,
-        text=state.get("text"),
+        text=desk.draft.text,
         profile=desk.profile,
     )
 
@@ -528,12 +801,27 @@ def duration(language: Language, seconds: float) -> str:
     return t(language, "officer.duration.minutes", minutes=round(seconds / 60))
 
 
-def _confirm(desk: Desk, authority: Authority, state: dict[str, Any]) -> None:
-    estimate = _estimate(desk, authority, state)
-    mode, kind = state["mode"], state["kind"]
+def _complete(desk: Desk) -> bool:
+    """Whether the draft holds what a confirmation needs (an old or damaged row may not)."""
+    draft = desk.draft
+    return (
+        desk.authority is not None
+        and draft.mode is not None
+        and draft.kind is not None
+        and (draft.kind != CampaignKind.ANNOUNCEMENT or bool(draft.text))
+    )
+
+
+def _confirm(desk: Desk) -> None:
+    if not _complete(desk):
+        desk.draft.rest()
+        return desk.say("desk.help")
+    authority = desk.authority
+    assert authority is not None and desk.draft.mode is not None and desk.draft.kind is not None
+    estimate = _estimate(desk)
     desk.say(
         "confirm.summary",
-        what=t(desk.language, f"officer.what.{mode}_{kind}"),
+        what=t(desk.language, f"officer.what.{desk.draft.mode.value}_{desk.draft.kind.value}"),
         people=estimate.recipients,
     )
     zones = ", ".join(
@@ -543,44 +831,80 @@ def _confirm(desk: Desk, authority: Authority, state: dict[str, Any]) -> None:
     if estimate.quiet_hours:
         quiet = quiet_hours_of(desk.profile, authority)
         desk.say("confirm.quiet", start=f"{quiet.start:%H:%M}", end=f"{quiet.end:%H:%M}")
-    choices = (
-        Choice("yes", t(desk.language, "officer.confirm.yes")),
-        Choice("no", t(desk.language, "officer.confirm.no")),
-    )
     desk.say(
         "confirm.cost",
-        step="confirm",
-        choices=choices,
+        step=OfficerStep.CONFIRM.value,
+        choices=_confirm_choices(desk),
         telegram=estimate.telegram,
         sms=estimate.sms,
         none=estimate.no_channel,
         segments=estimate.sms_segments,
         duration=duration(desk.language, estimate.seconds),
     )
+    return None
 
 
-def _ask_again(desk: Desk, state: dict[str, Any]) -> None:
+def _ask_again(desk: Desk) -> None:
     word = t(desk.language, "officer.confirm.word")
-    desk.say("confirm.again", step="again", choices=(Choice("send", word),), word=word)
+    # Shown without a number on SMS: only the typed word sends a real emergency.
+    desk.replies.append(
+        Prompt(
+            text=t(desk.language, "officer.confirm.again", word=word),
+            step=f"{PREFIX}{OfficerStep.AGAIN.value}",
+            choices=_again_choices(desk),
+            numbered=False,
+        )
+    )
 
 
-def _start(desk: Desk, member: StaffMember, authority: Authority, state: dict[str, Any]) -> None:
+def _start(desk: Desk) -> None:
+    draft, member, authority = desk.draft, desk.member, desk.authority
+    if not _complete(desk) or member is None or authority is None:
+        draft.rest()
+        return desk.say("desk.help")
+    assert draft.kind is not None and draft.mode is not None
     try:
         campaign = start_campaign(
             desk.session,
             authority=authority,
-            kind=CampaignKind(state["kind"]),
-            mode=CampaignMode(state["mode"]),
-            audience=_audience(state),
+            kind=draft.kind,
+            mode=draft.mode,
+            audience=draft.audience,
             started_by=f"staff:{member.id}",
             now=desk.now,
-            text=state.get("text"),
+            text=draft.text,
         )
     except CampaignError:
-        desk.keep({"campaign": state.get("campaign")})
+        draft.rest()
         return desk.say("failed")
-    desk.keep({"campaign": campaign.id})
+    draft.rest()
+    draft.campaign = campaign.id
     desk.say("started", campaign=campaign.id, people=campaign.recipients)
+    return None
+
+
+def _reask(desk: Desk) -> None:
+    return _ask(desk, desk.draft.step)
+
+
+# --- /language ----------------------------------------------------------------------------------
+
+
+def _take_language(desk: Desk, answer: Answer) -> None:
+    member = desk.member
+    assert member is not None
+    chosen = Language(answer.picked)
+    set_language(
+        desk.session,
+        member=member,
+        language=chosen,
+        actor=f"{desk.channel.value}:staff:{member.id}",
+        now=desk.now,
+    )
+    desk.language = chosen
+    desk.draft.rest()
+    desk.replies.append(Prompt(text=t(chosen, "officer.desk.language_set")))
+    return None
 
 
 # --- /status, /unreached, /close ---------------------------------------------------------------
@@ -588,7 +912,7 @@ def _start(desk: Desk, member: StaffMember, authority: Authority, state: dict[st
 
 def _current(desk: Desk, authority: Authority, *, active_only: bool = False) -> Campaign | None:
     """The campaign this officer last started, else the authority's latest (active) one."""
-    chosen = desk.state.get("campaign")
+    chosen = desk.draft.campaign
     campaign = desk.session.get(Campaign, chosen) if chosen else None
     mine = campaign is not None and campaign.authority_id == authority.id
     if mine and (not active_only or campaign.status == CampaignStatus.ACTIVE):  # type: ignore[union-attr]
@@ -655,7 +979,7 @@ def _unreached(desk: Desk, authority: Authority) -> None:
         .outerjoin(Zone, Zone.id == CampaignRecipient.zone_id)
         .where(
             CampaignRecipient.campaign_id == campaign.id,
-            CampaignRecipient.answer.in_((Answer.PENDING, Answer.NO_ANSWER)),
+            CampaignRecipient.answer.in_((CheckInAnswer.PENDING, CheckInAnswer.NO_ANSWER)),
         )
         .order_by(Zone.code, Person.name)
     ).all()
@@ -675,7 +999,7 @@ def _close(desk: Desk, authority: Authority) -> None:
         return desk.say("no_campaign")
     report = close_campaign(desk.session, campaign=campaign, now=desk.now)
     p50 = report.time_to_answer_seconds.get("p50")
-    desk.keep(None)
+    desk.draft.rest()
     desk.say(
         "closed",
         campaign=campaign.id,
@@ -718,89 +1042,103 @@ def open_tasks(session: Session, *, group_ids: list[int]) -> list[Task]:
     )
 
 
-def _tasks(
-    desk: Desk,
-    member: StaffMember | None,
-    authority: Authority | None,
-    command: str | None,
-    answer: str | None,
-    text: str | None,
-) -> None:
-    groups: list[int | None] = [*_groups_of(desk.session, member)] or [None]
-    allowed: list[int] = []
-    for group_id in groups:
-        try:
-            authorize(
-                desk.session,
-                channel=desk.channel,
-                address=desk.address,
-                action=StaffAction.MANAGE_GROUP_TASKS,
-                authority_id=authority.id if authority else None,
-                group_id=group_id,
-                now=desk.now,
-            )
-        except NotAuthorized:
-            continue
-        if group_id is not None:
-            allowed.append(group_id)
-    if not allowed and not (member is not None and member.role.value != "coordinator"):
-        return desk.refuse(member)
-    if not allowed:  # officers and admins see every group of their authority
-        from registry.models import Group
+def _task_label(desk: Desk, task: Task) -> str:
+    resident = desk.session.get(Person, task.resident_id)
+    volunteer = desk.session.get(Person, task.volunteer_id)
+    status = t(desk.language, f"officer.tasks.{task.status.value}")
+    return (
+        f"{(resident.name if resident else None) or '?'} – "
+        f"{(volunteer.name if volunteer else None) or '?'} ({status})"
+    )
 
-        allowed = list(
-            desk.session.scalars(
-                select(Group.id).where(Group.authority_id == (authority.id if authority else -1))
-            )
-        )
-    tasks = {task.id: task for task in open_tasks(desk.session, group_ids=allowed)}
-    step, _, value = (answer or "").partition(":")
-    state = desk.state
-    if answer is None and command is None and state.get("step") in ("task", "give"):
-        # By SMS: the number of a choice in the list we sent last.
-        offered, typed = state.get("offered") or [], number_in(text)
-        if typed is None or not 1 <= typed <= len(offered):
-            desk.keep({"campaign": state.get("campaign")})
-            return desk.say("tasks.gone")
-        step, value = state["step"], offered[typed - 1]
-    named = value.partition("-")[0] if step in ("task", "give") else ""
-    if named.isdecimal() and _outside(desk.session, int(named), allowed):
-        # A task outside what this member manages (a forged or stale button): refused, and
-        # audited as refused whatever the groups they do manage.
-        record_refusal(
-            desk.session,
-            channel=desk.channel,
-            address=desk.address,
-            member=member,
-            reason="group",
-            now=desk.now,
-            action=StaffAction.MANAGE_GROUP_TASKS.value,
-            task_id=int(named),
-        )
-        desk.keep({"campaign": state.get("campaign")})
-        return desk.refuse(member)
-    if step == "task" and value.isdecimal() and int(value) in tasks:
-        return _ask_member(desk, tasks[int(value)], allowed)
-    if step == "give":
-        task_id, _, person_id = value.partition("-")
-        task = tasks.get(int(task_id)) if task_id.isdecimal() else None
-        desk.keep({"campaign": state.get("campaign")})
-        if task is not None and person_id.isdecimal():
-            return _give(desk, task, int(person_id), allowed)
-        return desk.say("tasks.gone")
+
+def _list_tasks(desk: Desk) -> None:
+    """The open home visits of the groups they manage, to hand one to a member."""
+    tasks = open_tasks(desk.session, group_ids=desk.groups)
     if not tasks:
+        desk.draft.rest()
         return desk.say("tasks.none")
+    choices = [Choice(str(task.id), _task_label(desk, task)) for task in tasks[:MAX_LIST]]
+    return _offer(
+        desk, OfficerStep.TASK, _fitting_choices(desk, choices), "tasks.head", count=len(tasks)
+    )
+
+
+def _task_choices(desk: Desk) -> tuple[Choice, ...]:
+    """The list offered last (the tasks' labels as they are now)."""
     choices = []
-    for task in list(tasks.values())[:MAX_LIST]:
-        resident = desk.session.get(Person, task.resident_id)
-        volunteer = desk.session.get(Person, task.volunteer_id)
-        status = t(desk.language, f"officer.tasks.{task.status.value}")
-        label = (
-            f"{(resident.name if resident else None) or '?'} – "
-            f"{(volunteer.name if volunteer else None) or '?'} ({status})"
-        )
-        choices.append(Choice(str(task.id), label))
-    _offer(desk, "task", _fitting_choices(desk, choices), "tasks.head", count=len(tasks))
+    for value in desk.draft.offered:
+        task = desk.session.get(Task, int(value)) if value.isdecimal() else None
+        if task is not None:
+            choices.append(Choice(value, _task_label(desk, task)))
+    return tuple(choices)
+
+
+def _member_choices(desk: Desk) -> tuple[Choice, ...]:
+    choices = []
+    for value in desk.draft.offered:
+        person_id = value.partition("-")[2]
+        person = desk.session.get(Person, int(person_id)) if person_id.isdecimal() else None
+        if person is not None:
+            choices.append(Choice(value, person.name or "?"))
+    return tuple(choices)
+
+
+def _forged(desk: Desk, named: str) -> bool:
+    """A task outside what this member manages (a forged or stale button): refused, and audited
+    as refused whatever the groups they do manage."""
+    if not (named.isdecimal() and _outside(desk.session, int(named), desk.groups)):
+        return False
+    record_refusal(
+        desk.session,
+        channel=desk.channel,
+        address=desk.address,
+        member=desk.member,
+        reason="group",
+        now=desk.now,
+        action=StaffAction.MANAGE_GROUP_TASKS.value,
+        task_id=int(named),
+    )
+    desk.draft.rest()
+    desk.refuse()
+    return True
+
+
+def _take_task(desk: Desk, answer: Answer) -> None:
+    value = answer.picked
+    if _forged(desk, value):
+        return None
+    tasks = {task.id: task for task in open_tasks(desk.session, group_ids=desk.groups)}
+    if value.isdecimal() and int(value) in tasks:
+        return _ask_member(desk, tasks[int(value)])
+    return _list_tasks(desk)  # a task no longer open: the list as it is now
+
+
+def _take_give(desk: Desk, answer: Answer) -> None:
+    task_id, _, person_id = answer.picked.partition("-")
+    if _forged(desk, task_id):
+        return None
+    tasks = {task.id: task for task in open_tasks(desk.session, group_ids=desk.groups)}
+    task = tasks.get(int(task_id)) if task_id.isdecimal() else None
+    desk.draft.rest()
+    if task is not None and person_id.isdecimal():
+        return _give(desk, task, int(person_id))
+    return desk.say("tasks.gone")
+
+
+def _tasks_gone(desk: Desk) -> None:
+    """A number that is no longer on the list: the list is used up or stale."""
+    desk.draft.rest()
+    desk.say("tasks.gone")
+
+
+def _ask_give(desk: Desk) -> None:
+    task_id = desk.draft.offered[0].partition("-")[0] if desk.draft.offered else ""
+    tasks = {task.id: task for task in open_tasks(desk.session, group_ids=desk.groups)}
+    task = tasks.get(int(task_id)) if task_id.isdecimal() else None
+    if task is None:
+        return _tasks_gone(desk)
+    return _ask_member(desk, task)
 
 
 def _outside(session: Session, task_id: int, groups: list[int]) -> bool:
@@ -822,16 +1160,11 @@ def _fitting_choices(desk: Desk, choices: list[Choice]) -> list[Choice]:
     return kept
 
 
-def _offer(desk: Desk, step: str, choices: list[Choice], key: str, **params: Any) -> None:
+def _offer(desk: Desk, step: OfficerStep, choices: list[Choice], key: str, **params: Any) -> None:
     """Ask with buttons, and remember the choices for an SMS answer by number."""
-    desk.keep(
-        {
-            "step": step,
-            "offered": [c.value for c in choices],
-            "campaign": desk.state.get("campaign"),
-        }
-    )
-    desk.say(key, step=step, choices=tuple(choices), **params)
+    desk.draft.step = step
+    desk.draft.offered = [c.value for c in choices]
+    desk.say(key, step=step.value, choices=tuple(choices), **params)
 
 
 def _members(desk: Desk, group_ids: list[int]) -> list[Person]:
@@ -846,16 +1179,16 @@ def _members(desk: Desk, group_ids: list[int]) -> list[Person]:
     )
 
 
-def _ask_member(desk: Desk, task: Task, group_ids: list[int]) -> None:
+def _ask_member(desk: Desk, task: Task) -> None:
     choices = [
         Choice(f"{task.id}-{person.id}", person.name or "?")
-        for person in _members(desk, group_ids)[:MAX_LIST]
+        for person in _members(desk, desk.groups)[:MAX_LIST]
     ]
-    _offer(desk, "give", _fitting_choices(desk, choices), "tasks.pick")
+    _offer(desk, OfficerStep.GIVE, _fitting_choices(desk, choices), "tasks.pick")
 
 
-def _give(desk: Desk, task: Task, person_id: int, group_ids: list[int]) -> None:
-    member = next((p for p in _members(desk, group_ids) if p.id == person_id), None)
+def _give(desk: Desk, task: Task, person_id: int) -> None:
+    member = next((p for p in _members(desk, desk.groups) if p.id == person_id), None)
     resident = desk.session.get(Person, task.resident_id)
     if member is None or resident is None:
         return desk.say("tasks.gone")
@@ -885,7 +1218,7 @@ def _give(desk: Desk, task: Task, person_id: int, group_ids: list[int]) -> None:
 
 def tell_officers(session: Session, *, key: str, now: datetime, **params: object) -> int:
     """A short notice (``officer.outage.*``) to every active officer, through the outbox: on
-    Telegram if their chat is verified, else by SMS, in the language they talk to the bot in.
+    Telegram if their chat is verified, else by SMS, in their own language.
     Returns the notices queued."""
     members = session.scalars(
         select(StaffMember).where(
@@ -897,16 +1230,91 @@ def tell_officers(session: Session, *, key: str, now: datetime, **params: object
             channel, address = Channel.TELEGRAM, str(member.telegram_chat_id)
         else:
             channel, address = Channel.SMS, member.phone
-        language = session.scalar(
-            select(Conversation.language).where(
-                Conversation.channel == channel, Conversation.address == address
-            )
-        )
         enqueue(
             session,
             channel=channel,
             address=address,
-            text=t(language or DEFAULT_LANGUAGE, f"officer.outage.{key}", **params),
+            text=t(language_of(session, member), f"officer.outage.{key}", **params),
             due_at=now,
         )
     return len(members)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One step of the officers' flow, all of it.
+
+    ``ask`` puts the step's question in the replies; ``choices`` are what a button, a number, a
+    label or a keyword names (buttons on Telegram, numbered on SMS unless ``numbered`` is False);
+    ``text`` takes free text (or raises :class:`Invalid`); ``take`` stores the answer in the draft
+    and asks what comes next; ``guard`` says whether this sender may answer it (and refuses, audited,
+    when not); ``refused`` answers what the step cannot take (by default, its question again).
+    ``standalone`` buttons carry all they need (a task's id), so they count whatever the step.
+    """
+
+    ask: Callable[[Desk], None]
+    take: Callable[[Desk, Answer], None]
+    choices: Callable[[Desk], tuple[Choice, ...]]
+    guard: Callable[[Desk], bool] = _may_run_campaigns
+    text: Callable[[Desk, str], Answer] | None = None
+    refused: Callable[[Desk], None] = _reask
+    multi: bool = False
+    numbered: bool = True
+    standalone: bool = False
+
+
+# The officers' flow, one row a step.
+STEPS: dict[OfficerStep, Row] = {
+    OfficerStep.AUDIENCE: Row(
+        ask=_asks("audience.ask", OfficerStep.AUDIENCE),
+        choices=_audience_choices,
+        take=_take_audience,
+    ),
+    OfficerStep.ZONES: Row(ask=_ask_zones, choices=_zone_choices, multi=True, take=_take_zones),
+    OfficerStep.TEMPLATE: Row(
+        ask=_asks("template.ask", OfficerStep.TEMPLATE),
+        choices=_template_choices,
+        take=_take_template,
+    ),
+    OfficerStep.TEXT: Row(
+        ask=_asks("template.text", OfficerStep.TEXT),
+        choices=lambda desk: (),
+        text=_announcement_text,
+        take=_take_text,
+    ),
+    OfficerStep.CONFIRM: Row(ask=_confirm, choices=_confirm_choices, take=_take_confirm),
+    OfficerStep.AGAIN: Row(
+        ask=_ask_again,
+        choices=_again_choices,
+        numbered=False,
+        take=_take_again,
+        refused=_cancel,
+    ),
+    OfficerStep.TASK: Row(
+        ask=_list_tasks,
+        choices=_task_choices,
+        guard=_may_manage_tasks,
+        standalone=True,
+        take=_take_task,
+        refused=_tasks_gone,
+    ),
+    OfficerStep.GIVE: Row(
+        ask=_ask_give,
+        choices=_member_choices,
+        guard=_may_manage_tasks,
+        standalone=True,
+        take=_take_give,
+        refused=_tasks_gone,
+    ),
+    # Only staff see the alert again (each action is then authorized for the resident's authority).
+    OfficerStep.ALERT: Row(
+        ask=_ask_alert, choices=_alert_choices, guard=_is_staff, take=_take_alert
+    ),
+    OfficerStep.LANGUAGE: Row(
+        ask=_asks("desk.language_ask", OfficerStep.LANGUAGE),
+        choices=_language_choices,
+        guard=_is_staff,
+        take=_take_language,
+    ),
+}
+_STEP_VALUES = frozenset(step.value for step in OfficerStep if step != OfficerStep.IDLE)

@@ -101,7 +101,9 @@ def gate(
     in_session = member.sms_session_until is not None and member.sms_session_until > now
     if in_session and not decisive:
         return Proceed(text=text, button=button)
-    _keep(conversation, {"text": text, "button": button, "at": now.isoformat()}, now)
+    # Kept as the inbox keeps a payload: PostgreSQL's JSON cannot hold U+0000.
+    held = text.replace("\x00", "\ufffd") if text else text
+    _keep(conversation, {"text": held, "button": button, "at": now.isoformat()}, now)
     return Held([Prompt(text=t(language, "staff.pin.ask"))], False)
 
 

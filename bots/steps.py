@@ -9,13 +9,15 @@ answered, a question not reached yet is not.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum, StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from bots.prompts import Choice
+from bots.words import Word, clean, fold, is_word
 from config.languages import Language
 from dispatch.models import HelpNeed
 from registry.models import PhoneSource
@@ -48,6 +50,7 @@ class Step(StrEnum):
     DELETE = "delete"
     HELP_KIND = "help_kind"  # a registered person asks for help from the menu: what kind
     HELP_DETAIL = "help_detail"  # and, optionally, a few words about it
+    HELP_WHAT = "help_what"  # asked once after a request in words that named no kind
     STOPPED = "stopped"
 
 
@@ -103,6 +106,8 @@ class Draft(BaseModel):
     code_landline: bool = Field(default=False, alias="_code_landline")
     # The kind of help chosen from the menu, until the request is made (its words are never kept).
     help_need: HelpNeed | None = Field(default=None, alias="_help_need")
+    # The request in words that named no kind, while its kind is asked.
+    help_alert: int | None = Field(default=None, alias="_help_alert")
 
     BOOKKEEPING: ClassVar[frozenset[str]] = frozenset(
         {
@@ -115,23 +120,14 @@ class Draft(BaseModel):
             "code_phone",
             "code_landline",
             "help_need",
+            "help_alert",
         }
     )
 
     @classmethod
     def load(cls, data: Mapping[str, Any] | None) -> Draft:
         """A draft from its JSON; a value that does not fit (an old or damaged row) is dropped."""
-        raw = dict(data) if isinstance(data, Mapping) else {}
-        for _ in range(len(raw) + 1):
-            try:
-                return cls.model_validate(raw)
-            except ValidationError as error:
-                bad = {e["loc"][0] for e in error.errors() if e["loc"]}
-                if not bad & raw.keys():
-                    break
-                for key in bad:
-                    raw.pop(str(key), None)
-        return cls()
+        return tolerant(cls, data)
 
     def dump(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
@@ -203,3 +199,81 @@ class Invalid(Exception):
         super().__init__(key)
         self.key = key
         self.params = params
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def tolerant(model: type[Model], data: object) -> Model:
+    """``model`` from stored JSON: a value that does not fit (an old or damaged row) is dropped,
+    the rest kept; anything that is no mapping at all gives an empty one."""
+    raw = dict(data) if isinstance(data, Mapping) else {}
+    for _ in range(len(raw) + 1):
+        try:
+            return model.model_validate(raw)
+        except ValidationError as error:
+            bad = {e["loc"][0] for e in error.errors() if e["loc"]}
+            if not bad & raw.keys():
+                break
+            for key in bad:
+                raw.pop(str(key), None)
+    return model()
+
+
+# --- understanding a choice: the one rule of every step of every dialog -----------------------
+
+
+def choice_named(
+    text: str | None,
+    choices: tuple[Choice, ...],
+    *,
+    language: Language | None,
+    english: Callable[[], tuple[Choice, ...]] = lambda: (),
+    numbered: bool = True,
+) -> str | None:
+    """The choice a text names: its number (digits of any script: "٢" is 2), its label or value
+    in the person's language or in English (``english``: the same choices labelled in English),
+    or its keyword ("yes", "כן"...). ``numbered`` False: the choices were shown without numbers
+    (a step whose answer must be typed), so a number names none of them."""
+    folded = fold(text)
+    if not folded:
+        return None
+    number = clean(text).rstrip(".)")
+    if number.isdecimal():
+        index = int(number) - 1
+        return choices[index].value if numbered and 0 <= index < len(choices) else None
+    if folded.isdecimal():
+        return None  # "-1", "#2": not clearly one of the numbers offered
+    labels = {c.value: fold(c.label) for c in english()}
+    words = set(Word.__members__.values())
+    for choice in choices:
+        if folded in (fold(choice.label), fold(choice.value), labels.get(choice.value)):
+            return choice.value
+        if choice.value in words and is_word(text, language, Word(choice.value)):
+            return choice.value
+    return None
+
+
+def choices_named(text: str | None, named: Callable[[str], str | None]) -> set[str]:
+    """Several choices in one message ("1 3", "1, 3", "North Hill, 2"): the whole text as one
+    choice, else its comma-separated parts, else their words, each named as ``named`` says.
+    Raises :class:`Invalid` when a part names nothing offered."""
+    if not fold(text):
+        raise Invalid("bot.error.choice")
+    single = named(text or "")
+    if single is not None:
+        return {single}
+    chosen: set[str] = set()
+    for part in clean(text).replace("،", ",").replace(";", ",").split(","):
+        if not fold(part):
+            continue
+        found = named(part)
+        if found is not None:
+            chosen.add(found)
+            continue
+        for token in clean(part).split():
+            found = named(token)
+            if found is None:
+                raise Invalid("bot.error.choice")
+            chosen.add(found)
+    return chosen

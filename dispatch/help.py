@@ -23,7 +23,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from config.i18n import t
-from config.languages import DEFAULT_LANGUAGE, Language
+from config.languages import Language
 from dispatch.escalation import campaign_text, place_of, send_to
 from dispatch.models import (
     HELP_KINDS,
@@ -39,12 +39,10 @@ from dispatch.models import (
 from dispatch.outbox import enqueue
 from registry import audit
 from registry.models import Authority, Channel, Person
-from registry.staff import StaffMember, StaffRole
+from registry.staff import StaffMember, StaffRole, language_of
 
 log = logging.getLogger("hosen.help")
 
-# Officers read their pushes in the municipality's working language.
-OFFICER_LANGUAGE: Language = DEFAULT_LANGUAGE
 ALERT_BUTTON = "officer.alert"  # Telegram callback data officer.alert:<id>:take|done|fail
 LAST_RUNG = 2  # 0: the first officer, 1: the next one, 2: all of them
 SWEEP_BATCH = 200
@@ -159,7 +157,7 @@ def _push(
     session: Session, *, alert: Alert, resident: Person, member: StaffMember, now: datetime
 ) -> None:
     channel, address = _address(member)
-    language = OFFICER_LANGUAGE
+    language = language_of(session, member)
     lines = [
         t(
             language,
@@ -302,6 +300,25 @@ def request_help(
         channel=channel,
     )
     return HelpRequest(alert=alert, task=task)
+
+
+def describe_request(
+    session: Session, *, alert_id: int, need: HelpNeed | None, detail: str | None
+) -> bool:
+    """The resident says more about a request already pushed (the kind they chose when asked,
+    or a few words): the kind replaces "other", the words are added. Only while the request is
+    open or taken; returns whether it was updated. The caller commits."""
+    alert = session.get(Alert, alert_id)
+    if alert is None or alert.kind not in HELP_KINDS:
+        return False
+    if alert.state not in (AlertState.OPEN, AlertState.TAKEN):
+        return False
+    if need is not None and need != HelpNeed.OTHER and alert.need in (None, HelpNeed.OTHER):
+        alert.need = need
+    words = detail.strip() if detail else ""
+    if words and words not in (alert.detail or ""):
+        alert.detail = " | ".join(filter(None, [alert.detail, words]))[:500]
+    return True
 
 
 # --- officers act on an alert --------------------------------------------------------------------

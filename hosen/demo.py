@@ -5,8 +5,10 @@ engine, starts the loopback Telegram and Twilio fakes with simulated residents a
 and runs the real service (`hosen serve`'s ASGI app with its webhooks, bot and outbox worker)
 against them. An officer's drill check-in goes to every resident who may need help; people
 answer after realistic delays (some never, some ask for help, some blocked the bot, some numbers
-are wrong); the escalation ladder (reminder, a buddy's home visit, the unreached list) runs with
-its times compressed; and the drill ends with a report in the terminal and as an HTML page.
+are wrong); two simulated officers on duty take the help alerts pushed to them
+(:mod:`hosen.demo_officers`); the escalation ladder (reminder, a buddy's home visit, the
+unreached list) and the alerts' climb run with their times compressed; and the drill ends with a
+report in the terminal and as an HTML page.
 
 Times in the report are drill time: the real seconds multiplied by the compression factor.
 """
@@ -34,6 +36,7 @@ from sqlalchemy.orm import Session
 from config.settings import Settings
 from dispatch.campaigns import Audience, Ladder, start_drill_checkin
 from dispatch.escalation import run_escalations
+from dispatch.help import run_alert_climbs
 from dispatch.models import (
     Campaign,
     Task,
@@ -48,6 +51,7 @@ from fakes.twilio import FakeTwilio
 from hosen import migrations
 from hosen.app import build_app
 from hosen.context import Context
+from hosen.demo_officers import OfficersOnDuty, untaken_help
 from hosen.report_html import ReportView, render, report_view
 from registry.assignment.store import assign_authority
 from registry.db import unit_of_work, utcnow
@@ -365,11 +369,16 @@ async def _drill(
         answers_per_person=50,  # a buddy may be sent several visits
     )
     volunteers = Volunteers()
-    people.responder = volunteers.respond
+    officers = OfficersOnDuty()
+    people.responder = officers.responder(volunteers.respond)
     with unit_of_work(ctx.sessions) as session:
         authority = ctx.authority(session, authority_code)
         personas = _populate(session, people, volunteers, authority)
+        on_duty = officers.register(
+            session, authority=authority, people=people, speed=options.speed
+        )
     out.write(f"  simulated residents: {dict(sorted(personas.items()))}\n")
+    out.write(f"  officers on duty: {', '.join(on_duty)}\n")
     scale = options.speed
     ladder = Ladder(
         reminder_after=DRILL_LADDER.reminder_after / scale,
@@ -431,6 +440,7 @@ async def _run_campaign(
         now = utcnow()
         with unit_of_work(ctx.sessions) as session:
             run_escalations(session, now=now)
+            run_alert_climbs(session, now=now)  # help nobody took goes to the next officer
             requeue_expired_leases(session, now=now)
         with unit_of_work(ctx.sessions) as session:
             status = live_status(session, campaign=session.get_one(Campaign, campaign_id))
@@ -442,8 +452,11 @@ async def _run_campaign(
                 )
                 .limit(1)
             )
+            untaken = untaken_help(session, campaign_id=campaign_id)
         screen.draw(_progress_lines(status, (now - started).total_seconds() * options.speed / 60))
-        settled = status.total.no_answer == status.total.unreached and open_tasks is None
+        settled = (
+            status.total.no_answer == status.total.unreached and open_tasks is None and not untaken
+        )
         if (settled and now > started + ladder.reminder_after) or now > deadline:
             break
         await asyncio.sleep(0.25)

@@ -36,7 +36,7 @@ from registry import audit
 from registry.db import Base, UTCDateTime, utcnow
 from registry.digests import sender_key
 from registry.errors import RegistryError
-from registry.models import Authority, Channel, Group, Person, enum_type
+from registry.models import Authority, Channel, Group, enum_type
 from registry.people import MAX_NAME, clean_text
 from registry.phones import Phone
 
@@ -91,6 +91,10 @@ class StaffMember(Base):
     pin_locked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Until when a PIN given by SMS stands for this member's staff SMS (a session).
     sms_session_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The language every message to them is written in: replies, help alerts, notices.
+    language: Mapped[Language] = mapped_column(
+        enum_type(Language), default=DEFAULT_LANGUAGE, server_default=DEFAULT_LANGUAGE.value
+    )
 
 
 class CoordinatedGroup(Base):
@@ -114,10 +118,12 @@ def add_staff(
     authority: Authority | None,
     role: StaffRole,
     groups: list[Group] | None = None,
+    language: Language | None = None,
     actor: str,
     now: datetime | None = None,
 ) -> StaffMember:
-    """Register (or re-activate and update) a staff member, keyed by phone."""
+    """Register (or re-activate and update) a staff member, keyed by phone. ``language``: the
+    language they read (Hebrew for a new member when not given; kept as it was otherwise)."""
     if role == StaffRole.COORDINATOR and not groups:
         raise RegistryError("staff.coordinator_needs_group")
     if authority is None and role != StaffRole.ADMIN:
@@ -127,8 +133,10 @@ def add_staff(
             raise RegistryError("staff.group_elsewhere", group=group.join_code)
     member = session.scalar(select(StaffMember).where(StaffMember.phone == phone.e164))
     if member is None:
-        member = StaffMember(phone=phone.e164, name="", role=role)
+        member = StaffMember(phone=phone.e164, name="", role=role, language=DEFAULT_LANGUAGE)
         session.add(member)
+    if language is not None:
+        member.language = language
     member.name = clean_text(name, MAX_NAME)
     member.authority_id = authority.id if authority else None
     member.role = role
@@ -308,12 +316,23 @@ def authorities_of(session: Session, member: StaffMember) -> list[Authority]:
 
 
 def language_of(session: Session, member: StaffMember) -> Language:
-    """The language to write to a staff member in, unasked (a notice from the dispatcher): the
-    language of their own registration as a person with the same phone, else the default."""
-    found = session.scalars(
-        select(Person.language).where(Person.phone == member.phone).order_by(Person.id).limit(1)
-    ).first()
-    return Language(found) if found is not None else DEFAULT_LANGUAGE
+    """The language to write to a staff member in (their own choice; Hebrew until they make one)."""
+    return Language(member.language) if member.language else DEFAULT_LANGUAGE
+
+
+def set_language(
+    session: Session, *, member: StaffMember, language: Language, actor: str, now: datetime
+) -> None:
+    """A staff member's language, changed by them (a bot command) or by an administrator."""
+    member.language = language
+    audit.record(
+        session,
+        actor=actor,
+        action="staff.language",
+        at=now,
+        staff_id=member.id,
+        language=language.value,
+    )
 
 
 def on_duty(session: Session) -> list[StaffMember]:
@@ -329,6 +348,8 @@ def on_duty(session: Session) -> list[StaffMember]:
             .order_by(StaffMember.id)
         )
     )
+
+
 # --- the SMS PIN ---------------------------------------------------------------------------------
 
 PIN_ATTEMPTS = 5

@@ -14,6 +14,7 @@ import sys
 
 from sqlalchemy import select
 
+from config.languages import ALL_LANGUAGES, Language
 from hosen.context import CommandError, Context
 from registry.db import unit_of_work
 from registry.errors import InvalidPhone, RegistryError
@@ -42,6 +43,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add.add_argument("--role", required=True, choices=[r.value for r in StaffRole])
     add.add_argument(
         "--group", action="append", default=[], help="join code of a group they coordinate"
+    )
+    add.add_argument(
+        "--lang",
+        choices=[language.value for language in ALL_LANGUAGES],
+        help="the language the bots write to them in (a new member: he; they can change it "
+        "with /language)",
     )
     add.set_defaults(handler=add_member)
 
@@ -88,11 +95,13 @@ def add_member(ctx: Context, args: argparse.Namespace) -> int:
             authority=authority,
             role=StaffRole(args.role),
             groups=groups,
+            language=Language(args.lang) if args.lang else None,
             actor=ctx.actor,
         )
         where = authority.code if authority else "the whole cluster"
         print(
-            f"staff #{member.id}: {member.role.value} for {where}; commands accepted from {phone.e164}"
+            f"staff #{member.id}: {member.role.value} for {where}; commands accepted from {phone.e164};"
+            f" writes to them in {member.language.value}"
         )
     return 0
 
@@ -113,6 +122,7 @@ def list_members(ctx: Context, args: argparse.Namespace) -> int:
                 "role": m.role.value,
                 "authority": code or "*",
                 "telegram_verified": m.telegram_chat_id is not None,
+                "language": m.language.value,
             }
             for m, code in rows
         ]
@@ -122,7 +132,8 @@ def list_members(ctx: Context, args: argparse.Namespace) -> int:
     for row in data:
         telegram = "telegram ✓" if row["telegram_verified"] else "telegram -"
         print(
-            f"{row['id']:>4}  {row['role']:<12} {row['authority']:<14} {row['phone']:<14} {telegram}  {row['name']}"
+            f"{row['id']:>4}  {row['role']:<12} {row['authority']:<14} {row['phone']:<14} {telegram}  "
+            f"{row['language']}  {row['name']}"
         )
     print(f"{len(data)} staff")
     return 0

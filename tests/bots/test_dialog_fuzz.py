@@ -117,6 +117,7 @@ STARTS: list[tuple[str, dict[str, Any]]] = [
     ("registered:" + Step.ZONE.value, VOLUNTEER),
     ("registered:" + Step.HELP_KIND.value, RESIDENT),
     ("registered:" + Step.HELP_DETAIL.value, RESIDENT),
+    ("registered:" + Step.HELP_WHAT.value, RESIDENT),
 ]
 # A registered person's steps that start from the menu, with what they keep in the draft.
 FROM_MENU: dict[str, dict[str, Any]] = {
@@ -124,6 +125,7 @@ FROM_MENU: dict[str, dict[str, Any]] = {
     Step.DELETE.value: {},
     Step.HELP_KIND.value: {},
     Step.HELP_DETAIL.value: {"_help_need": "food"},
+    Step.HELP_WHAT.value: {"_help_alert": 999_999},  # a request since closed or erased
 }
 
 # Digits of other scripts, in numbers the steps expect (choices, years, capacities).
@@ -401,6 +403,8 @@ def test_no_message_breaks_the_dialog(
                 after.step == Step.MENU and step in (Step.HELP_KIND, Step.HELP_DETAIL)
             ):
                 asked.append(t(after.language, "dispatch.ack.help"))
+            if step == Step.HELP_WHAT and after.step == Step.MENU:  # the kind, told or skipped
+                asked += [t(after.language, f"bot.help_what.{k}") for k in ("thanks", "skipped")]
             assert any(piece in said for piece in asked), (
                 step,
                 after.step,

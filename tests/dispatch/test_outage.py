@@ -117,7 +117,7 @@ def test_a_two_minute_outage_delays_the_first_wave_and_loses_nobody(
     buddy = make_person(telegram=False, name="Buddy")
     for resident in telegram_only:
         make_buddy(resident, buddy)
-    # The officer is registered as a person too, in English: the notices come in English.
+    # The officer reads English (their staff row says so): the notices come in English.
     officer_phone = make_person(telegram=False, language=Language.EN, name="Officer").phone
     assert officer_phone is not None
     with sessions() as session:
@@ -128,6 +128,7 @@ def test_a_two_minute_outage_delays_the_first_wave_and_loses_nobody(
                 telegram_chat_id=777,
                 authority_id=authority.id,
                 role=StaffRole.OFFICER,
+                language=Language.EN,
             )
         )
         start_campaign(

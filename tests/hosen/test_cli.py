@@ -75,13 +75,49 @@ def test_staff_add_list_remove(cli_db: str, capsys: pytest.CaptureFixture[str]) 
     assert main(["staff", "remove", "--phone", "+972525551000"]) == 0
 
 
+def test_staff_add_takes_the_language_they_read(
+    cli_db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["db", "upgrade"]) == 0
+    add = ["staff", "add", "--phone", "052-555-1001", "--name", "Samir", "--role", "officer"]
+    add += ["--authority", "kiryat-tamar"]
+    assert main([*add, "--lang", "ar"]) == 0
+    assert main(add) == 0  # registered again without --lang: their language stays
+    capsys.readouterr()
+    assert main(["staff", "list", "--json"]) == 0
+    assert [s["language"] for s in json.loads(capsys.readouterr().out)] == ["ar"]
+    assert (
+        main(
+            [
+                "staff",
+                "add",
+                "--phone",
+                "052-555-1002",
+                "--name",
+                "Noa",
+                "--role",
+                "officer",
+                "--authority",
+                "kiryat-tamar",
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    assert main(["staff", "list", "--json"]) == 0
+    assert [s["language"] for s in json.loads(capsys.readouterr().out)] == ["ar", "he"]
+
+
 @pytest.mark.parametrize(
     ("argv", "fragment"),
     [
         (["staff", "add", "--phone", "12", "--name", "x", "--role", "admin"], "--phone '12'"),
         (["people", "show", "99999"], "no person"),
         (["people", "list", "--authority", "atlantis"], "unknown authority 'atlantis'"),
-        (["people", "list", "--zone", "nowhere"], "unknown zone 'nowhere' in kiryat-tamar (known: kt-center, "),
+        (
+            ["people", "list", "--zone", "nowhere"],
+            "unknown zone 'nowhere' in kiryat-tamar (known: kt-center, ",
+        ),
     ],
 )
 def test_errors_are_one_line_and_nonzero(

@@ -13,14 +13,17 @@ from sqlalchemy.orm import Session
 
 from config.i18n import t
 from config.settings import Settings
-from dispatch.models import Campaign, CampaignRecipient, OutboxMessage, Task
+from dispatch.models import HELP_KINDS, Alert, Campaign, CampaignRecipient, OutboxMessage, Task
 from hosen.demo import DemoOptions, run_demo
 from registry.models import Person
+from registry.staff import StaffMember
 
 
 @pytest.mark.e2e
 @pytest.mark.slow
-def test_demo_runs_a_whole_drill(tmp_path: Path, unit_settings: Settings) -> None:
+def test_demo_runs_a_whole_drill(
+    tmp_path: Path, unit_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
     out = io.StringIO()
     options = DemoOptions(
         size=400,
@@ -60,6 +63,46 @@ def test_demo_runs_a_whole_drill(tmp_path: Path, unit_settings: Settings) -> Non
     helped = re.search(r"help answers\s+(\d+)", text)
     assert helped is not None and int(helped.group(1)) <= help_acks
     assert text.count("taken by") == min(int(helped.group(1)), 12)
+    # Two officers are on duty (Telegram; SMS with a PIN): every alert is pushed to a person,
+    # and the simulated officers take them.
+    assert "officers on duty: Dana Levi (Telegram, reads he), Samir Haddad (SMS with a PIN" in text
+    assert "no officer on duty" not in caplog.text
+    taken = _officers_took_alerts_pushed_to_them(options.database)
+    shown = re.findall(r"taken by (Dana Levi|Samir Haddad) \(officer\)", text)
+    # (Alerts may still be taken after the report is printed, never the other way round.)
+    assert len(shown) <= taken, (taken, text)
+
+
+def _officers_took_alerts_pushed_to_them(database: Path) -> int:
+    """Every help alert was pushed to an officer on duty when it was raised (in the same
+    transaction); every one an officer took had been pushed to that officer, in their language.
+    Returns how many the officers took."""
+    engine = create_engine(f"sqlite:///{database}")
+    with Session(engine) as session:
+        officers = {
+            str(m.telegram_chat_id or m.phone) for m in session.scalars(select(StaffMember))
+        }
+        pushes = session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "alert")).all()
+        pushed_to: dict[str, set[str]] = {}
+        for push in pushes:
+            for row in push.buttons or []:
+                for button in row:
+                    pushed_to.setdefault(button["data"], set()).add(push.address)
+        for alert in session.scalars(select(Alert).where(Alert.kind.in_(HELP_KINDS))):
+            assert pushed_to.get(f"officer.alert:{alert.id}:take", set()) & officers, alert.id
+        taken = session.scalars(select(Alert).where(Alert.owner_staff_id.is_not(None))).all()
+        for alert in taken:
+            member = session.get_one(StaffMember, alert.owner_staff_id)
+            address = str(member.telegram_chat_id) if member.telegram_chat_id else member.phone
+            pushed = session.scalars(
+                select(OutboxMessage.text).where(
+                    OutboxMessage.kind == "alert", OutboxMessage.address == address
+                )
+            ).all()
+            take = t(member.language, "dispatch.alert.take")
+            assert pushed and (member.telegram_chat_id or all(take in p for p in pushed))
+    engine.dispose()
+    return len(taken)
 
 
 def _nobody_is_promised_a_visit_without_a_person_behind_it(database: Path) -> int:
@@ -97,7 +140,21 @@ def _nobody_is_promised_a_visit_without_a_person_behind_it(database: Path) -> in
                 (session.get_one(Person, task.volunteer_id).name or "").split(" ")[0]
                 for task in accepted
             }
-            assert accepted, f"'{body}' sent to resident {resident.id} before anyone accepted"
+            # ...or by an officer who took the resident's help alert (audited "help.take").
+            taken = session.scalars(
+                select(Alert).where(
+                    Alert.person_id == resident.id,
+                    Alert.owner_staff_id.is_not(None),
+                    Alert.taken_at.is_not(None),
+                )
+            ).all()
+            names |= {
+                session.get_one(StaffMember, alert.owner_staff_id).name.split(" ")[0]
+                for alert in taken
+            }
+            assert accepted or taken, (
+                f"'{body}' sent to resident {resident.id} before anyone accepted"
+            )
             if named:
                 assert named.group(1) in names, (body, names)
     engine.dispose()
