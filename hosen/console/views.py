@@ -721,6 +721,11 @@ class Console:
                 if zone_id is not None
                 else visit.words("console.lists.all_zones")
             )
+            groups: list[tuple[int | None, list[boards.ListRow]]] = []
+            for row in found.rows:  # ordered by zone: one sheet per zone
+                if not groups or groups[-1][0] != row.zone_id:
+                    groups.append((row.zone_id, []))
+                groups[-1][1].append(row)
             return self._html(
                 request,
                 visit,
@@ -731,6 +736,7 @@ class Console:
                 names=names,
                 zone=zone,
                 now=self.clock(),
+                groups=groups,
             )
 
         return await self._page(request, build)
@@ -1015,10 +1021,9 @@ def _map(places: list[boards.Place], counts: dict[int | None, boards.ZoneCounts]
         share = zone.share if zone else 0.0
         size = zone.total if zone else 0
         radius = round(10 + 22 * math.sqrt(size / biggest), 1)
-        hue = round(120 * share)
-        spots.append(
-            Spot(px, py, radius, place.name, "zone", f"hsl({hue}, 70%, 42%)", round(100 * share), 0)
-        )
+        # Red (nobody accounted for) to green (everyone); grey where nobody was asked.
+        colour = f"hsl({round(120 * share)}, 70%, 42%)" if size else "#9ca3af"
+        spots.append(Spot(px, py, radius, place.name, "zone", colour, round(100 * share), 0))
     return spots
 
 
