@@ -273,10 +273,16 @@ def test_an_officer_runs_a_drill_from_the_console(
             page.click("a[href='/console/lists']")
             expect(page.locator("[data-testid=list]")).to_contain_text("Yosef Peretz")
             _axe(page, "lists")
+            page.emulate_media(media="print")  # printed, the list drops the menus and forms
+            expect(page.locator("header.top")).to_be_hidden()
+            expect(page.locator("form.filters")).to_be_hidden()
+            page.emulate_media(media="screen")
+            expect(page.locator("header.top")).to_be_visible()
             page.click("a[href^='/console/sheet']")
             expect(page.locator("h1")).to_contain_text("דף טלפונים")
             page.emulate_media(media="print")
-            sheet = page.locator("[data-testid=list]")
+            sheet = page.locator("main")
+            expect(page.locator(".zone-sheet")).to_have_count(2)  # one page per zone
             expect(sheet).to_contain_text("Yosef Peretz")
             expect(sheet).to_contain_text("Eli Biton")
             expect(sheet).not_to_contain_text("Miriam Cohen")
