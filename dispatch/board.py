@@ -245,6 +245,21 @@ def queue_version(session: Session, *, authority_ids: list[int]) -> str:
     return "-".join(part.replace(" ", "T") for part in stamp)
 
 
+def open_help_count(session: Session, *, authority_ids: list[int]) -> int:
+    """How many help alerts of the authorities are open or taken."""
+    counted = session.scalar(
+        select(func.count())
+        .select_from(Alert)
+        .join(Person, Person.id == Alert.person_id)
+        .where(
+            Alert.kind.in_(HELP_KINDS),
+            Alert.state.in_((AlertState.OPEN, AlertState.TAKEN)),
+            Person.authority_id.in_(authority_ids),
+        )
+    )
+    return int(counted or 0)
+
+
 def help_queue(
     session: Session, *, authority_ids: list[int], person_ids: set[int] | None = None
 ) -> list[QueueRow]:

@@ -78,7 +78,7 @@ TELEGRAM_MIX: dict[Kind, float] = {
 VOLUNTEER_MIX: dict[Kind, float] = {"ok": 0.9, "silent": 0.1}
 # The officer a newcomer signs in to the console as; their codes arrive at the Twilio fake and
 # are shown on the terminal.
-DEMO_OFFICER = "050-111-0000"
+DEMO_OFFICER = "054-777-0000"
 
 
 @dataclass

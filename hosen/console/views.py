@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -51,7 +51,15 @@ from hosen.context import Context
 from registry import audit, phone_codes
 from registry.db import unit_of_work
 from registry.errors import RegistryError
-from registry.models import Authority, Channel, GroupMember, Person, Zone
+from registry.models import (
+    AuditEntry,
+    Authority,
+    Channel,
+    GroupMember,
+    Person,
+    ResidentNeeds,
+    Zone,
+)
 from registry.phones import normalise_phone
 from registry.spreadsheet import SafeWriter
 from registry.staff import (
@@ -510,7 +518,7 @@ class Console:
                 ),
                 {z.zone_id: z for z in counts.zones},
             ),
-            open_help=len(boards.help_queue(db, authority_ids=[campaign.authority_id])),
+            open_help=boards.open_help_count(db, authority_ids=[campaign.authority_id]),
         )
         return view
 
@@ -577,13 +585,30 @@ class Console:
         may_act, people = self._queue_scope(db, visit, audited=audited)
         ids = self._authority_ids(visit)
         rows = boards.help_queue(db, authority_ids=ids, person_ids=people)
-        needs: dict[int, list[str]] = {}
-        for row in rows:
-            if row.health_consent:
-                person = db.get(Person, row.person_id)
-                if person is not None:
-                    found = audit.read_needs(db, person, actor=visit.actor, purpose="console.queue")
-                    needs[row.person_id] = found.flags() if found else []
+        # Health details only of those who consented to share them; every read is audited
+        # (one bulk insert for the page).
+        consented = [row.person_id for row in rows if row.health_consent]
+        needs: dict[int, list[str]] = {
+            found.person_id: found.flags()
+            for found in db.scalars(
+                select(ResidentNeeds).where(ResidentNeeds.person_id.in_(consented or [-1]))
+            )
+        }
+        if needs:
+            now = self.clock()
+            db.execute(
+                insert(AuditEntry),
+                [
+                    audit.entry_row(
+                        actor=visit.actor,
+                        action="needs.read",
+                        person_id=person_id,
+                        at=now,
+                        purpose="console.queue",
+                    )
+                    for person_id in needs
+                ],
+            )
         return {
             "rows": rows,
             "needs": needs,

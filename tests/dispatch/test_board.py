@@ -19,6 +19,7 @@ from dispatch.board import (
     answer_curve,
     board_counts,
     help_queue,
+    open_help_count,
     ladder_of,
     queue_version,
 )
@@ -201,3 +202,4 @@ def test_the_help_queue_is_oldest_first_with_owner_and_changes_its_version(
             "Second Asker"
         ]
         assert help_queue(session, authority_ids=[authority.id + 1000]) == []
+        assert open_help_count(session, authority_ids=[authority.id]) == 1
