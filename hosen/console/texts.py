@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -33,6 +34,15 @@ def environment() -> Environment:
     )
 
 
+@lru_cache(maxsize=8192)
+def _short(language: str, local: datetime, *, with_date: bool) -> str:
+    """A local time to the minute in the language's short form (a call-down sheet of thousands
+    of rows formats the same few minutes over and over)."""
+    if with_date:
+        return str(format_datetime(local, "short", locale=language))
+    return str(format_time(local, "short", locale=language))
+
+
 @dataclass(frozen=True)
 class Words:
     """Everything a template needs to speak one language."""
@@ -58,13 +68,14 @@ class Words:
     def time(self, moment: datetime | None) -> str:
         if moment is None:
             return "-"
-        return str(format_time(moment.astimezone(self.zone), "short", locale=self.language.value))
+        local = moment.astimezone(self.zone).replace(second=0, microsecond=0)
+        return _short(self.language.value, local, with_date=False)
 
     def when(self, moment: datetime | None) -> str:
         if moment is None:
             return "-"
-        local = moment.astimezone(self.zone)
-        return str(format_datetime(local, "short", locale=self.language.value))
+        local = moment.astimezone(self.zone).replace(second=0, microsecond=0)
+        return _short(self.language.value, local, with_date=True)
 
     def minutes(self, seconds: float) -> str:
         return self.plural("console.plural.minutes", max(0, round(seconds / 60)))

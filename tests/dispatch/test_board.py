@@ -19,8 +19,8 @@ from dispatch.board import (
     answer_curve,
     board_counts,
     help_queue,
-    open_help_count,
     ladder_of,
+    open_help_count,
     queue_version,
 )
 from dispatch.campaigns import Audience, start_drill_checkin
