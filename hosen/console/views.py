@@ -179,10 +179,11 @@ class Console:
         return self._respond(request, visit, HTMLResponse(html, status_code=status))
 
     def _redirect(self, request: Request, visit: Visit, url: str) -> Response:
-        response = RedirectResponse(url, status_code=303)
         if request.headers.get("hx-request"):
-            response.headers["HX-Redirect"] = url
-        return self._respond(request, visit, response)
+            # htmx's request would follow a 303 and draw the sign-in page inside the board:
+            # it is told to send the whole page there instead.
+            return self._respond(request, visit, Response(headers={"HX-Redirect": url}))
+        return self._respond(request, visit, RedirectResponse(url, status_code=303))
 
     def _load_member(self, db: Session, visit: Visit) -> bool:
         if visit.session.staff_id is None:

@@ -112,6 +112,9 @@ def test_every_page_without_a_session_goes_to_sign_in(console_app: Starlette) ->
         answer = client.get(page)
         assert answer.status_code == 303, page
         assert answer.headers["location"] == "/console/sign-in", page
+    # The board's own refresh (htmx) is sent to sign in as a whole page, not drawn inside it.
+    live = client.get("/console/board/live", headers={"HX-Request": "true"})
+    assert live.headers["hx-redirect"] == "/console/sign-in" and live.text == ""
     token = csrf_of(client.get("/console/sign-in").text)
     for action in ("/console/help/1/take", "/console/close/1", "/console/start"):
         answer = client.post(action, data={"csrf": token})
