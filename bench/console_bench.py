@@ -11,9 +11,9 @@ straight into the database as the dispatcher would leave them, 60% have answered
 first half hour, 3% need help (with open help alerts), 10% are on the unreached list and the
 rest are still waiting. An officer signs in through the console's own sign-in (the code read
 from the outbox), and each page is requested through the real ASGI app (httpx's ASGI
-transport, no network) ``--repeat`` times; the table gives the median and the slowest, in
-milliseconds, the target being under 300 ms. The machine may be shared: read the figures as
-orders of magnitude.
+transport, no network) ``--repeat`` times; the table gives the median and the slowest wall
+time, in milliseconds (the target: under 300 ms), and the median CPU time of this process,
+which a machine shared with other work disturbs less.
 """
 
 from __future__ import annotations
@@ -145,7 +145,9 @@ class Browser:
             return answer
 
 
-async def measure(url: str, campaign: int, repeat: int) -> list[tuple[str, float, float, int]]:
+async def measure(
+    url: str, campaign: int, repeat: int
+) -> list[tuple[str, float, float, float, int]]:
     from sqlalchemy import select
 
     from config.settings import Settings
@@ -188,15 +190,16 @@ async def measure(url: str, campaign: int, repeat: int) -> list[tuple[str, float
     ]
     rows = []
     for name, path in pages:
-        times = []
+        times, cpu = [], []
         size = 0
         for _ in range(repeat):
-            began = time.perf_counter()
+            began, began_cpu = time.perf_counter(), time.process_time()
             answer = await browser.request("GET", path)
             times.append((time.perf_counter() - began) * 1000)
+            cpu.append((time.process_time() - began_cpu) * 1000)
             assert answer.status_code == 200, (path, answer.status_code)
             size = len(answer.content)
-        rows.append((name, statistics.median(times), max(times), size))
+        rows.append((name, statistics.median(times), max(times), statistics.median(cpu), size))
     ctx.close()
     return rows
 
@@ -252,11 +255,13 @@ def main() -> int:
                 with admin.connect() as conn:
                     conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
                 admin.dispose()
-    print("\n| page | median ms | slowest ms | bytes | under 300 ms |\n|---|---:|---:|---:|---|")
-    for name, median, slowest, size in rows:
-        print(
-            f"| {name} | {median:.0f} | {slowest:.0f} | {size:,} | {'yes' if median < 300 else 'NO'} |"
-        )
+    print(
+        "\n| page | median ms | slowest ms | median CPU ms | bytes | under 300 ms |"
+        "\n|---|---:|---:|---:|---:|---|"
+    )
+    for name, median, slowest, cpu, size in rows:
+        verdict = "yes" if median < 300 else "NO"
+        print(f"| {name} | {median:.0f} | {slowest:.0f} | {cpu:.0f} | {size:,} | {verdict} |")
     return 0
 
 
