@@ -51,7 +51,13 @@ SECRET_MIN_DISTINCT = 10  # different characters: refuses "x" * 32 and "abababab
 TELEGRAM_TOKEN = re.compile(r"\d{5,}:[A-Za-z0-9_-]{30,}")
 # Loggers that would print the bot token (a Bot API URL holds it) or message texts at INFO.
 TOKEN_LEAKING_LOGGERS = ("httpx", "httpcore", "telegram.Bot")
-SECRET_FIELDS = ("telegram_token", "twilio_auth_token", "telegram_webhook_secret", "hash_key")
+SECRET_FIELDS = (
+    "telegram_token",
+    "twilio_auth_token",
+    "telegram_webhook_secret",
+    "hash_key",
+    "console_secret",
+)
 
 
 class SettingsError(Exception):
@@ -120,6 +126,11 @@ class Settings(BaseSettings):
     # How long a webhook keeps trying the database before spooling: well within Twilio's
     # 15-second webhook timeout, with room for the fsync and the answer.
     spool_after_seconds: Annotated[float, Field(ge=0, le=10)] = 5.0
+
+    # The officers' web console (hosen.console): the key that signs its session cookies (unset:
+    # a random key per process, so a restart signs everyone out) and how long a sign-in lasts.
+    console_secret: SecretStr | None = None
+    console_session_hours: PositiveFloat = 12.0
 
     @field_validator("database_url")
     @classmethod

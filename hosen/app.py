@@ -2,7 +2,8 @@
 inbox processor and the dispatcher's outbox worker.
 
 Routes: ``POST /sms/inbound``, ``POST /sms/status`` (Twilio), ``POST /telegram/webhook``
-(Telegram, webhook mode) and ``GET /health`` (JSON: the database's state and the spool's depth).
+(Telegram, webhook mode), ``GET /health`` (JSON: the database's state and the spool's depth) and
+the officers' web console under ``/console`` (:mod:`hosen.console`).
 The inbound routes store the message and answer at once (into the local spool while the
 database is away; its replayer runs here too); the inbox processor (:mod:`bots.processor`) acts
 on it after. At start-up, when
@@ -46,6 +47,7 @@ from bots.telegram import (
     webhook_endpoint,
 )
 from config.settings import Settings, reveal
+from hosen.console import console_routes
 from hosen.context import Context
 from hosen.heap import freeze_startup_heap
 from hosen.limits import BODY_TIMEOUT_SECONDS, MAX_BODY_BYTES, EdgeLimits
@@ -193,6 +195,7 @@ def build_app(
             Route("/sms/status", sms.status, methods=["POST"]),
             Route("/telegram/webhook", telegram_webhook, methods=["POST"]),
             Route("/health", health, methods=["GET"]),
+            *console_routes(ctx, clock=clock),
         ],
         # Every request body is bounded before any route sees it (hosen.limits).
         middleware=[

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import secrets
 import socket
 import sys
@@ -26,7 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import uvicorn
 from pydantic import SecretStr
@@ -56,7 +57,9 @@ from hosen.report_html import ReportView, render, report_view
 from registry.assignment.store import assign_authority
 from registry.db import unit_of_work, utcnow
 from registry.models import Authority, Person, PersonStatus, PhoneKind
+from registry.phones import normalise_phone
 from registry.profile_sync import sync_profile
+from registry.staff import StaffRole, add_staff
 from registry.synthetic import generate_town, load_town
 
 # The real ladder (15 min, 45 min, 2 h) and answer delays (median 2 min), played `speed` times
@@ -77,6 +80,9 @@ TELEGRAM_MIX: dict[Kind, float] = {
     "wrong_number": DRILL_MIX["wrong_number"],
 }
 VOLUNTEER_MIX: dict[Kind, float] = {"ok": 0.9, "silent": 0.1}
+# The officer a newcomer signs in to the console as; their codes arrive at the Twilio fake and
+# are shown on the terminal.
+DEMO_OFFICER = "054-777-0000"
 
 
 @dataclass
@@ -87,6 +93,7 @@ class DemoOptions:
     database: Path = Path("var/demo.sqlite3")
     html: Path = Path("var/demo-drill-report.html")
     out: TextIO = field(default=sys.stdout)
+    keep_console: bool = False  # serve the console on after the drill, until Ctrl-C
 
 
 def _free_port() -> int:
@@ -287,6 +294,28 @@ def _print_report(
 # --- the run -----------------------------------------------------------------------------------
 
 
+def _add_demo_officer(ctx: Context, authority_code: str, twilio: FakeTwilio, out: TextIO) -> None:
+    """An officer for the console, whose sign-in codes (SMS to the fake) are printed here."""
+    phone = normalise_phone(DEMO_OFFICER, region=ctx.settings.default_region)
+    with unit_of_work(ctx.sessions) as session:
+        add_staff(
+            session,
+            name="Demo officer",
+            phone=phone,
+            authority=ctx.authority(session, authority_code),
+            role=StaffRole.OFFICER,
+            actor="demo",
+        )
+
+    def show_code(message: dict[str, Any]) -> None:
+        code = re.search(r"\b\d{6}\b", str(message.get("body", "")))
+        if message.get("to") == phone.e164 and code:
+            out.write(f"\n  console sign-in code for {DEMO_OFFICER}: {code.group(0)}\n")
+            out.flush()
+
+    twilio.on_message.append(show_code)
+
+
 @contextlib.contextmanager
 def _fakes() -> Iterator[tuple[FakeTelegram, FakeTwilio]]:
     telegram = FakeTelegram()
@@ -359,6 +388,7 @@ async def _drill(
         f"  assignment: {coverage.covered} of {coverage.residents} residents have a buddy "
         f"({coverage.with_backup} with a backup too)\n"
     )
+    _add_demo_officer(ctx, authority_code, twilio, out)
 
     people = People(
         telegram=telegram,
@@ -408,7 +438,16 @@ async def _drill(
                 raise RuntimeError("the service did not start")
             await asyncio.sleep(0.05)
         await asyncio.wait_for(app.state.runtime.telegram_ready.wait(), timeout=20)
-        return await _run_campaign(ctx, options, ladder, authority_code)
+        out.write(
+            f"Officers' console: {public}/console  (sign in as {DEMO_OFFICER}; "
+            "the code appears here)\n\n"
+        )
+        code = await _run_campaign(ctx, options, ladder, authority_code)
+        if options.keep_console:
+            out.write(f"\nThe console stays up at {public}/console; Ctrl-C stops it.\n")
+            out.flush()
+            await asyncio.Event().wait()
+        return code
     finally:
         people.close()
         server.should_exit = True

@@ -250,6 +250,45 @@ def authorize(
     return member
 
 
+def authorize_member(
+    session: Session,
+    *,
+    member: StaffMember,
+    action: StaffAction,
+    authority_id: int | None,
+    actor: str,
+    group_id: int | None = None,
+    now: datetime | None = None,
+    audited: bool = True,
+) -> None:
+    """As :func:`authorize`, for a member already identified another way (the web console's
+    session): :class:`NotAuthorized` unless allowed; refusals always audited, the allowed
+    action when ``audited``."""
+    now = now or utcnow()
+    reason = _refusal(session, member if member.active else None, action, authority_id, group_id)
+    if reason:
+        audit.record(
+            session,
+            actor=actor,
+            action="staff.refused",
+            at=now,
+            reason=reason,
+            attempted=action.value,
+            authority_id=authority_id,
+            group_id=group_id,
+        )
+        raise NotAuthorized("staff.not_authorized")
+    if audited:
+        audit.record(
+            session,
+            actor=actor,
+            action=action.value,
+            at=now,
+            authority_id=authority_id,
+            group_id=group_id,
+        )
+
+
 def record_refusal(
     session: Session,
     *,

@@ -33,6 +33,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=Path("var/demo-drill-report.html"),
         help="where the report goes",
     )
+    demo.add_argument(
+        "--keep-console",
+        action="store_true",
+        help="keep serving the officers' console after the drill, until Ctrl-C",
+    )
     demo.set_defaults(handler=run)
 
 
@@ -42,6 +47,11 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
 
         raise CommandError("--size must be between 50 and 100000")
     options = DemoOptions(
-        size=args.size, seed=args.seed, speed=args.speed, database=args.database, html=args.html
+        size=args.size,
+        seed=args.seed,
+        speed=args.speed,
+        database=args.database,
+        html=args.html,
+        keep_console=args.keep_console,
     )
     return asyncio.run(run_demo(ctx.settings, options))

@@ -36,6 +36,7 @@ def test_demo_runs_a_whole_drill(
     assert asyncio.run(run_demo(unit_settings, options)) == 0
     text = out.getvalue()
     assert "Drill report" in text
+    assert re.search(r"Officers' console: http://127\.0\.0\.1:\d+/console", text)
     answered = re.search(r"answered\s+(\d+) \(([\d.]+)%\)", text)
     assert answered is not None and int(answered.group(1)) > 0
     html = options.html.read_text(encoding="utf-8")
