@@ -12,6 +12,7 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Column, Table, and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm.attributes import flag_modified
 
 from config.languages import Language
 from registry import audit, rules
@@ -406,7 +407,7 @@ def register_person(
 
     changed = _apply(person, details, now)
     if created or changed:
-        person.updated_at = now
+        _stamp(person, now)
         session.flush()
         audit.record(
             session,
@@ -425,6 +426,13 @@ def register_person(
         displaced=[p.id for p in found.displace],
         phone_conflict=found.conflict,
     )
+
+
+def _stamp(person: Person, now: datetime) -> None:
+    """``updated_at`` is ``now``, the caller's clock, even when it holds that already (a second
+    change in one import): otherwise the ORM would leave it out and stamp the wall clock."""
+    person.updated_at = now
+    flag_modified(person, "updated_at")
 
 
 def with_phone_source(details: PersonDetails, source: Source) -> PersonDetails:
@@ -640,7 +648,7 @@ def register_people(
         changed = _apply(person, details, now)
         index.add(person)
         if created or changed:
-            person.updated_at = now
+            _stamp(person, now)
         results.append(
             Registration(
                 person=person,
