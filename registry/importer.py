@@ -228,6 +228,8 @@ def open_list(data: bytes | BinaryIO) -> ListStream:
     ``data`` is the file's bytes or a seekable binary file.
     """
     stream: BinaryIO = io.BytesIO(data) if isinstance(data, bytes) else data
+    if not stream.seekable():  # a pipe: read twice, so held once
+        stream = io.BytesIO(stream.read(MAX_BYTES + 1))
     stream.seek(0, io.SEEK_END)
     if stream.tell() > MAX_BYTES:
         raise ListUnreadable("lists.too_large", megabytes=MAX_BYTES // (1024 * 1024))
