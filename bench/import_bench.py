@@ -4,15 +4,20 @@ Run from the repository root::
 
     python bench/import_bench.py                 # 100,000 rows, SQLite and PostgreSQL
     python bench/import_bench.py --rows 20000 --db sqlite --repeat 3
+    python bench/import_bench.py --before /tmp/main --repeat 3   # and the code in /tmp/main
 
 A synthetic town (``registry.synthetic``) is written as a welfare-department list with Hebrew
-headers in UTF-8 with BOM, every resident on it. Each measured step runs in a fresh subprocess
-on a fresh database: the first import (everyone created), the second import of the same file
-(idempotent: everyone unchanged) and, for comparison, ``load_town``'s bulk load of the same
-people. Peak memory is the subprocess's maximum resident set size (``getrusage`` ru_maxrss),
-which includes the interpreter and its libraries; "baseline" is the same figure just before
-the step, so the step's own peak is roughly the difference. PostgreSQL runs in a scratch
-database created and dropped on 127.0.0.1:5432 as user ``postgres``.
+headers in UTF-8 with BOM, every resident on it, and a copy with every tenth resident's
+language changed. Each step runs in a fresh subprocess, the three in turn on one fresh
+database: the first import (everyone created), the same file again (everyone unchanged) and
+the changed copy (a tenth updated). With --load-town, ``load_town``'s bulk load of the same
+people is measured too, for comparison. ``--before DIR`` runs the same steps with the code of
+another checkout (say, ``git worktree add /tmp/main main``) and shows both side by side.
+
+"seconds" is wall-clock time of the step, "cpu" the subprocess's own CPU time (the database
+server's is not in it). Peak memory is the subprocess's maximum resident set size
+(``getrusage`` ru_maxrss), which includes the interpreter and its libraries. PostgreSQL runs
+in a scratch database created and dropped on 127.0.0.1:5432 as user ``postgres``.
 
 With --repeat N each cell is the median of N runs: the machine may be shared, so read the
 figures as orders of magnitude, not as precise rates.
@@ -21,6 +26,8 @@ figures as orders of magnitude, not as precise rates.
 from __future__ import annotations
 
 import argparse
+import csv
+import inspect
 import json
 import resource
 import secrets
@@ -73,12 +80,11 @@ def child(step: str, url: str, csv_path: Path, rows: int) -> dict[str, Any]:
     from registry.synthetic import generate_town, load_town
 
     profile, engine, sessions = prepare(url)
-    data = csv_path.read_bytes()
     town = None
     if step == "load":
         town = generate_town(profile, size=rows, seed=SEED, year=YEAR, authorities=[AUTHORITY])
     baseline = max_rss_mb()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     with unit_of_work(sessions) as session:
         if step == "load":
             assert town is not None
@@ -86,28 +92,60 @@ def child(step: str, url: str, csv_path: Path, rows: int) -> dict[str, Any]:
             totals = {"created": counts.people, "skipped": counts.skipped}
         else:
             authority = session.scalars(select(Authority).where(Authority.code == AUTHORITY)).one()
-            report = import_list(
-                session,
-                data=data,
-                kind="residents",
-                authority=authority,
-                profile=profile,
-                list_name="welfare",
-                list_version="bench",
-            )
+            # The file as the code under test takes it: a stream where it streams, else bytes.
+            streams = "BinaryIO" in str(inspect.signature(import_list).parameters["data"])
+            with csv_path.open("rb") as file:
+                report = import_list(
+                    session,
+                    data=file if streams else file.read(),
+                    kind="residents",
+                    authority=authority,
+                    profile=profile,
+                    list_name="welfare",
+                    list_version="bench",
+                )
             totals = report.totals
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     engine.dispose()
-    return {"seconds": seconds, "totals": totals, "peak_mb": max_rss_mb(), "baseline_mb": baseline}
+    return {
+        "seconds": seconds,
+        "cpu": cpu,
+        "totals": totals,
+        "peak_mb": max_rss_mb(),
+        "baseline_mb": baseline,
+    }
+
+
+def changed_copy(source: Path, target: Path, every: int = 10) -> int:
+    """``source`` with every ``every``-th resident's language changed; how many were."""
+    languages = ["עברית", "ערבית", "רוסית", "אנגלית", "אמהרית"]
+    with (
+        source.open(encoding="utf-8-sig", newline="") as inp,
+        target.open("w", encoding="utf-8-sig", newline="") as out,
+    ):
+        reader, writer = csv.reader(inp), csv.writer(out)
+        header = next(reader)
+        writer.writerow(header)
+        column = header.index("שפה")
+        changed = 0
+        for number, row in enumerate(reader):
+            if number % every == 0:
+                now = row[column]
+                row[column] = (
+                    languages[(languages.index(now) + 1) % 5] if now in languages else "רוסית"
+                )
+                changed += 1
+            writer.writerow(row)
+    return changed
 
 
 # -------------------------------------------------------------------------- parent
 
 
-def run_child(step: str, url: str, csv_path: Path, rows: int) -> dict[str, Any]:
+def run_child(tree: Path, step: str, url: str, csv_path: Path, rows: int) -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, __file__, "--child", step, "--url", url, "--csv", str(csv_path), "--rows", str(rows)],
-        cwd=ROOT,
+        [sys.executable, __file__, "--child", step, "--tree", str(tree), "--url", url, "--csv", str(csv_path), "--rows", str(rows)],
+        cwd=tree,
         capture_output=True,
         text=True,
         check=False,
@@ -136,10 +174,18 @@ def scratch_postgres() -> tuple[str, Any]:
     return url, drop
 
 
-def measure(db: str, csv_path: Path, rows: int, workdir: Path) -> list[dict[str, Any]]:
-    """One round on a fresh database: first import, second import; then load_town afresh."""
+STEPS = ("first import", "same file again", "10% changed")
+
+
+def measure(
+    tree: Path, db: str, files: dict[str, Path], rows: int, workdir: Path, *, load_town: bool
+) -> list[dict[str, Any]]:
+    """One round on a fresh database: the three imports in turn; then load_town afresh."""
     results = []
-    for steps in (("first import", "second import"), ("load_town",)):
+    rounds: list[tuple[str, ...]] = [STEPS]
+    if load_town:
+        rounds.append(("load_town",))
+    for steps in rounds:
         if db == "sqlite":
             file = workdir / f"bench-{secrets.token_hex(3)}.sqlite3"
             url, cleanup = f"sqlite:///{file}", lambda f=file: f.unlink(missing_ok=True)
@@ -148,7 +194,7 @@ def measure(db: str, csv_path: Path, rows: int, workdir: Path) -> list[dict[str,
         try:
             for step in steps:
                 mode = "load" if step == "load_town" else "import"
-                result = run_child(mode, url, csv_path, rows)
+                result = run_child(tree, mode, url, files.get(step, files["first import"]), rows)
                 results.append({"db": db, "step": step, **result})
         finally:
             cleanup()
@@ -160,11 +206,15 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--db", choices=("sqlite", "postgresql", "all"), default="all")
     parser.add_argument("--repeat", type=int, default=1, help="runs per cell; the median is shown")
+    parser.add_argument("--before", type=Path, help="a checkout whose code to measure as well")
+    parser.add_argument("--load-town", action="store_true", help="measure load_town as well")
     parser.add_argument("--child", choices=("import", "load"), help=argparse.SUPPRESS)
+    parser.add_argument("--tree", type=Path, default=ROOT, help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--csv", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
+        sys.path.insert(0, str(args.tree.resolve()))
         print(json.dumps(child(args.child, args.url, args.csv, args.rows)))
         return 0
 
@@ -173,36 +223,51 @@ def main() -> int:
 
     profile = load_profile(DEFAULT_PROFILE_PATH)
     dbs = ["sqlite", "postgresql"] if args.db == "all" else [args.db]
+    trees = {"after": ROOT}
+    if args.before:
+        trees = {"before": args.before.resolve(), **trees}
     with tempfile.TemporaryDirectory(prefix="hosen-bench-") as tmp:
         workdir = Path(tmp)
-        csv_path = workdir / "welfare.csv"
+        files = {"first import": workdir / "welfare.csv", "10% changed": workdir / "changed.csv"}
         town = generate_town(profile, size=args.rows, seed=SEED, year=YEAR, authorities=[AUTHORITY])
-        written = write_municipal_csv(town, csv_path, "residents", profile=profile, everyone=True)
-        size_mb = csv_path.stat().st_size / 1e6
-        print(f"municipal list: {written} rows, {size_mb:.1f} MB, Hebrew headers, UTF-8 with BOM")
-        runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        written = write_municipal_csv(
+            town, files["first import"], "residents", profile=profile, everyone=True
+        )
+        changed = changed_copy(files["first import"], files["10% changed"])
+        size_mb = files["first import"].stat().st_size / 1e6
+        print(
+            f"municipal list: {written} rows, {size_mb:.1f} MB, Hebrew headers, UTF-8 with BOM; "
+            f"the changed copy has {changed} residents' language changed"
+        )
+        runs: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
         for _ in range(args.repeat):
-            for db in dbs:
-                for result in measure(db, csv_path, written, workdir):
-                    runs.setdefault((result["db"], result["step"]), []).append(result)
+            for code, tree in trees.items():
+                for db in dbs:
+                    results = measure(tree, db, files, written, workdir, load_town=args.load_town)
+                    for result in results:
+                        key = (result["db"], result["step"], code)
+                        runs.setdefault(key, []).append(result)
 
     print(
-        f"\n{'database':<11}{'step':<15}{'rows':>8}{'seconds':>9}{'rows/s':>9}"
-        f"{'peak MB':>9}{'baseline MB':>13}  outcome"
+        f"\n{'database':<11}{'step':<17}{'code':<8}{'rows':>8}{'seconds':>9}{'cpu':>7}"
+        f"{'rows/s':>9}{'peak MB':>9}  outcome"
     )
-    for (db, step), results in runs.items():
+    for (db, step, code), results in sorted(
+        runs.items(), key=lambda kv: (dbs.index(kv[0][0]), [*STEPS, "load_town"].index(kv[0][1]), kv[0][2] != "before")
+    ):  # fmt: skip
         seconds = statistics.median(r["seconds"] for r in results)
+        cpu = statistics.median(r.get("cpu", 0.0) for r in results)
         peak = statistics.median(r["peak_mb"] for r in results)
-        baseline = statistics.median(r["baseline_mb"] for r in results)
         totals = results[-1]["totals"]
         outcome = ", ".join(f"{k} {v}" for k, v in totals.items() if v and k in ("created", "updated", "unchanged", "skipped"))  # fmt: skip
         print(
-            f"{db:<11}{step:<15}{written:>8}{seconds:>9.1f}{written / seconds:>9.0f}"
-            f"{peak:>9.0f}{baseline:>13.0f}  {outcome}"
+            f"{db:<11}{step:<17}{code:<8}{written:>8}{seconds:>9.1f}{cpu:>7.1f}"
+            f"{written / seconds:>9.0f}{peak:>9.0f}  {outcome}"
         )
     print(
-        f"\nmedian of {args.repeat} run(s); peak MB = max RSS of the step's subprocess "
-        "(interpreter and libraries included), baseline MB = the same just before the step"
+        f"\nmedian of {args.repeat} run(s); seconds: wall clock; cpu: the importing process's "
+        "own CPU seconds; peak MB = max RSS of the step's subprocess (interpreter and libraries "
+        "included)"
     )
     return 0
 

@@ -2,6 +2,8 @@
 
 * :func:`bulk_insert`, for loads of tens of thousands of rows (a synthetic town, a municipal
   list): COPY on PostgreSQL, executemany on SQLite.
+* :func:`stage`, a temporary table of keys for a set-based lookup (an import's municipal
+  references and phones, joined to ``person`` in one statement): COPY on PostgreSQL.
 * :func:`bulk_update` and :func:`bulk_upsert`, for the dispatcher's hot path (a batch of sends
   recorded): one statement for the whole batch, over one JSON array of the rows
   (``json_array_elements`` on PostgreSQL, ``json_each`` on SQLite). Values go through each
@@ -24,9 +26,10 @@ from decimal import Decimal
 from enum import Enum
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Table, text
+from sqlalchemy import Column, MetaData, Table, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
+from sqlalchemy.schema import CreateTable
 
 from registry.db import Base
 
@@ -111,6 +114,42 @@ def _copy(
             values = [_plain(row[key]) for key in keys]
             copy.write_row([ids[position], *values] if return_ids else values)
     return ids
+
+
+def stage(
+    session: Session, name: str, columns: Sequence[Column[Any]], rows: Sequence[Sequence[Any]]
+) -> Table:
+    """A temporary table ``name`` holding exactly ``rows`` (emptied first), to join with in
+    the caller's transaction; PostgreSQL drops it at commit. Values go as they are (text,
+    numbers): no column type converts them."""
+    dialect = session.get_bind().dialect
+    table = Table(name, MetaData(), *(c._copy() for c in columns), prefixes=["TEMPORARY"])
+    create = str(CreateTable(table, if_not_exists=True).compile(dialect=dialect))
+    if dialect.name == "postgresql":
+        create += " ON COMMIT DROP"
+    connection = session.connection()
+    connection.exec_driver_sql(create)
+    connection.exec_driver_sql(f'DELETE FROM "{name}"')
+    if not rows:
+        return table
+    names = ", ".join(f'"{column.name}"' for column in table.columns)
+    raw = connection.connection.dbapi_connection
+    assert raw is not None
+    if dialect.name == "postgresql":
+        pg = cast("psycopg.Connection[Any]", raw)
+        with pg.cursor() as cursor:
+            with cursor.copy(f'COPY "{name}" ({names}) FROM STDIN') as copy:
+                for row in rows:
+                    copy.write_row(row)
+            cursor.execute(f'ANALYZE "{name}"')  # the planner joins by the row count it sees
+        return table
+    marks = ", ".join("?" for _ in table.columns)
+    lite = raw.cursor()
+    try:
+        lite.executemany(f'INSERT INTO "{name}" ({names}) VALUES ({marks})', rows)
+    finally:
+        lite.close()
+    return table
 
 
 def bulk_update(
@@ -222,12 +261,22 @@ def _tuples(
     ]
     if not processors:
         return values
+    # Most such columns repeat a few values (an enum, the batch's one timestamp): each distinct
+    # value is converted once.
+    seen: list[dict[Any, Any]] = [{} for _ in processors]
     converted = []
     for value in values:
         row = list(value)
-        for index, process in processors:
-            if row[index] is not None:
-                row[index] = process(row[index])
+        for (index, process), done in zip(processors, seen, strict=True):
+            item = row[index]
+            if item is None:
+                continue
+            try:
+                row[index] = done[item]
+            except KeyError:
+                row[index] = done[item] = process(item)
+            except TypeError:  # not hashable (a JSON list)
+                row[index] = process(item)
         converted.append(tuple(row))
     return converted
 

@@ -12,14 +12,19 @@ mobility need as it was. The registry's own rules (``registry.people``) decide e
 
 from __future__ import annotations
 
+import codecs
 import csv
+import functools
 import io
+import itertools
+import operator
 import re
-from collections.abc import Iterator, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -27,10 +32,13 @@ from sqlalchemy.orm import Session
 from config.i18n import t
 from config.languages import Language
 from config.profile import Profile
+from registry import audit
+from registry.bulk import bulk_insert
 from registry.db import utcnow
 from registry.errors import RegistryError
 from registry.models import (
     NEED_FLAGS,
+    AuditEntry,
     Authority,
     Channel,
     Consent,
@@ -46,15 +54,20 @@ from registry.people import (
     NeedsDetails,
     PeopleIndex,
     PersonDetails,
+    PersonRecord,
+    RecordIndex,
     VolunteerDetails,
+    apply_details,
+    insert_records,
     record_consents,
     register_people,
     sort_matches,
+    update_records,
 )
 from registry.phones import Phone, UnusablePhone, is_no_phone, normalise_phone
 
 ListKind = Literal["residents", "volunteers"]
-BATCH = 1000
+BATCH = 5000  # rows looked up and written together
 MAX_BYTES = 200 * 1024 * 1024
 
 
@@ -186,46 +199,137 @@ def decode(data: bytes) -> tuple[str, str]:
     return text, "cp1255"
 
 
-def read_list(data: bytes) -> RawList:
-    """Decode, find the delimiter, and split the file into records by line number.
+def read_list(data: bytes | BinaryIO) -> RawList:
+    """Decode, find the delimiter, and split the file into records by line number (all of
+    them, in memory: :func:`open_list` streams them)."""
+    listing = open_list(data)
+    return RawList(listing.encoding, listing.delimiter, listing.header, list(listing.records))
+
+
+@dataclass
+class ListStream:
+    """A list being read: its encoding, delimiter and header, and its records as they come."""
+
+    encoding: str
+    delimiter: str
+    header: list[str]
+    records: Iterator[tuple[int, list[str] | None]]  # (line, cells), None: a malformed record
+
+
+_READ_CHUNK = 1 << 20
+
+
+def open_list(data: bytes | BinaryIO) -> ListStream:
+    """Find the encoding (a first pass over the file, decoding it in chunks), then read the
+    header and the delimiter and stream the records: the file is never held whole in memory.
 
     Each physical line is its own record, so one unclosed quotation mark costs one row and not
     the rest of the file; a quoted cell may still span lines when its quote closes within ten.
+    ``data`` is the file's bytes or a seekable binary file.
     """
-    if len(data) > MAX_BYTES:
+    stream: BinaryIO = io.BytesIO(data) if isinstance(data, bytes) else data
+    if not stream.seekable():  # a pipe: read twice, so held once
+        stream = io.BytesIO(stream.read(MAX_BYTES + 1))
+    stream.seek(0, io.SEEK_END)
+    if stream.tell() > MAX_BYTES:
         raise ListUnreadable("lists.too_large", megabytes=MAX_BYTES // (1024 * 1024))
-    text, encoding = decode(data)
-    if "\x00" in text:
-        raise ListUnreadable("lists.unreadable_encoding")
-    lines = _LINE_BREAK.split(text)
-    while lines and not lines[-1].strip():
-        lines.pop()
-    if not lines or not lines[0].strip():
+    encoding, codec = _sniff_encoding(stream)
+    stream.seek(0)
+    text = io.TextIOWrapper(stream, encoding=codec, newline="")
+    lines = (line.rstrip("\r\n") for line in text)
+    first = list(itertools.islice(lines, 6))
+    buffered = first
+    if first and not first[-1].strip():
+        # Blank lines at the end of the file do not count (in the sample, say): look past them.
+        more: list[str] = []
+        for line in lines:
+            more.append(line)
+            if line.strip():
+                break
+        else:
+            while first and not first[-1].strip():
+                first.pop()
+            more = []
+        buffered = first + more
+    if not first or not first[0].strip():
         raise ListUnreadable("lists.empty")
-    sample = "\n".join(lines[:6])  # a title line above the header has no delimiters
+    sample = "\n".join(first[:6])  # a title line above the header has no delimiters
     delimiter = max((";", ",", "\t"), key=lambda d: (sample.count(d), d == ","))
-    header_cells = _parse_record(lines[0], delimiter)
+    header_cells = _parse_record(first[0], delimiter)
     if header_cells is None:
         raise ListUnreadable("lists.no_header")
-    records: list[tuple[int, list[str] | None]] = []
-    i = 1
-    while i < len(lines):
-        line_no, record = i + 1, lines[i]
-        i += 1
+    records = _records(itertools.chain(buffered[1:], lines), delimiter)
+    return ListStream(encoding, "\\t" if delimiter == "\t" else delimiter, header_cells, records)
+
+
+def _sniff_encoding(stream: BinaryIO) -> tuple[str, str]:
+    """The list's encoding as reported, and the codec that reads it: UTF-16 by its BOM, UTF-8,
+    else Windows-1255 (refused when it reads as another 8-bit encoding would)."""
+    stream.seek(0)
+    if stream.read(2).startswith(_UTF16_BOMS):
+        if _decodes(stream, "utf-16"):
+            return "utf-16", "utf-16"
+        raise ListUnreadable("lists.unreadable_encoding")
+    if _decodes(stream, "utf-8-sig"):
+        return "utf-8", "utf-8-sig"
+    if _decodes(stream, "cp1255", refuse=_MIXED_WORD):
+        return "cp1255", "cp1255"
+    raise ListUnreadable("lists.unreadable_encoding")
+
+
+def _decodes(stream: BinaryIO, codec: str, refuse: re.Pattern[str] | None = None) -> bool:
+    """Whether the whole stream decodes with ``codec``; raises when it does but holds NUL
+    characters (or, with ``refuse``, text matching it): not a list in that encoding either."""
+    stream.seek(0)
+    decoder = codecs.getincrementaldecoder(codec)()
+    unreadable, tail = False, ""
+    try:
+        while chunk := stream.read(_READ_CHUNK):
+            text = decoder.decode(chunk)
+            unreadable = unreadable or "\x00" in text
+            if refuse is not None and refuse.search(tail + text):
+                unreadable = True
+            tail = text[-1:] or tail
+        text = decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    if unreadable or "\x00" in text or (refuse is not None and refuse.search(tail + text)):
+        raise ListUnreadable("lists.unreadable_encoding")
+    return True
+
+
+def _records(lines: Iterator[str], delimiter: str) -> Iterator[tuple[int, list[str] | None]]:
+    """The records after the header, by the line each starts on (the header is line 1)."""
+    ahead: deque[str] = deque()
+    line_no = 1
+    while True:
+        if not ahead:
+            ahead.extend(itertools.islice(lines, 1))
+            if not ahead:
+                return
+        record = ahead.popleft()
+        line_no += 1
+        start = line_no
         if record.count('"') % 2:
+            ahead.extend(itertools.islice(lines, 10 - len(ahead)))
             joined = record
-            for extra in range(i, min(i + 10, len(lines))):
-                joined += "\n" + lines[extra]
+            for taken, extra in enumerate(ahead, start=1):
+                joined += "\n" + extra
                 if joined.count('"') % 2 == 0:
-                    record, i = joined, extra + 1
+                    record = joined
+                    for _ in range(taken):
+                        ahead.popleft()
+                    line_no += taken
                     break
         if not record.strip(delimiter + " \t"):
             continue  # a blank line, or a spreadsheet's empty row of delimiters
-        records.append((line_no, _parse_record(record, delimiter)))
-    return RawList(encoding, "\\t" if delimiter == "\t" else delimiter, header_cells, records)
+        yield start, _parse_record(record, delimiter)
 
 
 def _parse_record(text: str, delimiter: str) -> list[str] | None:
+    if '"' not in text and len(text) <= csv.field_size_limit():
+        # Without quotation marks the csv module only splits at the delimiter.
+        return [cell.strip() for cell in text.split(delimiter)]
     if text.count('"') % 2:
         return None
     try:
@@ -295,6 +399,7 @@ HEADER_ALIASES: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 
 
+@functools.lru_cache(maxsize=4096)  # a list repeats its zones, languages and skills
 def normalise_header(text: str) -> str:
     text = text.replace("\ufeff", "").translate(_HEADER_MARKS).casefold()
     text = re.sub(r"[_\-]+", " ", text)
@@ -359,14 +464,31 @@ class Columns:
     def has(self, name: str) -> bool:
         return name in self.positions
 
+    @functools.cached_property
+    def flags(self) -> tuple[str, ...]:
+        """The need flags the list has a column for."""
+        return tuple(flag for flag in NEED_FLAGS if flag in self.positions)
+
+    def pick(self, cells: Sequence[str]) -> tuple[str, ...]:
+        """The cells of the known fields, in the order of ``positions``."""
+        return self._picker(cells)
+
+    @functools.cached_property
+    def _picker(self) -> Callable[[Sequence[str]], tuple[str, ...]]:
+        positions = list(self.positions.values())
+        if len(positions) == 1:
+            return lambda cells: (cells[positions[0]],)
+        return operator.itemgetter(*positions)
+
     def title(self, name: str) -> str:
         return next(title for title, field_name in self.named.items() if field_name == name)
 
 
-def _find_header(raw: RawList) -> tuple[RawList, Columns]:
+def _find_header(listing: ListStream) -> tuple[ListStream, Columns]:
     """The header is the first line, or the first known one of the next few: spreadsheets often
     open with a title line ("רשימת תושבים — נובמבר") or an empty row."""
-    candidates: list[tuple[int, list[str] | None]] = [(1, raw.header), *raw.records[:5]]
+    first = list(itertools.islice(listing.records, 5))
+    candidates: list[tuple[int, list[str] | None]] = [(1, listing.header), *first]
     for skipped, (_, cells) in enumerate(candidates):
         if cells is None:
             continue
@@ -376,7 +498,8 @@ def _find_header(raw: RawList) -> tuple[RawList, Columns]:
             if refused.key == "lists.no_header":
                 continue
             raise
-        return replace(raw, header=cells, records=raw.records[skipped:]), columns
+        records = itertools.chain(first[skipped:], listing.records)
+        return replace(listing, header=cells, records=records), columns
     raise ListUnreadable("lists.no_header")
 
 
@@ -435,7 +558,7 @@ class _Vocabulary:
 
 
 def _parse_rows(
-    raw: RawList,
+    raw: ListStream,
     columns: Columns,
     vocabulary: _Vocabulary,
     *,
@@ -443,8 +566,8 @@ def _parse_rows(
     list_name: str,
     region: str,
     year: int,
-) -> list[ParsedRow]:
-    parsed: list[ParsedRow] = []
+) -> Iterator[ParsedRow]:
+    """Each record read and checked, in file order; a duplicate of an earlier row is refused."""
     seen_refs: dict[str, int] = {}
     seen_phones: dict[str, int] = {}
     width = len(raw.header)
@@ -452,7 +575,7 @@ def _parse_rows(
         report = RowReport(row=line, outcome=Outcome.SKIPPED)
         if cells is None:
             report.problems.append(Problem("lists.row_quotes"))
-            parsed.append(ParsedRow(line, {}, report))
+            yield ParsedRow(line, {}, report)
             continue
         while len(cells) > width and not cells[-1]:
             cells.pop()  # trailing empty cells a spreadsheet adds
@@ -460,9 +583,9 @@ def _parse_rows(
             report.problems.append(
                 Problem("lists.row_cells", {"found": len(cells), "expected": width})
             )
-            parsed.append(ParsedRow(line, {}, report))
+            yield ParsedRow(line, {}, report)
             continue
-        values = {name: cells[position] for name, position in columns.positions.items()}
+        values = dict(zip(columns.positions, columns.pick(cells), strict=True))
         row = ParsedRow(line, values, report)
         _read_row(
             row, columns, vocabulary, kind=kind, list_name=list_name, region=region, year=year
@@ -482,8 +605,7 @@ def _parse_rows(
                     seen_refs[row.ref] = line
                 if row.phone:
                     seen_phones[row.phone.e164] = line
-        parsed.append(row)
-    return parsed
+        yield row
 
 
 def _read_row(
@@ -499,7 +621,10 @@ def _read_row(
     cells, problems, warnings = row.cells, row.report.problems, row.report.warnings
 
     def yes_no(name: str) -> bool:
-        value = cells.get(name, "").casefold()
+        value = cells.get(name, "")
+        if not value:
+            return False  # the usual empty cell: no
+        value = value.casefold()
         if value in _YES:
             return True
         if value not in _NO:
@@ -576,7 +701,7 @@ def _read_row(
         # come by SMS or Telegram, so a landline leaves them without any until staff step in.
         warnings.append(Problem("lists.phone_landline", {"value": phone_text[:40]}))
     if row.needs_help:
-        row.flags = {flag: yes_no(flag) for flag in NEED_FLAGS if columns.has(flag)}
+        row.flags = {flag: yes_no(flag) for flag in columns.flags}
         contact = cells.get("emergency_contact_name", "")
         row.contact_name = contact or None
         contact_phone = cells.get("emergency_contact_phone", "")
@@ -634,7 +759,7 @@ def _read_row(
 def import_list(
     session: Session,
     *,
-    data: bytes,
+    data: bytes | BinaryIO,
     kind: ListKind,
     authority: Authority,
     profile: Profile,
@@ -644,18 +769,45 @@ def import_list(
     actor: str = "import",
     dry_run: bool = False,
     now: datetime | None = None,
+    one_by_one: bool = False,
 ) -> ImportReport:
     """Import one municipal list into ``authority``. Does not commit: for a dry run the caller
     rolls back, so the report says exactly what the import would do.
+
+    ``data`` is the file's bytes or a seekable binary file, read as a stream. Rows are checked
+    as they come and written a batch at a time with bulk statements (:func:`_import_rows`);
+    ``one_by_one`` sends every row through :func:`registry.people.register_people` alone, the
+    reference the bulk path is tested against.
 
     Raises :class:`ListUnreadable` when the file as a whole cannot be read.
     """
     now = now or utcnow()
     list_version = list_version[:20]  # the consent's version column
-    raw, columns = _find_header(read_list(data))
+    listing, columns = _find_header(open_list(data))
     vocabulary = _Vocabulary(session, profile, authority)
+    report = ImportReport(
+        list_name=list_name,
+        list_version=list_version,
+        kind=kind,
+        encoding=listing.encoding,
+        delimiter=listing.delimiter,
+        dry_run=dry_run,
+        columns=columns.named,
+        ignored_columns=columns.ignored,
+    )
+    context = _Batch(
+        session=session,
+        columns=columns,
+        kind=kind,
+        authority=authority,
+        list_name=list_name,
+        list_version=list_version,
+        actor=actor,
+        now=now,
+    )
+    pending: list[ParsedRow] = []
     rows = _parse_rows(
-        raw,
+        listing,
         columns,
         vocabulary,
         kind=kind,
@@ -663,61 +815,205 @@ def import_list(
         region=region,
         year=now.year,
     )
-    report = ImportReport(
-        list_name=list_name,
-        list_version=list_version,
-        kind=kind,
-        encoding=raw.encoding,
-        delimiter=raw.delimiter,
-        dry_run=dry_run,
-        columns=columns.named,
-        ignored_columns=columns.ignored,
-        rows=[row.report for row in rows],
-    )
-    valid = [row for row in rows if not row.report.problems]
-    for start in range(0, len(valid), BATCH):
-        _import_batch(
-            session,
-            valid[start : start + BATCH],
-            columns,
-            kind=kind,
-            authority=authority,
-            list_name=list_name,
-            list_version=list_version,
-            actor=actor,
-            now=now,
-        )
+    for row in rows:
+        report.rows.append(row.report)
+        if row.report.problems:
+            continue
+        pending.append(row)
+        if len(pending) >= (1 if one_by_one else BATCH):
+            _import_rows(context, pending, one_by_one=one_by_one)
+            pending = []
+    _import_rows(context, pending, one_by_one=one_by_one)
     return report
 
 
-def _import_batch(
-    session: Session,
-    rows: list[ParsedRow],
-    columns: Columns,
-    *,
-    kind: ListKind,
-    authority: Authority,
-    list_name: str,
-    list_version: str,
-    actor: str,
-    now: datetime,
-) -> None:
+@dataclass(frozen=True)
+class _Batch:
+    """What every batch of one import shares."""
+
+    session: Session
+    columns: Columns
+    kind: ListKind
+    authority: Authority
+    list_name: str
+    list_version: str
+    actor: str
+    now: datetime
+
+
+def _import_rows(batch: _Batch, rows: list[ParsedRow], *, one_by_one: bool = False) -> None:
+    """Import checked rows in file order, with what :func:`register_people` would do to each.
+
+    The people the rows' municipal references and phones find are read in one lookup, as plain
+    records. A row that finds nobody (a new person) or exactly one person that no other row of
+    the batch finds, and that the list may update, is applied to that record by the registry's
+    own rules and written in bulk with the rest. A row whose keys find two people (a merge),
+    a record that only typed the phone (it loses it), or a person another row also finds, goes
+    through :func:`register_people` on its own, after what came before it was written: the
+    outcome is the same as importing the rows one at a time.
+    """
+    if not rows:
+        return
+    session = batch.session
+    if one_by_one:
+        for row in rows:
+            _import_batch(batch, [row])
+        return
+    index = RecordIndex.load(
+        session,
+        authority=batch.authority,
+        keys=[(row.ref, row.phone.e164 if row.phone else None) for row in rows],
+    )
     keys = [
         PersonDetails(phone=row.phone, phone_source=PhoneSource.IMPORT, external_ref=row.ref)
         for row in rows
     ]
-    index = PeopleIndex.load(session, authority=authority, details=keys)
-    batch = []
+    found = [index.matches(key) for key in keys]
+    finders = Counter(id(person) for people in found for person in people)
+    done: list[tuple[ParsedRow, PersonRecord, list[str], bool]] = []
+    for row, key, people in zip(rows, keys, found, strict=True):
+        matches = sort_matches(people, key)
+        if (
+            len(people) > 1
+            or matches.displace
+            or matches.conflict
+            or any(finders[id(person)] > 1 for person in people)
+        ):
+            _write(batch, done)
+            done = []
+            session.flush()
+            session.expire_all()  # the bulk writes went around the ORM's objects
+            _import_batch(batch, [row])
+            continue
+        existing = matches.update[0] if matches.update else None
+        details = _details(row, existing)
+        if existing is None:
+            record = PersonRecord(
+                authority_id=batch.authority.id,
+                source=Source.IMPORT,
+                created_at=batch.now,
+                updated_at=batch.now,
+            )
+            done.append((row, record, sorted(apply_details(record, details, batch.now)), True))
+        else:
+            changed = sorted(apply_details(existing, details, batch.now))
+            if changed:
+                existing.updated_at = batch.now
+            done.append((row, existing, changed, False))
+    _write(batch, done)
+
+
+def _write(batch: _Batch, done: list[tuple[ParsedRow, PersonRecord, list[str], bool]]) -> None:
+    """Write the people a batch created or changed, their audit entries and the list's
+    consents, in a few bulk statements; fill in the rows' report."""
+    if not done:
+        return
+    session, now = batch.session, batch.now
+    insert_records(session, [record for _, record, _, created in done if created])
+    update_records(
+        session, [record for _, record, changed, created in done if changed and not created]
+    )
+    audit_rows = []
+    for row, record, changed, created in done:
+        row.report.person_id = record.id
+        row.report.changed = changed
+        row.report.outcome = (
+            Outcome.CREATED if created else Outcome.UPDATED if changed else Outcome.UNCHANGED
+        )
+        if created or changed:
+            audit_rows.append(
+                audit.entry_row(
+                    actor=batch.actor,
+                    action="person.create" if created else "person.update",
+                    person_id=record.id,
+                    at=now,
+                    fields=changed,
+                    source=Source.IMPORT.value,
+                )
+            )
+    bulk_insert(session, AuditEntry, audit_rows)
+    updated = [record.id for _, record, changed, created in done if changed and not created]
+    consents = _existing_consents(session, [i for i in updated if i is not None])
+    grants: list[ConsentGrant] = []
+    texts: dict[tuple[str, Language], str] = {}
+    for row, record, changed, created in done:
+        if not (created or changed):
+            continue
+        assert record.id is not None and record.language is not None  # written above
+        grants.extend(_grants(batch, row, record.id, record.language, consents, texts))
+    record_consents(session, grants=grants, actor=batch.actor, now=now)
+
+
+def _grants(
+    batch: _Batch,
+    row: ParsedRow,
+    person_id: int,
+    language: Language,
+    consents: set[tuple[int, ConsentKind, str | None]],
+    texts: dict[tuple[str, Language], str],
+) -> list[ConsentGrant]:
+    """The list is the basis the municipality holds these data on: it is recorded as a staff
+    consent with the list's name and version, once per version; a guardian's name, once."""
+
+    def text(key: str) -> str:
+        if (key, language) not in texts:
+            texts[key, language] = t(
+                language, key, list=batch.list_name, version=batch.list_version
+            )
+        return texts[key, language]
+
+    wanted = [ConsentKind.REGISTRATION]
+    if row.needs_help:
+        wanted.append(ConsentKind.HEALTH_DATA)
+    grants = [
+        ConsentGrant(
+            person_id=person_id,
+            kind=consent_kind,
+            version=batch.list_version,
+            language=language,
+            text=text("lists.consent_text"),
+            channel=Source.IMPORT,
+            given_by=ConsentGiver.STAFF,
+        )
+        for consent_kind in wanted
+        if (person_id, consent_kind, batch.list_version) not in consents
+    ]
+    if row.guardian and (person_id, ConsentKind.GUARDIAN, None) not in consents:
+        grants.append(
+            ConsentGrant(
+                person_id=person_id,
+                kind=ConsentKind.GUARDIAN,
+                version=batch.list_version,
+                language=language,
+                text=text("lists.guardian_consent_text"),
+                channel=Source.IMPORT,
+                given_by=ConsentGiver.GUARDIAN,
+                guardian_name=row.guardian,
+            )
+        )
+    return grants
+
+
+def _import_batch(batch: _Batch, rows: list[ParsedRow]) -> None:
+    """Rows through :func:`register_people` and the ORM: the path for a row that merges or
+    displaces, and the reference the bulk path is tested against."""
+    session, now = batch.session, batch.now
+    keys = [
+        PersonDetails(phone=row.phone, phone_source=PhoneSource.IMPORT, external_ref=row.ref)
+        for row in rows
+    ]
+    index = PeopleIndex.load(session, authority=batch.authority, details=keys)
+    details = []
     for row, key in zip(rows, keys, strict=True):
         # Only a record the list may update lends its known values (never one that typed it).
         existing = sort_matches(index.matches(key), key).update
-        batch.append(_details(row, existing[0] if existing else None))
+        details.append(_details(row, existing[0] if existing else None))
     registrations = register_people(
         session,
-        authority=authority,
-        batch=batch,
+        authority=batch.authority,
+        batch=details,
         source=Source.IMPORT,
-        actor=actor,
+        actor=batch.actor,
         now=now,
         index=index,
     )
@@ -742,40 +1038,10 @@ def _import_batch(
             else Outcome.UNCHANGED
         )
     grants: list[ConsentGrant] = []
+    texts: dict[tuple[str, Language], str] = {}
     for row, person in changed_people:
-        # The list is the basis the municipality holds these data on: record it as a staff
-        # consent with the list's name and version, once per version.
-        wanted = [ConsentKind.REGISTRATION]
-        if row.needs_help:
-            wanted.append(ConsentKind.HEALTH_DATA)
-        text = t(person.language, "lists.consent_text", list=list_name, version=list_version)
-        grants.extend(
-            ConsentGrant(
-                person_id=person.id,
-                kind=consent_kind,
-                version=list_version,
-                language=person.language,
-                text=text,
-                channel=Source.IMPORT,
-                given_by=ConsentGiver.STAFF,
-            )
-            for consent_kind in wanted
-            if (person.id, consent_kind, list_version) not in consents
-        )
-        if row.guardian and (person.id, ConsentKind.GUARDIAN, None) not in consents:
-            grants.append(
-                ConsentGrant(
-                    person_id=person.id,
-                    kind=ConsentKind.GUARDIAN,
-                    version=list_version,
-                    language=person.language,
-                    text=t(person.language, "lists.guardian_consent_text", list=list_name),
-                    channel=Source.IMPORT,
-                    given_by=ConsentGiver.GUARDIAN,
-                    guardian_name=row.guardian,
-                )
-            )
-    record_consents(session, grants=grants, actor=actor, now=now)
+        grants.extend(_grants(batch, row, person.id, person.language, consents, texts))
+    record_consents(session, grants=grants, actor=batch.actor, now=now)
 
 
 def _existing_consents(
@@ -794,14 +1060,17 @@ def _existing_consents(
     return found
 
 
-def _details(row: ParsedRow, existing: Person | None) -> PersonDetails:
+_NO_NEEDS = NeedsDetails()
+_NEW_VOLUNTEER = VolunteerDetails()
+
+
+def _details(row: ParsedRow, existing: Person | PersonRecord | None) -> PersonDetails:
     """The row as details; a column the list lacks keeps what the registry already knows."""
     needs = None
     if row.needs_help:
         known = existing.needs if existing is not None else None
         values: dict[str, Any] = {
-            name: getattr(known, name) if known is not None else getattr(NeedsDetails(), name)
-            for name in NEEDS_FIELDS
+            name: getattr(known if known is not None else _NO_NEEDS, name) for name in NEEDS_FIELDS
         }
         values.update(row.flags)
         if row.contact_name is not None:
@@ -813,9 +1082,7 @@ def _details(row: ParsedRow, existing: Person | None) -> PersonDetails:
     if row.volunteer:
         profile = existing.volunteer if existing is not None else None
         base: dict[str, Any] = {
-            name: getattr(profile, name)
-            if profile is not None
-            else getattr(VolunteerDetails(), name)
+            name: getattr(profile if profile is not None else _NEW_VOLUNTEER, name)
             for name in VOLUNTEER_FIELDS
         }
         base["skills"] = tuple(base["skills"])

@@ -8,13 +8,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
+from typing import Any, Generic, TypeVar
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import Column, Table, and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm.attributes import flag_modified
 
 from config.languages import Language
 from registry import audit, rules
-from registry.bulk import bulk_insert, table_of
+from registry.bulk import bulk_insert, bulk_update, stage, table_of
 from registry.db import utcnow
 from registry.errors import ConsentRequired, RegistryError
 from registry.models import (
@@ -110,9 +112,221 @@ class Registration:
     phone_conflict: bool = False
 
 
+@dataclass(slots=True)
+class VolunteerRecord:
+    """A volunteer profile as plain values (see :class:`PersonRecord`); ``None``: not set yet."""
+
+    skills: list[str] | None = None
+    languages: list[str] | None = None
+    available_routine: bool | None = None
+    available_emergency: bool | None = None
+    has_vehicle: bool | None = None
+    checkin_capacity: int | None = None
+
+
+@dataclass(slots=True)
+class NeedsRecord:
+    """A resident's needs as plain values (see :class:`PersonRecord`); ``None``: not set yet."""
+
+    lives_alone: bool | None = None
+    mobility: bool | None = None
+    bedridden: bool | None = None
+    powered_medical_equipment: bool | None = None
+    sight: bool | None = None
+    hearing: bool | None = None
+    cognitive: bool | None = None
+    regular_medication: bool | None = None
+    young_children: bool | None = None
+    no_shelter_access: bool | None = None
+    emergency_contact_name: str | None = None
+    emergency_contact_phone: str | None = None
+
+
+@dataclass(slots=True)
+class PersonRecord:
+    """A person as plain values, one attribute per column of ``person``, for bulk work.
+
+    The registration rules (:func:`sort_matches`, ``_apply``) read and write a record exactly as
+    they do a :class:`Person`; an import of 100,000 rows applies them without the ORM's
+    per-attribute bookkeeping and writes the results with bulk statements. A record read from
+    the database has every column; a new one starts empty, as an unsaved ``Person`` does.
+    """
+
+    id: int | None = None
+    authority_id: int | None = None
+    zone_id: int | None = None
+    name: str | None = None
+    phone: str | None = None
+    phone_kind: PhoneKind | None = None
+    phone_source: PhoneSource | None = None
+    phone_verified_at: datetime | None = None
+    phone_disputed_at: datetime | None = None
+    phone_to_fix: str | None = None
+    telegram_chat_id: int | None = None
+    language: Language | None = None
+    channel: Channel | None = None
+    birth_year: int | None = None
+    address: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    status: PersonStatus | None = None
+    is_volunteer: bool | None = None
+    needs_help: bool | None = None
+    source: Source | None = None
+    external_ref: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    opted_out_at: datetime | None = None
+    erased_at: datetime | None = None
+    volunteer: VolunteerRecord | None = None
+    needs: NeedsRecord | None = None
+
+    @property
+    def phone_trusted(self) -> bool:
+        return self.phone_source is not None and self.phone_source.trusted
+
+
+class RecordIndex:
+    """The live people of one authority that a batch's municipal references and phones find,
+    as :class:`PersonRecord`, read with two set-based queries over a staging table of the keys
+    (COPY on PostgreSQL): the lookup costs what the batch costs, not what the authority holds."""
+
+    def __init__(self) -> None:
+        self.by_ref: dict[str, PersonRecord] = {}
+        self.by_phone: dict[str, PersonRecord] = {}
+
+    @classmethod
+    def load(
+        cls,
+        session: Session,
+        *,
+        authority: Authority,
+        keys: Sequence[tuple[str | None, str | None]],
+    ) -> RecordIndex:
+        """The people ``keys`` find: (municipal reference, phone) pairs, either may be missing.
+        A phone is looked up only when its reference found nobody with that phone."""
+        index = cls()
+        index._read(session, authority, table_of(Person).c.external_ref, {r for r, _ in keys if r})
+        phones = {
+            phone
+            for ref, phone in keys
+            if phone
+            and (ref is None or ref not in index.by_ref or index.by_ref[ref].phone != phone)
+        }
+        index._read(session, authority, table_of(Person).c.phone, phones)
+        return index
+
+    def _read(
+        self, session: Session, authority: Authority, key: Column[Any], values: set[str]
+    ) -> None:
+        if not values:
+            return
+        staged = stage(
+            session, "registry_lookup_key", [Column("value", key.type)], [(v,) for v in values]
+        )
+        query = _RECORD_QUERY.where(
+            table_of(Person).c.authority_id == authority.id,
+            key.in_(select(staged.c.value)),
+        )
+        known = {record.id for record in self.by_ref.values()}
+        for row in session.execute(query).all():
+            if row[0] in known:
+                continue  # found by its reference already
+            record = _record_of(row)
+            if record.external_ref:
+                self.by_ref[record.external_ref] = record
+            if record.phone:
+                self.by_phone[record.phone] = record
+
+    def matches(self, details: PersonDetails) -> list[PersonRecord]:
+        """Like :meth:`PeopleIndex.matches`, by municipal reference and phone."""
+        found: list[PersonRecord] = []
+        for person in (
+            self.by_ref.get(details.external_ref) if details.external_ref else None,
+            self.by_phone.get(details.phone.e164) if details.phone else None,
+        ):
+            if person is not None and all(person is not other for other in found):
+                found.append(person)
+        return found if len(found) < 2 else sorted(found, key=lambda p: p.id or 0)
+
+
+_TABLES: dict[type[object], Table] = {
+    Person: table_of(Person),
+    VolunteerProfile: table_of(VolunteerProfile),
+    ResidentNeeds: table_of(ResidentNeeds),
+    PersonRecord: table_of(Person),
+    VolunteerRecord: table_of(VolunteerProfile),
+    NeedsRecord: table_of(ResidentNeeds),
+}
+_PERSON_FIELDS = tuple(f.name for f in fields(PersonRecord) if f.name not in ("volunteer", "needs"))
+_NEEDS_FIELDS = tuple(f.name for f in fields(NeedsRecord))
+_VOLUNTEER_FIELDS = tuple(f.name for f in fields(VolunteerRecord))
+_ENDS = (len(_PERSON_FIELDS), len(_PERSON_FIELDS) + 1 + len(_NEEDS_FIELDS))
+
+
+def _record_query() -> Any:
+    person, needs, volunteer = (table_of(m) for m in (Person, ResidentNeeds, VolunteerProfile))
+    columns = [
+        *(person.c[name] for name in _PERSON_FIELDS),
+        needs.c.person_id.label("n_person_id"),
+        *(needs.c[name].label(f"n_{name}") for name in _NEEDS_FIELDS),
+        volunteer.c.person_id.label("v_person_id"),
+        *(volunteer.c[name].label(f"v_{name}") for name in _VOLUNTEER_FIELDS),
+    ]
+    joined = person.outerjoin(needs, needs.c.person_id == person.c.id).outerjoin(
+        volunteer, volunteer.c.person_id == person.c.id
+    )
+    return select(*columns).select_from(joined).where(person.c.status != PersonStatus.ERASED)
+
+
+_RECORD_QUERY = _record_query()
+
+
+def _record_of(row: Sequence[Any]) -> PersonRecord:
+    """A row of ``_RECORD_QUERY`` as a record: the person's columns, then their needs and
+    volunteer profile, each after its ``person_id`` (``None`` when there is none)."""
+    person_end, needs_end = _ENDS
+    record = PersonRecord(*row[:person_end])
+    if row[person_end] is not None:
+        record.needs = NeedsRecord(*row[person_end + 1 : needs_end])
+    if row[needs_end] is not None:
+        record.volunteer = VolunteerRecord(*row[needs_end + 1 :])
+    return record
+
+
+def apply_details(record: PersonRecord, details: PersonDetails, now: datetime) -> set[str]:
+    """Apply ``details`` to ``record`` by :func:`register_person`'s rules; the fields changed."""
+    return _apply(record, details, now)
+
+
+def insert_records(session: Session, records: Sequence[PersonRecord]) -> None:
+    """Write new people built as records, with their needs and volunteer profiles; sets ids."""
+    _insert_new_people(session, records)
+
+
+def update_records(session: Session, records: Sequence[PersonRecord]) -> None:
+    """Write changed people read as records: their rows in one statement, and their needs and
+    volunteer profiles replaced (deleted and inserted in bulk)."""
+    if not records:
+        return
+    bulk_update(session, Person, [_column_values(r) | {"id": r.id} for r in records])
+    ids = [r.id for r in records]
+    for model, attr in ((VolunteerProfile, "volunteer"), (ResidentNeeds, "needs")):
+        session.execute(delete(model).where(model.person_id.in_(ids)))
+        rows = [
+            {**_column_values(getattr(r, attr)), "person_id": r.id}
+            for r in records
+            if getattr(r, attr) is not None
+        ]
+        bulk_insert(session, model, rows)
+
+
 def clean_text(text: str, limit: int) -> str:
     """Collapse white space, drop control characters (bidi marks stay: they are legitimate)."""
-    kept = "".join(ch for ch in text if ch.isprintable() or ch in "\u200e\u200f")
+    if text.isprintable():
+        kept = text  # the usual case, without a look at every character
+    else:
+        kept = "".join(ch for ch in text if ch.isprintable() or ch in "\u200e\u200f")
     return " ".join(kept.split())[:limit]
 
 
@@ -193,7 +407,7 @@ def register_person(
 
     changed = _apply(person, details, now)
     if created or changed:
-        person.updated_at = now
+        _stamp(person, now)
         session.flush()
         audit.record(
             session,
@@ -214,6 +428,13 @@ def register_person(
     )
 
 
+def _stamp(person: Person, now: datetime) -> None:
+    """``updated_at`` is ``now``, the caller's clock, even when it holds that already (a second
+    change in one import): otherwise the ORM would leave it out and stamp the wall clock."""
+    person.updated_at = now
+    flag_modified(person, "updated_at")
+
+
 def with_phone_source(details: PersonDetails, source: Source) -> PersonDetails:
     """The details with their phone's source said: given, else the registration's own."""
     if details.phone is None or details.phone_source is not None:
@@ -226,19 +447,22 @@ def with_phone_source(details: PersonDetails, source: Source) -> PersonDetails:
     return replace(details, phone_source=implied.get(source, PhoneSource.TYPED))
 
 
+P = TypeVar("P", Person, PersonRecord)
+
+
 @dataclass(frozen=True)
-class Matches:
+class Matches(Generic[P]):
     """What the people a registration's keys found are to it (see :func:`sort_matches`)."""
 
-    update: list[Person]  # the one to update, then any to merge into it
-    displace: list[Person]  # they only typed this phone: it is taken from them
+    update: list[P]  # the one to update, then any to merge into it
+    displace: list[P]  # they only typed this phone: it is taken from them
     details: PersonDetails  # the details to apply (without a typed phone someone else holds)
     conflict: bool  # a typed phone someone else holds was left out
 
 
 def sort_matches(
-    found: Sequence[Person], details: PersonDetails, *, known: Person | None = None
-) -> Matches:
+    found: Sequence[P], details: PersonDetails, *, known: P | None = None
+) -> Matches[P]:
     """The one rule for a phone as a key: it joins two records only when both can be trusted.
 
     A person found by municipal reference or Telegram chat is the same person. Found by the
@@ -246,8 +470,8 @@ def sort_matches(
     trusted phone takes the number from a record that only typed it (that record stays apart);
     a typed phone that another record holds is left out, and nothing of that record is used.
     """
-    update: list[Person] = []
-    displace: list[Person] = []
+    update: list[P] = []
+    displace: list[P] = []
     conflict = False
     trusted = details.phone_source is not None and details.phone_source.trusted
     for person in found:
@@ -424,7 +648,7 @@ def register_people(
         changed = _apply(person, details, now)
         index.add(person)
         if created or changed:
-            person.updated_at = now
+            _stamp(person, now)
         results.append(
             Registration(
                 person=person,
@@ -453,7 +677,7 @@ def register_people(
     return results
 
 
-def _insert_new_people(session: Session, people: list[Person]) -> None:
+def _insert_new_people(session: Session, people: Sequence[Person | PersonRecord]) -> None:
     """Write people built in memory, with their needs and volunteer profiles; sets their ids."""
     ids = bulk_insert(session, Person, [_column_values(p) for p in people], return_ids=True)
     for person, person_id in zip(people, ids, strict=True):
@@ -467,10 +691,12 @@ def _insert_new_people(session: Session, people: list[Person]) -> None:
         bulk_insert(session, model, rows)
 
 
-def _column_values(obj: Person | VolunteerProfile | ResidentNeeds) -> dict[str, object]:
+def _column_values(
+    obj: Person | VolunteerProfile | ResidentNeeds | PersonRecord | VolunteerRecord | NeedsRecord,
+) -> dict[str, object]:
     """An unsaved object's columns as a row, with the column defaults a flush would fill in."""
     row: dict[str, object] = {}
-    for column in table_of(type(obj)).columns:
+    for column in _TABLES[type(obj)].columns:
         if column.primary_key:
             continue
         value = getattr(obj, column.key)
@@ -485,7 +711,7 @@ def _column_values(obj: Person | VolunteerProfile | ResidentNeeds) -> dict[str, 
     return row
 
 
-def _apply(person: Person, details: PersonDetails, now: datetime) -> set[str]:
+def _apply(person: Person | PersonRecord, details: PersonDetails, now: datetime) -> set[str]:
     changed: set[str] = set()
 
     def put(attr: str, value: object) -> None:
@@ -522,21 +748,37 @@ def _apply(person: Person, details: PersonDetails, now: datetime) -> set[str]:
         put("channel", Channel.TELEGRAM if person.telegram_chat_id else Channel.NONE)
     if details.volunteer is not None:
         put("is_volunteer", True)
-        profile = person.volunteer or VolunteerProfile()
-        if _copy(details.volunteer, profile):
-            changed.add("volunteer")
-        person.volunteer = profile
+        if isinstance(person, PersonRecord):
+            record = person.volunteer or VolunteerRecord()
+            if _copy(details.volunteer, record):
+                changed.add("volunteer")
+            person.volunteer = record
+        else:
+            profile = person.volunteer or VolunteerProfile()
+            if _copy(details.volunteer, profile):
+                changed.add("volunteer")
+            person.volunteer = profile
     if details.needs is not None:
         put("needs_help", True)
-        needs = person.needs or ResidentNeeds()
-        if _copy(details.needs, needs):
-            changed.add("needs")
-        person.needs = needs
+        if isinstance(person, PersonRecord):
+            needs_record = person.needs or NeedsRecord()
+            if _copy(details.needs, needs_record):
+                changed.add("needs")
+            person.needs = needs_record
+        else:
+            needs = person.needs or ResidentNeeds()
+            if _copy(details.needs, needs):
+                changed.add("needs")
+            person.needs = needs
     return changed
 
 
 def _apply_phone(
-    person: Person, phone: Phone, source: PhoneSource | None, now: datetime, changed: set[str]
+    person: Person | PersonRecord,
+    phone: Phone,
+    source: PhoneSource | None,
+    now: datetime,
+    changed: set[str],
 ) -> None:
     """A new number takes its source; the same number only gains trust, never loses it."""
     if person.phone != phone.e164:
@@ -557,17 +799,23 @@ def _apply_phone(
 
 
 def _copy(
-    source: VolunteerDetails | NeedsDetails, target: VolunteerProfile | ResidentNeeds
+    source: VolunteerDetails | NeedsDetails,
+    target: VolunteerProfile | ResidentNeeds | VolunteerRecord | NeedsRecord,
 ) -> bool:
     changed = False
-    for f in fields(source):
-        value = getattr(source, f.name)
+    for name in _DETAIL_FIELDS[type(source)]:
+        value = getattr(source, name)
         if isinstance(value, tuple):
             value = sorted(set(value))
-        if getattr(target, f.name, None) != value:
-            setattr(target, f.name, value)
+        if getattr(target, name, None) != value:
+            setattr(target, name, value)
             changed = True
     return changed
+
+
+_DETAIL_FIELDS: dict[type, tuple[str, ...]] = {
+    kind: tuple(f.name for f in fields(kind)) for kind in (VolunteerDetails, NeedsDetails)
+}
 
 
 def merge_people(

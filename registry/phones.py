@@ -109,10 +109,12 @@ def normalise_phone(text: str, *, region: str) -> Phone:
         parsed = phonenumbers.parse(cleaned, region)
     except NumberParseException as exc:
         raise UnusablePhone(_PARSE_FAULT.get(exc.error_type, PhoneFault.NOT_A_NUMBER)) from None
-    if not phonenumbers.is_valid_number(parsed):
+    # A number is valid exactly when it has a type in its country's plan (what
+    # ``is_valid_number`` checks), so the type is worked out once, for both.
+    number_type = phonenumbers.number_type(parsed)
+    if number_type == PhoneNumberType.UNKNOWN:
         possible = phonenumbers.is_possible_number_with_reason(parsed)
         raise UnusablePhone(_POSSIBLE_FAULT.get(possible, PhoneFault.NO_SUCH_NUMBER))
-    number_type = phonenumbers.number_type(parsed)
     if number_type in _MOBILE:
         kind = PhoneKind.MOBILE
     elif number_type in _LANDLINE:

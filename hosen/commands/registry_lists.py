@@ -7,6 +7,7 @@ import argparse
 import json
 from collections import Counter
 from pathlib import Path
+from typing import BinaryIO
 
 from config.languages import Language
 from hosen.context import CommandError, Context
@@ -99,9 +100,14 @@ def add_summary_command(
 
 def import_command(ctx: Context, args: argparse.Namespace) -> int:
     try:
-        data = args.file.read_bytes()
+        data = args.file.open("rb")  # read as a stream: a large list is never held whole
     except OSError as exc:
         raise CommandError(f"cannot read {args.file}: {exc.strerror or exc}") from None
+    with data:
+        return _import_file(ctx, args, data)
+
+
+def _import_file(ctx: Context, args: argparse.Namespace, data: BinaryIO) -> int:
     list_name = args.list_name or DEFAULT_LIST_NAMES[args.kind]
     version = args.list_version or args.file.stem
     session = ctx.sessions()

@@ -1,0 +1,249 @@
+"""The bulk import against the registry's rules one row at a time.
+
+A list imported in batches (looked up together, written with bulk statements) must leave the
+database exactly as importing it row by row through ``register_people`` does, and report every
+row the same: duplicates within the file, a person already present by phone (listed, only
+typed, proven), a merge of two records, rows that change only the language, unusable phones.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from config.profile import Profile
+from registry import importer
+from registry.bulk import table_of
+from registry.importer import import_list
+from registry.models import (
+    AuditEntry,
+    Authority,
+    Channel,
+    Consent,
+    Person,
+    PhoneSource,
+    ResidentNeeds,
+    Source,
+    VolunteerProfile,
+)
+from registry.people import (
+    NeedsDetails,
+    NeedsRecord,
+    PersonDetails,
+    PersonRecord,
+    VolunteerRecord,
+    register_person,
+)
+from registry.phones import normalise_phone
+
+NOW = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+BEFORE = NOW - timedelta(days=30)  # when the people already known registered
+HEADER = "municipal id,first name,last name,phone,language,lives alone,medical equipment"
+PHONES = ("052-5551267", "+972 54 555 1268", "0535551269", "058-5551270", "050-5551271")
+# Already registered, each a way a person can be known: (ref, phone, phone source, source).
+EXISTING = {
+    "listed": ("welfare:1", PHONES[0], PhoneSource.IMPORT, Source.IMPORT),
+    "typed": (None, PHONES[1], PhoneSource.TYPED, Source.TELEGRAM),
+    "proven": (None, PHONES[2], PhoneSource.CODE, Source.SMS),
+    "listed_no_phone": ("welfare:2", None, None, Source.IMPORT),
+    "other_list": ("welfare:3", PHONES[3], PhoneSource.IMPORT, Source.IMPORT),
+}
+
+rows = st.lists(
+    st.tuples(
+        st.sampled_from(["", "1", "2", "3", "4", "5"]),  # municipal id
+        st.sampled_from(["Rachel", "Yosef", "", "Noa"]),
+        st.sampled_from(["Levi", "Cohen"]),
+        st.sampled_from([*PHONES, "", "-", "052-555", "call me", "03-6405555", "052-5551299"]),
+        st.sampled_from(["", "עברית", "russian", "arabic", "klingon"]),
+        st.sampled_from(["", "כן", "no", "maybe"]),
+        st.sampled_from(["", "yes"]),
+    ),
+    max_size=14,
+)
+
+
+def csv_of(lines: list[tuple[str, ...]]) -> bytes:
+    return "\n".join([HEADER, *(",".join(line) for line in lines)]).encode()
+
+
+def register_existing(session: Session, authority: Authority, which: list[str]) -> None:
+    for index, name in enumerate(which):
+        ref, phone, phone_source, source = EXISTING[name]
+        register_person(
+            session,
+            authority=authority,
+            details=PersonDetails(
+                name=f"Known {name}",
+                phone=normalise_phone(phone, region="IL") if phone else None,
+                phone_source=phone_source,
+                telegram_chat_id=9000 + index if source == Source.TELEGRAM else None,
+                channel=Channel.TELEGRAM if source == Source.TELEGRAM else None,
+                external_ref=ref,
+                needs=NeedsDetails(lives_alone=True) if index % 2 else None,
+            ),
+            source=source,
+            actor="setup",
+            now=BEFORE,
+        )
+    session.commit()
+
+
+def state(session: Session, report: importer.ImportReport) -> dict[str, Any]:
+    """The report and every row the import may write, with person ids as their rank."""
+    session.flush()
+    # A row may name someone a later row merged away: ranked among the rest all the same.
+    mentioned = {row.person_id for row in report.rows if row.person_id is not None}
+    ids = sorted(set(session.scalars(select(Person.id))) | mentioned)
+    rank = {person_id: position for position, person_id in enumerate(ids)}
+
+    def rows_of(model: type, key: str, drop: tuple[str, ...] = ()) -> list[tuple[Any, ...]]:
+        table = table_of(model)
+        found = []
+        for row in session.execute(select(table)).mappings():
+            values = {k: v for k, v in row.items() if k not in ("id", *drop)}
+            if values.get(key) is not None:
+                values[key] = rank[values[key]]
+            found.append(tuple(sorted((k, repr(v)) for k, v in values.items())))
+        return sorted(found)
+
+    people = []
+    for person in session.execute(select(table_of(Person))).mappings():
+        values = dict(person)
+        if values["updated_at"] not in (BEFORE, *(NOW + timedelta(hours=h) for h in range(3))):
+            # The ORM stamps a row it flushes without a new updated_at with the wall clock (a
+            # merge into someone an earlier row updated): the same in both, but not the same time.
+            values["updated_at"] = "clock"
+        people.append((rank[values.pop("id")], sorted((k, repr(v)) for k, v in values.items())))
+    as_json = report.as_json()
+    for row in as_json["rows"]:
+        if row["person_id"] is not None:
+            row["person_id"] = rank[row["person_id"]]
+    return {
+        "report": as_json,
+        "people": sorted(people),
+        "needs": rows_of(ResidentNeeds, "person_id"),
+        "volunteers": rows_of(VolunteerProfile, "person_id"),
+        "consents": rows_of(Consent, "person_id"),
+        "audit": rows_of(AuditEntry, "person_id"),
+    }
+
+
+def forget_everyone(session: Session) -> None:
+    for model in (AuditEntry, Consent, ResidentNeeds, VolunteerProfile, Person):
+        session.execute(delete(model))
+    session.commit()
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    lines=rows,
+    existing=st.lists(st.sampled_from(sorted(EXISTING)), unique=True),
+    batch=st.integers(min_value=2, max_value=5),
+)
+def test_a_list_in_batches_gives_what_row_by_row_gives(
+    session: Session,
+    authority: Authority,
+    profile: Profile,
+    monkeypatch: pytest.MonkeyPatch,
+    lines: list[tuple[str, ...]],
+    existing: list[str],
+    batch: int,
+) -> None:
+    monkeypatch.setattr(importer, "BATCH", batch)
+    forget_everyone(session)
+    register_existing(session, authority, existing)
+    results = []
+    for one_by_one in (False, True):
+        report = import_list(
+            session,
+            data=csv_of(lines),
+            kind="residents",
+            authority=authority,
+            profile=profile,
+            list_name="welfare",
+            list_version="v1",
+            actor="import",
+            now=NOW,
+            one_by_one=one_by_one,
+        )
+        results.append(state(session, report))
+        session.rollback()
+    bulk, reference = results
+    assert bulk == reference
+
+
+def test_a_list_larger_than_a_batch_imports_and_reimports_like_row_by_row(
+    session: Session, authority: Authority, profile: Profile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Several batches, every kind of row, and the same list again with a tenth changed."""
+    monkeypatch.setattr(importer, "BATCH", 7)
+    register_existing(session, authority, sorted(EXISTING))
+    lines = [
+        (str(n), f"Name{n}", "Levi", f"052-55{n:05d}", ["", "עברית", "russian"][n % 3], "", "")
+        for n in range(10, 60)
+    ]
+    lines += [
+        ("1", "Rachel", "Levi", PHONES[2], "", "כן", ""),
+        ("4", "Noa", "Cohen", PHONES[1], "", "", ""),
+    ]
+    lines += [
+        ("10", "Again", "Levi", "", "", "", ""),
+        ("", "Nobody", "Levi", "call me", "", "", ""),
+    ]
+    changed = [
+        (ref, first, last, phone, "arabic" if n % 10 == 0 else language, alone, equipment)
+        for n, (ref, first, last, phone, language, alone, equipment) in enumerate(lines)
+    ]
+    results = []
+    for one_by_one in (False, True):
+        found = []
+        for hours, data in enumerate((csv_of(lines), csv_of(lines), csv_of(changed))):
+            report = import_list(
+                session,
+                data=data,
+                kind="residents",
+                authority=authority,
+                profile=profile,
+                list_name="welfare",
+                list_version="v1",
+                now=NOW + timedelta(hours=hours),
+                one_by_one=one_by_one,
+            )
+            found.append(state(session, report))
+        results.append(found)
+        session.rollback()
+    bulk, reference = results
+    assert bulk == reference
+    first, again, second = bulk
+    outcomes = [row["outcome"] for row in first["report"]["rows"]]
+    assert outcomes.count("created") == 51 and outcomes.count("skipped") == 2
+    merged, displaced = first["report"]["rows"][50:52]  # the lines after the fifty new ones
+    assert merged["outcome"] == "updated"  # welfare:1 and the proven holder of its phone
+    assert displaced["outcome"] == "created"
+    assert [w["key"] for w in displaced["warnings"]] == ["lists.phone_unverified_holder"]
+    assert [row["outcome"] for row in again["report"]["rows"]].count("updated") == 0
+    languages = [row for row in second["report"]["rows"] if row["changed"] == ["language"]]
+    assert len(languages) >= 4
+
+
+def test_records_hold_every_column() -> None:
+    """A column added to a model needs its field in the record the bulk import works on."""
+    for record, model, extra in (
+        (PersonRecord, Person, {"volunteer", "needs"}),
+        (NeedsRecord, ResidentNeeds, set()),
+        (VolunteerRecord, VolunteerProfile, set()),
+    ):
+        columns = [c.key for c in table_of(model).columns if c.key != "person_id"]
+        fields = [name for name in record.__dataclass_fields__ if name not in extra]
+        assert fields == columns
