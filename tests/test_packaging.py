@@ -19,7 +19,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("config", "registry", "dispatch", "bots", "hosen", "fakes")
 # Files the packages read at run time, besides their modules.
-SHIPPED = {".py", ".toml", ".json", ".ini", ".mako"}
+SHIPPED = {".py", ".toml", ".json", ".ini", ".mako", ".html"}
 
 pytestmark = pytest.mark.slow
 
@@ -91,6 +91,7 @@ def test_the_wheel_holds_every_package_migration_catalog_profile_and_spec(
         "config/locales/am.toml",
         "config/profiles/kiryat-tamar.toml",
         "fakes/specs/telegram_bot_api.json",
+        "hosen/templates/report.html",
     ):
         assert must in shipped
     assert not [name for name in shipped if "__pycache__" in name or name.startswith("tests/")]

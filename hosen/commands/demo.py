@@ -6,6 +6,7 @@ import argparse
 import asyncio
 from pathlib import Path
 
+from config.languages import Language
 from hosen.context import Context
 from hosen.demo import DemoOptions, run_demo
 
@@ -33,6 +34,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=Path("var/demo-drill-report.html"),
         help="where the report goes",
     )
+    demo.add_argument(
+        "--lang",
+        choices=tuple(language.value for language in Language),
+        default=Language.EN.value,
+        help="the report's language (default: English, as the demo's narration)",
+    )
     demo.set_defaults(handler=run)
 
 
@@ -42,6 +49,11 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
 
         raise CommandError("--size must be between 50 and 100000")
     options = DemoOptions(
-        size=args.size, seed=args.seed, speed=args.speed, database=args.database, html=args.html
+        size=args.size,
+        seed=args.seed,
+        speed=args.speed,
+        database=args.database,
+        html=args.html,
+        language=Language(args.lang),
     )
     return asyncio.run(run_demo(ctx.settings, options))
