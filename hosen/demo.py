@@ -355,7 +355,8 @@ async def _drill(
     with unit_of_work(ctx.sessions) as session:
         authority = ctx.authority(session, authority_code)
         personas = _populate(session, people, volunteers, authority)
-    out.write(f"  simulated residents: {dict(sorted(personas.items()))}\n")
+    kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(personas.items()))
+    out.write(f"  simulated residents: {kinds}\n")
     scale = options.speed
     ladder = Ladder(
         reminder_after=DRILL_LADDER.reminder_after / scale,

@@ -366,7 +366,22 @@ def report_view(
             zone=zone_of(row.get("zone")),
             asked=clock.moment(row["raised_at"]),
             taken_by=owner(row),
-            taken_at=clock.moment(row["taken_at"]) or "-",
+            taken_at=" ".join(
+                filter(
+                    None,
+                    [
+                        clock.moment(row["taken_at"]),
+                        t(
+                            lang,
+                            "report.help.after",
+                            duration=clock.drill(row["taken_after_seconds"]),
+                        )
+                        if row["taken_after_seconds"] is not None
+                        else "",
+                    ],
+                )
+            )
+            or "-",
             outcome=t(lang, f"report.help.{row['state']}"),
         )
         for row in report.help
@@ -512,7 +527,7 @@ def status_lines(view: ReportView) -> list[str]:
 
 def help_line(row: HelpRow) -> str:
     """One call for help in a sentence: who, where, when, and what became of it."""
-    taken = f" ({row.taken_by}, {row.taken_at})" if row.taken_by != "-" else ""
+    taken = f": {row.taken_by}, {row.taken_at}" if row.taken_by != "-" else ""
     return f"{row.asked} {row.name}, {row.zone}: {row.outcome}{taken}"
 
 
