@@ -96,11 +96,8 @@ class Counts:
             self.no_channel += count
         else:
             setattr(self, delivery, getattr(self, delivery) + count)
-        setattr(
-            self,
-            outcome_of(answer, visited=visited),
-            getattr(self, outcome_of(answer, visited=visited)) + count,
-        )
+        outcome = outcome_of(answer, visited=visited)
+        setattr(self, outcome, getattr(self, outcome) + count)
         if answer not in (Answer.OK, Answer.HELP, Answer.FREE_TEXT):
             self.no_answer += count
 
@@ -350,7 +347,7 @@ def _next_step(
 def not_accounted_for(session: Session, *, campaign: Campaign) -> list[dict[str, Any]]:
     """Everyone who has neither answered nor been seen by a buddy, most at risk first: phone,
     address, buddy (the visitor sent, else the primary buddy), priority, what the ladder has
-    done so far (``step``, ``ladder``), the last message sent (``last_attempt``) and what comes
+    done so far (``step``), the last message (``last_attempt``: when it was sent, or was due) and what comes
     next (``next_step``, ``next_at``). ``state`` is ``waiting`` while the ladder goes on,
     ``unreached`` once it ran out or the check-in was closed."""
     seen = _visited(campaign.id)
@@ -388,7 +385,11 @@ def not_accounted_for(session: Session, *, campaign: Campaign) -> list[dict[str,
         ):
             buddies[resident_id] = volunteer_id  # rank 1 is read last and wins
         for person_id, at, channel in session.execute(
-            select(OutboxMessage.person_id, OutboxMessage.created_at, OutboxMessage.channel)
+            select(
+                OutboxMessage.person_id,
+                func.coalesce(OutboxMessage.sent_at, OutboxMessage.due_at),
+                OutboxMessage.channel,
+            )
             .where(
                 OutboxMessage.campaign_id == campaign.id,
                 OutboxMessage.person_id.in_(chunk),

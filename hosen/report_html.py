@@ -81,6 +81,7 @@ class PersonRow:
     done: str
     last: str
     next: str
+    buddy_phone: str = ""  # apart, so a right-to-left page keeps the number left to right
 
 
 @dataclass(frozen=True)
@@ -338,7 +339,8 @@ def report_view(
             zone=zone_of(p["zone"]),
             phone=p["phone"] or "-",
             address=p["address"] or "-",
-            buddy=" ".join(filter(None, [p["buddy"], p["buddy_phone"]])) or "-",
+            buddy=p["buddy"] or "-",
+            buddy_phone=p["buddy_phone"] or "",
             done=_done(lang, p),
             last=" ".join(
                 filter(
@@ -547,7 +549,17 @@ def render_text(view: ReportView) -> str:
     if view.unreached:
         keys = ("priority", "name", "zone", "phone", "address", "buddy", "done", "last", "next")
         rows = [
-            [p.priority, p.name, p.zone, p.phone, p.address, p.buddy, p.done, p.last, p.next]
+            [
+                p.priority,
+                p.name,
+                p.zone,
+                p.phone,
+                p.address,
+                f"{p.buddy} {p.buddy_phone}".strip(),
+                p.done,
+                p.last,
+                p.next,
+            ]
             for p in view.unreached
         ]
         lines += _table([labels[f"column.{k}"] for k in keys], rows)
