@@ -42,8 +42,8 @@ from config.profile import Profile
 from config.settings import Settings
 from dispatch import escalation
 from dispatch import help as help_alerts
-from dispatch.campaigns import Audience, CampaignError, start_campaign
-from dispatch.estimate import Estimate, estimate_campaign, quiet_hours_of
+from dispatch.campaigns import Audience, CampaignError, Ladder, start_campaign
+from dispatch.estimate import Estimate, estimate_campaign, quiet_hours_of, unconfigured_warnings
 from dispatch.help import ALERT_BUTTON, AlertAction
 from dispatch.models import (
     Answer as CheckInAnswer,
@@ -831,6 +831,13 @@ def _confirm(desk: Desk) -> None:
     if estimate.quiet_hours:
         quiet = quiet_hours_of(desk.profile, authority)
         desk.say("confirm.quiet", start=f"{quiet.start:%H:%M}", end=f"{quiet.end:%H:%M}")
+    for warning in unconfigured_warnings(
+        estimate,
+        language=desk.language,
+        kind=desk.draft.kind,
+        ladder=Ladder.of(authority),
+    ):
+        desk.replies.append(Prompt(text=warning))
     desk.say(
         "confirm.cost",
         step=OfficerStep.CONFIRM.value,

@@ -202,6 +202,9 @@ class Profile(_Strict):
     roles: list[RoleProfile] = Field(min_length=1)
     walking_distance_m: int = Field(default=1500, gt=0)
     assignment: AssignmentPolicy = AssignmentPolicy()
+    # The language the officers' reports and CLI text are in unless asked otherwise (--lang);
+    # none given: Hebrew.
+    language: Language | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

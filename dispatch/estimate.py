@@ -18,6 +18,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from config.i18n import t, tn
+from config.languages import Language
 from config.profile import Profile, QuietHours
 from config.settings import Settings
 from dispatch.campaigns import Audience, checkin_message, first_name, marked, resolve_audience
@@ -39,6 +41,8 @@ class Estimate:
     seconds: float  # sending the first wave at the configured rates
     quiet_hours: bool = False  # a drill now would fall in the authority's quiet hours
     per_language: dict[str, int] = field(default_factory=dict)
+    # Channel -> people first tried on it while it is not configured (see unconfigured_warnings).
+    unconfigured: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +55,7 @@ class Estimate:
             "seconds": round(self.seconds, 1),
             "quiet_hours": self.quiet_hours,
             "per_language": dict(self.per_language),
+            "unconfigured": dict(self.unconfigured),
         }
 
 
@@ -117,6 +122,14 @@ def estimate_campaign(
             rendered = sms_text(kind=kind, mode=mode, language=language, name=name, text=text)
             segments += count_segments(rendered) * count
     telegram, sms = channels[Channel.TELEGRAM], channels[Channel.SMS]
+    unconfigured = {
+        channel.value: count
+        for channel, count, on in (
+            (Channel.TELEGRAM, telegram, settings.telegram_enabled),
+            (Channel.SMS, sms, settings.sms_enabled),
+        )
+        if count and not on
+    }
     # The two channels send side by side, each at its own shared rate.
     seconds = max(telegram / settings.telegram_rate_per_second, sms / settings.sms_rate_per_second)
     quiet = mode == CampaignMode.DRILL and in_quiet_hours(
@@ -132,4 +145,56 @@ def estimate_campaign(
         seconds=seconds,
         quiet_hours=quiet,
         per_language=dict(sorted(languages.items())),
+        unconfigured=unconfigured,
     )
+
+
+# The settings that turn a channel on, for an operator at the command line.
+CHANNEL_SETTINGS = {
+    Channel.TELEGRAM.value: "HOSEN_TELEGRAM_TOKEN",
+    Channel.SMS.value: "HOSEN_TWILIO_ACCOUNT_SID, HOSEN_TWILIO_AUTH_TOKEN, HOSEN_TWILIO_FROM",
+}
+
+
+def unconfigured_warnings(
+    estimate: Estimate,
+    *,
+    language: Language | str,
+    kind: CampaignKind,
+    ladder: Any,
+    settings_hint: bool = False,
+) -> list[str]:
+    """One warning per channel the audience needs that is not configured, in the officer's
+    language: how many people it concerns and what will happen to them (short enough for a
+    staff SMS). ``ladder``: the campaign's :class:`dispatch.campaigns.Ladder` (its buddy visit
+    and unreached times); ``settings_hint``: also name the settings (the command line)."""
+    warnings = []
+    for channel, count in estimate.unconfigured.items():
+        head = tn(language, f"campaign.unconfigured.{channel}", count)
+        if kind == CampaignKind.CHECKIN:
+            then = t(
+                language,
+                "campaign.unconfigured.checkin",
+                visit=minutes(language, ladder.visit_after.total_seconds()),
+                unreached=minutes(language, ladder.unreached_after.total_seconds()),
+            )
+        else:
+            then = t(language, "campaign.unconfigured.not_checkin")
+        hint = CHANNEL_SETTINGS[channel] if settings_hint else ""
+        if hint:
+            then += " " + t(language, "campaign.unconfigured.setting", settings=hint)
+        warnings.append(f"{head} {then}")
+    return warnings
+
+
+def minutes(language: Language | str, seconds: float) -> str:
+    """A duration as the officer reads it: "90 s", "45 min", "2 h", "2 h 30 min"."""
+    if seconds < 90:
+        return t(language, "officer.duration.seconds", seconds=max(1, round(seconds)))
+    whole = round(seconds / 60)
+    if whole < 120:
+        return t(language, "officer.duration.minutes", minutes=whole)
+    hours, rest = divmod(whole, 60)
+    if rest == 0:
+        return t(language, "campaign.duration.hours", hours=hours)
+    return t(language, "campaign.duration.hours_minutes", hours=hours, minutes=rest)

@@ -22,7 +22,6 @@ import secrets
 import socket
 import sys
 import time
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -34,16 +33,19 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from config.i18n import t
+from config.languages import Language
 from config.settings import Settings
 from dispatch.campaigns import Audience, Ladder, start_drill_checkin
 from dispatch.escalation import run_escalations
+from dispatch.estimate import minutes as duration
 from dispatch.help import run_alert_climbs
 from dispatch.models import (
     Campaign,
     Task,
     TaskStatus,
 )
-from dispatch.reports import DrillReport, Status, close_campaign, live_status
+from dispatch.reports import OUTCOMES, Status, close_campaign, live_status
 from dispatch.sweeps import requeue_expired_leases
 from fakes.people import DRILL_MIX, Answer, Delay, Intent, Kind, People, SeenMessage
 from fakes.settings import settings_for_fakes
@@ -53,7 +55,14 @@ from hosen import migrations
 from hosen.app import build_app
 from hosen.context import Context
 from hosen.demo_officers import OfficersOnDuty, untaken_help
-from hosen.report_html import ReportView, render, report_view
+from hosen.report_html import (
+    ReportView,
+    authority_name,
+    help_line,
+    render,
+    report_view,
+    status_lines,
+)
 from registry.assignment.store import assign_authority
 from registry.db import unit_of_work, utcnow
 from registry.models import Authority, Person, PersonStatus, PhoneKind
@@ -94,6 +103,8 @@ class DemoOptions:
     html: Path = Path("var/demo-drill-report.html")
     out: TextIO = field(default=sys.stdout)
     keep_console: bool = False  # serve the console on after the drill, until Ctrl-C
+    # The report's language (the demo's own narration is English).
+    language: Language = Language.EN
 
 
 def _free_port() -> int:
@@ -202,23 +213,22 @@ BAR = 30
 
 def _bar(label: str, value: int, total: int) -> str:
     filled = round(BAR * value / total) if total else 0
-    return f"  {label:<22} [{'█' * filled}{'·' * (BAR - filled)}] {value:>6}/{total}"
+    return f"  {label[:36]:<36} [{'█' * filled}{'·' * (BAR - filled)}] {value:>6}/{total}"
 
 
-def _progress_lines(status: Status, drill_minutes: float) -> list[str]:
+def _progress_lines(status: Status, drill_minutes: float, language: Language) -> list[str]:
+    """The live bars: how far the messages got, then where everyone stands (the same outcomes,
+    counted the same way, as the report's)."""
     c = status.total
     n = c.recipients
     tasks = status.tasks
     visits = sum(tasks.values())
     done = tasks.get(TaskStatus.DONE.value, 0) + tasks.get(TaskStatus.NOT_REACHED.value, 0)
     return [
-        f"  drill time {drill_minutes:6.1f} min",
-        _bar("messages sent", c.sent + c.delivered, n),
-        _bar("delivered", c.delivered, n),
-        _bar("answered: I'm OK", c.ok, n),
-        _bar("answered: need help", c.help, n),
-        _bar("buddy visits closed", done, visits or 1) + f"  ({visits} asked for)",
-        _bar("on the unreached list", c.unreached, n),
+        f"  {t(language, 'report.drill_time')}: {duration(language, drill_minutes * 60)}",
+        _bar(t(language, "report.delivery.delivered"), c.delivered, n),
+        *(_bar(t(language, f"report.outcome.{o}"), getattr(c, o), n) for o in OUTCOMES),
+        _bar(t(language, "report.heading.visits"), done, visits or 1) + f"  ({visits})",
     ]
 
 
@@ -231,13 +241,14 @@ class Screen:
         self.drawn = 0
         self.last_plain = 0.0
 
-    def draw(self, lines: list[str]) -> None:
+    def draw(self, lines: list[str], *, last: bool = False) -> None:
+        """Redraw; off a terminal, print now and then (always the ``last`` frame)."""
         if self.tty:
             if self.drawn:
                 self.out.write(f"\x1b[{self.drawn}F")
             self.out.write("".join(f"\x1b[2K{line}\n" for line in lines))
             self.drawn = len(lines)
-        elif time.monotonic() - self.last_plain > 5:
+        elif last or time.monotonic() - self.last_plain > 5:
             self.out.write("\n".join(lines) + "\n")
             self.last_plain = time.monotonic()
         self.out.flush()
@@ -246,49 +257,24 @@ class Screen:
 # --- the report --------------------------------------------------------------------------------
 
 
-HELP_LINES = 12  # help answers listed one by one; the rest are counted
+HELP_LINES = 12  # calls for help listed one by one; the rest are in the HTML report
 
 
-def _print_help(out: TextIO, report: DrillReport, speed: float) -> None:
-    """Every help answer and what became of it: taken by whom, after how long, closed."""
-    states = Counter(row["state"] for row in report.help)
-    out.write(f"  help answers           {len(report.help)} {dict(states)}\n")
-
-    def minutes(seconds: float | None) -> str:
-        return "-" if seconds is None else f"{seconds * speed / 60:.0f} min"
-
-    for row in report.help[:HELP_LINES]:
-        owner = f"{row['owner']} ({row['owner_role']})" if row["owner"] else "NOBODY yet"
-        out.write(
-            f"    #{row['alert']:<5} {row['resident'][:22]:<22} {row['state']:<6} "
-            f"taken by {owner[:30]:<30} after {minutes(row['taken_after_seconds']):>7}, "
-            f"closed after {minutes(row['closed_after_seconds'])}\n"
-        )
-    if len(report.help) > HELP_LINES:
-        out.write(f"    ...and {len(report.help) - HELP_LINES} more (hosen help list)\n")
-
-
-def _print_report(
-    out: TextIO, view: ReportView, report: DrillReport, html: Path, speed: float
-) -> None:
+def _print_report(out: TextIO, view: ReportView, html: Path) -> None:
+    """The report's summary: the same words and numbers as the HTML page, without its long
+    lists (who is not accounted for, the numbers to fix: counted here, listed there)."""
+    labels = view.labels
     out.write(f"\n{view.title}\n{'=' * len(view.title)}\n")
-    out.write(f"  people messaged        {view.recipients}\n")
-    out.write(f"  answered               {report.answered} ({view.response_rate * 100:.1f}%)\n")
-    for label, value in view.counts.items():
-        out.write(f"    {label:<34} {value}\n")
-    for label, seconds in view.answer_percentiles.items():
-        shown = "-" if seconds is None else f"{seconds / 60:.1f} min"
-        out.write(f"  time to answer {label:<22} {shown}\n")
-    out.write(f"  buddy visits           {dict(report.tasks)}\n")
-    out.write(f"  unreached              {len(view.unreached)} (names in the HTML report)\n")
-    out.write(f"  numbers to fix         {len(view.bounced)}\n")
-    _print_help(out, report, speed)
-    out.write(f"\n  {'zone':<22} {'people':>6} {'ok':>5} {'help':>5} {'silent':>6}\n")
-    for zone in view.per_zone:
-        out.write(
-            f"  {zone.zone:<22} {zone.recipients:>6} {zone.ok:>5} {zone.need_help:>5} {zone.no_answer:>6}\n"
-        )
-    out.write(f"\nHTML report with charts: {html}\n")
+    out.write("\n".join(status_lines(view)[1:]) + "\n\n")
+    out.write(labels["heading.times"] + "\n")
+    out.write("".join(f"  {label}: {value}\n" for label, value in view.percentiles))
+    out.write(f"\n{labels['heading.help']}\n  {view.help_summary or labels['nobody']}\n")
+    out.write("".join(f"  {help_line(row)}\n" for row in view.help[:HELP_LINES]))
+    out.write(f"\n{labels['heading.unreached']}: {len(view.unreached)}\n")
+    out.write(f"{labels['heading.numbers']}: {len(view.numbers)}\n")
+    if view.opted_out:
+        out.write(view.opted_out + "\n")
+    out.write(f"\nHTML: {html}\n")
 
 
 # --- the run -----------------------------------------------------------------------------------
@@ -407,7 +393,8 @@ async def _drill(
         on_duty = officers.register(
             session, authority=authority, people=people, speed=options.speed
         )
-    out.write(f"  simulated residents: {dict(sorted(personas.items()))}\n")
+    kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(personas.items()))
+    out.write(f"  simulated residents: {kinds}\n")
     out.write(f"  officers on duty: {', '.join(on_duty)}\n")
     scale = options.speed
     ladder = Ladder(
@@ -492,27 +479,43 @@ async def _run_campaign(
                 .limit(1)
             )
             untaken = untaken_help(session, campaign_id=campaign_id)
-        screen.draw(_progress_lines(status, (now - started).total_seconds() * options.speed / 60))
-        settled = (
-            status.total.no_answer == status.total.unreached and open_tasks is None and not untaken
+        screen.draw(
+            _progress_lines(
+                status, (now - started).total_seconds() * options.speed / 60, options.language
+            )
         )
+        # Everyone answered, was seen by a buddy, or is on the unreached list; no visit open,
+        # no call for help that nobody has taken.
+        settled = status.total.waiting == 0 and open_tasks is None and not untaken
         if (settled and now > started + ladder.reminder_after) or now > deadline:
             break
         await asyncio.sleep(0.25)
 
     with unit_of_work(ctx.sessions) as session:
         campaign = session.get_one(Campaign, campaign_id)
-        report = close_campaign(session, campaign=campaign, now=utcnow())
+        closed_at = utcnow()
+        report = close_campaign(session, campaign=campaign, now=closed_at)
+        # The last frame is the closed campaign's: the bars and the report agree.
+        screen.draw(
+            _progress_lines(
+                live_status(session, campaign=campaign),
+                (closed_at - started).total_seconds() * options.speed / 60,
+                options.language,
+            ),
+            last=True,
+        )
         view = report_view(
             session,
             campaign=campaign,
             report=report,
-            speed=options.speed,
-            time_label=" (drill time)",
-            title=f"Drill report: {ctx.profile.authorities[0].names.en}, check-in #{campaign_id}",
             local=ctx.settings.zone_info,
+            now=closed_at,
+            language=options.language,
+            authority=authority_name(session, ctx.profile, campaign.authority_id, options.language),
+            speed=options.speed,
+            timezone=ctx.settings.timezone,
         )
     options.html.parent.mkdir(parents=True, exist_ok=True)
     options.html.write_text(render(view), encoding="utf-8")
-    _print_report(out, view, report, options.html, options.speed)
+    _print_report(out, view, options.html)
     return 0

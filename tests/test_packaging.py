@@ -94,6 +94,7 @@ def test_the_wheel_holds_every_package_migration_catalog_profile_and_spec(
         "hosen/console/templates/board.html",
         "hosen/console/static/htmx.min.js",
         "hosen/console/static/console.css",
+        "hosen/templates/report.html",
     ):
         assert must in shipped
     assert not [name for name in shipped if "__pycache__" in name or name.startswith("tests/")]

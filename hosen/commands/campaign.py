@@ -16,22 +16,16 @@ from typing import Any
 
 from sqlalchemy import or_, select
 
+from config.i18n import t
+from config.languages import DEFAULT_LANGUAGE, Language
 from hosen.context import CommandError, Context
 from registry.db import unit_of_work, utcnow
 
-STATUS_COLUMNS = (
-    "recipients",
-    "queued",
-    "sent",
-    "delivered",
-    "failed",
-    "no_channel",
-    "ok",
-    "help",
-    "free_text",
-    "no_answer",
-    "unreached",
-)
+LANGUAGES = tuple(language.value for language in Language)
+
+
+def _add_lang(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--lang", choices=LANGUAGES, help=t(DEFAULT_LANGUAGE, "report.lang_help"))
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -63,22 +57,29 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     status = sub.add_parser("status", help="live status: delivery and answers, per zone")
     status.add_argument("campaign_id", type=int)
     status.add_argument("--json", action="store_true")
+    _add_lang(status)
     status.set_defaults(handler=show_status)
 
     close = sub.add_parser("close", help="close it: stop the ladder and print the drill report")
     close.add_argument("campaign_id", type=int)
     close.add_argument("--json", action="store_true")
+    _add_lang(close)
     close.set_defaults(handler=close_campaign)
 
     report = sub.add_parser("report", help="the drill report (open or closed), text/JSON/HTML")
     report.add_argument("campaign_id", type=int)
     report.add_argument("--json", action="store_true")
     report.add_argument("--html", type=Path, metavar="FILE", help="also write an HTML report")
+    _add_lang(report)
     report.set_defaults(handler=report_campaign)
 
     export = sub.add_parser("export", help="one CSV line per recipient")
     export.add_argument("campaign_id", type=int)
     export.add_argument("--out", type=Path, help="file to write (default: standard output)")
+    export.add_argument(
+        "--codes", action="store_true", help="column names and values as codes, for programs"
+    )
+    _add_lang(export)
     export.set_defaults(handler=export_campaign)
 
     ls = sub.add_parser("list", help="recent campaigns")
@@ -148,7 +149,7 @@ def _confirmed(emergency: bool) -> bool:
 
 def start_campaign(ctx: Context, args: argparse.Namespace) -> int:
     from dispatch import campaigns
-    from dispatch.estimate import estimate_campaign
+    from dispatch.estimate import estimate_campaign, unconfigured_warnings
     from dispatch.models import CampaignKind, CampaignMode
     from registry.models import Zone
 
@@ -193,8 +194,13 @@ def start_campaign(ctx: Context, args: argparse.Namespace) -> int:
                     select(Zone.code, Zone.name).where(Zone.authority_id == authority.id)
                 ).all()
             )
+        warnings = unconfigured_warnings(
+            estimate, language=_language(ctx, args), kind=kind, ladder=ladder, settings_hint=True
+        )
         if not args.json or not args.yes:
             _print_estimate(estimate, zone_names, f"{mode.value} {kind.value}")
+        for warning in warnings:
+            print(warning, file=sys.stderr if args.json else sys.stdout)
         if not args.yes and not _confirmed(mode == CampaignMode.EMERGENCY):
             print("cancelled: nothing was sent")
             return 1
@@ -238,102 +244,101 @@ def _load(session: Any, campaign_id: int) -> Any:
         raise CommandError(str(exc)) from None
 
 
-def _print_counts_table(status: dict[str, Any]) -> None:
-    header = f"{'zone':<16}" + "".join(f"{name:>11}" for name in STATUS_COLUMNS)
-    print(header)
-    for zone, counts in sorted(status["zones"].items()):
-        print(f"{zone:<16}" + "".join(f"{counts[name]:>11}" for name in STATUS_COLUMNS))
-    print(f"{'total':<16}" + "".join(f"{status['total'][name]:>11}" for name in STATUS_COLUMNS))
-    if status["tasks"]:
-        print("tasks: " + ", ".join(f"{k} {v}" for k, v in sorted(status["tasks"].items())))
-    if status["alerts"]:
-        print("open alerts: " + ", ".join(f"{k} {v}" for k, v in sorted(status["alerts"].items())))
+def _language(ctx: Context, args: argparse.Namespace) -> Language:
+    """``--lang``, else the profile's language, else Hebrew."""
+    if getattr(args, "lang", None):
+        return Language(args.lang)
+    return ctx.profile.language or DEFAULT_LANGUAGE
+
+
+def _view(ctx: Context, session: Any, campaign: Any, report: Any, language: Language) -> Any:
+    from hosen.report_html import authority_name, report_view
+
+    return report_view(
+        session,
+        campaign=campaign,
+        report=report,
+        local=ctx.settings.zone_info,
+        now=utcnow(),
+        language=language,
+        authority=authority_name(session, ctx.profile, campaign.authority_id, language),
+        timezone=ctx.settings.timezone,
+    )
 
 
 def show_status(ctx: Context, args: argparse.Namespace) -> int:
-    from dispatch.reports import live_status
+    from dispatch.reports import drill_report, live_status
+    from hosen.report_html import status_lines
 
     with unit_of_work(ctx.sessions) as session:
-        status = live_status(session, campaign=_load(session, args.campaign_id)).as_dict()
-    if args.json:
-        print(json.dumps(status, ensure_ascii=False))
-        return 0
-    print(
-        f"campaign {status['campaign_id']}: {status['mode']} {status['kind']}, {status['status']}, "
-        f"started {status['started_at']}"
-    )
-    _print_counts_table(status)
-    return 0
-
-
-def _print_report(report: dict[str, Any]) -> None:
-    times = report["time_to_answer_seconds"]
-    print(
-        f"answered {report['answered']} of {report['recipients']} "
-        f"({100 * report['response_rate']:.1f}%); time to answer p50 {times['p50']} s, "
-        f"p90 {times['p90']} s, p99 {times['p99']} s"
-    )
-    _print_counts_table(report["status"])
-    print(f"unreached ({len(report['unreached'])}):")
-    for person in report["unreached"]:
-        print(
-            f"  {person['person_id']:>6}  {person['name'] or '-':<28} {person['zone'] or '-':<14} "
-            f"{person['phone'] or '-':<14} {person['address'] or '-'}"
+        campaign = _load(session, args.campaign_id)
+        if args.json:
+            print(json.dumps(live_status(session, campaign=campaign).as_dict(), ensure_ascii=False))
+            return 0
+        view = _view(
+            ctx, session, campaign, drill_report(session, campaign=campaign), _language(ctx, args)
         )
-    print(f"numbers that bounced ({len(report['bounced_numbers'])}), fix them in the registry:")
-    for bounce in report["bounced_numbers"]:
-        print(f"  {bounce['person_id']:>6}  {bounce['address']:<14} {bounce['reason']}")
+    print("\n".join(status_lines(view)))
+    return 0
 
 
 def close_campaign(ctx: Context, args: argparse.Namespace) -> int:
     from dispatch.reports import close_campaign as close
+    from hosen.report_html import render_text
 
     with unit_of_work(ctx.sessions) as session:
-        report = close(session, campaign=_load(session, args.campaign_id), now=utcnow()).as_dict()
-    if args.json:
-        print(json.dumps(report, ensure_ascii=False))
-        return 0
-    print(f"campaign {report['campaign_id']} closed ({report['mode']})")
-    _print_report(report)
+        campaign = _load(session, args.campaign_id)
+        report = close(session, campaign=campaign, now=utcnow())
+        if args.json:
+            print(json.dumps(report.as_dict(), ensure_ascii=False))
+            return 0
+        text = render_text(_view(ctx, session, campaign, report, _language(ctx, args)))
+    sys.stdout.write(text)
     return 0
 
 
 def report_campaign(ctx: Context, args: argparse.Namespace) -> int:
     from dispatch.reports import drill_report
-    from hosen.report_html import render, report_view
+    from hosen.report_html import render, render_text
 
+    language = _language(ctx, args)
     with unit_of_work(ctx.sessions) as session:
         campaign = _load(session, args.campaign_id)
         report = drill_report(session, campaign=campaign)
-        if args.html:
-            view = report_view(
-                session,
-                campaign=campaign,
-                report=report,
-                title=f"Hosen {campaign.mode.value} report: campaign {campaign.id}",
-                local=ctx.settings.zone_info,
-            )
-            args.html.write_text(render(view), encoding="utf-8")
+        view = (
+            _view(ctx, session, campaign, report, language) if args.html or not args.json else None
+        )
         data = report.as_dict()
-        state = campaign.status.value
+    if view is not None and args.html:
+        args.html.write_text(render(view), encoding="utf-8")
     if args.json:
         print(json.dumps(data, ensure_ascii=False))
-    else:
-        print(f"campaign {data['campaign_id']} ({data['mode']}, {state})")
-        _print_report(data)
+    elif view is not None:
+        sys.stdout.write(render_text(view))
     if args.html:
-        print(f"wrote {args.html}", file=sys.stderr if args.json else sys.stdout)
+        print(
+            t(language, "report.wrote", path=args.html),
+            file=sys.stderr if args.json else sys.stdout,
+        )
     return 0
 
 
 def export_campaign(ctx: Context, args: argparse.Namespace) -> int:
     from dispatch.reports import export_csv
 
+    language = None if args.codes else _language(ctx, args)
     with unit_of_work(ctx.sessions) as session:
-        text = export_csv(session, campaign=_load(session, args.campaign_id))
+        text = export_csv(
+            session,
+            campaign=_load(session, args.campaign_id),
+            language=language,
+            local=ctx.settings.zone_info,
+            bom=True,  # Excel reads the file as UTF-8 (Hebrew, Arabic, Amharic) only with it
+        )
     if args.out:
-        args.out.write_text(text, encoding="utf-8")
-        print(f"wrote {args.out}")
+        # newline="": the csv module already ends rows with CRLF.
+        args.out.write_text(text, encoding="utf-8", newline="")
+        print(t(language or DEFAULT_LANGUAGE, "report.wrote", path=args.out))
     else:
         sys.stdout.write(text)
     return 0

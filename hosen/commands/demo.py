@@ -6,6 +6,7 @@ import argparse
 import asyncio
 from pathlib import Path
 
+from config.languages import Language
 from hosen.context import Context
 from hosen.demo import DemoOptions, run_demo
 
@@ -38,6 +39,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="keep serving the officers' console after the drill, until Ctrl-C",
     )
+    demo.add_argument(
+        "--lang",
+        choices=tuple(language.value for language in Language),
+        default=Language.EN.value,
+        help="the report's language (default: English, as the demo's narration)",
+    )
     demo.set_defaults(handler=run)
 
 
@@ -53,5 +60,6 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         database=args.database,
         html=args.html,
         keep_console=args.keep_console,
+        language=Language(args.lang),
     )
     return asyncio.run(run_demo(ctx.settings, options))

@@ -6,11 +6,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bots.dialog import Dialog
-from config.i18n import t
+from config.i18n import t, tn
 from config.languages import Language
 from config.settings import Settings
 from dispatch.models import (
@@ -310,6 +311,20 @@ def test_a_drill_in_quiet_hours_warns(town: dict[str, int], chat_for: ChatFor) -
     officer.clock.now = officer.clock.now.replace(hour=21, minute=0)  # 23:00 in Israel
     confirmation = _drill(officer)
     assert any("22:00" in reply for reply in confirmation)
+
+
+def test_a_drill_for_an_unconfigured_channel_warns_who_waits_and_what_follows(
+    town: dict[str, int], chat_for: ChatFor, dialog: Dialog
+) -> None:
+    # The three residents are first tried on Telegram; no bot token is configured.
+    warning = tn("he", "campaign.unconfigured.telegram", 3)
+    confirmation = _drill(chat_for(Channel.TELEGRAM, OFFICER_CHAT))
+    said = [reply for reply in confirmation if reply.startswith(warning)]
+    assert len(said) == 1 and "45" in said[0] and "HOSEN_" not in said[0]
+    assert count_segments(said[0]) <= 3
+    dialog.settings = Settings.model_construct(telegram_token=SecretStr("123:abc"))
+    confirmation = _drill(chat_for(Channel.SMS, OFFICER_PHONE))
+    assert not [reply for reply in confirmation if reply.startswith(warning)]
 
 
 def test_an_announcement_takes_its_text(

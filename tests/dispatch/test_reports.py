@@ -5,23 +5,39 @@ from __future__ import annotations
 import csv
 import io
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from config.i18n import t
+from config.languages import Language
+from config.profile import Profile
 from dispatch.campaigns import Audience, get_campaign, start_drill_checkin
 from dispatch.clock import ManualClock
 from dispatch.models import (
+    Alert,
+    AlertKind,
     BlockReason,
     ChannelBlock,
     OutboxMessage,
     OutboxStatus,
 )
-from dispatch.reports import close_campaign, export_csv, live_status
+from dispatch.reports import (
+    CSV_FIELDS,
+    DELIVERIES,
+    OUTCOMES,
+    close_campaign,
+    drill_report,
+    export_csv,
+    live_status,
+)
 from dispatch.responses import take_campaign_reply
-from registry.models import Authority, Channel, Person
-from tests.dispatch.conftest import MakePerson
+from registry.models import Authority, Channel, Person, Zone
+from registry.profile_sync import Directory
+from tests.dispatch.conftest import START, MakePerson
+from tests.drill_town import answer, build_town, sweep, visit
 
 pytestmark = pytest.mark.db
 
@@ -95,6 +111,8 @@ def test_status_report_and_export_tell_the_whole_story(
         assert report.bounced_numbers == [
             {
                 "person_id": people[4].id,
+                "name": people[4].name,
+                "zone": zone_b.code,
                 "channel": "sms",
                 "address": people[4].phone,
                 "reason": "invalid_number",
@@ -112,3 +130,142 @@ def test_status_report_and_export_tell_the_whole_story(
         )
         helped = next(line for line in lines if line["person_id"] == str(people[1].id))
         assert helped["answer"] == "help"
+
+
+# --- a demo-like town ----------------------------------------------------------------------------
+
+
+def _adds_up(status: dict[str, Any]) -> None:
+    """Each recipient once in exactly one outcome and one delivery state, overall and per zone."""
+    for counts in (status["total"], *status["zones"].values()):
+        assert sum(counts[o] for o in OUTCOMES) == counts["recipients"]
+        assert sum(counts[d] for d in DELIVERIES) == counts["recipients"]
+    assert sum(z["recipients"] for z in status["zones"].values()) == status["total"]["recipients"]
+
+
+def test_a_two_minute_old_drill_lists_what_the_ladder_has_done_so_far(
+    sessions: sessionmaker[Session],
+    profile: Profile,
+    directory: Directory,
+    authority: Authority,
+) -> None:
+    drill = build_town(
+        sessions, profile=profile, directory=directory, authority=authority, started=START
+    )
+    answer(drill, minutes=1)
+    with sessions() as session:
+        report = drill_report(session, campaign=drill.campaign(session))
+    _adds_up(report.status)
+    total = report.status["total"]
+    assert total["unreached"] == 0 and total["waiting"] == len(report.unreached) > 0
+    # Nobody is "after the whole ladder" yet: each has the step the ladder is on, and what next.
+    assert {p["state"] for p in report.unreached} == {"waiting"}
+    assert {p["step"] for p in report.unreached} == {0}
+    reminder = (START + timedelta(minutes=15)).isoformat()
+    for person in report.unreached:
+        if person["channel"] == "none":
+            assert person["next_step"] == "visit"
+        else:
+            assert (person["next_step"], person["next_at"]) == ("reminder", reminder)
+            assert person["last_attempt"] == START.isoformat()
+    assert report.state == "active" and report.closed_at is None
+
+
+def test_the_report_of_a_whole_drill_adds_up_and_says_who_to_go_to(
+    sessions: sessionmaker[Session],
+    profile: Profile,
+    directory: Directory,
+    authority: Authority,
+) -> None:
+    drill = build_town(
+        sessions, profile=profile, directory=directory, authority=authority, started=START
+    )
+    answer(drill, minutes=2)
+    sweep(drill, minutes=15)  # reminders
+    sweep(drill, minutes=45)  # buddies sent
+    visit(drill, minutes=60)  # half of them report their resident seen
+    sweep(drill, minutes=120)  # the rest go on the unreached list
+    with sessions() as session:
+        before = live_status(session, campaign=drill.campaign(session))
+        report = close_campaign(session, campaign=drill.campaign(session), now=drill.at(130))
+        session.commit()
+        after = live_status(session, campaign=drill.campaign(session))
+        unreached_alerts = set(
+            session.scalars(
+                select(Alert.person_id).where(
+                    Alert.campaign_id == drill.campaign_id, Alert.kind == AlertKind.UNREACHED
+                )
+            )
+        )
+
+    _adds_up(report.status)
+    total = report.status["total"]
+    assert total["recipients"] == len(drill.recipients)
+    assert (total["ok"], total["help"], total["free_text"]) == (
+        len(drill.ok),
+        len(drill.help),
+        len(drill.free_text),
+    )
+    # Seen by a buddy: accounted for, neither on the unreached list nor alerted as unreached.
+    assert drill.visited and total["visited"] == len(drill.visited)
+    listed = {p["person_id"] for p in report.unreached}
+    assert not listed & drill.visited and not unreached_alerts & drill.visited
+    # The live bar before closing, the report and the status after it say the same.
+    assert before.total.unreached == total["unreached"] == after.total.unreached == len(listed)
+    assert total["waiting"] == 0 and listed == unreached_alerts
+    answered = drill.ok | drill.help | drill.free_text
+    assert listed == set(drill.recipients) - answered - drill.visited
+
+    # Whom to go to and how: phone, address, buddy, priority, the next step.
+    for person in report.unreached:
+        assert person["state"] == "unreached" and person["step"] == 3
+        assert person["priority"] in ("high", "medium", "normal")
+        assert person["next_step"] in ("call", "visit_address", "find", "wait_buddy")
+        if person["next_step"] == "call":
+            assert person["phone"]
+    assert any(p["buddy"] and p["buddy_phone"] for p in report.unreached)
+    ranks = [("high", "medium", "normal").index(p["priority"]) for p in report.unreached]
+    assert ranks == sorted(ranks), "most at risk first"
+
+    # Numbers to fix: the wrong number, with its holder's name and zone; a STOP is not one.
+    assert [b["person_id"] for b in report.bounced_numbers] == [drill.invalid_number]
+    bounced = report.bounced_numbers[0]
+    assert bounced["name"] and bounced["zone"] and bounced["reason"] == "invalid_number"
+    assert [o["person_id"] for o in report.opted_out] == [drill.opted_out]
+
+    # Every call for help, and who came.
+    assert {h["state"] for h in report.help} <= {"open", "taken", "done", "failed"}
+    assert len(report.help) == len(drill.help)
+    came = [h for h in report.help if h["state"] == "done"]
+    for row in came:
+        assert row["owner"] and row["owner_role"] == "volunteer" and row["closed_at"]
+    assert report.state == "closed" and report.closed_at == drill.at(130).isoformat()
+
+
+def test_the_csv_has_phone_address_buddy_zone_name_and_a_bom(
+    sessions: sessionmaker[Session],
+    profile: Profile,
+    directory: Directory,
+    authority: Authority,
+) -> None:
+    drill = build_town(
+        sessions, profile=profile, directory=directory, authority=authority, started=START
+    )
+    with sessions() as session:
+        campaign = drill.campaign(session)
+        text = export_csv(session, campaign=campaign, language=Language.HE, bom=True)
+        names = {z.code: z.name_in(Language.HE) for z in session.scalars(select(Zone))}
+        people = {p.id: p for p in session.scalars(select(Person))}
+    assert text.startswith("\ufeff")
+    rows = list(csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline="")))
+    header, body = rows[0], rows[1:]
+    assert header[:3] == ["מספר במאגר", "שם", "קוד אזור"]
+    assert len(body) == len(drill.recipients)
+    column = {name: header.index(t(Language.HE, f"report.csv.{name}")) for name in CSV_FIELDS}
+    for row in body:
+        person = people[int(row[column["person_id"]])]
+        assert row[column["zone_name"]] == names[row[column["zone"]]]
+        # Phones start with "+": written as text, so a spreadsheet does not read a formula.
+        assert row[column["phone"]] == ("'" + person.phone if person.phone else "")
+        assert row[column["address"]] == (person.address or "")
+    assert any(row[column["buddy"]] and row[column["buddy_phone"]] for row in body)

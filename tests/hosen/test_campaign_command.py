@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,7 +21,7 @@ def test_start_status_close_export(
     database_url: str,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
-    tmp_path: object,
+    tmp_path: Path,
 ) -> None:
     monkeypatch.setenv("HOSEN_DATABASE_URL", database_url)
     # One context for every command, so its engine is closed at the end of the test.
@@ -45,13 +46,25 @@ def test_start_status_close_export(
     assert main(["campaign", "status", campaign_id, "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
     assert status["total"]["queued"] == 3
+    # Human text in the officer's language: Hebrew by default, --lang for another.
     assert main(["campaign", "status", campaign_id]) == 0
-    assert "total" in capsys.readouterr().out
+    hebrew = capsys.readouterr().out
+    assert "כולם" in hebrew and "עוד לא ענו, הסולם ממשיך" in hebrew
+    assert main(["campaign", "status", campaign_id, "--lang", "ar"]) == 0
+    arabic = capsys.readouterr().out
+    assert "الجميع" in arabic and "أُرسلت رسالة إلى 3 أشخاص." in arabic
     assert main(["campaign", "close", campaign_id, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert len(report["unreached"]) == 3
-    assert main(["campaign", "export", campaign_id]) == 0
-    assert capsys.readouterr().out.startswith("person_id,name,zone,channel,delivery")
+    assert main(["campaign", "export", campaign_id, "--codes"]) == 0
+    assert capsys.readouterr().out.startswith("\ufeffperson_id,name,zone,channel,delivery")
+    out = tmp_path / "campaign.csv"
+    assert main(["campaign", "export", campaign_id, "--out", str(out), "--lang", "en"]) == 0
+    data = out.read_bytes()
+    assert data.startswith(b"\xef\xbb\xbf"), "a UTF-8 BOM, so Excel reads Hebrew"
+    header = data.decode("utf-8-sig").splitlines()[0].split(",")
+    assert header[:3] == ["Number in the registry", "Name", "Zone code"]
+    assert {"Phone", "Address", "Buddy", "Zone"} <= set(header)
     assert main(["campaign", "start", "--drill", "--zone", "atlantis", "--yes"]) == 2
     assert "unknown zone" in capsys.readouterr().err
     context.engine.dispose()

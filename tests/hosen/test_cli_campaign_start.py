@@ -8,12 +8,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from config.settings import load_settings
 from dispatch.models import Campaign
 from hosen.cli import main
-from hosen.context import build_context
+from hosen.context import Context, build_context
 from registry.models import Authority, Person, PhoneKind, Source
 
 pytestmark = pytest.mark.db
@@ -79,8 +81,29 @@ def test_the_estimate_then_a_confirmed_drill(
     assert "drill checkin to 3 people" in out
     assert "Telegram 2, SMS 1, no channel 0" in out
     assert "SMS segments: " in out and "sending takes about" in out
+    # Neither channel is configured here: the officer is told who waits and what follows.
+    assert "אזהרה: 2 אנשים מקבלים קודם בטלגרם, שאינו מוגדר." in out
+    assert "אזהרה: אדם אחד (1) מקבל קודם SMS, שאינו מוגדר." in out
+    assert "HOSEN_TWILIO_ACCOUNT_SID" in out and "אחרי 45 דקות" in out
     assert "started" in out
     assert town() == 1
+
+
+def test_no_warning_when_the_channels_are_configured(
+    town: Callable[[], int], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    context = Context(
+        settings=load_settings(
+            twilio_account_sid="AC" + "1" * 32,
+            twilio_auth_token=SecretStr("9f8e7d6c5b4a39281706f5e4d3c2b1a0"),
+            twilio_from="+15005550006",
+        )
+    )
+    monkeypatch.setattr("hosen.context.build_context", lambda **_: context)
+    assert main(["campaign", "start", "--drill", "--residents", "--yes", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "SMS" not in captured.err and "אזהרה: 2 אנשים מקבלים קודם בטלגרם" in captured.err
+    context.engine.dispose()
 
 
 def test_no_means_nothing_is_sent(
@@ -114,11 +137,16 @@ def test_report_text_json_and_html(
     report = json.loads(capsys.readouterr().out)
     assert report["recipients"] == 3 and report["answered"] == 0
     html = tmp_path / "report.html"
-    assert main(["campaign", "report", campaign_id, "--html", str(html)]) == 0
+    assert main(["campaign", "report", campaign_id, "--html", str(html), "--lang", "en"]) == 0
     out = capsys.readouterr().out
-    assert "answered 0 of 3" in out and str(html) in out
+    assert "3 people were messaged." in out and "0.0% answered" in out and str(html) in out
+    assert "Not accounted for (3)" in out and "Reminder at" in out
     page = html.read_text(encoding="utf-8")
     assert page.lstrip().lower().startswith("<!doctype html") and f"campaign {campaign_id}" in page
+    assert '<html lang="en" dir="ltr">' in page
+    assert main(["campaign", "report", campaign_id, "--html", str(html)]) == 0
+    assert '<html lang="he" dir="rtl">' in html.read_text(encoding="utf-8")
+    assert "הדוח נכתב אל" in capsys.readouterr().out
     assert main(["campaign", "report", "999999"]) == 2
 
 
