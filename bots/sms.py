@@ -54,14 +54,7 @@ class SmsWebhooks:
 
     def signed(self, request: Request, params: dict[str, str]) -> bool:
         """Whether Twilio signed exactly this URL and these parameters with our auth token."""
-        token = reveal(self.settings.twilio_auth_token)
-        signature = request.headers.get(SIGNATURE_HEADER)
-        if not token or not signature or self.settings.public_url is None:
-            return False
-        url = str(self.settings.public_url).rstrip("/") + request.url.path
-        if request.url.query:
-            url = f"{url}?{request.url.query}"
-        return bool(RequestValidator(token).validate(url, params, signature))
+        return signed_by_twilio(self.settings, request, params)
 
     async def inbound(self, request: Request) -> Response:
         """A text from a person: store it and acknowledge Twilio; it is answered after."""
@@ -115,6 +108,19 @@ class SmsWebhooks:
                     raise
                 database.failed(exc)
         spool.append_status(message_sid=sid, status=state, error_code=error_code, received_at=now)
+
+
+def signed_by_twilio(settings: Settings, request: Request, params: dict[str, str]) -> bool:
+    """Whether Twilio signed exactly this URL (HOSEN_PUBLIC_URL + path and query) and these
+    parameters with our auth token: every Twilio webhook, SMS or voice."""
+    token = reveal(settings.twilio_auth_token)
+    signature = request.headers.get(SIGNATURE_HEADER)
+    if not token or not signature or settings.public_url is None:
+        return False
+    url = str(settings.public_url).rstrip("/") + request.url.path
+    if request.url.query:
+        url = f"{url}?{request.url.query}"
+    return bool(RequestValidator(token).validate(url, params, signature))
 
 
 def delivery_from_params(params: dict[str, str], *, region: str) -> Delivery | None:

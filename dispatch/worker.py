@@ -46,7 +46,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import Settings
-from dispatch import delivery, gates, outages, sweeps
+from dispatch import calls, delivery, gates, outages, sweeps
 from dispatch.clock import Clock, SystemClock
 from dispatch.inflight import InFlightLimit
 from dispatch.models import ChannelBlock, OutboxMessage, OutboxStatus
@@ -393,11 +393,10 @@ class Worker:
         await self.close()
 
     def _in_flight_limit(self, channel: Channel) -> InFlightLimit:
-        floor = (
-            self.settings.telegram_min_in_flight
-            if channel == Channel.TELEGRAM
-            else self.settings.sms_min_in_flight
-        )
+        floor = {
+            Channel.TELEGRAM: self.settings.telegram_min_in_flight,
+            Channel.VOICE: self.config.min_in_flight,  # calls are capped by free_lines
+        }.get(channel, self.settings.sms_min_in_flight)
         maximum = self.config.max_in_flight
         minimum = min(maximum, max(self.config.min_in_flight, floor))
         initial = min(maximum, max(self.config.initial_in_flight, minimum))
@@ -406,6 +405,8 @@ class Worker:
     def rate(self, channel: Channel) -> float:
         if channel == Channel.TELEGRAM:
             return self.settings.telegram_rate_per_second
+        if channel == Channel.VOICE:
+            return self.settings.voice_rate_per_second
         return self.settings.sms_rate_per_second
 
     # --- one pass ----------------------------------------------------------------------------
@@ -673,6 +674,13 @@ class Worker:
             if allowance == 0:
                 return []  # paused by the provider, or down and another claim has the probe
             limit = min(limit, allowance or limit)
+            if channel == Channel.VOICE:
+                # No more calls in progress at once than the cap (dispatch.calls).
+                limit = min(
+                    limit, calls.free_lines(session, cap=self.settings.voice_max_calls, now=now)
+                )
+                if limit == 0:
+                    return []
             table = table_of(OutboxMessage)
             due = (
                 select(table.c.id)
@@ -878,6 +886,12 @@ class Worker:
                         "last_error": None,
                     },
                 )
+                if channel == Channel.VOICE:
+                    calls.calls_placed(
+                        session,
+                        placed=[(int(str(row["id"])), str(row["provider_id"])) for row in sent],
+                        now=now,
+                    )
                 if channel == Channel.SMS:
                     delivery.apply_early_receipts(
                         session, message_sids=[str(row["provider_id"]) for row in sent], now=now
