@@ -4,7 +4,7 @@
   ``AnsweredBy`` from answering-machine detection): the check-in, or a hang-up for a machine;
 * ``POST /voice/call/{outbox}/keys``: the key pressed in the check-in's Gather, answered with
   the goodbye (or the question again);
-* ``POST /voice/status``: the call's status callback (answered, completed, busy, no-answer...);
+* ``POST /voice/call/{outbox}/status``: the call's status callback (answered, completed, busy, no-answer...);
 * ``POST /voice/inbound`` and ``/voice/inbound/keys``: someone calls the Hosen number;
 * ``GET /voice/prompts/{recordings}/{prompt}.wav``: the recorded prompts (Amharic) Twilio plays.
 
@@ -126,6 +126,7 @@ class VoiceWebhooks:
         await run_in_threadpool(
             self._in_db,
             calls.call_ended,
+            outbox_id=int(request.path_params["outbox"]),
             call_sid=sid,
             status=state,
             answered_by=params.get("AnsweredBy"),

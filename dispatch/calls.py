@@ -25,6 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from config.languages import Language
+from dispatch.gates import upsert
 from dispatch.models import (
     RETRIED_OUTCOMES,
     Answer,
@@ -177,20 +178,28 @@ def _call_of(session: Session, *, outbox_id: int, call_sid: str, now: datetime) 
             )
             or 0
         )
-    call = VoiceCall(
-        outbox_id=outbox_id,
-        call_sid=call_sid,
-        inbound=False,
-        campaign_id=message.campaign_id,
-        person_id=message.person_id,
-        zone_id=person.zone_id if person else None,
-        attempt=attempt,
-        status="queued",
-        outcome=CallOutcome.PENDING,
-        created_at=now,
+    # Twilio's webhooks and the worker's record may both be first: one row, whoever inserts it.
+    session.execute(
+        upsert(session, VoiceCall)
+        .values(
+            outbox_id=outbox_id,
+            call_sid=call_sid,
+            inbound=False,
+            campaign_id=message.campaign_id,
+            person_id=message.person_id,
+            zone_id=person.zone_id if person else None,
+            attempt=attempt,
+            status="queued",
+            outcome=CallOutcome.PENDING,
+            created_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["outbox_id"])
     )
-    session.add(call)
-    session.flush()
+    call = session.scalars(
+        select(VoiceCall)
+        .where(VoiceCall.outbox_id == outbox_id)
+        .execution_options(populate_existing=True)
+    ).one()
     return call
 
 
@@ -267,6 +276,7 @@ def answer_checkin(
 def call_ended(
     session: Session,
     *,
+    outbox_id: int,
     call_sid: str,
     status: str,
     answered_by: str | None,
@@ -274,8 +284,8 @@ def call_ended(
 ) -> VoiceCall | None:
     """Twilio's status callback. A call that ended is counted by its outcome, and the ladder
     takes its next step (try again, or the buddy's visit)."""
-    call = session.scalars(select(VoiceCall).where(VoiceCall.call_sid == call_sid)).first()
-    if call is None:
+    call = _call_of(session, outbox_id=outbox_id, call_sid=call_sid, now=now)
+    if call is None or call.call_sid != call_sid:
         return None
     call.status = status[:24]
     if answered_by:
@@ -411,9 +421,9 @@ def inbound_keys(
 ) -> tuple[Language, str]:
     """A key pressed by an inbound caller; returns the language and the prompt to end with.
 
-    With an open check-in, 1 and 2 answer it. Otherwise 1 asks for help (a help request with
-    the caller's number: a caller we do not know is registered with only that number, by
-    phone, so the officer on duty can call back), 2 hears how to register."""
+    With an open check-in, 1 and 2 answer it. Otherwise 2 asks for help, as in a check-in (a
+    help request with the caller's number: a caller we do not know is registered with only
+    that number, so the officer on duty can call back), 1 hears how to register."""
     from dispatch.help import request_help
     from dispatch.models import HelpNeed
     from registry.models import PhoneKind, Source
@@ -432,7 +442,7 @@ def inbound_keys(
             now=now,
         )
         return caller.language, "bye_well" if key == "1" else "bye_help"
-    if key == "1":
+    if key == "2":
         person = caller.person
         if person is None:
             if authority_id is None:

@@ -195,7 +195,7 @@ def build_app(
             Route("/sms/status", sms.status, methods=["POST"]),
             Route("/voice/call/{outbox:int}", calls.call, methods=["POST"]),
             Route("/voice/call/{outbox:int}/keys", calls.keys, methods=["POST"]),
-            Route("/voice/status", calls.status, methods=["POST"]),
+            Route("/voice/call/{outbox:int}/status", calls.status, methods=["POST"]),
             Route("/voice/inbound", calls.inbound, methods=["POST"]),
             Route("/voice/inbound/keys", calls.inbound_keys, methods=["POST"]),
             Route("/voice/prompts/{recordings}/{prompt}.wav", calls.prompt, methods=["GET"]),

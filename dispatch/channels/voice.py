@@ -37,7 +37,7 @@ PROMPTS = (
     "bye_help",  # the team has your request: what happens next
     "bye_no_key",  # no key: someone will come by
     "welcome",  # an inbound caller we do not know
-    "menu",  # press 1 to ask for help, 2 to hear how to register
+    "menu",  # press 2 to ask for help, 1 to hear how to register
     "register",  # how to register
 )
 # Twilio error codes of a call that will never reach the number.
@@ -142,7 +142,7 @@ def hangup_twiml() -> str:
 
 
 def menu_twiml(voices: Voices, *, language: Language, keys_url: str) -> str:
-    """An unknown caller: who we are, then "1 to ask for help, 2 to hear how to register"."""
+    """A caller without an open check-in: who we are, then "2 for help, 1 to hear how to register"."""
     response = VoiceResponse()
     voices.speak(response, language, "welcome")
     for round_ in (1, 2):
@@ -210,7 +210,7 @@ class VoiceSender:
                 from_=self.from_,
                 url=f"{self.public_url}/voice/call/{message.id}",
                 method="POST",
-                status_callback=f"{self.public_url}/voice/status",
+                status_callback=f"{self.public_url}/voice/call/{message.id}/status",
                 status_callback_method="POST",
                 status_callback_event=["answered", "completed"],
                 machine_detection="Enable",

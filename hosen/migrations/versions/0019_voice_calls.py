@@ -61,6 +61,7 @@ def upgrade() -> None:
         sa.Column("ended_at", registry.db.UTCDateTime(timezone=True), nullable=True),
     )
     op.create_index("ix_voice_call_sid", "voice_call", ["call_sid"])
+    op.create_index("ux_voice_call_outbox", "voice_call", ["outbox_id"], unique=True)
     op.create_index("ix_voice_call_open", "voice_call", ["ended_at"])
     op.create_index("ix_voice_call_campaign", "voice_call", ["campaign_id", "person_id"])
 
@@ -68,6 +69,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_voice_call_campaign", table_name="voice_call")
     op.drop_index("ix_voice_call_open", table_name="voice_call")
+    op.drop_index("ux_voice_call_outbox", table_name="voice_call")
     op.drop_index("ix_voice_call_sid", table_name="voice_call")
     op.drop_table("voice_call")
     for table in ("campaign", "authority"):
