@@ -495,3 +495,23 @@ def calls_by_zone(
         name = zone.name_in(language) if zone is not None else "?"
         counted.setdefault(name, Counter())[CallOutcome(outcome)] += int(count)
     return counted
+
+
+def call_counts(session: Session, *, campaign_id: int) -> dict[str, dict[str, int]]:
+    """:func:`calls_by_zone` as plain data for the report: zone -> outcome -> calls (every
+    reported outcome present, zero or not)."""
+    return {
+        zone: {outcome.value: counted[outcome] for outcome in REPORTED}
+        for zone, counted in sorted(calls_by_zone(session, campaign_id=campaign_id).items())
+    }
+
+
+def calls_table(counts: dict[str, dict[str, int]]) -> list[str]:
+    """The drill report's calls, as lines of a plain-text table (the CLI)."""
+    if not counts:
+        return []
+    heads = [outcome.value for outcome in REPORTED]
+    lines = ["calls by zone: " + " ".join(f"{head:>9}" for head in heads)]
+    for zone, counted in counts.items():
+        lines.append(f"  {zone[:12]:<13}" + " ".join(f"{counted[h]:>9}" for h in heads))
+    return lines

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
+from dispatch.calls import call_counts
 from dispatch.models import (
     HELP_KINDS,
     Alert,
@@ -166,6 +167,8 @@ class DrillReport:
     status: dict[str, Any]
     # Every help answer of the campaign and what became of it (see :func:`help_outcomes`).
     help: list[dict[str, Any]] = field(default_factory=list)
+    # Phone calls per zone and outcome (see :func:`dispatch.calls.call_counts`).
+    calls: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -277,6 +280,7 @@ def drill_report(session: Session, *, campaign: Campaign) -> DrillReport:
         tasks=status.tasks,
         status=status.as_dict(),
         help=help_outcomes(session, campaign_id=campaign.id),
+        calls=call_counts(session, campaign_id=campaign.id),
     )
 
 

@@ -283,6 +283,10 @@ def _print_report(report: dict[str, Any]) -> None:
     print(f"numbers that bounced ({len(report['bounced_numbers'])}), fix them in the registry:")
     for bounce in report["bounced_numbers"]:
         print(f"  {bounce['person_id']:>6}  {bounce['address']:<14} {bounce['reason']}")
+    from dispatch.calls import calls_table
+
+    for line in calls_table(report.get("calls", {})):
+        print(line)
 
 
 def close_campaign(ctx: Context, args: argparse.Namespace) -> int:

@@ -26,6 +26,7 @@ from dispatch.models import (
     AlertKind,
     Answer,
     CallOutcome,
+    Campaign,
     CampaignKind,
     CampaignMode,
     CampaignRecipient,
@@ -35,6 +36,7 @@ from dispatch.models import (
     TaskReason,
     VoiceCall,
 )
+from dispatch.reports import drill_report
 from fakes.twilio import FakeTwilio
 from fakes.twilio_voice import Call, Callee
 from hosen.prompts import synthesise_prompts
@@ -47,6 +49,7 @@ from registry.models import (
     Person,
     PhoneKind,
     Source,
+    Zone,
 )
 from registry.phones import normalise_phone
 from registry.profile_sync import Directory
@@ -104,8 +107,12 @@ def _setup(service: Service, residents: list[dict[str, Any]], *, retries: int = 
             birth_year=1980,
         )
         session.add(buddy)
+        zone = session.scalars(
+            select(Zone).where(Zone.authority_id == authority.id).order_by(Zone.id)
+        ).first()
         for fields in residents:
             resident = Person(
+                zone_id=zone.id if zone else None,
                 authority_id=authority.id,
                 source=Source.STAFF,
                 needs_help=True,
@@ -310,6 +317,22 @@ def test_an_answering_machine_is_called_again(
         assert second.pressed == ["1"]
         assert _outcomes(service, resident) == [CallOutcome.MACHINE, CallOutcome.WELL]
         assert _recipient(service, resident).answer == Answer.OK
+        # The drill report counts the calls per zone and outcome.
+        with service.ctx.sessions() as session:
+            campaign = session.scalars(select(Campaign)).one()
+            zone = session.get_one(Zone, session.get_one(Person, resident).zone_id)
+            counted = drill_report(session, campaign=campaign).calls
+        assert counted == {
+            zone.name_in(Language.EN): {
+                "well": 1,
+                "help": 0,
+                "no_key": 0,
+                "machine": 1,
+                "busy": 0,
+                "no_answer": 0,
+                "failed": 0,
+            }
+        }
 
     serve(scenario)
 
