@@ -5,21 +5,37 @@ ends it), and the drill report's count of calls per outcome per zone."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import Settings
 from dispatch import calls
+from dispatch.campaigns import Audience, Ladder, start_campaign
 from dispatch.clock import ManualClock
-from dispatch.models import CallOutcome, VoiceCall
+from dispatch.escalation import run_escalations
+from dispatch.models import (
+    Answer,
+    CallOutcome,
+    CampaignKind,
+    CampaignMode,
+    CampaignRecipient,
+    OutboxMessage,
+    Task,
+    TaskReason,
+    VoiceCall,
+)
 from dispatch.outbox import count_unsent, enqueue
 from dispatch.senders import Outgoing, SendResult, Sent
 from dispatch.worker import Worker, WorkerConfig
 from fakes.faults import Traffic
 from registry.db import unit_of_work
-from registry.models import Authority, Channel, Zone
+from registry.models import Authority, Channel, Person, Zone
+from tests.dispatch.conftest import MakePerson
 
 pytestmark = pytest.mark.db
 
@@ -190,3 +206,169 @@ def test_free_lines_counts_calls_in_progress(
     with unit_of_work(sessions) as session:
         assert calls.free_lines(session, cap=5, now=now) == 3
         assert calls.free_lines(session, cap=1, now=now) == 0
+
+
+# --- calls in the ladder ----------------------------------------------------------------------
+
+CALLING = Ladder(
+    reminder_after=timedelta(minutes=10),
+    visit_after=timedelta(minutes=30),
+    unreached_after=timedelta(minutes=120),
+    calls=True,
+    call_retry_after=timedelta(minutes=10),
+    call_retries=2,
+)
+
+
+def _begin(sessions: sessionmaker[Session], authority: Authority, clock: ManualClock) -> int:
+    with unit_of_work(sessions) as session:
+        return start_campaign(
+            session,
+            authority=authority,
+            kind=CampaignKind.CHECKIN,
+            mode=CampaignMode.DRILL,
+            audience=Audience(residents_only=True),
+            started_by="test",
+            now=clock.now(),
+            ladder=CALLING,
+        ).id
+
+
+def _calls_to(session: Session, person: Person) -> list[OutboxMessage]:
+    return list(
+        session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.person_id == person.id, OutboxMessage.channel == Channel.VOICE)
+            .order_by(OutboxMessage.id)
+        )
+    )
+
+
+def _ends(
+    sessions: sessionmaker[Session], clock: ManualClock, message: OutboxMessage, status: str
+) -> None:
+    """Twilio placed the call and, later, its status callback says how it ended."""
+    sid = f"CA{message.id:032x}"
+    with unit_of_work(sessions) as session:
+        calls.calls_placed(session, placed=[(message.id, sid)], now=clock.now())
+    with unit_of_work(sessions) as session:
+        calls.call_ended(
+            session,
+            outbox_id=message.id,
+            call_sid=sid,
+            status=status,
+            answered_by=None,
+            now=clock.now(),
+        )
+
+
+def test_a_mobile_resident_who_did_not_answer_is_called_before_the_visit(
+    sessions: sessionmaker[Session],
+    authority: Authority,
+    clock: ManualClock,
+    make_person: MakePerson,
+    make_buddy: Callable[..., None],
+) -> None:
+    resident = make_person(telegram=True, sms=True, needs=("mobility",))
+    make_buddy(resident, make_person(telegram=True, name="Buddy"))
+    _begin(sessions, authority, clock)
+    with sessions() as session:
+        assert _calls_to(session, resident) == []  # Telegram first, no call yet
+
+    clock.advance(600)
+    with unit_of_work(sessions) as session:
+        run_escalations(session, now=clock.now())  # the reminder, by SMS
+    clock.advance(1200)
+    with unit_of_work(sessions) as session:
+        run_escalations(session, now=clock.now())  # visit time: a call first
+    with sessions() as session:
+        assert len(_calls_to(session, resident)) == 1
+        assert session.scalars(select(Task)).first() is None
+
+    # No answer, busy, a machine: called again each time, ten minutes later, then the visit.
+    for status, answered_by in (
+        ("no-answer", None),
+        ("busy", None),
+        ("completed", "machine_start"),
+    ):
+        with sessions() as session:
+            call = _calls_to(session, resident)[-1]
+        assert call.due_at <= clock.now()
+        sid = f"CA{call.id:032x}"
+        with unit_of_work(sessions) as session:
+            calls.calls_placed(session, placed=[(call.id, sid)], now=clock.now())
+            if answered_by:
+                calls.call_answered(
+                    session,
+                    outbox_id=call.id,
+                    call_sid=sid,
+                    answered_by=answered_by,
+                    now=clock.now(),
+                )
+        with unit_of_work(sessions) as session:
+            calls.call_ended(
+                session,
+                outbox_id=call.id,
+                call_sid=sid,
+                status=status,
+                answered_by=answered_by,
+                now=clock.now(),
+            )
+        with sessions() as session:
+            later = _calls_to(session, resident)[-1]
+        if status != "completed":
+            assert later.due_at == clock.now() + timedelta(minutes=10)
+        clock.advance(600)
+    with sessions() as session:
+        assert len(_calls_to(session, resident)) == 3
+        outcomes = list(session.scalars(select(VoiceCall.outcome).order_by(VoiceCall.id)))
+        assert outcomes == [CallOutcome.NO_ANSWER, CallOutcome.BUSY, CallOutcome.MACHINE]
+        task = session.scalars(select(Task).where(Task.resident_id == resident.id)).one()
+        assert task.reason == TaskReason.NO_ANSWER
+        recipient = session.scalars(select(CampaignRecipient)).one()
+        assert recipient.step == 2 and recipient.answer == Answer.PENDING
+
+
+def test_a_landline_resident_is_called_at_the_start_and_no_key_is_not_silence(
+    sessions: sessionmaker[Session],
+    authority: Authority,
+    clock: ManualClock,
+    make_person: MakePerson,
+    make_buddy: Callable[..., None],
+) -> None:
+    resident = make_person(telegram=False, sms=False, landline=True, needs=("mobility",))
+    make_buddy(resident, make_person(telegram=True, name="Buddy"))
+    _begin(sessions, authority, clock)
+    with sessions() as session:
+        (call,) = _calls_to(session, resident)
+        assert call.due_at == clock.now()
+        assert session.scalars(select(CampaignRecipient)).one().channel == Channel.VOICE
+    _ends(sessions, clock, call, "completed")  # answered, no key pressed
+    with sessions() as session:
+        assert session.scalars(select(VoiceCall.outcome)).one() == CallOutcome.NO_KEY
+        assert len(_calls_to(session, resident)) == 1  # not tried again: someone picked up
+        assert session.scalars(select(Task).where(Task.resident_id == resident.id)).one()
+
+
+def test_without_calls_a_landline_resident_goes_straight_to_the_visit(
+    sessions: sessionmaker[Session],
+    authority: Authority,
+    clock: ManualClock,
+    make_person: MakePerson,
+) -> None:
+    """The ladder as before when the authority does not call."""
+    resident = make_person(telegram=False, sms=False, landline=True, needs=("mobility",))
+    with unit_of_work(sessions) as session:
+        start_campaign(
+            session,
+            authority=authority,
+            kind=CampaignKind.CHECKIN,
+            mode=CampaignMode.DRILL,
+            audience=Audience(residents_only=True),
+            started_by="test",
+            now=clock.now(),
+            ladder=replace(CALLING, calls=False),
+        )
+    with sessions() as session:
+        assert _calls_to(session, resident) == []
+        assert session.scalars(select(CampaignRecipient)).one().channel == Channel.NONE
