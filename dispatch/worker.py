@@ -63,6 +63,10 @@ SQLITE_WORKER_LEASE = "sqlite-worker"
 ATTEMPTS_CEILING = 30_000
 # A send due sooner than this goes now: a timer for a few microseconds costs more than it keeps.
 SLOT_TOLERANCE = timedelta(milliseconds=1)
+# Calls a second are few (Twilio's default is one), and a call request is answered while the
+# same process serves the calls' webhooks: a wider margin keeps a call delayed by a busy moment
+# from arriving within the same second as the next.
+VOICE_MARGIN = 0.04
 
 
 # What a row put back in the queue (deferred, or to be retried) has in common.
@@ -165,8 +169,11 @@ class Pacer:
     FLOOR = 0.25  # the lowest rate, as a share of the ceiling
     WINDOW = timedelta(seconds=1 + MARGIN)
 
-    def __init__(self, clock: Clock, rate: float) -> None:
+    def __init__(self, clock: Clock, rate: float, *, margin: float | None = None) -> None:
         self.clock = clock
+        if margin is not None:  # this pacer's own margin (calls: see VOICE_MARGIN)
+            self.MARGIN = margin
+            self.WINDOW = timedelta(seconds=1 + margin)
         self.ceiling = rate * (1 - self.MARGIN)
         self.rate = self.ceiling
         self.step = timedelta(seconds=1 / self.rate)
@@ -320,7 +327,14 @@ class Worker:
         bind = sessions.kw.get("bind")
         self.on_postgresql = bind is not None and bind.dialect.name == "postgresql"
         self._last_sweep: datetime | None = None
-        self._pacers = {channel: Pacer(self.clock, self.rate(channel)) for channel in self.senders}
+        self._pacers = {
+            channel: Pacer(
+                self.clock,
+                self.rate(channel),
+                margin=VOICE_MARGIN if channel == Channel.VOICE else None,
+            )
+            for channel in self.senders
+        }
         self.in_flight = {channel: self._in_flight_limit(channel) for channel in self.senders}
         self._started = False
         self._claims = itertools.count(1)
@@ -395,7 +409,10 @@ class Worker:
     def _in_flight_limit(self, channel: Channel) -> InFlightLimit:
         floor = {
             Channel.TELEGRAM: self.settings.telegram_min_in_flight,
-            Channel.VOICE: self.config.min_in_flight,  # calls are capped by free_lines
+            # Placing a call is one quick request, and the calls in progress are capped
+            # (dispatch.calls.free_lines): as many may be placed at once as may be in progress,
+            # so a paced call never waits its turn after its slot.
+            Channel.VOICE: self.settings.voice_max_calls,
         }.get(channel, self.settings.sms_min_in_flight)
         maximum = self.config.max_in_flight
         minimum = min(maximum, max(self.config.min_in_flight, floor))

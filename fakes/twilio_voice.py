@@ -108,7 +108,8 @@ class FakeCalls:
         self.max_active = 0
         self.ring_seconds = 0.0  # how long a call rings (real time) before it is answered
         self.talk_seconds = 0.0  # how long the callee takes before each key
-        self.created_at: deque[float] = deque()
+        self.created_at: deque[float] = deque()  # the last second's creations
+        self.created: list[float] = []  # every call's creation (time.monotonic)
         self.max_per_second = 0  # the most calls created within any one second
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -129,6 +130,7 @@ class FakeCalls:
 
         twilio = self.twilio
         twilio.traffic.count("request")
+        arrived = time.monotonic()  # the rate is Twilio's count of arrivals
         try:
             twilio._authenticate(request)
             form = await request.post()
@@ -143,13 +145,14 @@ class FakeCalls:
             twilio.traffic.count("refused")
             return twilio._error(error)
         call = Call(sid=new_sid("CA"), to=single["To"], from_=single["From"], inbound=False)
-        now = time.monotonic()
+        now = arrived
         with twilio._lock:
             self.calls[call.sid] = call
             self.placed.append(call)
             self.active += 1
             self.max_active = max(self.max_active, self.active)
             self.created_at.append(now)
+            self.created.append(now)
             while self.created_at and self.created_at[0] <= now - 1.0:
                 self.created_at.popleft()
             self.max_per_second = max(self.max_per_second, len(self.created_at))
