@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import secrets
 import socket
 import sys
@@ -32,6 +33,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from config.settings import Settings
+from dispatch.calls import calls_table
 from dispatch.campaigns import Audience, Ladder, start_drill_checkin
 from dispatch.escalation import run_escalations
 from dispatch.models import (
@@ -45,9 +47,11 @@ from fakes.people import DRILL_MIX, Answer, Delay, Intent, Kind, People, SeenMes
 from fakes.settings import settings_for_fakes
 from fakes.telegram import FakeTelegram
 from fakes.twilio import FakeTwilio
+from fakes.twilio_voice import Callee
 from hosen import migrations
 from hosen.app import build_app
 from hosen.context import Context
+from hosen.prompts import PromptsError, synthesise_prompts
 from hosen.report_html import ReportView, render, report_view
 from registry.assignment.store import assign_authority
 from registry.db import unit_of_work, utcnow
@@ -73,6 +77,16 @@ TELEGRAM_MIX: dict[Kind, float] = {
     "wrong_number": DRILL_MIX["wrong_number"],
 }
 VOLUNTEER_MIX: dict[Kind, float] = {"ok": 0.9, "silent": 0.1}
+# How residents with only a landline answer Hosen's call (fakes.twilio_voice.Callee): most press
+# 1, some 2, some pick up and press nothing, the rest are not there (machine, busy, no answer).
+CALL_MIX: tuple[tuple[str, Callee, float], ...] = (
+    ("called: pressed 1", Callee(answer="human", keys=["1"]), 0.55),
+    ("called: pressed 2", Callee(answer="human", keys=[None, "2"]), 0.08),
+    ("called: no key", Callee(answer="human", keys=[None, None]), 0.07),
+    ("called: machine", Callee(answer="machine", keys=[]), 0.12),
+    ("called: busy", Callee(answer="busy", keys=[]), 0.06),
+    ("called: no answer", Callee(answer="no-answer", keys=[]), 0.12),
+)
 
 
 @dataclass
@@ -148,10 +162,25 @@ def _resident_answer(intent: Intent, message: SeenMessage) -> Answer | None:
     return Answer(text="1" if intent == "ok" else "2")
 
 
+def _draw_callee(rng: random.Random) -> tuple[str, Callee]:
+    roll, total = rng.random(), 0.0
+    for label, callee, share in CALL_MIX:
+        total += share
+        if roll < total:
+            return label, callee
+    return CALL_MIX[-1][0], CALL_MIX[-1][1]
+
+
 def _populate(
-    session: Session, people: People, volunteers: Volunteers, authority: Authority
+    session: Session,
+    people: People,
+    volunteers: Volunteers,
+    authority: Authority,
+    twilio: FakeTwilio,
+    calls: random.Random,
 ) -> dict[str, int]:
-    """Give every resident and volunteer of the authority a simulated phone; count the personas."""
+    """Give every resident and volunteer of the authority a simulated phone (a landline answers
+    the calls as :data:`CALL_MIX` draws); count the personas."""
     personas: dict[str, int] = {}
     rows = session.execute(
         select(Person).where(
@@ -175,7 +204,12 @@ def _populate(
             people.add_sms(persona, person.phone)
             address = person.phone
         else:
-            personas["landline only"] = personas.get("landline only", 0) + 1
+            if person.phone:
+                label, callee = _draw_callee(calls)
+                twilio.voice.callees[person.phone] = callee
+            else:
+                label = "no phone"
+            personas[label] = personas.get(label, 0) + 1
             continue
         if person.is_volunteer:
             volunteers.addresses.add(address)
@@ -277,6 +311,9 @@ def _print_report(
         out.write(
             f"  {zone.zone:<22} {zone.recipients:>6} {zone.ok:>5} {zone.need_help:>5} {zone.no_answer:>6}\n"
         )
+    calls = calls_table(report.calls)
+    if calls:
+        out.write("\n" + "\n".join(calls) + "\n")
     out.write(f"\nHTML report with charts: {html}\n")
 
 
@@ -314,6 +351,7 @@ async def run_demo(base: Settings, options: DemoOptions) -> int:
                     # not compressed, from swamping the compressed drill time.
                     "sms_rate_per_second": 300.0,
                     "telegram_rate_per_second": 300.0,
+                    "voice_rate_per_second": 20.0,
                 }
             ),
             telegram=telegram,
@@ -368,14 +406,23 @@ async def _drill(
     people.responder = volunteers.respond
     with unit_of_work(ctx.sessions) as session:
         authority = ctx.authority(session, authority_code)
-        personas = _populate(session, people, volunteers, authority)
+        authority.calls = True  # the landline residents are called
+        # Someone who leaves Telegram and SMS unanswered does not pick up the phone either.
+        twilio.voice.default = Callee(answer="no-answer", keys=[])
+        personas = _populate(
+            session, people, volunteers, authority, twilio, random.Random(options.seed)
+        )
     out.write(f"  simulated residents: {dict(sorted(personas.items()))}\n")
     scale = options.speed
     ladder = Ladder(
         reminder_after=DRILL_LADDER.reminder_after / scale,
         visit_after=DRILL_LADDER.visit_after / scale,
         unreached_after=DRILL_LADDER.unreached_after / scale,
+        calls=True,
+        call_retry_after=DRILL_LADDER.call_retry_after / scale,
+        call_retries=DRILL_LADDER.call_retries,
     )
+    _prompts(ctx, out)
     out.write(
         f"  escalation ladder: reminder after 15 min, buddy visit after 45 min, unreached after 2 h"
         f" (drill time; ×{scale:g} faster)\n\n"
@@ -404,6 +451,22 @@ async def _drill(
         people.close()
         server.should_exit = True
         await serving
+
+
+def _prompts(ctx: Context, out: TextIO) -> None:
+    """The recorded prompts (Amharic), synthesised with espeak-ng if they are not there yet."""
+    voice = ctx.profile.voice
+    if voice is None:
+        return
+    try:
+        written = synthesise_prompts(voice)
+    except PromptsError as exc:
+        out.write(f"  recorded prompts: {exc}; those languages are said in English\n")
+        return
+    if written:
+        out.write(
+            f"  recorded prompts: {len(written)} made with espeak-ng in {voice.prompts_dir}\n"
+        )
 
 
 async def _run_campaign(
