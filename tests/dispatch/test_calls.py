@@ -25,6 +25,7 @@ from dispatch.models import (
     CampaignMode,
     CampaignRecipient,
     OutboxMessage,
+    OutboxStatus,
     Task,
     TaskReason,
     VoiceCall,
@@ -250,6 +251,8 @@ def _ends(
     """Twilio placed the call and, later, its status callback says how it ended."""
     sid = f"CA{message.id:032x}"
     with unit_of_work(sessions) as session:
+        placed = session.get_one(OutboxMessage, message.id)
+        placed.status, placed.provider_id = OutboxStatus.SENT, sid  # as the worker records it
         calls.calls_placed(session, placed=[(message.id, sid)], now=clock.now())
     with unit_of_work(sessions) as session:
         calls.call_ended(
@@ -372,3 +375,34 @@ def test_without_calls_a_landline_resident_goes_straight_to_the_visit(
     with sessions() as session:
         assert _calls_to(session, resident) == []
         assert session.scalars(select(CampaignRecipient)).one().channel == Channel.NONE
+
+
+def test_an_answer_by_sms_cancels_the_call_waiting_to_be_tried_again(
+    sessions: sessionmaker[Session],
+    authority: Authority,
+    clock: ManualClock,
+    make_person: MakePerson,
+) -> None:
+    from dispatch.responses import take_campaign_reply
+
+    resident = make_person(telegram=False, sms=True, needs=("mobility",))
+    campaign_id = _begin(sessions, authority, clock)
+    clock.advance(1800)
+    with unit_of_work(sessions) as session:
+        run_escalations(session, now=clock.now())  # the reminder
+        run_escalations(session, now=clock.now())  # visit time: the call
+    with sessions() as session:
+        (call,) = _calls_to(session, resident)
+    _ends(sessions, clock, call, "no-answer")
+    with unit_of_work(sessions) as session:
+        person = session.get_one(Person, resident.id)
+        take_campaign_reply(
+            session,
+            person=person,
+            channel=Channel.SMS,
+            callback_data=f"c:{campaign_id}:ok",
+            now=clock.now(),
+        )
+    with sessions() as session:
+        statuses = [message.status for message in _calls_to(session, resident)]
+    assert statuses == [OutboxStatus.SENT, OutboxStatus.CANCELLED]
