@@ -202,14 +202,14 @@ Scenario = Callable[[Service, FakeTwilio], Awaitable[None]]
 @pytest.fixture
 def serve(
     settings: Settings, directory: Directory, fake_twilio: FakeTwilio, prompts: Path, tmp_path: Path
-) -> Callable[[Scenario], None]:
+) -> Callable[..., None]:
     """Run a scenario against ``hosen serve`` with calls on, on a migrated database."""
     port = _free_port()
     voiced = _voice_settings(settings, fake_twilio, port, prompts, tmp_path)
 
-    def serving(scenario: Scenario) -> None:
+    def serving(scenario: Scenario, **changes: Any) -> None:
         async def run() -> None:
-            service = await start_service(voiced, port)
+            service = await start_service(voiced.model_copy(update=changes), port)
             try:
                 await scenario(service, fake_twilio)
             finally:
@@ -221,7 +221,7 @@ def serve(
 
 
 def test_a_landline_resident_is_called_in_hebrew_and_presses_1(
-    serve: Callable[[Scenario], None], fake_twilio: FakeTwilio
+    serve: Callable[..., None], fake_twilio: FakeTwilio
 ) -> None:
     phone = "+97286123456"
     fake_twilio.voice.callees[phone] = Callee(answer="human", keys=["1"])
@@ -245,7 +245,7 @@ def test_a_landline_resident_is_called_in_hebrew_and_presses_1(
 
 
 def test_an_amharic_resident_hears_the_recorded_prompts_and_presses_2(
-    serve: Callable[[Scenario], None], fake_twilio: FakeTwilio
+    serve: Callable[..., None], fake_twilio: FakeTwilio
 ) -> None:
     phone = "+97286123457"
     fake_twilio.voice.callees[phone] = Callee(answer="human", keys=["2"])
@@ -273,7 +273,7 @@ def test_an_amharic_resident_hears_the_recorded_prompts_and_presses_2(
 
 
 def test_no_answer_twice_climbs_to_the_buddys_visit(
-    serve: Callable[[Scenario], None], fake_twilio: FakeTwilio
+    serve: Callable[..., None], fake_twilio: FakeTwilio
 ) -> None:
     phone = "+97286123458"
     fake_twilio.voice.callees[phone] = Callee(answer="no-answer", keys=[])
@@ -299,7 +299,7 @@ def test_no_answer_twice_climbs_to_the_buddys_visit(
 
 
 def test_an_answering_machine_is_called_again(
-    serve: Callable[[Scenario], None], fake_twilio: FakeTwilio
+    serve: Callable[..., None], fake_twilio: FakeTwilio
 ) -> None:
     phone = "+97286123459"
     fake_twilio.voice.callees[phone] = Callee(answer="machine", keys=[])
@@ -338,7 +338,7 @@ def test_an_answering_machine_is_called_again(
 
 
 def test_answered_without_a_key_is_recorded_so_and_the_visit_goes(
-    serve: Callable[[Scenario], None], fake_twilio: FakeTwilio
+    serve: Callable[..., None], fake_twilio: FakeTwilio
 ) -> None:
     phone = "+97286123460"
     fake_twilio.voice.callees[phone] = Callee(answer="human", keys=[None, None])
@@ -356,7 +356,7 @@ def test_answered_without_a_key_is_recorded_so_and_the_visit_goes(
 
 
 def test_a_caller_to_the_hosen_number_presses_2_for_help(
-    serve: Callable[[Scenario], None], fake_twilio: FakeTwilio
+    serve: Callable[..., None], fake_twilio: FakeTwilio
 ) -> None:
     stranger = "+97286999000"
 
@@ -381,7 +381,7 @@ def test_a_caller_to_the_hosen_number_presses_2_for_help(
 
 
 def test_a_registered_caller_hears_their_open_checkin(
-    serve: Callable[[Scenario], None], fake_twilio: FakeTwilio
+    serve: Callable[..., None], fake_twilio: FakeTwilio
 ) -> None:
     phone = "+97286123461"
     fake_twilio.voice.callees[phone] = Callee(answer="busy", keys=[])
@@ -411,9 +411,7 @@ def test_a_registered_caller_hears_their_open_checkin(
     ],
 )
 @pytest.mark.parametrize("signing", ["forged", "none"])
-def test_forged_voice_webhooks_get_403(
-    serve: Callable[[Scenario], None], path: str, signing: str
-) -> None:
+def test_forged_voice_webhooks_get_403(serve: Callable[..., None], path: str, signing: str) -> None:
     async def scenario(service: Service, fake: FakeTwilio) -> None:
         (resident,) = _setup(service, [{"name": "Dov", "phone": "+97286123462", "language": "he"}])
         form = {
@@ -434,3 +432,23 @@ def test_forged_voice_webhooks_get_403(
         assert _recipient(service, resident).answer == Answer.PENDING
 
     serve(scenario)
+
+
+def test_no_more_calls_at_once_than_the_cap(
+    serve: Callable[..., None], fake_twilio: FakeTwilio
+) -> None:
+    """Eight landline residents, two lines: the fake never has a third call in progress."""
+    fake_twilio.voice.ring_seconds = 0.2  # calls overlap
+    phones = [f"+9728612350{n}" for n in range(8)]
+
+    async def scenario(service: Service, fake: FakeTwilio) -> None:
+        residents = _setup(
+            service,
+            [{"name": f"R{n}", "phone": phone, "language": "he"} for n, phone in enumerate(phones)],
+        )
+        placed = await _calls_end(service, fake, len(phones))
+        assert sorted(call.to for call in placed) == phones
+        assert fake.voice.max_active <= 2  # the cap holds (how full it got depends on timing)
+        assert all(_recipient(service, r).answer == Answer.OK for r in residents)
+
+    serve(scenario, voice_max_calls=2)
