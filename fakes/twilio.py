@@ -1,4 +1,6 @@
-"""A loopback fake of Twilio's Messages API (REST API 2010-04-01) and of Twilio's webhooks.
+"""A loopback fake of Twilio's Messages and Calls APIs (REST API 2010-04-01) and of Twilio's
+webhooks. The Calls API and the calls it plays to simulated callees are
+:mod:`fakes.twilio_voice` (``fake.voice``); this module is the account and its messages.
 
 :class:`FakeTwilio` serves ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json`` (send),
 ``GET .../Messages/{Sid}.json`` (fetch) and ``GET .../Messages.json`` (list, one page), with
