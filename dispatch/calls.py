@@ -453,7 +453,7 @@ def inbound_keys(
                 phone_kind=PhoneKind.UNKNOWN,
                 language=caller.language,
                 channel=Channel.NONE,
-                source=Source.STAFF,
+                source=Source.VOICE,
                 needs_help=True,
             )
             session.add(person)

@@ -88,6 +88,7 @@ class Source(StrEnum):
     IMPORT = "import"
     STAFF = "staff"
     SYNTHETIC = "synthetic"
+    VOICE = "voice"  # called the Hosen number and asked for help: only the caller's number
 
 
 class GroupKind(StrEnum):

@@ -374,7 +374,7 @@ def test_a_caller_to_the_hosen_number_presses_2_for_help(
             caller = session.scalars(select(Person).where(Person.phone == stranger)).one()
             alert = session.scalars(select(Alert).where(Alert.person_id == caller.id)).one()
             assert alert.kind == AlertKind.HELP_REQUEST
-            assert caller.language == Language.HE
+            assert caller.language == Language.HE and caller.source == Source.VOICE
         assert fake.sent_to(OFFICER)  # the officer on duty got the push
 
     serve(scenario)
