@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from config.languages import Language
+from config.languages import DEFAULT_LANGUAGE, Language
 from dispatch.gates import upsert
 from dispatch.models import (
     RETRIED_OUTCOMES,
@@ -224,7 +224,7 @@ def call_answered(
         return None
     person = session.get(Person, call.person_id) if call.person_id else None
     campaign = session.get(Campaign, call.campaign_id) if call.campaign_id else None
-    language = person.language if person else Language.HE
+    language = person.language if person else DEFAULT_LANGUAGE
     drill = campaign is not None and campaign.mode == CampaignMode.DRILL
     call.status = "in-progress"
     call.answered_at = call.answered_at or now
@@ -246,7 +246,7 @@ def keys_pressed(
     if call is None:
         return None
     person = session.get(Person, call.person_id) if call.person_id else None
-    language = person.language if person else Language.HE
+    language = person.language if person else DEFAULT_LANGUAGE
     outcome = KEYS.get(digits.strip()[:1])
     if outcome is None or person is None or call.campaign_id is None:
         return language, None

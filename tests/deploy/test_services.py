@@ -236,7 +236,9 @@ def test_the_deployment_runs_a_drill_and_its_backup_restores(
 
     # The `backup` service's script: a dump, then its restore into a new database.
     pg = make_url(POSTGRES_URL)
-    backup_env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "HOSEN_"))} | {
+    backup_env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("PG", "HOSEN_"))
+    } | {
         "PGHOST": pg.host or "127.0.0.1",
         "PGPORT": str(pg.port or 5432),
         "PGUSER": pg.username or "postgres",

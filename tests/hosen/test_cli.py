@@ -81,10 +81,7 @@ def test_staff_add_list_remove(cli_db: str, capsys: pytest.CaptureFixture[str]) 
         (["staff", "add", "--phone", "12", "--name", "x", "--role", "admin"], "--phone '12'"),
         (["people", "show", "99999"], "no person"),
         (["people", "list", "--authority", "atlantis"], "unknown authority 'atlantis'"),
-        (
-            ["people", "list", "--zone", "nowhere"],
-            "unknown zone 'nowhere' in kiryat-tamar (known: kt-center, ",
-        ),
+        (["people", "list", "--zone", "nowhere"], "unknown zone 'nowhere' in kiryat-tamar (known: kt-center, "),
     ],
 )
 def test_errors_are_one_line_and_nonzero(
