@@ -58,7 +58,7 @@ class SmsWebhooks:
 
     async def inbound(self, request: Request) -> Response:
         """A text from a person: store it and acknowledge Twilio; it is answered after."""
-        params = await _form(request)
+        params = await twilio_form(request)
         if not self.signed(request, params):
             return Response(status_code=403)
         sid = params.get("MessageSid") or params.get("SmsSid")
@@ -77,7 +77,7 @@ class SmsWebhooks:
 
     async def status(self, request: Request) -> Response:
         """A delivery report for a message we sent: the dispatcher records it."""
-        params = await _form(request)
+        params = await twilio_form(request)
         if not self.signed(request, params):
             return Response(status_code=403)
         sid = params.get("MessageSid") or params.get("SmsSid")
@@ -148,7 +148,7 @@ def _address(sender: str, region: str) -> str:
         return sender[:40]
 
 
-async def _form(request: Request) -> dict[str, str]:
+async def twilio_form(request: Request) -> dict[str, str]:
     """Twilio posts ``application/x-www-form-urlencoded``; the standard library reads it (no
     multipart parser needed). Blank values are kept: the signature covers them."""
     body = await request.body()

@@ -21,12 +21,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
-from bots.sms import _form, signed_by_twilio
+from bots.sms import signed_by_twilio, twilio_form
 from config.languages import DEFAULT_LANGUAGE, Language
 from config.settings import Settings
 from dispatch import calls
@@ -51,11 +52,8 @@ class VoiceWebhooks:
         return Response(body, media_type=TWIML)
 
     async def _signed_form(self, request: Request) -> dict[str, str] | None:
-        params = await _form(request)
+        params = await twilio_form(request)
         return params if signed_by_twilio(self.settings, request, params) else None
-
-    def _keys_url(self, request: Request) -> str:
-        return f"{self.voices.public_url}{request.url.path.rstrip('/')}/keys"
 
     async def call(self, request: Request) -> Response:
         """What an answered outbound call says."""
@@ -148,7 +146,7 @@ class VoiceWebhooks:
         if caller.campaign_id is not None:
             return self._twiml(
                 voice.checkin_twiml(
-                    self.voices, language=caller.language, drill=False, keys_url=keys_url
+                    self.voices, language=caller.language, drill=caller.drill, keys_url=keys_url
                 )
             )
         return self._twiml(
@@ -192,7 +190,5 @@ class VoiceWebhooks:
     def _authority_id(self) -> int | None:
         """Where a help request from an unknown caller is filed: the first authority (a caller's
         number tells no town; the officers on duty there take it on)."""
-        from sqlalchemy import select
-
         with self.sessions() as session:
             return session.scalar(select(Authority.id).order_by(Authority.id).limit(1))

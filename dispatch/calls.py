@@ -363,6 +363,7 @@ class Caller:
     person: Person | None
     campaign_id: int | None
     language: Language
+    drill: bool = False  # the open check-in is a drill's
 
 
 def inbound_call(
@@ -404,8 +405,12 @@ def inbound_call(
                 answered_at=now,
             )
         )
+    campaign = session.get(Campaign, campaign_id) if campaign_id is not None else None
     return Caller(
-        person=person, campaign_id=campaign_id, language=person.language if person else default
+        person=person,
+        campaign_id=campaign_id,
+        language=person.language if person else default,
+        drill=campaign is not None and campaign.mode == CampaignMode.DRILL,
     )
 
 

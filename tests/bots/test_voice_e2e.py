@@ -394,6 +394,7 @@ def test_a_registered_caller_hears_their_open_checkin(
                 f"{service.url}/voice/inbound", from_=phone, callee=Callee(keys=["1"])
             )
         )
+        assert call.heard[0] == ("say", "Это учения.")  # the check-in is a drill's
         assert "Нажмите 1" in call.said()
         assert _recipient(service, resident).answer == Answer.OK
 
