@@ -54,18 +54,11 @@ class SmsWebhooks:
 
     def signed(self, request: Request, params: dict[str, str]) -> bool:
         """Whether Twilio signed exactly this URL and these parameters with our auth token."""
-        token = reveal(self.settings.twilio_auth_token)
-        signature = request.headers.get(SIGNATURE_HEADER)
-        if not token or not signature or self.settings.public_url is None:
-            return False
-        url = str(self.settings.public_url).rstrip("/") + request.url.path
-        if request.url.query:
-            url = f"{url}?{request.url.query}"
-        return bool(RequestValidator(token).validate(url, params, signature))
+        return signed_by_twilio(self.settings, request, params)
 
     async def inbound(self, request: Request) -> Response:
         """A text from a person: store it and acknowledge Twilio; it is answered after."""
-        params = await _form(request)
+        params = await twilio_form(request)
         if not self.signed(request, params):
             return Response(status_code=403)
         sid = params.get("MessageSid") or params.get("SmsSid")
@@ -84,7 +77,7 @@ class SmsWebhooks:
 
     async def status(self, request: Request) -> Response:
         """A delivery report for a message we sent: the dispatcher records it."""
-        params = await _form(request)
+        params = await twilio_form(request)
         if not self.signed(request, params):
             return Response(status_code=403)
         sid = params.get("MessageSid") or params.get("SmsSid")
@@ -117,6 +110,19 @@ class SmsWebhooks:
         spool.append_status(message_sid=sid, status=state, error_code=error_code, received_at=now)
 
 
+def signed_by_twilio(settings: Settings, request: Request, params: dict[str, str]) -> bool:
+    """Whether Twilio signed exactly this URL (HOSEN_PUBLIC_URL + path and query) and these
+    parameters with our auth token: every Twilio webhook, SMS or voice."""
+    token = reveal(settings.twilio_auth_token)
+    signature = request.headers.get(SIGNATURE_HEADER)
+    if not token or not signature or settings.public_url is None:
+        return False
+    url = str(settings.public_url).rstrip("/") + request.url.path
+    if request.url.query:
+        url = f"{url}?{request.url.query}"
+    return bool(RequestValidator(token).validate(url, params, signature))
+
+
 def delivery_from_params(params: dict[str, str], *, region: str) -> Delivery | None:
     """The delivery for Twilio's inbound-message parameters (None without a sid or a sender)."""
     sid = params.get("MessageSid") or params.get("SmsSid")
@@ -142,7 +148,7 @@ def _address(sender: str, region: str) -> str:
         return sender[:40]
 
 
-async def _form(request: Request) -> dict[str, str]:
+async def twilio_form(request: Request) -> dict[str, str]:
     """Twilio posts ``application/x-www-form-urlencoded``; the standard library reads it (no
     multipart parser needed). Blank values are kept: the signature covers them."""
     body = await request.body()

@@ -81,6 +81,13 @@ class Timings(_Strict):
     visit: int = Field(default=45, ge=1)
     unreached: int = Field(default=120, ge=1)
     alert_climb: int = Field(default=10, ge=1)
+    # Phone calls (see :class:`VoiceProfile`): whether check-ins call (a landline resident
+    # first; a mobile one before the buddy's visit), and how a call nobody answered, a busy line
+    # or an answering machine is tried again: ``call_retries`` more times, ``call_retry``
+    # minutes apart, before the ladder climbs to the visit.
+    calls: bool = False
+    call_retry: int = Field(default=10, ge=1)
+    call_retries: int = Field(default=2, ge=0, le=5)
 
     @model_validator(mode="after")
     def _in_order(self) -> Self:
@@ -195,9 +202,42 @@ class AssignmentPolicy(_Strict):
         return self
 
 
+class VoiceLanguage(_Strict):
+    """How one language sounds on a call: a text-to-speech ``voice`` of Twilio's ``<Say>``
+    (e.g. ``Google.he-IL-Standard-A``) with its ``language`` code, or ``recordings``: a
+    directory, under the profile's ``prompts_dir``, of recorded prompts played with ``<Play>``
+    (``<prompt>.wav``, one file for each prompt of :data:`dispatch.channels.voice.PROMPTS`).
+    A language with both plays a recording where one exists and says the rest."""
+
+    voice: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,60}$")
+    language: str | None = Field(default=None, pattern=r"^[a-z]{2,3}(-[A-Z]{2})?$")
+    recordings: str | None = Field(default=None, pattern=r"^[a-z0-9_-]{1,40}$")
+
+    @model_validator(mode="after")
+    def _says_or_plays(self) -> Self:
+        if self.recordings is None and (self.voice is None or self.language is None):
+            raise ValueError("voice: a language needs a voice and its language, or recordings")
+        return self
+
+
+class VoiceProfile(_Strict):
+    """Which voice or recording each language uses on a call (every language Hosen speaks)."""
+
+    prompts_dir: str = "var/prompts"  # relative to the working directory, or absolute
+    languages: dict[Language, VoiceLanguage]
+
+    @model_validator(mode="after")
+    def _every_language(self) -> Self:
+        missing = [lang.value for lang in ALL_LANGUAGES if lang not in self.languages]
+        if missing:
+            raise ValueError(f"voice.languages: missing {', '.join(missing)}")
+        return self
+
+
 class Profile(_Strict):
     name: str
     authorities: list[AuthorityProfile] = Field(min_length=1)
+    voice: VoiceProfile | None = None
     skills: list[SkillProfile] = Field(min_length=1)
     roles: list[RoleProfile] = Field(min_length=1)
     walking_distance_m: int = Field(default=1500, gt=0)

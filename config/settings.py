@@ -100,6 +100,10 @@ class Settings(BaseSettings):
     telegram_rate_per_second: PositiveFloat = 30.0
     telegram_rate_per_chat_per_second: PositiveFloat = 1.0
     sms_rate_per_second: PositiveFloat = 10.0
+    # Phone calls: new calls a second (Twilio's default for an account is 1) and how many may
+    # be in progress at once.
+    voice_rate_per_second: PositiveFloat = 1.0
+    voice_max_calls: PositiveInt = 10
     # The fewest sends a worker keeps in flight per channel when it has messages waiting; above
     # it the worker adapts to the provider's round trips (dispatch.inflight). Twilio's client
     # (aiohttp) costs less per request the more requests share an event-loop turn, and Twilio
@@ -207,6 +211,17 @@ class Settings(BaseSettings):
     def sms_enabled(self) -> bool:
         return bool(self.twilio_account_sid and self.twilio_auth_token and self.twilio_from)
 
+    @property
+    def voice_enabled(self) -> bool:
+        """Calls need Twilio, a calling number (not a Messaging Service) and a public URL at
+        which Twilio fetches what the call says."""
+        return bool(
+            self.sms_enabled
+            and self.twilio_from
+            and self.twilio_from.startswith("+")
+            and self.public_url is not None
+        )
+
     def channel_summary(self) -> str:
         """One line saying which channels are on and, for the ones that are off, why."""
         parts = [
@@ -214,6 +229,9 @@ class Settings(BaseSettings):
             "SMS on"
             if self.sms_enabled
             else "SMS off (HOSEN_TWILIO_ACCOUNT_SID / _AUTH_TOKEN / _FROM unset)",
+            "calls on"
+            if self.voice_enabled
+            else "calls off (Twilio, a HOSEN_TWILIO_FROM number and HOSEN_PUBLIC_URL needed)",
         ]
         return "; ".join(parts)
 

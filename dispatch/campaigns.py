@@ -100,6 +100,10 @@ class Ladder:
     reminder_after: timedelta = timedelta(minutes=15)
     visit_after: timedelta = timedelta(minutes=45)
     unreached_after: timedelta = timedelta(hours=2)
+    # Phone calls (dispatch.calls): whether the check-in calls, and how unanswered calls retry.
+    calls: bool = False
+    call_retry_after: timedelta = timedelta(minutes=10)
+    call_retries: int = 2
 
     def __post_init__(self) -> None:
         if not (self.reminder_after < self.visit_after < self.unreached_after):
@@ -112,6 +116,9 @@ class Ladder:
             reminder_after=timedelta(seconds=authority.reminder_after),
             visit_after=timedelta(seconds=authority.visit_after),
             unreached_after=timedelta(seconds=authority.unreached_after),
+            calls=authority.calls,
+            call_retry_after=timedelta(seconds=authority.call_retry_after),
+            call_retries=authority.call_retries,
         )
 
 
@@ -133,6 +140,9 @@ class Recipient:
         if self.phone and self.phone_kind != PhoneKind.LANDLINE and Channel.SMS not in self.blocked:
             return Channel.SMS
         return Channel.NONE
+
+    def callable(self) -> bool:
+        return bool(self.phone) and Channel.VOICE not in self.blocked
 
     def address(self, channel: Channel) -> str:
         if channel == Channel.TELEGRAM:
@@ -327,6 +337,9 @@ def start_campaign(
         reminder_after=int(ladder.reminder_after.total_seconds()),
         visit_after=int(ladder.visit_after.total_seconds()),
         unreached_after=int(ladder.unreached_after.total_seconds()),
+        calls=ladder.calls and kind == CampaignKind.CHECKIN,
+        call_retry_after=int(ladder.call_retry_after.total_seconds()),
+        call_retries=ladder.call_retries,
     )
     session.add(campaign)
     session.flush()
@@ -375,6 +388,9 @@ def _queue(
     outbox_rows: list[dict[str, Any]] = []
     for person in recipients:
         channel = person.first_channel()
+        if campaign.calls and channel == Channel.NONE and person.callable():
+            # A landline (or a phone nothing else reaches) is called first.
+            channel = Channel.VOICE
         recipient_rows.append(
             {
                 "campaign_id": campaign.id,
@@ -392,6 +408,25 @@ def _queue(
             }
         )
         if channel == Channel.NONE:
+            continue
+        if channel == Channel.VOICE:
+            outbox_rows.append(
+                {
+                    "person_id": person.person_id,
+                    "channel": channel,
+                    "address": person.address(channel),
+                    "text": "checkin",  # the call's script: see dispatch.calls.place_call
+                    "buttons": None,
+                    "priority": priority,
+                    "risk_rank": person.risk_rank,
+                    "kind": "call",
+                    "campaign_id": campaign.id,
+                    "status": OutboxStatus.QUEUED,
+                    "attempts": 0,
+                    "due_at": now,
+                    "created_at": now,
+                }
+            )
             continue
         if is_checkin:
             text, buttons = checkin_message(

@@ -417,12 +417,19 @@ def step_up(
         recipient.step = 1
         recipient.next_step_at = started + timedelta(seconds=campaign.visit_after)
     elif recipient.step <= 1:
+        if _call_first(session, recipient=recipient, campaign=campaign, resident=resident, now=now):
+            return
         reason = (
             TaskReason.NO_CHANNEL if recipient.channel == Channel.NONE else TaskReason.NO_ANSWER
         )
-        send_visit(session, campaign=campaign, resident=resident, reason=reason, now=now)
-        recipient.step = 2
-        recipient.next_step_at = max(now, started + timedelta(seconds=campaign.unreached_after))
+        climb_to_visit(
+            session,
+            recipient=recipient,
+            campaign=campaign,
+            resident=resident,
+            reason=reason,
+            now=now,
+        )
     else:
         recipient.answer = Answer.NO_ANSWER
         recipient.step = 3
@@ -434,6 +441,47 @@ def step_up(
             kind=AlertKind.UNREACHED,
             now=now,
         )
+
+
+def climb_to_visit(
+    session: Session,
+    *,
+    recipient: CampaignRecipient,
+    campaign: Campaign,
+    resident: Person,
+    reason: TaskReason,
+    now: datetime,
+) -> None:
+    """The buddy's home visit, and the unreached list's timer."""
+    send_visit(session, campaign=campaign, resident=resident, reason=reason, now=now)
+    recipient.step = 2
+    recipient.next_step_at = max(
+        now, campaign.started_at + timedelta(seconds=campaign.unreached_after)
+    )
+
+
+def _call_first(
+    session: Session,
+    *,
+    recipient: CampaignRecipient,
+    campaign: Campaign,
+    resident: Person,
+    now: datetime,
+) -> bool:
+    """When the campaign calls and the resident was not called yet: a phone call before the
+    visit (:mod:`dispatch.calls`; its outcome climbs to the visit). True when a call was queued."""
+    from dispatch import calls
+
+    if not campaign.calls or not calls.callable_person(session, resident):
+        return False
+    if calls.calls_tried(session, campaign_id=campaign.id, person_id=resident.id):
+        return False
+    calls.place_call(
+        session, campaign=campaign, person=resident, now=now, risk_rank=recipient.risk_rank
+    )
+    recipient.step = 1
+    recipient.next_step_at = calls.call_deadline(campaign, now)
+    return True
 
 
 def _remind(
@@ -509,12 +557,15 @@ def no_channel_left(
     if recipient is None or campaign.kind != CampaignKind.CHECKIN:
         return
     if recipient.answer == Answer.PENDING and recipient.step < 2:
-        send_visit(
-            session, campaign=campaign, resident=person, reason=TaskReason.NO_CHANNEL, now=now
-        )
-        recipient.step = 2
-        recipient.next_step_at = max(
-            now, campaign.started_at + timedelta(seconds=campaign.unreached_after)
+        if _call_first(session, recipient=recipient, campaign=campaign, resident=person, now=now):
+            return
+        climb_to_visit(
+            session,
+            recipient=recipient,
+            campaign=campaign,
+            resident=person,
+            reason=TaskReason.NO_CHANNEL,
+            now=now,
         )
 
 

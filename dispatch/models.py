@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -240,6 +241,10 @@ class Campaign(Base):
     visit_after: Mapped[int] = mapped_column(Integer, default=45 * 60)
     unreached_after: Mapped[int] = mapped_column(Integer, default=120 * 60)
     recipients: Mapped[int] = mapped_column(Integer, default=0)
+    # Phone calls in the ladder (the authority's, when the campaign started): see dispatch.calls.
+    calls: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    call_retry_after: Mapped[int] = mapped_column(Integer, default=10 * 60, server_default="600")
+    call_retries: Mapped[int] = mapped_column(SmallInteger, default=2, server_default="2")
 
 
 class Answer(StrEnum):
@@ -403,3 +408,54 @@ class DrillSchedule(Base):
     last_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_campaign_id: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CallOutcome(StrEnum):
+    """How one phone call ended, as the drill report counts it."""
+
+    PENDING = "pending"  # placed, not ended yet
+    WELL = "well"  # answered, pressed 1
+    HELP = "help"  # answered, pressed 2
+    NO_KEY = "no_key"  # someone picked up and pressed nothing (not silence: somebody is there)
+    MACHINE = "machine"  # an answering machine or a fax
+    BUSY = "busy"
+    NO_ANSWER = "no_answer"
+    FAILED = "failed"  # the call could not be placed or connected
+
+
+# Outcomes after which the same call is tried again (``Campaign.call_retries`` times).
+RETRIED_OUTCOMES = (CallOutcome.MACHINE, CallOutcome.BUSY, CallOutcome.NO_ANSWER)
+
+
+class VoiceCall(Base):
+    """One phone call, outbound (an outbox row of channel VOICE, once Twilio took it) or inbound
+    (someone called the Hosen number).
+
+    ``ended_at`` empty: the call is in progress (the concurrent-calls cap counts these).
+    ``prompts`` is how many times the question was asked (the Gather is said twice).
+    """
+
+    __tablename__ = "voice_call"
+    __table_args__ = (
+        Index("ix_voice_call_sid", "call_sid"),
+        Index("ux_voice_call_outbox", "outbox_id", unique=True),
+        Index("ix_voice_call_open", "ended_at"),
+        Index("ix_voice_call_campaign", "campaign_id", "person_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    outbox_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    call_sid: Mapped[str | None] = mapped_column(String(64))
+    inbound: Mapped[bool] = mapped_column(Boolean, default=False)
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaign.id", ondelete="SET NULL"))
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("person.id", ondelete="SET NULL"))
+    zone_id: Mapped[int | None] = mapped_column(Integer)
+    attempt: Mapped[int] = mapped_column(SmallInteger, default=1)
+    status: Mapped[str] = mapped_column(String(24), default="queued")  # Twilio's CallStatus
+    answered_by: Mapped[str | None] = mapped_column(String(24))
+    outcome: Mapped[CallOutcome] = mapped_column(
+        enum_type(CallOutcome), default=CallOutcome.PENDING
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

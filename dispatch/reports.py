@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, aliased
 
 from config.i18n import t
 from config.languages import Language
+from dispatch.calls import call_counts
 from dispatch.models import (
     HELP_KINDS,
     Alert,
@@ -254,6 +255,8 @@ class DrillReport:
     state: str = "active"
     started_at: str = ""
     closed_at: str | None = None
+    # Phone calls per zone and outcome (see :func:`dispatch.calls.call_counts`).
+    calls: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -536,6 +539,7 @@ def drill_report(session: Session, *, campaign: Campaign) -> DrillReport:
         state=campaign.status.value,
         started_at=campaign.started_at.isoformat(),
         closed_at=campaign.closed_at.isoformat() if campaign.closed_at else None,
+        calls=call_counts(session, campaign_id=campaign.id),
     )
 
 

@@ -316,7 +316,7 @@ def record_answer(
         .where(
             OutboxMessage.campaign_id == campaign.id,
             OutboxMessage.person_id == person.id,
-            OutboxMessage.kind == "reminder",
+            OutboxMessage.kind.in_(("reminder", "call")),  # nor a call not placed yet
             OutboxMessage.status == OutboxStatus.QUEUED,
         )
         .values(status=OutboxStatus.CANCELLED)

@@ -46,7 +46,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import Settings
-from dispatch import delivery, gates, outages, sweeps
+from dispatch import calls, delivery, gates, outages, sweeps
 from dispatch.clock import Clock, SystemClock
 from dispatch.inflight import InFlightLimit
 from dispatch.models import ChannelBlock, OutboxMessage, OutboxStatus
@@ -63,6 +63,10 @@ SQLITE_WORKER_LEASE = "sqlite-worker"
 ATTEMPTS_CEILING = 30_000
 # A send due sooner than this goes now: a timer for a few microseconds costs more than it keeps.
 SLOT_TOLERANCE = timedelta(milliseconds=1)
+# Calls a second are few (Twilio's default is one), and a call request is answered while the
+# same process serves the calls' webhooks: a wider margin keeps a call delayed by a busy moment
+# from arriving within the same second as the next.
+VOICE_MARGIN = 0.04
 
 
 # What a row put back in the queue (deferred, or to be retried) has in common.
@@ -165,8 +169,11 @@ class Pacer:
     FLOOR = 0.25  # the lowest rate, as a share of the ceiling
     WINDOW = timedelta(seconds=1 + MARGIN)
 
-    def __init__(self, clock: Clock, rate: float) -> None:
+    def __init__(self, clock: Clock, rate: float, *, margin: float | None = None) -> None:
         self.clock = clock
+        if margin is not None:  # this pacer's own margin (calls: see VOICE_MARGIN)
+            self.MARGIN = margin
+            self.WINDOW = timedelta(seconds=1 + margin)
         self.ceiling = rate * (1 - self.MARGIN)
         self.rate = self.ceiling
         self.step = timedelta(seconds=1 / self.rate)
@@ -320,7 +327,14 @@ class Worker:
         bind = sessions.kw.get("bind")
         self.on_postgresql = bind is not None and bind.dialect.name == "postgresql"
         self._last_sweep: datetime | None = None
-        self._pacers = {channel: Pacer(self.clock, self.rate(channel)) for channel in self.senders}
+        self._pacers = {
+            channel: Pacer(
+                self.clock,
+                self.rate(channel),
+                margin=VOICE_MARGIN if channel == Channel.VOICE else None,
+            )
+            for channel in self.senders
+        }
         self.in_flight = {channel: self._in_flight_limit(channel) for channel in self.senders}
         self._started = False
         self._claims = itertools.count(1)
@@ -393,11 +407,13 @@ class Worker:
         await self.close()
 
     def _in_flight_limit(self, channel: Channel) -> InFlightLimit:
-        floor = (
-            self.settings.telegram_min_in_flight
-            if channel == Channel.TELEGRAM
-            else self.settings.sms_min_in_flight
-        )
+        floor = {
+            Channel.TELEGRAM: self.settings.telegram_min_in_flight,
+            # Placing a call is one quick request, and the calls in progress are capped
+            # (dispatch.calls.free_lines): as many may be placed at once as may be in progress,
+            # so a paced call never waits its turn after its slot.
+            Channel.VOICE: self.settings.voice_max_calls,
+        }.get(channel, self.settings.sms_min_in_flight)
         maximum = self.config.max_in_flight
         minimum = min(maximum, max(self.config.min_in_flight, floor))
         initial = min(maximum, max(self.config.initial_in_flight, minimum))
@@ -406,6 +422,8 @@ class Worker:
     def rate(self, channel: Channel) -> float:
         if channel == Channel.TELEGRAM:
             return self.settings.telegram_rate_per_second
+        if channel == Channel.VOICE:
+            return self.settings.voice_rate_per_second
         return self.settings.sms_rate_per_second
 
     # --- one pass ----------------------------------------------------------------------------
@@ -673,6 +691,13 @@ class Worker:
             if allowance == 0:
                 return []  # paused by the provider, or down and another claim has the probe
             limit = min(limit, allowance or limit)
+            if channel == Channel.VOICE:
+                # No more calls in progress at once than the cap (dispatch.calls).
+                limit = min(
+                    limit, calls.free_lines(session, cap=self.settings.voice_max_calls, now=now)
+                )
+                if limit == 0:
+                    return []
             table = table_of(OutboxMessage)
             due = (
                 select(table.c.id)
@@ -878,6 +903,12 @@ class Worker:
                         "last_error": None,
                     },
                 )
+                if channel == Channel.VOICE:
+                    calls.calls_placed(
+                        session,
+                        placed=[(int(str(row["id"])), str(row["provider_id"])) for row in sent],
+                        now=now,
+                    )
                 if channel == Channel.SMS:
                     delivery.apply_early_receipts(
                         session, message_sids=[str(row["provider_id"]) for row in sent], now=now

@@ -1,4 +1,6 @@
-"""A loopback fake of Twilio's Messages API (REST API 2010-04-01) and of Twilio's webhooks.
+"""A loopback fake of Twilio's Messages and Calls APIs (REST API 2010-04-01) and of Twilio's
+webhooks. The Calls API and the calls it plays to simulated callees are
+:mod:`fakes.twilio_voice` (``fake.voice``); this module is the account and its messages.
 
 :class:`FakeTwilio` serves ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json`` (send),
 ``GET .../Messages/{Sid}.json`` (fetch) and ``GET .../Messages.json`` (list, one page), with
@@ -43,13 +45,11 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from aiohttp import ClientError, web
 from twilio.request_validator import RequestValidator
@@ -58,6 +58,8 @@ from dispatch.segments import count_segments
 from fakes.faults import Outcome
 from fakes.load import LatencyReport, open_loop
 from fakes.loopback import LoopbackServer
+from fakes.twilio_spec import ResourceSpec
+from fakes.twilio_voice import FakeCalls
 
 JSON = dict[str, Any]
 SPEC_PATH = Path(__file__).parent / "specs" / "twilio_api_v2010_messages.json"
@@ -98,68 +100,7 @@ def new_sid(prefix: str) -> str:
     return prefix + secrets.token_hex(16)
 
 
-@dataclass(frozen=True)
-class ParamSpec:
-    name: str
-    schema: Mapping[str, Any]
-
-
-class MessagesSpec:
-    """The Messages resource's create parameters and enums, from the OpenAPI description."""
-
-    def __init__(self, raw: Mapping[str, Any]) -> None:
-        self.schemas: Mapping[str, Any] = raw["components"]["schemas"]
-        post = raw["paths"][MESSAGES_PATH]["post"]
-        form = post["requestBody"]["content"]["application/x-www-form-urlencoded"]["schema"]
-        self.create_params = {name: ParamSpec(name, s) for name, s in form["properties"].items()}
-        self.create_required: tuple[str, ...] = tuple(form.get("required", ()))
-        get = raw["paths"][MESSAGES_PATH]["get"]
-        self.list_params = {
-            p["name"]: ParamSpec(p["name"], p["schema"])
-            for p in get["parameters"]
-            if p["in"] == "query"
-        }
-
-    def resolve(self, schema: Mapping[str, Any]) -> Mapping[str, Any]:
-        ref = schema.get("$ref")
-        if isinstance(ref, str):
-            resolved: Mapping[str, Any] = self.schemas[ref.rsplit("/", 1)[-1]]
-            return resolved
-        return schema
-
-    def check_value(self, name: str, value: str, schema: Mapping[str, Any]) -> str | None:
-        """Why ``value`` (a form string) does not fit ``schema``, or None."""
-        schema = self.resolve(schema)
-        kind = schema.get("type")
-        if "enum" in schema and value not in schema["enum"]:
-            return f"{name}: {value!r} is not one of {schema['enum']}"
-        if kind == "integer" and not re.fullmatch(r"-?\d+", value):
-            return f"{name}: {value!r} is not an integer"
-        if kind == "number":
-            try:
-                float(value)
-            except ValueError:
-                return f"{name}: {value!r} is not a number"
-        if kind == "boolean" and value.lower() not in ("true", "false"):
-            return f"{name}: {value!r} is not true or false"
-        if kind == "string":
-            if "minLength" in schema and len(value) < schema["minLength"]:
-                return f"{name}: shorter than {schema['minLength']} characters"
-            if "maxLength" in schema and len(value) > schema["maxLength"]:
-                return f"{name}: longer than {schema['maxLength']} characters"
-            if "pattern" in schema and not re.search(schema["pattern"], value):
-                return f"{name}: {value!r} does not match {schema['pattern']}"
-            fmt = schema.get("format")
-            if fmt == "uri" and not schema.get("x-twilio", {}).get("ignoreFormat"):
-                parts = urlsplit(value)
-                if parts.scheme not in ("http", "https") or not parts.netloc:
-                    return f"{name}: {value!r} is not an absolute http(s) URL"
-            if fmt == "date-time":
-                try:
-                    datetime.fromisoformat(value.replace("Z", "+00:00"))
-                except ValueError:
-                    return f"{name}: {value!r} is not an ISO 8601 date-time"
-        return None
+MessagesSpec = ResourceSpec
 
 
 @cache
@@ -228,6 +169,8 @@ class FakeTwilio(LoopbackServer):
 
         self._status_urls: dict[str, str] = {}
         self._status_tasks: set[asyncio.Task[None]] = set()
+        # The Calls API and the calls it plays (fakes.twilio_voice).
+        self.voice = FakeCalls(self)
 
     # -- server ------------------------------------------------------------------------------
 
@@ -239,10 +182,12 @@ class FakeTwilio(LoopbackServer):
         app.router.add_get(base + "/Messages.json", self._list)
         app.router.add_get(base + "/Messages/{sid}.json", self._fetch)
         app.router.add_route("*", base + "/Messages/{sid}.json", self._not_reproduced)
+        self.voice.add_routes(app, base)
         app.router.add_route("*", "/{tail:.*}", self._unknown)
         return app
 
     async def on_shutdown(self) -> None:
+        await self.voice.close()
         for task in list(self._status_tasks):
             task.cancel()
         if self._status_tasks:

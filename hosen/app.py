@@ -1,9 +1,10 @@
 """The ASGI application ``hosen serve`` runs: the webhooks, and in-process the Telegram bot, the
 inbox processor and the dispatcher's outbox worker.
 
-Routes: ``POST /sms/inbound``, ``POST /sms/status`` (Twilio), ``POST /telegram/webhook``
-(Telegram, webhook mode), ``GET /health`` (JSON: the database's state and the spool's depth) and
-the officers' web console under ``/console`` (:mod:`hosen.console`).
+Routes: ``POST /sms/inbound``, ``POST /sms/status``, ``/voice/...`` (Twilio; see
+:mod:`bots.voice`), ``POST /telegram/webhook`` (Telegram, webhook mode), ``GET /health`` (JSON:
+the database's state and the spool's depth) and the officers' web console under ``/console``
+(:mod:`hosen.console`).
 The inbound routes store the message and answer at once (into the local spool while the
 database is away; its replayer runs here too); the inbox processor (:mod:`bots.processor`) acts
 on it after. At start-up, when
@@ -46,7 +47,9 @@ from bots.telegram import (
     start_polling,
     webhook_endpoint,
 )
+from bots.voice import VoiceWebhooks
 from config.settings import Settings, reveal
+from dispatch.channels.voice import Voices
 from hosen.console import console_routes
 from hosen.context import Context
 from hosen.heap import freeze_startup_heap
@@ -127,6 +130,12 @@ def build_app(
         replayed=processor.wake,
     )
     sms = SmsWebhooks(settings=settings, sessions=ctx.sessions, clock=clock, intake=intake)
+    calls = VoiceWebhooks(
+        settings=settings,
+        sessions=ctx.sessions,
+        clock=clock,
+        voices=Voices(ctx.profile.voice, str(settings.public_url or "").rstrip("/")),
+    )
     webhook_mode = settings.public_url is not None
     if run_bot and settings.telegram_enabled:
         runtime.watch = PollWatch(clock=clock)
@@ -193,6 +202,12 @@ def build_app(
         routes=[
             Route("/sms/inbound", sms.inbound, methods=["POST"]),
             Route("/sms/status", sms.status, methods=["POST"]),
+            Route("/voice/call/{outbox:int}", calls.call, methods=["POST"]),
+            Route("/voice/call/{outbox:int}/keys", calls.keys, methods=["POST"]),
+            Route("/voice/call/{outbox:int}/status", calls.status, methods=["POST"]),
+            Route("/voice/inbound", calls.inbound, methods=["POST"]),
+            Route("/voice/inbound/keys", calls.inbound_keys, methods=["POST"]),
+            Route("/voice/prompts/{recordings}/{prompt}.wav", calls.prompt, methods=["GET"]),
             Route("/telegram/webhook", telegram_webhook, methods=["POST"]),
             Route("/health", health, methods=["GET"]),
             *console_routes(ctx, clock=clock),

@@ -51,6 +51,7 @@ COMMANDS: dict[str, Command] = {
     "serve": Command(
         "serve", "run the Telegram bot, the SMS webhooks, the outbox worker and the scheduler"
     ),
+    "voice": Command("voice", "phone calls: make the recorded prompts (espeak-ng) where missing"),
     "demo": Command(
         "demo",
         "a full simulated drill on the loopback fakes: town, assignment, check-in, escalation, report",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import re
 import secrets
 import socket
@@ -36,6 +37,7 @@ from sqlalchemy.orm import Session
 from config.i18n import t
 from config.languages import Language
 from config.settings import Settings
+from dispatch.calls import calls_table
 from dispatch.campaigns import Audience, Ladder, start_drill_checkin
 from dispatch.escalation import run_escalations
 from dispatch.estimate import minutes as duration
@@ -51,10 +53,12 @@ from fakes.people import DRILL_MIX, Answer, Delay, Intent, Kind, People, SeenMes
 from fakes.settings import settings_for_fakes
 from fakes.telegram import FakeTelegram
 from fakes.twilio import FakeTwilio
+from fakes.twilio_voice import Callee
 from hosen import migrations
 from hosen.app import build_app
 from hosen.context import Context
 from hosen.demo_officers import OfficersOnDuty, untaken_help
+from hosen.prompts import PromptsError, synthesise_prompts
 from hosen.report_html import (
     ReportView,
     authority_name,
@@ -92,6 +96,16 @@ VOLUNTEER_MIX: dict[Kind, float] = {"ok": 0.9, "silent": 0.1}
 # The officer a newcomer signs in to the console as; their codes arrive at the Twilio fake and
 # are shown on the terminal.
 DEMO_OFFICER = "054-777-0000"
+# How residents with only a landline answer Hosen's call (fakes.twilio_voice.Callee): most press
+# 1, some 2, some pick up and press nothing, the rest are not there (machine, busy, no answer).
+CALL_MIX: tuple[tuple[str, Callee, float], ...] = (
+    ("called: pressed 1", Callee(answer="human", keys=["1"]), 0.55),
+    ("called: pressed 2", Callee(answer="human", keys=[None, "2"]), 0.08),
+    ("called: no key", Callee(answer="human", keys=[None, None]), 0.07),
+    ("called: machine", Callee(answer="machine", keys=[]), 0.12),
+    ("called: busy", Callee(answer="busy", keys=[]), 0.06),
+    ("called: no answer", Callee(answer="no-answer", keys=[]), 0.12),
+)
 
 
 @dataclass
@@ -170,10 +184,25 @@ def _resident_answer(intent: Intent, message: SeenMessage) -> Answer | None:
     return Answer(text="1" if intent == "ok" else "2")
 
 
+def _draw_callee(rng: random.Random) -> tuple[str, Callee]:
+    roll, total = rng.random(), 0.0
+    for label, callee, share in CALL_MIX:
+        total += share
+        if roll < total:
+            return label, callee
+    return CALL_MIX[-1][0], CALL_MIX[-1][1]
+
+
 def _populate(
-    session: Session, people: People, volunteers: Volunteers, authority: Authority
+    session: Session,
+    people: People,
+    volunteers: Volunteers,
+    authority: Authority,
+    twilio: FakeTwilio,
+    calls: random.Random,
 ) -> dict[str, int]:
-    """Give every resident and volunteer of the authority a simulated phone; count the personas."""
+    """Give every resident and volunteer of the authority a simulated phone (a landline answers
+    the calls as :data:`CALL_MIX` draws); count the personas."""
     personas: dict[str, int] = {}
     rows = session.execute(
         select(Person).where(
@@ -197,7 +226,12 @@ def _populate(
             people.add_sms(persona, person.phone)
             address = person.phone
         else:
-            personas["landline only"] = personas.get("landline only", 0) + 1
+            if person.phone:
+                label, callee = _draw_callee(calls)
+                twilio.voice.callees[person.phone] = callee
+            else:
+                label = "no phone"
+            personas[label] = personas.get(label, 0) + 1
             continue
         if person.is_volunteer:
             volunteers.addresses.add(address)
@@ -333,6 +367,7 @@ async def run_demo(base: Settings, options: DemoOptions) -> int:
                     # not compressed, from swamping the compressed drill time.
                     "sms_rate_per_second": 300.0,
                     "telegram_rate_per_second": 300.0,
+                    "voice_rate_per_second": 20.0,
                 }
             ),
             telegram=telegram,
@@ -389,7 +424,12 @@ async def _drill(
     people.responder = officers.responder(volunteers.respond)
     with unit_of_work(ctx.sessions) as session:
         authority = ctx.authority(session, authority_code)
-        personas = _populate(session, people, volunteers, authority)
+        authority.calls = True  # the landline residents are called
+        # Someone who leaves Telegram and SMS unanswered does not pick up the phone either.
+        twilio.voice.default = Callee(answer="no-answer", keys=[])
+        personas = _populate(
+            session, people, volunteers, authority, twilio, random.Random(options.seed)
+        )
         on_duty = officers.register(
             session, authority=authority, people=people, speed=options.speed
         )
@@ -401,7 +441,11 @@ async def _drill(
         reminder_after=DRILL_LADDER.reminder_after / scale,
         visit_after=DRILL_LADDER.visit_after / scale,
         unreached_after=DRILL_LADDER.unreached_after / scale,
+        calls=True,
+        call_retry_after=DRILL_LADDER.call_retry_after / scale,
+        call_retries=DRILL_LADDER.call_retries,
     )
+    _prompts(ctx, out)
     out.write(
         f"  escalation ladder: reminder after 15 min, buddy visit after 45 min, unreached after 2 h"
         f" (drill time; ×{scale:g} faster)\n\n"
@@ -439,6 +483,22 @@ async def _drill(
         people.close()
         server.should_exit = True
         await serving
+
+
+def _prompts(ctx: Context, out: TextIO) -> None:
+    """The recorded prompts (Amharic), synthesised with espeak-ng if they are not there yet."""
+    voice = ctx.profile.voice
+    if voice is None:
+        return
+    try:
+        written = synthesise_prompts(voice)
+    except PromptsError as exc:
+        out.write(f"  recorded prompts: {exc}; those languages are said in English\n")
+        return
+    if written:
+        out.write(
+            f"  recorded prompts: {len(written)} made with espeak-ng in {voice.prompts_dir}\n"
+        )
 
 
 async def _run_campaign(
@@ -518,4 +578,7 @@ async def _run_campaign(
     options.html.parent.mkdir(parents=True, exist_ok=True)
     options.html.write_text(render(view), encoding="utf-8")
     _print_report(out, view, options.html)
+    calls = calls_table(report.calls)
+    if calls:
+        out.write("\n" + "\n".join(calls) + "\n")
     return 0

@@ -13,9 +13,11 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -38,7 +40,8 @@ def enum_type(enum: type[StrEnum]) -> Enum:
 class Channel(StrEnum):
     TELEGRAM = "telegram"
     SMS = "sms"
-    NONE = "none"  # landline only: reached through their buddy
+    VOICE = "voice"  # a phone call (an outbox row only: a person's channel is never VOICE)
+    NONE = "none"  # landline only: reached through their buddy (or called, see VOICE)
 
 
 class PhoneKind(StrEnum):
@@ -85,6 +88,7 @@ class Source(StrEnum):
     IMPORT = "import"
     STAFF = "staff"
     SYNTHETIC = "synthetic"
+    VOICE = "voice"  # called the Hosen number and asked for help: only the caller's number
 
 
 class GroupKind(StrEnum):
@@ -134,6 +138,10 @@ class Authority(Base):
     visit_after: Mapped[int] = mapped_column(Integer, default=45 * 60, server_default="2700")
     unreached_after: Mapped[int] = mapped_column(Integer, default=120 * 60, server_default="7200")
     alert_climb_after: Mapped[int] = mapped_column(Integer, default=10 * 60, server_default="600")
+    # Phone calls in the ladder: on or off, and how an unanswered call is tried again.
+    calls: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    call_retry_after: Mapped[int] = mapped_column(Integer, default=10 * 60, server_default="600")
+    call_retries: Mapped[int] = mapped_column(SmallInteger, default=2, server_default="2")
 
     zones: Mapped[list[Zone]] = relationship(back_populates="authority")
 

@@ -35,6 +35,9 @@ def sync_profile(session: Session, profile: Profile) -> Directory:
         authority.visit_after = ap.timings.visit * 60
         authority.unreached_after = ap.timings.unreached * 60
         authority.alert_climb_after = ap.timings.alert_climb * 60
+        authority.calls = ap.timings.calls
+        authority.call_retry_after = ap.timings.call_retry * 60
+        authority.call_retries = ap.timings.call_retries
         session.add(authority)
         session.flush()
         directory.authorities[ap.code] = authority

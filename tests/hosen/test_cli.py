@@ -114,7 +114,10 @@ def test_staff_add_takes_the_language_they_read(
         (["staff", "add", "--phone", "12", "--name", "x", "--role", "admin"], "--phone '12'"),
         (["people", "show", "99999"], "no person"),
         (["people", "list", "--authority", "atlantis"], "unknown authority 'atlantis'"),
-        (["people", "list", "--zone", "nowhere"], "unknown zone 'nowhere' in kiryat-tamar (known: kt-center, "),
+        (
+            ["people", "list", "--zone", "nowhere"],
+            "unknown zone 'nowhere' in kiryat-tamar (known: kt-center, ",
+        ),
     ],
 )
 def test_errors_are_one_line_and_nonzero(

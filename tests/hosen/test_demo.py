@@ -8,12 +8,12 @@ import re
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
 from config.i18n import t
 from config.settings import Settings
-from dispatch.models import HELP_KINDS, Alert, Campaign, OutboxMessage, Task
+from dispatch.models import HELP_KINDS, Alert, Campaign, OutboxMessage, Task, VoiceCall
 from dispatch.reports import live_status
 from hosen.demo import DemoOptions, run_demo
 from registry.models import Person
@@ -61,6 +61,16 @@ def test_demo_runs_a_whole_drill(
         assert texts and all(text.strip() for text in texts)
     engine.dispose()
     help_acks = _nobody_is_promised_a_visit_without_a_person_behind_it(options.database)
+    # A landline resident who pressed 2 heard the acknowledgement in the call's goodbye.
+    engine = create_engine(f"sqlite:///{options.database}")
+    with engine.connect() as conn:
+        help_acks += (
+            conn.scalar(
+                select(func.count()).select_from(VoiceCall).where(VoiceCall.outcome == "help")
+            )
+            or 0
+        )
+    engine.dispose()
     # The report lists the help answers and what became of each; every one was acknowledged
     # (answers still in flight at the close are acknowledged after the report). How many the
     # simulated residents give varies from run to run (5% of them, answering in time).
