@@ -23,7 +23,6 @@ is withdrawn, and its volunteer told if they had been asked. Nothing here commit
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -394,13 +393,18 @@ def shared_needs(session: Session, *, resident: Person) -> list[str]:
     return needs.flags() if needs is not None else []
 
 
-_HOUSE_NUMBER = re.compile(r"\S*\d\S*")
-
-
 def street_of(address: str | None) -> str:
-    """The street of an address, without the house or flat number."""
-    street = _HOUSE_NUMBER.sub("", address or "")
-    return " ".join(street.replace(",", " ").split())
+    """The street of an address, without the house or flat number ("Herzl 5, apt 3": Herzl)."""
+    words = (address or "").replace(",", " , ").split()
+    numbered = [i for i, word in enumerate(words) if any(ch.isdigit() for ch in word)]
+    if numbered and numbered[0] == 0:  # "12 Herzl St": the words after the number
+        rest = words[1:]
+        words = rest[
+            : next((i for i, w in enumerate(rest) if w == "," or w[0].isdigit()), len(rest))
+        ]
+    elif numbered:
+        words = words[: numbered[0]]
+    return " ".join(w for w in words if w != ",").strip()
 
 
 def offer_buttons(offer_id: int, language: Language) -> list[list[dict[str, str]]]:
