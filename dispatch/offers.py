@@ -547,22 +547,6 @@ def _timings(session: Session, profile: Profile, person: Person) -> Timings:
 # --- what the officer sees -------------------------------------------------------------------
 
 
-def offer_states(session: Session, *, kind: str, assignment_ids: Iterable[int]) -> dict[int, str]:
-    """The latest offer's state of each of these seats (absent: never offered yet)."""
-    ids = list(assignment_ids)
-    if not ids:
-        return {}
-    latest: dict[int, tuple[int, str]] = {}
-    for offer_id, assignment_id, state in session.execute(
-        select(AssignmentOffer.id, AssignmentOffer.assignment_id, AssignmentOffer.state).where(
-            AssignmentOffer.kind == kind, AssignmentOffer.assignment_id.in_(ids)
-        )
-    ):
-        if assignment_id not in latest or latest[assignment_id][0] < offer_id:
-            latest[assignment_id] = (offer_id, state)
-    return {a: state for a, (_, state) in latest.items()}
-
-
 def answers(session: Session) -> dict[str, int]:
     """How many offers stand in each state (the demo's and the officer's summary)."""
     counts: dict[str, int] = defaultdict(int)
@@ -578,7 +562,6 @@ __all__ = [
     "answers",
     "notify_changes",
     "offer_choice",
-    "offer_states",
     "send_queued",
     "sweep_offers",
     "take_offer_answer",

@@ -3,11 +3,13 @@ planned again on the injected clock; what a volunteer is told respects the resid
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from bots.consent import CONSENT_VERSIONS, consent_text
 from config.i18n import t
@@ -18,7 +20,6 @@ from dispatch.offers import (
     ACCEPT_NUMBER,
     DECLINE_NUMBER,
     offer_choice,
-    offer_states,
     street_of,
     sweep_offers,
     take_offer_answer,
@@ -26,6 +27,8 @@ from dispatch.offers import (
 from dispatch.senders import choice_from_reply
 from registry.assignment.models import AssignmentChange, AssignmentOffer, OfferState
 from registry.assignment.store import assign_authority
+from registry.assignment.stored import latest_offers
+from registry.db import unit_of_work
 from registry.models import (
     AssignmentStatus,
     Authority,
@@ -46,6 +49,7 @@ from registry.people import (
     register_person,
 )
 from registry.profile_sync import Directory
+from tests.registry.assignment.test_store import health_only_context, run_cli
 
 pytestmark = pytest.mark.db
 
@@ -188,7 +192,7 @@ def test_offers_go_out_one_seat_at_a_time_and_accept_tells_the_resident(
     assert seat_of.resident_id == yosef.id
     for flag in ("lives_alone", "sight"):
         assert t(Language.EN, f"bot.needs.{flag}") not in second.text
-    assert offer_states(session, kind="buddy", assignment_ids=[seat.id]) == {seat.id: "confirmed"}
+    assert latest_offers(session, roles=[], buddies=[seat.id]) == {("buddy", seat.id): "confirmed"}
 
 
 def test_an_sms_offer_has_numbers_of_its_own_and_never_names_a_need(
@@ -353,3 +357,49 @@ def test_street_leaves_out_house_and_flat_numbers() -> None:
     assert street_of("שדרות ירושלים 12, דירה 4") == "שדרות ירושלים"
     assert street_of("12 Herzl St, Kiryat Tamar") == "Herzl St"
     assert street_of(None) == ""
+
+
+def test_people_show_and_explain_say_where_each_offer_stands(
+    sessions: sessionmaker[Session],
+    directory: Directory,
+    authority: Authority,
+    database_url: str,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    with unit_of_work(sessions) as session:
+        town = Town(session, authority, directory)
+        miriam = town.add("Miriam Cohen", north=100, needs=NeedsDetails(bedridden=True)).id
+        dana = town.add("Dana Amar", north=120, volunteer=VolunteerDetails(checkin_capacity=1)).id
+        olga = town.add("Olga Ben", north=300, volunteer=VolunteerDetails(checkin_capacity=1)).id
+    ctx = health_only_context(
+        database_url, tmp_path, policy='[[assignment.tiers]]\nbuddies = "rest"\n'
+        '[[assignment.tiers]]\nroles = "rest"\n',
+    )  # fmt: skip
+
+    def hosen(*argv: str) -> str:
+        assert run_cli(ctx, *argv) == 0
+        return capsys.readouterr().out
+
+    try:
+        hosen("assign")
+        with unit_of_work(ctx.sessions) as session:
+            sweep_offers(session, profile=ctx.profile, now=NOW)
+            offer = session.scalars(
+                select(AssignmentOffer).where(AssignmentOffer.volunteer_id == dana)
+            ).one()
+            take_offer_answer(
+                session, person=session.get_one(Person, dana), channel=Channel.TELEGRAM,
+                data=f"o:{offer.id}:yes", profile=ctx.profile, now=NOW,
+            )  # fmt: skip
+        shown = hosen("people", "show", str(miriam))
+        shown_olga = hosen("people", "show", str(olga))
+        explained = json.loads(hosen("assign", "--explain", str(dana), "--json"))
+        explained_text = hosen("assign", "--explain", str(olga))
+    finally:
+        ctx.engine.dispose()
+    assert f"Dana Amar (#{dana}) primary, 20 m, confirmed (offer confirmed)" in shown
+    assert f"Olga Ben (#{olga}) backup, 200 m, proposed (offer offered)" in shown
+    assert f"Miriam Cohen (#{miriam}) backup, 200 m, proposed (offer offered)" in shown_olga
+    assert explained["stored"]["checks_on"][0]["offer"] == "confirmed"
+    assert f"#{miriam} rank 2 proposed, offer offered" in explained_text
