@@ -403,3 +403,44 @@ def test_people_show_and_explain_say_where_each_offer_stands(
     assert f"Miriam Cohen (#{miriam}) backup, 200 m, proposed (offer offered)" in shown_olga
     assert explained["stored"]["checks_on"][0]["offer"] == "confirmed"
     assert f"#{miriam} rank 2 proposed, offer offered" in explained_text
+
+
+def test_a_declined_pair_goes_to_the_nearest_volunteer_who_can_take_it_however_far(
+    session: Session, authority: Authority, directory: Directory, profile: Profile
+) -> None:
+    """The re-plan looks in widening rings; whatever ring it stops at, its pick is the nearest
+    volunteer a search of the whole walking distance would give (checked here by brute force)."""
+    town = Town(session, authority, directory)
+    miriam = town.add("Miriam Cohen", north=0, needs=NeedsDetails(bedridden=True))
+    first = town.add("First Fay", north=40, volunteer=VolunteerDetails(checkin_capacity=1))
+    # Near but unable: a minor, one unavailable in emergencies, one whose room is taken.
+    minor = town.add("Minor Max", north=80, volunteer=VolunteerDetails(checkin_capacity=3))
+    minor.birth_year = NOW.year - 15
+    away = town.add("Away Ada", north=120, volunteer=VolunteerDetails(checkin_capacity=3,
+                                                                     available_emergency=False))  # fmt: skip
+    town.add("Full Fred", north=160, volunteer=VolunteerDetails(checkin_capacity=1))
+    town.add("Other Oren", north=170, needs=NeedsDetails(bedridden=True))  # Fred's resident
+    far = [
+        town.add(f"Far{i} Z", north=d, volunteer=VolunteerDetails(checkin_capacity=2))
+        for i, d in enumerate((900, 1100, 1400))
+    ]
+    session.flush()
+    assign_authority(session, authority=authority, profile=profile, actor="test", now=NOW)
+    seat = session.scalars(
+        select(BuddyAssignment).where(
+            BuddyAssignment.resident_id == miriam.id, BuddyAssignment.volunteer_id == first.id
+        )
+    ).one()
+    before = buddy_rows(session)
+    from registry.assignment.store import decline_buddy
+
+    result = decline_buddy(session, assignment_id=seat.id, profile=profile, actor="test", now=NOW)
+    after = buddy_rows(session)
+    active = [(r, v) for r, v, state in before.values() if state != "declined"]
+    load = {v.id: sum(1 for _, w in active if w == v.id) for v in far}
+    free = [v for v in far if load[v.id] < 2 and (miriam.id, v.id) not in active]
+    assert free, "the town leaves a far volunteer free"
+    nearest = min(free, key=lambda v: v.lat)
+    new = [c for c in result.changes if c.action == "new"]
+    assert [after[c.assignment_id][1] for c in new] == [nearest.id]
+    assert all(after[c.assignment_id][1] not in (minor.id, away.id) for c in new)
