@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, func, or_, select, update
+from sqlalchemy import ColumnElement, String, and_, cast, false, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from config.profile import Profile
@@ -128,7 +128,7 @@ class Around:
     def condition(self) -> ColumnElement[bool]:
         """Volunteers who could take the seat (see ``buddies.not_buddy``: adult, available, no
         role) near enough and with room for one more resident; and ``also``."""
-        near = self._near()
+        near = self.near()
         taken = (
             select(func.count())
             .where(
@@ -160,7 +160,7 @@ class Around:
         free = and_(near, adult, room > taken, ~holds_role)
         return or_(free, Person.id.in_(self.also)) if self.also else free
 
-    def _near(self) -> ColumnElement[bool]:
+    def near(self) -> ColumnElement[bool]:
         alike: list[ColumnElement[bool]] = []
         if self.zone_id is not None:
             zone = Person.zone_id == self.zone_id
@@ -185,14 +185,14 @@ def load_registry(
     profile: Profile,
     now: datetime,
     resident_ids: Iterable[int] | None = None,
-    around: Around | None = None,
+    volunteers_where: ColumnElement[bool] | None = None,
 ) -> Registry:
     """Everyone the engine decides about, in a handful of bulk selects.
 
     Residents and volunteers are people who are active or paused (a pause stops routine messages,
     not emergencies). ``resident_ids`` narrows the residents (used to reassign after a decline);
-    ``around`` narrows the volunteers to those who could reach them (one seat planned again in
-    a large town reads a few hundred people, not all of them).
+    ``volunteers_where`` narrows the volunteers to those who could take the seat (one seat planned
+    again in a large town reads a few hundred people, not all of them: see :class:`Around`).
     """
     check_policy(profile)
     live = (PersonStatus.ACTIVE, PersonStatus.PAUSED)
@@ -207,16 +207,16 @@ def load_registry(
         query = query.where(or_(Person.needs_help.is_(True), Person.is_volunteer.is_(True)))
     else:
         volunteers_wanted: ColumnElement[bool] = Person.is_volunteer.is_(True)
-        if around is not None:
-            volunteers_wanted = and_(volunteers_wanted, around.condition())
+        if volunteers_where is not None:
+            volunteers_wanted = and_(volunteers_wanted, volunteers_where)
         query = query.where(or_(Person.id.in_(sorted(wanted)), volunteers_wanted))
     people = session.execute(query).all()
     # Narrowed: the other selects read only these people (else: the whole authority).
     chosen: Any = None
     if wanted is not None:
         ids = [p.id for p in people]
-        # A few ids as a list; many as the query itself (a list of thousands costs more to send).
-        chosen = ids if len(ids) <= _CHUNK else query.with_only_columns(Person.id)
+        # A few ids as a list; for many, the whole authority is read as in a full run.
+        chosen = ids if len(ids) <= _CHUNK else None
 
     def of_these(column: Any) -> Any:
         if chosen is None:
@@ -643,6 +643,45 @@ def assign_authority(
     return result
 
 
+def _could_take(
+    session: Session, row: RoleAssignment, *, profile: Profile, year: int
+) -> ColumnElement[bool]:
+    """Volunteers who might take this role's seat (``roles.not_eligible`` has the last word):
+    available, old enough, holding no role, and in its zone (a shelter's: or within reach)."""
+    holds_role = (
+        select(RoleAssignment.id)
+        .where(RoleAssignment.person_id == Person.id, RoleAssignment.status.in_(ACTIVE_ASSIGNMENT))
+        .correlate(Person)
+        .exists()
+    )
+    role = next((r for r in profile.roles if r.code == row.role_code), None)
+    # The skills as stored JSON text: a superset (LIKE's "_" matches any letter), checked after.
+    skilled = [
+        cast(VolunteerProfile.skills, String).like(f'%"{skill}"%')
+        for skill in (role.required_skills if role is not None else ())
+    ]
+    available = (
+        select(VolunteerProfile.person_id)
+        .where(
+            VolunteerProfile.person_id == Person.id,
+            VolunteerProfile.available_emergency.is_(True),
+            *skilled,
+        )
+        .correlate(Person)
+        .exists()
+    )
+    min_age = role.min_age if role is not None else ADULT_AGE
+    could = and_(available, ~holds_role, Person.birth_year <= year - min_age)
+    if row.shelter_id is not None:
+        shelter = session.get(Shelter, row.shelter_id)
+        if shelter is not None:
+            near = Around(shelter.lat, shelter.lon, None, profile.walking_distance_m, year)
+            return and_(could, or_(Person.zone_id == shelter.zone_id, near.near()))
+    if row.zone_id is not None:
+        return and_(could, Person.zone_id == row.zone_id)
+    return could
+
+
 class NotDeclinable(RegistryError):
     """The assignment is not an active one (already declined, released, or not found)."""
 
@@ -727,7 +766,7 @@ def _replan_one(
     )
     registry = load_registry(
         session, authority=authority, profile=profile, now=now, resident_ids=[resident.id],
-        around=around,
+        volunteers_where=around.condition(),
     )  # fmt: skip
     # Everyone else's pairs are fixed here: they only take volunteers' room.
     within = [v.id for v in registry.volunteers]
@@ -797,8 +836,9 @@ def decline_role(
     authority = session.get(Authority, row.authority_id)
     assert authority is not None
     registry = load_registry(
-        session, authority=authority, profile=profile, now=now, resident_ids=()
-    )
+        session, authority=authority, profile=profile, now=now, resident_ids=(),
+        volunteers_where=_could_take(session, row, profile=profile, year=now.year),
+    )  # fmt: skip
     key = (row.role_code, row.zone_id, row.shelter_id)
     quota = next((q for q in registry.quotas if q.key == key), None)
     holding = {h.person_id for h in registry.roles}
