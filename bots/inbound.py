@@ -417,8 +417,9 @@ def route_offer_answer(
 
     Taken: Telegram buttons ``o:`` always (a stale or forged one is told the offer is gone), and
     the offer's own numbers (``dispatch.offers.ACCEPT_NUMBER``/``DECLINE_NUMBER``, which no
-    check-in, task or menu uses) while an offer waits for the person's answer, unless the bot has
-    just asked them something (then a number is the dialog's, as "1" is after its menu).
+    check-in, task or menu uses) after an offer (a second answer is told it has been had), unless
+    the bot has just asked them something (then a number is the dialog's, as "1" is after its
+    menu).
     """
     inbound = delivery.inbound
     button = inbound.button

@@ -241,8 +241,9 @@ def _remind_and_expire(
 
 
 def offer_choice(session: Session, *, person: Person, text: str, now: datetime) -> str | None:
-    """The offer button an SMS (or typed) number stands for: only the numbers of an offer that
-    is still open for this person, so "1" is never an offer's and "7" never a check-in's."""
+    """The offer button an SMS (or typed) number stands for: only the numbers of the latest offer
+    sent to this person (answered already or not: a second "7" is told so, not taken for a menu
+    choice), so "1" is never an offer's and "7" never a check-in's."""
     latest = session.scalars(
         select(OutboxMessage)
         .where(
@@ -260,7 +261,7 @@ def offer_choice(session: Session, *, person: Person, text: str, now: datetime) 
     if parsed is None:
         return None
     offer = session.get(AssignmentOffer, parsed[0])
-    if offer is None or offer.volunteer_id != person.id or offer.state not in OPEN_OFFER:
+    if offer is None or offer.volunteer_id != person.id:
         return None
     return data
 
@@ -279,6 +280,15 @@ def take_offer_answer(
     parsed = _parse(data)
     offer = session.get(AssignmentOffer, parsed[0]) if parsed else None
     seat = _seat(session, offer) if offer is not None else None
+    if (
+        parsed is not None
+        and offer is not None
+        and offer.volunteer_id == person.id
+        and offer.state == (OfferState.CONFIRMED if parsed[1] == ACCEPT else OfferState.DECLINED)
+    ):
+        # The same answer again (a reminder crossed their first one): nothing changes.
+        _ack(session, person=person, channel=channel, key="assign.offer.already", now=now)
+        return True
     if (
         parsed is None
         or offer is None
@@ -566,3 +576,48 @@ __all__ = [
     "sweep_offers",
     "take_offer_answer",
 ]
+
+
+@dataclass(frozen=True)
+class ZoneCoverage:
+    """Residents who may need help in one zone, by where their best buddy seat stands."""
+
+    zone: str
+    confirmed: int  # a buddy has accepted
+    offered: int  # a buddy is planned and asked (or about to be), no acceptance yet
+    none: int  # no buddy planned
+
+
+def coverage_by_zone(session: Session, *, authority_id: int) -> list[ZoneCoverage]:
+    """Buddy coverage per zone: confirmed against offered (the demo's and the officer's view)."""
+    residents = dict(
+        session.execute(
+            select(Person.id, Person.zone_id).where(
+                Person.authority_id == authority_id,
+                Person.needs_help.is_(True),
+                Person.status.in_((PersonStatus.ACTIVE, PersonStatus.PAUSED)),
+            )
+        ).all()
+    )
+    best: dict[int, int] = {}  # resident -> 2 confirmed, 1 offered
+    for resident_id, status in session.execute(
+        select(BuddyAssignment.resident_id, BuddyAssignment.status)
+        .join(Person, Person.id == BuddyAssignment.resident_id)
+        .where(
+            Person.authority_id == authority_id,
+            BuddyAssignment.status.in_(ACTIVE_ASSIGNMENT),
+        )
+    ):
+        level = 2 if status == AssignmentStatus.CONFIRMED else 1
+        best[resident_id] = max(best.get(resident_id, 0), level)
+    zones = dict(
+        session.execute(select(Zone.id, Zone.code).where(Zone.authority_id == authority_id)).all()
+    )
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for resident_id, zone_id in residents.items():
+        level = best.get(resident_id, 0)
+        counts[zones.get(zone_id, "-") if zone_id else "-"][2 - level] += 1
+    return [
+        ZoneCoverage(zone=zone, confirmed=c[0], offered=c[1], none=c[2])
+        for zone, c in sorted(counts.items())
+    ]

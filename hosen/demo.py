@@ -48,6 +48,7 @@ from fakes.twilio import FakeTwilio
 from hosen import migrations
 from hosen.app import build_app
 from hosen.context import Context
+from hosen.demo_offers import offer_answer, run_offer_round
 from hosen.report_html import ReportView, render, report_view
 from registry.assignment.store import assign_authority
 from registry.db import unit_of_work, utcnow
@@ -73,6 +74,7 @@ TELEGRAM_MIX: dict[Kind, float] = {
     "wrong_number": DRILL_MIX["wrong_number"],
 }
 VOLUNTEER_MIX: dict[Kind, float] = {"ok": 0.9, "silent": 0.1}
+OFFER_SEED = 7  # which simulated volunteers decline their offer
 
 
 @dataclass
@@ -104,6 +106,9 @@ class Volunteers:
         address = _address(message)
         if address not in self.addresses:
             return _resident_answer(intent, message)
+        offer = offer_answer(address, message, seed=OFFER_SEED)
+        if offer is not None:
+            return offer
         if message.channel == "telegram":
             for _, data in message.buttons:
                 if data and data.startswith("t:") and data.endswith(":accept"):
@@ -399,6 +404,9 @@ async def _drill(
                 raise RuntimeError("the service did not start")
             await asyncio.sleep(0.05)
         await asyncio.wait_for(app.state.runtime.telegram_ready.wait(), timeout=20)
+        # A wave of answers is over when quiet for about the slowest volunteers' answer time.
+        quiet = min(4.0, max(2.5, 3 * VOLUNTEER_DELAY.median / options.speed))
+        await run_offer_round(ctx, out, authority_code=authority_code, quiet_seconds=quiet)
         return await _run_campaign(ctx, options, ladder, authority_code)
     finally:
         people.close()

@@ -286,6 +286,10 @@ def test_offers_by_sms_have_their_own_numbers_beside_an_open_checkin(
             assert _seat(service, ids["Miriam"], ids["Eli"]).status == AssignmentStatus.CONFIRMED
             heard = [str(m["body"]) for m in fake_twilio.sent_to(miriam)[before:]]
             assert heard == [t(ru, "assign.offer.resident_buddy", name="Eli")]
+            # A second "7" (say, to the reminder that crossed it) changes nothing and is told so.
+            told = await sms(service, fake_twilio, ACCEPT_NUMBER, phone=eli)
+            assert told == [t(ru, "assign.offer.already")]
+            assert _offer_states(service, ids["Eli"])[-1] == OfferState.CONFIRMED
         finally:
             await service.stop()
 
