@@ -12,6 +12,7 @@ from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
 from config.i18n import t
+from config.languages import Language
 from config.settings import Settings
 from dispatch.models import Campaign, CampaignRecipient, OutboxMessage, Task
 from hosen.demo import DemoOptions, run_demo
@@ -33,6 +34,12 @@ def test_demo_runs_a_whole_drill(tmp_path: Path, unit_settings: Settings) -> Non
     assert asyncio.run(run_demo(unit_settings, options)) == 0
     text = out.getvalue()
     assert "Drill report" in text
+    # The offer round: volunteers answered, and coverage per zone says how many confirmed.
+    offers = re.search(r"Offers: (\d+) accepted, (\d+) declined, (\d+) never answered", text)
+    assert offers is not None and int(offers.group(1)) > 0, text
+    assert t(Language.EN, "assign.coverage.head") in text
+    confirmed = [int(n) for n in re.findall(r"(\d+) confirmed / \d+ offered / \d+ none", text)]
+    assert confirmed and sum(confirmed) > 0
     answered = re.search(r"answered\s+(\d+) \(([\d.]+)%\)", text)
     assert answered is not None and int(answered.group(1)) > 0
     html = options.html.read_text(encoding="utf-8")
