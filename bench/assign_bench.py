@@ -20,7 +20,11 @@ For each town (``registry.synthetic``: about 20% at risk, 10% volunteers) and ea
 * OR-Tools' min-cost flow against scipy's sparse assignment (LAPJVsp) on the same primaries-only
   problem, to justify the choice of solver;
 * the whole ``hosen assign`` (load, solve, write, commit) as a subprocess: the first run on a
-  fresh town (every pair is new) and a re-run (nothing changed), wall time and peak RSS.
+  fresh town (every pair is new) and a re-run (nothing changed), wall time and peak RSS;
+* one decline re-planned: a volunteer declines an offer of a buddy pair (or of a role) and
+  ``dispatch.offers.take_offer_answer`` marks it, plans that seat again and offers it to the next
+  volunteer, in one transaction (rolled back after each), on several seats across the town; wall
+  and CPU time, and how many found someone.
 
 Times are medians of ``--repeat`` runs; the machine is shared, so expect noise.
 """
@@ -204,6 +208,62 @@ def solver_alone(url: str) -> dict[str, Any]:
     }
 
 
+def declines(url: str, seats: int = 7) -> dict[str, Any]:
+    """In this (child) process: decline offers of buddy pairs and roles, each rolled back."""
+    from sqlalchemy import select
+
+    from dispatch.offers import take_offer_answer
+    from registry.assignment.models import AssignmentOffer
+    from registry.models import BuddyAssignment, Channel, Person, RoleAssignment
+
+    profile = load_profile(DEFAULT_PROFILE_PATH)
+    engine = make_engine(url)
+    sessions = make_sessionmaker(engine)
+    out: dict[str, Any] = {}
+    for kind, model, holder in (
+        ("buddy", BuddyAssignment, BuddyAssignment.volunteer_id),
+        ("role", RoleAssignment, RoleAssignment.person_id),
+    ):
+        with sessions() as session:
+            rows = session.execute(
+                select(model.id, holder).where(model.status == "proposed").order_by(model.id)
+            ).all()
+        picked = [rows[i * len(rows) // seats] for i in range(seats)] if rows else []
+        walls, cpus, found = [], [], 0
+        for assignment_id, volunteer_id in picked:
+            with sessions() as session:
+                offer = AssignmentOffer(
+                    kind=kind, assignment_id=assignment_id, volunteer_id=volunteer_id,
+                    state="offered", created_at=NOW,
+                )  # fmt: skip
+                session.add(offer)
+                session.flush()
+                person = session.get(Person, volunteer_id)
+                assert person is not None
+                wall, cpu = time.perf_counter(), time.process_time()
+                take_offer_answer(
+                    session, person=person, channel=Channel.SMS, data=f"o:{offer.id}:no",
+                    profile=profile, now=NOW,
+                )  # fmt: skip
+                session.flush()
+                walls.append(time.perf_counter() - wall)
+                cpus.append(time.process_time() - cpu)
+                found += bool(
+                    session.scalar(
+                        select(AssignmentOffer.id).where(
+                            AssignmentOffer.id != offer.id, AssignmentOffer.state == "offered"
+                        )
+                    )
+                )
+                session.rollback()
+        out[f"decline_{kind}_s"] = statistics.median(walls) if walls else 0.0
+        out[f"decline_{kind}_max_s"] = max(walls, default=0.0)
+        out[f"decline_{kind}_cpu_s"] = statistics.median(cpus) if cpus else 0.0
+        out[f"decline_{kind}_found"] = f"{found}/{len(picked)}"
+    engine.dispose()
+    return out
+
+
 def greedy_baseline(
     residents: list[core.Resident], volunteers: list[core.Volunteer], reach: int
 ) -> dict[str, int]:
@@ -319,9 +379,13 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs per timing (median reported)")
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--solver-child", help=argparse.SUPPRESS)  # internal: database URL
+    parser.add_argument("--decline-child", help=argparse.SUPPRESS)  # internal: database URL
     args = parser.parse_args()
     if args.solver_child:
         print(json.dumps(solver_alone(args.solver_child)))
+        return 0
+    if args.decline_child:
+        print(json.dumps(declines(args.decline_child)))
         return 0
 
     python = sys.executable
@@ -355,6 +419,10 @@ def main() -> int:
                     for _ in range(args.repeat)
                 ]
                 rerun_doc = json.loads(reruns[-1][2])
+                decline_runs = [
+                    json.loads(child([python, "bench/assign_bench.py", "--decline-child", url])[2])
+                    for _ in range(args.repeat)
+                ]
                 s = solver_runs[-1]
                 row = {
                     "size": size,
@@ -375,6 +443,13 @@ def main() -> int:
                     + sum(rerun_doc["changes"]["role"].values()),
                     "whole_rss_mb": max(whole_rss, *(r[1] for r in reruns)),
                     "solver_process_rss_mb": max(run["process_rss_mb"] for run in solver_runs),
+                    **{
+                        k: statistics.median(run[k] for run in decline_runs)
+                        for k in decline_runs[-1]
+                        if k.endswith("_s")
+                    },
+                    "decline_buddy_found": decline_runs[-1]["decline_buddy_found"],
+                    "decline_role_found": decline_runs[-1]["decline_role_found"],
                 }
                 results.append(row)
                 print(json.dumps(row), file=sys.stderr)
@@ -419,6 +494,15 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         print(
             f"| {r['size']:,} | {r['db']} | {r['optimal_primaries_km']:,.1f}, {r['optimal_primaries_proven']}, {r['optimal_primaries_core_s']:.2f} "
             f"| {r['proven_primaries_km']:,.1f}, {r['proven_primaries_priced']:,}, {r['proven_primaries_pricing_s']:.2f}, {r['proven_primaries_core_s']:.2f} |"
+        )
+    print(
+        "\n| people | db | one buddy decline re-planned and offered: median s (max, CPU s), found someone | one role decline: median s (max, CPU s), found someone |"
+    )
+    print("|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['size']:,} | {r['db']} | {r['decline_buddy_s']:.2f} ({r['decline_buddy_max_s']:.2f}, {r['decline_buddy_cpu_s']:.2f}), {r['decline_buddy_found']} "
+            f"| {r['decline_role_s']:.2f} ({r['decline_role_max_s']:.2f}, {r['decline_role_cpu_s']:.2f}), {r['decline_role_found']} |"
         )
     print("\ntiers (met / demand) and the causes of the buddy gaps:")
     for r in rows:

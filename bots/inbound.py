@@ -6,7 +6,8 @@
 2. ``bots.processor`` claims the stored rows and runs :func:`process` on each, in a unit of work
    of its own, one sender's messages in the order they came:
 3. messages the bots do not act on (edited messages, group chats) stop here;
-4. :func:`route_to_dispatcher` may claim it: campaign answers belong to the dispatcher
+4. :func:`route_offer_answer` may claim it: the answer to an offer of a role or a buddy pair
+   (``dispatch.offers``); then :func:`route_to_dispatcher`: campaign answers belong to the dispatcher
    (``dispatch.responses.take_campaign_reply``); so does a request for help in words at any
    time (:func:`route_help_request`, ``dispatch.help.request_help``);
 5. the sender's flood allowance is checked;
@@ -50,6 +51,7 @@ from config.languages import DEFAULT_LANGUAGE, Language
 from config.settings import Settings
 from dispatch.help import request_help
 from dispatch.models import Answer, HelpNeed, InboundMessage, OutboxMessage, Priority
+from dispatch.offers import offer_choice, take_offer_answer
 from dispatch.outbox import enqueue
 from dispatch.responses import has_open_checkin, take_campaign_reply
 from registry.bulk import table_of
@@ -201,8 +203,10 @@ def process(
     if staff is not None:
         stored.processed_at = now
         return Outcome(processed=True, replies=staff)
-    if route_to_dispatcher(session, delivery=delivery, inbox=stored, now=now) or route_help_request(
-        session, delivery=delivery, inbox=stored, now=now, dialog=dialog
+    if (
+        route_offer_answer(session, delivery=delivery, inbox=stored, dialog=dialog, now=now)
+        or route_to_dispatcher(session, delivery=delivery, inbox=stored, now=now)
+        or route_help_request(session, delivery=delivery, inbox=stored, now=now, dialog=dialog)
     ):
         stored.processed_at = now
         return Outcome(processed=True)
@@ -403,6 +407,52 @@ def route_to_dispatcher(
     inbox.person_id = person.id
     return take_campaign_reply(
         session, person=person, channel=inbound.channel, text=text, answer=answer, now=now
+    )
+
+
+def route_offer_answer(
+    session: Session, *, delivery: Delivery, inbox: InboundMessage, dialog: Dialog, now: datetime
+) -> bool:
+    """Answers to an offer of a role or a buddy pair go to ``dispatch.offers``.
+
+    Taken: Telegram buttons ``o:`` always (a stale or forged one is told the offer is gone), and
+    the offer's own numbers (``dispatch.offers.ACCEPT_NUMBER``/``DECLINE_NUMBER``, which no
+    check-in, task or menu uses) after an offer (a second answer is told it has been had), unless
+    the bot has just asked them something (then a number is the dialog's, as "1" is after its
+    menu).
+    """
+    inbound = delivery.inbound
+    button = inbound.button
+    if button is not None and not button.startswith("o:"):
+        return False
+    person = _known_person(session, inbound.channel, inbound.address)
+    if button is not None:
+        if person is not None:
+            inbox.person_id = person.id
+            take_offer_answer(
+                session, person=person, channel=inbound.channel, data=button,
+                profile=dialog.profile, now=now,
+            )  # fmt: skip
+        return True
+    text = clean(inbound.text)
+    if person is None or not text.rstrip(".").isdecimal():
+        return False
+    if person.status not in (PersonStatus.ACTIVE, PersonStatus.PAUSED):
+        return False
+    data = offer_choice(session, person=person, text=text, now=now)
+    if data is None:
+        return False
+    latest = session.scalars(
+        select(OutboxMessage.kind)
+        .where(OutboxMessage.person_id == person.id)
+        .order_by(OutboxMessage.id.desc())
+        .limit(1)
+    ).first()
+    if latest == "reply" and not _at_rest(session, inbound):
+        return False  # the bot asked them a question: the number answers it
+    inbox.person_id = person.id
+    return take_offer_answer(
+        session, person=person, channel=inbound.channel, data=data, profile=dialog.profile, now=now
     )
 
 

@@ -75,6 +75,9 @@ class Timings(_Strict):
     officer's unreached list after ``unreached`` (all counted from the start). A help alert nobody
     has taken goes to the next officer on duty after ``alert_climb``, and after as long again to
     all of them.
+
+    An offer of a role or a buddy pair that its volunteer has not answered is reminded after
+    ``offer_reminder``, and planned again (someone else is asked) ``offer_expiry`` after that.
     """
 
     reminder: int = Field(default=15, ge=1)
@@ -88,6 +91,8 @@ class Timings(_Strict):
     calls: bool = False
     call_retry: int = Field(default=10, ge=1)
     call_retries: int = Field(default=2, ge=0, le=5)
+    offer_reminder: int = Field(default=24 * 60, ge=1)
+    offer_expiry: int = Field(default=24 * 60, ge=1)
 
     @model_validator(mode="after")
     def _in_order(self) -> Self:
@@ -128,6 +133,7 @@ class RoleProfile(_Strict):
 
     code: Code
     names: Names
+    duties: Names | None = None  # what the role means, told to the volunteer it is offered to
     required_skills: list[Code] = []
     min_age: int = Field(default=18, ge=14, le=99)
     quota_per_zone: int | None = Field(default=None, ge=1)

@@ -29,7 +29,7 @@ from sqlalchemy import Connection, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.profile import Profile, QuietHours
-from dispatch import escalation, gates, sweeps
+from dispatch import escalation, gates, offers, sweeps
 from dispatch import help as help_alerts
 from dispatch.campaigns import Audience, CampaignError, start_campaign
 from dispatch.clock import Clock, SystemClock
@@ -169,10 +169,12 @@ def sweep(
     retention: Retention = DEFAULT_RETENTION,
 ) -> dict[str, int]:
     """Everything periodic, as one unit of work: ladder steps, help alerts nobody took,
-    lost leases, held drills, and the words past retention."""
+    offers to make, remind or plan again, lost leases, held drills, and the words past
+    retention."""
     return {
         "ladder": escalation.run_escalations(session, now=now),
         "alerts": help_alerts.run_alert_climbs(session, now=now),
+        "offers": offers.sweep_offers(session, profile=profile, now=now).total(),
         "leases": sweeps.requeue_expired_leases(session, now=now),
         "drills": len(start_pending_drills(session, profile=profile, zone=zone, now=now)),
         "purged": purge(session, now=now, retention=retention),
@@ -190,13 +192,17 @@ def sweep_all(
 ) -> dict[str, int]:
     """Sweep until nothing is due, one transaction per batch of ladder steps (a reminder wave
     for a large campaign is many batches; each commits on its own)."""
-    total = {"ladder": 0, "alerts": 0, "leases": 0, "drills": 0, "purged": 0}
+    total = {"ladder": 0, "alerts": 0, "offers": 0, "leases": 0, "drills": 0, "purged": 0}
     for _ in range(max_batches):
         with unit_of_work(sessions) as session:
             done = sweep(session, profile=profile, zone=zone, now=now, retention=retention)
         for key, value in done.items():
             total[key] += value
-        if done["ladder"] < escalation.SWEEP_BATCH and done["alerts"] < help_alerts.SWEEP_BATCH:
+        if (
+            done["ladder"] < escalation.SWEEP_BATCH
+            and done["alerts"] < help_alerts.SWEEP_BATCH
+            and done["offers"] == 0
+        ):
             break
     return total
 

@@ -57,6 +57,7 @@ from fakes.twilio_voice import Callee
 from hosen import migrations
 from hosen.app import build_app
 from hosen.context import Context
+from hosen.demo_offers import offer_answer, run_offer_round
 from hosen.demo_officers import OfficersOnDuty, untaken_help
 from hosen.prompts import PromptsError, synthesise_prompts
 from hosen.report_html import (
@@ -106,6 +107,7 @@ CALL_MIX: tuple[tuple[str, Callee, float], ...] = (
     ("called: busy", Callee(answer="busy", keys=[]), 0.06),
     ("called: no answer", Callee(answer="no-answer", keys=[]), 0.12),
 )
+OFFER_SEED = 7  # which simulated volunteers decline their offer
 
 
 @dataclass
@@ -140,6 +142,9 @@ class Volunteers:
         address = _address(message)
         if address not in self.addresses:
             return _resident_answer(intent, message)
+        offer = offer_answer(address, message, seed=OFFER_SEED)
+        if offer is not None:
+            return offer
         if message.channel == "telegram":
             for _, data in message.buttons:
                 if data and data.startswith("t:") and data.endswith(":accept"):
@@ -473,6 +478,9 @@ async def _drill(
             f"Officers' console: {public}/console  (sign in as {DEMO_OFFICER}; "
             "the code appears here)\n\n"
         )
+        # A wave of answers is over when quiet for about the slowest volunteers' answer time.
+        quiet = min(4.0, max(2.5, 3 * VOLUNTEER_DELAY.median / options.speed))
+        await run_offer_round(ctx, out, authority_code=authority_code, quiet_seconds=quiet)
         code = await _run_campaign(ctx, options, ladder, authority_code)
         if options.keep_console:
             out.write(f"\nThe console stays up at {public}/console; Ctrl-C stops it.\n")

@@ -9,7 +9,7 @@ the button's data; the sender sends the text as it is. (The inbound webhooks are
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -49,21 +49,29 @@ def numbered_choices(text: str, buttons: ButtonRows | None) -> str:
     """The SMS form of a message with buttons: the text, then one "N label" line per button.
 
     Reply-keyboard buttons ("kb:" contact/location requests) have no SMS form and are left out.
+    A button may carry its own number (``"n"``): an assignment offer's answers are numbered apart
+    from a check-in's "1"/"2", so that the two never meet (see ``dispatch.offers``).
     """
-    labels = [b["text"] for row in buttons or () for b in row if not b["data"].startswith("kb:")]
-    if not labels:
+    numbered = _numbered(buttons)
+    if not numbered:
         return text
-    lines = [f"{number} {label}" for number, label in enumerate(labels, start=1)]
-    return "\n".join([text, *lines])
+    return "\n".join([text, *(f"{number} {b['text']}" for number, b in numbered)])
 
 
 def choice_from_reply(reply: str, buttons: ButtonRows | None) -> str | None:
     """The button data an SMS answer "1", "2" ... stands for, or ``None``."""
-    flat = [b["data"] for row in buttons or () for b in row if not b["data"].startswith("kb:")]
     stripped = reply.strip().rstrip(".")
-    if stripped.isdecimal() and 1 <= int(stripped) <= len(flat):
-        return flat[int(stripped) - 1]
+    if not stripped.isdecimal():
+        return None
+    for number, b in _numbered(buttons):
+        if number == stripped:
+            return b["data"]
     return None
+
+
+def _numbered(buttons: ButtonRows | None) -> list[tuple[str, Mapping[str, str]]]:
+    flat = [b for row in buttons or () for b in row if not b["data"].startswith("kb:")]
+    return [(b.get("n") or str(i), b) for i, b in enumerate(flat, start=1)]
 
 
 def classify_twilio_error(

@@ -266,6 +266,12 @@ def run_explain(ctx: Context, args: argparse.Namespace) -> int:
 
 def _stored(row: dict[str, Any]) -> str:
     if "role" in row:
-        return f"{row['role']} ({row['shelter'] or row['zone'] or 'town-wide'}) {row['status']}"
+        place = row["shelter"] or row["zone"] or "town-wide"
+        return f"{row['role']} ({place}) {row['status']}{_offer(row)}"
     who = row.get("resident_id", row.get("volunteer_id"))
-    return f"#{who} rank {row['rank']} {row['status']}"
+    return f"#{who} rank {row['rank']} {row['status']}{_offer(row)}"
+
+
+def _offer(row: dict[str, Any]) -> str:
+    """Where the seat's offer to its volunteer stands (offered, reminded, confirmed...)."""
+    return f", offer {row['offer']}" if row.get("offer") else ""

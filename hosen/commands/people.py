@@ -226,13 +226,18 @@ def _assignments(kind: str, rows: list[dict[str, Any]]) -> str:
     for row in rows:
         if kind == "role":
             place = row["shelter"] or row["zone"] or "town-wide"
-            parts.append(f"{row['role']} ({place}) {row['status']}")
+            parts.append(f"{row['role']} ({place}) {row['status']}{_offer(row)}")
             continue
         who = row.get("resident_id", row.get("volunteer_id"))
         rank = "primary" if row["rank"] == 1 else "backup"
         metres = f"{row['distance_m']} m" if row["distance_m"] is not None else "same zone"
-        parts.append(f"{row['name']} (#{who}) {rank}, {metres}, {row['status']}")
+        parts.append(f"{row['name']} (#{who}) {rank}, {metres}, {row['status']}{_offer(row)}")
     return "; ".join(parts)
+
+
+def _offer(row: dict[str, Any]) -> str:
+    """Where the seat's offer stands, when one was made (offered, reminded, declined...)."""
+    return f" (offer {row['offer']})" if row.get("offer") else ""
 
 
 def confirm_phone(ctx: Context, args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ service here, nothing commits: the unit of work does.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, String, and_, cast, false, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from config.profile import Profile
@@ -61,10 +62,11 @@ from registry.models import (
     VolunteerProfile,
     Zone,
 )
-from registry.rules import is_adult
+from registry.rules import ADULT_AGE, is_adult
 
 _CHUNK = 5000  # ids per IN (...) list: well inside SQLite's and PostgreSQL's limits
 _RANK_PARKING = 10  # a re-ranked row waits at rank + 10 so two rows can swap ranks
+_RINGS_M = (250, 600)  # a declined pair is planned again looking this far first, then farther
 
 
 @dataclass
@@ -110,6 +112,72 @@ class AssignmentResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Around:
+    """Where a single seat is planned again: volunteers within ``reach_m`` of a point (a box a
+    little wider than the circle, the solver keeps only those truly in reach) or in its zone
+    (people without coordinates are matched by zone)."""
+
+    lat: float | None
+    lon: float | None
+    zone_id: int | None
+    reach_m: float
+    year: int
+    also: tuple[int, ...] = ()  # volunteers to read wherever they are (the resident's buddies)
+
+    def condition(self) -> ColumnElement[bool]:
+        """Volunteers who could take the seat (see ``buddies.not_buddy``: adult, available, no
+        role) near enough and with room for one more resident; and ``also``."""
+        near = self.near()
+        taken = (
+            select(func.count())
+            .where(
+                BuddyAssignment.volunteer_id == Person.id,
+                BuddyAssignment.status.in_(ACTIVE_ASSIGNMENT),
+            )
+            .correlate(Person)
+            .scalar_subquery()
+        )
+        room = (
+            select(VolunteerProfile.checkin_capacity)
+            .where(
+                VolunteerProfile.person_id == Person.id,
+                VolunteerProfile.available_emergency.is_(True),
+            )
+            .correlate(Person)
+            .scalar_subquery()
+        )
+        holds_role = (
+            select(RoleAssignment.id)
+            .where(
+                RoleAssignment.person_id == Person.id,
+                RoleAssignment.status.in_(ACTIVE_ASSIGNMENT),
+            )
+            .correlate(Person)
+            .exists()
+        )
+        adult = Person.birth_year <= self.year - ADULT_AGE
+        free = and_(near, adult, room > taken, ~holds_role)
+        return or_(free, Person.id.in_(self.also)) if self.also else free
+
+    def near(self) -> ColumnElement[bool]:
+        alike: list[ColumnElement[bool]] = []
+        if self.zone_id is not None:
+            zone = Person.zone_id == self.zone_id
+            # Without coordinates on either side, the zone is all there is to go by.
+            alike.append(zone if self.lat is None else and_(zone, Person.lat.is_(None)))
+        if self.lat is not None and self.lon is not None:
+            dlat = self.reach_m * 1.01 / 111_195
+            dlon = dlat / max(math.cos(math.radians(self.lat)), 0.01)
+            alike.append(
+                and_(
+                    Person.lat.between(self.lat - dlat, self.lat + dlat),
+                    Person.lon.between(self.lon - dlon, self.lon + dlon),
+                )
+            )
+        return or_(false(), *alike)
+
+
 def load_registry(
     session: Session,
     *,
@@ -117,33 +185,51 @@ def load_registry(
     profile: Profile,
     now: datetime,
     resident_ids: Iterable[int] | None = None,
+    volunteers_where: ColumnElement[bool] | None = None,
 ) -> Registry:
     """Everyone the engine decides about, in a handful of bulk selects.
 
     Residents and volunteers are people who are active or paused (a pause stops routine messages,
-    not emergencies). ``resident_ids`` narrows the residents (used to reassign after a decline).
+    not emergencies). ``resident_ids`` narrows the residents (used to reassign after a decline);
+    ``volunteers_where`` narrows the volunteers to those who could take the seat (one seat planned
+    again in a large town reads a few hundred people, not all of them: see :class:`Around`).
     """
     check_policy(profile)
     live = (PersonStatus.ACTIVE, PersonStatus.PAUSED)
     wanted = None if resident_ids is None else set(resident_ids)
     year = now.year
 
-    people = session.execute(
-        select(
-            Person.id, Person.zone_id, Person.lat, Person.lon, Person.language,
-            Person.birth_year, Person.is_volunteer, Person.needs_help,
-        ).where(
-            Person.authority_id == authority.id, Person.status.in_(live),
-            or_(Person.needs_help.is_(True), Person.is_volunteer.is_(True)),
-        )
-    ).all()  # fmt: skip
+    query = select(
+        Person.id, Person.zone_id, Person.lat, Person.lon, Person.language,
+        Person.birth_year, Person.is_volunteer, Person.needs_help,
+    ).where(Person.authority_id == authority.id, Person.status.in_(live))  # fmt: skip
+    if wanted is None:
+        query = query.where(or_(Person.needs_help.is_(True), Person.is_volunteer.is_(True)))
+    else:
+        volunteers_wanted: ColumnElement[bool] = Person.is_volunteer.is_(True)
+        if volunteers_where is not None:
+            volunteers_wanted = and_(volunteers_wanted, volunteers_where)
+        query = query.where(or_(Person.id.in_(sorted(wanted)), volunteers_wanted))
+    people = session.execute(query).all()
+    # Narrowed: the other selects read only these people (else: the whole authority).
+    chosen: Any = None
+    if wanted is not None:
+        ids = [p.id for p in people]
+        # A few ids as a list; for many, the whole authority is read as in a full run.
+        chosen = ids if len(ids) <= _CHUNK else None
+
+    def of_these(column: Any) -> Any:
+        if chosen is None:
+            return Person.authority_id == authority.id
+        return column.in_(chosen)
+
     needs_columns = [getattr(ResidentNeeds, flag) for flag in NEED_FLAGS]
     needs = {
         row[0]: frozenset(flag for flag, on in zip(NEED_FLAGS, row[1:], strict=True) if on)
         for row in session.execute(
             select(ResidentNeeds.person_id, *needs_columns)
             .join(Person, Person.id == ResidentNeeds.person_id)
-            .where(Person.authority_id == authority.id)
+            .where(of_these(ResidentNeeds.person_id))
         )
     }
     profiles = {
@@ -154,7 +240,7 @@ def load_registry(
                 VolunteerProfile.available_emergency, VolunteerProfile.checkin_capacity,
             )
             .join(Person, Person.id == VolunteerProfile.person_id)
-            .where(Person.authority_id == authority.id)
+            .where(of_these(VolunteerProfile.person_id))
         )
     }  # fmt: skip
     guardian = set(
@@ -162,17 +248,21 @@ def load_registry(
             select(Consent.person_id)
             .join(Person, Person.id == Consent.person_id)
             .where(
-                Person.authority_id == authority.id,
+                of_these(Consent.person_id),
                 Consent.kind == ConsentKind.GUARDIAN,
                 Consent.withdrawn_at.is_(None),
             )
         )
     )
-    members = session.execute(
+    members_query = (
         select(GroupMember.group_id, GroupMember.person_id, Person.birth_year)
         .join(Person, Person.id == GroupMember.person_id)
         .where(Person.authority_id == authority.id, Person.status.in_(live))
-    ).all()
+    )
+    if chosen is not None:  # only the groups of the people read
+        theirs = select(GroupMember.group_id).where(GroupMember.person_id.in_(chosen))
+        members_query = members_query.where(GroupMember.group_id.in_(theirs))
+    members = session.execute(members_query).all()
     groups_with_adult = {g for g, _, born in members if is_adult(born, year)}
     in_adult_group = {p for g, p, _ in members if g in groups_with_adult}
 
@@ -204,7 +294,9 @@ def load_registry(
         )
         .join(Person, Person.id == BuddyAssignment.resident_id)
         .where(
-            Person.authority_id == authority.id,
+            Person.authority_id == authority.id if chosen is None else or_(
+                BuddyAssignment.resident_id.in_(chosen), BuddyAssignment.volunteer_id.in_(chosen)
+            ),
             BuddyAssignment.status.in_((*ACTIVE_ASSIGNMENT, AssignmentStatus.DECLINED)),
         )
     ).all()  # fmt: skip
@@ -551,6 +643,45 @@ def assign_authority(
     return result
 
 
+def _could_take(
+    session: Session, row: RoleAssignment, *, profile: Profile, year: int
+) -> ColumnElement[bool]:
+    """Volunteers who might take this role's seat (``roles.not_eligible`` has the last word):
+    available, old enough, holding no role, and in its zone (a shelter's: or within reach)."""
+    holds_role = (
+        select(RoleAssignment.id)
+        .where(RoleAssignment.person_id == Person.id, RoleAssignment.status.in_(ACTIVE_ASSIGNMENT))
+        .correlate(Person)
+        .exists()
+    )
+    role = next((r for r in profile.roles if r.code == row.role_code), None)
+    # The skills as stored JSON text: a superset (LIKE's "_" matches any letter), checked after.
+    skilled = [
+        cast(VolunteerProfile.skills, String).like(f'%"{skill}"%')
+        for skill in (role.required_skills if role is not None else ())
+    ]
+    available = (
+        select(VolunteerProfile.person_id)
+        .where(
+            VolunteerProfile.person_id == Person.id,
+            VolunteerProfile.available_emergency.is_(True),
+            *skilled,
+        )
+        .correlate(Person)
+        .exists()
+    )
+    min_age = role.min_age if role is not None else ADULT_AGE
+    could = and_(available, ~holds_role, Person.birth_year <= year - min_age)
+    if row.shelter_id is not None:
+        shelter = session.get(Shelter, row.shelter_id)
+        if shelter is not None:
+            near = Around(shelter.lat, shelter.lon, None, profile.walking_distance_m, year)
+            return and_(could, or_(Person.zone_id == shelter.zone_id, near.near()))
+    if row.zone_id is not None:
+        return and_(could, Person.zone_id == row.zone_id)
+    return could
+
+
 class NotDeclinable(RegistryError):
     """The assignment is not an active one (already declined, released, or not found)."""
 
@@ -585,19 +716,70 @@ def decline_buddy(
     assert resident is not None
     authority = session.get(Authority, resident.authority_id)
     assert authority is not None
-    registry = load_registry(
-        session, authority=authority, profile=profile, now=now, resident_ids=[resident_id]
-    )
-    # Everyone else's pairs are fixed here: they only take volunteers' room.
-    others = session.execute(
+    reach = profile.walking_distance_m
+    # Rings out to the walking distance: a new pair costs its metres, so the nearest free
+    # volunteer found within a ring is the one the whole circle would give (exact, and a few
+    # dozen people read instead of thousands in a dense town).
+    for radius in (*(r for r in _RINGS_M if r < reach), reach):
+        registry, buddies = _replan_one(
+            session, authority=authority, profile=profile, resident=resident, radius=radius,
+            now=now,
+        )  # fmt: skip
+        found = [c for c in buddies.changes if c.kind == "new"]
+        distance = {(b.resident_id, b.volunteer_id): b.distance_m for b in buddies.pairs}
+        if found and all(
+            (distance.get((c.resident_id, c.volunteer_id)) or reach + 1) <= radius for c in found
+        ):
+            break
+    # The kept pair may have moved from backup to primary: that is a rank change to record.
+    promoted = [
+        BuddyChange("rank", b.resident_id, b.volunteer_id, rank=1, old_rank=b.rank)
+        for b in registry.buddies
+        if len(registry.buddies) == 1 and b.rank != 1
+    ]
+    buddies.changes = [*promoted, *(c for c in buddies.changes if c.kind == "new")]
+    roles = RolePlan(holders=[], changes=[], open_seats=[], seats=0, filled=0)
+    result = AssignmentResult(buddies=buddies, roles=roles, zone_codes=registry.zone_codes)
+    write(session, registry=registry, result=result, actor=actor, trigger="decline", now=now)
+    return result
+
+
+def _replan_one(
+    session: Session,
+    *,
+    authority: Authority,
+    profile: Profile,
+    resident: Person,
+    radius: float,
+    now: datetime,
+) -> tuple[Registry, BuddyPlan]:
+    """The resident's free rank planned among the volunteers within ``radius`` (or their zone,
+    for people without coordinates); everyone else's pairs are fixed."""
+    buddies_now = session.scalars(
         select(BuddyAssignment.volunteer_id).where(
+            BuddyAssignment.resident_id == resident.id,
             BuddyAssignment.status.in_(ACTIVE_ASSIGNMENT),
-            BuddyAssignment.resident_id != resident_id,
         )
-    ).scalars()
+    )
+    around = Around(
+        resident.lat, resident.lon, resident.zone_id, radius, now.year, tuple(buddies_now)
+    )
+    registry = load_registry(
+        session, authority=authority, profile=profile, now=now, resident_ids=[resident.id],
+        volunteers_where=around.condition(),
+    )  # fmt: skip
+    # Everyone else's pairs are fixed here: they only take volunteers' room.
+    within = [v.id for v in registry.volunteers]
     taken: dict[int, int] = defaultdict(int)
-    for v in others:
-        taken[v] += 1
+    for start in range(0, len(within), _CHUNK):
+        for v in session.scalars(
+            select(BuddyAssignment.volunteer_id).where(
+                BuddyAssignment.status.in_(ACTIVE_ASSIGNMENT),
+                BuddyAssignment.resident_id != resident.id,
+                BuddyAssignment.volunteer_id.in_(within[start : start + _CHUNK]),
+            )
+        ):
+            taken[v] += 1
     holders = set(
         session.scalars(
             select(RoleAssignment.person_id).where(
@@ -628,17 +810,7 @@ def decline_buddy(
             keep_bonus_m=profile.walking_distance_m, candidate_limit=None,
         ),
     )  # fmt: skip
-    # The kept pair may have moved from backup to primary: that is a rank change to record.
-    promoted = [
-        BuddyChange("rank", b.resident_id, b.volunteer_id, rank=1, old_rank=b.rank)
-        for b in registry.buddies
-        if len(registry.buddies) == 1 and b.rank != 1
-    ]
-    buddies.changes = [*promoted, *(c for c in buddies.changes if c.kind == "new")]
-    roles = RolePlan(holders=[], changes=[], open_seats=[], seats=0, filled=0)
-    result = AssignmentResult(buddies=buddies, roles=roles, zone_codes=registry.zone_codes)
-    write(session, registry=registry, result=result, actor=actor, trigger="decline", now=now)
-    return result
+    return registry, buddies
 
 
 def decline_role(
@@ -664,8 +836,9 @@ def decline_role(
     authority = session.get(Authority, row.authority_id)
     assert authority is not None
     registry = load_registry(
-        session, authority=authority, profile=profile, now=now, resident_ids=()
-    )
+        session, authority=authority, profile=profile, now=now, resident_ids=(),
+        volunteers_where=_could_take(session, row, profile=profile, year=now.year),
+    )  # fmt: skip
     key = (row.role_code, row.zone_id, row.shelter_id)
     quota = next((q for q in registry.quotas if q.key == key), None)
     holding = {h.person_id for h in registry.roles}

@@ -1,4 +1,5 @@
-"""A person's role and buddies as stored, with each row's status (proposed, confirmed, declined).
+"""A person's role and buddies as stored, with each row's status (proposed, confirmed, declined)
+and where its offer stands (queued, offered, reminded, confirmed, declined, expired, withdrawn).
 
 Plain selects, without the solver, so that ``hosen people show`` starts fast.
 """
@@ -10,6 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
+from registry.assignment.models import AssignmentOffer
 from registry.models import (
     AssignmentStatus,
     BuddyAssignment,
@@ -44,6 +46,11 @@ def stored_assignments(session: Session, *, person_id: int) -> dict[str, list[di
         .where(BuddyAssignment.resident_id == person_id, BuddyAssignment.status.in_(SHOWN))
         .order_by(BuddyAssignment.rank)
     ).all()
+    offers = latest_offers(
+        session,
+        roles=[r.id for r, _, _ in roles],
+        buddies=[b.id for b, _ in (*checks_on, *checked_by)],
+    )
     return {
         "roles": [
             {
@@ -51,6 +58,7 @@ def stored_assignments(session: Session, *, person_id: int) -> dict[str, list[di
                 "zone": zone,
                 "shelter": shelter,
                 "status": r.status.value,
+                "offer": offers.get(("role", r.id)),
                 "pinned": r.pinned,
             }
             for r, zone, shelter in roles
@@ -61,6 +69,7 @@ def stored_assignments(session: Session, *, person_id: int) -> dict[str, list[di
                 "name": name,
                 "rank": b.rank,
                 "status": b.status.value,
+                "offer": offers.get(("buddy", b.id)),
                 "distance_m": b.distance_m,
                 "pinned": b.pinned,
             }
@@ -72,9 +81,30 @@ def stored_assignments(session: Session, *, person_id: int) -> dict[str, list[di
                 "name": name,
                 "rank": b.rank,
                 "status": b.status.value,
+                "offer": offers.get(("buddy", b.id)),
                 "distance_m": b.distance_m,
                 "pinned": b.pinned,
             }
             for b, name in checked_by
         ],
     }
+
+
+def latest_offers(
+    session: Session, *, roles: list[int], buddies: list[int]
+) -> dict[tuple[str, int], str]:
+    """The state of the latest offer of each of these seats (none yet: absent)."""
+    latest: dict[tuple[str, int], tuple[int, str]] = {}
+    for kind, ids in (("role", roles), ("buddy", buddies)):
+        if not ids:
+            continue
+        rows = session.execute(
+            select(AssignmentOffer.id, AssignmentOffer.assignment_id, AssignmentOffer.state).where(
+                AssignmentOffer.kind == kind, AssignmentOffer.assignment_id.in_(ids)
+            )
+        )
+        for offer_id, assignment_id, state in rows:
+            key = (kind, assignment_id)
+            if key not in latest or latest[key][0] < offer_id:
+                latest[key] = (offer_id, state)
+    return {key: state for key, (_, state) in latest.items()}

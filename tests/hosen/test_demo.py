@@ -12,6 +12,7 @@ from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
 from config.i18n import t
+from config.languages import Language
 from config.settings import Settings
 from dispatch.models import HELP_KINDS, Alert, Campaign, OutboxMessage, Task, VoiceCall
 from dispatch.reports import live_status
@@ -38,6 +39,12 @@ def test_demo_runs_a_whole_drill(
     text = out.getvalue()
     assert "Drill report" in text
     assert re.search(r"Officers' console: http://127\.0\.0\.1:\d+/console", text)
+    # The offer round: volunteers answered, and coverage per zone says how many confirmed.
+    offers = re.search(r"Offers: (\d+) accepted, (\d+) declined, (\d+) never answered", text)
+    assert offers is not None and int(offers.group(1)) > 0, text
+    assert t(Language.EN, "assign.coverage.head") in text
+    confirmed = [int(n) for n in re.findall(r"(\d+) confirmed / \d+ offered / \d+ none", text)]
+    assert confirmed and sum(confirmed) > 0
     answered = re.search(r"([\d.]+)% answered", text)
     assert answered is not None and float(answered.group(1)) > 0
     html = options.html.read_text(encoding="utf-8")
