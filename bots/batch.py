@@ -46,8 +46,9 @@ class Stored:
     """A claimed inbox row, decoded."""
 
     inbox_id: int
-    delivery: Delivery | None
+    delivery: Delivery | None  # None: it did not decode, or it is to be parked
     received_at: datetime
+    sender: str | None = None  # the inbox's sender key: one sender's rows keep their order
 
 
 @dataclass(frozen=True)
@@ -101,17 +102,15 @@ def split(session: Session, rows: Sequence[Stored]) -> tuple[list[Quick], list[i
 
     quick: list[Quick] = []
     slow: list[int] = []
-    seen_senders: set[tuple[Channel, str]] = set()
+    seen_senders: set[object] = set()
     seen_people: set[int] = set()
     for row in rows:
         candidate = candidates.get(row.inbox_id)
         key = (candidate.channel, candidate.address) if candidate else _sender(row)
         person = people.get(key) if key is not None else None
-        first = (key is None or key not in seen_senders) and (
-            person is None or person.id not in seen_people
-        )
-        if key is not None:
-            seen_senders.add(key)
+        senders = {key, row.sender} - {None}
+        first = not senders & seen_senders and (person is None or person.id not in seen_people)
+        seen_senders |= senders
         if person is not None:
             seen_people.add(person.id)
         answered = None

@@ -219,8 +219,9 @@ class InboxProcessor:
                     held.append(inbox_id)
                     continue
                 done[inbox_id] = self.process_one(inbox_id)
-                if done[inbox_id].failed is not None and sender is not None:
-                    failed.add(sender)
+                result = done[inbox_id]
+                if result.failed is not None and not result.parked and sender is not None:
+                    failed.add(sender)  # to be retried: their later rows wait for it
                 if self.busy is not None and self.busy():
                     time.sleep(self.config.yield_seconds)
             done.update({d.inbox_id: d for d in self._release(held)})
@@ -261,10 +262,17 @@ class InboxProcessor:
                     query = query.with_for_update()
                 rows = session.execute(query).all()
                 senders = {row.id: row.sender for row in rows if row.sender is not None}
+                # A row to be parked takes the per-message path; its sender's later rows wait.
                 stored = [
-                    Stored(row.id, self._decoded(row.channel, row.payload), row.received_at)
+                    Stored(
+                        row.id,
+                        self._decoded(row.channel, row.payload)
+                        if row.attempts <= self.config.max_attempts
+                        else None,
+                        row.received_at,
+                        row.sender,
+                    )
                     for row in rows
-                    if row.attempts <= self.config.max_attempts
                 ]
                 quick, _ = split(session, stored)
                 if not quick:

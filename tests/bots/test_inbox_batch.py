@@ -509,3 +509,27 @@ def test_two_processors_on_postgresql_never_take_the_same_row(
 
 def _authority(session: Session, directory: Directory) -> Authority:
     return session.merge(directory.authorities["kiryat-tamar"])
+
+
+def test_a_message_to_be_parked_keeps_its_place_before_a_plain_answer(
+    sessions: sessionmaker[Session], directory: Directory, dialog: Dialog, clock: Clock
+) -> None:
+    town(sessions, directory, clock, count=4, checkins=1)
+    stored(sessions, clock, [reply(1, "hello")])
+    for _ in range(2):  # claimed, then the process died, twice
+        assert processor(sessions, dialog, clock, max_attempts=2, lease_seconds=5).claim()
+        clock.tick(6)
+    stored(sessions, clock, [reply(1, "1")])
+    done = processor(sessions, dialog, clock, max_attempts=2).step()
+    assert [(d.parked, d.processed) for d in done] == [(True, False), (False, True)]
+    with sessions() as session:
+        person = person_of(session, 1)
+        ok = marked(person.language, CampaignMode.DRILL, t(person.language, "dispatch.ack.ok"))
+        # "Write again" goes to the number (the sender is not known as a person there), then
+        # the answer's acknowledgement.
+        told = session.scalars(
+            select(OutboxMessage.text)
+            .where(OutboxMessage.address == phone(1), OutboxMessage.kind != "checkin")
+            .order_by(OutboxMessage.id)
+        ).all()
+        assert told == [t("he", "bot.error.internal"), ok]
