@@ -23,6 +23,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
 
+from bots import community
 from bots.models import Conversation
 from bots.prompts import Choice, Prompt, Request
 from bots.words import CARRIER_HELP, CARRIER_OPT_IN, CARRIER_OPT_OUT, clean, fold, number_in
@@ -76,6 +77,8 @@ COMMANDS: dict[str, StaffAction] = {
     "/take": StaffAction.HANDLE_HELP,
     "/done": StaffAction.HANDLE_HELP,
     "/failed": StaffAction.HANDLE_HELP,
+    community.MEMBERS: StaffAction.MANAGE_GROUP_MEMBERS,
+    community.RESOURCE: StaffAction.MARK_RESOURCE,
 }
 # A help alert's actions, typed: "/take 12", "/done 12", "/failed 12".
 ALERT_COMMANDS = {"/take": AlertAction.TAKE, "/done": AlertAction.DONE, "/failed": AlertAction.FAIL}
@@ -205,6 +208,9 @@ def respond(
         _on_alert(desk, member, *on_alert)
         return desk.replies
     authority = _authority_of(session, member)
+    if community.handles(command, answer, desk.state.get("step")):
+        community.respond(desk, member, authority.id if authority else None, command, answer, text)
+        return desk.replies
     in_tasks = command is None and answer is None and desk.state.get("step") in ("task", "give")
     if command == "/tasks" or (answer or "").startswith(("task", "give")) or in_tasks:
         _tasks(desk, member, authority, command, answer, text)

@@ -42,6 +42,7 @@ from registry.models import (
     Group,
     GroupKind,
     GroupMember,
+    GroupZone,
     Person,
     PersonStatus,
     PhoneKind,
@@ -679,7 +680,7 @@ class _Generator:
                         self._join_code("C"),
                         authority.code,
                         None,
-                        GroupKind.COMMUNITY,
+                        GroupKind.COMMUNITY_CENTRE,
                         f"{title} – {authority.names.he}",
                         (head,),
                         tuple(i for i in volunteers if i != head),
@@ -807,6 +808,13 @@ def load_town(
             ],
             return_ids=True,
         )
+        zone_rows = [
+            {"group_id": group_id, "zone_id": zone_ids[(authority_ids[g.authority], g.zone)]}
+            for g, group_id in zip(groups, group_ids, strict=True)
+            if g.zone
+        ]
+        if zone_rows:
+            bulk_insert(session, GroupZone, zone_rows)
         for group, group_id in zip(groups, group_ids, strict=True):
             for is_coordinator, indexes in ((True, group.coordinators), (False, group.members)):
                 member_rows.extend(
