@@ -624,7 +624,14 @@ def _read_row(
                 row.capacity = int(capacity)
             else:
                 warnings.append(
-                    Problem("lists.capacity_invalid", {"column": columns.title("checkin_capacity"), "low": rules.MIN_CHECKIN_CAPACITY, "high": rules.MAX_CHECKIN_CAPACITY})
+                    Problem(
+                        "lists.capacity_invalid",
+                        {
+                            "column": columns.title("checkin_capacity"),
+                            "low": rules.MIN_CHECKIN_CAPACITY,
+                            "high": rules.MAX_CHECKIN_CAPACITY,
+                        },
+                    )
                 )
         row.guardian = cells.get("guardian") or None
 
