@@ -9,13 +9,13 @@ from collections import Counter
 from pathlib import Path
 
 from config.languages import Language
+from fakes.town import DEFAULT_SEED, MAX_SIZE, generate_town, load_town, write_municipal_csv
 from hosen.context import CommandError, Context
 from registry.db import unit_of_work
 from registry.exporter import export_people
 from registry.importer import ImportReport, import_list, iter_problem_lines
 from registry.profile_sync import sync_profile
 from registry.summary import RegistrySummary, ZoneSummary, summarise
-from registry.synthetic import DEFAULT_SEED, MAX_SIZE, generate_town, load_town, write_municipal_csv
 
 SHOWN_PROBLEMS = 10
 DEFAULT_LIST_NAMES = {"residents": "welfare", "volunteers": "volunteers"}

@@ -30,6 +30,15 @@ from sqlalchemy.orm import Session
 
 from config.languages import Language
 from config.profile import AuthorityProfile, Profile, ZoneProfile
+from fakes.town_names import (
+    FEMALE,
+    MALE,
+    MORE_STREETS,
+    RURAL_ZONES,
+    SURNAMES,
+    TOWN_STREETS,
+    ZONE_STREETS,
+)
 from registry import audit
 from registry.bulk import bulk_insert
 from registry.db import utcnow
@@ -54,15 +63,6 @@ from registry.models import (
 from registry.people import NeedsDetails, VolunteerDetails
 from registry.profile_sync import Directory
 from registry.rules import ADULT_AGE
-from registry.town_names import (
-    FEMALE,
-    MALE,
-    MORE_STREETS,
-    RURAL_ZONES,
-    SURNAMES,
-    TOWN_STREETS,
-    ZONE_STREETS,
-)
 
 MAX_SIZE = 100_000
 DEFAULT_SEED = 2026
