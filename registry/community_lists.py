@@ -4,8 +4,8 @@ and community resources.
 The files are read like the municipal lists (``registry.importer``: Hebrew or English headers,
 UTF-8, Windows-1255 or UTF-16, commas, semicolons or tabs). Every row gets an outcome (created,
 updated, unchanged, skipped) and its problems as catalog keys, which the officer reads in their
-own language; a bad row never costs a good one, and each row is written under a savepoint so a
-refused row leaves nothing behind.
+own language; a bad row never costs a good one. Each row is checked in full before anything of it
+is written, so a refused row leaves nothing behind.
 
 A member must already be registered (found by phone in the authority): people give their own
 details and consent by joining with the group's code; a list cannot do it for them. A
@@ -27,7 +27,13 @@ from config.languages import Language
 from registry import rules
 from registry.db import utcnow
 from registry.errors import RegistryError
-from registry.groups import add_coordinator, add_member, find_group, save_group
+from registry.groups import (
+    add_coordinator,
+    add_member,
+    check_coordinator,
+    find_group,
+    save_group,
+)
 from registry.importer import (
     ListUnreadable,
     Outcome,
@@ -269,18 +275,14 @@ def import_community_list(
             )
             continue
         cells = {name: record[i].strip() if i < len(record) else "" for name, i in index.items()}
-        savepoint = session.begin_nested()
         try:
             outcome = handle(cells)
         except _Skip as skip:
-            savepoint.rollback()
             report.rows.append(RowReport(line, Outcome.SKIPPED, problems=[skip.problem]))
             continue
         except RegistryError as exc:
-            savepoint.rollback()
             report.rows.append(RowReport(line, Outcome.SKIPPED, problems=[_problem(exc)]))
             continue
-        savepoint.commit()
         report.rows.append(RowReport(line, outcome))
     return report
 
@@ -305,6 +307,8 @@ def _group_row(
     phone_text = cells.get("coordinator_phone", "")
     phone = _phone(phone_text, region) if phone_text else None
     born = _year(cells.get("coordinator_birth_year", ""), now.year)
+    if phone is not None:  # checked before the group is written
+        check_coordinator(session, authority_id=authority.id, phone=phone, birth_year=born, now=now)
     group, created = save_group(
         session,
         authority=authority,

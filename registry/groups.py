@@ -160,14 +160,9 @@ def add_coordinator(
     phone as a list gives it). A coordinator must be known to be an adult and reachable by SMS.
     """
     now = now or utcnow()
-    if not phone.can_receive_sms:
-        raise RegistryError("groups.coordinator_landline", phone=phone.e164)
-    person = session.scalar(
-        select(Person).where(Person.authority_id == group.authority_id, Person.phone == phone.e164)
+    person, year = check_coordinator(
+        session, authority_id=group.authority_id, phone=phone, birth_year=birth_year, now=now
     )
-    year = birth_year if birth_year is not None else (person.birth_year if person else None)
-    if not rules.is_adult(year, now.year):
-        raise RegistryError("groups.coordinator_not_adult", age=rules.ADULT_AGE)
     if person is None:
         person = Person(
             authority_id=group.authority_id,
@@ -217,6 +212,23 @@ def add_coordinator(
     )
     session.flush()
     return person
+
+
+def check_coordinator(
+    session: Session, *, authority_id: int, phone: Phone, birth_year: int | None, now: datetime
+) -> tuple[Person | None, int]:
+    """Whether the holder of ``phone`` may coordinate: a mobile, and known to be an adult (by
+    ``birth_year`` or their registration). Returns the person if registered, and the birth
+    year; raises :class:`RegistryError` otherwise. Writes nothing."""
+    if not phone.can_receive_sms:
+        raise RegistryError("groups.coordinator_landline", phone=phone.e164)
+    person = session.scalar(
+        select(Person).where(Person.authority_id == authority_id, Person.phone == phone.e164)
+    )
+    year = birth_year if birth_year is not None else (person.birth_year if person else None)
+    if year is None or not rules.is_adult(year, now.year):
+        raise RegistryError("groups.coordinator_not_adult", age=rules.ADULT_AGE)
+    return person, year
 
 
 def add_member(

@@ -339,8 +339,8 @@ def unaffiliated_command(ctx: Context, args: argparse.Namespace) -> int:
                 p.phone or "",
                 zones.get(p.zone_id, "") if p.zone_id else "",
                 p.language.value,
-                "yes" if p.is_volunteer else "no",
-                "yes" if p.needs_help else "no",
+                p.is_volunteer,
+                p.needs_help,
             )
             for p in people
         ]
@@ -357,7 +357,9 @@ def unaffiliated_command(ctx: Context, args: argparse.Namespace) -> int:
         writer = SafeWriter(out)
         writer.writerow(UNAFFILIATED_COLUMNS)
         for row in rows:
-            writer.writerow(row)
+            writer.writerow(
+                ["yes" if cell is True else "no" if cell is False else cell for cell in row]
+            )
         try:
             args.csv.write_text(out.getvalue(), encoding="utf-8-sig", newline="")
         except OSError as exc:

@@ -132,7 +132,12 @@ def test_a_group_with_zones_a_coordinator_and_members(
     ],
 )
 def test_a_coordinator_is_an_adult_with_a_mobile(
-    session: Session, authority: Authority, directory: Directory, phone: str, born: int | None, key: str
+    session: Session,
+    authority: Authority,
+    directory: Directory,
+    phone: str,
+    born: int | None,
+    key: str,
 ) -> None:
     group, _ = groups.save_group(
         session, authority=authority, name="G", kind=groups.GroupKind.OTHER, actor="test"

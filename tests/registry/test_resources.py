@@ -70,9 +70,7 @@ def test_add_update_and_mark_a_resource(
     assert set_state(session, resource=generator, state=ResourceState.IN_USE, actor="sms:staff:1")
     assert not set_state(session, resource=generator, state=ResourceState.IN_USE, actor="x")
     assert generator.state_changed_by == "sms:staff:1"
-    audit = session.scalars(
-        select(AuditEntry).where(AuditEntry.action == "resource.state")
-    ).one()
+    audit = session.scalars(select(AuditEntry).where(AuditEntry.action == "resource.state")).one()
     assert audit.detail == {"resource_id": generator.id, "before": "available", "after": "in_use"}
     assert [(r.code, z) for r, z in list_resources(session, authority=authority)] == [
         ("gen-1", "kt-north")
