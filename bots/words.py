@@ -168,6 +168,9 @@ def language_of(text: str | None) -> Language | None:
     folded = fold(text)
     if not folded or clean(text).startswith("/"):
         return None
+    command = command_in(text, None)
+    if command is not None and command[0] == Command.JOIN and command[1]:
+        folded = fold(clean(text).partition(" ")[0])  # "הצטרפות CODE": the word, not the code
     english = set().union(*(_words(Language.EN, c.value) for c in Command))
     if folded in english:
         return None
