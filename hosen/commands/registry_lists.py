@@ -9,7 +9,6 @@ from collections import Counter
 from pathlib import Path
 
 from config.languages import Language
-from fakes.town import DEFAULT_SEED, MAX_SIZE, generate_town, load_town, write_municipal_csv
 from hosen.context import CommandError, Context
 from registry.db import unit_of_work
 from registry.exporter import export_people
@@ -22,6 +21,9 @@ DEFAULT_LIST_NAMES = {"residents": "welfare", "volunteers": "volunteers"}
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    # The synthetic town lives with the fakes: loaded by these commands, not by `hosen people`.
+    from fakes.town import DEFAULT_SEED, MAX_SIZE
+
     imp = subparsers.add_parser("import")
     imp.add_argument("kind", choices=("residents", "volunteers"), help="which list it is")
     imp.add_argument(
@@ -188,6 +190,8 @@ def export_command(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def town_generate(ctx: Context, args: argparse.Namespace) -> int:
+    from fakes.town import MAX_SIZE, generate_town, load_town, write_municipal_csv
+
     if not 1 <= args.size <= MAX_SIZE:
         raise CommandError(f"--size must be between 1 and {MAX_SIZE}")
     town = generate_town(ctx.profile, size=args.size, seed=args.seed, year=args.year)
