@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from config.i18n import t
 from config.languages import Language
+from dispatch.models import CampaignRecipient
 from hosen.cli import main
 from registry.models import AuditEntry, Authority, Person, PhoneKind, Source, Zone
 from registry.profile_sync import Directory
@@ -162,3 +163,28 @@ def test_gaps_as_text_json_and_html(
     assert '<html lang="he" dir="rtl">' in html
     assert "&lt;b&gt;Scouts&lt;/b&gt;" in html and "<b>Scouts</b>" not in html
     assert t(Language.HE, "gaps.no_resources") in html
+
+
+def test_a_group_made_by_the_cli_is_what_staff_and_campaigns_name(
+    cli_db: Directory,
+    session: Session,
+    authority: Authority,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    add_person(session, authority, "+972525557401", "Yael", "kt-north")
+    assert (
+        main(
+            ["groups", "add", "--name", "Scouts", "--kind", "youth_movement", "--code", "scouts-n"]
+        )
+        == 0
+    )
+    assert main(["groups", "members", "scouts-n", "--add", "052-555-7401"]) == 0
+    phone = ["--phone", "052-555-7500", "--name", "Avi", "--authority", "kiryat-tamar"]
+    assert main(["staff", "add", *phone, "--role", "coordinator", "--group", "SCOUTS-N"]) == 0
+    assert main(["staff", "add", *phone, "--role", "coordinator", "--group", "nope"]) == 2
+    capsys.readouterr()
+    assert main(["campaign", "start", "--drill", "--group", "Scouts-N", "--yes"]) == 0
+    session.expire_all()
+    recipients = session.scalars(select(CampaignRecipient.person_id)).all()
+    yael = session.scalars(select(Person.id).where(Person.phone == "+972525557401")).one()
+    assert recipients == [yael]
