@@ -26,6 +26,7 @@ from registry import audit, groups
 from registry.community_lists import CommunityListKind, CommunityReport, import_community_list
 from registry.db import unit_of_work, utcnow
 from registry.errors import InvalidPhone
+from registry.importer import ListUnreadable
 from registry.models import Authority, Group, GroupKind, Person, Zone
 from registry.phones import Phone, normalise_phone
 from registry.spreadsheet import SafeWriter
@@ -284,6 +285,9 @@ def run_import(
             session.rollback()
         else:
             session.commit()
+    except ListUnreadable as exc:  # the whole file: said in the officer's language
+        session.rollback()
+        raise CommandError(exc.render(language)) from None
     except BaseException:
         session.rollback()
         raise

@@ -188,3 +188,13 @@ def test_a_group_made_by_the_cli_is_what_staff_and_campaigns_name(
     recipients = session.scalars(select(CampaignRecipient.person_id)).all()
     yael = session.scalars(select(Person.id).where(Person.phone == "+972525557401")).one()
     assert recipients == [yael]
+
+
+def test_an_unreadable_list_is_refused_in_the_officers_language(
+    cli_db: Directory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,colour\nA,red\n", encoding="utf-8")
+    assert main(["groups", "import", str(bad), "--lang", "he"]) == 2
+    err = capsys.readouterr().err
+    assert t(Language.HE, "community_lists.missing_columns", columns="kind") in err
