@@ -5,7 +5,7 @@ Run from the repository root:
     python bench/assign_bench.py                 # 10,000 and 100,000 people
     python bench/assign_bench.py --sizes 10000 --repeat 3 --no-postgres
 
-For each town (``registry.synthetic``: about 20% at risk, 10% volunteers) and each database
+For each town (``fakes.town``: about 20% at risk, 10% volunteers) and each database
 (SQLite file, PostgreSQL scratch database on HOSEN_BENCH_POSTGRES_URL) it prints:
 
 * the solver alone: the whole assignment policy (every tier of the profile, backups, the causes of
@@ -71,7 +71,7 @@ NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 def build_database(url: str, size: int) -> dict[str, Any]:
     """Migrate, load the profile's places and a synthetic town of ``size`` people."""
-    from registry.synthetic import generate_town, load_town
+    from fakes.town import generate_town, load_town
 
     profile = load_profile(DEFAULT_PROFILE_PATH)
     engine = make_engine(url)

@@ -6,7 +6,7 @@ Run from the repository root::
     python bench/console_bench.py --db postgresql      # the same on a scratch PostgreSQL database
     python bench/console_bench.py --people 20000 --repeat 5
 
-A synthetic town (``registry.synthetic``) gets a drill check-in to everyone; then, written
+A synthetic town (``fakes.town``) gets a drill check-in to everyone; then, written
 straight into the database as the dispatcher would leave them, 60% have answered OK over the
 first half hour, 3% need help (with open help alerts), 10% are on the unreached list and the
 rest are still waiting. An officer signs in through the console's own sign-in (the code read
@@ -45,12 +45,12 @@ def build(url: str, people: int) -> dict[str, Any]:
     from config.profile import DEFAULT_PROFILE_PATH, load_profile
     from dispatch.campaigns import Audience, start_drill_checkin
     from dispatch.models import Alert, AlertKind, AlertState, Answer, CampaignRecipient
+    from fakes.town import generate_town, load_town
     from hosen import migrations
     from registry.db import make_engine, make_sessionmaker, unit_of_work
     from registry.phones import normalise_phone
     from registry.profile_sync import sync_profile
     from registry.staff import StaffRole, add_staff
-    from registry.synthetic import generate_town, load_town
 
     profile = load_profile(DEFAULT_PROFILE_PATH)
     engine = make_engine(url)

@@ -56,12 +56,12 @@ from dispatch.outbox import count_unsent
 from dispatch.senders import build_senders, telegram_markup
 from dispatch.worker import Worker
 from fakes.remote import RemoteFakes, configure, spawn_fakes, traffic
+from fakes.town import insert_reachable_residents
 from hosen import migrations
 from hosen.heap import freeze_startup_heap
 from registry.db import make_engine, make_sessionmaker, utcnow
 from registry.models import Authority
 from registry.profile_sync import sync_sample_profile
-from registry.synthetic import insert_reachable_residents
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get(

@@ -30,9 +30,9 @@ from config.settings import Settings  # noqa: E402
 from dispatch.campaigns import Audience  # noqa: E402
 from dispatch.estimate import estimate_campaign  # noqa: E402
 from dispatch.models import CampaignKind, CampaignMode  # noqa: E402
+from fakes.town import generate_town, load_town  # noqa: E402
 from registry.db import Base, make_engine, make_sessionmaker  # noqa: E402
 from registry.profile_sync import sync_profile  # noqa: E402
-from registry.synthetic import generate_town, load_town  # noqa: E402
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 CASES = {

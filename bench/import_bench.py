@@ -6,7 +6,7 @@ Run from the repository root::
     python bench/import_bench.py --rows 20000 --db sqlite --repeat 3
     python bench/import_bench.py --before /tmp/main --repeat 3   # and the code in /tmp/main
 
-A synthetic town (``registry.synthetic``) is written as a welfare-department list with Hebrew
+A synthetic town (``fakes.town``) is written as a welfare-department list with Hebrew
 headers in UTF-8 with BOM, every resident on it, and a copy with every tenth resident's
 language changed. Each step runs in a fresh subprocess, the three in turn on one fresh
 database: the first import (everyone created), the same file again (everyone unchanged) and
@@ -73,11 +73,11 @@ def prepare(url: str) -> Any:
 def child(step: str, url: str, csv_path: Path, rows: int) -> dict[str, Any]:
     from sqlalchemy import select
 
+    from fakes.town import generate_town, load_town
     from registry.db import unit_of_work
     from registry.importer import import_list
     from registry.models import Authority
     from registry.profile_sync import sync_profile
-    from registry.synthetic import generate_town, load_town
 
     profile, engine, sessions = prepare(url)
     town = None
@@ -219,7 +219,7 @@ def main() -> int:
         return 0
 
     from config.profile import DEFAULT_PROFILE_PATH, load_profile
-    from registry.synthetic import generate_town, write_municipal_csv
+    from fakes.town import generate_town, write_municipal_csv
 
     profile = load_profile(DEFAULT_PROFILE_PATH)
     dbs = ["sqlite", "postgresql"] if args.db == "all" else [args.db]

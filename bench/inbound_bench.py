@@ -65,9 +65,9 @@ from dispatch.models import (
     OutboxStatus,
 )
 from fakes.remote import RemoteFakes, spawn_fakes
+from fakes.town import insert_reachable_residents
 from registry.db import make_engine, make_sessionmaker, utcnow
 from registry.profile_sync import sync_sample_profile
-from registry.synthetic import insert_reachable_residents
 
 ROOT = Path(__file__).resolve().parent.parent
 SMS_REPLIES = ("1", "כן", "ok", "1", "בסדר", "да")

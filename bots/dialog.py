@@ -72,7 +72,7 @@ from config.profile import AuthorityProfile, Profile
 from config.settings import Settings
 from dispatch.help import describe_request, request_help
 from dispatch.models import HelpNeed
-from registry import people, phone_codes
+from registry import people, phone_codes, rules
 from registry.errors import InvalidPhone
 from registry.models import (
     NEED_FLAGS,
@@ -98,10 +98,6 @@ __all__ = [
     "Turn",
 ]
 
-MAX_NAME = 60
-MAX_CAPACITY = 20
-MIN_VOLUNTEER_AGE = 14
-OLDEST = 110
 CAPACITY_SHORTCUTS = ("1", "2", "3", "5")
 # The code step's choices: another code, or (a landline, which gets none) go on unconfirmed.
 RESEND, GO_ON = "resend", "go_on"
@@ -295,8 +291,7 @@ class Dialog:
         group = enrolment.find_group(turn.session, payload) if payload else None
         person = turn.person
         if person is not None:
-            if group is not None:
-                enrolment.join_group(turn.session, person, group)
+            if group is not None and enrolment.join_group(turn.session, person, group):
                 turn.say("bot.group.joined", group=group.name)
             if people.opt_in(turn.session, person, actor=self._actor(turn), now=turn.now):
                 turn.say("bot.stopped.resumed")
@@ -462,8 +457,8 @@ class Dialog:
             raise Invalid("bot.error.name_empty")
         if not any(ch.isalpha() for ch in name):
             raise Invalid("bot.error.name_letters")
-        if len(name) > MAX_NAME:
-            raise Invalid("bot.error.name_long", max=MAX_NAME)
+        if len(name) > rules.MAX_NAME:
+            raise Invalid("bot.error.name_long", max=rules.MAX_NAME)
         return Answer(text=name)
 
     def _phone_text(self, turn: Turn, text: str) -> Answer:
@@ -494,16 +489,16 @@ class Dialog:
         if not folded.isdigit() or len(folded) != 4:
             raise Invalid("bot.error.year")
         year = int(folded)
-        if not turn.now.year - OLDEST <= year <= turn.now.year:
+        if not rules.plausible_birth_year(year, turn.now.year):
             raise Invalid("bot.error.year")
-        if turn.draft.volunteer and turn.now.year - year < MIN_VOLUNTEER_AGE:
-            raise Invalid("bot.error.too_young", age=MIN_VOLUNTEER_AGE)
+        if turn.draft.volunteer and turn.now.year - year < rules.MIN_VOLUNTEER_AGE:
+            raise Invalid("bot.error.too_young", age=rules.MIN_VOLUNTEER_AGE)
         return Answer(number=year)
 
     def _capacity_text(self, turn: Turn, text: str) -> Answer:
         answer = fold(text)
-        if not answer.isdigit() or len(answer) > 3 or int(answer) > MAX_CAPACITY:
-            raise Invalid("bot.error.number", max=MAX_CAPACITY)
+        if not answer.isdigit() or len(answer) > 3 or not rules.valid_checkin_capacity(int(answer)):
+            raise Invalid("bot.error.number", max=rules.MAX_CHECKIN_CAPACITY)
         return Answer(number=int(answer))
 
     def _anything(self, turn: Turn, text: str) -> Answer:
@@ -700,7 +695,7 @@ class Dialog:
         year = answer.number
         assert year is not None
         turn.draft.birth_year = year
-        if turn.now.year - year >= people.ADULT_AGE:
+        if rules.is_adult(year, turn.now.year):
             turn.draft.forget("guardian")
         return Go.NEXT
 
@@ -1155,7 +1150,7 @@ class Dialog:
 
     def _minor_volunteer(self, turn: Turn) -> bool:
         year = turn.draft.birth_year
-        return turn.draft.volunteer and year is not None and turn.now.year - year < people.ADULT_AGE
+        return turn.draft.volunteer and year is not None and rules.is_minor(year, turn.now.year)
 
     # ------------------------------------------------------------------ the registry
     def status_text(self, session: Session, person: Person, lang: Language) -> str:

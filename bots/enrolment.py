@@ -21,7 +21,7 @@ from config.languages import Language
 from config.profile import Profile
 from dispatch import outbox
 from dispatch.models import InboundMessage, OutboxMessage, Priority
-from registry import audit, people, phone_codes
+from registry import audit, groups, people, phone_codes, rules
 from registry.digests import sender_key
 from registry.errors import InvalidPhone
 from registry.models import (
@@ -33,7 +33,6 @@ from registry.models import (
     ConsentGiver,
     ConsentKind,
     Group,
-    GroupMember,
     Person,
     PersonStatus,
     PhoneKind,
@@ -136,7 +135,7 @@ def enrol(
             available_routine=avail in ("both", "routine"),
             available_emergency=avail in ("both", "emergency"),
             has_vehicle=bool(draft.get("vehicle")),
-            checkin_capacity=int(draft.get("capacity", 3)),
+            checkin_capacity=int(draft.get("capacity", rules.DEFAULT_CHECKIN_CAPACITY)),
         )
         if volunteer
         else None,
@@ -431,16 +430,15 @@ def nearest_zone(profile: Profile, lat: float, lon: float) -> tuple[str, str] | 
 
 
 def find_group(session: Session, join_code: str) -> Group | None:
-    code = clean(join_code)[:32]
-    if not code:
-        return None
-    return session.scalar(select(Group).where(Group.join_code == code))
+    return groups.find_group(session, clean(join_code))
 
 
-def join_group(session: Session, person: Person, group: Group) -> None:
-    if session.get(GroupMember, (group.id, person.id)) is None:
-        session.add(GroupMember(group_id=group.id, person_id=person.id))
-        session.flush()
+def join_group(session: Session, person: Person, group: Group) -> bool:
+    """Put the person in the group; False when it is another authority's group."""
+    if person.authority_id != group.authority_id:
+        return False
+    groups.add_member(session, group=group, person=person, actor="bot")
+    return True
 
 
 def erase(

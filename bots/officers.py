@@ -32,6 +32,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
 
+from bots import community
 from bots.models import Conversation
 from bots.prompts import Choice, Prompt, Request
 from bots.steps import Answer, Invalid, choice_named, choices_named, tolerant
@@ -91,6 +92,8 @@ COMMANDS: dict[str, StaffAction | None] = {
     "/done": StaffAction.HANDLE_HELP,
     "/failed": StaffAction.HANDLE_HELP,
     "/language": None,  # any staff member, for themselves
+    community.MEMBERS: StaffAction.MANAGE_GROUP_MEMBERS,
+    community.RESOURCE: StaffAction.MARK_RESOURCE,
 }
 # A help alert's actions, typed: "/take 12", "/done 12", "/failed 12".
 ALERT_COMMANDS = {"/take": AlertAction.TAKE, "/done": AlertAction.DONE, "/failed": AlertAction.FAIL}
@@ -119,6 +122,8 @@ class OfficerStep(StrEnum):
     GIVE = "give"  # ...and the member who goes
     ALERT = "alert"  # a help alert just taken: done, or could not help
     LANGUAGE = "language"
+    MEMBER = "member"  # a coordinator picks a member of their groups...
+    UNMEMBER = "unmember"  # ...and confirms taking them out
 
 
 class Who(StrEnum):
@@ -140,6 +145,7 @@ class OfficerDraft(BaseModel):
     text: str | None = None
     campaign: int | None = None  # the campaign they last started: /status and /close show it
     offered: list[str] = Field(default_factory=list)  # the choices of a list, for SMS numbers
+    member: str | None = None  # "group-person" picked to take out of a group
 
     @classmethod
     def load(cls, data: object) -> OfficerDraft:
@@ -325,7 +331,7 @@ def _respond(
     if on_alert is not None:
         return _on_alert(desk, *on_alert)
     if command is not None:
-        return _command(desk, command)
+        return _command(desk, command, text)
     if button is not None:
         step, value = button
         row = STEPS.get(OfficerStep(step)) if step in _STEP_VALUES else None
@@ -336,7 +342,7 @@ def _respond(
     return _answer(desk, desk.draft.step, value=None, text=text)
 
 
-def _command(desk: Desk, command: str) -> None:
+def _command(desk: Desk, command: str, text: str | None) -> None:
     if command == "/tasks":
         if not _may_manage_tasks(desk):
             return None
@@ -345,6 +351,11 @@ def _command(desk: Desk, command: str) -> None:
         if not _is_staff(desk):
             return None
         return _ask(desk, OfficerStep.LANGUAGE)
+    if command == community.MEMBERS:
+        desk.draft.rest()
+        if not community.may_manage_members(desk):
+            return None
+        return community.ask_members(desk)
     action = COMMANDS[command]
     assert action is not None
     if not _authorized(desk, action):
@@ -358,6 +369,8 @@ def _command(desk: Desk, command: str) -> None:
         return _status(desk, desk.authority)
     if command == "/unreached":
         return _unreached(desk, desk.authority)
+    if command == community.RESOURCE:
+        return community.resource(desk, text)
     return _close(desk, desk.authority)
 
 
@@ -1067,7 +1080,7 @@ def _list_tasks(desk: Desk) -> None:
         return desk.say("tasks.none")
     choices = [Choice(str(task.id), _task_label(desk, task)) for task in tasks[:MAX_LIST]]
     return _offer(
-        desk, OfficerStep.TASK, _fitting_choices(desk, choices), "tasks.head", count=len(tasks)
+        desk, OfficerStep.TASK, fitting_choices(desk, choices), "tasks.head", count=len(tasks)
     )
 
 
@@ -1154,7 +1167,7 @@ def _outside(session: Session, task_id: int, groups: list[int]) -> bool:
     return task is not None and task.group_id not in groups
 
 
-def _fitting_choices(desk: Desk, choices: list[Choice]) -> list[Choice]:
+def fitting_choices(desk: Desk, choices: list[Choice]) -> list[Choice]:
     """By SMS, as many choices as a three-segment numbered list holds."""
     if desk.channel != Channel.SMS:
         return choices
@@ -1191,7 +1204,7 @@ def _ask_member(desk: Desk, task: Task) -> None:
         Choice(f"{task.id}-{person.id}", person.name or "?")
         for person in _members(desk, desk.groups)[:MAX_LIST]
     ]
-    _offer(desk, OfficerStep.GIVE, _fitting_choices(desk, choices), "tasks.pick")
+    _offer(desk, OfficerStep.GIVE, fitting_choices(desk, choices), "tasks.pick")
 
 
 def _give(desk: Desk, task: Task, person_id: int) -> None:
@@ -1322,6 +1335,19 @@ STEPS: dict[OfficerStep, Row] = {
         choices=_language_choices,
         guard=_is_staff,
         take=_take_language,
+    ),
+    OfficerStep.MEMBER: Row(
+        ask=community.ask_members,
+        choices=community.member_choices,
+        guard=community.may_manage_members,
+        take=community.take_member,
+        refused=community.gone,
+    ),
+    OfficerStep.UNMEMBER: Row(
+        ask=community.ask_unmember,
+        choices=community.unmember_choices,
+        guard=community.may_manage_members,
+        take=community.take_unmember,
     ),
 }
 _STEP_VALUES = frozenset(step.value for step in OfficerStep if step != OfficerStep.IDLE)

@@ -21,6 +21,7 @@ from functools import cache
 from config.i18n import t
 from config.languages import ALL_LANGUAGES, Language
 from dispatch.models import Answer, HelpNeed
+from registry.groups import CODE_PATTERN
 
 # Bidi controls, zero-width and other invisible characters that phones and chat apps add.
 _INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff\u00ad]")
@@ -149,6 +150,10 @@ def command_in(text: str | None, language: Language | None) -> tuple[Command, st
             spellings = words_for(language, command.value)
         if folded in spellings:
             return command, ""
+    # "JOIN CODE" by SMS: the word for join in any language, then a group's code as printed.
+    head, _, code = raw.partition(" ")
+    if CODE_PATTERN.fullmatch(code.strip()) and fold(head) in all_words(Command.JOIN.value):
+        return Command.JOIN, code.strip()
     return None
 
 
@@ -163,6 +168,9 @@ def language_of(text: str | None) -> Language | None:
     folded = fold(text)
     if not folded or clean(text).startswith("/"):
         return None
+    command = command_in(text, None)
+    if command is not None and command[0] == Command.JOIN and command[1]:
+        folded = fold(clean(text).partition(" ")[0])  # "הצטרפות CODE": the word, not the code
     english = set().union(*(_words(Language.EN, c.value) for c in Command))
     if folded in english:
         return None

@@ -34,6 +34,13 @@ COMMANDS: dict[str, Command] = {
     "export": Command("registry_lists", "export the registry to CSV"),
     "town": Command("registry_lists", "the synthetic town for demos, tests and benchmarks"),
     "staff": Command("staff", "municipal staff: administrators, officers, coordinators"),
+    "groups": Command(
+        "groups", "communities: groups, their coordinators and members; who belongs to none"
+    ),
+    "resources": Command(
+        "resources", "community resources: generators, vehicles, accessible shelters, water"
+    ),
+    "gaps": Command("gaps", "per zone: needs, answers (buddies, roles, groups, resources), gaps"),
     "assign": Command(
         "assign", "assign emergency roles and buddies; print coverage, changes and gaps"
     ),

@@ -52,6 +52,7 @@ from dispatch.sweeps import requeue_expired_leases
 from fakes.people import DRILL_MIX, Answer, Delay, Intent, Kind, People, SeenMessage
 from fakes.settings import settings_for_fakes
 from fakes.telegram import FakeTelegram
+from fakes.town import generate_town, load_town
 from fakes.twilio import FakeTwilio
 from fakes.twilio_voice import Callee
 from hosen import migrations
@@ -74,7 +75,6 @@ from registry.models import Authority, Person, PersonStatus, PhoneKind
 from registry.phones import normalise_phone
 from registry.profile_sync import sync_profile
 from registry.staff import StaffRole, add_staff
-from registry.synthetic import generate_town, load_town
 
 # The real ladder (15 min, 45 min, 2 h) and answer delays (median 2 min), played `speed` times
 # faster. At the default 120 a two-hour drill takes about a minute.

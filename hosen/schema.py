@@ -5,4 +5,5 @@ import dispatch.models  # noqa: F401
 import registry.assignment.models
 import registry.models
 import registry.phone_codes
+import registry.resources
 import registry.staff  # noqa: F401

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from config.i18n import t
 from config.languages import Language
 from config.profile import Profile
-from registry import audit
+from registry import audit, rules
 from registry.bulk import bulk_insert
 from registry.db import utcnow
 from registry.errors import RegistryError
@@ -679,7 +679,7 @@ def _read_row(
     birth = cells.get("birth_year", "")
     if birth:
         found = re.findall(r"(?<!\d)(1[89]\d\d|20\d\d)(?!\d)", birth)
-        if len(found) == 1 and 1900 <= int(found[0]) <= year:
+        if len(found) == 1 and rules.plausible_birth_year(int(found[0]), year):
             row.birth_year = int(found[0])
         else:
             warnings.append(
@@ -744,11 +744,18 @@ def _read_row(
                 setattr(row, attr, yes_no(attr))
         capacity = cells.get("checkin_capacity", "")
         if capacity:
-            if capacity.isdecimal() and 1 <= int(capacity) <= 6:
+            if capacity.isdecimal() and rules.valid_checkin_capacity(int(capacity)):
                 row.capacity = int(capacity)
             else:
                 warnings.append(
-                    Problem("lists.capacity_invalid", {"column": columns.title("checkin_capacity")})
+                    Problem(
+                        "lists.capacity_invalid",
+                        {
+                            "column": columns.title("checkin_capacity"),
+                            "low": rules.MIN_CHECKIN_CAPACITY,
+                            "high": rules.MAX_CHECKIN_CAPACITY,
+                        },
+                    )
                 )
         row.guardian = cells.get("guardian") or None
 

@@ -96,8 +96,9 @@ class GroupKind(StrEnum):
     BUILDING_COMMITTEE = "building_committee"
     SCHOOL_COMMITTEE = "school_committee"
     KINDERGARTEN_COMMITTEE = "kindergarten_committee"
+    COMMUNITY_CENTRE = "community_centre"
     NATIONAL_SERVICE = "national_service"
-    COMMUNITY = "community"
+    OTHER = "other"
 
 
 class ConsentKind(StrEnum):
@@ -317,6 +318,20 @@ class Group(Base):
     kind: Mapped[GroupKind] = mapped_column(enum_type(GroupKind))
     name: Mapped[str] = mapped_column(String(120))
     join_code: Mapped[str] = mapped_column(String(32), unique=True)
+
+
+class GroupZone(Base):
+    """The zones a group serves (a youth movement may cover several; ``Group.zone_id`` is the
+    first of them, and a group with none serves its whole authority)."""
+
+    __tablename__ = "group_zone"
+
+    group_id: Mapped[int] = mapped_column(
+        ForeignKey("community_group.id", ondelete="CASCADE"), primary_key=True
+    )
+    zone_id: Mapped[int] = mapped_column(
+        ForeignKey("zone.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
 
 
 class GroupMember(Base):

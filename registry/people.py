@@ -43,10 +43,7 @@ from registry.models import (
 )
 from registry.phone_codes import PhoneCode, requester_of
 from registry.phones import Phone
-from registry.rules import ADULT_AGE as ADULT_AGE  # the dialog reads it here
-
-MAX_NAME = 120
-MAX_ADDRESS = 200
+from registry.rules import ADULT_AGE, DEFAULT_CHECKIN_CAPACITY, MAX_ADDRESS, MAX_NAME
 
 
 @dataclass(frozen=True)
@@ -56,7 +53,7 @@ class VolunteerDetails:
     available_routine: bool = True
     available_emergency: bool = True
     has_vehicle: bool = False
-    checkin_capacity: int = 3
+    checkin_capacity: int = DEFAULT_CHECKIN_CAPACITY
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""The registry's shared rules, defined once: who is an adult, and how far apart two places are.
+"""The registry's shared rules, defined once: who is an adult, how far apart two places are, how
+long a name may be, how many people a volunteer may check on, which birth years are plausible.
 
 The dialog, the importer, the assignment engine and the dispatcher all ask these, so a change
 of rule is one line here.
@@ -17,6 +18,24 @@ if TYPE_CHECKING:  # numpy is loaded by the one function that needs it, not by e
 
 ADULT_AGE = 18  # a minor never visits alone and needs a guardian's consent
 EARTH_RADIUS_M = 6_371_008.8  # the mean Earth radius (IUGG), for great-circle distances
+MIN_VOLUNTEER_AGE = 14  # younger people register as residents only
+OLDEST_AGE = 110  # a birth year further back is a typing error
+MAX_NAME = 120  # characters of a person's, a group's or a resource's name (the column's size)
+MAX_ADDRESS = 200
+# How many people a volunteer checks on (0: a role, no buddies). More than a handful cannot be
+# visited in the first hour of an emergency.
+MIN_CHECKIN_CAPACITY = 0
+MAX_CHECKIN_CAPACITY = 6
+DEFAULT_CHECKIN_CAPACITY = 3
+
+
+def plausible_birth_year(birth_year: int, year: int) -> bool:
+    """Whether someone alive in ``year`` can have been born in ``birth_year``."""
+    return year - OLDEST_AGE <= birth_year <= year
+
+
+def valid_checkin_capacity(capacity: int) -> bool:
+    return MIN_CHECKIN_CAPACITY <= capacity <= MAX_CHECKIN_CAPACITY
 
 
 def age(birth_year: int | None, year: int) -> int | None:

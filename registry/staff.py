@@ -37,8 +37,9 @@ from registry.db import Base, UTCDateTime, utcnow
 from registry.digests import sender_key
 from registry.errors import RegistryError
 from registry.models import Authority, Channel, Group, enum_type
-from registry.people import MAX_NAME, clean_text
+from registry.people import clean_text
 from registry.phones import Phone
+from registry.rules import MAX_NAME
 
 
 class StaffRole(StrEnum):
@@ -56,12 +57,16 @@ class StaffAction(StrEnum):
     MANAGE_GROUP_TASKS = "tasks.manage"
     RUN_ASSIGNMENT = "assignment.run"
     HANDLE_HELP = "help.handle"  # take, close or give up a help alert
+    MANAGE_GROUP_MEMBERS = "group.members"  # list and remove a group's members
+    MARK_RESOURCE = "resource.state"  # mark a community resource available, in use, out of service
 
 
 ALLOWED: dict[StaffRole, frozenset[StaffAction]] = {
     StaffRole.ADMIN: frozenset(StaffAction),
     StaffRole.OFFICER: frozenset(StaffAction) - {StaffAction.MANAGE_STAFF},
-    StaffRole.COORDINATOR: frozenset({StaffAction.MANAGE_GROUP_TASKS}),
+    StaffRole.COORDINATOR: frozenset(
+        {StaffAction.MANAGE_GROUP_TASKS, StaffAction.MANAGE_GROUP_MEMBERS}
+    ),
 }
 
 

@@ -1,6 +1,6 @@
 """A drill as the demo plays it, on the database and the injected clock, for the report tests.
 
-A synthetic town (``registry.synthetic``) with its buddies assigned, a drill check-in to every
+A synthetic town (``fakes.town``) with its buddies assigned, a drill check-in to every
 resident who may need help, the messages delivered (one number invalid, one holder who replied
 STOP), answers by button and in free words, and the ladder run by its own sweep at the
 reminder, the visit and the unreached times, with buddies who accept their visits and report
@@ -31,10 +31,10 @@ from dispatch.models import (
     TaskStatus,
 )
 from dispatch.responses import take_campaign_reply
+from fakes.town import generate_town, load_town
 from registry.assignment.store import assign_authority
 from registry.models import Authority, Channel, Person
 from registry.profile_sync import Directory
-from registry.synthetic import generate_town, load_town
 
 
 @dataclass

@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 
 from config.i18n import t
 from config.languages import DEFAULT_LANGUAGE, Language
@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     start.add_argument("--zone", action="append", default=[], help="zone code (repeatable)")
     start.add_argument("--need", action="append", default=[], help="need flag, e.g. mobility")
     start.add_argument("--role", action="append", default=[], help="role code (repeatable)")
-    start.add_argument("--group", action="append", default=[], help="group id or name")
+    start.add_argument("--group", action="append", default=[], help="group join code, id or name")
     who = start.add_mutually_exclusive_group()
     who.add_argument("--residents", action="store_true", help="only residents who may need help")
     who.add_argument("--volunteers", action="store_true", help="only volunteers")
@@ -109,7 +109,11 @@ def _groups(session: Any, authority_id: int, names: list[str]) -> tuple[int, ...
         group = session.scalars(
             select(Group).where(
                 Group.authority_id == authority_id,
-                or_(Group.name == name, Group.id == (int(name) if name.isdecimal() else -1)),
+                or_(
+                    Group.name == name,
+                    Group.id == (int(name) if name.isdecimal() else -1),
+                    func.upper(Group.join_code) == name.upper(),
+                ),
             )
         ).first()
         if group is None:

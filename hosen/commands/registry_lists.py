@@ -16,13 +16,15 @@ from registry.exporter import export_people
 from registry.importer import ImportReport, import_list, iter_problem_lines
 from registry.profile_sync import sync_profile
 from registry.summary import RegistrySummary, ZoneSummary, summarise
-from registry.synthetic import DEFAULT_SEED, MAX_SIZE, generate_town, load_town, write_municipal_csv
 
 SHOWN_PROBLEMS = 10
 DEFAULT_LIST_NAMES = {"residents": "welfare", "volunteers": "volunteers"}
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    # The synthetic town lives with the fakes: loaded by these commands, not by `hosen people`.
+    from fakes.town import DEFAULT_SEED, MAX_SIZE
+
     imp = subparsers.add_parser("import")
     imp.add_argument("kind", choices=("residents", "volunteers"), help="which list it is")
     imp.add_argument(
@@ -194,6 +196,8 @@ def export_command(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def town_generate(ctx: Context, args: argparse.Namespace) -> int:
+    from fakes.town import MAX_SIZE, generate_town, load_town, write_municipal_csv
+
     if not 1 <= args.size <= MAX_SIZE:
         raise CommandError(f"--size must be between 1 and {MAX_SIZE}")
     town = generate_town(ctx.profile, size=args.size, seed=args.seed, year=args.year)

@@ -18,7 +18,8 @@ from config.languages import ALL_LANGUAGES, Language
 from hosen.context import CommandError, Context
 from registry.db import unit_of_work
 from registry.errors import InvalidPhone, RegistryError
-from registry.models import Authority, Group
+from registry.groups import find_group
+from registry.models import Authority
 from registry.phones import Phone, normalise_phone
 from registry.staff import (
     StaffMember,
@@ -84,7 +85,7 @@ def add_member(ctx: Context, args: argparse.Namespace) -> int:
         authority = ctx.authority(session, args.authority) if args.authority else None
         groups = []
         for code in args.group:
-            group = session.scalar(select(Group).where(Group.join_code == code))
+            group = find_group(session, code)
             if group is None:
                 raise CommandError(f"--group {code!r}: no such group")
             groups.append(group)

@@ -405,7 +405,9 @@ def explain_gaps(
     left = [r for r in residents if r.id not in covered]
     if not left:
         return {}, []
-    visitors = np.array([not_buddy(replace(v, role_code=None), year) is None for v in volunteers])
+    visitors = np.array(
+        [not_buddy(replace(v, role_code=None), year) is None for v in volunteers], dtype=bool
+    )
     in_role = np.array([v.id in role_tier for v in volunteers], dtype=bool)
     v_role_tier = np.array([role_tier.get(v.id, 0) for v in volunteers], dtype=np.int64)
     speaks = np.array(

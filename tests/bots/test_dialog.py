@@ -22,6 +22,7 @@ from bots.prompts import Prompt
 from config.i18n import catalog, t
 from config.languages import ALL_LANGUAGES, Language
 from dispatch.models import OutboxMessage
+from registry import rules
 from registry.models import (
     AssignmentStatus,
     BuddyAssignment,
@@ -210,13 +211,14 @@ BAD_ANSWERS: list[tuple[Step, dict[str, Any], str, str]] = [
     (Step.WHO, {}, "", "bot.error.choice"),
     (Step.NAME, RESIDENT, "🙂🙂", "bot.error.name_letters"),
     (Step.NAME, RESIDENT, "\u202b\u202c", "bot.error.name_empty"),
-    (Step.NAME, RESIDENT, "א" * 61, "bot.error.name_long"),
+    (Step.NAME, RESIDENT, "א" * (rules.MAX_NAME + 1), "bot.error.name_long"),
     (Step.ZONE, RESIDENT, "99", "bot.error.choice"),
     (Step.BIRTH_YEAR, RESIDENT, "forty", "bot.error.year"),
     (Step.BIRTH_YEAR, RESIDENT, "1850", "bot.error.year"),
     (Step.BIRTH_YEAR, VOLUNTEER, "2020", "bot.error.too_young"),
     (Step.SKILLS, VOLUNTEER, "1 77", "bot.error.choice"),
     (Step.CAPACITY, VOLUNTEER, "50", "bot.error.number"),
+    (Step.CAPACITY, VOLUNTEER, str(rules.MAX_CHECKIN_CAPACITY + 1), "bot.error.number"),
     (Step.CONTACT_PHONE, {**RESIDENT, "ec_name": "D"}, "12", "phone.invalid"),
     (Step.CONSENT, RESIDENT, "maybe", "bot.error.choice"),
 ]
@@ -270,7 +272,10 @@ def test_a_bad_answer_is_explained_and_nothing_is_lost(
     prompts = desk.send(answer)
     assert desk.step == step
     assert {k: v for k, v in desk.draft.items() if k != "language"} == before
-    params = {"max": 20 if step == Step.CAPACITY else 60, "age": 14}
+    params = {
+        "max": rules.MAX_CHECKIN_CAPACITY if step == Step.CAPACITY else rules.MAX_NAME,
+        "age": rules.MIN_VOLUNTEER_AGE,
+    }
     assert prompts[0].text == t(language, error, **params)
     assert prompts[-1].step == step.value
 

@@ -31,12 +31,12 @@ from dispatch.models import (
     OutboxMessage,
     OutboxStatus,
 )
+from fakes.town import insert_reachable_residents
 from registry.db import make_engine, make_sessionmaker, unit_of_work
 from registry.models import Authority, Channel, Person, PersonStatus
 from registry.phones import normalise_phone
 from registry.profile_sync import Directory
 from registry.staff import StaffRole, add_staff
-from registry.synthetic import insert_reachable_residents
 from tests.bots.chat import Clock
 
 CHAT_BASE = 810_000

@@ -36,12 +36,12 @@ from dispatch.worker import Worker, WorkerConfig
 from fakes.faults import Faults
 from fakes.settings import settings_for_fakes
 from fakes.telegram import FakeTelegram
+from fakes.town import insert_reachable_residents
 from fakes.twilio import FakeTwilio
 from hosen import migrations
 from registry.db import make_engine, make_sessionmaker, utcnow
 from registry.models import Authority, Person
 from registry.profile_sync import sync_sample_profile
-from registry.synthetic import insert_reachable_residents
 from tests.private_postgres import PrivatePostgres, postgres_bin
 
 pytestmark = [pytest.mark.db, pytest.mark.e2e, pytest.mark.slow]

@@ -7,12 +7,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from config.profile import Profile
+from fakes.town import generate_town, load_town
 from registry.errors import RegistryError
 from registry.exporter import BASE_COLUMNS, NEEDS_COLUMNS, export_people, local_phone
 from registry.importer import _ALIAS_FIELD, import_list, normalise_header
 from registry.models import AuditEntry, Authority, Person
 from registry.profile_sync import Directory
-from registry.synthetic import generate_town, load_town
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from config.languages import Language
 from config.profile import Profile
+from fakes.town import generate_town, write_municipal_csv
 from registry.importer import (
     HEADER_ALIASES,
     ImportReport,
@@ -33,7 +34,6 @@ from registry.models import (
 )
 from registry.people import PersonDetails, register_person
 from registry.phones import normalise_phone
-from registry.synthetic import generate_town, write_municipal_csv
 
 HE_HEADER = "מס' רשומה,שם פרטי,שם משפחה,טלפון,שכונה,כתובת,שנת לידה,שפה,גר לבד,מכשור רפואי"
 EN_HEADER = "municipal id,first name,last name,phone,zone,address,birth year,language,lives alone,medical equipment"

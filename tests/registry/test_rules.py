@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 
 from registry import rules
@@ -23,3 +26,51 @@ def test_distance_scalar_and_vector_agree_and_measure_a_known_arc() -> None:
     vector = rules.haversine_m(lat1, lon1, lat2, lon2)
     scalar = [rules.distance_m(*p) for p in zip(lat1, lon1, lat2, lon2, strict=True)]
     assert np.allclose(vector, scalar, rtol=1e-12, atol=1e-6)
+
+
+def test_birth_years_and_checkin_capacity() -> None:
+    assert rules.plausible_birth_year(2026 - rules.OLDEST_AGE, 2026)
+    assert not rules.plausible_birth_year(2026 - rules.OLDEST_AGE - 1, 2026)
+    assert not rules.plausible_birth_year(2027, 2026)
+    assert rules.valid_checkin_capacity(rules.MIN_CHECKIN_CAPACITY)
+    assert rules.valid_checkin_capacity(rules.MAX_CHECKIN_CAPACITY)
+    assert not rules.valid_checkin_capacity(rules.MAX_CHECKIN_CAPACITY + 1)
+    assert rules.valid_checkin_capacity(rules.DEFAULT_CHECKIN_CAPACITY)
+
+
+RULE_NAMES = (
+    "ADULT_AGE",
+    "EARTH_RADIUS_M",
+    "MIN_VOLUNTEER_AGE",
+    "OLDEST_AGE",
+    "OLDEST",
+    "MAX_NAME",
+    "MAX_ADDRESS",
+    "MAX_CAPACITY",
+    "MIN_CHECKIN_CAPACITY",
+    "MAX_CHECKIN_CAPACITY",
+)
+
+
+def test_each_rule_is_defined_once() -> None:
+    """The dialog, the importer, the engine and the dispatcher import these from
+    ``registry.rules``; no other module of the project defines its own."""
+    root = Path(__file__).resolve().parents[2]
+    pattern = re.compile(rf"^({'|'.join(RULE_NAMES)})\s*[:=]", re.MULTILINE)
+    defined = [
+        f"{path.relative_to(root)}: {match.group(1)}"
+        for package in ("config", "registry", "dispatch", "bots", "hosen", "fakes")
+        for path in sorted((root / package).rglob("*.py"))
+        for match in pattern.finditer(path.read_text(encoding="utf-8"))
+        if path != root / "registry" / "rules.py"
+    ]
+    assert defined == []
+    radius = re.compile(r"6[_]?371")
+    elsewhere = [
+        str(path.relative_to(root))
+        for package in ("registry", "dispatch", "bots", "hosen")
+        for path in sorted((root / package).rglob("*.py"))
+        if path != root / "registry" / "rules.py"
+        and radius.search(path.read_text(encoding="utf-8"))
+    ]
+    assert elsewhere == []

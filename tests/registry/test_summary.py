@@ -6,11 +6,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from config.profile import Profile
+from fakes.town import generate_town, load_town
 from registry.models import NEED_FLAGS, Channel, Person, PhoneKind
 from registry.people import erase, opt_out
 from registry.profile_sync import Directory
 from registry.summary import summarise
-from registry.synthetic import generate_town, load_town
 
 YEAR = 2026
 

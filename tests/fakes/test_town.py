@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from config.languages import Language
 from config.profile import Profile
+from fakes.town import Town, generate_town, load_town
 from registry.models import (
     Channel,
     Consent,
@@ -25,7 +26,6 @@ from registry.models import (
     Zone,
 )
 from registry.profile_sync import Directory
-from registry.synthetic import Town, generate_town, load_town
 
 YEAR = 2026
 

@@ -30,6 +30,15 @@ from sqlalchemy.orm import Session
 
 from config.languages import Language
 from config.profile import AuthorityProfile, Profile, ZoneProfile
+from fakes.town_names import (
+    FEMALE,
+    MALE,
+    MORE_STREETS,
+    RURAL_ZONES,
+    SURNAMES,
+    TOWN_STREETS,
+    ZONE_STREETS,
+)
 from registry import audit
 from registry.bulk import bulk_insert
 from registry.db import utcnow
@@ -42,6 +51,7 @@ from registry.models import (
     Group,
     GroupKind,
     GroupMember,
+    GroupZone,
     Person,
     PersonStatus,
     PhoneKind,
@@ -53,15 +63,6 @@ from registry.models import (
 from registry.people import NeedsDetails, VolunteerDetails
 from registry.profile_sync import Directory
 from registry.rules import ADULT_AGE
-from registry.town_names import (
-    FEMALE,
-    MALE,
-    MORE_STREETS,
-    RURAL_ZONES,
-    SURNAMES,
-    TOWN_STREETS,
-    ZONE_STREETS,
-)
 
 MAX_SIZE = 100_000
 DEFAULT_SEED = 2026
@@ -679,7 +680,7 @@ class _Generator:
                         self._join_code("C"),
                         authority.code,
                         None,
-                        GroupKind.COMMUNITY,
+                        GroupKind.COMMUNITY_CENTRE,
                         f"{title} – {authority.names.he}",
                         (head,),
                         tuple(i for i in volunteers if i != head),
@@ -807,6 +808,13 @@ def load_town(
             ],
             return_ids=True,
         )
+        zone_rows = [
+            {"group_id": group_id, "zone_id": zone_ids[(authority_ids[g.authority], g.zone)]}
+            for g, group_id in zip(groups, group_ids, strict=True)
+            if g.zone
+        ]
+        if zone_rows:
+            bulk_insert(session, GroupZone, zone_rows)
         for group, group_id in zip(groups, group_ids, strict=True):
             for is_coordinator, indexes in ((True, group.coordinators), (False, group.members)):
                 member_rows.extend(
