@@ -1,7 +1,7 @@
 """group_zone: the zones a group serves; community_resource: generators, vehicles, shelters...
 
 Revision ID: 0017
-Revises: 0014
+Revises: 0016
 Create Date: 2026-12-03
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import registry.db
 
 revision: str = "0017"
-down_revision: str | Sequence[str] | None = "0014"
+down_revision: str | Sequence[str] | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """voice: phone calls in the ladder (authority and campaign settings) and the voice_call table
 
 Revision ID: 0019
-Revises: 0014
+Revises: 0017
 Create Date: 2026-12-03
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import registry.db
 
 revision: str = "0019"
-down_revision: str | Sequence[str] | None = "0014"
+down_revision: str | Sequence[str] | None = "0017"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
