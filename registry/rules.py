@@ -18,7 +18,6 @@ if TYPE_CHECKING:  # numpy is loaded by the one function that needs it, not by e
 ADULT_AGE = 18  # a minor never visits alone and needs a guardian's consent
 EARTH_RADIUS_M = 6_371_008.8  # the mean Earth radius (IUGG), for great-circle distances
 
-
 def age(birth_year: int | None, year: int) -> int | None:
     """Age in ``year`` by birth year alone (None when the birth year is unknown)."""
     return None if birth_year is None else year - birth_year
