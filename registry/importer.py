@@ -235,8 +235,7 @@ def open_list(data: bytes | BinaryIO) -> ListStream:
         raise ListUnreadable("lists.too_large", megabytes=MAX_BYTES // (1024 * 1024))
     encoding, codec = _sniff_encoding(stream)
     stream.seek(0)
-    text = io.TextIOWrapper(stream, encoding=codec, newline="")
-    lines = (line.rstrip("\r\n") for line in text)
+    lines = _lines(stream, codec)
     first = list(itertools.islice(lines, 6))
     buffered = first
     if first and not first[-1].strip():
@@ -260,6 +259,17 @@ def open_list(data: bytes | BinaryIO) -> ListStream:
         raise ListUnreadable("lists.no_header")
     records = _records(itertools.chain(buffered[1:], lines), delimiter)
     return ListStream(encoding, "\\t" if delimiter == "\t" else delimiter, header_cells, records)
+
+
+def _lines(stream: BinaryIO, codec: str) -> Iterator[str]:
+    """The stream's lines without their ends (``\\r\\n``, ``\\n`` or ``\\r``); the stream stays
+    the caller's to close."""
+    text = io.TextIOWrapper(stream, encoding=codec, newline="")
+    try:
+        for line in text:
+            yield line.rstrip("\r\n")
+    finally:
+        text.detach()
 
 
 def _sniff_encoding(stream: BinaryIO) -> tuple[str, str]:

@@ -392,8 +392,6 @@ def on_duty(session: Session) -> list[StaffMember]:
             .order_by(StaffMember.id)
         )
     )
-
-
 # --- the SMS PIN ---------------------------------------------------------------------------------
 
 PIN_ATTEMPTS = 5
