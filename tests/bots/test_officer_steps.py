@@ -39,9 +39,9 @@ ONE = ("1", "١", "۱", "１", "१", "¹")
 def test_every_step_of_the_table_is_covered_or_has_no_number() -> None:
     covered = {step for step, _, _ in ROWS}
     numbered = {step.value for step, row in STEPS.items() if row.numbered}
-    # The alert and the give steps are answered by number in the help loop's and the
-    # coordinators' own tests; the text step takes free text only.
-    assert numbered - covered == {"alert", "give", "text"}
+    # The alert, give, member and unmember steps are answered by number in the help loop's and
+    # the coordinators' own tests (test_group_members_sms); the text step takes free text only.
+    assert numbered - covered == {"alert", "give", "text", "member", "unmember"}
     assert not STEPS[OfficerStep.AGAIN].numbered
 
 
