@@ -47,13 +47,9 @@ from dispatch.campaigns import Audience, CampaignError, Ladder, start_campaign
 from dispatch.estimate import Estimate, estimate_campaign, quiet_hours_of, unconfigured_warnings
 from dispatch.help import ALERT_BUTTON, AlertAction
 from dispatch.models import (
-    Answer as CheckInAnswer,
-)
-from dispatch.models import (
     Campaign,
     CampaignKind,
     CampaignMode,
-    CampaignRecipient,
     CampaignStatus,
     OutboxMessage,
     Priority,
@@ -61,7 +57,7 @@ from dispatch.models import (
     TaskStatus,
 )
 from dispatch.outbox import enqueue
-from dispatch.reports import close_campaign, live_status
+from dispatch.reports import close_campaign, live_status, not_accounted_for
 from dispatch.segments import count_segments
 from dispatch.senders import choice_from_reply
 from registry.models import Authority, Channel, Group, GroupMember, Person, PersonStatus, Zone
@@ -949,25 +945,25 @@ def _status(desk: Desk, authority: Authority) -> None:
 
 
 def _campaign_status(desk: Desk, authority: Authority) -> None:
+    """Where everyone stands, in the report's own outcomes (``campaign status``): a resident a
+    buddy went to and saw is accounted for, not silent."""
     campaign = _current(desk, authority)
     if campaign is None:
         return desk.say("no_campaign")
     status = live_status(desk.session, campaign=campaign)
     total, tasks = status.total, status.tasks
+    outcomes: dict[str, Any] = total.outcomes()  # ok, help, free_text, visited, waiting, ...
     desk.say(
-        "status",
+        "accounted.status",
         campaign=campaign.id,
         what=t(desk.language, f"officer.what.{campaign.mode.value}_{campaign.kind.value}"),
         state=t(desk.language, f"officer.state.{campaign.status.value}"),
         people=total.recipients,
         delivered=total.delivered,
-        ok=total.ok,
-        help=total.help,
-        silent=total.no_answer,
-        none=total.no_channel,
         open=sum(tasks.get(s.value, 0) for s in OPEN_TASK),
         done=tasks.get(TaskStatus.DONE.value, 0),
         failed=tasks.get(TaskStatus.NOT_REACHED.value, 0),
+        **outcomes,
     )
 
 
@@ -989,26 +985,19 @@ def fitting(desk: Desk, head: str, lines: list[str]) -> str:
 
 
 def _unreached(desk: Desk, authority: Authority) -> None:
+    """Everyone the report lists as not accounted for (neither answered nor seen by a buddy),
+    most at risk first."""
     campaign = _current(desk, authority)
     if campaign is None:
         return desk.say("no_campaign")
+    people = not_accounted_for(desk.session, campaign=campaign)
+    if not people:
+        return desk.say("accounted.everyone", campaign=campaign.id)
+    head = t(desk.language, "officer.unreached.head", campaign=campaign.id, count=len(people))
     # Names and zones only: what the officer needs to send someone, never a word about needs.
-    rows = desk.session.execute(
-        select(Person.name, Zone.code)
-        .join(CampaignRecipient, CampaignRecipient.person_id == Person.id)
-        .outerjoin(Zone, Zone.id == CampaignRecipient.zone_id)
-        .where(
-            CampaignRecipient.campaign_id == campaign.id,
-            CampaignRecipient.answer.in_((CheckInAnswer.PENDING, CheckInAnswer.NO_ANSWER)),
-        )
-        .order_by(Zone.code, Person.name)
-    ).all()
-    if not rows:
-        return desk.say("unreached.none", campaign=campaign.id)
-    head = t(desk.language, "officer.unreached.head", campaign=campaign.id, count=len(rows))
     lines = [
-        f"{name or '?'} – {_zone_name(desk, authority, code) if code else '-'}"
-        for name, code in rows
+        f"{p['name'] or '?'} – {_zone_name(desk, authority, p['zone']) if p['zone'] else '-'}"
+        for p in people
     ]
     desk.replies.append(Prompt(text=fitting(desk, head, lines)))
 

@@ -481,42 +481,29 @@ REPORTED = (
     CallOutcome.BUSY,
     CallOutcome.NO_ANSWER,
     CallOutcome.FAILED,
+    CallOutcome.PENDING,  # placed and not ended yet: an open campaign's calls still ringing
 )
 
 
-def calls_by_zone(
-    session: Session, *, campaign_id: int, language: Language = Language.EN
-) -> dict[str, Counter[CallOutcome]]:
-    """The campaign's calls, counted by outcome, per zone (by its name in ``language``)."""
+def calls_by_zone(session: Session, *, campaign_id: int) -> dict[str, Counter[CallOutcome]]:
+    """The campaign's calls, counted by outcome, per zone code (``""``: a call to nobody's zone)."""
     rows = session.execute(
-        select(VoiceCall.zone_id, VoiceCall.outcome, func.count())
+        select(Zone.code, VoiceCall.outcome, func.count())
+        .select_from(VoiceCall)
+        .outerjoin(Zone, Zone.id == VoiceCall.zone_id)
         .where(VoiceCall.campaign_id == campaign_id, VoiceCall.inbound.is_(False))
-        .group_by(VoiceCall.zone_id, VoiceCall.outcome)
+        .group_by(Zone.code, VoiceCall.outcome)
     ).all()
-    zones = {zone.id: zone for zone in session.scalars(select(Zone))}
     counted: dict[str, Counter[CallOutcome]] = {}
-    for zone_id, outcome, count in rows:
-        zone = zones.get(zone_id) if zone_id is not None else None
-        name = zone.name_in(language) if zone is not None else "?"
-        counted.setdefault(name, Counter())[CallOutcome(outcome)] += int(count)
+    for code, outcome, count in rows:
+        counted.setdefault(code or "", Counter())[CallOutcome(outcome)] += int(count)
     return counted
 
 
 def call_counts(session: Session, *, campaign_id: int) -> dict[str, dict[str, int]]:
-    """:func:`calls_by_zone` as plain data for the report: zone -> outcome -> calls (every
-    reported outcome present, zero or not)."""
+    """:func:`calls_by_zone` as plain data for the report: zone code -> outcome -> calls (every
+    outcome of :data:`REPORTED` present, zero or not). Every call placed is in one cell."""
     return {
         zone: {outcome.value: counted[outcome] for outcome in REPORTED}
         for zone, counted in sorted(calls_by_zone(session, campaign_id=campaign_id).items())
     }
-
-
-def calls_table(counts: dict[str, dict[str, int]]) -> list[str]:
-    """The drill report's calls, as lines of a plain-text table (the CLI)."""
-    if not counts:
-        return []
-    heads = [outcome.value for outcome in REPORTED]
-    lines = ["calls by zone: " + " ".join(f"{head:>9}" for head in heads)]
-    for zone, counted in counts.items():
-        lines.append(f"  {zone[:12]:<13}" + " ".join(f"{counted[h]:>9}" for h in heads))
-    return lines

@@ -255,7 +255,7 @@ class DrillReport:
     state: str = "active"
     started_at: str = ""
     closed_at: str | None = None
-    # Phone calls per zone and outcome (see :func:`dispatch.calls.call_counts`).
+    # Phone calls per zone code and outcome (see :func:`dispatch.calls.call_counts`).
     calls: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:

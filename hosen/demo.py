@@ -37,7 +37,6 @@ from sqlalchemy.orm import Session
 from config.i18n import t
 from config.languages import Language
 from config.settings import Settings
-from dispatch.calls import calls_table
 from dispatch.campaigns import Audience, Ladder, start_drill_checkin
 from dispatch.escalation import run_escalations
 from dispatch.estimate import minutes as duration
@@ -64,6 +63,7 @@ from hosen.prompts import PromptsError, synthesise_prompts
 from hosen.report_html import (
     ReportView,
     authority_name,
+    call_lines,
     help_line,
     render,
     report_view,
@@ -313,6 +313,7 @@ def _print_report(out: TextIO, view: ReportView, html: Path) -> None:
     out.write(f"{labels['heading.numbers']}: {len(view.numbers)}\n")
     if view.opted_out:
         out.write(view.opted_out + "\n")
+    out.write("".join(f"{line}\n" for line in call_lines(view)))
     out.write(f"\nHTML: {html}\n")
 
 
@@ -586,7 +587,4 @@ async def _run_campaign(
     options.html.parent.mkdir(parents=True, exist_ok=True)
     options.html.write_text(render(view), encoding="utf-8")
     _print_report(out, view, options.html)
-    calls = calls_table(report.calls)
-    if calls:
-        out.write("\n" + "\n".join(calls) + "\n")
     return 0

@@ -12,6 +12,7 @@ any medical detail.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from functools import cache
@@ -26,8 +27,9 @@ from sqlalchemy.orm import Session
 from config.i18n import t, tn
 from config.languages import Language
 from config.profile import Profile
+from dispatch.calls import REPORTED
 from dispatch.estimate import minutes as duration
-from dispatch.models import Campaign, CampaignRecipient, CampaignStatus
+from dispatch.models import CallOutcome, Campaign, CampaignRecipient, CampaignStatus
 from dispatch.reports import DELIVERIES, OUTCOMES, DrillReport, zone_names
 from registry.models import Authority
 
@@ -103,6 +105,15 @@ class HelpRow:
 
 
 @dataclass(frozen=True)
+class CallRow:
+    """One zone's phone calls: how many ended each way (in ``ReportView.call_heads`` order)."""
+
+    zone: str
+    counts: tuple[int, ...]
+    total: int
+
+
+@dataclass(frozen=True)
 class Marker:
     x: float
     label: str
@@ -140,6 +151,11 @@ class ReportView:
     opted_out_names: tuple[str, ...] = ()
     visits: str = ""
     alerts: str = ""
+    # Phone calls per zone, then their total; empty when the campaign placed no call.
+    calls: tuple[CallRow, ...] = ()
+    calls_total: CallRow | None = None
+    call_heads: tuple[str, ...] = ()
+    calls_placed: str = ""
     labels: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -160,8 +176,41 @@ def _labels(language: Language) -> dict[str, str]:
         "no_answers",
         "nobody",
         "total",
+        "calls.heading",
+        "calls.calls",
     ]
     return {key: t(language, f"report.{key}") for key in keys}
+
+
+def _calls(
+    language: Language, counts: dict[str, dict[str, int]], zone_of: Callable[[str | None], str]
+) -> tuple[tuple[CallRow, ...], CallRow | None, tuple[str, ...]]:
+    """The calls table: a row per zone (by its name), the total row, the column heads. Calls
+    still ringing get a column only while there are some."""
+    if not counts:
+        return (), None, ()
+    shown = [
+        o.value
+        for o in REPORTED
+        if o != CallOutcome.PENDING or any(c.get(o.value) for c in counts.values())
+    ]
+    rows = sorted(
+        (
+            CallRow(
+                zone=zone_of(code or None),
+                counts=tuple(counted.get(o, 0) for o in shown),
+                total=sum(counted.values()),
+            )
+            for code, counted in counts.items()
+        ),
+        key=lambda row: row.zone,
+    )
+    total = CallRow(
+        zone=t(language, "report.total"),
+        counts=tuple(sum(row.counts[i] for row in rows) for i in range(len(shown))),
+        total=sum(row.total for row in rows),
+    )
+    return tuple(rows), total, tuple(t(language, f"report.calls.outcome.{o}") for o in shown)
 
 
 class Clock:
@@ -417,6 +466,7 @@ def report_view(
     if alerts:
         alerts = t(lang, "report.cli.alerts", alerts=alerts)
     accounted = sum(totals[o] for o in ("ok", "help", "free_text", "visited"))
+    calls, calls_total, call_heads = _calls(lang, report.calls, zone_of)
     mode = report.mode
     return ReportView(
         language=lang,
@@ -457,6 +507,10 @@ def report_view(
         ),
         visits=visits,
         alerts=alerts,
+        calls=calls,
+        calls_total=calls_total,
+        call_heads=call_heads,
+        calls_placed=tn(lang, "report.calls.placed", calls_total.total) if calls_total else "",
         labels=labels,
     )
 
@@ -574,4 +628,17 @@ def render_text(view: ReportView) -> str:
     if view.opted_out:
         lines += ["", labels["heading.opted_out"], f"  {view.opted_out}"]
         lines += [f"  {name}" for name in view.opted_out_names]
+    lines += call_lines(view)
     return "\n".join(lines) + "\n"
+
+
+def call_lines(view: ReportView) -> list[str]:
+    """The phone calls per zone and how they ended, with their total (none: no lines)."""
+    if view.calls_total is None:
+        return []
+    labels = view.labels
+    headers = [labels["column.zone"], *view.call_heads, labels["calls.calls"]]
+    rows = [
+        [row.zone, *map(str, row.counts), str(row.total)] for row in (*view.calls, view.calls_total)
+    ]
+    return ["", labels["calls.heading"], f"  {view.calls_placed}", *_table(headers, rows)]

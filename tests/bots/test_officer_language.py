@@ -15,6 +15,7 @@ from config.languages import Language
 from dispatch.models import Alert, OutboxMessage
 from dispatch.outages import Health
 from dispatch.outages import tell_officers as tell_about_channels
+from dispatch.reports import OUTCOMES
 from registry.models import AuditEntry, Channel
 from registry.profile_sync import Directory
 from registry.staff import StaffMember
@@ -49,7 +50,9 @@ def test_a_new_staff_member_reads_hebrew_and_changes_it_with_a_button(
     assert _language_of(sessions, DANA_PHONE) == Language.AR
     # Everything after is in Arabic: her commands' answers, and the push of a Russian
     # speaker's call for help.
-    assert dana.send("/status")[0].startswith(t(Language.AR, "officer.status", **_HEAD)[:6])
+    assert dana.send("/status")[0].startswith(
+        t(Language.AR, "officer.accounted.status", **_HEAD)[:6]
+    )
     Chat(sessions, dialog, Channel.SMS, RESIDENT_PHONE, clock).send("помощь")
     with sessions() as session:
         alert = session.scalars(select(Alert)).one()
@@ -71,7 +74,7 @@ def test_a_new_staff_member_reads_hebrew_and_changes_it_with_a_button(
 
 _PUSH = ("alert", "name", "place", "phone")
 _HEAD = dict.fromkeys(
-    ("campaign", "what", "state", "people", "delivered", "ok", "help", "silent", "none"), 1
+    ("campaign", "what", "state", "people", "delivered", *OUTCOMES), 1
 ) | dict.fromkeys(("open", "done", "failed"), 0)
 
 

@@ -25,7 +25,7 @@ from dispatch.models import (
     TaskReason,
     TaskStatus,
 )
-from dispatch.reports import live_status
+from dispatch.reports import OUTCOMES, drill_report, live_status
 from dispatch.segments import count_segments
 from fakes.telegram import FakeTelegram
 from registry.digests import sender_key
@@ -57,7 +57,7 @@ REFUSAL = t("he", "staff.not_authorized")
 PIN_ASK = t("he", "staff.pin.ask")
 PIN_ASKS = frozenset(t(language, "staff.pin.ask") for language in Language)
 STATUS_HEAD = dict.fromkeys(
-    ("campaign", "what", "state", "people", "delivered", "ok", "help", "silent", "none"), 1
+    ("campaign", "what", "state", "people", "delivered", *OUTCOMES), 1
 ) | dict.fromkeys(("open", "done", "failed"), 0)
 
 
@@ -388,6 +388,90 @@ def test_an_officer_elsewhere_sees_none_of_this_authority(
         assert session.scalars(select(Campaign.status)).one() == CampaignStatus.ACTIVE
 
 
+def test_the_bots_status_and_unreached_agree_with_the_report(
+    town: dict[str, int], chat_for: ChatFor, sessions: sessionmaker[Session]
+) -> None:
+    with sessions() as session:  # a fourth resident, who stays silent
+        first = session.get_one(Person, town["resident 1"])
+        session.add(
+            Person(
+                authority_id=first.authority_id,
+                name="Resident 4",
+                phone="+972500000004",
+                phone_kind=PhoneKind.MOBILE,
+                telegram_chat_id=500_004,
+                language=Language.EN,
+                channel=Channel.TELEGRAM,
+                source=Source.STAFF,
+                zone_id=first.zone_id,
+                needs_help=True,
+            )
+        )
+        session.commit()
+    officer = chat_for(Channel.TELEGRAM, OFFICER_CHAT)
+    _drill(officer)
+    officer.send(button="officer.confirm:yes")
+    with sessions() as session:
+        campaign_id = session.scalars(select(Campaign.id)).one()
+    # Resident 1 is OK, resident 2 needs help, each by the check-in's button.
+    chat_for(Channel.TELEGRAM, "500001").send(button=f"c:{campaign_id}:ok")
+    chat_for(Channel.TELEGRAM, "500002").send(button=f"c:{campaign_id}:help")
+    # Resident 3 is silent, and a buddy goes and finds them.
+    with sessions() as session:
+        task = Task(
+            campaign_id=campaign_id,
+            resident_id=town["resident 3"],
+            volunteer_id=town["volunteer"],
+            reason=TaskReason.NO_ANSWER,
+            status=TaskStatus.OFFERED,
+            created_at=officer.clock.now,
+        )
+        session.add(task)
+        session.commit()
+        task_id = task.id
+    buddy = chat_for(Channel.TELEGRAM, "500010")
+    buddy.send(button=f"t:{task_id}:accept")
+    buddy.send(button=f"t:{task_id}:done")
+
+    status = officer.send("/status")[0]
+    unreached = officer.send("/unreached")[0]
+    with sessions() as session:
+        campaign = session.get_one(Campaign, campaign_id)
+        report = drill_report(session, campaign=campaign)
+        tasks = report.tasks
+        total = report.status["total"]
+        what = t("he", f"officer.what.{campaign.mode.value}_{campaign.kind.value}")
+        state = t("he", f"officer.state.{campaign.status.value}")
+    outcomes = {o: total[o] for o in OUTCOMES}
+    assert outcomes == {
+        "ok": 1,
+        "help": 1,
+        "free_text": 0,
+        "visited": 1,
+        "waiting": 1,
+        "unreached": 0,
+    }
+    assert status == t(
+        "he",
+        "officer.accounted.status",
+        campaign=campaign_id,
+        what=what,
+        state=state,
+        people=report.recipients,
+        delivered=total["delivered"],
+        **outcomes,
+        open=tasks.get("offered", 0) + tasks.get("accepted", 0),
+        done=tasks.get("done", 0),
+        failed=tasks.get("not_reached", 0),
+    )
+    # The unreached list is the report's: the visited resident is not on it.
+    assert [p["name"] for p in report.unreached] == ["Resident 4"]
+    head, *lines = unreached.splitlines()
+    assert head == t("he", "officer.unreached.head", campaign=campaign_id, count=1)
+    assert len(lines) == 1 and lines[0].startswith("Resident 4 – ")
+    assert "Resident 3" not in unreached
+
+
 def test_coordinator_hands_a_task_and_the_officer_sees_it_done(
     town: dict[str, int],
     chat_for: ChatFor,
@@ -524,7 +608,7 @@ def test_an_officer_runs_a_drill_on_the_real_telegram_application(
             checkin = fake_telegram.last_sent(resident.id)
             assert checkin["text"].startswith(t(he, "dispatch.drill_marker"))
             sent = await tg(service, fake_telegram, chat, fake_telegram.command(officer, "status"))
-            assert sent[0]["text"].startswith(t(he, "officer.status", **STATUS_HEAD)[:7])
+            assert sent[0]["text"].startswith(t(he, "officer.accounted.status", **STATUS_HEAD)[:7])
         finally:
             await service.stop()
 

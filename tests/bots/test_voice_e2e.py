@@ -323,7 +323,7 @@ def test_an_answering_machine_is_called_again(
             zone = session.get_one(Zone, session.get_one(Person, resident).zone_id)
             counted = drill_report(session, campaign=campaign).calls
         assert counted == {
-            zone.name_in(Language.EN): {
+            zone.code: {
                 "well": 1,
                 "help": 0,
                 "no_key": 0,
@@ -331,6 +331,7 @@ def test_an_answering_machine_is_called_again(
                 "busy": 0,
                 "no_answer": 0,
                 "failed": 0,
+                "pending": 0,
             }
         }
 

@@ -77,7 +77,20 @@ def test_demo_runs_a_whole_drill(
             )
             or 0
         )
+        placed = (
+            conn.scalar(
+                select(func.count()).select_from(VoiceCall).where(VoiceCall.inbound.is_(False))
+            )
+            or 0
+        )
     engine.dispose()
+    # The landline residents' calls are in the report, in its words: a total row that adds up
+    # to the calls placed by the close (a retry may still be placed after it).
+    calls = re.search(r"(\d+) calls? (?:was|were) placed\.", text)
+    assert calls is not None and 0 < int(calls.group(1)) <= placed
+    table = text.split("Phone calls\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert "Pressed 1: well" in table[1] and table[-1].split()[-1] == calls.group(1)
+    assert "no_key" not in text and "no_answer" not in text and "Phone calls" in html
     # The report lists the help answers and what became of each; every one was acknowledged
     # (answers still in flight at the close are acknowledged after the report). How many the
     # simulated residents give varies from run to run (5% of them, answering in time).

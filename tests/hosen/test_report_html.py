@@ -9,11 +9,21 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from babel import Locale
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from config.i18n import t
+from config.i18n import t, tn
 from config.languages import ALL_LANGUAGES, Language
 from config.profile import Profile
+from dispatch.calls import (
+    REPORTED,
+    call_answered,
+    call_ended,
+    calls_placed,
+    keys_pressed,
+    place_call,
+)
+from dispatch.models import Answer, CallOutcome, CampaignRecipient, VoiceCall
 from dispatch.reports import OUTCOMES, close_campaign, drill_report
 from hosen.report_html import render, render_text, report_view
 from registry.models import Authority, Person, Zone
@@ -241,3 +251,131 @@ def test_the_terminal_report_reads_the_same(drill: DrillTown) -> None:
     total = next(line for line in text.splitlines() if line.strip().startswith("Все"))
     assert total.split()[-1] == str(len(drill.recipients))
     assert sum(map(int, total.split()[1:-1])) == len(drill.recipients)
+
+
+# How each call ends: who picked up (Twilio's AnsweredBy), the key pressed, the final status.
+CALL_ENDS = (
+    ("human", "1", "completed"),
+    ("human", "2", "completed"),
+    ("human", None, "completed"),
+    ("machine_start", None, "completed"),
+    (None, None, "busy"),
+    (None, None, "no-answer"),
+    (None, None, "failed"),
+    (None, None, None),  # placed, still ringing when the report is read
+)
+
+
+def _call_the_silent(drill: DrillTown, *, minutes: float) -> int:
+    """Call silent residents with a phone, one call per way a call ends, through the functions
+    the voice webhooks call; returns how many calls were placed."""
+    now = drill.at(minutes)
+    with drill.sessions() as session:
+        campaign = drill.campaign(session)
+        silent = session.scalars(
+            select(Person)
+            .join(CampaignRecipient, CampaignRecipient.person_id == Person.id)
+            .where(
+                CampaignRecipient.campaign_id == campaign.id,
+                CampaignRecipient.answer == Answer.PENDING,
+                Person.phone.is_not(None),
+            )
+            .order_by(Person.id)
+        ).all()
+        # Spread over the zones, so the table has several rows.
+        by_zone: dict[int | None, list[Person]] = {}
+        for person in silent:
+            by_zone.setdefault(person.zone_id, []).append(person)
+        chosen = [p for people in zip(*by_zone.values(), strict=False) for p in people]
+        assert len(chosen) >= len(CALL_ENDS) and len(by_zone) >= 2
+        for n, ((by, key, status), person) in enumerate(zip(CALL_ENDS, chosen, strict=False)):
+            message = place_call(session, campaign=campaign, person=person, now=now)
+            session.flush()
+            sid = f"CA{n:032x}"
+            calls_placed(session, placed=[(message.id, sid)], now=now)
+            if by is not None:
+                call_answered(session, outbox_id=message.id, call_sid=sid, answered_by=by, now=now)
+            if key is not None:
+                keys_pressed(session, outbox_id=message.id, call_sid=sid, digits=key, now=now)
+            if status is not None:
+                call_ended(
+                    session,
+                    outbox_id=message.id,
+                    call_sid=sid,
+                    status=status,
+                    answered_by=by,
+                    now=now,
+                )
+        session.commit()
+        placed = session.scalar(
+            select(func.count()).where(
+                VoiceCall.campaign_id == campaign.id, VoiceCall.inbound.is_(False)
+            )
+        )
+    assert placed == len(CALL_ENDS)
+    return len(CALL_ENDS)
+
+
+def _report(drill: DrillTown, language: Language, *, minutes: float) -> tuple[str, str]:
+    with drill.sessions() as session:
+        campaign = drill.campaign(session)
+        view = report_view(
+            session,
+            campaign=campaign,
+            report=drill_report(session, campaign=campaign),
+            local=LOCAL,
+            now=drill.at(minutes),
+            language=language,
+            authority="Kiryat Tamar",
+            timezone="Asia/Jerusalem",
+        )
+    return render(view), render_text(view)
+
+
+RAW_CALL_CODES = re.compile(r"\b(" + "|".join(o.value for o in CallOutcome) + r")\b")
+
+
+@pytest.mark.parametrize("language", [Language.HE, Language.AR])
+def test_the_phone_calls_are_in_the_report_in_the_officers_language(
+    drill: DrillTown, language: Language
+) -> None:
+    answer(drill, minutes=2)
+    sweep(drill, minutes=15)
+    placed = _call_the_silent(drill, minutes=20)
+    html, text = _report(drill, language, minutes=25)
+    page = Page(html)
+    assert page.root == {"lang": language.value, "dir": "rtl"}
+    heads = [t(language, f"report.calls.outcome.{o.value}") for o in REPORTED]
+    calls = next(table for table in page.tables if table[0][1:-1] == heads)
+    assert calls[0][0] == t(language, "report.column.zone")
+    assert calls[0][-1] == t(language, "report.calls.calls")
+    *zones, total = calls[1:]
+    assert total[0] == t(language, "report.total") and int(total[-1]) == placed
+    # Each zone's calls add up to its total; each way a call ended happened once.
+    for row in calls[1:]:
+        assert sum(map(int, row[1:-1])) == int(row[-1])
+    assert [int(count) for count in total[1:-1]] == [1] * len(REPORTED)
+    assert sum(int(row[-1]) for row in zones) == placed
+    with drill.sessions() as session:
+        names = {z.name_in(language) for z in session.scalars(select(Zone))}
+    assert len(zones) >= 2 and {row[0] for row in zones} <= names
+    assert tn(language, "report.calls.placed", placed) in " ".join(page.text)
+    assert not RAW_CALL_CODES.search(" ".join(cell for row in calls for cell in row))
+    for raw in ("no_key", "no_answer"):
+        assert raw not in html and raw not in text
+    # The terminal report: the same heading, labels and totals.
+    lines = text.splitlines()
+    start = lines.index(t(language, "report.calls.heading"))
+    section = lines[start:]
+    assert section[1].strip() == tn(language, "report.calls.placed", placed)
+    assert all(head in section[2] for head in heads)
+    last = section[-1].split()
+    assert t(language, "report.total") in section[-1] and last[-1] == str(placed)
+    assert not RAW_CALL_CODES.search("\n".join(section))
+
+
+def test_a_report_without_calls_has_no_calls_section(drill: DrillTown) -> None:
+    _finish(drill)
+    html, text = _report(drill, Language.HE, minutes=140)
+    heading = t(Language.HE, "report.calls.heading")
+    assert heading not in html and heading not in text
