@@ -331,6 +331,7 @@ def test_an_answering_machine_is_called_again(
                 "busy": 0,
                 "no_answer": 0,
                 "failed": 0,
+                "unserved": 0,
             }
         }
 
