@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from bots.spool import Spool
 from config.i18n import t
@@ -38,9 +39,9 @@ from fakes.twilio import FakeTwilio
 from fakes.twilio_voice import Call, Callee
 from hosen import migrations
 from hosen.app import Runtime
-from registry.db import make_engine, make_sessionmaker, unit_of_work, utcnow
+from registry.db import make_engine, make_sessionmaker, utcnow
 from registry.models import Channel, Person, Source
-from registry.profile_sync import sync_sample_profile
+from registry.profile_sync import Directory, sync_sample_profile
 from tests.bots.test_e2e import Service, _free_port, start_service
 from tests.bots.test_spool import unwritable
 from tests.bots.test_voice_e2e import (
@@ -273,35 +274,34 @@ def test_a_stranger_pressing_2_during_an_outage_is_a_help_request_after_it(
     serve_on_file(scenario)
 
 
-def test_a_callback_kept_by_two_processes_is_applied_once(tmp_path: Path) -> None:
-    """Twilio's repeat reached two webhook processes (two spool files): the inbox's key makes
-    the replay apply it once."""
-    url = f"sqlite:///{tmp_path / 'hosen.sqlite3'}"
-    engine = make_engine(url)
-    migrations.upgrade(engine)
-    sessions = make_sessionmaker(engine)
-    with unit_of_work(sessions) as session:
-        sync_sample_profile(session)
+@pytest.mark.db
+def test_a_callback_kept_by_two_processes_is_applied_once(
+    sessions: sessionmaker[Session], directory: Directory, tmp_path: Path
+) -> None:
+    """Twilio's repeat reached two webhook processes (two spool files), or a replayer repeats a
+    batch: the inbox's key makes the replay apply it once (SQLite and PostgreSQL)."""
     now = utcnow()
     spools = [
         Spool(tmp_path / "spool", max_bytes=1 << 20, max_age=timedelta(hours=1), clock=utcnow)
         for _ in range(2)
     ]
     data = {"phone": "+97286999002", "digits": "2", "language": "ar"}
+    sid = "CA" + "1" * 32
     for spool in spools:
-        assert spool.append_voice(
-            event="inbound_keys", call_sid="CA" + "1" * 32, data=data, received_at=now
-        )
+        assert spool.append_voice(event="inbound_keys", call_sid=sid, data=data, received_at=now)
         # The same callback again in one process: not written twice.
         assert not spool.append_voice(
-            event="inbound_keys", call_sid="CA" + "1" * 32, data=data, received_at=now
+            event="inbound_keys", call_sid=sid, data=data, received_at=now
         )
     spools[0].close()
     assert spools[1].replay(sessions) == 2
+    spools[1].close()
     with sessions() as session:
         caller = session.scalars(select(Person).where(Person.phone == data["phone"])).one()
         assert caller.language == Language.AR
         alerts = session.scalars(select(Alert).where(Alert.person_id == caller.id)).all()
-        assert len(alerts) == 1
-    spools[1].close()
-    engine.dispose()
+        assert [a.kind for a in alerts] == [AlertKind.HELP_REQUEST]
+        keys = session.scalars(
+            select(InboundMessage.provider_key).where(InboundMessage.sender.is_(None))
+        ).all()
+        assert keys == [f"voice:{sid}:inbound_keys"]
