@@ -15,6 +15,10 @@ into the inbox in the order they arrived as soon as the database answers again.
   provider key keeps it from being stored twice: nothing is lost, nothing is doubled.
 - Order: while anything is spooled, new arrivals are spooled too (behind what came first), and
   several files are merged by arrival time. The stored ``received_at`` is the arrival's own.
+- Phone calls (:mod:`bots.voice`): a key pressed, a status callback, a call answered while the
+  database was away, kept as ``voice`` records; each is applied once at replay, the inbox's
+  unique key (``voice:<CallSid>:<event>``) remembering it (a repeat Twilio sends meanwhile is
+  not even spooled twice).
 - Bounded: beyond HOSEN_SPOOL_MAX_BYTES, or once its oldest message is older than
   HOSEN_SPOOL_MAX_AGE_HOURS, the spool takes nothing more (:class:`SpoolFull`; the webhooks
   answer 503 and the provider retries or tries the fallback URL). Nothing spooled is ever
@@ -50,7 +54,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from bots.inbound import Arrival, accept_many
 from bots.officers import tell_officers
 from config.settings import Settings
+from dispatch import calls
 from dispatch.delivery import record_sms_status
+from dispatch.gates import upsert
+from dispatch.models import InboundMessage
 from registry.db import unit_of_work, utcnow
 from registry.models import Channel
 
@@ -139,7 +146,7 @@ class SpoolStatus:
 
 @dataclass(frozen=True)
 class _Record:
-    kind: str  # "in" (an arrival) or "status" (a Twilio delivery receipt)
+    kind: str  # "in" (an arrival), "status" (a Twilio delivery receipt) or "voice" (a call's)
     at: datetime
     data: dict[str, Any]
     end: int  # byte offset just past this record's line in its file
@@ -181,6 +188,7 @@ class Spool:
         self.refusing = False  # the latest append was refused (until one is taken, or a drain)
         self.spooled = 0
         self.replayed = 0
+        self._voice_keys: set[str] = set()  # the voice callbacks in this process's file
 
     # --- writing (webhook threads) -------------------------------------------------------
 
@@ -208,11 +216,26 @@ class Spool:
             "status", received_at, {"sid": message_sid, "status": status, "error": error_code}
         )
 
-    def _append(self, kind: str, at: datetime, data: dict[str, Any]) -> None:
+    def append_voice(
+        self, *, event: str, call_sid: str, data: dict[str, str], received_at: datetime
+    ) -> bool:
+        """Keep a call's callback (:data:`dispatch.calls.KEPT_EVENTS`); False when this very
+        callback is already kept (Twilio asking again), and nothing is written."""
+        assert event in calls.KEPT_EVENTS
+        key = voice_key(event, call_sid, data)
+        return self._append(
+            "voice", received_at, {"key": key, "event": event, "sid": call_sid, **data}, once=key
+        )
+
+    def _append(
+        self, kind: str, at: datetime, data: dict[str, Any], *, once: str | None = None
+    ) -> bool:
         line = (
             json.dumps({"kind": kind, "at": at.isoformat(), **data}, ensure_ascii=False) + "\n"
         ).encode()
         with self._lock:
+            if once is not None and once in self._voice_keys:
+                return False
             problem = self._problem(extra=len(line))
             if problem is not None:
                 self.refuse(problem)
@@ -223,6 +246,8 @@ class Spool:
             except OSError as exc:
                 self.refuse(f"not writable ({exc.strerror or type(exc).__name__})")
             self._written += 1
+            if once is not None:
+                self._voice_keys.add(once)
             self.refusing = False
             mine = self._written
             self._own_pending += 1
@@ -239,6 +264,7 @@ class Spool:
                 except OSError as exc:
                     self.refuse(f"not writable ({exc.strerror or type(exc).__name__})")
                 self._synced = upto
+        return True
 
     def refuse(self, problem: str) -> None:
         """Say loudly (once a minute, no personal data) that the spool takes nothing more."""
@@ -442,6 +468,7 @@ class Spool:
             for path in (own.path, own.done_path):
                 path.unlink(missing_ok=True)
             self._own = None
+            self._voice_keys.clear()
             if self._foreign_pending == 0:
                 self._oldest = None
                 self.refusing = False
@@ -547,6 +574,34 @@ def _store(session: Session, records: list[_Record]) -> None:
                 error_code=r.data["error"],
                 now=r.at,
             )
+        elif r.kind == "voice" and _first_time(session, r):
+            calls.replay_callback(session, event=r.data["event"], data=r.data, now=r.at)
+
+
+def voice_key(event: str, call_sid: str, data: dict[str, str]) -> str:
+    """The inbox key that makes a call's callback count once: one answer a call (a key is the
+    last thing a call takes), one callback per status."""
+    what = f"status:{data.get('status', '')[:24]}" if event == "status" else event
+    return f"voice:{call_sid[:40]}:{what}"
+
+
+def _first_time(session: Session, record: _Record) -> bool:
+    """Remember a replayed voice callback in the inbox (already processed: it is no message
+    for the processor); False when it was applied before (a replay cut short and repeated)."""
+    statement = (
+        upsert(session, InboundMessage)
+        .values(
+            provider_key=record.data["key"],
+            channel=Channel.VOICE,
+            payload={"event": record.data["event"]},
+            received_at=record.at,
+            processed_at=record.at,
+            attempts=0,
+        )
+        .on_conflict_do_nothing(index_elements=["provider_key"])
+        .returning(InboundMessage.id)
+    )
+    return session.execute(statement).first() is not None
 
 
 def _read_records(path: Path, offset: int) -> list[_Record]:

@@ -9,25 +9,37 @@
 * ``GET /voice/prompts/{recordings}/{prompt}.wav``: the recorded prompts (Amharic) Twilio plays.
 
 Every POST's ``X-Twilio-Signature`` is checked with twilio's ``RequestValidator`` (as for SMS);
-a forged or unsigned request gets 403 and changes nothing. Unlike an SMS, a call waits for its
-answer: these routes act in the database at once (the caller's transaction) and answer with
-the TwiML of :mod:`dispatch.channels.voice`.
+a forged or unsigned request gets 403 and changes nothing, database or not. Unlike an SMS, a call
+waits for its answer: these routes act in the database at once (the caller's transaction) and
+answer with the TwiML of :mod:`dispatch.channels.voice`.
+
+While the database is away (or while anything waits in the spool before this callback), a key
+1 or 2, an inbound caller's 2 and every status callback are kept in the webhooks' spool
+(:mod:`bots.spool`) and applied once when it returns. What the caller hears then needs no
+database: the language rides in the signed ``keys`` URL (``?lang=``, with ``heard=`` for an
+inbound caller), and pressing 2 hears that the request is kept and will reach the municipality's
+team, with the emergency numbers, never that someone is coming. A call answered while the
+database is away hears "we will call you again" (in the default language: nothing tells the
+callee's) and is called again by the ladder (outcome UNSERVED). An inbound caller then hears the
+menu in the default language.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
 from bots.sms import signed_by_twilio, twilio_form
+from bots.spool import DatabaseState, Spool, SpoolFull, database_unavailable
 from config.languages import DEFAULT_LANGUAGE, Language
 from config.settings import Settings
 from dispatch import calls
@@ -35,10 +47,13 @@ from dispatch.channels import voice
 from dispatch.channels.voice import Voices
 from dispatch.models import CallOutcome
 from registry.db import unit_of_work
-from registry.models import Authority
 
 Clock = Callable[[], datetime]
 TWIML = "text/xml"
+
+
+class DatabaseAway(Exception):
+    """The database cannot take this callback now (or something waits in the spool before it)."""
 
 
 @dataclass
@@ -47,13 +62,21 @@ class VoiceWebhooks:
     sessions: sessionmaker[Session]
     clock: Clock
     voices: Voices
+    spool: Spool | None = None  # the webhooks' spool (shared with SMS and Telegram)
+    database: DatabaseState = field(default_factory=DatabaseState)
 
     def _twiml(self, body: str) -> Response:
         return Response(body, media_type=TWIML)
 
+    def _goodbye(self, language: Language, prompt: str) -> Response:
+        return self._twiml(voice.goodbye_twiml(self.voices, language=language, prompt=prompt))
+
     async def _signed_form(self, request: Request) -> dict[str, str] | None:
         params = await twilio_form(request)
         return params if signed_by_twilio(self.settings, request, params) else None
+
+    def _url(self, path: str, **query: str) -> str:
+        return f"{self.voices.public_url}{path}?{urlencode(query)}"
 
     async def call(self, request: Request) -> Response:
         """What an answered outbound call says."""
@@ -64,13 +87,23 @@ class VoiceWebhooks:
         sid = params.get("CallSid", "")
         if not sid:
             return Response(status_code=400)
-        script = await run_in_threadpool(
-            self._in_db,
-            calls.call_answered,
-            outbox_id=outbox_id,
-            call_sid=sid,
-            answered_by=params.get("AnsweredBy"),
-        )
+        answered_by = params.get("AnsweredBy")
+        try:
+            script = await run_in_threadpool(
+                self._in_db,
+                calls.call_answered,
+                ordered=False,
+                outbox_id=outbox_id,
+                call_sid=sid,
+                answered_by=answered_by,
+            )
+        except DatabaseAway:
+            if calls.is_machine(answered_by):  # its status callback records the machine
+                return self._twiml(voice.hangup_twiml())
+            # Kept or not, the callee hears the same: if this is lost, the ladder's deadline
+            # for the call climbs to the buddy's visit (dispatch.calls.call_deadline).
+            await self._keep("unserved", sid, outbox=str(outbox_id))
+            return self._goodbye(DEFAULT_LANGUAGE, "outage.call")
         if script is None or not script.ask:
             return self._twiml(voice.hangup_twiml())
         return self._twiml(
@@ -78,7 +111,7 @@ class VoiceWebhooks:
                 self.voices,
                 language=script.language,
                 drill=script.drill,
-                keys_url=f"{self.voices.public_url}/voice/call/{outbox_id}/keys",
+                keys_url=self._url(f"/voice/call/{outbox_id}/keys", lang=script.language.value),
             )
         )
 
@@ -88,30 +121,33 @@ class VoiceWebhooks:
         if params is None:
             return Response(status_code=403)
         outbox_id = int(request.path_params["outbox"])
-        pressed = await run_in_threadpool(
-            self._in_db,
-            calls.keys_pressed,
-            outbox_id=outbox_id,
-            call_sid=params.get("CallSid", ""),
-            digits=params.get("Digits", ""),
-        )
+        sid, digits = params.get("CallSid", ""), params.get("Digits", "")
+        heard_in = _language(request.query_params.get("lang"))
+        keys_url = self._url(f"/voice/call/{outbox_id}/keys", lang=heard_in.value)
+        try:
+            pressed = await run_in_threadpool(
+                self._in_db,
+                calls.keys_pressed,
+                ordered=True,
+                outbox_id=outbox_id,
+                call_sid=sid,
+                digits=digits,
+            )
+        except DatabaseAway:
+            key = digits.strip()[:1]
+            if key in calls.KEYS and sid:
+                if not await self._keep("keys", sid, outbox=str(outbox_id), digits=key):
+                    return self._goodbye(heard_in, "outage.numbers")
+                return self._goodbye(heard_in, "bye_well" if key == "1" else "outage.help")
+            pressed = (heard_in, None)  # asked again, or the goodbye for no key
         if pressed is None:
             return self._twiml(voice.hangup_twiml())
         language, outcome = pressed
         if outcome is None:
             if request.query_params.get("round") == "2":
-                return self._twiml(
-                    voice.goodbye_twiml(self.voices, language=language, prompt="bye_no_key")
-                )
-            return self._twiml(
-                voice.again_twiml(
-                    self.voices,
-                    language=language,
-                    keys_url=f"{self.voices.public_url}/voice/call/{outbox_id}/keys",
-                )
-            )
-        prompt = "bye_well" if outcome == CallOutcome.WELL else "bye_help"
-        return self._twiml(voice.goodbye_twiml(self.voices, language=language, prompt=prompt))
+                return self._goodbye(language, "bye_no_key")
+            return self._twiml(voice.again_twiml(self.voices, language=language, keys_url=keys_url))
+        return self._goodbye(language, "bye_well" if outcome == CallOutcome.WELL else "bye_help")
 
     async def status(self, request: Request) -> Response:
         """A call's status callback."""
@@ -121,14 +157,24 @@ class VoiceWebhooks:
         sid, state = params.get("CallSid", ""), params.get("CallStatus", "")
         if not sid or not state:
             return Response(status_code=400)
-        await run_in_threadpool(
-            self._in_db,
-            calls.call_ended,
-            outbox_id=int(request.path_params["outbox"]),
-            call_sid=sid,
-            status=state,
-            answered_by=params.get("AnsweredBy"),
-        )
+        outbox_id = int(request.path_params["outbox"])
+        answered_by = params.get("AnsweredBy")
+        try:
+            await run_in_threadpool(
+                self._in_db,
+                calls.call_ended,
+                ordered=True,
+                outbox_id=outbox_id,
+                call_sid=sid,
+                status=state,
+                answered_by=answered_by,
+            )
+        except DatabaseAway:
+            kept = await self._keep(
+                "status", sid, outbox=str(outbox_id), status=state, answered_by=answered_by or ""
+            )
+            if not kept:
+                return Response(status_code=503)
         return Response(status_code=204)
 
     async def inbound(self, request: Request) -> Response:
@@ -139,10 +185,19 @@ class VoiceWebhooks:
         sid, phone = params.get("CallSid", ""), params.get("From", "")
         if not sid or not phone:
             return Response(status_code=400)
-        caller = await run_in_threadpool(
-            self._in_db, calls.inbound_call, call_sid=sid, phone=phone, default=DEFAULT_LANGUAGE
-        )
-        keys_url = f"{self.voices.public_url}/voice/inbound/keys"
+        try:
+            caller = await run_in_threadpool(
+                self._in_db,
+                calls.inbound_call,
+                ordered=False,
+                call_sid=sid,
+                phone=phone,
+                default=DEFAULT_LANGUAGE,
+            )
+        except DatabaseAway:  # nobody known: the menu, in the default language
+            caller = calls.Caller(person=None, campaign_id=None, language=DEFAULT_LANGUAGE)
+        heard = "checkin" if caller.campaign_id is not None else "menu"
+        keys_url = self._url("/voice/inbound/keys", lang=caller.language.value, heard=heard)
         if caller.campaign_id is not None:
             return self._twiml(
                 voice.checkin_twiml(
@@ -160,16 +215,29 @@ class VoiceWebhooks:
         sid, phone = params.get("CallSid", ""), params.get("From", "")
         if not sid or not phone:
             return Response(status_code=400)
-        language, prompt = await run_in_threadpool(
-            self._in_db,
-            calls.inbound_keys,
-            call_sid=sid,
-            phone=phone,
-            digits=params.get("Digits", ""),
-            default=DEFAULT_LANGUAGE,
-            authority_id=await run_in_threadpool(self._authority_id),
-        )
-        return self._twiml(voice.goodbye_twiml(self.voices, language=language, prompt=prompt))
+        digits = params.get("Digits", "")
+        heard_in = _language(request.query_params.get("lang"))
+        try:
+            language, prompt = await run_in_threadpool(
+                self._in_db,
+                _inbound_keys,
+                ordered=True,
+                call_sid=sid,
+                phone=phone,
+                digits=digits,
+                default=DEFAULT_LANGUAGE,
+            )
+        except DatabaseAway:
+            key = digits.strip()[:1]
+            # 2 asks for help (or answers the check-in heard so); 1 answers a check-in, but
+            # after the menu it only asked how to register: nothing to keep.
+            if key == "2" or (key == "1" and request.query_params.get("heard") == "checkin"):
+                data = {"phone": phone, "digits": key, "language": heard_in.value}
+                if not await self._keep("inbound_keys", sid, **data):
+                    return self._goodbye(heard_in, "outage.numbers")
+                return self._goodbye(heard_in, "outage.help" if key == "2" else "bye_well")
+            language, prompt = heard_in, "register"
+        return self._goodbye(language, prompt)
 
     async def prompt(self, request: Request) -> Response:
         """A recorded prompt, for Twilio's ``<Play>`` (only files the profile names)."""
@@ -183,12 +251,48 @@ class VoiceWebhooks:
                     return FileResponse(path, media_type="audio/wav")
         return Response(status_code=404)
 
-    def _in_db(self, action: Callable[..., Any], **params: Any) -> Any:
-        with unit_of_work(self.sessions) as session:
-            return action(session, now=self.clock(), **params)
+    def _in_db(self, action: Callable[..., Any], *, ordered: bool, **params: Any) -> Any:
+        """``action`` in a transaction of its own; :class:`DatabaseAway` when the database is
+        known away, fails for being away, or (``ordered``: a callback that must come after what
+        the spool holds) while anything is spooled."""
+        spool = self.spool
+        if spool is not None and (not self.database.up or (ordered and spool.active)):
+            raise DatabaseAway
+        try:
+            with unit_of_work(self.sessions) as session:
+                result = action(session, now=self.clock(), **params)
+        except Exception as exc:
+            if spool is None or not database_unavailable(exc):
+                raise
+            self.database.failed(exc)
+            raise DatabaseAway from exc
+        self.database.answered()
+        return result
 
-    def _authority_id(self) -> int | None:
-        """Where a help request from an unknown caller is filed: the first authority (a caller's
-        number tells no town; the officers on duty there take it on)."""
-        with self.sessions() as session:
-            return session.scalar(select(Authority.id).order_by(Authority.id).limit(1))
+    async def _keep(self, event: str, call_sid: str, **data: str) -> bool:
+        """Keep a callback in the spool; False when even the spool refuses it (said loudly by
+        the spool). A callback Twilio repeats is kept once."""
+        if self.spool is None:
+            return False
+        with contextlib.suppress(SpoolFull):
+            await run_in_threadpool(
+                self.spool.append_voice,
+                event=event,
+                call_sid=call_sid,
+                data=data,
+                received_at=self.clock(),
+            )
+            return True
+        return False
+
+
+def _inbound_keys(session: Session, **params: Any) -> tuple[Language, str]:
+    return calls.inbound_keys(session, authority_id=calls.help_authority(session), **params)
+
+
+def _language(value: str | None) -> Language:
+    """The language named in a callback's (signed) query; the default one if none."""
+    try:
+        return Language(value) if value else DEFAULT_LANGUAGE
+    except ValueError:
+        return DEFAULT_LANGUAGE

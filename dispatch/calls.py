@@ -17,9 +17,10 @@ progress here (:func:`free_lines`).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -43,7 +44,7 @@ from dispatch.models import (
     VoiceCall,
 )
 from dispatch.outbox import enqueue
-from registry.models import Channel, Person, PersonStatus, Zone
+from registry.models import Authority, Channel, Person, PersonStatus, Zone
 
 CALL_KIND = "call"
 # A call still open this long after it was placed has lost its status callback: it no longer
@@ -433,8 +434,9 @@ def inbound_keys(
     from dispatch.models import HelpNeed
     from registry.models import PhoneKind, Source
 
-    call = session.scalars(select(VoiceCall).where(VoiceCall.call_sid == call_sid)).first()
+    # The call is recorded here if its start was not (the database was away then).
     caller = inbound_call(session, call_sid=call_sid, phone=phone, default=default, now=now)
+    call = session.scalars(select(VoiceCall).where(VoiceCall.call_sid == call_sid)).first()
     key = digits.strip()[:1]
     if caller.person is not None and caller.campaign_id is not None and key in KEYS:
         if call is not None:
@@ -471,6 +473,67 @@ def inbound_keys(
     return caller.language, "register"
 
 
+def help_authority(session: Session) -> int | None:
+    """Where a help request from an unknown caller is filed: the first authority (a caller's
+    number tells no town; the officers on duty there take it on)."""
+    return session.scalar(select(Authority.id).order_by(Authority.id).limit(1))
+
+
+# --- callbacks kept while the database was away ----------------------------------------------
+
+# What the voice webhooks keep in the spool (bots.spool, bots.voice) while the database is away.
+KEPT_EVENTS = ("unserved", "keys", "status", "inbound_keys")
+
+
+def call_unserved(session: Session, *, outbox_id: int, call_sid: str, now: datetime) -> None:
+    """The call was answered while the database was away: the callee heard "we will call you
+    again", and the call ends as UNSERVED, which the ladder tries again like a busy line."""
+    call = _call_of(session, outbox_id=outbox_id, call_sid=call_sid, now=now)
+    if call is None or call.call_sid != call_sid:
+        return
+    call.answered_at = call.answered_at or now
+    if call.outcome == CallOutcome.PENDING:
+        call.outcome = CallOutcome.UNSERVED
+
+
+def replay_callback(
+    session: Session, *, event: str, data: Mapping[str, Any], now: datetime
+) -> None:
+    """Apply a voice callback that waited in the spool, as it would have been applied when it
+    came (``now`` is when it came)."""
+    if event == "unserved":
+        call_unserved(session, outbox_id=int(data["outbox"]), call_sid=data["sid"], now=now)
+    elif event == "keys":
+        keys_pressed(
+            session,
+            outbox_id=int(data["outbox"]),
+            call_sid=data["sid"],
+            digits=data["digits"],
+            now=now,
+        )
+    elif event == "status":
+        call_ended(
+            session,
+            outbox_id=int(data["outbox"]),
+            call_sid=data["sid"],
+            status=data["status"],
+            answered_by=data.get("answered_by"),
+            now=now,
+        )
+    elif event == "inbound_keys":
+        inbound_keys(
+            session,
+            call_sid=data["sid"],
+            phone=data["phone"],
+            digits=data["digits"],
+            default=Language(data["language"]),
+            authority_id=help_authority(session),
+            now=now,
+        )
+    else:
+        raise ValueError(f"unknown voice event {event!r}")
+
+
 # --- the drill report ------------------------------------------------------------------------
 
 REPORTED = (
@@ -481,6 +544,7 @@ REPORTED = (
     CallOutcome.BUSY,
     CallOutcome.NO_ANSWER,
     CallOutcome.FAILED,
+    CallOutcome.UNSERVED,
     CallOutcome.PENDING,  # placed and not ended yet: an open campaign's calls still ringing
 )
 

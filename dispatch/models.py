@@ -421,10 +421,17 @@ class CallOutcome(StrEnum):
     BUSY = "busy"
     NO_ANSWER = "no_answer"
     FAILED = "failed"  # the call could not be placed or connected
+    # answered while Hosen's database was away: told "we will call again", and called again
+    UNSERVED = "unserved"
 
 
 # Outcomes after which the same call is tried again (``Campaign.call_retries`` times).
-RETRIED_OUTCOMES = (CallOutcome.MACHINE, CallOutcome.BUSY, CallOutcome.NO_ANSWER)
+RETRIED_OUTCOMES = (
+    CallOutcome.MACHINE,
+    CallOutcome.BUSY,
+    CallOutcome.NO_ANSWER,
+    CallOutcome.UNSERVED,
+)
 
 
 class VoiceCall(Base):

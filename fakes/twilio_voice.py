@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 import xml.etree.ElementTree as ET
 from collections import deque
@@ -71,6 +72,11 @@ class Callee:
 
     answer: Answer = "human"
     keys: list[str | None] = field(default_factory=lambda: ["1"])
+    # A test's hand on the call: the callee picks up only once ``answers_when`` is set, presses
+    # each key only once ``presses_when`` is set; ``listening`` is set when a question is heard.
+    answers_when: threading.Event | None = None
+    presses_when: threading.Event | None = None
+    listening: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass
@@ -249,11 +255,12 @@ class FakeCalls:
         self, call: Call, params: Mapping[str, str], events: list[str]
     ) -> None:
         callee = self.callees.get(call.to, self.default)
-        keys = deque(callee.keys)
         callback = params.get("StatusCallback")
         try:
             if self.ring_seconds:
                 await asyncio.sleep(self.ring_seconds)
+            if callee.answers_when is not None:
+                await asyncio.to_thread(callee.answers_when.wait, 60)
             if callee.answer in ("busy", "no-answer", "failed"):
                 call.status = callee.answer
                 return
@@ -266,7 +273,7 @@ class FakeCalls:
                 await self._callback(callback, call)
             url = params.get("Url")
             if url:
-                await self._run(call, url, self._form(call, AnsweredBy=call.answered_by), keys)
+                await self._run(call, url, self._form(call, AnsweredBy=call.answered_by), callee)
             call.status = "completed"
         except (ClientError, OSError, TimeoutError) as exc:
             self.twilio._violation(f"call {call.sid}: the application could not be reached: {exc}")
@@ -318,9 +325,8 @@ class FakeCalls:
             self.twilio._violation(f"call {call.sid}: {problem}")
         return None if problems else root
 
-    async def _run(
-        self, call: Call, url: str, form: dict[str, str], keys: deque[str | None]
-    ) -> None:
+    async def _run(self, call: Call, url: str, form: dict[str, str], callee: Callee) -> None:
+        keys = deque(callee.keys)
         root = await self._fetch_twiml(call, url, form)
         for _ in range(10):  # a Redirect or a Gather's action leads on: at most this far
             if root is None:
@@ -336,6 +342,9 @@ class FakeCalls:
                     call.gathers += 1
                     for inner in verb:
                         await self._hear(call, inner)
+                    callee.listening.set()
+                    if callee.presses_when is not None:
+                        await asyncio.to_thread(callee.presses_when.wait, 60)
                     key = keys.popleft() if keys else None
                     if self.talk_seconds:
                         await asyncio.sleep(self.talk_seconds)
@@ -377,7 +386,7 @@ class FakeCalls:
             status="ringing",
         )
         self.calls[call.sid] = call
-        await self._run(call, url, self._form(call), deque(callee.keys))
+        await self._run(call, url, self._form(call), callee)
         call.status = "completed"
         call.ended.set()
         return call

@@ -135,6 +135,8 @@ def build_app(
         sessions=ctx.sessions,
         clock=clock,
         voices=Voices(ctx.profile.voice, str(settings.public_url or "").rstrip("/")),
+        spool=spool,  # a call's keys and status wait here too while the database is away
+        database=intake.database,
     )
     webhook_mode = settings.public_url is not None
     if run_bot and settings.telegram_enabled:

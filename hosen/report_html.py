@@ -192,7 +192,8 @@ def _calls(
     shown = [
         o.value
         for o in REPORTED
-        if o != CallOutcome.PENDING or any(c.get(o.value) for c in counts.values())
+        if o not in (CallOutcome.PENDING, CallOutcome.UNSERVED)
+        or any(c.get(o.value) for c in counts.values())
     ]
     rows = sorted(
         (

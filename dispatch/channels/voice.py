@@ -39,6 +39,9 @@ PROMPTS = (
     "welcome",  # an inbound caller we do not know
     "menu",  # press 2 to ask for help, 1 to hear how to register
     "register",  # how to register
+    "outage.call",  # the database is away when a call starts: we will call again; 101/100/102
+    "outage.help",  # 2 pressed while the database is away: the request is kept; 101/100/102
+    "outage.numbers",  # even the spool is full: nothing was kept; 101/100/102
 )
 # Twilio error codes of a call that will never reach the number.
 TWILIO_CALL_PERMANENT: dict[int, BlockReason] = {

@@ -332,6 +332,7 @@ def test_an_answering_machine_is_called_again(
                 "no_answer": 0,
                 "failed": 0,
                 "pending": 0,
+                "unserved": 0,
             }
         }
 
