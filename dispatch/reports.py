@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, aliased
 
 from config.i18n import t
 from config.languages import Language
-from dispatch.calls import call_counts
+from dispatch.calls import CALL_KIND, call_counts
 from dispatch.models import (
     HELP_KINDS,
     Alert,
@@ -553,7 +553,8 @@ def close_campaign(session: Session, *, campaign: Campaign, now: datetime) -> Dr
             .where(
                 OutboxMessage.campaign_id == campaign.id,
                 OutboxMessage.status == OutboxStatus.QUEUED,
-                OutboxMessage.kind.in_(("checkin", "reminder", "announcement")),
+                # A call waiting to be placed (or tried again) rings nobody after the close.
+                OutboxMessage.kind.in_(("checkin", "reminder", "announcement", CALL_KIND)),
             )
             .values(status=OutboxStatus.CANCELLED)
             .execution_options(synchronize_session=False)

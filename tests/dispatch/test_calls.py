@@ -21,6 +21,7 @@ from dispatch.escalation import run_escalations
 from dispatch.models import (
     Answer,
     CallOutcome,
+    Campaign,
     CampaignKind,
     CampaignMode,
     CampaignRecipient,
@@ -406,3 +407,33 @@ def test_an_answer_by_sms_cancels_the_call_waiting_to_be_tried_again(
     with sessions() as session:
         statuses = [message.status for message in _calls_to(session, resident)]
     assert statuses == [OutboxStatus.SENT, OutboxStatus.CANCELLED]
+
+
+def test_a_closed_check_in_calls_nobody_after_the_close(
+    sessions: sessionmaker[Session],
+    authority: Authority,
+    clock: ManualClock,
+    make_person: MakePerson,
+) -> None:
+    """Closing cancels the calls still waiting, first calls and calls to be tried again alike."""
+    from dispatch.reports import close_campaign
+
+    waiting = make_person(telegram=False, sms=False, landline=True, needs=("mobility",))
+    busy = make_person(telegram=False, sms=False, landline=True, needs=("mobility",))
+    campaign_id = _begin(sessions, authority, clock)
+    with sessions() as session:
+        (first,) = _calls_to(session, busy)
+    _ends(sessions, clock, first, "busy")  # tried again after call_retry_after
+    with sessions() as session:
+        assert [m.status for m in _calls_to(session, busy)] == [
+            OutboxStatus.SENT,
+            OutboxStatus.QUEUED,
+        ]
+    with unit_of_work(sessions) as session:
+        close_campaign(session, campaign=session.get_one(Campaign, campaign_id), now=clock.now())
+    with sessions() as session:
+        assert [m.status for m in _calls_to(session, waiting)] == [OutboxStatus.CANCELLED]
+        assert [m.status for m in _calls_to(session, busy)] == [
+            OutboxStatus.SENT,
+            OutboxStatus.CANCELLED,
+        ]
