@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -13,6 +14,11 @@ from registry.db import utcnow
 
 class Clock(Protocol):
     def now(self) -> datetime: ...
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back, to measure how long something took (a
+        provider's round trip); only differences between two readings mean anything."""
+        ...
 
     async def sleep(self, seconds: float) -> None: ...
 
@@ -38,6 +44,9 @@ class SystemClock:
     def now(self) -> datetime:
         return utcnow()
 
+    def monotonic(self) -> float:
+        return time.perf_counter()
+
     async def sleep(self, seconds: float) -> None:
         if seconds > 0:
             await asyncio.sleep(seconds)
@@ -57,6 +66,7 @@ class ManualClock:
     """
 
     def __init__(self, start: datetime) -> None:
+        self._start = start
         self._now = start
         self.slept = 0.0
         self._waiters: list[tuple[datetime, int, asyncio.Future[None]]] = []
@@ -82,6 +92,9 @@ class ManualClock:
 
     def now(self) -> datetime:
         return self._now
+
+    def monotonic(self) -> float:
+        return (self._now - self._start).total_seconds()
 
     def advance(self, seconds: float) -> None:
         self._now += timedelta(seconds=seconds)

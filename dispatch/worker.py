@@ -33,7 +33,6 @@ import os
 import random
 import secrets
 import socket
-import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -1064,7 +1063,7 @@ class Worker:
             if batch.paused or (paused_until is not None and paused_until > self.clock.now()):
                 limit.release()
                 return RateLimited(retry_after=0.0)
-            started = time.perf_counter()
+            started = self.clock.monotonic()
             batch.sending_since[courier] = loop.time()
             try:
                 result = await sender.send(item.message)
@@ -1079,7 +1078,7 @@ class Worker:
                 self._provider_paused(channel, result.retry_after)
             else:
                 pacer.accepted()
-                limit.observe(time.perf_counter() - started)
+                limit.observe(self.clock.monotonic() - started)
             return result
 
         def hire() -> None:

@@ -308,6 +308,12 @@ class FakeTelegram(LoopbackServer):
         """HTTP requests received so far (any method, any answer)."""
         return self.traffic.requests
 
+    @property
+    def polls(self) -> int:
+        """getUpdates calls that have reached the point of waiting (or answering) so far."""
+        with self._lock:
+            return self._poll_generation
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.traffic.count("request")
         if request.match_info["token"] != self.token:

@@ -19,6 +19,7 @@ from sqlalchemy import select, update
 
 from config.i18n import t
 from config.languages import Language
+from dispatch.models import OutboxMessage, OutboxStatus
 from dispatch.offers import (
     ACCEPT,
     ACCEPT_NUMBER,
@@ -109,7 +110,17 @@ async def _sweep_and_settle(ctx: Context, quiet_seconds: float) -> None:
                     select(AssignmentOffer.id).where(AssignmentOffer.state.in_(OPEN_OFFER))
                 )
             )
-        if state != last:
+            # Quiet counts only once the offers are out: on a busy machine the worker may
+            # still be sending them, and silence then says nothing about the volunteers.
+            sending = session.scalar(
+                select(OutboxMessage.id)
+                .where(
+                    OutboxMessage.status.in_((OutboxStatus.QUEUED, OutboxStatus.SENDING)),
+                    OutboxMessage.due_at <= utcnow(),
+                )
+                .limit(1)
+            )
+        if state != last or sending is not None:
             last, quiet_since = state, time.monotonic()
         elif time.monotonic() - quiet_since > quiet_seconds:
             return

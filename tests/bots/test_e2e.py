@@ -89,7 +89,7 @@ async def start_service(settings: Settings, port: int) -> Service:
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )
     task = asyncio.create_task(server.serve())
-    for _ in range(500):
+    for _ in range(6000):
         if server.started:
             break
         if task.done():
@@ -199,7 +199,7 @@ def test_an_elderly_resident_registers_in_hebrew_by_sms(
             # Every reply went out by the real twilio client, and each fits in three segments.
             assert all(int(m["num_segments"]) <= 3 for m in fake_twilio.sent_to(PHONE))
             # Twilio's signed delivery reports reach /sms/status and mark the replies delivered.
-            for _ in range(500):
+            for _ in range(3000):
                 with service.ctx.sessions() as session:
                     states = set(session.scalars(select(OutboxMessage.status)))
                 if states == {OutboxStatus.DELIVERED}:
@@ -448,7 +448,7 @@ def test_polling_mode_answers_through_get_updates(
             assert fake_telegram.webhook is None
             dana = fake_telegram.new_user("Dana")
             fake_telegram.enqueue(fake_telegram.start_command(dana))
-            for _ in range(500):
+            for _ in range(3000):
                 await service.flush()
                 if fake_telegram.sent_to(dana.id):
                     break
@@ -484,7 +484,7 @@ def test_sms_keeps_working_while_telegram_is_unreachable(
         )
         task = asyncio.create_task(server.serve())
         try:
-            for _ in range(500):
+            for _ in range(6000):
                 if server.started:
                     break
                 await asyncio.sleep(0.01)

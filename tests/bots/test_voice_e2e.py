@@ -155,7 +155,7 @@ def _setup(service: Service, residents: list[dict[str, Any]], *, retries: int = 
 async def _calls_end(service: Service, fake: FakeTwilio, count: int) -> list[Call]:
     """Send what is due, until the fake has played ``count`` calls to their end (each one's
     status callback answered by the service)."""
-    for _ in range(1000):
+    for _ in range(6000):
         await service.flush()
         placed = list(fake.voice.placed)
         if len(placed) >= count and all(call.ended.is_set() for call in placed):

@@ -379,7 +379,8 @@ def test_a_sqlite_claim_updates_the_rows_it_chose_by_their_key(
 
 
 class _SlowFirst(ScriptedSender):
-    """Takes a moment over texts marked "slow", so a later message could overtake them."""
+    """Takes a moment (on the test's clock) over texts marked "slow", so a later message
+    could overtake them."""
 
     def __init__(self, channel: Channel, clock: ManualClock) -> None:
         super().__init__(channel, clock)
@@ -387,7 +388,7 @@ class _SlowFirst(ScriptedSender):
 
     async def send(self, message: Outgoing) -> SendResult:
         if message.text.startswith("slow"):
-            await asyncio.sleep(0.05)
+            await self.clock.sleep(0.05)
         self.arrived.append((message.address, message.text))
         return await super().send(message)
 
@@ -462,7 +463,9 @@ def test_each_channel_keeps_its_own_minimum_in_flight(
 
 
 class _TakesTime(ScriptedSender):
-    """Answers after a real, flat round trip, and counts the sends under way."""
+    """Answers after a flat round trip on the test's clock (the worker measures round trips
+    on the clock it is given, so a busy machine cannot make them look queued), and counts
+    the sends under way."""
 
     def __init__(self, channel: Channel, clock: ManualClock) -> None:
         super().__init__(channel, clock)
@@ -477,7 +480,7 @@ class _TakesTime(ScriptedSender):
         assert self.limit is not None
         self.highest_limit = max(self.highest_limit, self.limit.limit)
         try:
-            await asyncio.sleep(0.002)
+            await self.clock.sleep(0.1)  # Telegram's own, a tenth of a second
             return await super().send(message)
         finally:
             self.under_way -= 1
@@ -594,10 +597,12 @@ def test_a_pause_holds_for_the_batch_claimed_before_it_was_recorded(
 
 
 class _Slow(ScriptedSender):
-    """A provider that takes a second to answer each message (the worker's real clock)."""
+    """A provider that takes a second to answer each message (on the test's clock, which
+    stands still while the worker's database steps run: a busy machine cannot make a lease
+    renewal late)."""
 
     async def send(self, message: Outgoing) -> SendResult:
-        await asyncio.sleep(1.0)
+        await self.clock.sleep(1.0)
         return await super().send(message)
 
 
@@ -615,19 +620,21 @@ def test_a_batch_that_outlasts_its_lease_keeps_it_and_is_sent_once(
 
     async def go() -> None:
         stop = asyncio.Event()
-        worker = Worker(
-            sessions=sessions,
-            senders={Channel.TELEGRAM: sender},
-            settings=fast_settings,
-            config=WorkerConfig(
-                lease_seconds=0.6, sweep_every=0.2, max_in_flight=1, idle_sleep=0.05
-            ),
+        worker = make_worker(
+            sessions,
+            fast_settings,
+            clock,
+            sender,
+            lease_seconds=0.6,
+            sweep_every=0.2,
+            max_in_flight=1,
+            idle_sleep=0.05,
         )
         running = asyncio.create_task(worker.run(stop))
         for _ in range(200):
-            await asyncio.sleep(0.1)
+            await clock.sleep(0.1)
             if await asyncio.to_thread(all_sent):
-                await asyncio.sleep(0.7)  # a sweep or two more: nothing goes out again
+                await clock.sleep(0.7)  # a sweep or two more: nothing goes out again
                 break
         stop.set()
         await asyncio.wait_for(running, timeout=10)

@@ -98,8 +98,9 @@ def test_long_poll_returns_as_soon_as_an_update_arrives(fake_telegram: FakeTeleg
     dana = fake_telegram.new_user()
 
     async def body(bot: Bot) -> tuple[Update, ...]:
+        before = fake_telegram.polls
         poll = asyncio.create_task(bot.get_updates(timeout=30))
-        await asyncio.sleep(0.05)
+        await _until(lambda: fake_telegram.polls > before)  # the poll is waiting at the fake
         fake_telegram.enqueue(fake_telegram.text(dana, "שלום"))
         return await asyncio.wait_for(poll, 10)
 
@@ -109,8 +110,11 @@ def test_long_poll_returns_as_soon_as_an_update_arrives(fake_telegram: FakeTeleg
 
 def test_a_second_poller_terminates_the_first(fake_telegram: FakeTelegram) -> None:
     async def body(bot: Bot) -> None:
+        before = fake_telegram.polls
         first = asyncio.create_task(bot.get_updates(timeout=30))
-        await asyncio.sleep(0.1)
+        # The first poll must be waiting at the fake before the second arrives (a fixed pause
+        # was too short on a busy machine: the first then came second and simply waited).
+        await _until(lambda: fake_telegram.polls > before)
         async with Bot(fake_telegram.token, base_url=fake_telegram.base_url) as other_instance:
             await other_instance.get_updates(timeout=0)
         with pytest.raises(Conflict):

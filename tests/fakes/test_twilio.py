@@ -206,7 +206,7 @@ def test_status_callbacks_are_signed(fake_twilio: FakeTwilio, fake_settings: Set
                     status_callback=f"{base}/sms/status",
                 )
             assert await fake_twilio.send_status_async(delivered.sid, "delivered") == 204
-            for _ in range(500):  # the undeliverable one's callbacks run on the fake's loop
+            for _ in range(6000):  # the undeliverable one's callbacks run on the fake's loop
                 if len(received) == 3:
                     break
                 await asyncio.sleep(0.01)
@@ -235,7 +235,7 @@ def test_an_unreachable_status_callback_is_recorded_not_raised(
             await client.messages.create_async(
                 to=DANA, from_=fake_twilio.phone_number, body="x", status_callback=closed
             )
-        for _ in range(500):
+        for _ in range(6000):
             if fake_twilio.callbacks:
                 return
             await asyncio.sleep(0.01)

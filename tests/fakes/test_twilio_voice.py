@@ -106,7 +106,7 @@ def test_an_unanswered_call_ends_with_its_status(
     )
     assert call.sid.startswith("CA") and call.status == "queued"
     played = fake_twilio.voice.calls[call.sid]
-    for _ in range(1000):  # the call plays on the fake's own thread
+    for _ in range(6000):  # the call plays on the fake's own thread
         if played.ended.is_set():
             break
         time.sleep(0.01)

@@ -58,7 +58,7 @@ def serving(app: Any, *, max_connections: int = 20, head_timeout: float = 0.5) -
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    for _ in range(500):
+    for _ in range(6000):
         if server.started:
             break
         time.sleep(0.01)
@@ -90,7 +90,7 @@ def app(
 
 
 def _wait_for_telegram(app: Any) -> None:
-    for _ in range(1000):
+    for _ in range(6000):
         if app.state.runtime.telegram_ready.is_set():
             return
         time.sleep(0.01)

@@ -59,7 +59,7 @@ def test_serve_starts_without_channels_and_says_which_are_off(tmp_path: Path) ->
         assert process.stdout is not None
         first = process.stdout.readline()
         assert "Telegram off" in first and "SMS off" in first, first
-        for _ in range(100):
+        for _ in range(600):
             try:
                 answer = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
                 break
@@ -102,7 +102,7 @@ def test_serve_runs_one_scheduler(database_url: str, engine: object, sessions: o
 
     async def serve_briefly() -> set[str]:
         async with app.router.lifespan_context(app):
-            for _ in range(200):
+            for _ in range(1200):
                 if runtime.scheduler is not None and runtime.scheduler.active:
                     break
                 await asyncio.sleep(0.05)
