@@ -986,7 +986,9 @@ def decline_role(
         seat = replace(quota, seats=open_)
         could = _could_take(session, row, profile=profile, year=now.year)
         keep = rules.keep_bonus_m
-        rings = sorted({b + r for b in (0, keep, 2 * keep) for r in _RINGS_M})
+        # Only adults may take it: nobody costs less than the adult's bonus.
+        least = keep if quota.min_age >= ADULT_AGE else 0
+        rings = sorted({b + r for b in (least, keep, 2 * keep) for r in _RINGS_M})
         for cost in (*rings, None):
             where = could if cost is None else and_(could, _within_cost(seat, cost, rules))
             volunteers = _role_volunteers(session, authority=authority, where=where, year=now.year)
