@@ -386,6 +386,7 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--repeat", type=int, default=3, help="runs per timing (median reported)")
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument(
         "--declines-only",
         action="store_true",
@@ -410,6 +411,8 @@ def main() -> int:
                 f"sqlite:///{ROOT / 'var' / 'bench' / f'town-{size}-{secrets.token_hex(3)}.sqlite3'}",
             )
         ]
+        if args.no_sqlite:
+            databases = []
         if not args.no_postgres:
             databases.append(("postgresql", scratch_postgres()))
         try:

@@ -700,14 +700,9 @@ def _within_cost(quota: Quota, cost: int, rules: RoleRules) -> ColumnElement[boo
     """
     keep = rules.keep_bonus_m
     adult = Person.birth_year <= rules.year - ADULT_AGE
-    has_buddies = (
-        select(BuddyAssignment.id)
-        .where(
-            BuddyAssignment.volunteer_id == Person.id,
-            BuddyAssignment.status.in_(ACTIVE_ASSIGNMENT),
-        )
-        .correlate(Person)
-        .exists()
+    # Not correlated: the database reads the volunteers with buddies once, not once a person.
+    has_buddies = Person.id.in_(
+        select(BuddyAssignment.volunteer_id).where(BuddyAssignment.status.in_(ACTIVE_ASSIGNMENT))
     )
     classes = (
         (0, ~adult),  # a minor never checks on residents
