@@ -253,8 +253,14 @@ def load_registry(
         .join(Person, Person.id == GroupMember.person_id)
         .where(Person.authority_id == authority.id, Person.status.in_(live))
     )
-    if chosen is not None:  # only the groups of the people read
-        theirs = select(GroupMember.group_id).where(GroupMember.person_id.in_(chosen))
+    if chosen is not None:  # only the groups of the people read (their ids: a plan per id list)
+        theirs = sorted(
+            set(
+                session.scalars(
+                    select(GroupMember.group_id).where(GroupMember.person_id.in_(chosen))
+                )
+            )
+        )
         members_query = members_query.where(GroupMember.group_id.in_(theirs))
     members = session.execute(members_query).all()
     groups_with_adult = {g for g, _, born in members if is_adult(born, year)}
