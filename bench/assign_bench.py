@@ -23,8 +23,9 @@ For each town (``fakes.town``: about 20% at risk, 10% volunteers) and each datab
   fresh town (every pair is new) and a re-run (nothing changed), wall time and peak RSS;
 * one decline re-planned: a volunteer declines an offer of a buddy pair (or of a role) and
   ``dispatch.offers.take_offer_answer`` marks it, plans that seat again and offers it to the next
-  volunteer, in one transaction (rolled back after each), on several seats across the town; wall
-  and CPU time, and how many found someone.
+  volunteer, in one transaction (rolled back after each), on several seats across the town, for a
+  buddy pair and for each kind of role seat (a zone's, a shelter's, the town's); wall and CPU
+  time, and how many found someone.
 
 Times are medians of ``--repeat`` runs; the machine is shared, so expect noise.
 """
@@ -220,20 +221,27 @@ def declines(url: str, seats: int = 7) -> dict[str, Any]:
     engine = make_engine(url)
     sessions = make_sessionmaker(engine)
     out: dict[str, Any] = {}
-    for kind, model, holder in (
-        ("buddy", BuddyAssignment, BuddyAssignment.volunteer_id),
-        ("role", RoleAssignment, RoleAssignment.person_id),
-    ):
+    seat_kinds: tuple[tuple[str, Any, Any, Any], ...] = (
+        ("buddy", BuddyAssignment, BuddyAssignment.volunteer_id, True),
+        # Each kind of role seat: a zone's, a shelter's (its zone or within walking), the town's.
+        (
+            "role_zone", RoleAssignment, RoleAssignment.person_id,
+            RoleAssignment.zone_id.is_not(None) & RoleAssignment.shelter_id.is_(None),
+        ),
+        ("role_shelter", RoleAssignment, RoleAssignment.person_id, RoleAssignment.shelter_id.is_not(None)),
+        ("role_town", RoleAssignment, RoleAssignment.person_id, RoleAssignment.zone_id.is_(None)),
+    )  # fmt: skip
+    for kind, model, holder, which in seat_kinds:
         with sessions() as session:
             rows = session.execute(
-                select(model.id, holder).where(model.status == "proposed").order_by(model.id)
+                select(model.id, holder).where(model.status == "proposed", which).order_by(model.id)
             ).all()
         picked = [rows[i * len(rows) // seats] for i in range(seats)] if rows else []
         walls, cpus, found = [], [], 0
         for assignment_id, volunteer_id in picked:
             with sessions() as session:
                 offer = AssignmentOffer(
-                    kind=kind, assignment_id=assignment_id, volunteer_id=volunteer_id,
+                    kind="buddy" if kind == "buddy" else "role", assignment_id=assignment_id, volunteer_id=volunteer_id,
                     state="offered", created_at=NOW,
                 )  # fmt: skip
                 session.add(offer)
@@ -378,6 +386,12 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--repeat", type=int, default=3, help="runs per timing (median reported)")
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--no-sqlite", action="store_true")
+    parser.add_argument(
+        "--declines-only",
+        action="store_true",
+        help="only the first `hosen assign` (wall, peak RSS, inner timings) and the declines",
+    )
     parser.add_argument("--solver-child", help=argparse.SUPPRESS)  # internal: database URL
     parser.add_argument("--decline-child", help=argparse.SUPPRESS)  # internal: database URL
     args = parser.parse_args()
@@ -397,6 +411,8 @@ def main() -> int:
                 f"sqlite:///{ROOT / 'var' / 'bench' / f'town-{size}-{secrets.token_hex(3)}.sqlite3'}",
             )
         ]
+        if args.no_sqlite:
+            databases = []
         if not args.no_postgres:
             databases.append(("postgresql", scratch_postgres()))
         try:
@@ -406,6 +422,32 @@ def main() -> int:
                     f"# {kind} {size:,}: loaded {town['people']:,} people in {town['load_town_s']:.1f} s",
                     file=sys.stderr,
                 )
+                if args.declines_only:
+                    whole_first, whole_rss, out = child(
+                        [python, "-m", "hosen", "assign", "--json"], {"HOSEN_DATABASE_URL": url}
+                    )
+                    decline_runs = [
+                        json.loads(
+                            child([python, "bench/assign_bench.py", "--decline-child", url])[2]
+                        )
+                        for _ in range(args.repeat)
+                    ]
+                    row = {
+                        "size": size,
+                        "db": kind,
+                        "whole_first_s": whole_first,
+                        "whole_rss_mb": whole_rss,
+                        "whole_first_inner": json.loads(out)["timings_s"],
+                        **{
+                            k: statistics.median(run[k] for run in decline_runs)
+                            for k in decline_runs[-1]
+                            if k.endswith("_s")
+                        },
+                        **{k: v for k, v in decline_runs[-1].items() if k.endswith("_found")},
+                    }
+                    results.append(row)
+                    print(json.dumps(row), file=sys.stderr)
+                    continue
                 solver_runs = []
                 for _ in range(args.repeat):
                     _, rss, out = child([python, "bench/assign_bench.py", "--solver-child", url])
@@ -448,8 +490,7 @@ def main() -> int:
                         for k in decline_runs[-1]
                         if k.endswith("_s")
                     },
-                    "decline_buddy_found": decline_runs[-1]["decline_buddy_found"],
-                    "decline_role_found": decline_runs[-1]["decline_role_found"],
+                    **{k: v for k, v in decline_runs[-1].items() if k.endswith("_found")},
                 }
                 results.append(row)
                 print(json.dumps(row), file=sys.stderr)
@@ -459,6 +500,14 @@ def main() -> int:
                     drop_postgres(url)
                 else:
                     Path(make_url(url).database or "").unlink(missing_ok=True)
+    if args.declines_only:
+        print_declines(results)
+        for r in results:
+            print(
+                f"  {r['size']:,} {r['db']}: first `hosen assign` {r['whole_first_s']:.1f} s, "
+                f"peak RSS {r['whole_rss_mb']:.0f} MB, inner {r['whole_first_inner']}"
+            )
+        return 0
     print_table(results)
     return 0
 
@@ -495,21 +544,27 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             f"| {r['size']:,} | {r['db']} | {r['optimal_primaries_km']:,.1f}, {r['optimal_primaries_proven']}, {r['optimal_primaries_core_s']:.2f} "
             f"| {r['proven_primaries_km']:,.1f}, {r['proven_primaries_priced']:,}, {r['proven_primaries_pricing_s']:.2f}, {r['proven_primaries_core_s']:.2f} |"
         )
-    print(
-        "\n| people | db | one buddy decline re-planned and offered: median s (max, CPU s), found someone | one role decline: median s (max, CPU s), found someone |"
-    )
-    print("|---|---|---|---|")
-    for r in rows:
-        print(
-            f"| {r['size']:,} | {r['db']} | {r['decline_buddy_s']:.2f} ({r['decline_buddy_max_s']:.2f}, {r['decline_buddy_cpu_s']:.2f}), {r['decline_buddy_found']} "
-            f"| {r['decline_role_s']:.2f} ({r['decline_role_max_s']:.2f}, {r['decline_role_cpu_s']:.2f}), {r['decline_role_found']} |"
-        )
+    print_declines(rows)
     print("\ntiers (met / demand) and the causes of the buddy gaps:")
     for r in rows:
         print(f"  {r['size']:,} {r['db']}: {'; '.join(r['tiers'])}; causes {r['causes']}")
     print("\nwhole `hosen assign` inner timings (first run):")
     for r in rows:
         print(f"  {r['size']:,} {r['db']}: {r['whole_first_inner']}")
+
+
+def print_declines(rows: list[dict[str, Any]]) -> None:
+    print(
+        "\n| people | db | one decline re-planned and offered: median s (max, CPU s), found someone: buddy pair | zone role | shelter role (shelter manager) | town-wide role |"
+    )
+    print("|---|---|---|---|---|---|")
+    kinds = ("buddy", "role_zone", "role_shelter", "role_town")
+    for r in rows:
+        cells = " | ".join(
+            f"{r[f'decline_{k}_s']:.2f} ({r[f'decline_{k}_max_s']:.2f}, {r[f'decline_{k}_cpu_s']:.2f}), {r[f'decline_{k}_found']}"
+            for k in kinds
+        )
+        print(f"| {r['size']:,} | {r['db']} | {cells} |")
 
 
 if __name__ == "__main__":

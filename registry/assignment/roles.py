@@ -241,10 +241,7 @@ def plan_roles(
             tails.append(vi)
             heads.append(qi)
             costs.append(
-                walk_m(volunteer, quota, rules.reach_m)
-                - (rules.keep_bonus_m if holding.get(volunteer.id) == quota.key else 0)
-                + (rules.keep_bonus_m if volunteer.buddies else 0)
-                + (rules.keep_bonus_m if _may_visit(volunteer, rules.year) else 0)
+                seat_cost(volunteer, quota, rules, holding=holding.get(volunteer.id) == quota.key)
             )
     chosen = _solve(len(pool), [seats_left[q.key] for q in open_quotas], tails, heads, costs)
     holders = [
@@ -307,6 +304,20 @@ def _unfilled(eligible: int, engaged: int, declined: int) -> Unfilled:
     if declined == eligible:
         return Unfilled.DECLINED
     return Unfilled.CANDIDATES_TAKEN
+
+
+def seat_cost(
+    volunteer: RoleVolunteer, quota: Quota, rules: RoleRules, *, holding: bool = False
+) -> int:
+    """What giving ``quota``'s seat to ``volunteer`` costs the plan (its second objective): the
+    walk, less ``keep_bonus_m`` for the current holder, plus ``keep_bonus_m`` for an adult (who
+    could make home visits instead) and again for one who already checks on residents."""
+    return (
+        walk_m(volunteer, quota, rules.reach_m)
+        - (rules.keep_bonus_m if holding else 0)
+        + (rules.keep_bonus_m if volunteer.buddies else 0)
+        + (rules.keep_bonus_m if _may_visit(volunteer, rules.year) else 0)
+    )
 
 
 def _may_visit(volunteer: RoleVolunteer, year: int) -> bool:

@@ -40,6 +40,7 @@ from registry.assignment.roles import (
     RoleVolunteer,
     Scope,
     plan_roles,
+    seat_cost,
 )
 from registry.assignment.tiers import BuddyGap, TierResult, check_policy, plan_policy
 from registry.bulk import bulk_insert
@@ -129,35 +130,28 @@ class Around:
         """Volunteers who could take the seat (see ``buddies.not_buddy``: adult, available, no
         role) near enough and with room for one more resident; and ``also``."""
         near = self.near()
-        taken = (
-            select(func.count())
-            .where(
-                BuddyAssignment.volunteer_id == Person.id,
-                BuddyAssignment.status.in_(ACTIVE_ASSIGNMENT),
-            )
-            .correlate(Person)
-            .scalar_subquery()
+        # Not correlated: each set is read once, not once a person (seconds on PostgreSQL).
+        available = select(VolunteerProfile.person_id).where(
+            VolunteerProfile.available_emergency.is_(True)
         )
-        room = (
-            select(VolunteerProfile.checkin_capacity)
-            .where(
-                VolunteerProfile.person_id == Person.id,
-                VolunteerProfile.available_emergency.is_(True),
-            )
-            .correlate(Person)
-            .scalar_subquery()
+        full = (
+            select(VolunteerProfile.person_id)
+            .join(BuddyAssignment, BuddyAssignment.volunteer_id == VolunteerProfile.person_id)
+            .where(BuddyAssignment.status.in_(ACTIVE_ASSIGNMENT))
+            .group_by(VolunteerProfile.person_id, VolunteerProfile.checkin_capacity)
+            .having(func.count() >= VolunteerProfile.checkin_capacity)
         )
-        holds_role = (
-            select(RoleAssignment.id)
-            .where(
-                RoleAssignment.person_id == Person.id,
-                RoleAssignment.status.in_(ACTIVE_ASSIGNMENT),
-            )
-            .correlate(Person)
-            .exists()
+        holders = select(RoleAssignment.person_id).where(
+            RoleAssignment.status.in_(ACTIVE_ASSIGNMENT)
         )
         adult = Person.birth_year <= self.year - ADULT_AGE
-        free = and_(near, adult, room > taken, ~holds_role)
+        free = and_(
+            near,
+            adult,
+            Person.id.in_(available),
+            Person.id.not_in(full),
+            Person.id.not_in(holders),
+        )
         return or_(free, Person.id.in_(self.also)) if self.also else free
 
     def near(self) -> ColumnElement[bool]:
@@ -259,8 +253,14 @@ def load_registry(
         .join(Person, Person.id == GroupMember.person_id)
         .where(Person.authority_id == authority.id, Person.status.in_(live))
     )
-    if chosen is not None:  # only the groups of the people read
-        theirs = select(GroupMember.group_id).where(GroupMember.person_id.in_(chosen))
+    if chosen is not None:  # only the groups of the people read (their ids: a plan per id list)
+        theirs = sorted(
+            set(
+                session.scalars(
+                    select(GroupMember.group_id).where(GroupMember.person_id.in_(chosen))
+                )
+            )
+        )
         members_query = members_query.where(GroupMember.group_id.in_(theirs))
     members = session.execute(members_query).all()
     groups_with_adult = {g for g, _, born in members if is_adult(born, year)}
@@ -647,10 +647,21 @@ def _could_take(
     session: Session, row: RoleAssignment, *, profile: Profile, year: int
 ) -> ColumnElement[bool]:
     """Volunteers who might take this role's seat (``roles.not_eligible`` has the last word):
-    available, old enough, holding no role, and in its zone (a shelter's: or within reach)."""
+    available, old enough, holding no role, not having declined it, and in its zone (a
+    shelter's: or within reach)."""
     holds_role = (
         select(RoleAssignment.id)
         .where(RoleAssignment.person_id == Person.id, RoleAssignment.status.in_(ACTIVE_ASSIGNMENT))
+        .correlate(Person)
+        .exists()
+    )
+    declined_it = (
+        select(RoleAssignment.id)
+        .where(
+            RoleAssignment.person_id == Person.id,
+            RoleAssignment.role_code == row.role_code,
+            RoleAssignment.status == AssignmentStatus.DECLINED,
+        )
         .correlate(Person)
         .exists()
     )
@@ -660,18 +671,14 @@ def _could_take(
         cast(VolunteerProfile.skills, String).like(f'%"{skill}"%')
         for skill in (role.required_skills if role is not None else ())
     ]
-    available = (
-        select(VolunteerProfile.person_id)
-        .where(
-            VolunteerProfile.person_id == Person.id,
-            VolunteerProfile.available_emergency.is_(True),
-            *skilled,
-        )
-        .correlate(Person)
-        .exists()
-    )
     min_age = role.min_age if role is not None else ADULT_AGE
-    could = and_(available, ~holds_role, Person.birth_year <= year - min_age)
+    could = and_(
+        VolunteerProfile.available_emergency.is_(True),
+        *skilled,
+        ~holds_role,
+        ~declined_it,
+        Person.birth_year <= year - min_age,
+    )
     if row.shelter_id is not None:
         shelter = session.get(Shelter, row.shelter_id)
         if shelter is not None:
@@ -680,6 +687,117 @@ def _could_take(
     if row.zone_id is not None:
         return and_(could, Person.zone_id == row.zone_id)
     return could
+
+
+def _within_cost(quota: Quota, cost: int, rules: RoleRules) -> ColumnElement[bool]:
+    """Volunteers whose seat cost (``roles.seat_cost``: the walk plus a bonus for an adult and
+    another for one with buddies) may be at most ``cost``: those left out all cost more.
+
+    The bonus is known from the row (adult? checks on residents?), so each class is read within
+    its own radius: ``cost`` less its bonus. A walk is at least the distance (a box a little wider
+    than the circle); without coordinates on either side it is the reach.
+    """
+    keep = rules.keep_bonus_m
+    adult = Person.birth_year <= rules.year - ADULT_AGE
+    # Not correlated: the database reads the volunteers with buddies once, not once a person.
+    has_buddies = Person.id.in_(
+        select(BuddyAssignment.volunteer_id).where(BuddyAssignment.status.in_(ACTIVE_ASSIGNMENT))
+    )
+    classes = (
+        (0, ~adult),  # a minor never checks on residents
+        (keep, and_(adult, ~has_buddies)),
+        (2 * keep, and_(adult, has_buddies)),
+    )
+    unplaced = quota.lat is None or quota.lon is None
+    alike: list[ColumnElement[bool]] = []
+    for bonus, who in classes:
+        walk = cost - bonus
+        if walk < 0:
+            continue
+        if quota.scope == Scope.TOTAL or (unplaced and walk >= rules.reach_m):
+            alike.append(who)  # a walk of 0 (town-wide), or the reach for everyone
+            continue
+        if unplaced:
+            continue
+        where: list[ColumnElement[bool]] = []
+        if walk >= rules.reach_m:  # people without coordinates walk the reach
+            where.append(or_(Person.lat.is_(None), Person.lon.is_(None)))
+        # One metre more: a walk is the distance rounded to the metre.
+        box = Around(quota.lat, quota.lon, None, walk + 1, rules.year).near()
+        where.append(box)
+        alike.append(and_(who, or_(false(), *where)))
+    return or_(false(), *alike)
+
+
+def _role_volunteers(
+    session: Session, *, authority: Authority, where: ColumnElement[bool], year: int
+) -> list[RoleVolunteer]:
+    """The volunteers matching ``where``, with only what the role plan reads: place, age,
+    skills, availability, buddies held; guardian consent and group only for minors."""
+    live = (PersonStatus.ACTIVE, PersonStatus.PAUSED)
+    rows = session.execute(
+        select(
+            Person.id, Person.zone_id, Person.lat, Person.lon, Person.birth_year,
+            VolunteerProfile.skills, VolunteerProfile.available_emergency,
+        )
+        .join(VolunteerProfile, VolunteerProfile.person_id == Person.id)
+        .where(
+            Person.authority_id == authority.id, Person.status.in_(live),
+            Person.is_volunteer.is_(True), where,
+        )
+    ).all()  # fmt: skip
+    ids = [r.id for r in rows]
+    minors = [r.id for r in rows if not is_adult(r.birth_year, year)]
+    load: dict[int, int] = defaultdict(int)
+    guardian: set[int] = set()
+    in_adult_group: set[int] = set()
+    for start in range(0, len(ids), _CHUNK):
+        for v in session.scalars(
+            select(BuddyAssignment.volunteer_id).where(
+                BuddyAssignment.status.in_(ACTIVE_ASSIGNMENT),
+                BuddyAssignment.volunteer_id.in_(ids[start : start + _CHUNK]),
+            )
+        ):
+            load[v] += 1
+    for start in range(0, len(minors), _CHUNK):
+        chunk = minors[start : start + _CHUNK]
+        guardian.update(
+            session.scalars(
+                select(Consent.person_id).where(
+                    Consent.person_id.in_(chunk),
+                    Consent.kind == ConsentKind.GUARDIAN,
+                    Consent.withdrawn_at.is_(None),
+                )
+            )
+        )
+        theirs = session.execute(
+            select(GroupMember.group_id, GroupMember.person_id).where(
+                GroupMember.person_id.in_(chunk)
+            )
+        ).all()
+        groups = sorted({g for g, _ in theirs})
+        with_adult = set(
+            session.scalars(
+                select(GroupMember.group_id)
+                .join(Person, Person.id == GroupMember.person_id)
+                .where(
+                    GroupMember.group_id.in_(groups),
+                    Person.status.in_(live),
+                    Person.birth_year <= year - ADULT_AGE,
+                )
+                .distinct()
+            )
+        )
+        in_adult_group.update(p for g, p in theirs if g in with_adult)
+    return [
+        RoleVolunteer(
+            id=r.id, zone_id=r.zone_id, lat=r.lat, lon=r.lon, birth_year=r.birth_year,
+            skills=frozenset(r.skills or ()), available=r.available_emergency,
+            guardian_consent=r.id in guardian, adult_in_group=r.id in in_adult_group,
+            buddies=load.get(r.id, 0),
+        )
+        for r in rows
+    ]  # fmt: skip
 
 
 class NotDeclinable(RegistryError):
@@ -822,7 +940,13 @@ def decline_role(
     reason: str | None = None,
     now: datetime | None = None,
 ) -> AssignmentResult:
-    """A volunteer declines a role: mark it declined and offer the seat to the best free volunteer."""
+    """A volunteer declines a role: mark it declined and offer the seat to the best free volunteer.
+
+    The best is the one the full plan's rules pick for this seat alone (``roles.seat_cost``: the
+    shortest walk, sparing adults and more so those with buddies), looked for in rings of that
+    cost: everyone outside a ring costs more than it, so a seat filled within its ring is filled
+    as the whole town would fill it, having read a few dozen people instead of thousands.
+    """
     now = now or utcnow()
     row = session.get(RoleAssignment, assignment_id)
     if row is None or row.status not in ACTIVE_ASSIGNMENT:
@@ -835,30 +959,59 @@ def decline_role(
     )  # fmt: skip
     authority = session.get(Authority, row.authority_id)
     assert authority is not None
-    registry = load_registry(
-        session, authority=authority, profile=profile, now=now, resident_ids=(),
-        volunteers_where=_could_take(session, row, profile=profile, year=now.year),
-    )  # fmt: skip
+    zones = session.execute(
+        select(Zone.id, Zone.code, Zone.lat, Zone.lon).where(Zone.authority_id == authority.id)
+    ).all()
+    shelters = session.execute(
+        select(Shelter.id, Shelter.code, Shelter.zone_id, Shelter.lat, Shelter.lon).where(
+            Shelter.id == row.shelter_id
+        )
+    ).all()
     key = (row.role_code, row.zone_id, row.shelter_id)
-    quota = next((q for q in registry.quotas if q.key == key), None)
-    holding = {h.person_id for h in registry.roles}
-    seats_taken = sum(1 for h in registry.roles if h.key == key)
-    free = [v for v in registry.role_volunteers if v.id not in holding]
-    if quota is None or quota.seats <= seats_taken:
-        roles = RolePlan(holders=[], changes=[], open_seats=[], seats=0, filled=0)
-    else:
-        roles = plan_roles(
-            free,
-            [replace(quota, seats=quota.seats - seats_taken)],
-            declined=registry.declined_roles,
-            rules=RoleRules(
-                year=now.year, reach_m=profile.walking_distance_m,
-                keep_bonus_m=profile.walking_distance_m,
-            ),
+    quota = next((q for q in quotas_for(profile, zones, shelters) if q.key == key), None)
+    taken = select(func.count()).where(
+        RoleAssignment.authority_id == authority.id,
+        RoleAssignment.role_code == row.role_code,
+        RoleAssignment.status.in_(ACTIVE_ASSIGNMENT),
+    )
+    if quota is not None and quota.scope != Scope.TOTAL:
+        taken = taken.where(RoleAssignment.zone_id == row.zone_id)
+        taken = taken.where(
+            RoleAssignment.shelter_id.is_(None)
+            if row.shelter_id is None
+            else RoleAssignment.shelter_id == row.shelter_id
+        )
+    open_ = 0 if quota is None else quota.seats - (session.scalar(taken) or 0)
+    roles = RolePlan(holders=[], changes=[], open_seats=[], seats=0, filled=0)
+    if quota is not None and open_ > 0:
+        rules = RoleRules(
+            year=now.year, reach_m=profile.walking_distance_m,
+            keep_bonus_m=profile.walking_distance_m,
         )  # fmt: skip
+        seat = replace(quota, seats=open_)
+        could = _could_take(session, row, profile=profile, year=now.year)
+        keep = rules.keep_bonus_m
+        # Only adults may take it: nobody costs less than the adult's bonus.
+        least = keep if quota.min_age >= ADULT_AGE else 0
+        rings = sorted({b + r for b in (least, keep, 2 * keep) for r in _RINGS_M})
+        for cost in (*rings, None):
+            where = could if cost is None else and_(could, _within_cost(seat, cost, rules))
+            volunteers = _role_volunteers(session, authority=authority, where=where, year=now.year)
+            roles = plan_roles(volunteers, [seat], rules=rules)
+            by_id = {v.id: v for v in volunteers}
+            if cost is None or (
+                roles.filled == open_
+                and all(seat_cost(by_id[h.person_id], seat, rules) <= cost for h in roles.holders)
+            ):
+                break
     empty = BuddyPlan(
         pairs=[], changes=[], unassigned={}, not_buddies={}, gaps=[], coverage=Coverage()
     )
+    registry = Registry(
+        authority_id=authority.id, residents=[], volunteers=[], role_volunteers=[], quotas=[],
+        buddies=[], buddy_row={}, declined_buddies=set(), roles=[], role_row={},
+        declined_roles=set(), zone_codes={z.id: z.code for z in zones},
+    )  # fmt: skip
     result = AssignmentResult(buddies=empty, roles=roles, zone_codes=registry.zone_codes)
     write(session, registry=registry, result=result, actor=actor, trigger="decline", now=now)
     return result

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import random
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,11 +20,13 @@ from config.settings import Settings
 from hosen.cli import build_parser
 from hosen.context import Context, build_context
 from registry.assignment.models import AssignmentChange, AssignmentRun
+from registry.assignment.roles import RoleRules, not_eligible, seat_cost
 from registry.assignment.store import (
     NotDeclinable,
     assign_authority,
     decline_buddy,
     decline_role,
+    load_registry,
 )
 from registry.db import unit_of_work
 from registry.models import (
@@ -84,13 +87,14 @@ def add(
     ref: str,
     *,
     north: float = 0,
+    east: float = 0,
     language: Language = Language.HE,
     born: int = 1980,
     volunteer: VolunteerDetails | None = None,
     needs: NeedsDetails | None = None,
     zone: str = "kt-center",
 ) -> Person:
-    lat, lon = near(north)
+    lat, lon = near(north, east)
     return register_person(
         session,
         authority=authority,
@@ -288,6 +292,95 @@ def test_declining_a_role_offers_the_seat_to_someone_else(
     assert [
         s.reason.value for s in again.roles.open_seats if s.quota.zone_id == people["medic"].zone_id
     ] == ["declined"]
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_a_declined_seat_goes_to_whom_the_whole_town_would_give_it(
+    sessions: sessionmaker[Session], directory: Directory, authority: Authority, seed: int
+) -> None:
+    """The re-plan reads rings of the seat's cost, not the town: for every kind of seat (a
+    shelter's, a zone's, the town's), whoever it picks costs what the best volunteer of the whole
+    town would (every free volunteer who may take it and has not declined it, by the plan's own
+    ``seat_cost``): walks from a few metres to beyond the reach, minors, adults with and without
+    buddies, people without coordinates."""
+    rng = random.Random(seed)
+    sample = load_profile(DEFAULT_PROFILE_PATH)
+    seats = {"shelter_manager": {}, "youth_team": {"quota_per_zone": 1}, "head": {}}
+    profile = sample.model_copy(
+        update={
+            "roles": [r.model_copy(update=seats[r.code]) for r in sample.roles if r.code in seats]
+        }
+    )
+    zones = ("kt-center", "kt-vatika", "kt-rimonim")
+    with unit_of_work(sessions) as session:
+        group = Group(
+            authority_id=authority.id, kind=GroupKind.YOUTH_MOVEMENT, name="Scouts",
+            join_code=f"scouts-{seed}",
+        )  # fmt: skip
+        session.add(group)
+        session.flush()
+        for i in range(36):
+            born = rng.choice((1970, 1985, 1999, 2009, 2010))
+            person = add(
+                session, authority, directory, f"v{i}", north=rng.uniform(-2500, 2500),
+                east=rng.uniform(-2500, 2500), born=born, zone=rng.choice(zones),
+                volunteer=VolunteerDetails(checkin_capacity=rng.choice((1, 2))),
+            )  # fmt: skip
+            if i % 7 == 3:
+                person.lat = person.lon = None  # matched by zone alone
+            if born < 2000 or rng.random() < 0.7:
+                session.add(GroupMember(group_id=group.id, person_id=person.id, joined_at=NOW))
+            if born > 2000 and rng.random() < 0.7:
+                record_consent(
+                    session, person=person, kind=ConsentKind.GUARDIAN, version="1",
+                    language=Language.HE, text="guardian consent", channel=Source.STAFF,
+                    given_by=ConsentGiver.GUARDIAN, actor="t", guardian_name="Parent", now=NOW,
+                )  # fmt: skip
+        for i in range(14):
+            add(
+                session, authority, directory, f"r{i}", north=rng.uniform(-2000, 2000),
+                east=rng.uniform(-2000, 2000), zone=rng.choice(zones),
+                needs=NeedsDetails(lives_alone=True),
+            )  # fmt: skip
+    with unit_of_work(sessions) as session:
+        first = assign_authority(
+            session, authority=authority, profile=profile, actor="test", now=NOW
+        )
+    assert first.buddies.pairs  # some volunteers check on residents: they cost more
+    rules = RoleRules(
+        year=NOW.year, reach_m=profile.walking_distance_m, keep_bonus_m=profile.walking_distance_m
+    )
+    kinds: set[str] = set()
+    for holder in first.roles.holders:
+        with sessions() as session:
+            row = session.scalars(
+                select(RoleAssignment).where(
+                    RoleAssignment.person_id == holder.person_id,
+                    RoleAssignment.status == AssignmentStatus.PROPOSED,
+                )
+            ).one()
+            town = load_registry(session, authority=authority, profile=profile, now=NOW)
+            quota = next(q for q in town.quotas if q.key == holder.key)
+            holding = {h.person_id for h in town.roles}
+            best = sorted(
+                seat_cost(v, quota, rules)
+                for v in town.role_volunteers
+                if v.id not in holding
+                and (v.id, quota.role_code) not in town.declined_roles
+                and not_eligible(v, quota, year=NOW.year, reach_m=rules.reach_m) is None
+            )
+            result = decline_role(
+                session, assignment_id=row.id, profile=profile, actor="bot", now=NOW
+            )
+            picked = {v.id: v for v in town.role_volunteers}
+            costs = sorted(
+                seat_cost(picked[h.person_id], quota, rules) for h in result.roles.holders
+            )
+            assert costs == best[: len(costs)]
+            assert bool(costs) == bool(best)  # someone who may take it is asked
+            kinds.add(quota.scope.value)
+            session.rollback()
+    assert kinds == {"shelter", "zone", "total"}
 
 
 def test_a_minor_takes_a_youth_role_only_with_a_guardian_and_an_adult_group(
