@@ -208,6 +208,10 @@ class RegistryPages:
                 needs=needs,
                 contact=contact,
                 may_read_needs=may_read_needs,
+                role_names={
+                    role.code: role.names.get(visit.words.language)
+                    for role in self.console.ctx.profile.roles
+                },
             )
 
         return await self.console._page(request, build)

@@ -25,6 +25,7 @@ from registry.models import (
     Person,
     PhoneKind,
     ResidentNeeds,
+    RoleAssignment,
     Source,
 )
 from registry.phones import normalise_phone
@@ -95,6 +96,14 @@ def town(sessions: sessionmaker[Session], directory: Directory) -> dict[str, int
                 assignment_id=buddy.id,
                 volunteer_id=dana.id,
                 state=OfferState.OFFERED.value,
+            )
+        )
+        session.add(
+            RoleAssignment(
+                person_id=dana.id,
+                authority_id=kt.id,
+                role_code="head",
+                status=AssignmentStatus.CONFIRMED,
             )
         )
         group, _ = save_group(
@@ -194,6 +203,7 @@ def test_the_person_page_shows_buddies_offers_groups_and_audits_the_needs_read(
     volunteer = client.get(f"/console/people/{town['dana']}").text
     assert "Scouts Tamar" in volunteer and "רכז/ת" in volunteer  # coordinator of the scouts
     assert "Miriam Cohen" in volunteer  # whom she checks on
+    assert "ראש מטה החירום · כלל היישוב · מאושר" in volunteer  # her role, by its name
     with sessions() as session:
         # A volunteer's page reads no needs.
         assert not session.scalars(
