@@ -539,17 +539,22 @@ def _environment() -> Environment:
     )
 
 
+def template_values(view: ReportView) -> dict[str, Any]:
+    """What ``report_body.html`` draws with (the standalone page and the console's page)."""
+    return {
+        "view": view,
+        "width": WIDTH,
+        "height": HEIGHT,
+        "pad": PAD,
+        "zone_bar": (18, 8, 150),
+        "legend": [(view.labels[f"outcome.{o}"], COLOURS[o]) for o in OUTCOMES],
+    }
+
+
 def render(view: ReportView) -> str:
     """The whole report page (HTML)."""
     template = _environment().get_template("report.html")
-    return template.render(
-        view=view,
-        width=WIDTH,
-        height=HEIGHT,
-        pad=PAD,
-        zone_bar=(18, 8, 150),
-        legend=[(view.labels[f"outcome.{o}"], COLOURS[o]) for o in OUTCOMES],
-    )
+    return template.render(**template_values(view))
 
 
 def _table(headers: list[str], rows: list[list[str]], indent: str = "  ") -> list[str]:

@@ -59,6 +59,7 @@ class StaffAction(StrEnum):
     HANDLE_HELP = "help.handle"  # take, close or give up a help alert
     MANAGE_GROUP_MEMBERS = "group.members"  # list and remove a group's members
     MARK_RESOURCE = "resource.state"  # mark a community resource available, in use, out of service
+    VIEW_REGISTRY = "registry.view"  # the console's people, groups, resources and gaps pages
 
 
 ALLOWED: dict[StaffRole, frozenset[StaffAction]] = {

@@ -14,7 +14,14 @@ from zoneinfo import ZoneInfo
 from babel import Locale
 from babel.dates import format_datetime, format_time
 from babel.numbers import format_decimal
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import (
+    ChoiceLoader,
+    Environment,
+    FileSystemLoader,
+    PackageLoader,
+    StrictUndefined,
+    select_autoescape,
+)
 
 from config.i18n import t
 from config.languages import ALL_LANGUAGES, Language
@@ -26,7 +33,8 @@ STATIC = HERE / "static"
 
 def environment() -> Environment:
     return Environment(
-        loader=FileSystemLoader(TEMPLATES),
+        # The console's own templates, then the drill report's body (hosen/templates).
+        loader=ChoiceLoader([FileSystemLoader(TEMPLATES), PackageLoader("hosen", "templates")]),
         autoescape=select_autoescape(["html", "svg"], default_for_string=True),
         undefined=StrictUndefined,
         trim_blocks=True,

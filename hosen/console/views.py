@@ -45,6 +45,7 @@ from dispatch.models import (
     Priority,
 )
 from dispatch.reports import close_campaign
+from hosen.console.registry_pages import RegistryPages
 from hosen.console.session import COOKIE, CSRF_FIELD, ConsoleSession, Sessions
 from hosen.console.texts import STATIC, Words, environment
 from hosen.context import Context
@@ -133,6 +134,7 @@ class Console:
             Route("/console/sheet", self.sheet, methods=["GET"]),
             Route("/console/start", self.start, methods=["GET", "POST"]),
             Route("/console/close/{campaign_id:int}", self.close, methods=["POST"]),
+            *RegistryPages(self).routes(),
             Mount("/console/static", StaticFiles(directory=STATIC), name="console-static"),
         ]
 

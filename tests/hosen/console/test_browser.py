@@ -3,9 +3,10 @@ service (webhooks, inbox processor, outbox worker) on the loopback Telegram and 
 with simulated residents who answer by SMS.
 
 An officer signs in with the code the Telegram fake received, starts a drill, watches the counts
-change as residents answer, takes a help alert, prints the unreached call-down sheet and
-switches to Arabic. axe-core (vendored beside this file) checks every page: no serious or
-critical violation. ``HOSEN_CONSOLE_SCREENSHOTS=DIR`` also saves the screenshots of docs/.
+change as residents answer, takes a help alert, prints the unreached call-down sheet, visits
+the registry pages (people, a person, groups, resources, the gaps map), switches to Arabic,
+visits them again, closes the drill and reads its report. axe-core (vendored beside this file)
+checks every page: no serious or critical violation. ``HOSEN_CONSOLE_SCREENSHOTS=DIR`` also saves the screenshots of docs/.
 
 Chromium is not downloaded: a missing /usr/bin/chromium skips the test, or fails it under CI.
 """
@@ -291,6 +292,27 @@ def test_an_officer_runs_a_drill_from_the_console(
             _shoot(page, "console-sheet-he")
             page.emulate_media(media="screen")
 
+            # The registry pages in Hebrew: find David, open his page, then groups, resources
+            # and the needs and gaps map.
+            page.goto(f"{base}/console/people")
+            page.fill("#name", "Levi")
+            page.click("form.filters button[type=submit]")
+            expect(page.locator("[data-testid=people]")).to_contain_text("David Levi")
+            _axe(page, "people")
+            page.locator("[data-testid=people] a", has_text="David Levi").click()
+            expect(page.locator("h1")).to_have_text("David Levi")
+            expect(page.locator("#needs")).to_be_visible()
+            expect(page.locator("main")).to_contain_text("גר/ה לבד")
+            _axe(page, "person")
+            for href, heading in (
+                ("/console/groups", "קבוצות ורכזיהן"),
+                ("/console/resources", "משאבים קהילתיים"),
+                ("/console/gaps", "צרכים, מענים ופערים"),
+            ):
+                page.click(f"header a[href='{href}']")
+                expect(page.locator("h1")).to_contain_text(heading)
+                _axe(page, href)
+
             # Arabic: right to left, every word from the Arabic catalog.
             page.goto(f"{base}/console/board")
             page.select_option("#lang-switch", "ar")
@@ -307,5 +329,25 @@ def test_an_officer_runs_a_drill_from_the_console(
             page.click("a[href^='/console/sheet']")
             page.emulate_media(media="print")
             _shoot(page, "console-sheet-ar")
+            page.emulate_media(media="screen")
+
+            # The registry pages and, once the drill is closed, its report, in Arabic.
+            page.goto(f"{base}/console/people")
+            expect(page.locator("h1")).to_have_text("الأشخاص")
+            _axe(page, "people in Arabic")
+            page.locator("[data-testid=people] a", has_text="Miriam Cohen").click()
+            expect(page.locator("html")).to_have_attribute("lang", "ar")
+            _axe(page, "person in Arabic")
+            page.click("header a[href='/console/gaps']")
+            expect(page.locator("[data-testid=gap-zone]").first).to_be_visible()
+            _axe(page, "gaps in Arabic")
+            page.click("header a[href='/console/start']")
+            page.click("form[action^='/console/close/'] button")
+            page.click("header a[href='/console/board']")
+            page.click("a[href^='/console/report/']")
+            expect(page.locator("html")).to_have_attribute("dir", "rtl")
+            expect(page.locator(".report h1")).to_be_visible()
+            expect(page.locator(".report")).to_contain_text("Yosef Peretz")
+            _axe(page, "report in Arabic")
         finally:
             browser.close()

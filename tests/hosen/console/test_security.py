@@ -49,6 +49,12 @@ PAGES = [
     "/console/lists.csv?kind=unreached",
     "/console/sheet?kind=unreached",
     "/console/start",
+    "/console/people",
+    "/console/people/1",
+    "/console/groups",
+    "/console/resources",
+    "/console/gaps",
+    "/console/report/1",
 ]
 
 
@@ -116,7 +122,7 @@ def test_every_page_without_a_session_goes_to_sign_in(console_app: Starlette) ->
     live = client.get("/console/board/live", headers={"HX-Request": "true"})
     assert live.headers["hx-redirect"] == "/console/sign-in" and live.text == ""
     token = csrf_of(client.get("/console/sign-in").text)
-    for action in ("/console/help/1/take", "/console/close/1", "/console/start"):
+    for action in ("/console/help/1/take", "/console/close/1", "/console/start", "/console/gaps"):
         answer = client.post(action, data={"csrf": token})
         assert answer.headers["location"] == "/console/sign-in", action
 
