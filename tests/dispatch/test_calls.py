@@ -33,7 +33,7 @@ from dispatch.models import (
 )
 from dispatch.outbox import count_unsent, enqueue
 from dispatch.senders import Outgoing, SendResult, Sent
-from dispatch.worker import Worker, WorkerConfig
+from dispatch.worker import VOICE_SENDER_TTL, Worker, WorkerConfig
 from fakes.faults import Traffic
 from registry.db import unit_of_work
 from registry.models import Authority, Channel, Person, Zone
@@ -215,6 +215,34 @@ def test_a_call_delayed_before_it_leaves_does_not_let_the_next_go_early(
     if rate == 1.0:
         gaps = [b - a for a, b in zip(lines.arrivals, lines.arrivals[1:], strict=False)]
         assert min(gaps) >= timedelta(seconds=1)
+
+
+def test_one_worker_at_a_time_places_calls(
+    sessions: sessionmaker[Session], settings: Settings, clock: ManualClock
+) -> None:
+    """Calls are counted when their requests leave, which only the sending process knows: a
+    second worker claims no call while the first holds the voice lease, and takes over once the
+    first has stopped claiming for the lease's time."""
+    _place(sessions, clock, 6)
+    lines = Lines(sessions, clock, duration=0.5)
+
+    def worker(name: str) -> Worker:
+        return Worker(
+            sessions=sessions,
+            senders={Channel.VOICE: lines},
+            settings=settings,
+            clock=clock,
+            worker_id=name,
+        )
+
+    first, second = worker("first"), worker("second")
+    if not first.on_postgresql:
+        pytest.skip("SQLite has one worker (its own lease)")
+    assert first._claim(Channel.VOICE)
+    assert second._claim(Channel.VOICE) == []
+    clock.advance(VOICE_SENDER_TTL.total_seconds() + 1)
+    assert second._claim(Channel.VOICE)
+    assert first._claim(Channel.VOICE) == []
 
 
 def test_free_lines_counts_calls_in_progress(
