@@ -8,13 +8,13 @@ the demo and the benchmarks. Only the edges (bots/ and the channel senders) use 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-from aiohttp import encode_basic_auth
+from aiohttp import TraceConfig, TraceRequestChunkSentParams, encode_basic_auth
 from telegram import Bot
 from telegram.request import HTTPXRequest
 from twilio.http.async_http_client import AsyncTwilioHttpClient
@@ -33,6 +33,26 @@ from config.settings import TOKEN_LEAKING_LOGGERS, Settings, SettingsError
 # status and the error code, not the headers. A context variable, so sends running side by
 # side (one task each) never read each other's answer.
 twilio_retry_after: ContextVar[float | None] = ContextVar("twilio_retry_after", default=None)
+# Called at the moment a twilio request's bytes are written to its connection (set by the
+# worker around a paced send: the provider counts a call from when its request arrives, not
+# from when the worker let it go, and the event loop may run other work in between).
+request_leaving: ContextVar[Callable[[], None] | None] = ContextVar("request_leaving", default=None)
+
+
+async def _chunk_sent(
+    _session: object, _context: object, _params: TraceRequestChunkSentParams
+) -> None:
+    # aiohttp awaits this right before it writes the body (with the headers) to the socket,
+    # with no other task run in between.
+    leaving = request_leaving.get()
+    if leaving is not None:
+        leaving()
+
+
+def _departures() -> TraceConfig:
+    trace = TraceConfig()
+    trace.on_request_chunk_sent.append(_chunk_sent)
+    return trace
 
 
 def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -165,7 +185,7 @@ def make_twilio_client(settings: Settings, *, timeout: float = 10.0) -> Client:
     close it with ``await client.http_client.close()``, or use :func:`open_twilio_client`.
     """
     account_sid, auth_token = _twilio_credentials(settings)
-    http_client = AsyncTwilioHttp(timeout=timeout)
+    http_client = AsyncTwilioHttp(timeout=timeout, trace_configs=[_departures()])
     client = Client(account_sid, auth_token, account_sid=account_sid, http_client=http_client)
     return _point_at_api(client, settings)
 

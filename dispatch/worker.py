@@ -46,6 +46,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import Settings
 from dispatch import calls, delivery, gates, outages, sweeps
+from dispatch.clients import request_leaving
 from dispatch.clock import Clock, SystemClock
 from dispatch.inflight import InFlightLimit
 from dispatch.models import ChannelBlock, OutboxMessage, OutboxStatus
@@ -58,13 +59,19 @@ log = logging.getLogger("hosen.worker")
 T = TypeVar("T")
 
 SQLITE_WORKER_LEASE = "sqlite-worker"
+# Calls a second are counted by when each call's request left, which only the sending process
+# knows: one worker at a time places calls (on SQLite there is only one worker anyway). The
+# holder renews it at every claim; another worker takes over this long after it stopped.
+VOICE_SENDER_LEASE = "voice-sender"
+VOICE_SENDER_TTL = timedelta(seconds=10)
 # ``attempts`` is a SMALLINT: a message retried through a long outage stops counting here.
 ATTEMPTS_CEILING = 30_000
 # A send due sooner than this goes now: a timer for a few microseconds costs more than it keeps.
 SLOT_TOLERANCE = timedelta(milliseconds=1)
-# Calls a second are few (Twilio's default is one), and a call request is answered while the
-# same process serves the calls' webhooks: a wider margin keeps a call delayed by a busy moment
-# from arriving within the same second as the next.
+# Calls a second are few (Twilio's default is one). Each call is counted from when its request
+# left (``Pacer(departures=True)``), so a call delayed on the way out cannot bring the next one
+# closer; the margin is for the provider's side: the moment it counts a request's arrival varies
+# by some milliseconds too.
 VOICE_MARGIN = 0.04
 
 
@@ -160,6 +167,14 @@ class Pacer:
     fraction of a millisecond inside it. After a 429 the rate drops a little (multiplicative
     decrease) and climbs back by a small step with every accepted send (additive increase), so
     one 429 costs a few percent for a few seconds instead of half the throughput.
+
+    With ``departures`` (calls: a few a second, counted by Twilio at their arrival) the window
+    counts each send from the moment its request actually left (:meth:`leaving`, reported by
+    the HTTP client as it writes the request; else :meth:`done`, when the send came back),
+    not from when it was let go: a send that then waited on the event loop (the webhooks the
+    same process serves, a database step) must not leave the next one closer to it than the
+    window allows. The next send is let go only once the previous one's departure is known, so
+    no two requests leave closer than the window, whatever happens between.
     """
 
     MARGIN = 0.02  # under the configured rate, and over a second for its window
@@ -168,8 +183,14 @@ class Pacer:
     FLOOR = 0.25  # the lowest rate, as a share of the ceiling
     WINDOW = timedelta(seconds=1 + MARGIN)
 
-    def __init__(self, clock: Clock, rate: float, *, margin: float | None = None) -> None:
+    def __init__(
+        self, clock: Clock, rate: float, *, margin: float | None = None, departures: bool = False
+    ) -> None:
         self.clock = clock
+        self.departures = departures
+        self._leaving: int | None = None  # the send let go that has not left yet
+        self._sends = itertools.count(1)
+        self._left: asyncio.Future[None] | None = None  # resolved when that send has left
         if margin is not None:  # this pacer's own margin (calls: see VOICE_MARGIN)
             self.MARGIN = margin
             self.WINDOW = timedelta(seconds=1 + margin)
@@ -193,10 +214,17 @@ class Pacer:
         if self.rate < self.ceiling:
             self._set(min(self.ceiling, self.rate + self.ceiling * self.INCREASE))
 
-    async def wait(self, slot: datetime) -> None:
-        """Until ``slot`` and one step after this process's previous send, whichever is later."""
+    async def wait(self, slot: datetime) -> int:
+        """Until ``slot`` and one step after this process's previous send, whichever is later.
+        Returns the send's number, for :meth:`leaving` and :meth:`done`."""
         slept = False
         while True:
+            if self._leaving is not None:
+                # The previous send's departure is not known yet.
+                if self._left is None:
+                    self._left = asyncio.get_running_loop().create_future()
+                await asyncio.shield(self._left)
+                continue
             now = self.clock.now()
             at = slot if self.last is None else max(slot, self.last + self.step)
             if len(self.window) == self.window.maxlen:
@@ -206,10 +234,28 @@ class Pacer:
                 # millisecond or two) must not add up send after send. A send that arrived late
                 # counts from now, so that what is overdue follows one step at a time.
                 self.last = at if slept else max(now, at)
-                self.window.append(max(now, at))
-                return
+                send = next(self._sends)
+                if self.departures:
+                    self._leaving = send
+                else:
+                    self.window.append(max(now, at))
+                return send
             await self.clock.sleep_until(at)
             slept = True
+
+    def leaving(self, send: int) -> None:
+        """Send number ``send`` is leaving now (its request being written): the window counts
+        it from this moment (a second report of the same send changes nothing)."""
+        if self._leaving == send:
+            self.window.append(self.clock.now())
+            self._leaving, left, self._left = None, self._left, None
+            if left is not None and not left.done():
+                left.set_result(None)
+
+    def done(self, send: int) -> None:
+        """Send number ``send`` came back (or never went): if its departure was not reported,
+        it counts from now, the latest it can have reached the provider."""
+        self.leaving(send)
 
 
 @dataclass
@@ -331,6 +377,7 @@ class Worker:
                 self.clock,
                 self.rate(channel),
                 margin=VOICE_MARGIN if channel == Channel.VOICE else None,
+                departures=channel == Channel.VOICE,
             )
             for channel in self.senders
         }
@@ -396,6 +443,13 @@ class Worker:
         if not self.on_postgresql:
             with unit_of_work(self.sessions) as session:
                 gates.release_lease(session, name=SQLITE_WORKER_LEASE, holder=self.worker_id)
+        elif Channel.VOICE in self.senders:
+            # Another worker may place calls at once (else: when the lease runs out).
+            with (
+                contextlib.suppress(OperationalError, DBAPIError),
+                unit_of_work(self.sessions) as session,
+            ):
+                gates.release_lease(session, name=VOICE_SENDER_LEASE, holder=self.worker_id)
         self._started = False
 
     async def __aenter__(self) -> Worker:
@@ -691,6 +745,14 @@ class Worker:
                 return []  # paused by the provider, or down and another claim has the probe
             limit = min(limit, allowance or limit)
             if channel == Channel.VOICE:
+                if self.on_postgresql and not gates.acquire_lease(
+                    session,
+                    name=VOICE_SENDER_LEASE,
+                    holder=self.worker_id,
+                    ttl=VOICE_SENDER_TTL,
+                    now=now,
+                ):
+                    return []  # another worker places the calls
                 # No more calls in progress at once than the cap (dispatch.calls).
                 limit = min(
                     limit, calls.free_lines(session, cap=self.settings.voice_max_calls, now=now)
@@ -1057,22 +1119,30 @@ class Worker:
         couriers: list[asyncio.Task[None]] = []
 
         async def one(courier: int, item: Claimed) -> SendResult:
-            await pacer.wait(item.slot)
-            await limit.acquire()
-            paused_until = self._paused_until.get(channel)
-            if batch.paused or (paused_until is not None and paused_until > self.clock.now()):
-                limit.release()
-                return RateLimited(retry_after=0.0)
-            started = self.clock.monotonic()
-            batch.sending_since[courier] = loop.time()
+            send = await pacer.wait(item.slot)
             try:
-                result = await sender.send(item.message)
-            except Exception as exc:  # never lose a row to a surprise: retry it later
-                log.exception("worker %s: unexpected send error", self.worker_id)
-                result = Transient(error=f"unexpected {type(exc).__name__}")
+                await limit.acquire()
+                paused_until = self._paused_until.get(channel)
+                if batch.paused or (paused_until is not None and paused_until > self.clock.now()):
+                    limit.release()
+                    return RateLimited(retry_after=0.0)
+                started = self.clock.monotonic()
+                batch.sending_since[courier] = loop.time()
+                leaving = request_leaving.set(
+                    functools.partial(pacer.leaving, send) if pacer.departures else None
+                )
+                try:
+                    result = await sender.send(item.message)
+                except Exception as exc:  # never lose a row to a surprise: retry it later
+                    log.exception("worker %s: unexpected send error", self.worker_id)
+                    result = Transient(error=f"unexpected {type(exc).__name__}")
+                finally:
+                    request_leaving.reset(leaving)
+                    batch.sending_since[courier] = None
+                    limit.release()
             finally:
-                batch.sending_since[courier] = None
-                limit.release()
+                if pacer.departures:
+                    pacer.done(send)
             if isinstance(result, RateLimited):
                 batch.paused = True
                 self._provider_paused(channel, result.retry_after)

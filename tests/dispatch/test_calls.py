@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from config.settings import Settings
 from dispatch import calls
 from dispatch.campaigns import Audience, Ladder, start_campaign
+from dispatch.clients import request_leaving
 from dispatch.clock import ManualClock
 from dispatch.escalation import run_escalations
 from dispatch.models import (
@@ -33,7 +34,7 @@ from dispatch.models import (
 )
 from dispatch.outbox import count_unsent, enqueue
 from dispatch.senders import Outgoing, SendResult, Sent
-from dispatch.worker import Worker, WorkerConfig
+from dispatch.worker import VOICE_SENDER_TTL, Worker, WorkerConfig
 from fakes.faults import Traffic
 from registry.db import unit_of_work
 from registry.models import Authority, Channel, Person, Zone
@@ -168,6 +169,81 @@ def test_calls_a_second_hold_the_rate(
     assert lines.traffic.accepted == 60
     assert lines.traffic.peak_per_second() <= 2
     assert lines.traffic.rate() >= 0.95 * 2, lines.traffic.summary()
+
+
+class SlowLines(Lines):
+    """Lines whose every fifth call waits before its request leaves (the event loop busy with
+    the calls' webhooks, a connection to open): the provider counts each call at its arrival,
+    which it reports as the real twilio client does (``request_leaving``, at the write)."""
+
+    def __init__(
+        self, sessions: sessionmaker[Session], clock: ManualClock, duration: float
+    ) -> None:
+        super().__init__(sessions, clock, duration)
+        self.arrivals: list[datetime] = []
+
+    async def send(self, message: Outgoing) -> SendResult:
+        if len(self.arrivals) % 5 == 0:
+            await self.clock.sleep(0.6)
+        leaving = request_leaving.get()
+        if leaving is not None:
+            leaving()
+        self.arrivals.append(self.clock.now())
+        return await super().send(message)
+
+
+def _most_within_a_second(arrivals: list[datetime]) -> int:
+    return max(
+        sum(1 for other in arrivals if at <= other < at + timedelta(seconds=1)) for at in arrivals
+    )
+
+
+@pytest.mark.parametrize("rate", [1.0, 3.0])
+def test_a_call_delayed_before_it_leaves_does_not_let_the_next_go_early(
+    sessions: sessionmaker[Session], settings: Settings, clock: ManualClock, rate: float
+) -> None:
+    """Every fifth call waits 0.6 s between the pacer letting it go and its request leaving.
+    The provider still never sees more than the limit within any second (at one a second: no
+    two calls closer than a second), counted at the requests' arrival."""
+    rated = settings.model_copy(update={"voice_rate_per_second": rate, "voice_max_calls": 50})
+    lines = SlowLines(sessions, clock, duration=0.5)
+    _place(sessions, clock, 12)
+
+    _call_everyone(sessions, rated, clock, lines)
+
+    assert len(lines.arrivals) == 12
+    assert _most_within_a_second(lines.arrivals) <= rate
+    if rate == 1.0:
+        gaps = [b - a for a, b in zip(lines.arrivals, lines.arrivals[1:], strict=False)]
+        assert min(gaps) >= timedelta(seconds=1)
+
+
+def test_one_worker_at_a_time_places_calls(
+    sessions: sessionmaker[Session], settings: Settings, clock: ManualClock
+) -> None:
+    """Calls are counted when their requests leave, which only the sending process knows: a
+    second worker claims no call while the first holds the voice lease, and takes over once the
+    first has stopped claiming for the lease's time."""
+    _place(sessions, clock, 6)
+    lines = Lines(sessions, clock, duration=0.5)
+
+    def worker(name: str) -> Worker:
+        return Worker(
+            sessions=sessions,
+            senders={Channel.VOICE: lines},
+            settings=settings,
+            clock=clock,
+            worker_id=name,
+        )
+
+    first, second = worker("first"), worker("second")
+    if not first.on_postgresql:
+        pytest.skip("SQLite has one worker (its own lease)")
+    assert first._claim(Channel.VOICE)
+    assert second._claim(Channel.VOICE) == []
+    clock.advance(VOICE_SENDER_TTL.total_seconds() + 1)
+    assert second._claim(Channel.VOICE)
+    assert first._claim(Channel.VOICE) == []
 
 
 def test_free_lines_counts_calls_in_progress(

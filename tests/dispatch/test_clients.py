@@ -14,6 +14,7 @@ from dispatch.clients import (
     make_telegram_bot,
     make_twilio_sync_client,
     open_twilio_client,
+    request_leaving,
     telegram_api_urls,
 )
 from fakes.telegram import FakeTelegram
@@ -55,6 +56,28 @@ def test_async_twilio_client_uses_the_configured_api_url(
 
     sid = asyncio.run(run())
     assert fake_twilio.messages[sid]["to"] == "+972501234567"
+
+
+def test_async_twilio_client_reports_when_a_request_leaves(
+    fake_twilio: FakeTwilio, fake_settings: Settings
+) -> None:
+    """The voice pacer counts a call from when its request is written: the client reports that
+    moment once per request, before the provider can have it, and nothing when nobody asks."""
+    seen: list[int] = []
+
+    async def run() -> None:
+        async with open_twilio_client(fake_settings) as client:
+            await client.messages.create_async(
+                to="+972501234567", from_=fake_settings.twilio_from, body="unwatched"
+            )
+            request_leaving.set(lambda: seen.append(len(fake_twilio.messages)))
+            await client.messages.create_async(
+                to="+972501234568", from_=fake_settings.twilio_from, body="watched"
+            )
+
+    asyncio.run(run())
+    assert seen == [1]  # once, for the second request, while the fake had only the first
+    assert len(fake_twilio.messages) == 2
 
 
 def test_sync_twilio_client_uses_the_configured_api_url(

@@ -125,3 +125,58 @@ def test_a_send_let_go_late_does_not_let_the_31st_into_its_second() -> None:
     asyncio.run(courier())
     assert went[1] - went[0] < STEP  # the slots were kept after the late one ...
     assert went[30] - went[0] >= Pacer.WINDOW  # ... but not at the cost of the window
+
+
+def test_with_departures_the_next_send_counts_from_when_the_last_one_left() -> None:
+    """One call a second: the first call is let go at its slot but waits half a second (the
+    event loop busy, a connection to open) before its request leaves. The second call's slot
+    comes a second after the first's, yet it is let go only a window after the first actually
+    left; and not at all while the first has not left."""
+    clock = ManualClock(START)
+    pacer = Pacer(clock, rate=1.0, margin=0.04, departures=True)
+    left: list[datetime] = []
+
+    async def call(slot: datetime, delay: float) -> None:
+        send = await pacer.wait(slot)
+        await clock.sleep(delay)  # a slow await before the request is written
+        pacer.leaving(send)
+        left.append(clock.now())
+        await clock.sleep(0.05)  # the provider's answer
+        pacer.done(send)
+
+    async def go() -> None:
+        first = asyncio.create_task(call(START, 0.5))
+        await asyncio.sleep(0)
+        await call(START + pacer.step, 0.0)
+        await first
+
+    asyncio.run(go())
+    assert left[0] == START + timedelta(seconds=0.5)
+    assert left[1] - left[0] == pacer.WINDOW  # not the 0.54 s its slot alone would leave
+
+
+def test_with_departures_a_send_that_never_reports_counts_from_its_return() -> None:
+    """A request that failed before it left (or a client that cannot tell) counts from when
+    the send came back; a report about an older send does not let the next one go early."""
+    clock = ManualClock(START)
+    pacer = Pacer(clock, rate=1.0, margin=0.04, departures=True)
+    went: list[datetime] = []
+
+    async def go() -> None:
+        first = await pacer.wait(START)
+        went.append(clock.now())
+        second_waiting = asyncio.create_task(pacer.wait(START))
+        await clock.sleep(2.0)  # the first send takes two seconds and never reports leaving
+        assert not second_waiting.done()  # not let go while the first is unaccounted for
+        pacer.done(first)
+        second = await second_waiting
+        went.append(clock.now())
+        pacer.done(first)  # late news of the first: nothing to do with the second
+        third = asyncio.create_task(pacer.wait(START))
+        await clock.sleep(5.0)
+        assert not third.done()
+        pacer.done(second)
+        await third
+
+    asyncio.run(go())
+    assert went[1] - went[0] == timedelta(seconds=2) + pacer.WINDOW
