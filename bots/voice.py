@@ -71,22 +71,34 @@ class VoiceWebhooks:
     def _goodbye(self, language: Language, prompt: str) -> Response:
         return self._twiml(voice.goodbye_twiml(self.voices, language=language, prompt=prompt))
 
-    async def _signed_form(self, request: Request) -> dict[str, str] | None:
+    async def _callback(self, request: Request, *required: str) -> dict[str, str] | Response:
+        """A webhook's form when Twilio signed it (else 403) and it has ``required`` (else 400)."""
         params = await twilio_form(request)
-        return params if signed_by_twilio(self.settings, request, params) else None
+        if not signed_by_twilio(self.settings, request, params):
+            return Response(status_code=403)
+        if not all(params.get(name) for name in required):
+            return Response(status_code=400)
+        return params
+
+    async def _kept_key(
+        self, language: Language, event: str, call_sid: str, prompt: str, /, **data: str
+    ) -> Response:
+        """A key kept in the spool while the database is away: the goodbye ``prompt`` if it is
+        kept, else the emergency numbers (nothing is promised that was not kept)."""
+        if not await self._keep(event, call_sid, **data):
+            return self._goodbye(language, "outage.numbers")
+        return self._goodbye(language, prompt)
 
     def _url(self, path: str, **query: str) -> str:
         return f"{self.voices.public_url}{path}?{urlencode(query)}"
 
     async def call(self, request: Request) -> Response:
         """What an answered outbound call says."""
-        params = await self._signed_form(request)
-        if params is None:
-            return Response(status_code=403)
+        params = await self._callback(request, "CallSid")
+        if isinstance(params, Response):
+            return params
         outbox_id = int(request.path_params["outbox"])
-        sid = params.get("CallSid", "")
-        if not sid:
-            return Response(status_code=400)
+        sid = params["CallSid"]
         answered_by = params.get("AnsweredBy")
         try:
             script = await run_in_threadpool(
@@ -117,9 +129,9 @@ class VoiceWebhooks:
 
     async def keys(self, request: Request) -> Response:
         """A key pressed in a check-in call."""
-        params = await self._signed_form(request)
-        if params is None:
-            return Response(status_code=403)
+        params = await self._callback(request)
+        if isinstance(params, Response):
+            return params
         outbox_id = int(request.path_params["outbox"])
         sid, digits = params.get("CallSid", ""), params.get("Digits", "")
         heard_in = _language(request.query_params.get("lang"))
@@ -136,9 +148,10 @@ class VoiceWebhooks:
         except DatabaseAway:
             key = digits.strip()[:1]
             if key in calls.KEYS and sid:
-                if not await self._keep("keys", sid, outbox=str(outbox_id), digits=key):
-                    return self._goodbye(heard_in, "outage.numbers")
-                return self._goodbye(heard_in, "bye_well" if key == "1" else "outage.help")
+                said = "bye_well" if key == "1" else "outage.help"
+                return await self._kept_key(
+                    heard_in, "keys", sid, said, outbox=str(outbox_id), digits=key
+                )
             pressed = (heard_in, None)  # asked again, or the goodbye for no key
         if pressed is None:
             return self._twiml(voice.hangup_twiml())
@@ -151,12 +164,10 @@ class VoiceWebhooks:
 
     async def status(self, request: Request) -> Response:
         """A call's status callback."""
-        params = await self._signed_form(request)
-        if params is None:
-            return Response(status_code=403)
-        sid, state = params.get("CallSid", ""), params.get("CallStatus", "")
-        if not sid or not state:
-            return Response(status_code=400)
+        params = await self._callback(request, "CallSid", "CallStatus")
+        if isinstance(params, Response):
+            return params
+        sid, state = params["CallSid"], params["CallStatus"]
         outbox_id = int(request.path_params["outbox"])
         answered_by = params.get("AnsweredBy")
         try:
@@ -179,12 +190,10 @@ class VoiceWebhooks:
 
     async def inbound(self, request: Request) -> Response:
         """Someone calls the Hosen number: their open check-in, or the menu."""
-        params = await self._signed_form(request)
-        if params is None:
-            return Response(status_code=403)
-        sid, phone = params.get("CallSid", ""), params.get("From", "")
-        if not sid or not phone:
-            return Response(status_code=400)
+        params = await self._callback(request, "CallSid", "From")
+        if isinstance(params, Response):
+            return params
+        sid, phone = params["CallSid"], params["From"]
         try:
             caller = await run_in_threadpool(
                 self._in_db,
@@ -209,12 +218,10 @@ class VoiceWebhooks:
         )
 
     async def inbound_keys(self, request: Request) -> Response:
-        params = await self._signed_form(request)
-        if params is None:
-            return Response(status_code=403)
-        sid, phone = params.get("CallSid", ""), params.get("From", "")
-        if not sid or not phone:
-            return Response(status_code=400)
+        params = await self._callback(request, "CallSid", "From")
+        if isinstance(params, Response):
+            return params
+        sid, phone = params["CallSid"], params["From"]
         digits = params.get("Digits", "")
         heard_in = _language(request.query_params.get("lang"))
         try:
@@ -232,10 +239,9 @@ class VoiceWebhooks:
             # 2 asks for help (or answers the check-in heard so); 1 answers a check-in, but
             # after the menu it only asked how to register: nothing to keep.
             if key == "2" or (key == "1" and request.query_params.get("heard") == "checkin"):
+                said = "outage.help" if key == "2" else "bye_well"
                 data = {"phone": phone, "digits": key, "language": heard_in.value}
-                if not await self._keep("inbound_keys", sid, **data):
-                    return self._goodbye(heard_in, "outage.numbers")
-                return self._goodbye(heard_in, "outage.help" if key == "2" else "bye_well")
+                return await self._kept_key(heard_in, "inbound_keys", sid, said, **data)
             language, prompt = heard_in, "register"
         return self._goodbye(language, prompt)
 
