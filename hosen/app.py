@@ -51,6 +51,7 @@ from bots.voice import VoiceWebhooks
 from config.settings import Settings, reveal
 from dispatch.channels.voice import Voices
 from hosen.console import console_routes
+from hosen.console.import_page import UPLOAD_PATH
 from hosen.context import Context
 from hosen.heap import freeze_startup_heap
 from hosen.limits import BODY_TIMEOUT_SECONDS, MAX_BODY_BYTES, EdgeLimits
@@ -224,6 +225,7 @@ def build_app(
                     headers.get(SECRET_HEADER.lower().encode(), b""),
                     reveal(settings.telegram_webhook_secret),
                 ),
+                streamed=lambda scope: scope["path"] == UPLOAD_PATH and scope["method"] == "POST",
             )
         ],
         lifespan=lifespan,

@@ -83,9 +83,15 @@ class EdgeLimits:
     # those the application would parse. Others it refuses unread, so checking them would only
     # hand an attacker a way to spend our time.
     parsed: Callable[[dict[bytes, bytes]], bool] = lambda headers: True
+    # Requests whose route reads and bounds its own body, size and time, as it streams it to
+    # disk (the console's list upload): they pass unread.
+    streamed: Callable[[Scope], bool] = lambda scope: False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        if self.streamed(scope):
             await self.app(scope, receive, send)
             return
         headers = {key.lower(): value for key, value in scope["headers"]}

@@ -587,9 +587,7 @@ def _parse_rows(
             report.problems.append(Problem("lists.row_quotes"))
             yield ParsedRow(line, {}, report)
             continue
-        while len(cells) > width and not cells[-1]:
-            cells.pop()  # trailing empty cells a spreadsheet adds
-        if len(cells) != width:
+        if not _fits(cells, width):
             report.problems.append(
                 Problem("lists.row_cells", {"found": len(cells), "expected": width})
             )
@@ -618,6 +616,21 @@ def _parse_rows(
         yield row
 
 
+def _fits(cells: list[str], width: int) -> bool:
+    """Whether a record has the header's number of cells, once the trailing empty cells a
+    spreadsheet adds are dropped (they are, in place)."""
+    while len(cells) > width and not cells[-1]:
+        cells.pop()
+    return len(cells) == width
+
+
+def _name_of(cells: dict[str, str]) -> str:
+    """A row's name: the name column, else first and last name."""
+    return cells.get("name") or " ".join(
+        part for part in (cells.get("first_name", ""), cells.get("last_name", "")) if part
+    )
+
+
 def _read_row(
     row: ParsedRow,
     columns: Columns,
@@ -641,9 +654,7 @@ def _read_row(
             warnings.append(Problem("lists.not_yes_no", {"column": columns.title(name)}))
         return False
 
-    name = cells.get("name") or " ".join(
-        part for part in (cells.get("first_name", ""), cells.get("last_name", "")) if part
-    )
+    name = _name_of(cells)
     if not name.strip():
         problems.append(Problem("lists.name_missing"))
     row.name = name
@@ -1140,3 +1151,29 @@ def iter_problem_lines(report: ImportReport, language: Language, limit: int) -> 
             t(language, "lists.warning", message=p.render(language)) for p in row.warnings
         ]
         yield f"row {row.row}: {row.outcome.value}: " + " ".join(reasons)
+
+
+@dataclass(frozen=True, slots=True)
+class RowLabel:
+    """A row as an officer finds it in their spreadsheet: the name and phone as written."""
+
+    name: str
+    phone: str
+
+
+def row_labels(data: bytes | BinaryIO) -> dict[int, RowLabel]:
+    """Each row's name and phone as written, by the line numbers of the row report, read by
+    the same reader as :func:`import_list` (a row that cannot be read has none)."""
+    listing, columns = _find_header(open_list(data))
+    labels: dict[int, RowLabel] = {}
+    width = len(listing.header)
+    for line, cells in listing.records:
+        if cells is None:
+            continue
+        if not _fits(cells, width):
+            continue
+        values = dict(zip(columns.positions, columns.pick(cells), strict=True))
+        labels[line] = RowLabel(
+            _name_of(values).strip()[: rules.MAX_NAME], values.get("phone", "").strip()[:40]
+        )
+    return labels

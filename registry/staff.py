@@ -60,6 +60,7 @@ class StaffAction(StrEnum):
     MANAGE_GROUP_MEMBERS = "group.members"  # list and remove a group's members
     MARK_RESOURCE = "resource.state"  # mark a community resource available, in use, out of service
     VIEW_REGISTRY = "registry.view"  # the console's people, groups, resources and gaps pages
+    IMPORT_LIST = "registry.import"  # import a municipal list (the console's upload page)
 
 
 ALLOWED: dict[StaffRole, frozenset[StaffAction]] = {
@@ -393,6 +394,8 @@ def on_duty(session: Session) -> list[StaffMember]:
             .order_by(StaffMember.id)
         )
     )
+
+
 # --- the SMS PIN ---------------------------------------------------------------------------------
 
 PIN_ATTEMPTS = 5

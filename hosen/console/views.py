@@ -45,6 +45,8 @@ from dispatch.models import (
     Priority,
 )
 from dispatch.reports import close_campaign
+from hosen.console.assign_page import AssignPages
+from hosen.console.import_page import ImportPages
 from hosen.console.registry_pages import RegistryPages
 from hosen.console.session import COOKIE, CSRF_FIELD, ConsoleSession, Sessions
 from hosen.console.texts import STATIC, Words, environment
@@ -135,6 +137,8 @@ class Console:
             Route("/console/start", self.start, methods=["GET", "POST"]),
             Route("/console/close/{campaign_id:int}", self.close, methods=["POST"]),
             *RegistryPages(self).routes(),
+            *ImportPages(self).routes(),
+            *AssignPages(self).routes(),
             Mount("/console/static", StaticFiles(directory=STATIC), name="console-static"),
         ]
 
