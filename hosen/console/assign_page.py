@@ -155,11 +155,12 @@ def review_of(
 ) -> PlanReview:
     """The dry run's result per zone: each tier's demand and how much of it the plan meets, and
     the changes it would make (a resident's zone for buddies, the seat's zone for roles)."""
-    zone_of: dict[int, int | None] = dict(
-        session.execute(
+    zone_of: dict[int, int | None] = {
+        person_id: zone_id
+        for person_id, zone_id in session.execute(
             select(Person.id, Person.zone_id).where(Person.authority_id == authority_id)
-        ).tuples()
-    )
+        )
+    }
     shelters = {
         row.id: (row.zone_id, row.name)
         for row in session.execute(
@@ -237,11 +238,12 @@ def offers_per_zone(session: Session, *, authority_id: int) -> dict[int | None, 
     for zone_id, state, count in buddy_rows:
         if state in _OFFER_COLUMN:
             counts[zone_id][_OFFER_COLUMN[state]] += count
-    shelter_zone: dict[int | None, int | None] = dict(
-        session.execute(
+    shelter_zone: dict[int | None, int | None] = {
+        shelter_id: zone_id
+        for shelter_id, zone_id in session.execute(
             select(Shelter.id, Shelter.zone_id).where(Shelter.authority_id == authority_id)
-        ).tuples()
-    )
+        )
+    }
     role_rows = session.execute(
         select(
             RoleAssignment.zone_id, RoleAssignment.shelter_id, AssignmentOffer.state, func.count()
