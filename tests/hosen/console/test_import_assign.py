@@ -301,15 +301,18 @@ def near(north_m: float) -> tuple[float, float]:
     return CENTRE[0] + north_m / 111_195, CENTRE[1]
 
 
-def build_town(session: Session, directory: Directory) -> None:
+def build_town(session: Session, directory: Directory) -> dict[str, int]:
     """Kiryat Tamar: two bedridden residents in the centre with three volunteers on Telegram
-    beside them; one bedridden resident in the north, beyond every volunteer's reach."""
+    beside them; one bedridden resident in the north, beyond every volunteer's reach. Their
+    Telegram chats, by name."""
     kt = directory.authorities["kiryat-tamar"]
     chat = 8000
+    chats: dict[str, int] = {}
 
     def add(name: str, north: float, zone: str, **more: object) -> None:
         nonlocal chat
         chat += 1
+        chats[name] = chat
         lat, lon = near(north)
         register_person(
             session,
@@ -330,6 +333,7 @@ def build_town(session: Session, directory: Directory) -> None:
     for n, north in enumerate((40, 120, 200)):
         add(f"Volunteer {n}", north, "kt-center", volunteer=VolunteerDetails())
     session.commit()
+    return chats
 
 
 @pytest.fixture
