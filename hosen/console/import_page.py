@@ -6,7 +6,8 @@ The upload is read as it streams (:func:`hosen.console.upload.receive_upload`): 
 private temporary file. The preview is the registry importer's own dry run
 (:func:`registry.importer.import_list`, as ``hosen import --dry-run``), rolled back; "apply"
 runs the same import on the same file for real, and the file is deleted. A file not applied is
-deleted at "cancel" or :data:`KEPT_FOR` after its upload.
+deleted at "cancel", or once :data:`KEPT_FOR` has passed since its upload (at the next visit of
+these pages, or when the process ends).
 
 The row report is the importer's: rows numbered as in the spreadsheet, their outcome, the fields
 changed and the reasons in the officer's language, beside each row's name and phone as written
@@ -377,16 +378,18 @@ class ImportPages:
         def build(db: Session, visit: Visit) -> Response:
             pending = self._mine(visit, token)
             authority = self._authority(db, visit, str(pending.authority_id), audited=True)
-            if pending.applied or pending.path is None:
-                return self.console._redirect(request, visit, f"/console/import/{token}")
-            if form.get("confirm") != "yes":
+            if form.get("confirm") != "yes" and not pending.applied:
                 error = visit.words("console.import.confirm_missing")
                 return self._report_page(
                     request, db, visit, pending, authority, status=400, error=error
                 )
+            with self._lock:  # one apply per upload, however often the button is pressed
+                path, pending.path = pending.path, None
+            if path is None:
+                return self.console._redirect(request, visit, f"/console/import/{token}")
             now = self.console.clock()
             try:
-                with pending.path.open("rb") as data:
+                with path.open("rb") as data:
                     report = import_list(
                         db,
                         data=data,
@@ -399,23 +402,23 @@ class ImportPages:
                         actor=visit.actor,
                         now=now,
                     )
-            except ListUnreadable:  # it was read at the preview: only if the file went away
-                db.rollback()
+                audit.record(
+                    db,
+                    actor=visit.actor,
+                    action="import.apply",
+                    at=now,
+                    authority_id=authority.id,
+                    kind=pending.kind,
+                    list=pending.list_name,
+                    version=pending.list_version,
+                    **report.totals,
+                )
+                db.commit()  # written before the page says so
+            except BaseException:
+                pending.path = path  # not imported: it may be applied again
                 raise
-            audit.record(
-                db,
-                actor=visit.actor,
-                action="import.apply",
-                at=now,
-                authority_id=authority.id,
-                kind=pending.kind,
-                list=pending.list_name,
-                version=pending.list_version,
-                **report.totals,
-            )
-            db.flush()
+            path.unlink(missing_ok=True)
             pending.report, pending.applied, pending.at = report, True, now
-            pending.discard_file()
             return self.console._redirect(request, visit, f"/console/import/{token}")
 
         return await self.console._page(request, build, form=form)

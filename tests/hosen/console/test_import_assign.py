@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import re
 import tempfile
 from collections.abc import AsyncIterator
@@ -92,7 +93,9 @@ def test_an_officer_previews_applies_and_reads_the_row_report(
     sessions: sessionmaker[Session],
     directory: Directory,
     uploads: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     kt = directory.authorities["kiryat-tamar"]
     client = sign_in(staff.officer)
     form = client.get("/console/import")
@@ -158,6 +161,8 @@ def test_an_officer_previews_applies_and_reads_the_row_report(
     assert [a for a, _ in actions] == ["import.preview", "import.apply"]
     assert actions[1][1]["created"] == 2 and actions[1][1]["skipped"] == 1
     assert "Miriam" not in repr(actions)  # counts, never names
+    for personal in ("Miriam", "Levi", "612-3401", "HYPERLINK"):
+        assert personal not in caplog.text  # nor in the logs
 
 
 def test_an_unreadable_list_is_refused_with_its_reason_and_not_kept(
