@@ -98,7 +98,6 @@ class PendingImport:
     list_name: str
     list_version: str
     filename: str
-    size: int
     path: Path | None
     at: datetime  # uploaded, then applied: kept KEPT_FOR after
     report: ImportReport
@@ -241,7 +240,7 @@ class ImportPages:
                 request, lambda db, v: self._preview(request, db, v, upload)
             )
         finally:
-            upload.discard()  # kept by then under the pending import's own name, if at all
+            upload.discard()  # unless the pending import took the file
 
     def _preview(self, request: Request, db: Session, visit: Visit, upload: Upload) -> Response:
         assert visit.member is not None and upload.path is not None
@@ -287,9 +286,7 @@ class ImportPages:
             bytes=upload.size,
             **report.totals,
         )
-        kept = upload.path.with_name(f"hosen-import-{secrets.token_hex(8)}")
-        upload.path.rename(kept)
-        upload.path = None
+        kept, upload.path = upload.path, None  # the pending import's now
         token = secrets.token_urlsafe(18)
         pending = PendingImport(
             token=token,
@@ -299,7 +296,6 @@ class ImportPages:
             list_name=list_name,
             list_version=version,
             filename=upload.filename,
-            size=upload.size,
             path=kept,
             at=now,
             report=report,

@@ -244,3 +244,17 @@ def test_limit_concurrency_answers_503_beyond_it(app: Any) -> None:
 
     with serving(app, max_connections=5, head_timeout=30) as port:
         assert asyncio.run(scenario(port)) == {503}
+
+
+def test_only_the_consoles_upload_reads_its_own_body(app: Any) -> None:
+    """The list upload bounds its body itself (a signed-in officer's file, streamed to disk):
+    someone not signed in is answered before a byte of it is read, and every other console
+    form still gets the edge's 413."""
+    with serving(app) as port:
+        for path, wanted in (("/console/import", 303), ("/console/language", 413)):
+            head = (
+                f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {FIFTY_MB}\r\n"
+                "Content-Type: multipart/form-data; boundary=x\r\n\r\n"
+            ).encode()
+            status, sent = exchange(port, head, [b"x" * 65536] * 800, wait_first=5.0)
+            assert (status, sent) == (wanted, 0), path

@@ -439,25 +439,32 @@ def test_an_officer_runs_reviews_and_applies_the_assignment(
     after = client.get("/console/assign").text
     assert re.search(r'data-testid="zone-offers"', after)  # the offers, per zone
 
+    # Once applied, nothing would change: there is nothing to apply.
+    client.post("/console/assign", data={"csrf": csrf, "authority": str(kt.id)})
+    current = client.get("/console/assign").text
+    assert 'data-testid="up-to-date"' in current and 'data-testid="apply"' not in current
+
     # A plan reviewed before the registry changed is not written: it is shown again, new.
+    def arrives(name: str, north: float, chat: int) -> None:
+        with sessions() as session:
+            register_person(
+                session,
+                authority=kt,
+                details=PersonDetails(
+                    name=name, language=Language.HE, birth_year=1950,
+                    zone=directory.zone(kt, "kt-center"), lat=near(north)[0], lon=near(north)[1],
+                    channel=Channel.TELEGRAM, telegram_chat_id=chat,
+                    needs=NeedsDetails(bedridden=True),
+                ),
+                source=Source.STAFF, actor="test", now=START,
+            )  # fmt: skip
+            session.commit()
+
+    arrives("Late Arrival", 10, 9998)
     client.post("/console/assign", data={"csrf": csrf, "authority": str(kt.id)})
     stale = re.search(r'name="version" value="([0-9a-f]+)"', client.get("/console/assign").text)
     assert stale
-    with sessions() as session:
-        # The registry moves: one more resident.
-        register_person(
-            session,
-            authority=kt,
-            details=PersonDetails(
-                name="Late Arrival", language=Language.HE, birth_year=1950,
-                zone=directory.zone(kt, "kt-center"), lat=near(10)[0], lon=near(10)[1],
-                channel=Channel.TELEGRAM, telegram_chat_id=9999,
-                needs=NeedsDetails(bedridden=True),
-            ),
-            source=Source.STAFF,
-            actor="test", now=START,
-        )  # fmt: skip
-        session.commit()
+    arrives("Later Still", 20, 9999)  # the registry moves
     refused = client.post(
         "/console/assign/apply",
         data={"csrf": csrf, "authority": str(kt.id), "version": stale.group(1), "confirm": "yes"},
