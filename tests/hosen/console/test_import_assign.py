@@ -474,3 +474,19 @@ def test_an_officer_runs_reviews_and_applies_the_assignment(
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(AssignmentRun)) == 1
         assert session.scalar(select(func.count()).select_from(BuddyAssignment)) >= 2
+
+
+def test_both_pages_speak_all_five_languages(
+    sign_in: SignIn, staff: Staff, directory: Directory, town: None, uploads: Path
+) -> None:
+    client = sign_in(staff.officer)
+    report_url = _upload(client, WELFARE).headers["location"]  # type: ignore[attr-defined]
+    csrf = csrf_of(client.get("/console/assign").text)
+    client.post("/console/assign", data={"csrf": csrf})
+    for language in Language:
+        client.post("/console/language", data={"csrf": csrf, "lang": language.value, "back": "/"})
+        for url in ("/console/import", report_url, f"{report_url}?show=all", "/console/assign"):
+            page = client.get(url)
+            assert page.status_code == 200, (language, url)
+            direction = "rtl" if language.rtl else "ltr"
+            assert f'<html lang="{language.value}" dir="{direction}">' in page.text
