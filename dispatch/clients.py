@@ -13,7 +13,9 @@ from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Any
 
+import httpx
 from aiohttp import TraceConfig, TraceRequestChunkSentParams, encode_basic_auth
 from telegram import Bot
 from telegram.request import HTTPXRequest
@@ -33,9 +35,10 @@ from config.settings import TOKEN_LEAKING_LOGGERS, Settings, SettingsError
 # status and the error code, not the headers. A context variable, so sends running side by
 # side (one task each) never read each other's answer.
 twilio_retry_after: ContextVar[float | None] = ContextVar("twilio_retry_after", default=None)
-# Called at the moment a twilio request's bytes are written to its connection (set by the
-# worker around a paced send: the provider counts a call from when its request arrives, not
-# from when the worker let it go, and the event loop may run other work in between).
+# Called at the moment a request's bytes are written to its connection, by the twilio client
+# (aiohttp) and by the Telegram bot's (httpx): set by the worker around a paced send. The
+# provider counts a message from when its request arrives, not from when the worker let it go,
+# and the event loop may run other work in between.
 request_leaving: ContextVar[Callable[[], None] | None] = ContextVar("request_leaving", default=None)
 
 
@@ -53,6 +56,32 @@ def _departures() -> TraceConfig:
     trace = TraceConfig()
     trace.on_request_chunk_sent.append(_chunk_sent)
     return trace
+
+
+async def _httpcore_trace(event: str, _info: dict[str, Any]) -> None:
+    # httpcore awaits this once the request line and headers are written to the connection
+    # (HTTP/1.1 or HTTP/2): the provider cannot have seen the request before this moment.
+    if event.endswith(".send_request_headers.complete"):
+        leaving = request_leaving.get()
+        if leaving is not None:
+            leaving()
+
+
+async def _trace_departure(request: httpx.Request) -> None:
+    request.extensions["trace"] = _httpcore_trace
+
+
+class DepartingHTTPXRequest(HTTPXRequest):
+    """python-telegram-bot's httpx transport, reporting when each request leaves
+    (:data:`request_leaving`): an httpx request hook asks httpcore to trace the request, and
+    the trace's "headers written" event is the departure."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        httpx_kwargs = dict(kwargs.pop("httpx_kwargs", None) or {})
+        hooks = dict(httpx_kwargs.get("event_hooks") or {})
+        hooks["request"] = [*hooks.get("request", []), _trace_departure]
+        httpx_kwargs["event_hooks"] = hooks
+        super().__init__(httpx_kwargs=httpx_kwargs, **kwargs)
 
 
 def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -112,7 +141,7 @@ def make_telegram_bot(
         raise SettingsError("HOSEN_TELEGRAM_TOKEN: required to talk to Telegram")
     quiet_token_leaking_loggers()
     base_url, base_file_url = telegram_api_urls(settings)
-    request = HTTPXRequest(
+    request = DepartingHTTPXRequest(
         connection_pool_size=connection_pool_size,
         read_timeout=read_timeout,
         pool_timeout=pool_timeout,

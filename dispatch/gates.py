@@ -10,7 +10,8 @@
   (:func:`claim_allowance`), and the first answer brings it back.
 * Per-chat rate (Telegram: 1 a second per chat): ``chat_gate`` keeps each chat's next free time.
 * :func:`acquire_lease`: a named lock with a heartbeat (the single SQLite worker, the scheduler
-  where there are no advisory locks).
+  where there are no advisory locks, the one worker that sends on each channel: a provider
+  counts a send when its request arrives, and only the sending process knows when it left).
 """
 
 from __future__ import annotations
@@ -281,6 +282,24 @@ def acquire_lease(
     lease.holder = holder
     lease.expires_at = now + ttl
     return True
+
+
+def renew_leases(
+    session: Session, *, names: Iterable[str], holder: str, ttl: timedelta, now: datetime
+) -> int:
+    """Extend the named leases ``holder`` still holds (none is taken: a lease that ran out
+    stays with whoever took it since); how many were extended."""
+    result = session.execute(
+        update(ProcessLease)
+        .where(
+            ProcessLease.name.in_(list(names)),
+            ProcessLease.holder == holder,
+            ProcessLease.expires_at > now,
+        )
+        .values(expires_at=now + ttl)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def release_lease(session: Session, *, name: str, holder: str) -> None:

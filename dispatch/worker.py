@@ -59,19 +59,28 @@ log = logging.getLogger("hosen.worker")
 T = TypeVar("T")
 
 SQLITE_WORKER_LEASE = "sqlite-worker"
-# Calls a second are counted by when each call's request left, which only the sending process
-# knows: one worker at a time places calls (on SQLite there is only one worker anyway). The
-# holder renews it at every claim; another worker takes over this long after it stopped.
+# A channel's sends are counted by when each request left, which only the sending process
+# knows: on each channel one worker at a time sends (a lease per channel, "<channel>-sender";
+# on SQLite there is only one worker anyway). The holder renews it at every claim and while it
+# has sends in hand; another worker takes over this long after it stopped.
+SENDER_TTL = timedelta(seconds=10)
 VOICE_SENDER_LEASE = "voice-sender"
-VOICE_SENDER_TTL = timedelta(seconds=10)
+VOICE_SENDER_TTL = SENDER_TTL
+
+
+def sender_lease(channel: Channel) -> str:
+    """The name of the lease whose holder sends on ``channel``."""
+    return f"{channel.value}-sender"
+
+
 # ``attempts`` is a SMALLINT: a message retried through a long outage stops counting here.
 ATTEMPTS_CEILING = 30_000
 # A send due sooner than this goes now: a timer for a few microseconds costs more than it keeps.
 SLOT_TOLERANCE = timedelta(milliseconds=1)
 # Calls a second are few (Twilio's default is one). Each call is counted from when its request
-# left (``Pacer(departures=True)``), so a call delayed on the way out cannot bring the next one
-# closer; the margin is for the provider's side: the moment it counts a request's arrival varies
-# by some milliseconds too.
+# left (as every send is: :class:`Pacer`), so a call delayed on the way out cannot bring the
+# next one closer; the margin is for the provider's side: the moment it counts a request's
+# arrival varies by some milliseconds too.
 VOICE_MARGIN = 0.04
 
 
@@ -161,20 +170,20 @@ class Pacer:
     holds up nobody whose slot comes first.
 
     The rate keeps a small margin under the configured one, and no more than the configured
-    number of sends go within any second and a margin (counted from when each send actually
-    went, so that a send let go late by a busy machine does not let a later one go early): a
-    provider that counts a strict one-second window refuses the 31st message arriving a
-    fraction of a millisecond inside it. After a 429 the rate drops a little (multiplicative
-    decrease) and climbs back by a small step with every accepted send (additive increase), so
-    one 429 costs a few percent for a few seconds instead of half the throughput.
+    number of sends leave within any second and a margin: a provider that counts a strict
+    one-second window refuses the 31st message arriving a fraction of a millisecond inside it.
+    After a 429 the rate drops a little (multiplicative decrease) and climbs back by a small
+    step with every accepted send (additive increase), so one 429 costs a few percent for a few
+    seconds instead of half the throughput.
 
-    With ``departures`` (calls: a few a second, counted by Twilio at their arrival) the window
-    counts each send from the moment its request actually left (:meth:`leaving`, reported by
-    the HTTP client as it writes the request; else :meth:`done`, when the send came back),
-    not from when it was let go: a send that then waited on the event loop (the webhooks the
-    same process serves, a database step) must not leave the next one closer to it than the
-    window allows. The next send is let go only once the previous one's departure is known, so
-    no two requests leave closer than the window, whatever happens between.
+    The window counts each send from the moment its request actually left (:meth:`leaving`,
+    reported by the channel's HTTP client as it writes the request; else :meth:`done`, when the
+    send came back), not from when it was let go: a send that then waited on the event loop
+    (other sends, the webhooks the same process serves, a database step, a connection to open)
+    must not leave the next ones closer to it than the window allows. A send let go but not yet
+    left counts as leaving at any moment: a send is let go only while those that left within
+    the window and those still on their way number fewer than the limit, so that however late
+    they leave, no window ever holds more.
     """
 
     MARGIN = 0.02  # under the configured rate, and over a second for its window
@@ -183,14 +192,11 @@ class Pacer:
     FLOOR = 0.25  # the lowest rate, as a share of the ceiling
     WINDOW = timedelta(seconds=1 + MARGIN)
 
-    def __init__(
-        self, clock: Clock, rate: float, *, margin: float | None = None, departures: bool = False
-    ) -> None:
+    def __init__(self, clock: Clock, rate: float, *, margin: float | None = None) -> None:
         self.clock = clock
-        self.departures = departures
-        self._leaving: int | None = None  # the send let go that has not left yet
         self._sends = itertools.count(1)
-        self._left: asyncio.Future[None] | None = None  # resolved when that send has left
+        self._on_the_way: set[int] = set()  # sends let go that have not left yet
+        self._left: asyncio.Future[None] | None = None  # resolved when one of them leaves
         if margin is not None:  # this pacer's own margin (calls: see VOICE_MARGIN)
             self.MARGIN = margin
             self.WINDOW = timedelta(seconds=1 + margin)
@@ -198,8 +204,9 @@ class Pacer:
         self.rate = self.ceiling
         self.step = timedelta(seconds=1 / self.rate)
         self.last: datetime | None = None  # when this process last let a send go
-        # When the latest sends went, as many as the configured rate allows in a second.
-        self.window: deque[datetime] = deque(maxlen=max(1, math.floor(rate)))
+        self.limit = max(1, math.floor(rate))  # sends within one window
+        # When the latest sends left, as many as the limit.
+        self.window: deque[datetime] = deque(maxlen=self.limit)
 
     def _set(self, rate: float) -> None:
         self.rate = rate
@@ -215,30 +222,31 @@ class Pacer:
             self._set(min(self.ceiling, self.rate + self.ceiling * self.INCREASE))
 
     async def wait(self, slot: datetime) -> int:
-        """Until ``slot`` and one step after this process's previous send, whichever is later.
-        Returns the send's number, for :meth:`leaving` and :meth:`done`."""
+        """Until ``slot`` and one step after this process's previous send, whichever is later,
+        and until the window has room. Returns the send's number, for :meth:`leaving` and
+        :meth:`done` (one of which must follow)."""
         slept = False
         while True:
-            if self._leaving is not None:
-                # The previous send's departure is not known yet.
+            now = self.clock.now()
+            at = slot if self.last is None else max(slot, self.last + self.step)
+            # The window is full while the sends that left and those on their way reach the
+            # limit: the next one waits for the oldest that counts to leave the window ...
+            oldest = len(self.window) + len(self._on_the_way) - self.limit
+            if oldest >= len(self.window):
+                # ... or, with no departure to wait out, for one on its way to leave.
                 if self._left is None:
                     self._left = asyncio.get_running_loop().create_future()
                 await asyncio.shield(self._left)
                 continue
-            now = self.clock.now()
-            at = slot if self.last is None else max(slot, self.last + self.step)
-            if len(self.window) == self.window.maxlen:
-                at = max(at, self.window[0] + self.WINDOW)
+            if oldest >= 0:
+                at = max(at, self.window[oldest] + self.WINDOW)
             if at - now <= SLOT_TOLERANCE:
                 # Woken for its time, a send counts from that time: the timer's own lateness (a
                 # millisecond or two) must not add up send after send. A send that arrived late
                 # counts from now, so that what is overdue follows one step at a time.
                 self.last = at if slept else max(now, at)
                 send = next(self._sends)
-                if self.departures:
-                    self._leaving = send
-                else:
-                    self.window.append(max(now, at))
+                self._on_the_way.add(send)
                 return send
             await self.clock.sleep_until(at)
             slept = True
@@ -246,9 +254,10 @@ class Pacer:
     def leaving(self, send: int) -> None:
         """Send number ``send`` is leaving now (its request being written): the window counts
         it from this moment (a second report of the same send changes nothing)."""
-        if self._leaving == send:
+        if send in self._on_the_way:
+            self._on_the_way.discard(send)
             self.window.append(self.clock.now())
-            self._leaving, left, self._left = None, self._left, None
+            left, self._left = self._left, None
             if left is not None and not left.done():
                 left.set_result(None)
 
@@ -377,7 +386,6 @@ class Worker:
                 self.clock,
                 self.rate(channel),
                 margin=VOICE_MARGIN if channel == Channel.VOICE else None,
-                departures=channel == Channel.VOICE,
             )
             for channel in self.senders
         }
@@ -443,13 +451,14 @@ class Worker:
         if not self.on_postgresql:
             with unit_of_work(self.sessions) as session:
                 gates.release_lease(session, name=SQLITE_WORKER_LEASE, holder=self.worker_id)
-        elif Channel.VOICE in self.senders:
-            # Another worker may place calls at once (else: when the lease runs out).
+        else:
+            # Another worker may send on these channels at once (else: when the leases run out).
             with (
                 contextlib.suppress(OperationalError, DBAPIError),
                 unit_of_work(self.sessions) as session,
             ):
-                gates.release_lease(session, name=VOICE_SENDER_LEASE, holder=self.worker_id)
+                for channel in self.senders:
+                    gates.release_lease(session, name=sender_lease(channel), holder=self.worker_id)
         self._started = False
 
     async def __aenter__(self) -> Worker:
@@ -503,6 +512,7 @@ class Worker:
             await asyncio.gather(
                 self._housekeeping_loop(stop),
                 self._renewal_loop(stop),
+                self._sender_lease_loop(stop),
                 self._pause_watch_loop(stop),
                 *loops,
             )
@@ -627,6 +637,31 @@ class Worker:
             except (OperationalError, DBAPIError):
                 log.warning("worker %s: could not renew leases", self.worker_id)
 
+    async def _sender_lease_loop(self, stop: asyncio.Event) -> None:
+        """While sends are in hand, keep the channels' sender leases (:data:`SENDER_TTL`): a
+        batch that takes longer than the lease (a slow provider) must not let another worker
+        start sending on the same channel beside it."""
+        if not self.on_postgresql:
+            return
+        while not stop.is_set():
+            await self._idle(stop, SENDER_TTL.total_seconds() / 3)
+            if not self._held:
+                continue
+            try:
+                await self._in_db(self._renew_sender_leases)
+            except (OperationalError, DBAPIError):
+                log.warning("worker %s: could not renew its sender leases", self.worker_id)
+
+    def _renew_sender_leases(self) -> None:
+        with unit_of_work(self.sessions) as session:
+            gates.renew_leases(
+                session,
+                names=[sender_lease(channel) for channel in self.senders],
+                holder=self.worker_id,
+                ttl=SENDER_TTL,
+                now=self.clock.now(),
+            )
+
     def _renew_leases(self, leases: tuple[str, ...]) -> None:
         until = self.clock.now() + timedelta(seconds=self.config.lease_seconds)
         table = table_of(OutboxMessage)
@@ -744,15 +779,15 @@ class Worker:
             if allowance == 0:
                 return []  # paused by the provider, or down and another claim has the probe
             limit = min(limit, allowance or limit)
+            if self.on_postgresql and not gates.acquire_lease(
+                session,
+                name=sender_lease(channel),
+                holder=self.worker_id,
+                ttl=SENDER_TTL,
+                now=now,
+            ):
+                return []  # another worker sends on this channel (see SENDER_TTL)
             if channel == Channel.VOICE:
-                if self.on_postgresql and not gates.acquire_lease(
-                    session,
-                    name=VOICE_SENDER_LEASE,
-                    holder=self.worker_id,
-                    ttl=VOICE_SENDER_TTL,
-                    now=now,
-                ):
-                    return []  # another worker places the calls
                 # No more calls in progress at once than the cap (dispatch.calls).
                 limit = min(
                     limit, calls.free_lines(session, cap=self.settings.voice_max_calls, now=now)
@@ -1128,9 +1163,8 @@ class Worker:
                     return RateLimited(retry_after=0.0)
                 started = self.clock.monotonic()
                 batch.sending_since[courier] = loop.time()
-                leaving = request_leaving.set(
-                    functools.partial(pacer.leaving, send) if pacer.departures else None
-                )
+                # The channel's HTTP client reports the moment the request is written.
+                leaving = request_leaving.set(functools.partial(pacer.leaving, send))
                 try:
                     result = await sender.send(item.message)
                 except Exception as exc:  # never lose a row to a surprise: retry it later
@@ -1141,8 +1175,7 @@ class Worker:
                     batch.sending_since[courier] = None
                     limit.release()
             finally:
-                if pacer.departures:
-                    pacer.done(send)
+                pacer.done(send)
             if isinstance(result, RateLimited):
                 batch.paused = True
                 self._provider_paused(channel, result.retry_after)

@@ -80,6 +80,29 @@ def test_async_twilio_client_reports_when_a_request_leaves(
     assert len(fake_twilio.messages) == 2
 
 
+def test_telegram_bot_reports_when_a_request_leaves(
+    fake_telegram: FakeTelegram, fake_settings: Settings
+) -> None:
+    """The pacer counts a message from when its request is written: python-telegram-bot's
+    transport reports that moment once per request, before the provider can have it, and
+    nothing when nobody asks (the bot's own ``getMe`` at start, an unwatched send)."""
+    dana = fake_telegram.new_user()
+    seen: list[int] = []
+
+    def sent_messages() -> int:
+        return sum(call.method == "sendMessage" for call in fake_telegram.sent)
+
+    async def run() -> None:
+        async with make_telegram_bot(fake_settings) as bot:
+            await bot.send_message(dana.id, "unwatched")
+            request_leaving.set(lambda: seen.append(sent_messages()))
+            await bot.send_message(dana.id, "watched")
+
+    asyncio.run(run())
+    assert seen == [1]  # once, for the second request, while the fake had only the first
+    assert sent_messages() == 2
+
+
 def test_sync_twilio_client_uses_the_configured_api_url(
     fake_twilio: FakeTwilio, fake_settings: Settings
 ) -> None:

@@ -33,7 +33,7 @@ def _times(
     went: dict[str, datetime] = {}
 
     async def send(name: str, slot: datetime) -> None:
-        await pacer.wait(slot)
+        pacer.leaving(await pacer.wait(slot))  # its request leaves at once
         went[name] = clock.now()
 
     async def go() -> None:
@@ -66,7 +66,7 @@ def test_late_timers_do_not_add_up_from_send_to_send() -> None:
 
     async def courier() -> None:
         for n in range(30):
-            await pacer.wait(START + n * STEP)
+            pacer.leaving(await pacer.wait(START + n * STEP))
             went.append(clock.now())
 
     asyncio.run(courier())
@@ -119,7 +119,7 @@ def test_a_send_let_go_late_does_not_let_the_31st_into_its_second() -> None:
 
     async def courier() -> None:
         for n in range(31):
-            await pacer.wait(START + timedelta(milliseconds=10) + n * STEP)
+            pacer.leaving(await pacer.wait(START + timedelta(milliseconds=10) + n * STEP))
             went.append(clock.now())
 
     asyncio.run(courier())
@@ -133,7 +133,7 @@ def test_with_departures_the_next_send_counts_from_when_the_last_one_left() -> N
     comes a second after the first's, yet it is let go only a window after the first actually
     left; and not at all while the first has not left."""
     clock = ManualClock(START)
-    pacer = Pacer(clock, rate=1.0, margin=0.04, departures=True)
+    pacer = Pacer(clock, rate=1.0, margin=0.04)
     left: list[datetime] = []
 
     async def call(slot: datetime, delay: float) -> None:
@@ -159,7 +159,7 @@ def test_with_departures_a_send_that_never_reports_counts_from_its_return() -> N
     """A request that failed before it left (or a client that cannot tell) counts from when
     the send came back; a report about an older send does not let the next one go early."""
     clock = ManualClock(START)
-    pacer = Pacer(clock, rate=1.0, margin=0.04, departures=True)
+    pacer = Pacer(clock, rate=1.0, margin=0.04)
     went: list[datetime] = []
 
     async def go() -> None:

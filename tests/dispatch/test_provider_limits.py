@@ -131,7 +131,8 @@ def test_a_retry_after_of_three_seconds_is_honoured_by_every_worker(
     sessions: sessionmaker[Session], settings: Settings, clock: ManualClock, db_kind: str
 ) -> None:
     """The 20th send is refused with Retry-After: 3. Nobody, in either worker, sends again
-    before three seconds have passed; then all go out. SQLite allows one worker (two lanes)."""
+    before three seconds have passed; then all go out. SQLite allows one worker (two lanes);
+    on PostgreSQL the second worker waits while the first holds the channel's sender lease."""
     names = ["first", "second"] if db_kind == "postgresql" else ["only"]
     rated = settings.model_copy(update={"sms_rate_per_second": 30.0})
     provider = Provider(clock)
@@ -145,9 +146,9 @@ def test_a_retry_after_of_three_seconds_is_honoured_by_every_worker(
     after = [(at, worker) for at, worker, _ in provider.seen[20:]]
     assert after and min(at for at, _ in after) >= refused_at + timedelta(seconds=3)
     assert min(at for at, _ in after) < refused_at + timedelta(seconds=3.1)  # not longer
-    if len(names) == 2:
-        # Both workers were sending before the pause and after it.
-        assert {w for _, w, _ in provider.seen[:19]} == {w for _, w in after} == set(names)
+    # One worker sends on a channel at a time (its sender lease: only the sending process
+    # knows when each request left), before the pause and after it.
+    assert len({w for _, w, _ in provider.seen}) == 1
     assert provider.traffic.accepted == 120 and provider.traffic.throttled == 1
     with sessions() as session:
         gate = session.get_one(ChannelGate, Channel.SMS)
