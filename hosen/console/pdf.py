@@ -9,19 +9,30 @@ Cyrillic; see ``.ci/apt-packages``).
 
 from __future__ import annotations
 
+import logging
 import mimetypes
 
 from hosen.console.texts import STATIC
 
+log = logging.getLogger(__name__)
 BASE = "https://console.invalid/"
 STATIC_URL = f"{BASE}console/static/"
 
 
+class PdfUnavailable(Exception):
+    """WeasyPrint, or the Pango library it loads, is not installed on this server."""
+
+
 def sheet_pdf(html: str) -> bytes:
-    """The sheet's HTML as a PDF document."""
-    # Imported on first use: loading Pango costs the other pages nothing.
-    from weasyprint import HTML
-    from weasyprint.urls import URLFetcher, URLFetcherResponse
+    """The sheet's HTML as a PDF document, or :class:`PdfUnavailable`."""
+    # Imported on first use: loading Pango costs the other pages nothing, and a server without
+    # it still serves every other page (and the printable sheet).
+    try:
+        from weasyprint import HTML
+        from weasyprint.urls import URLFetcher, URLFetcherResponse
+    except (ImportError, OSError) as exc:
+        log.warning("console: no PDF sheets on this server: %s", exc)
+        raise PdfUnavailable from exc
 
     class StaticOnly(URLFetcher):  # type: ignore[misc]
         """The console's static files, read from the package; any other URL stops the PDF."""

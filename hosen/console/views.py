@@ -47,7 +47,7 @@ from dispatch.models import (
 from dispatch.reports import close_campaign
 from hosen.console import map as maps
 from hosen.console.map import content_security_policy
-from hosen.console.pdf import sheet_pdf
+from hosen.console.pdf import PdfUnavailable, sheet_pdf
 from hosen.console.registry_pages import RegistryPages
 from hosen.console.session import COOKIE, CSRF_FIELD, ConsoleSession, Sessions
 from hosen.console.texts import STATIC, Words, environment
@@ -757,8 +757,14 @@ class Console:
             campaign, kind = values["campaign"], values["kind"]
             zone = f"-zone-{values['zone_id']}" if values["zone_id"] is not None else ""
             name = f"hosen-{campaign.id}-{kind.value}{zone}.pdf"
+            try:
+                pdf = sheet_pdf(html)
+            except PdfUnavailable:
+                return self._html(
+                    request, visit, "message.html", 503, message="console.pdf.unavailable"
+                )
             response = Response(
-                sheet_pdf(html),
+                pdf,
                 media_type="application/pdf",
                 headers={"Content-Disposition": f'attachment; filename="{name}"'},
             )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -212,3 +213,16 @@ def test_the_board_with_tiles_names_their_origin_and_draws_them(
     assert "© Test Tiles" in board.text
     # Every page of the console carries the same policy.
     assert client.get("/console/lists").headers["content-security-policy"] == policy
+
+
+def test_a_server_without_weasyprint_says_so_and_keeps_the_printable_sheet(
+    sign_in: SignIn, staff: Staff, drills: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = sign_in(staff.officer)
+    monkeypatch.setitem(sys.modules, "weasyprint", None)  # as if it were not installed
+    campaign = drills["kiryat-tamar"]
+    answer = client.get(f"/console/sheet.pdf?campaign={campaign}&kind=unreached")
+    assert answer.status_code == 503
+    assert "Pango" in answer.text and "Miriam" not in answer.text
+    sheet = client.get(f"/console/sheet?campaign={campaign}&kind=unreached")
+    assert sheet.status_code == 200 and "Miriam Cohen" in sheet.text
