@@ -749,28 +749,37 @@ class Console:
         return await self._page(request, build)
 
     async def sheet_pdf(self, request: Request) -> Response:
-        """The call-down sheet as a PDF: the same page, laid out by WeasyPrint for print."""
+        """The call-down sheet as a PDF: the same page, laid out by WeasyPrint for print once
+        the unit of work has ended (a long sheet takes seconds; no connection waits on it)."""
+        made: dict[str, Any] = {}
 
         def build(db: Session, visit: Visit) -> Response:
             values = self._sheet_view(db, visit, request) | {"pdf": True}
-            html = self._render(request, visit, "sheet.html", **values)
-            campaign, kind = values["campaign"], values["kind"]
-            zone = f"-zone-{values['zone_id']}" if values["zone_id"] is not None else ""
-            name = f"hosen-{campaign.id}-{kind.value}{zone}.pdf"
-            try:
-                pdf = sheet_pdf(html)
-            except PdfUnavailable:
-                return self._html(
-                    request, visit, "message.html", 503, message="console.pdf.unavailable"
-                )
-            response = Response(
-                pdf,
-                media_type="application/pdf",
-                headers={"Content-Disposition": f'attachment; filename="{name}"'},
+            campaign, kind, zone_id = values["campaign"], values["kind"], values["zone_id"]
+            zone = f"-zone-{zone_id}" if zone_id is not None else ""
+            made.update(
+                html=self._render(request, visit, "sheet.html", **values),
+                name=f"hosen-{campaign.id}-{kind.value}{zone}.pdf",
+                visit=visit,
             )
-            return self._respond(request, visit, response)
+            return Response(status_code=204)  # replaced by the PDF below
 
-        return await self._page(request, build)
+        answer = await self._page(request, build)
+        if not made:  # not signed in, not found, not allowed: that page as it is
+            return answer
+        visit = made["visit"]
+        try:
+            pdf = await run_in_threadpool(sheet_pdf, made["html"])
+        except PdfUnavailable:
+            return self._html(
+                request, visit, "message.html", 503, message="console.pdf.unavailable"
+            )
+        response = Response(
+            pdf,
+            media_type="application/pdf",
+            headers={"Content-Disposition": f'attachment; filename="{made["name"]}"'},
+        )
+        return self._respond(request, visit, response)
 
     def _sheet_view(self, db: Session, visit: Visit, request: Request) -> dict[str, Any]:
         """What the call-down sheet shows, one section per zone (audited as the lists are)."""
