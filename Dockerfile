@@ -14,6 +14,11 @@ RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+# The console's PDF call-down sheet (WeasyPrint): Pango, and fonts with Hebrew, Arabic, Ethiopic
+# and Cyrillic glyphs.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 fonts-noto-core \
+    && rm -rf /var/lib/apt/lists/*
 COPY --from=build /wheels /wheels
 # A fixed uid, so that secrets and volumes can be given to it on the host.
 RUN pip install --no-cache-dir --no-index --find-links /wheels hosen && rm -rf /wheels \

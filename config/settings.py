@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
@@ -49,6 +50,9 @@ SECRET_MIN_LENGTH = 24
 SECRET_MIN_CLASSES = 2  # of: lower case, upper case, digits, other characters
 SECRET_MIN_DISTINCT = 10  # different characters: refuses "x" * 32 and "abababab..."
 TELEGRAM_TOKEN = re.compile(r"\d{5,}:[A-Za-z0-9_-]{30,}")
+# A tile server's host[:port] as the Content-Security-Policy names it: letters, digits, dots and
+# hyphens (an IPv6 literal in brackets), no placeholder.
+TILE_HOST = re.compile(r"([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?")
 # Loggers that would print the bot token (a Bot API URL holds it) or message texts at INFO.
 TOKEN_LEAKING_LOGGERS = ("httpx", "httpcore", "telegram.Bot")
 SECRET_FIELDS = (
@@ -135,6 +139,12 @@ class Settings(BaseSettings):
     # a random key per process, so a restart signs everyone out) and how long a sign-in lasts.
     console_secret: SecretStr | None = None
     console_session_hours: PositiveFloat = 12.0
+    # The board's map: a tile server's URL template ({z}/{x}/{y}; one fixed host, which the
+    # console's Content-Security-Policy then names), the attribution its terms require, and the
+    # closest zoom it serves. Unset: no tiles (offline); the zones and shelters are drawn alike.
+    map_tiles_url: str | None = None
+    map_tiles_attribution: str | None = None
+    map_tiles_max_zoom: Annotated[int, Field(ge=0, le=22)] = 18
 
     @field_validator("database_url")
     @classmethod
@@ -142,6 +152,32 @@ class Settings(BaseSettings):
         if not value.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:")):
             raise ValueError("must be a sqlite:/// or postgresql:// URL")
         return value
+
+    @field_validator("map_tiles_url")
+    @classmethod
+    def _tile_template(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL")
+        if "@" in parts.netloc or not TILE_HOST.fullmatch(parts.netloc):
+            raise ValueError("must name one host (no {s} subdomains, no user name)")
+        rest = value.split("://", 1)[1][len(parts.netloc) :]
+        if sorted(re.findall(r"\{[^}]*\}", rest)) != ["{x}", "{y}", "{z}"]:
+            raise ValueError("must hold {z}, {x} and {y} once each, and no other {...}")
+        if any(c.isspace() or c in "'\";,<>" for c in value):
+            raise ValueError("must not hold spaces, quotes, commas, semicolons or angle brackets")
+        return value
+
+    @model_validator(mode="after")
+    def _tiles_attributed(self) -> Settings:
+        if self.map_tiles_url and not (self.map_tiles_attribution or "").strip():
+            raise ValueError(
+                "HOSEN_MAP_TILES_ATTRIBUTION is needed with HOSEN_MAP_TILES_URL: tile servers "
+                "require their attribution on the map (e.g. '© OpenStreetMap contributors')"
+            )
+        return self
 
     @field_validator("database_password_file")
     @classmethod
@@ -198,6 +234,15 @@ class Settings(BaseSettings):
                 "must be an E.164 number such as +972501234567 or a Messaging Service SID"
             )
         return value or None
+
+    @property
+    def map_tiles_origin(self) -> str | None:
+        """The tile server's origin (scheme, host, port), the one the console's pages may load
+        images from; None without tiles."""
+        if not self.map_tiles_url:
+            return None
+        parts = urlsplit(self.map_tiles_url)
+        return f"{parts.scheme}://{parts.netloc.lower()}"
 
     @property
     def zone_info(self) -> ZoneInfo:

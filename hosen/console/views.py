@@ -47,6 +47,9 @@ from dispatch.models import (
 from dispatch.reports import close_campaign
 from hosen.console.assign_page import AssignPages
 from hosen.console.import_page import ImportPages
+from hosen.console import map as maps
+from hosen.console.map import content_security_policy
+from hosen.console.pdf import PdfUnavailable, sheet_pdf
 from hosen.console.registry_pages import RegistryPages
 from hosen.console.session import COOKIE, CSRF_FIELD, ConsoleSession, Sessions
 from hosen.console.texts import STATIC, Words, environment
@@ -114,6 +117,7 @@ class Console:
             secret=secret, lifetime=timedelta(hours=settings.console_session_hours)
         )
         self.env = environment()
+        self.csp = content_security_policy(settings.map_tiles_origin)
         self.env.globals.update(
             priority=priority_of, last_attempt=last_attempt, next_action=next_action
         )
@@ -134,6 +138,7 @@ class Console:
             Route("/console/lists", self.lists, methods=["GET"]),
             Route("/console/lists.csv", self.lists_csv, methods=["GET"]),
             Route("/console/sheet", self.sheet, methods=["GET"]),
+            Route("/console/sheet.pdf", self.sheet_pdf, methods=["GET"]),
             Route("/console/start", self.start, methods=["GET", "POST"]),
             Route("/console/close/{campaign_id:int}", self.close, methods=["POST"]),
             *RegistryPages(self).routes(),
@@ -162,16 +167,17 @@ class Console:
         )
         response.headers["Cache-Control"] = "no-store"
         response.headers["X-Frame-Options"] = "DENY"
-        response.headers["Content-Security-Policy"] = (
-            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-            "frame-ancestors 'none'; form-action 'self'"
-        )
+        response.headers["Content-Security-Policy"] = self.csp
         return response
 
     def _html(
         self, request: Request, visit: Visit, template: str, status: int = 200, **values: Any
     ) -> Response:
-        html = self.env.get_template(template).render(
+        html = self._render(request, visit, template, **values)
+        return self._respond(request, visit, HTMLResponse(html, status_code=status))
+
+    def _render(self, request: Request, visit: Visit, template: str, **values: Any) -> str:
+        return self.env.get_template(template).render(
             _=visit.words,
             words=visit.words,
             lang=visit.words.language.value,
@@ -182,7 +188,6 @@ class Console:
             path=request.url.path,
             **values,
         )
-        return self._respond(request, visit, HTMLResponse(html, status_code=status))
 
     def _redirect(self, request: Request, visit: Visit, url: str) -> Response:
         if request.headers.get("hx-request"):
@@ -519,11 +524,13 @@ class Console:
             current=passed[-1] if passed else None,
             upcoming=upcoming[0] if upcoming and campaign.status == CampaignStatus.ACTIVE else None,
             chart=_chart(campaign, curve, ladder, counts.total.total, now),
-            map=_map(
+            map=maps.draw(
                 boards.places_of(
                     db, authority_id=campaign.authority_id, language=visit.words.language
                 ),
                 {z.zone_id: z for z in counts.zones},
+                settings=self.ctx.settings,
+                resources=maps.sheltering_by_zone(db, authority_id=campaign.authority_id),
             ),
             open_help=boards.open_help_count(db, authority_ids=[campaign.authority_id]),
         )
@@ -741,37 +748,68 @@ class Console:
 
     async def sheet(self, request: Request) -> Response:
         def build(db: Session, visit: Visit) -> Response:
-            campaign, kind, zone_id = self._list_args(db, visit, request)
-            if campaign is None:
-                raise NotFound
-            found = boards.action_list(
-                db, campaign=campaign, kind=kind, zone_id=zone_id, limit=None
-            )
-            names = self._zone_names(db, visit)
-            zone = (
-                names.get(zone_id)
-                if zone_id is not None
-                else visit.words("console.lists.all_zones")
-            )
-            groups: list[tuple[int | None, list[boards.ListRow]]] = []
-            for row in found.rows:  # ordered by zone: one sheet per zone
-                if not groups or groups[-1][0] != row.zone_id:
-                    groups.append((row.zone_id, []))
-                groups[-1][1].append(row)
-            return self._html(
-                request,
-                visit,
-                "sheet.html",
-                campaign=campaign,
-                kind=kind,
-                found=found,
-                names=names,
-                zone=zone,
-                now=self.clock(),
-                groups=groups,
-            )
+            return self._html(request, visit, "sheet.html", **self._sheet_view(db, visit, request))
 
         return await self._page(request, build)
+
+    async def sheet_pdf(self, request: Request) -> Response:
+        """The call-down sheet as a PDF: the same page, laid out by WeasyPrint for print once
+        the unit of work has ended (a long sheet takes seconds; no connection waits on it)."""
+        made: dict[str, Any] = {}
+
+        def build(db: Session, visit: Visit) -> Response:
+            values = self._sheet_view(db, visit, request) | {"pdf": True}
+            campaign, kind, zone_id = values["campaign"], values["kind"], values["zone_id"]
+            zone = f"-zone-{zone_id}" if zone_id is not None else ""
+            made.update(
+                html=self._render(request, visit, "sheet.html", **values),
+                name=f"hosen-{campaign.id}-{kind.value}{zone}.pdf",
+                visit=visit,
+            )
+            return Response(status_code=204)  # replaced by the PDF below
+
+        answer = await self._page(request, build)
+        if not made:  # not signed in, not found, not allowed: that page as it is
+            return answer
+        visit = made["visit"]
+        try:
+            pdf = await run_in_threadpool(sheet_pdf, made["html"])
+        except PdfUnavailable:
+            return self._html(
+                request, visit, "message.html", 503, message="console.pdf.unavailable"
+            )
+        response = Response(
+            pdf,
+            media_type="application/pdf",
+            headers={"Content-Disposition": f'attachment; filename="{made["name"]}"'},
+        )
+        return self._respond(request, visit, response)
+
+    def _sheet_view(self, db: Session, visit: Visit, request: Request) -> dict[str, Any]:
+        """What the call-down sheet shows, one section per zone (audited as the lists are)."""
+        campaign, kind, zone_id = self._list_args(db, visit, request)
+        if campaign is None:
+            raise NotFound
+        found = boards.action_list(db, campaign=campaign, kind=kind, zone_id=zone_id, limit=None)
+        names = self._zone_names(db, visit)
+        zone = names.get(zone_id) if zone_id is not None else visit.words("console.lists.all_zones")
+        groups: list[tuple[int | None, list[boards.ListRow]]] = []
+        for row in found.rows:  # ordered by zone: one sheet per zone
+            if not groups or groups[-1][0] != row.zone_id:
+                groups.append((row.zone_id, []))
+            groups[-1][1].append(row)
+        return {
+            "campaign": campaign,
+            "kind": kind,
+            "found": found,
+            "names": names,
+            "zone": zone,
+            "zone_id": zone_id,
+            "now": self.clock(),
+            "groups": groups,
+            "pdf": False,
+            "query": _query,
+        }
 
     async def lists_csv(self, request: Request) -> Response:
         def build(db: Session, visit: Visit) -> Response:
@@ -1016,47 +1054,6 @@ def _chart(
         if offset <= span:
             marks.append((x(offset), f"console.rung.{step.rung.value}"))
     return Chart(width, height, line, marks, top, span / 60, curve[-1][1] if curve else 0)
-
-
-@dataclass(frozen=True)
-class Spot:
-    x: float
-    y: float
-    r: float
-    name: str
-    kind: str
-    colour: str
-    percent: int
-    capacity: int
-
-
-def _map(places: list[boards.Place], counts: dict[int | None, boards.ZoneCounts]) -> list[Spot]:
-    """Zones and shelters projected into a 640×360 box (equirectangular around their middle),
-    zones sized by their audience and coloured from red (nobody accounted for) to green."""
-    if not places:
-        return []
-    lats = [p.lat for p in places]
-    lons = [p.lon for p in places]
-    squeeze = math.cos(math.radians(sum(lats) / len(lats)))
-    span_x = max((max(lons) - min(lons)) * squeeze, 1e-6)
-    span_y = max(max(lats) - min(lats), 1e-6)
-    scale = min(560 / span_x, 280 / span_y)
-    biggest = max((z.total for z in counts.values()), default=1) or 1
-    spots = []
-    for place in places:
-        px = round(40 + (place.lon - min(lons)) * squeeze * scale, 1)
-        py = round(40 + (max(lats) - place.lat) * scale, 1)
-        if place.kind == "shelter":
-            spots.append(Spot(px, py, 5, place.name, "shelter", "#1f2937", 0, place.capacity))
-            continue
-        zone = counts.get(place.zone_id)
-        share = zone.share if zone else 0.0
-        size = zone.total if zone else 0
-        radius = round(10 + 22 * math.sqrt(size / biggest), 1)
-        # Red (nobody accounted for) to green (everyone); grey where nobody was asked.
-        colour = f"hsl({round(120 * share)}, 70%, 42%)" if size else "#9ca3af"
-        spots.append(Spot(px, py, radius, place.name, "zone", colour, round(100 * share), 0))
-    return spots
 
 
 def console_routes(ctx: Context, *, clock: Callable[[], datetime]) -> list[BaseRoute]:

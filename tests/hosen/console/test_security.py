@@ -48,6 +48,7 @@ PAGES = [
     "/console/lists",
     "/console/lists.csv?kind=unreached",
     "/console/sheet?kind=unreached",
+    "/console/sheet.pdf?kind=unreached",
     "/console/start",
     "/console/people",
     "/console/people/1",
@@ -143,6 +144,7 @@ def test_another_authoritys_officer_sees_nothing_of_this_one(
         f"/console/board/live?campaign={campaign}",
         f"/console/lists?campaign={campaign}",
         f"/console/sheet?campaign={campaign}&kind=help",
+        f"/console/sheet.pdf?campaign={campaign}&kind=help",
         f"/console/lists.csv?campaign={campaign}&kind=help",
     ):
         answer = other.get(page)
