@@ -56,8 +56,6 @@ from bots.officers import tell_officers
 from config.settings import Settings
 from dispatch import calls
 from dispatch.delivery import record_sms_status
-from dispatch.gates import upsert
-from dispatch.models import InboundMessage
 from registry.db import unit_of_work, utcnow
 from registry.models import Channel
 
@@ -574,34 +572,15 @@ def _store(session: Session, records: list[_Record]) -> None:
                 error_code=r.data["error"],
                 now=r.at,
             )
-        elif r.kind == "voice" and _first_time(session, r):
+        elif r.kind == "voice":
+            # Applied once however often it is replayed: dispatch.calls claims it by its key.
             calls.replay_callback(session, event=r.data["event"], data=r.data, now=r.at)
 
 
 def voice_key(event: str, call_sid: str, data: dict[str, str]) -> str:
-    """The inbox key that makes a call's callback count once: one answer a call (a key is the
-    last thing a call takes), one callback per status."""
-    what = f"status:{data.get('status', '')[:24]}" if event == "status" else event
-    return f"voice:{call_sid[:40]}:{what}"
-
-
-def _first_time(session: Session, record: _Record) -> bool:
-    """Remember a replayed voice callback in the inbox (already processed: it is no message
-    for the processor); False when it was applied before (a replay cut short and repeated)."""
-    statement = (
-        upsert(session, InboundMessage)
-        .values(
-            provider_key=record.data["key"],
-            channel=Channel.VOICE,
-            payload={"event": record.data["event"]},
-            received_at=record.at,
-            processed_at=record.at,
-            attempts=0,
-        )
-        .on_conflict_do_nothing(index_elements=["provider_key"])
-        .returning(InboundMessage.id)
-    )
-    return session.execute(statement).first() is not None
+    """The key of a call's callback (:func:`dispatch.calls.callback_key`): a repeat Twilio
+    sends while it is spooled is not written twice."""
+    return calls.callback_key(event, call_sid, data.get("status", ""))
 
 
 def _read_records(path: Path, offset: int) -> list[_Record]:

@@ -444,7 +444,7 @@ class VoiceCall(Base):
 
     __tablename__ = "voice_call"
     __table_args__ = (
-        Index("ix_voice_call_sid", "call_sid"),
+        Index("ux_voice_call_sid", "call_sid", unique=True),  # one row a call
         Index("ux_voice_call_outbox", "outbox_id", unique=True),
         Index("ix_voice_call_open", "ended_at"),
         Index("ix_voice_call_campaign", "campaign_id", "person_id"),
