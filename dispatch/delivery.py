@@ -210,16 +210,16 @@ def record_sms_status(
     # Claimed under (MessageSid, status) first: Twilio sending the same receipt twice, or two
     # webhook processes receiving it, changes the message once (dispatch.callbacks). Without
     # its message yet, the claim is the receipt kept for later (not applied).
-    if first_time(
+    first = first_time(
         session,
         key=f"{EARLY_RECEIPT}{message_sid[:40]}:{status.lower()[:20]}",
         channel=Channel.SMS,
         now=now,
         payload={"sid": message_sid, "status": status, "error_code": error_code},
         applied=message is not None,
-    ):
-        if message is not None:
-            _apply_receipt(session, message=message, status=status, error_code=error_code, now=now)
+    )
+    if first and message is not None:
+        _apply_receipt(session, message=message, status=status, error_code=error_code, now=now)
     return message is not None
 
 
