@@ -22,7 +22,9 @@ into the inbox in the order they arrived as soon as the database answers again.
 - Bounded: beyond HOSEN_SPOOL_MAX_BYTES, or once its oldest message is older than
   HOSEN_SPOOL_MAX_AGE_HOURS, the spool takes nothing more (:class:`SpoolFull`; the webhooks
   answer 503 and the provider retries or tries the fallback URL). Nothing spooled is ever
-  dropped by age: it is replayed when the database returns.
+  dropped by age: it is replayed when the database returns. The last eighth of the room (at
+  most :data:`CALL_RESERVE`) is kept for calls' records, which the age limit does not stop:
+  a caller waits on the line for what the spool took.
 
 The spool holds what the inbox holds (senders' numbers and their words): its directory is as
 private as the database (files are created ``0600``).
@@ -67,6 +69,7 @@ SUFFIX = ".jsonl"
 DONE = ".done"
 REJECTED = "rejected.jsonl"  # messages the database refused at replay, kept for an operator
 REPLAY_BATCH = 200
+CALL_RESERVE = 1 << 20  # bytes of the spool only calls' records may use (a few thousand)
 LOUD_EVERY = 60.0  # seconds between two "spool full" lines: one clear line, not one a request
 
 
@@ -170,6 +173,10 @@ class Spool:
     ) -> None:
         self.directory = directory
         self.max_bytes = max_bytes
+        # Kept back for calls: someone on the line is told what was kept, so their records
+        # (a key, the "we will call you again" of a call answered now) still fit when messages
+        # filled the rest.
+        self.reserve = min(CALL_RESERVE, max_bytes // 8)
         self.max_age = max_age
         self.clock = clock
         self._lock = threading.Lock()  # appends, and the switch back to the database
@@ -234,7 +241,7 @@ class Spool:
         with self._lock:
             if once is not None and once in self._voice_keys:
                 return False
-            problem = self._problem(extra=len(line))
+            problem = self._problem(extra=len(line), reserved=kind == "voice")
             if problem is not None:
                 self.refuse(problem)
             try:
@@ -280,12 +287,15 @@ class Spool:
             )
         raise SpoolFull(problem)
 
-    def _problem(self, *, extra: int = 0) -> str | None:
-        if self._oldest is not None and self.clock() - self._oldest > self.max_age:
+    def _problem(self, *, extra: int = 0, reserved: bool = False) -> str | None:
+        """Why the spool takes nothing more; ``reserved``: for a call's record, which may use
+        the room kept back for calls and is not refused for the spool's age."""
+        if not reserved and self._oldest is not None and self.clock() - self._oldest > self.max_age:
             return f"oldest message older than {self.max_age}"
         size = self._size()
-        if size + extra > self.max_bytes:
-            return f"{size} bytes of {self.max_bytes}"
+        room = self.max_bytes if reserved else self.max_bytes - self.reserve
+        if size + extra > room:
+            return f"{size} bytes of {room}"
         return None
 
     def _size(self) -> int:

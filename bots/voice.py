@@ -20,8 +20,10 @@ database: the language rides in the signed ``keys`` URL (``?lang=``, with ``hear
 inbound caller), and pressing 2 hears that the request is kept and will reach the municipality's
 team, with the emergency numbers, never that someone is coming. A call answered while the
 database is away hears "we will call you again" (in the default language: nothing tells the
-callee's) and is called again by the ladder (outcome UNSERVED). An inbound caller then hears the
-menu in the default language.
+callee's) and is called again by the ladder (outcome UNSERVED); only when the spool refuses even
+that record (calls have room kept for them there) does it hear the emergency numbers instead,
+and the ladder's deadline sends the buddy. An inbound caller then hears the menu in the default
+language.
 """
 
 from __future__ import annotations
@@ -112,9 +114,12 @@ class VoiceWebhooks:
         except DatabaseAway:
             if calls.is_machine(answered_by):  # its status callback records the machine
                 return self._twiml(voice.hangup_twiml())
-            # Kept or not, the callee hears the same: if this is lost, the ladder's deadline
-            # for the call climbs to the buddy's visit (dispatch.calls.call_deadline).
-            await self._keep("unserved", sid, outbox=str(outbox_id))
+            # "We will call you again" only once that is kept (the spool keeps room for it);
+            # if even that is refused, the callee hears the emergency numbers and nothing
+            # promised, and the ladder's deadline for the call climbs to the buddy's visit
+            # (dispatch.calls.call_deadline).
+            if not await self._keep("unserved", sid, outbox=str(outbox_id)):
+                return self._goodbye(DEFAULT_LANGUAGE, "outage.numbers")
             return self._goodbye(DEFAULT_LANGUAGE, "outage.call")
         if script is None or not script.ask:
             return self._twiml(voice.hangup_twiml())
