@@ -53,10 +53,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, InterfaceError, InternalError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from bots.inbound import Arrival, accept_many
+from bots.inbound import accept_many
 from bots.officers import tell_officers
 from config.settings import Settings
 from dispatch import calls
+from dispatch.channels.base import Arrival
 from dispatch.delivery import record_sms_status
 from registry.db import unit_of_work, utcnow
 from registry.models import Channel
