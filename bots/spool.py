@@ -16,9 +16,10 @@ into the inbox in the order they arrived as soon as the database answers again.
 - Order: while anything is spooled, new arrivals are spooled too (behind what came first), and
   several files are merged by arrival time. The stored ``received_at`` is the arrival's own.
 - Phone calls (:mod:`bots.voice`): a key pressed, a status callback, a call answered while the
-  database was away, kept as ``voice`` records; each is applied once at replay, the inbox's
-  unique key (``voice:<CallSid>:<event>``) remembering it (a repeat Twilio sends meanwhile is
-  not even spooled twice).
+  database was away, kept as ``voice`` records; each is applied once at replay, claimed under
+  the same key as when it comes with the database up (``voice:<CallSid>:<event>``,
+  :mod:`dispatch.callbacks`), so a copy applied at once, replayed by another process or
+  replayed twice counts once (a repeat Twilio sends meanwhile is not even spooled twice here).
 - Bounded: beyond HOSEN_SPOOL_MAX_BYTES, or once its oldest message is older than
   HOSEN_SPOOL_MAX_AGE_HOURS, the spool takes nothing more (:class:`SpoolFull`; the webhooks
   answer 503 and the provider retries or tries the fallback URL). Nothing spooled is ever

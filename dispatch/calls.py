@@ -181,21 +181,19 @@ def _call_of(session: Session, *, outbox_id: int, call_sid: str, now: datetime) 
             or 0
         )
     # Twilio's webhooks and the worker's record may both be first: one row, whoever inserts it.
-    session.execute(
-        upsert(session, VoiceCall)
-        .values(
-            outbox_id=outbox_id,
-            call_sid=call_sid,
-            inbound=False,
-            campaign_id=message.campaign_id,
-            person_id=message.person_id,
-            zone_id=person.zone_id if person else None,
-            attempt=attempt,
-            status="queued",
-            outcome=CallOutcome.PENDING,
-            created_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["outbox_id"])
+    _record_call(
+        session,
+        unique="outbox_id",
+        outbox_id=outbox_id,
+        call_sid=call_sid,
+        inbound=False,
+        campaign_id=message.campaign_id,
+        person_id=message.person_id,
+        zone_id=person.zone_id if person else None,
+        attempt=attempt,
+        status="queued",
+        outcome=CallOutcome.PENDING,
+        created_at=now,
     )
     call = session.scalars(
         select(VoiceCall)
@@ -203,6 +201,14 @@ def _call_of(session: Session, *, outbox_id: int, call_sid: str, now: datetime) 
         .execution_options(populate_existing=True)
     ).one()
     return call
+
+
+def _record_call(session: Session, *, unique: str, **values: Any) -> None:
+    """Insert a call's row unless one with the same ``unique`` column (its outbox row, or its
+    CallSid) is there already."""
+    session.execute(
+        upsert(session, VoiceCall).values(**values).on_conflict_do_nothing(index_elements=[unique])
+    )
 
 
 # --- during the call --------------------------------------------------------------------------
@@ -401,21 +407,19 @@ def inbound_call(
             .limit(1)
         )
     # Twilio asking again (or two webhooks at once): one row, whoever inserts it.
-    session.execute(
-        upsert(session, VoiceCall)
-        .values(
-            call_sid=call_sid,
-            inbound=True,
-            campaign_id=campaign_id,
-            person_id=person.id if person else None,
-            zone_id=person.zone_id if person else None,
-            attempt=1,
-            status="in-progress",
-            outcome=CallOutcome.PENDING,
-            created_at=now,
-            answered_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["call_sid"])
+    _record_call(
+        session,
+        unique="call_sid",
+        call_sid=call_sid,
+        inbound=True,
+        campaign_id=campaign_id,
+        person_id=person.id if person else None,
+        zone_id=person.zone_id if person else None,
+        attempt=1,
+        status="in-progress",
+        outcome=CallOutcome.PENDING,
+        created_at=now,
+        answered_at=now,
     )
     campaign = session.get(Campaign, campaign_id) if campaign_id is not None else None
     return Caller(

@@ -24,6 +24,7 @@ from twilio.request_validator import RequestValidator
 from bots.spool import Spool
 from config.i18n import t
 from config.languages import DEFAULT_LANGUAGE
+from config.settings import Settings
 from dispatch import calls
 from dispatch.escalation import run_escalations
 from dispatch.models import (
@@ -48,13 +49,45 @@ RESIDENT = "+97286123490"
 SID = "CA" + "7" * 32
 
 
+def signed(path: str, params: dict[str, str]) -> dict[str, str]:
+    """The headers of a Twilio callback to ``path`` signed with our auth token."""
+    return {"X-Twilio-Signature": RequestValidator(TOKEN).compute_signature(PUBLIC + path, params)}
+
+
 async def post_twice(
     client: httpx.AsyncClient, path: str, params: dict[str, str]
 ) -> list[httpx.Response]:
     """The same signed Twilio callback, posted twice."""
-    signature = RequestValidator(TOKEN).compute_signature(f"{PUBLIC}{path}", params)
-    headers = {"X-Twilio-Signature": signature}
+    headers = signed(path, params)
     return [await client.post(path, data=params, headers=headers) for _ in range(2)]
+
+
+def _answered_during_outage(settings: Settings, *, fill: bool) -> tuple[str, int, int]:
+    """A call answered while the database is away (after messages filled the spool, with
+    ``fill``): what the callee hears, and the records spooled before and after it."""
+    with served(settings) as (client, runtime, _ctx):
+        assert runtime.intake is not None and runtime.intake.spool is not None
+        spool = runtime.intake.spool
+        runtime.intake.database.failed(ConnectionError("the database is away"))
+
+        async def post_messages() -> list[int]:
+            codes = []
+            for n in range(40):
+                form = {"MessageSid": f"SMf{n}", "From": RESIDENT, "Body": "x" * 40}
+                answer = await client.post(
+                    "/sms/inbound", data=form, headers=signed("/sms/inbound", form)
+                )
+                codes.append(answer.status_code)
+            return codes
+
+        if fill:
+            codes = asyncio.run(post_messages())
+            assert codes[0] == 200 and codes[-1] == 503  # full, for messages
+        before = spool.status().pending
+        form = {"CallSid": SID, "From": "+972500000000", "To": RESIDENT, "AnsweredBy": "human"}
+        answer, again = asyncio.run(post_twice(client, "/voice/call/7", form))
+        assert answer.status_code == again.status_code == 200 and "<Hangup" in answer.text
+        return answer.text, before, spool.status().pending
 
 
 def _claims(sessions: sessionmaker[Session], prefix: str) -> list[str]:
@@ -259,31 +292,9 @@ def test_a_call_answered_with_the_spool_full_of_messages_still_keeps_its_call_ag
     """Messages filled the spool: the call's record uses the room kept for calls, so "we will
     call you again" is true (the ladder calls again once the database is back)."""
     settings = outage_settings(database_url, tmp_path / "spool", spool_max_bytes=2400)
-    with served(settings) as (client, runtime, _ctx):
-        assert runtime.intake is not None and runtime.intake.spool is not None
-        spool = runtime.intake.spool
-        runtime.intake.database.failed(ConnectionError("the database is away"))
-
-        async def fill() -> list[int]:
-            codes = []
-            for n in range(40):
-                form = {"MessageSid": f"SMf{n}", "From": RESIDENT, "Body": "x" * 40}
-                signature = RequestValidator(TOKEN).compute_signature(f"{PUBLIC}/sms/inbound", form)
-                answer = await client.post(
-                    "/sms/inbound", data=form, headers={"X-Twilio-Signature": signature}
-                )
-                codes.append(answer.status_code)
-            return codes
-
-        codes = asyncio.run(fill())
-        assert codes[0] == 200 and codes[-1] == 503  # full, for messages
-        pending = spool.status().pending
-        form = {"CallSid": SID, "From": "+972500000000", "To": RESIDENT, "AnsweredBy": "human"}
-        answer, _ = asyncio.run(post_twice(client, "/voice/call/7", form))
-        assert answer.status_code == 200
-        said = t(DEFAULT_LANGUAGE, "voice.prompt.outage.call")
-        assert said in answer.text
-        assert spool.status().pending == pending + 1  # kept: the ladder calls again
+    said, before, after = _answered_during_outage(settings, fill=True)
+    assert t(DEFAULT_LANGUAGE, "voice.prompt.outage.call") in said
+    assert after == before + 1  # kept once (Twilio's repeat too): the ladder calls again
 
 
 def test_a_call_answered_when_even_the_calls_room_is_gone_promises_nothing(
@@ -292,12 +303,7 @@ def test_a_call_answered_when_even_the_calls_room_is_gone_promises_nothing(
     """The spool takes nothing at all: the callee hears the emergency numbers, never "we will
     call you again" (the call's deadline sends the buddy instead)."""
     settings = outage_settings(database_url, tmp_path / "spool", spool_max_bytes=16)
-    with served(settings) as (client, runtime, _ctx):
-        assert runtime.intake is not None and runtime.intake.spool is not None
-        runtime.intake.database.failed(ConnectionError("the database is away"))
-        form = {"CallSid": SID, "From": "+972500000000", "To": RESIDENT, "AnsweredBy": "human"}
-        answer, _ = asyncio.run(post_twice(client, "/voice/call/7", form))
-        assert answer.status_code == 200 and "<Hangup" in answer.text
-        assert t(DEFAULT_LANGUAGE, "voice.prompt.outage.numbers") in answer.text
-        assert t(DEFAULT_LANGUAGE, "voice.prompt.outage.call") not in answer.text
-        assert runtime.intake.spool.status().pending == 0
+    said, before, after = _answered_during_outage(settings, fill=False)
+    assert t(DEFAULT_LANGUAGE, "voice.prompt.outage.numbers") in said
+    assert t(DEFAULT_LANGUAGE, "voice.prompt.outage.call") not in said
+    assert before == after == 0
