@@ -105,7 +105,7 @@ class VoiceWebhooks:
                 answered_by=answered_by,
             )
         except DatabaseAway:
-            if voice.is_machine(answered_by):  # its status callback records the machine
+            if calls.is_machine(answered_by):  # its status callback records the machine
                 return self._twiml(voice.hangup_twiml())
             # "We will call you again" only once that is kept (the spool keeps room for it);
             # if even that is refused, the callee hears the emergency numbers and nothing
@@ -144,7 +144,7 @@ class VoiceWebhooks:
                 digits=digits,
             )
         except DatabaseAway:
-            key = voice.pressed_key(digits)
+            key = digits.strip()[:1]
             if key in calls.KEYS and sid:
                 said = "bye_well" if key == "1" else "outage.help"
                 return await self._kept_key(
@@ -233,7 +233,7 @@ class VoiceWebhooks:
                 default=DEFAULT_LANGUAGE,
             )
         except DatabaseAway:
-            key = voice.pressed_key(digits)
+            key = digits.strip()[:1]
             # 2 asks for help (or answers the check-in heard so); 1 answers a check-in, but
             # after the menu it only asked how to register: nothing to keep.
             if key == "2" or (key == "1" and request.query_params.get("heard") == "checkin"):

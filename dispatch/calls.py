@@ -27,7 +27,6 @@ from sqlalchemy.orm import Session
 
 from config.languages import DEFAULT_LANGUAGE, Language
 from dispatch.callbacks import answer_of, first_time, remember_answer
-from dispatch.channels.voice import is_machine, pressed_key
 from dispatch.gates import upsert
 from dispatch.models import (
     RETRIED_OUTCOMES,
@@ -61,6 +60,11 @@ ENDED = {
     "completed": CallOutcome.NO_KEY,
 }
 KEYS = {"1": CallOutcome.WELL, "2": CallOutcome.HELP}
+
+
+def is_machine(answered_by: str | None) -> bool:
+    """Twilio's AnsweredBy: ``machine_start``, ``machine_end_beep``..., ``fax``: not a person."""
+    return bool(answered_by) and (answered_by or "").startswith(("machine", "fax"))
 
 
 def callable_person(session: Session, person: Person) -> bool:
@@ -251,7 +255,7 @@ def keys_pressed(
         return None
     person = session.get(Person, call.person_id) if call.person_id else None
     language = person.language if person else DEFAULT_LANGUAGE
-    outcome = KEYS.get(pressed_key(digits))
+    outcome = KEYS.get(digits.strip()[:1])
     if outcome is None or person is None or call.campaign_id is None:
         return language, None
     if first_time(session, key=callback_key("keys", call_sid), channel=Channel.VOICE, now=now):
@@ -443,7 +447,7 @@ def inbound_keys(
     that number, so the officer on duty can call back), 1 hears how to register. A key that
     acts (1 or 2) is claimed under the CallSid: Twilio's repeat is answered the same and does
     nothing twice."""
-    key = pressed_key(digits)
+    key = digits.strip()[:1]
     claim = callback_key("inbound_keys", call_sid)
     if key in KEYS and not first_time(session, key=claim, channel=Channel.VOICE, now=now):
         # A repeat of the key that ended the call: said the same, done nothing twice.

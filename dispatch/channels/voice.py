@@ -6,10 +6,8 @@ you need help" in a ``<Gather input="dtmf">``, asked twice, then a goodbye that 
 next. Keys are a call's "buttons": 1 and 2 stand for the check-in's two answers. Each language is
 said by the text-to-speech voice the profile names (``<Say voice= language=>``) or played from a
 recording a volunteer made (``<Play>``, files served by Hosen at ``/voice/prompts/...``): Twilio
-has no Amharic voice, so Amharic is recorded. Inbound, what Twilio's callbacks say (a machine
-answered, the key pressed); the signature of every Twilio webhook is the SMS channel's
-(:func:`dispatch.channels.sms.signed_by_twilio`). The routes Twilio calls are :mod:`bots.voice`;
-what a call's outcome does to the ladder is :mod:`dispatch.calls`.
+has no Amharic voice, so Amharic is recorded. The webhooks that fetch these answers are
+:mod:`bots.voice`; what a call's outcome does to the ladder is :mod:`dispatch.calls`.
 """
 
 from __future__ import annotations
@@ -167,19 +165,6 @@ def menu_twiml(voices: Voices, *, language: Language, keys_url: str) -> str:
 def _with(url: str, **params: object) -> str:
     joined = "&".join(f"{name}={value}" for name, value in params.items())
     return f"{url}{'&' if '?' in url else '?'}{joined}"
-
-
-# --- inbound: what Twilio's call webhooks say -------------------------------------------------
-
-
-def is_machine(answered_by: str | None) -> bool:
-    """Twilio's AnsweredBy: ``machine_start``, ``machine_end_beep``..., ``fax``: not a person."""
-    return bool(answered_by) and (answered_by or "").startswith(("machine", "fax"))
-
-
-def pressed_key(digits: str | None) -> str:
-    """The key a ``<Gather num_digits=1>`` took (``Digits``): one character, or "" for none."""
-    return (digits or "").strip()[:1]
 
 
 # --- sending -----------------------------------------------------------------------------------
