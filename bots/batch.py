@@ -21,12 +21,13 @@ from datetime import datetime
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from bots.inbound import AT_REST, CARRIER_WORDS, Delivery
+from bots.inbound import AT_REST, CARRIER_WORDS
 from bots.models import Conversation
 from bots.officers import STATE as OFFICER_STATE
 from bots.officers import command_of
 from bots.staff_pin import PENDING as PIN_PENDING
 from bots.words import checkin_answer, clean, command_in, fold
+from dispatch.channels.base import Delivery
 from dispatch.models import Answer
 from dispatch.responses import (
     REPLY_WINDOW,

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
-from bots.prompts import Choice
 from bots.steps import Answer
 from config.i18n import t
+from dispatch.channels.base import Choice
 from registry import groups, resources
 from registry.models import Group, Person
 from registry.staff import NotAuthorized, StaffAction, StaffMember, authorize

@@ -40,7 +40,6 @@ from sqlalchemy.orm.attributes import flag_modified
 from bots import enrolment
 from bots.consent import CONSENT_VERSIONS, consent_text
 from bots.models import Conversation
-from bots.prompts import Choice, Prompt, Request
 from bots.steps import (
     Answer,
     Availability,
@@ -70,6 +69,7 @@ from config.i18n import t
 from config.languages import ALL_LANGUAGES, DEFAULT_LANGUAGE, Language
 from config.profile import AuthorityProfile, Profile
 from config.settings import Settings
+from dispatch.channels.base import Choice, Inbound, Prompt, Request
 from dispatch.help import describe_request, request_help
 from dispatch.models import HelpNeed
 from registry import people, phone_codes, rules
@@ -101,24 +101,6 @@ __all__ = [
 CAPACITY_SHORTCUTS = ("1", "2", "3", "5")
 # The code step's choices: another code, or (a landline, which gets none) go on unconfirmed.
 RESEND, GO_ON = "resend", "go_on"
-
-
-@dataclass(frozen=True)
-class Inbound:
-    """One thing a person sent, whatever the channel.
-
-    ``button`` is a bot callback without its ``b:`` prefix (``step:value``). ``contact_phone`` is
-    a shared contact's number and ``contact_is_sender`` says whether it is the sender's own.
-    """
-
-    channel: Channel
-    address: str
-    text: str | None = None
-    button: str | None = None
-    contact_phone: str | None = None
-    contact_is_sender: bool = False
-    location: tuple[float, float] | None = None
-    unsupported: bool = False
 
 
 @dataclass

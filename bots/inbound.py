@@ -20,7 +20,7 @@ acknowledgement.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -28,12 +28,11 @@ from sqlalchemy import inspect, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from bots import officers, render, staff_pin
-from bots.dialog import ASKING_FOR_HELP, Dialog, Inbound, Step
+from bots import officers, staff_pin
+from bots.dialog import ASKING_FOR_HELP, Dialog, Step
 from bots.enrolment import person_at
 from bots.flood import DEFAULT_POLICY, FloodPolicy, admit
 from bots.models import Conversation
-from bots.prompts import Prompt
 from bots.words import (
     CARRIER_HELP,
     CARRIER_OPT_IN,
@@ -49,6 +48,8 @@ from bots.words import (
 from config.i18n import t
 from config.languages import DEFAULT_LANGUAGE, Language
 from config.settings import Settings
+from dispatch.channels import sms, telegram
+from dispatch.channels.base import Arrival, Delivery, Inbound, Prompt
 from dispatch.help import request_help
 from dispatch.models import Answer, HelpNeed, InboundMessage, OutboxMessage, Priority
 from dispatch.offers import offer_choice, take_offer_answer
@@ -67,38 +68,11 @@ AT_REST = frozenset({Step.NEW.value, Step.MENU.value})
 
 
 @dataclass(frozen=True)
-class Delivery:
-    """One inbound update as the edge saw it. ``payload`` is stored in the inbox as it came."""
-
-    provider_key: str
-    inbound: Inbound
-    payload: dict[str, Any] = field(default_factory=dict)
-    group_chat: bool = False  # a Telegram group: the bot talks to people one to one only
-    addressed_to_bot: bool = False  # in a group: a /command
-    ignored: bool = False  # edited messages, channel posts, membership changes: kept, not acted on
-
-
-@dataclass(frozen=True)
 class Outcome:
     duplicate: bool = False
     processed: bool = False
     slowed: bool = False
     replies: int = 0
-
-
-@dataclass(frozen=True)
-class Arrival:
-    """What the webhook stores: the key, who sent it (for their order) and the payload as it came.
-
-    Nothing more is parsed before the acknowledgement; the processor turns the payload into a
-    :class:`Delivery` (``bots.processor.decoders``).
-    """
-
-    provider_key: str
-    channel: Channel
-    address: str
-    payload: dict[str, Any]
-    received_at: datetime | None = None  # when it came, if not now (a spooled message's)
 
 
 def arrival_of(delivery: Delivery) -> Arrival:
@@ -594,9 +568,9 @@ def _send(
     count = 0
     for prompt in prompts:
         if channel == Channel.TELEGRAM:
-            rendered = [render.for_telegram(prompt, language)]
+            rendered = [telegram.render_prompt(prompt, language)]
         else:
-            rendered = render.for_sms(prompt, language)
+            rendered = sms.render_prompt(prompt, language)
         for message in rendered:
             enqueue(
                 session,

@@ -31,8 +31,9 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from bots.inbound import Arrival, accept_many
+from bots.inbound import accept_many
 from bots.spool import DatabaseState, Spool, database_unavailable
+from dispatch.channels.base import Arrival
 from registry.db import unit_of_work
 
 log = logging.getLogger("hosen.intake")

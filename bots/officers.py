@@ -34,7 +34,6 @@ from sqlalchemy.orm.attributes import flag_modified
 
 from bots import community
 from bots.models import Conversation
-from bots.prompts import Choice, Prompt, Request
 from bots.steps import Answer, Invalid, choice_named, choices_named, tolerant
 from bots.words import CARRIER_HELP, CARRIER_OPT_IN, CARRIER_OPT_OUT, clean, fold, number_in
 from config.i18n import t
@@ -44,6 +43,7 @@ from config.settings import Settings
 from dispatch import escalation
 from dispatch import help as help_alerts
 from dispatch.campaigns import Audience, CampaignError, Ladder, start_campaign
+from dispatch.channels.base import Choice, Prompt, Request
 from dispatch.estimate import Estimate, estimate_campaign, quiet_hours_of, unconfigured_warnings
 from dispatch.help import ALERT_BUTTON, AlertAction
 from dispatch.models import (

@@ -44,10 +44,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from bots.batch import Stored, split
 from bots.dialog import Dialog
 from bots.flood import DEFAULT_POLICY, FloodPolicy
-from bots.inbound import Delivery, process, tell_to_try_again
+from bots.inbound import process, tell_to_try_again
 from bots.intake import WriteTurns
-from bots.sms import delivery_from_params
-from bots.telegram import delivery_from_payload
+from dispatch.channels.base import Delivery
+from dispatch.channels.sms import delivery_from_params
+from dispatch.channels.telegram import delivery_from_payload
 from dispatch.models import InboundMessage
 from dispatch.responses import take_checkin_answers
 from registry.bulk import bulk_update

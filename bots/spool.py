@@ -16,13 +16,16 @@ into the inbox in the order they arrived as soon as the database answers again.
 - Order: while anything is spooled, new arrivals are spooled too (behind what came first), and
   several files are merged by arrival time. The stored ``received_at`` is the arrival's own.
 - Phone calls (:mod:`bots.voice`): a key pressed, a status callback, a call answered while the
-  database was away, kept as ``voice`` records; each is applied once at replay, the inbox's
-  unique key (``voice:<CallSid>:<event>``) remembering it (a repeat Twilio sends meanwhile is
-  not even spooled twice).
+  database was away, kept as ``voice`` records; each is applied once at replay, claimed under
+  the same key as when it comes with the database up (``voice:<CallSid>:<event>``,
+  :mod:`dispatch.callbacks`), so a copy applied at once, replayed by another process or
+  replayed twice counts once (a repeat Twilio sends meanwhile is not even spooled twice here).
 - Bounded: beyond HOSEN_SPOOL_MAX_BYTES, or once its oldest message is older than
   HOSEN_SPOOL_MAX_AGE_HOURS, the spool takes nothing more (:class:`SpoolFull`; the webhooks
   answer 503 and the provider retries or tries the fallback URL). Nothing spooled is ever
-  dropped by age: it is replayed when the database returns.
+  dropped by age: it is replayed when the database returns. The last eighth of the room (at
+  most :data:`CALL_RESERVE`) is kept for calls' records, which the age limit does not stop:
+  a caller waits on the line for what the spool took.
 
 The spool holds what the inbox holds (senders' numbers and their words): its directory is as
 private as the database (files are created ``0600``).
@@ -51,13 +54,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, InterfaceError, InternalError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from bots.inbound import Arrival, accept_many
+from bots.inbound import accept_many
 from bots.officers import tell_officers
 from config.settings import Settings
 from dispatch import calls
+from dispatch.channels.base import Arrival
 from dispatch.delivery import record_sms_status
-from dispatch.gates import upsert
-from dispatch.models import InboundMessage
 from registry.db import unit_of_work, utcnow
 from registry.models import Channel
 
@@ -69,6 +71,7 @@ SUFFIX = ".jsonl"
 DONE = ".done"
 REJECTED = "rejected.jsonl"  # messages the database refused at replay, kept for an operator
 REPLAY_BATCH = 200
+CALL_RESERVE = 1 << 20  # bytes of the spool only calls' records may use (a few thousand)
 LOUD_EVERY = 60.0  # seconds between two "spool full" lines: one clear line, not one a request
 
 
@@ -172,6 +175,10 @@ class Spool:
     ) -> None:
         self.directory = directory
         self.max_bytes = max_bytes
+        # Kept back for calls: someone on the line is told what was kept, so their records
+        # (a key, the "we will call you again" of a call answered now) still fit when messages
+        # filled the rest.
+        self.reserve = min(CALL_RESERVE, max_bytes // 8)
         self.max_age = max_age
         self.clock = clock
         self._lock = threading.Lock()  # appends, and the switch back to the database
@@ -236,7 +243,7 @@ class Spool:
         with self._lock:
             if once is not None and once in self._voice_keys:
                 return False
-            problem = self._problem(extra=len(line))
+            problem = self._problem(extra=len(line), reserved=kind == "voice")
             if problem is not None:
                 self.refuse(problem)
             try:
@@ -282,12 +289,15 @@ class Spool:
             )
         raise SpoolFull(problem)
 
-    def _problem(self, *, extra: int = 0) -> str | None:
-        if self._oldest is not None and self.clock() - self._oldest > self.max_age:
+    def _problem(self, *, extra: int = 0, reserved: bool = False) -> str | None:
+        """Why the spool takes nothing more; ``reserved``: for a call's record, which may use
+        the room kept back for calls and is not refused for the spool's age."""
+        if not reserved and self._oldest is not None and self.clock() - self._oldest > self.max_age:
             return f"oldest message older than {self.max_age}"
         size = self._size()
-        if size + extra > self.max_bytes:
-            return f"{size} bytes of {self.max_bytes}"
+        room = self.max_bytes if reserved else self.max_bytes - self.reserve
+        if size + extra > room:
+            return f"{size} bytes of {room}"
         return None
 
     def _size(self) -> int:
@@ -574,34 +584,15 @@ def _store(session: Session, records: list[_Record]) -> None:
                 error_code=r.data["error"],
                 now=r.at,
             )
-        elif r.kind == "voice" and _first_time(session, r):
+        elif r.kind == "voice":
+            # Applied once however often it is replayed: dispatch.calls claims it by its key.
             calls.replay_callback(session, event=r.data["event"], data=r.data, now=r.at)
 
 
 def voice_key(event: str, call_sid: str, data: dict[str, str]) -> str:
-    """The inbox key that makes a call's callback count once: one answer a call (a key is the
-    last thing a call takes), one callback per status."""
-    what = f"status:{data.get('status', '')[:24]}" if event == "status" else event
-    return f"voice:{call_sid[:40]}:{what}"
-
-
-def _first_time(session: Session, record: _Record) -> bool:
-    """Remember a replayed voice callback in the inbox (already processed: it is no message
-    for the processor); False when it was applied before (a replay cut short and repeated)."""
-    statement = (
-        upsert(session, InboundMessage)
-        .values(
-            provider_key=record.data["key"],
-            channel=Channel.VOICE,
-            payload={"event": record.data["event"]},
-            received_at=record.at,
-            processed_at=record.at,
-            attempts=0,
-        )
-        .on_conflict_do_nothing(index_elements=["provider_key"])
-        .returning(InboundMessage.id)
-    )
-    return session.execute(statement).first() is not None
+    """The key of a call's callback (:func:`dispatch.calls.callback_key`): a repeat Twilio
+    sends while it is spooled is not written twice."""
+    return calls.callback_key(event, call_sid, data.get("status", ""))
 
 
 def _read_records(path: Path, offset: int) -> list[_Record]:

@@ -21,10 +21,10 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
 
 from bots.models import Conversation
-from bots.prompts import Prompt
 from bots.words import CARRIER_HELP, CARRIER_OPT_IN, CARRIER_OPT_OUT, fold
 from config.i18n import t
 from config.languages import Language
+from dispatch.channels.base import Prompt
 from dispatch.models import Priority
 from dispatch.outbox import enqueue
 from registry.models import Channel

@@ -16,9 +16,9 @@ from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bots.prompts import Choice
 from bots.words import Word, clean, fold, is_word
 from config.languages import Language
+from dispatch.channels.base import Choice
 from dispatch.models import HelpNeed
 from registry.models import PhoneSource
 

@@ -1,9 +1,10 @@
 """The Telegram edge: updates from the webhook or from python-telegram-bot's poller into the inbox.
 
 Two ways in, one store: long polling (``getUpdates``, through the ``Application``'s one handler)
-or the webhook (``POST /telegram/webhook``, mounted by :mod:`hosen.app`, whose secret header is
-compared in constant time). Either way an update is stored in the inbox as Telegram sent it
-(:func:`store_update`, through :class:`bots.intake.Intake`) and, once committed, acknowledged;
+or the webhook (``POST /telegram/webhook``, mounted by :mod:`hosen.app`). Either way an update is
+stored in the inbox as Telegram sent it (:func:`store_update`, through
+:class:`bots.intake.Intake`) and, once committed, acknowledged; what an update is, its secret
+header and its decoding are the Telegram channel's (:mod:`dispatch.channels.telegram`);
 ``bots.processor`` acts on it after. Replies are not sent from here: they are outbox rows the
 dispatcher's worker sends. The one direct call is ``answerCallbackQuery``, Telegram's
 acknowledgement of a button press, made in the background as soon as the press is stored.
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -32,86 +32,25 @@ from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
 from telegram.request import HTTPXRequest
 
-from bots.dialog import Inbound
-from bots.inbound import Arrival, Delivery
 from bots.intake import DatabaseUnavailable, Intake
 from bots.spool import SpoolFull
 from config.i18n import t
 from config.languages import ALL_LANGUAGES, Language
 from config.settings import Settings
+from dispatch.channels.telegram import (
+    SECRET_HEADER,
+    arrival_from_json,
+    button_press_id,
+    from_telegram,
+)
 from dispatch.clients import quiet_token_leaking_loggers, telegram_api_urls
-from registry.models import Channel
 
 log = logging.getLogger("hosen.telegram")
 
-SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 POLL_TIMEOUT = 30  # seconds a getUpdates long poll may hang waiting for news
 # What the bot asks Telegram for (the rest, e.g. chat_member, it has no use for).
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_member"]
 Clock = Callable[[], datetime]
-
-
-def delivery_from_payload(payload: dict[str, Any]) -> Delivery | None:
-    """The delivery for an update as stored in the inbox (``Update.to_dict()``)."""
-    return delivery_from_update(Update.de_json(payload), payload=payload)
-
-
-def delivery_from_update(
-    update: Update, *, payload: dict[str, Any] | None = None
-) -> Delivery | None:
-    """The inbound delivery for an update (``None`` for an update without a chat, e.g. a poll);
-    ``payload``: the update as a dict when the caller has it already (the stored one)."""
-    key = f"tg:{update.update_id}"
-    if payload is None:
-        payload = update.to_dict()
-    query = update.callback_query
-    if query is not None:
-        chat = query.message.chat if query.message is not None else None
-        address = str(chat.id if chat is not None else query.from_user.id)
-        data = query.data or ""
-        button = data[2:] if data.startswith("b:") else data
-        private = chat is None or chat.type == "private"
-        return Delivery(
-            provider_key=key,
-            inbound=Inbound(channel=Channel.TELEGRAM, address=address, button=button),
-            payload=payload,
-            group_chat=not private,
-        )
-    message = update.message
-    if message is None:
-        chat = update.effective_chat
-        if chat is None:
-            return None
-        # Edited messages, channel posts, membership changes: stored, not acted on.
-        inbound = Inbound(channel=Channel.TELEGRAM, address=str(chat.id))
-        return Delivery(provider_key=key, inbound=inbound, payload=payload, ignored=True)
-    chat = message.chat
-    text = message.text
-    contact_phone = None
-    own = False
-    if message.contact is not None:
-        contact_phone = message.contact.phone_number
-        sender = message.from_user.id if message.from_user else None
-        own = sender is not None and message.contact.user_id == sender
-    location = (message.location.latitude, message.location.longitude) if message.location else None
-    unsupported = text is None and contact_phone is None and location is None
-    inbound = Inbound(
-        channel=Channel.TELEGRAM,
-        address=str(chat.id),
-        text=text,
-        contact_phone=contact_phone,
-        contact_is_sender=own,
-        location=location,
-        unsupported=unsupported,
-    )
-    private = chat.type == "private"
-    return Delivery(
-        provider_key=key,
-        inbound=inbound,
-        payload=payload,
-        group_chat=not private,
-        addressed_to_bot=not private and (text or "").startswith("/"),
-    )
 
 
 @dataclass
@@ -242,48 +181,6 @@ class TelegramInbound:
             self.handled += 1
 
 
-# Where an update's chat is, for the kinds of update the bot asks for (and a few more).
-_CHAT_HOLDERS = (
-    "message",
-    "edited_message",
-    "channel_post",
-    "edited_channel_post",
-    "my_chat_member",
-    "chat_member",
-    "chat_join_request",
-)
-
-
-def arrival_from_json(data: Any) -> Arrival | None:
-    """What the inbox stores for an update as Telegram sent it (None without an ``update_id``).
-
-    Only the key and the chat are read here (the chat orders one person's messages); the
-    processor parses the rest later (:func:`delivery_from_payload`).
-    """
-    if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
-        return None
-    chat: Any = None
-    query = data.get("callback_query")
-    if isinstance(query, dict):
-        message = query.get("message")
-        holder = message.get("chat") if isinstance(message, dict) else None
-        chat = holder.get("id") if isinstance(holder, dict) else None
-        if chat is None and isinstance(query.get("from"), dict):
-            chat = query["from"].get("id")
-    else:
-        for name in _CHAT_HOLDERS:
-            holder = data.get(name)
-            if isinstance(holder, dict) and isinstance(holder.get("chat"), dict):
-                chat = holder["chat"].get("id")
-                break
-    return Arrival(
-        provider_key=f"tg:{data['update_id']}",
-        channel=Channel.TELEGRAM,
-        address=str(chat) if chat is not None else "",
-        payload=data,
-    )
-
-
 async def store_update(data: Any, intake: Intake) -> bool | None:
     """Store one update in the inbox: True if new, False if already stored, None if it is not
     an update."""
@@ -291,14 +188,6 @@ async def store_update(data: Any, intake: Intake) -> bool | None:
     if arrival is None:
         return None
     return await intake.store(arrival)
-
-
-def button_press_id(data: Any) -> str | None:
-    """The callback query id of an update that is a button press, else None."""
-    query = data.get("callback_query") if isinstance(data, dict) else None
-    if isinstance(query, dict) and query.get("id"):
-        return str(query["id"])
-    return None
 
 
 async def _log_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -346,12 +235,6 @@ async def publish_commands(bot: Any) -> None:
         commands = [BotCommand(name, t(language, f"bot.commands.{name}")) for name in COMMANDS]
         code = None if language == Language.EN else language.value
         await bot.set_my_commands(commands, language_code=code)
-
-
-def from_telegram(given: bytes, secret: str | None) -> bool:
-    """Whether a webhook call carries our secret: constant-time; with none configured, never."""
-    expected = (secret or "").encode()
-    return bool(expected) and hmac.compare_digest(given, expected)
 
 
 def webhook_endpoint(

@@ -8,10 +8,12 @@
 * ``POST /voice/inbound`` and ``/voice/inbound/keys``: someone calls the Hosen number;
 * ``GET /voice/prompts/{recordings}/{prompt}.wav``: the recorded prompts (Amharic) Twilio plays.
 
-Every POST's ``X-Twilio-Signature`` is checked with twilio's ``RequestValidator`` (as for SMS);
-a forged or unsigned request gets 403 and changes nothing, database or not. Unlike an SMS, a call
-waits for its answer: these routes act in the database at once (the caller's transaction) and
-answer with the TwiML of :mod:`dispatch.channels.voice`.
+Every POST's ``X-Twilio-Signature`` is checked with twilio's ``RequestValidator`` (as for SMS:
+:func:`bots.sms.signed_form`); a forged or unsigned request gets 403 and changes nothing,
+database or not. Unlike an SMS, a call waits for its answer: these routes act in the database at
+once (the caller's transaction) and answer with the TwiML the voice channel renders
+(:mod:`dispatch.channels.voice`). A callback Twilio repeats is answered the same and acts once
+(:mod:`dispatch.callbacks`).
 
 While the database is away (or while anything waits in the spool before this callback), a key
 1 or 2, an inbound caller's 2 and every status callback are kept in the webhooks' spool
@@ -20,8 +22,10 @@ database: the language rides in the signed ``keys`` URL (``?lang=``, with ``hear
 inbound caller), and pressing 2 hears that the request is kept and will reach the municipality's
 team, with the emergency numbers, never that someone is coming. A call answered while the
 database is away hears "we will call you again" (in the default language: nothing tells the
-callee's) and is called again by the ladder (outcome UNSERVED). An inbound caller then hears the
-menu in the default language.
+callee's) and is called again by the ladder (outcome UNSERVED); only when the spool refuses even
+that record (calls have room kept for them there) does it hear the emergency numbers instead,
+and the ladder's deadline sends the buddy. An inbound caller then hears the menu in the default
+language.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
-from bots.sms import signed_by_twilio, twilio_form
+from bots.sms import signed_form
 from bots.spool import DatabaseState, Spool, SpoolFull, database_unavailable
 from config.languages import DEFAULT_LANGUAGE, Language
 from config.settings import Settings
@@ -71,15 +75,6 @@ class VoiceWebhooks:
     def _goodbye(self, language: Language, prompt: str) -> Response:
         return self._twiml(voice.goodbye_twiml(self.voices, language=language, prompt=prompt))
 
-    async def _callback(self, request: Request, *required: str) -> dict[str, str] | Response:
-        """A webhook's form when Twilio signed it (else 403) and it has ``required`` (else 400)."""
-        params = await twilio_form(request)
-        if not signed_by_twilio(self.settings, request, params):
-            return Response(status_code=403)
-        if not all(params.get(name) for name in required):
-            return Response(status_code=400)
-        return params
-
     async def _kept_key(
         self, language: Language, event: str, call_sid: str, prompt: str, /, **data: str
     ) -> Response:
@@ -94,7 +89,7 @@ class VoiceWebhooks:
 
     async def call(self, request: Request) -> Response:
         """What an answered outbound call says."""
-        params = await self._callback(request, "CallSid")
+        params = await signed_form(self.settings, request, "CallSid")
         if isinstance(params, Response):
             return params
         outbox_id = int(request.path_params["outbox"])
@@ -112,9 +107,12 @@ class VoiceWebhooks:
         except DatabaseAway:
             if calls.is_machine(answered_by):  # its status callback records the machine
                 return self._twiml(voice.hangup_twiml())
-            # Kept or not, the callee hears the same: if this is lost, the ladder's deadline
-            # for the call climbs to the buddy's visit (dispatch.calls.call_deadline).
-            await self._keep("unserved", sid, outbox=str(outbox_id))
+            # "We will call you again" only once that is kept (the spool keeps room for it);
+            # if even that is refused, the callee hears the emergency numbers and nothing
+            # promised, and the ladder's deadline for the call climbs to the buddy's visit
+            # (dispatch.calls.call_deadline).
+            if not await self._keep("unserved", sid, outbox=str(outbox_id)):
+                return self._goodbye(DEFAULT_LANGUAGE, "outage.numbers")
             return self._goodbye(DEFAULT_LANGUAGE, "outage.call")
         if script is None or not script.ask:
             return self._twiml(voice.hangup_twiml())
@@ -129,7 +127,7 @@ class VoiceWebhooks:
 
     async def keys(self, request: Request) -> Response:
         """A key pressed in a check-in call."""
-        params = await self._callback(request)
+        params = await signed_form(self.settings, request)
         if isinstance(params, Response):
             return params
         outbox_id = int(request.path_params["outbox"])
@@ -164,7 +162,7 @@ class VoiceWebhooks:
 
     async def status(self, request: Request) -> Response:
         """A call's status callback."""
-        params = await self._callback(request, "CallSid", "CallStatus")
+        params = await signed_form(self.settings, request, "CallSid", "CallStatus")
         if isinstance(params, Response):
             return params
         sid, state = params["CallSid"], params["CallStatus"]
@@ -190,7 +188,7 @@ class VoiceWebhooks:
 
     async def inbound(self, request: Request) -> Response:
         """Someone calls the Hosen number: their open check-in, or the menu."""
-        params = await self._callback(request, "CallSid", "From")
+        params = await signed_form(self.settings, request, "CallSid", "From")
         if isinstance(params, Response):
             return params
         sid, phone = params["CallSid"], params["From"]
@@ -218,7 +216,7 @@ class VoiceWebhooks:
         )
 
     async def inbound_keys(self, request: Request) -> Response:
-        params = await self._callback(request, "CallSid", "From")
+        params = await signed_form(self.settings, request, "CallSid", "From")
         if isinstance(params, Response):
             return params
         sid, phone = params["CallSid"], params["From"]

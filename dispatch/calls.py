@@ -26,6 +26,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from config.languages import DEFAULT_LANGUAGE, Language
+from dispatch.callbacks import answer_of, first_time, remember_answer
 from dispatch.gates import upsert
 from dispatch.models import (
     RETRIED_OUTCOMES,
@@ -180,21 +181,19 @@ def _call_of(session: Session, *, outbox_id: int, call_sid: str, now: datetime) 
             or 0
         )
     # Twilio's webhooks and the worker's record may both be first: one row, whoever inserts it.
-    session.execute(
-        upsert(session, VoiceCall)
-        .values(
-            outbox_id=outbox_id,
-            call_sid=call_sid,
-            inbound=False,
-            campaign_id=message.campaign_id,
-            person_id=message.person_id,
-            zone_id=person.zone_id if person else None,
-            attempt=attempt,
-            status="queued",
-            outcome=CallOutcome.PENDING,
-            created_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["outbox_id"])
+    _record_call(
+        session,
+        unique="outbox_id",
+        outbox_id=outbox_id,
+        call_sid=call_sid,
+        inbound=False,
+        campaign_id=message.campaign_id,
+        person_id=message.person_id,
+        zone_id=person.zone_id if person else None,
+        attempt=attempt,
+        status="queued",
+        outcome=CallOutcome.PENDING,
+        created_at=now,
     )
     call = session.scalars(
         select(VoiceCall)
@@ -202,6 +201,14 @@ def _call_of(session: Session, *, outbox_id: int, call_sid: str, now: datetime) 
         .execution_options(populate_existing=True)
     ).one()
     return call
+
+
+def _record_call(session: Session, *, unique: str, **values: Any) -> None:
+    """Insert a call's row unless one with the same ``unique`` column (its outbox row, or its
+    CallSid) is there already."""
+    session.execute(
+        upsert(session, VoiceCall).values(**values).on_conflict_do_nothing(index_elements=[unique])
+    )
 
 
 # --- during the call --------------------------------------------------------------------------
@@ -251,8 +258,12 @@ def keys_pressed(
     outcome = KEYS.get(digits.strip()[:1])
     if outcome is None or person is None or call.campaign_id is None:
         return language, None
-    call.outcome = outcome
-    answer_checkin(session, person=person, campaign_id=call.campaign_id, outcome=outcome, now=now)
+    if first_time(session, key=callback_key("keys", call_sid), channel=Channel.VOICE, now=now):
+        # The call's one answer (its Gather ends the call): a repeat is answered the same.
+        call.outcome = outcome
+        answer_checkin(
+            session, person=person, campaign_id=call.campaign_id, outcome=outcome, now=now
+        )
     return language, outcome
 
 
@@ -288,6 +299,10 @@ def call_ended(
     call = _call_of(session, outbox_id=outbox_id, call_sid=call_sid, now=now)
     if call is None or call.call_sid != call_sid:
         return None
+    if status in ENDED and not first_time(
+        session, key=callback_key("status", call_sid, status), channel=Channel.VOICE, now=now
+    ):
+        return call  # the end of this call, told again: counted once
     call.status = status[:24]
     if answered_by:
         call.answered_by = answered_by[:24]
@@ -391,21 +406,21 @@ def inbound_call(
             .order_by(Campaign.started_at.desc())
             .limit(1)
         )
-    if session.scalars(select(VoiceCall).where(VoiceCall.call_sid == call_sid)).first() is None:
-        session.add(
-            VoiceCall(
-                call_sid=call_sid,
-                inbound=True,
-                campaign_id=campaign_id,
-                person_id=person.id if person else None,
-                zone_id=person.zone_id if person else None,
-                attempt=1,
-                status="in-progress",
-                outcome=CallOutcome.PENDING,
-                created_at=now,
-                answered_at=now,
-            )
-        )
+    # Twilio asking again (or two webhooks at once): one row, whoever inserts it.
+    _record_call(
+        session,
+        unique="call_sid",
+        call_sid=call_sid,
+        inbound=True,
+        campaign_id=campaign_id,
+        person_id=person.id if person else None,
+        zone_id=person.zone_id if person else None,
+        attempt=1,
+        status="in-progress",
+        outcome=CallOutcome.PENDING,
+        created_at=now,
+        answered_at=now,
+    )
     campaign = session.get(Campaign, campaign_id) if campaign_id is not None else None
     return Caller(
         person=person,
@@ -429,7 +444,34 @@ def inbound_keys(
 
     With an open check-in, 1 and 2 answer it. Otherwise 2 asks for help, as in a check-in (a
     help request with the caller's number: a caller we do not know is registered with only
-    that number, so the officer on duty can call back), 1 hears how to register."""
+    that number, so the officer on duty can call back), 1 hears how to register. A key that
+    acts (1 or 2) is claimed under the CallSid: Twilio's repeat is answered the same and does
+    nothing twice."""
+    key = digits.strip()[:1]
+    claim = callback_key("inbound_keys", call_sid)
+    if key in KEYS and not first_time(session, key=claim, channel=Channel.VOICE, now=now):
+        # A repeat of the key that ended the call: said the same, done nothing twice.
+        said = answer_of(session, key=claim)
+        return Language(said.get("language", default)), str(said.get("said", "register"))
+    language, prompt = _inbound_key(
+        session, call_sid=call_sid, phone=phone, key=key, default=default,
+        authority_id=authority_id, now=now,
+    )  # fmt: skip
+    if key in KEYS:
+        remember_answer(session, key=claim, answer={"language": language.value, "said": prompt})
+    return language, prompt
+
+
+def _inbound_key(
+    session: Session,
+    *,
+    call_sid: str,
+    phone: str,
+    key: str,
+    default: Language,
+    authority_id: int | None,
+    now: datetime,
+) -> tuple[Language, str]:
     from dispatch.help import request_help
     from dispatch.models import HelpNeed
     from registry.models import PhoneKind, Source
@@ -437,7 +479,6 @@ def inbound_keys(
     # The call is recorded here if its start was not (the database was away then).
     caller = inbound_call(session, call_sid=call_sid, phone=phone, default=default, now=now)
     call = session.scalars(select(VoiceCall).where(VoiceCall.call_sid == call_sid)).first()
-    key = digits.strip()[:1]
     if caller.person is not None and caller.campaign_id is not None and key in KEYS:
         if call is not None:
             call.outcome = KEYS[key]
@@ -485,11 +526,22 @@ def help_authority(session: Session) -> int | None:
 KEPT_EVENTS = ("unserved", "keys", "status", "inbound_keys")
 
 
+def callback_key(event: str, call_sid: str, status: str = "") -> str:
+    """The key under which a call's callback is applied once (:mod:`dispatch.callbacks`): one
+    answer a call (a key is the last thing a call takes), one callback per status."""
+    what = f"status:{status[:24]}" if event == "status" else event
+    return f"voice:{call_sid[:40]}:{what}"
+
+
 def call_unserved(session: Session, *, outbox_id: int, call_sid: str, now: datetime) -> None:
     """The call was answered while the database was away: the callee heard "we will call you
     again", and the call ends as UNSERVED, which the ladder tries again like a busy line."""
     call = _call_of(session, outbox_id=outbox_id, call_sid=call_sid, now=now)
     if call is None or call.call_sid != call_sid:
+        return
+    if not first_time(
+        session, key=callback_key("unserved", call_sid), channel=Channel.VOICE, now=now
+    ):
         return
     call.answered_at = call.answered_at or now
     if call.outcome == CallOutcome.PENDING:

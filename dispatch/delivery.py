@@ -12,6 +12,7 @@ from datetime import datetime
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
+from dispatch.callbacks import first_time
 from dispatch.models import (
     Answer,
     BlockReason,
@@ -205,34 +206,29 @@ def record_sms_status(
     "delivered" marks it delivered; "failed"/"undelivered" with a code that means the number is
     dead moves the message to the next channel, other failures are kept as the last error.
     """
-    message = session.scalars(
+    message = _sent_with(session, message_sid)
+    # Claimed under (MessageSid, status) first: Twilio sending the same receipt twice, or two
+    # webhook processes receiving it, changes the message once (dispatch.callbacks). Without
+    # its message yet, the claim is the receipt kept for later (not applied).
+    first = first_time(
+        session,
+        key=f"{EARLY_RECEIPT}{message_sid[:40]}:{status.lower()[:20]}",
+        channel=Channel.SMS,
+        now=now,
+        payload={"sid": message_sid, "status": status, "error_code": error_code},
+        applied=message is not None,
+    )
+    if first and message is not None:
+        _apply_receipt(session, message=message, status=status, error_code=error_code, now=now)
+    return message is not None
+
+
+def _sent_with(session: Session, message_sid: str) -> OutboxMessage | None:
+    return session.scalars(
         select(OutboxMessage).where(
             OutboxMessage.provider_id == message_sid, OutboxMessage.channel == Channel.SMS
         )
     ).first()
-    if message is None:
-        _keep_early_receipt(
-            session, message_sid=message_sid, status=status, error_code=error_code, now=now
-        )
-        return False
-    _apply_receipt(session, message=message, status=status, error_code=error_code, now=now)
-    return True
-
-
-def _keep_early_receipt(
-    session: Session, *, message_sid: str, status: str, error_code: int | None, now: datetime
-) -> None:
-    key = f"{EARLY_RECEIPT}{message_sid[:40]}:{status.lower()[:20]}"
-    if session.scalar(select(InboundMessage.id).where(InboundMessage.provider_key == key)):
-        return  # Twilio sent the same receipt twice
-    session.add(
-        InboundMessage(
-            provider_key=key,
-            channel=Channel.SMS,
-            payload={"sid": message_sid, "status": status, "error_code": error_code},
-            received_at=now,
-        )
-    )
 
 
 def apply_early_receipts(session: Session, *, message_sids: Iterable[str], now: datetime) -> int:
@@ -254,13 +250,15 @@ def apply_early_receipts(session: Session, *, message_sids: Iterable[str], now: 
         if sid not in wanted:
             continue
         code = receipt.payload.get("error_code")
-        if record_sms_status(
-            session,
-            message_sid=sid,
-            status=str(receipt.payload.get("status", "")),
-            error_code=int(code) if code is not None else None,
-            now=now,
-        ):
+        message = _sent_with(session, sid)
+        if message is not None:
+            _apply_receipt(
+                session,
+                message=message,
+                status=str(receipt.payload.get("status", "")),
+                error_code=int(code) if code is not None else None,
+                now=now,
+            )
             receipt.processed_at = now
             applied += 1
     return applied

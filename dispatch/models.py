@@ -102,8 +102,10 @@ class InboundMessage(Base):
     A row is waiting while ``processed_at`` and ``parked_at`` are both empty; ``lease_until`` is
     when a claim (or, after a failure, the back-off) runs out. ``sender`` is a digest of channel
     and address, so one person's messages are kept in order without another copy of their phone;
-    rows that are not messages from a person (early Twilio receipts) have none and are not the
-    processor's. ``parked_at``: processing failed ``attempts`` times; left for a human.
+    rows that are not messages from a person have none and are not the processor's: Twilio
+    receipts (``smsstatus:``, waiting for their message's sid while unprocessed) and the claims of
+    calls' callbacks (``voice:``), which make a repeated callback act once
+    (:mod:`dispatch.callbacks`). ``parked_at``: processing failed ``attempts`` times; left for a human.
     """
 
     __tablename__ = "inbox"
@@ -444,7 +446,7 @@ class VoiceCall(Base):
 
     __tablename__ = "voice_call"
     __table_args__ = (
-        Index("ix_voice_call_sid", "call_sid"),
+        Index("ux_voice_call_sid", "call_sid", unique=True),  # one row a call
         Index("ux_voice_call_outbox", "outbox_id", unique=True),
         Index("ix_voice_call_open", "ended_at"),
         Index("ix_voice_call_campaign", "campaign_id", "person_id"),

@@ -38,10 +38,8 @@ from bots.sms import SmsWebhooks
 from bots.spool import Replayer, spool_of
 from bots.telegram import (
     ALLOWED_UPDATES,
-    SECRET_HEADER,
     PollWatch,
     build_application,
-    from_telegram,
     keep_polling,
     publish_commands,
     start_polling,
@@ -49,6 +47,7 @@ from bots.telegram import (
 )
 from bots.voice import VoiceWebhooks
 from config.settings import Settings, reveal
+from dispatch.channels.telegram import SECRET_HEADER, from_telegram
 from dispatch.channels.voice import Voices
 from hosen.console import console_routes
 from hosen.console.import_page import UPLOAD_PATH

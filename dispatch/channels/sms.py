@@ -1,32 +1,48 @@
-"""The SMS channel (Twilio Messages), outbound: sending with the async twilio client, Twilio's
-error codes classified for the worker, and the SMS form of a message's choices.
+"""The SMS channel (Twilio Messages): outbound, sending with the async twilio client and Twilio's
+error codes classified for the worker; inbound, a webhook's signature checked with twilio's own
+``RequestValidator`` (every Twilio webhook, voice too), an inbound SMS and a delivery receipt
+decoded; and the SMS form of choices, both ways.
 
 SMS has no buttons: whoever enqueues an SMS writes the choices into its text
-(:func:`numbered_choices`: "1 ...", "2 ...") and :func:`choice_from_reply` maps an answer back to
-the button's data; the sender sends the text as it is. (The inbound webhooks are
-:mod:`bots.sms`.)
+(:func:`numbered_choices` for a message's buttons, :func:`render_prompt` for a dialog prompt:
+"1 ...", "2 ...") and :func:`choice_from_reply` maps an answer back to the button's data; the
+sender sends the text as it is. (The webhook routes that store what arrives are :mod:`bots.sms`.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 import aiohttp
+from twilio.request_validator import RequestValidator
 
+from config.i18n import t
+from config.languages import Language
+from config.settings import Settings, reveal
 from dispatch.channels.base import (
     DEFAULT_RATE_LIMIT_PAUSE,
+    Arrival,
     ButtonRows,
+    Delivery,
+    Inbound,
     Outgoing,
     Permanent,
+    Prompt,
     RateLimited,
+    Rendered,
     SendResult,
     Sent,
     Transient,
     short_error,
 )
 from dispatch.models import BlockReason
+from dispatch.segments import count_segments
+from registry.errors import InvalidPhone
 from registry.models import Channel
+from registry.phones import normalise_phone
 
 # Twilio error codes that mean "this number will never get an SMS from us".
 TWILIO_PERMANENT: dict[int, BlockReason] = {
@@ -143,3 +159,128 @@ class SmsSender:
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             return Transient(error=short_error(exc))
         return Sent(provider_id=str(created.sid))
+
+
+# --- inbound: Twilio's signed webhooks, an SMS and a receipt decoded, prompts rendered ---------
+
+SIGNATURE_HEADER = "X-Twilio-Signature"
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+MAX_SMS_SEGMENTS = 3  # a prompt longer than this with its list goes as two SMS
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """A delivery report (status callback) for a message we sent."""
+
+    message_sid: str
+    status: str
+    error_code: int | None
+
+
+def twilio_form(body: bytes) -> dict[str, str]:
+    """Twilio posts ``application/x-www-form-urlencoded``; the standard library reads it (no
+    multipart parser needed). Blank values are kept: the signature covers them."""
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=200)
+    except (UnicodeDecodeError, ValueError):
+        return {}
+    return dict(pairs)
+
+
+def signed_by_twilio(
+    settings: Settings, *, path: str, query: str, params: Mapping[str, str], signature: str | None
+) -> bool:
+    """Whether Twilio signed exactly this URL (HOSEN_PUBLIC_URL + path and query) and these
+    parameters with our auth token: every Twilio webhook, SMS or voice."""
+    token = reveal(settings.twilio_auth_token)
+    if not token or not signature or settings.public_url is None:
+        return False
+    url = str(settings.public_url).rstrip("/") + path
+    if query:
+        url = f"{url}?{query}"
+    return bool(RequestValidator(token).validate(url, dict(params), signature))
+
+
+def twilio_callback(
+    settings: Settings,
+    *,
+    body: bytes,
+    path: str,
+    query: str,
+    signature: str | None,
+    required: Sequence[str] = (),
+) -> dict[str, str] | int:
+    """A webhook's parameters when Twilio signed them and they hold every ``required`` field;
+    else the HTTP status to refuse it with (403 unsigned or forged, 400 incomplete)."""
+    params = twilio_form(body)
+    if not signed_by_twilio(settings, path=path, query=query, params=params, signature=signature):
+        return 403
+    if not all(params.get(name) for name in required):
+        return 400
+    return params
+
+
+def arrival_from_form(params: Mapping[str, str]) -> Arrival | None:
+    """What the inbox stores for an inbound SMS (None without a sid or a sender), keyed by its
+    MessageSid: Twilio's retry of the same message meets that key."""
+    sid = params.get("MessageSid") or params.get("SmsSid")
+    sender = params.get("From")
+    if not sid or not sender:
+        return None
+    # Twilio writes From in E.164 every time: the ordering key needs no phone parsing here.
+    return Arrival(
+        provider_key=f"sms:{sid}", channel=Channel.SMS, address=sender, payload=dict(params)
+    )
+
+
+def receipt_from_form(params: Mapping[str, str]) -> Receipt | None:
+    """A status callback's receipt (None without a sid or a status)."""
+    sid = params.get("MessageSid") or params.get("SmsSid")
+    state = params.get("MessageStatus") or params.get("SmsStatus")
+    if not sid or not state:
+        return None
+    code = params.get("ErrorCode", "")
+    return Receipt(
+        message_sid=sid, status=state, error_code=int(code) if code.isdecimal() else None
+    )
+
+
+def delivery_from_params(params: dict[str, str], *, region: str) -> Delivery | None:
+    """The delivery for Twilio's inbound-message parameters (None without a sid or a sender)."""
+    arrival = arrival_from_form(params)
+    if arrival is None:
+        return None
+    body = params.get("Body", "")
+    media = params.get("NumMedia", "0")
+    inbound = Inbound(
+        channel=Channel.SMS,
+        address=_address(arrival.address, region),
+        text=body,
+        unsupported=not body.strip() and media not in ("", "0"),
+    )
+    return Delivery(provider_key=arrival.provider_key, inbound=inbound, payload=params)
+
+
+def _address(sender: str, region: str) -> str:
+    """The sender in E.164, so the same phone is the same conversation whatever the format."""
+    try:
+        return normalise_phone(sender, region=region).e164
+    except InvalidPhone:
+        return sender[:40]
+
+
+def render_prompt(prompt: Prompt, language: Language) -> list[Rendered]:
+    """A prompt as an SMS: its choices numbered "1 ...", "2 ..." under the text (an answer "2"
+    is the second); two SMS when the question and its list together would pass three segments."""
+    lines = []
+    if prompt.numbered:
+        lines = [f"{number} {choice.label}" for number, choice in enumerate(prompt.choices, 1)]
+    text = prompt.text
+    if prompt.multi:
+        text = f"{text}\n{t(language, 'bot.sms.multi_hint')}"
+    if not lines:
+        return [Rendered(text=text)]
+    whole = "\n".join([text, *lines])
+    if count_segments(whole) <= MAX_SMS_SEGMENTS:
+        return [Rendered(text=whole)]
+    return [Rendered(text=text), Rendered(text="\n".join(lines))]

@@ -1,17 +1,21 @@
-"""The Telegram channel, outbound: ``Bot.send_message``, the inline or reply keyboard a message's
-buttons become, and python-telegram-bot's exceptions classified for the worker. (Telegram's
-inbound side, the bot's handlers and webhook, is :mod:`bots.telegram`.)
+"""The Telegram channel: outbound, ``Bot.send_message``, the inline or reply keyboard a message's
+buttons become, and python-telegram-bot's exceptions classified for the worker; inbound, the
+webhook's secret token checked, an update decoded into the inbox's :class:`Arrival` and the
+processor's :class:`Delivery`, and a dialog :class:`Prompt` rendered as buttons. (The polling
+loop and the webhook route that store updates are :mod:`bots.telegram`.)
 
-Buttons follow the bots' convention: inline buttons, or a one-time reply keyboard when a
-"kb:contact"/"kb:location" button is present.
+Buttons follow one convention: inline buttons whose data is ``b:<step>:<value>``, or a one-time
+reply keyboard when a "kb:contact"/"kb:location" button is present.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import hmac
 import warnings
 from datetime import timedelta
+from typing import Any
 
 from telegram import (
     Bot,
@@ -20,14 +24,23 @@ from telegram import (
     KeyboardButton,
     ReplyKeyboardMarkup,
     ReplyKeyboardRemove,
+    Update,
 )
 from telegram import error as tg_error
 
+from config.i18n import t
+from config.languages import Language
 from dispatch.channels.base import (
+    Arrival,
     ButtonRows,
+    Delivery,
+    Inbound,
     Outgoing,
     Permanent,
+    Prompt,
     RateLimited,
+    Rendered,
+    Request,
     SendResult,
     Sent,
     Transient,
@@ -127,3 +140,174 @@ class TelegramSender:
         except (TimeoutError, tg_error.TelegramError, OSError) as exc:
             return classify_telegram_error(exc)
         return Sent(provider_id=str(sent.message_id))
+
+
+# --- inbound: the webhook's secret, updates decoded, prompts rendered ------------------------
+
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+# A bot button's callback data is ``b:<step>:<value>``, so that a tap on an old keyboard is
+# recognised as old (its step is not the current one) and answered with the current question.
+CALLBACK_PREFIX = "b:"
+# Buttons that ask for a contact or a location: rendered as a one-time reply keyboard.
+CONTACT_BUTTON = "kb:contact"
+LOCATION_BUTTON = "kb:location"
+_SHORT_LABEL = 14  # labels up to this length sit two to a row
+
+
+def from_telegram(given: bytes, secret: str | None) -> bool:
+    """Whether a webhook call carries our secret (the ``SECRET_HEADER`` Telegram sends):
+    compared in constant time; with none configured, never."""
+    expected = (secret or "").encode()
+    return bool(expected) and hmac.compare_digest(given, expected)
+
+
+def delivery_from_payload(payload: dict[str, Any]) -> Delivery | None:
+    """The delivery for an update as stored in the inbox (``Update.to_dict()``)."""
+    return delivery_from_update(Update.de_json(payload), payload=payload)
+
+
+def delivery_from_update(
+    update: Update, *, payload: dict[str, Any] | None = None
+) -> Delivery | None:
+    """The inbound delivery for an update (``None`` for an update without a chat, e.g. a poll);
+    ``payload``: the update as a dict when the caller has it already (the stored one)."""
+    key = f"tg:{update.update_id}"
+    if payload is None:
+        payload = update.to_dict()
+    query = update.callback_query
+    if query is not None:
+        chat = query.message.chat if query.message is not None else None
+        address = str(chat.id if chat is not None else query.from_user.id)
+        data = query.data or ""
+        button = data.removeprefix(CALLBACK_PREFIX)
+        private = chat is None or chat.type == "private"
+        return Delivery(
+            provider_key=key,
+            inbound=Inbound(channel=Channel.TELEGRAM, address=address, button=button),
+            payload=payload,
+            group_chat=not private,
+        )
+    message = update.message
+    if message is None:
+        chat = update.effective_chat
+        if chat is None:
+            return None
+        # Edited messages, channel posts, membership changes: stored, not acted on.
+        inbound = Inbound(channel=Channel.TELEGRAM, address=str(chat.id))
+        return Delivery(provider_key=key, inbound=inbound, payload=payload, ignored=True)
+    chat = message.chat
+    text = message.text
+    contact_phone = None
+    own = False
+    if message.contact is not None:
+        contact_phone = message.contact.phone_number
+        sender = message.from_user.id if message.from_user else None
+        own = sender is not None and message.contact.user_id == sender
+    location = (message.location.latitude, message.location.longitude) if message.location else None
+    unsupported = text is None and contact_phone is None and location is None
+    inbound = Inbound(
+        channel=Channel.TELEGRAM,
+        address=str(chat.id),
+        text=text,
+        contact_phone=contact_phone,
+        contact_is_sender=own,
+        location=location,
+        unsupported=unsupported,
+    )
+    private = chat.type == "private"
+    return Delivery(
+        provider_key=key,
+        inbound=inbound,
+        payload=payload,
+        group_chat=not private,
+        addressed_to_bot=not private and (text or "").startswith("/"),
+    )
+
+
+# Where an update's chat is, for the kinds of update the bot asks for (and a few more).
+_CHAT_HOLDERS = (
+    "message",
+    "edited_message",
+    "channel_post",
+    "edited_channel_post",
+    "my_chat_member",
+    "chat_member",
+    "chat_join_request",
+)
+
+
+def arrival_from_json(data: Any) -> Arrival | None:
+    """What the inbox stores for an update as Telegram sent it (None without an ``update_id``).
+
+    Only the key and the chat are read here (the chat orders one person's messages); the
+    processor parses the rest later (:func:`delivery_from_payload`).
+    """
+    if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
+        return None
+    chat: Any = None
+    query = data.get("callback_query")
+    if isinstance(query, dict):
+        message = query.get("message")
+        holder = message.get("chat") if isinstance(message, dict) else None
+        chat = holder.get("id") if isinstance(holder, dict) else None
+        if chat is None and isinstance(query.get("from"), dict):
+            chat = query["from"].get("id")
+    else:
+        for name in _CHAT_HOLDERS:
+            holder = data.get(name)
+            if isinstance(holder, dict) and isinstance(holder.get("chat"), dict):
+                chat = holder["chat"].get("id")
+                break
+    return Arrival(
+        provider_key=f"tg:{data['update_id']}",
+        channel=Channel.TELEGRAM,
+        address=str(chat) if chat is not None else "",
+        payload=data,
+    )
+
+
+def button_press_id(data: Any) -> str | None:
+    """The callback query id of an update that is a button press, else None."""
+    query = data.get("callback_query") if isinstance(data, dict) else None
+    if isinstance(query, dict) and query.get("id"):
+        return str(query["id"])
+    return None
+
+
+def render_prompt(prompt: Prompt, language: Language) -> Rendered:
+    """A prompt as Telegram shows it: inline buttons (two short ones to a row), a reply keyboard
+    button for a contact or a location, a done row for a multiple choice, back and cancel."""
+    rows: list[list[tuple[str, str]]] = []
+    for request in prompt.requests:
+        if request == Request.CONTACT:
+            rows.append([(t(language, "bot.telegram.share_contact"), CONTACT_BUTTON)])
+        else:
+            rows.append([(t(language, "bot.telegram.share_location"), LOCATION_BUTTON)])
+    row: list[tuple[str, str]] = []
+    for choice in prompt.choices:
+        label = f"✅ {choice.label}" if choice.value in prompt.selected else choice.label
+        button = (label, f"{CALLBACK_PREFIX}{prompt.step}:{choice.value}")
+        if len(choice.label) > _SHORT_LABEL:
+            if row:
+                rows.append(row)
+                row = []
+            rows.append([button])
+            continue
+        row.append(button)
+        if len(row) == 2:
+            rows.append(row)
+            row = []
+    if row:
+        rows.append(row)
+    text = prompt.text
+    if prompt.multi:
+        rows.append([(t(language, "bot.nav.done"), f"{CALLBACK_PREFIX}{prompt.step}:done")])
+        text = f"{text}\n{t(language, 'bot.telegram.multi_hint')}"
+    if prompt.navigation:
+        rows.append(
+            [
+                (t(language, "bot.nav.back"), f"{CALLBACK_PREFIX}{prompt.step}:_back"),
+                (t(language, "bot.nav.cancel"), f"{CALLBACK_PREFIX}{prompt.step}:_cancel"),
+            ]
+        )
+    return Rendered(text=text, buttons=rows or None)

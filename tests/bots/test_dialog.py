@@ -13,14 +13,15 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bots import enrolment, render
+from bots import enrolment
 from bots.consent import CONSENT_VERSIONS, consent_text, fingerprint
 from bots.dialog import REGISTRATION, STEPS, Dialog, Inbound, Invalid, Step, Turn
 from bots.enrolment import CODE_KIND
 from bots.models import Conversation
-from bots.prompts import Prompt
 from config.i18n import catalog, t
 from config.languages import ALL_LANGUAGES, Language
+from dispatch.channels import sms as sms_channel
+from dispatch.channels.base import Prompt
 from dispatch.models import OutboxMessage
 from registry import rules
 from registry.models import (
@@ -673,7 +674,7 @@ def test_a_numbered_choice_is_never_also_a_valid_free_text_answer(
         desk = open_desk(step, dict(before), language, channel, str(next(_addresses)))
         prompt = desk.dialog.prompt(_turn(desk), step)
         assert not prompt.numbered
-        assert render.for_sms(prompt, language)[0].text == prompt.text  # no list on SMS
+        assert sms_channel.render_prompt(prompt, language)[0].text == prompt.text  # no list on SMS
         desk.session.delete(desk.conversation)
         desk.session.flush()
 

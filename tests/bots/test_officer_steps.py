@@ -13,10 +13,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bots.dialog import Dialog
 from bots.officers import STEPS, Desk, OfficerStep, _authority_of, _draft_of
-from bots.prompts import Choice
 from config.i18n import t
 from config.languages import ALL_LANGUAGES, Language
 from config.settings import Settings
+from dispatch.channels.base import Choice
 from registry.models import Channel
 from registry.profile_sync import Directory
 from registry.staff import StaffRole, find_staff

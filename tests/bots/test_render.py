@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from bots import render
 from bots.dialog import REGISTRATION, Dialog, Inbound, Step, Turn
 from bots.models import Conversation
-from bots.prompts import Choice, Prompt, Request
 from config.i18n import catalog, t
 from config.languages import ALL_LANGUAGES, Language
+from dispatch.channels import sms, telegram
+from dispatch.channels.base import Choice, Prompt, Request
 from dispatch.segments import count_segments as segments
 from registry.models import Channel
 
@@ -91,10 +91,10 @@ def _sms_texts(
             inbound = Inbound(channel=Channel.SMS, address="+972525551234")
             turn = Turn(session, conversation, inbound, NOW, None)
             prompt = dialog.prompt(turn, step)
-            texts[step.value] = [m.text for m in render.for_sms(prompt, language)]
+            texts[step.value] = [m.text for m in sms.render_prompt(prompt, language)]
         texts["language(first)"] = [
             m.text
-            for m in render.for_sms(
+            for m in sms.render_prompt(
                 dialog.prompt(
                     Turn(
                         session,
@@ -130,7 +130,7 @@ def test_every_sms_fits_in_three_segments(
         for language in ALL_LANGUAGES:
             counts = [segments(text) for text in table[language][name]]
             cells.append("+".join(str(c) for c in counts))
-            too_long += [(name, language.value, c) for c in counts if c > render.MAX_SMS_SEGMENTS]
+            too_long += [(name, language.value, c) for c in counts if c > sms.MAX_SMS_SEGMENTS]
         print(f"{name:28}" + "".join(f"{cell:>9}" for cell in cells))
     assert too_long == []
 
@@ -149,7 +149,7 @@ def test_telegram_buttons_carry_the_step_and_navigation() -> None:
         choices=(Choice("volunteer", "A volunteer who can help"), Choice("both", "Both")),
         navigation=True,
     )
-    rendered = render.for_telegram(prompt, Language.EN)
+    rendered = telegram.render_prompt(prompt, Language.EN)
     data = [button[1] for row in rendered.buttons or [] for button in row]
     assert data == ["b:who:volunteer", "b:who:both", "b:who:_back", "b:who:_cancel"]
     assert all(len(d.encode()) <= 64 for d in data)
@@ -157,11 +157,11 @@ def test_telegram_buttons_carry_the_step_and_navigation() -> None:
 
 def test_telegram_contact_and_location_use_reply_keyboard_buttons() -> None:
     prompt = Prompt(text="Q", step="phone", requests=(Request.CONTACT,))
-    rendered = render.for_telegram(prompt, Language.HE)
+    rendered = telegram.render_prompt(prompt, Language.HE)
     assert rendered.buttons == [[(t(Language.HE, "bot.telegram.share_contact"), "kb:contact")]]
 
 
 @pytest.mark.parametrize("language", ALL_LANGUAGES)
 def test_sms_choices_are_numbered(language: Language) -> None:
     prompt = Prompt(text="Q", step="x", choices=(Choice("a", "Alpha"), Choice("b", "Beta")))
-    assert render.for_sms(prompt, language)[0].text == "Q\n1 Alpha\n2 Beta"
+    assert sms.render_prompt(prompt, language)[0].text == "Q\n1 Alpha\n2 Beta"

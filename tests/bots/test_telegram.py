@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from telegram import Bot, Update
 
-from bots.telegram import PollWatch, delivery_from_update, keep_polling, restart_if_stalled
+from bots.telegram import PollWatch, keep_polling, restart_if_stalled
+from dispatch.channels.telegram import delivery_from_update
 from fakes.telegram import FakeTelegram
 
 
@@ -148,7 +149,7 @@ def test_the_watchdog_loop_checks_until_stopped() -> None:
 
 def test_the_webhook_stores_an_update_keyed_and_ordered_by_its_chat(builder: FakeTelegram) -> None:
     """Only the key and the chat are read before the acknowledgement; the rest waits."""
-    from bots.telegram import arrival_from_json, delivery_from_payload
+    from dispatch.channels.telegram import arrival_from_json, delivery_from_payload
 
     user = builder.new_user("Dana")
     group = builder.new_group()
