@@ -407,46 +407,70 @@ def action_list(
     offset: int = 0,
 ) -> ActionList:
     """The recipients of ``kind``, most at risk first, with what a caller needs to act: phone,
-    address, buddy, the last message and what happens next."""
+    address, buddy, the last message and what happens next. ``limit``/``offset`` page it
+    (``limit=None``: every one, for the printed sheet and the CSV); ``total`` counts them all."""
     where = [
         CampaignRecipient.campaign_id == campaign.id,
         CampaignRecipient.answer.in_(LIST_ANSWERS[kind]),
     ]
     if zone_id is not None:
         where.append(CampaignRecipient.zone_id == zone_id)
+    # Count and page from ix_campaign_recipient_board alone; only the page's rows are joined to
+    # their people and their last message.
     counted = session.scalar(select(func.count()).select_from(CampaignRecipient).where(*where))
     total = int(counted or 0)
-    query = (
-        select(CampaignRecipient, Person)
-        .join(Person, Person.id == CampaignRecipient.person_id)
-        .where(*where)
-        .order_by(CampaignRecipient.zone_id, CampaignRecipient.risk_rank, Person.id)
-        .offset(offset)
-    )
+    order = (CampaignRecipient.zone_id, CampaignRecipient.risk_rank, CampaignRecipient.person_id)
+    page = select(CampaignRecipient.id).where(*where).order_by(*order).offset(offset)
     if limit is not None:
-        query = query.limit(limit)
-    found = session.execute(query).all()
-    ids = [person.id for _, person in found]
+        page = page.limit(limit)
+    latest = (
+        select(func.max(OutboxMessage.id))
+        .where(
+            OutboxMessage.campaign_id == campaign.id,
+            OutboxMessage.person_id == CampaignRecipient.person_id,
+        )
+        .correlate(CampaignRecipient)
+        .scalar_subquery()
+    )
+    found = session.execute(
+        select(
+            CampaignRecipient.person_id,
+            CampaignRecipient.zone_id,
+            CampaignRecipient.risk_rank,
+            CampaignRecipient.answer,
+            CampaignRecipient.step,
+            CampaignRecipient.next_step_at,
+            Person.name,
+            Person.phone,
+            Person.address,
+            latest,
+        )
+        .join(Person, Person.id == CampaignRecipient.person_id)
+        .where(CampaignRecipient.id.in_(page.scalar_subquery()))
+        .order_by(*order)
+    ).all()
+    ids = [row.person_id for row in found]
     buddies = _buddies(session, ids)
-    last = _last_messages(session, campaign.id, ids)
+    last = _messages(session, [row[-1] for row in found if row[-1] is not None])
     tasks = _tasks(session, campaign.id, ids)
     alerts = _alerts(session, campaign.id, ids)
+    active = campaign.status == CampaignStatus.ACTIVE
     rows = []
-    for recipient, person in found:
-        buddy = buddies.get(person.id)
-        message = last.get(person.id)
+    for person_id, zone, rank, answer, step, next_at, name, phone, address, message_id in found:
+        buddy = buddies.get(person_id)
+        message = last.get(message_id) if message_id is not None else None
         action, at, helper = _next_action(
-            recipient, campaign, tasks.get(person.id), alerts.get(person.id)
+            Answer(answer), step, next_at, active, tasks.get(person_id), alerts.get(person_id)
         )
         rows.append(
             ListRow(
-                person_id=person.id,
-                name=person.name or "?",
-                zone_id=recipient.zone_id,
-                phone=person.phone,
-                address=person.address,
-                priority=recipient.risk_rank,
-                answer=recipient.answer,
+                person_id=person_id,
+                name=name or "?",
+                zone_id=zone,
+                phone=phone,
+                address=address,
+                priority=rank,
+                answer=Answer(answer),
                 buddy=buddy[0] if buddy else None,
                 buddy_phone=buddy[1] if buddy else None,
                 last_channel=message[0] if message else None,
@@ -481,31 +505,20 @@ def _buddies(session: Session, ids: list[int]) -> dict[int, tuple[str, str | Non
     return {pid: (name, phone) for pid, (_, name, phone) in found.items()}
 
 
-def _last_messages(
-    session: Session, campaign_id: int, ids: list[int]
-) -> dict[int, tuple[str, str, datetime]]:
-    """The latest message of the campaign to each person: channel, status, when."""
+def _messages(session: Session, ids: list[int]) -> dict[int, tuple[str, str, datetime]]:
+    """These outbox messages by id: channel, status, when sent (else when queued)."""
     found: dict[int, tuple[str, str, datetime]] = {}
     for chunk in _chunks(ids):
-        latest = (
-            select(func.max(OutboxMessage.id))
-            .where(
-                OutboxMessage.campaign_id == campaign_id,
-                OutboxMessage.person_id.in_(chunk or [-1]),
-            )
-            .group_by(OutboxMessage.person_id)
-        )
-        for person_id, channel, status, created, sent in session.execute(
+        for message_id, channel, status, created, sent in session.execute(
             select(
-                OutboxMessage.person_id,
+                OutboxMessage.id,
                 OutboxMessage.channel,
                 OutboxMessage.status,
                 OutboxMessage.created_at,
                 OutboxMessage.sent_at,
-            ).where(OutboxMessage.id.in_(latest))
+            ).where(OutboxMessage.id.in_(chunk or [-1]))
         ):
-            if person_id is not None:
-                found[person_id] = (str(channel), str(status), sent or created)
+            found[message_id] = (str(channel), str(status), sent or created)
     return found
 
 
@@ -544,12 +557,14 @@ def _alerts(session: Session, campaign_id: int, ids: list[int]) -> dict[int, tup
 
 
 def _next_action(
-    recipient: CampaignRecipient,
-    campaign: Campaign,
+    answer: Answer,
+    step: int,
+    next_step_at: datetime | None,
+    active: bool,
     task: tuple[str, str] | None,
     alert: tuple[str, str] | None,
 ) -> tuple[NextAction, datetime | None, str | None]:
-    if recipient.answer == Answer.HELP and alert is not None:
+    if answer == Answer.HELP and alert is not None:
         state, owner = alert
         if state == AlertState.OPEN.value:
             return NextAction.TAKE_ALERT, None, None
@@ -563,8 +578,8 @@ def _next_action(
             return NextAction.VISIT_ACCEPTED, None, volunteer
         if status == "done":
             return NextAction.VISIT_DONE, None, volunteer
-    if recipient.answer == Answer.PENDING and campaign.status == CampaignStatus.ACTIVE:
-        step = {0: NextAction.REMINDER, 1: NextAction.VISIT, 2: NextAction.UNREACHED}
-        if recipient.step in step and recipient.next_step_at is not None:
-            return step[recipient.step], recipient.next_step_at, None
+    if answer == Answer.PENDING and active:
+        steps = {0: NextAction.REMINDER, 1: NextAction.VISIT, 2: NextAction.UNREACHED}
+        if step in steps and next_step_at is not None:
+            return steps[step], next_step_at, None
     return NextAction.CALL, None, None
