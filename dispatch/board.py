@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Integer, cast, func, literal, select
+from sqlalchemy import Integer, Select, cast, func, literal, select
 from sqlalchemy.orm import Session
 
 from dispatch.models import (
@@ -423,15 +423,6 @@ def action_list(
     page = select(CampaignRecipient.id).where(*where).order_by(*order).offset(offset)
     if limit is not None:
         page = page.limit(limit)
-    latest = (
-        select(func.max(OutboxMessage.id))
-        .where(
-            OutboxMessage.campaign_id == campaign.id,
-            OutboxMessage.person_id == CampaignRecipient.person_id,
-        )
-        .correlate(CampaignRecipient)
-        .scalar_subquery()
-    )
     found = session.execute(
         select(
             CampaignRecipient.person_id,
@@ -443,22 +434,28 @@ def action_list(
             Person.name,
             Person.phone,
             Person.address,
-            latest,
         )
         .join(Person, Person.id == CampaignRecipient.person_id)
         .where(CampaignRecipient.id.in_(page.scalar_subquery()))
         .order_by(*order)
     ).all()
-    ids = [row.person_id for row in found]
-    buddies = _buddies(session, ids)
-    last = _messages(session, [row[-1] for row in found if row[-1] is not None])
-    tasks = _tasks(session, campaign.id, ids)
-    alerts = _alerts(session, campaign.id, ids)
+    # The page's people for the lookups below: a page's few hundred ids, or for a whole list
+    # (the printed sheet, the CSV: thousands) the list's own condition, so that no statement
+    # carries thousands of bound ids.
+    people: People = (
+        _chunks([row.person_id for row in found])
+        if limit is not None
+        else [select(CampaignRecipient.person_id).where(*where)]
+    )
+    buddies = _buddies(session, people)
+    last = _last_messages(session, campaign.id, people)
+    tasks = _tasks(session, campaign.id, people)
+    alerts = _alerts(session, campaign.id, people)
     active = campaign.status == CampaignStatus.ACTIVE
     rows = []
-    for person_id, zone, rank, answer, step, next_at, name, phone, address, message_id in found:
+    for person_id, zone, rank, answer, step, next_at, name, phone, address in found:
         buddy = buddies.get(person_id)
-        message = last.get(message_id) if message_id is not None else None
+        message = last.get(person_id)
         action, at, helper = _next_action(
             Answer(answer), step, next_at, active, tasks.get(person_id), alerts.get(person_id)
         )
@@ -485,18 +482,21 @@ def action_list(
 
 
 def _chunks(ids: list[int], size: int = 900) -> list[list[int]]:
-    return [ids[i : i + size] for i in range(0, len(ids), size)] or [[]]
+    return [ids[i : i + size] for i in range(0, len(ids), size)]
 
 
-def _buddies(session: Session, ids: list[int]) -> dict[int, tuple[str, str | None]]:
+People = list[list[int]] | list[Select[Any]]
+
+
+def _buddies(session: Session, people: People) -> dict[int, tuple[str, str | None]]:
     """Each resident's first-ranked active buddy: name and phone."""
     found: dict[int, tuple[int, str, str | None]] = {}
-    for chunk in _chunks(ids):
+    for chunk in people:
         for resident_id, rank, name, phone in session.execute(
             select(BuddyAssignment.resident_id, BuddyAssignment.rank, Person.name, Person.phone)
             .join(Person, Person.id == BuddyAssignment.volunteer_id)
             .where(
-                BuddyAssignment.resident_id.in_(chunk or [-1]),
+                BuddyAssignment.resident_id.in_(chunk),
                 BuddyAssignment.status.in_(ACTIVE_ASSIGNMENT),
             )
         ):
@@ -505,41 +505,50 @@ def _buddies(session: Session, ids: list[int]) -> dict[int, tuple[str, str | Non
     return {pid: (name, phone) for pid, (_, name, phone) in found.items()}
 
 
-def _messages(session: Session, ids: list[int]) -> dict[int, tuple[str, str, datetime]]:
-    """These outbox messages by id: channel, status, when sent (else when queued)."""
+def _last_messages(
+    session: Session, campaign_id: int, people: People
+) -> dict[int, tuple[str, str, datetime]]:
+    """The latest message of the campaign to each person: channel, status, when (found through
+    ix_outbox_campaign_person)."""
     found: dict[int, tuple[str, str, datetime]] = {}
-    for chunk in _chunks(ids):
-        for message_id, channel, status, created, sent in session.execute(
+    for chunk in people:
+        latest = (
+            select(func.max(OutboxMessage.id))
+            .where(OutboxMessage.campaign_id == campaign_id, OutboxMessage.person_id.in_(chunk))
+            .group_by(OutboxMessage.person_id)
+        )
+        for person_id, channel, status, created, sent in session.execute(
             select(
-                OutboxMessage.id,
+                OutboxMessage.person_id,
                 OutboxMessage.channel,
                 OutboxMessage.status,
                 OutboxMessage.created_at,
                 OutboxMessage.sent_at,
-            ).where(OutboxMessage.id.in_(chunk or [-1]))
+            ).where(OutboxMessage.id.in_(latest))
         ):
-            found[message_id] = (str(channel), str(status), sent or created)
+            if person_id is not None:
+                found[person_id] = (str(channel), str(status), sent or created)
     return found
 
 
-def _tasks(session: Session, campaign_id: int, ids: list[int]) -> dict[int, tuple[str, str]]:
+def _tasks(session: Session, campaign_id: int, people: People) -> dict[int, tuple[str, str]]:
     """Each resident's latest visit task of the campaign: status and the volunteer's name."""
     found: dict[int, tuple[str, str]] = {}
-    for chunk in _chunks(ids):
+    for chunk in people:
         for resident_id, status, name in session.execute(
             select(Task.resident_id, Task.status, Person.name)
             .join(Person, Person.id == Task.volunteer_id)
-            .where(Task.campaign_id == campaign_id, Task.resident_id.in_(chunk or [-1]))
+            .where(Task.campaign_id == campaign_id, Task.resident_id.in_(chunk))
             .order_by(Task.id)
         ):
             found[resident_id] = (str(status), name or "?")
     return found
 
 
-def _alerts(session: Session, campaign_id: int, ids: list[int]) -> dict[int, tuple[str, str]]:
+def _alerts(session: Session, campaign_id: int, people: People) -> dict[int, tuple[str, str]]:
     """Each resident's help alert of the campaign: its state and its owner's name."""
     found: dict[int, tuple[str, str]] = {}
-    for chunk in _chunks(ids):
+    for chunk in people:
         for person_id, state, staff_name, volunteer_name in session.execute(
             select(Alert.person_id, Alert.state, StaffMember.name, Person.name)
             .outerjoin(StaffMember, StaffMember.id == Alert.owner_staff_id)
@@ -547,7 +556,7 @@ def _alerts(session: Session, campaign_id: int, ids: list[int]) -> dict[int, tup
             .where(
                 Alert.campaign_id == campaign_id,
                 Alert.kind.in_(HELP_KINDS),
-                Alert.person_id.in_(chunk or [-1]),
+                Alert.person_id.in_(chunk),
             )
             .order_by(Alert.id)
         ):

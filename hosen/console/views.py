@@ -716,6 +716,7 @@ class Console:
                 if campaign is not None
                 else []
             )
+            names = self._zone_names(db, visit)
             return self._html(
                 request,
                 visit,
@@ -726,10 +727,10 @@ class Console:
                 kinds=list(boards.ListKind),
                 zone_id=zone_id,
                 zones=zones,
-                found=found,
+                found=Shown(rows=list_lines(visit.words, names, found.rows), total=found.total),
                 page=page,
                 pages=max(1, math.ceil(found.total / PAGE_ROWS)),
-                names=self._zone_names(db, visit),
+                names=names,
                 query=_query,
             )
 
@@ -749,11 +750,12 @@ class Console:
                 if zone_id is not None
                 else visit.words("console.lists.all_zones")
             )
-            groups: list[tuple[int | None, list[boards.ListRow]]] = []
-            for row in found.rows:  # ordered by zone: one sheet per zone
+            groups: list[tuple[int | None, list[ListLine]]] = []
+            lines = list_lines(visit.words, names, found.rows)
+            for row, line in zip(found.rows, lines, strict=True):  # by zone: a sheet a zone
                 if not groups or groups[-1][0] != row.zone_id:
                     groups.append((row.zone_id, []))
-                groups[-1][1].append(row)
+                groups[-1][1].append(line)
             return self._html(
                 request,
                 visit,
@@ -795,7 +797,8 @@ class Console:
                     "next",
                 )
             )
-            for row in found.rows:
+            lines = list_lines(words, names, found.rows)
+            for row, line in zip(found.rows, lines, strict=True):
                 writer.writerow(
                     [
                         row.name,
@@ -803,9 +806,9 @@ class Console:
                         row.address or "",
                         names.get(row.zone_id, ""),
                         f"{row.buddy} {row.buddy_phone or ''}".strip() if row.buddy else "",
-                        words(f"console.lists.{priority_of(row.priority)}"),
-                        last_attempt(words, row),
-                        next_action(words, row),
+                        line.priority,
+                        line.last,
+                        line.next,
                     ]
                 )
             name = f"hosen-{campaign.id}-{kind.value}.csv"
@@ -958,6 +961,48 @@ def priority_of(risk_rank: int) -> str:
     if risk_rank <= 27:
         return "medium"
     return "normal"
+
+
+@dataclass(frozen=True)
+class ListLine:
+    """One row of a list as shown, printed and exported: every cell already in words."""
+
+    name: str
+    phone: str
+    address: str
+    zone: str
+    buddy: str | None
+    buddy_phone: str | None
+    priority: str
+    last: str
+    next: str
+
+
+@dataclass(frozen=True)
+class Shown:
+    rows: list[ListLine]
+    total: int
+
+
+def list_lines(
+    words: Words, names: dict[int | None, str], rows: list[boards.ListRow]
+) -> list[ListLine]:
+    """The rows' cells in the reader's words, in Python rather than in the template: a sheet
+    of a few thousand rows renders in a fraction of the time."""
+    return [
+        ListLine(
+            name=row.name,
+            phone=row.phone or "-",
+            address=row.address or "-",
+            zone=names.get(row.zone_id, "?"),
+            buddy=row.buddy,
+            buddy_phone=row.buddy_phone,
+            priority=words(f"console.lists.{priority_of(row.priority)}"),
+            last=last_attempt(words, row),
+            next=next_action(words, row),
+        )
+        for row in rows
+    ]
 
 
 def last_attempt(words: Words, row: boards.ListRow) -> str:
