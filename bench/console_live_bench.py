@@ -132,7 +132,9 @@ async def observe(base: str, url: str, campaign_id: int, stop: asyncio.Event) ->
     return {"fragments": fragments, "took": took, "refused": refused}
 
 
-def run(kind: str, *, people: int, rate: float, seconds: float, layout: str) -> dict[str, Any]:
+def run(
+    kind: str, *, people: int, rate: float, seconds: float, layout: str, drain: float
+) -> dict[str, Any]:
     replying = int(rate * seconds)
     with database(kind) as url:
         built = time.perf_counter()
@@ -197,7 +199,7 @@ def run(kind: str, *, people: int, rate: float, seconds: float, layout: str) -> 
                 cpu_before = _cpu_seconds(server.pid)
                 helper_before = sum(_cpu_seconds(h.pid) for h in helpers)
                 report, seen = asyncio.run(
-                    _load_and_observe(f.name, base, url, campaign_id, replying)
+                    _load_and_observe(f.name, base, url, campaign_id, replying, drain)
                 )
                 os.unlink(f.name)
                 load_after = os.getloadavg()[0]
@@ -214,7 +216,7 @@ def run(kind: str, *, people: int, rate: float, seconds: float, layout: str) -> 
                     server.kill()
                     server.wait()
                 fakes.stop()
-        answered, processing = _answers(url, campaign_id)
+        answered, processing, inbox = _answers(url, campaign_id)
     fragments: list[tuple[float, int]] = seen["fragments"]
     counts = [count for _, count in fragments]
     started = float(report["started"])
@@ -242,6 +244,8 @@ def run(kind: str, *, people: int, rate: float, seconds: float, layout: str) -> 
         "sent": replying,
         "achieved": replying / span,
         "answered": len(answered),
+        "inbox": inbox,
+        "statuses": report["statuses"],
         "missing": missing,
         "lags": lags,
         "sent_lags": sent_lags,
@@ -265,7 +269,7 @@ def _running_max(values: list[int]) -> list[int]:
 
 
 async def _load_and_observe(
-    spec_path: str, base: str, url: str, campaign_id: int, replying: int
+    spec_path: str, base: str, url: str, campaign_id: int, replying: int, drain: float
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     stop = asyncio.Event()
     watcher = asyncio.create_task(observe(base, url, campaign_id, stop))
@@ -280,8 +284,8 @@ async def _load_and_observe(
     )
     out, _ = await generator.communicate()
     report = json.loads(out.decode().strip().splitlines()[-1])
-    # Wait until every reply is on the board (or a minute passes), then a few more polls.
-    deadline = time.time() + 60
+    # Wait until every reply is on the board (or --drain seconds pass), then a few more polls.
+    deadline = time.time() + drain
     engine = make_engine(url)
     while time.time() < deadline:
         with engine.connect() as conn:
@@ -299,39 +303,45 @@ async def _load_and_observe(
     return report, await watcher
 
 
-def _answers(url: str, campaign_id: int) -> tuple[list[tuple[float, int | None]], list[float]]:
-    """The replies in the order the inbox processor finished them: (``processed_at`` as epoch
-    seconds, the reply's index in the generator's schedule), as many as recipients answered;
-    and each reply's stored → processed seconds."""
+def _answers(
+    url: str, campaign_id: int
+) -> tuple[list[tuple[float, int | None]], list[float], dict[str, int]]:
+    """The answers in the order the inbox processor finished their replies: (the reply's
+    ``processed_at`` as epoch seconds, its index in the generator's schedule), one a recipient
+    who answered; each reply's stored → processed seconds; and how many replies were stored
+    and processed."""
     engine = make_engine(url)
     with engine.connect() as conn:
-        answered = conn.scalar(
-            select(func.count()).where(
-                CampaignRecipient.campaign_id == campaign_id,
-                CampaignRecipient.answered_at.is_not(None),
-            )
+        answered = select(CampaignRecipient.person_id).where(
+            CampaignRecipient.campaign_id == campaign_id,
+            CampaignRecipient.answered_at.is_not(None),
         )
         inbound = conn.execute(
             select(
+                InboundMessage.person_id,
                 InboundMessage.provider_key,
                 InboundMessage.received_at,
                 InboundMessage.processed_at,
             ).where(InboundMessage.processed_at.is_not(None))
         ).all()
+        people = set(conn.scalars(answered))
+        stored = conn.scalar(select(func.count()).select_from(InboundMessage))
     engine.dispose()
-    done: list[tuple[float, int | None]] = []
+    first: dict[int, tuple[float, int | None]] = {}
     processing = []
-    for key, received, processed in inbound:
+    for person_id, key, received, processed in inbound:
         index = _index_of(key)
         if index is None or processed is None:
             continue
-        done.append((_epoch(processed), index))
         if received is not None:
             processing.append((processed - received).total_seconds())
-    done.sort(key=lambda pair: pair[0])
-    # The k-th reply processed made the k-th answer (one reply a resident; a batch's replies
-    # share one processed_at and one commit).
-    return done[: int(answered or 0)], processing
+        at = _epoch(processed)
+        if person_id in people and (person_id not in first or at < first[person_id][0]):
+            first[person_id] = (at, index)
+    # The k-th answer recorded is on the board once a fragment counts k accounted for (a
+    # batch's replies share one processed_at and one commit).
+    done = sorted(first.values(), key=lambda pair: pair[0])
+    return done, processing, {"stored": int(stored or 0) - 1, "processed": len(processing)}
 
 
 def _index_of(key: str) -> int | None:
@@ -356,6 +366,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="length of the load (20)")
     parser.add_argument("--db", default="sqlite,postgresql")
     parser.add_argument("--layout", default="separate", help="separate (default) or in-process")
+    parser.add_argument(
+        "--drain", type=float, default=180.0, help="seconds to wait for every answer (180)"
+    )
     args = parser.parse_args()
     print(
         f"console live board: {args.people:,} recipients, {args.rate:.0f} replies/s for "
@@ -365,13 +378,24 @@ def main() -> None:
     )
     for kind in [k.strip() for k in args.db.split(",") if k.strip()]:
         for layout in [x.strip() for x in args.layout.split(",") if x.strip()]:
-            r = run(kind, people=args.people, rate=args.rate, seconds=args.seconds, layout=layout)
+            r = run(
+                kind,
+                people=args.people,
+                rate=args.rate,
+                seconds=args.seconds,
+                layout=layout,
+                drain=args.drain,
+            )
             print(
                 f"\n{kind}, {layout}: {r['sent']:,} replies sent at {r['achieved']:.0f}/s "
                 f"(town of {r['people']:,} built in {r['built']:.0f} s), {r['answered']:,} "
                 f"matched, {r['missing']} never seen on the board; {r['polls']} fragments "
                 f"(refused: {r['refused'] or 'none'}); "
                 f"load average {r['load_before']:.1f} before, {r['load_after']:.1f} after"
+            )
+            print(
+                f"webhook answers {r['statuses']}; inbox: {r['inbox']['stored']:,} stored, "
+                f"{r['inbox']['processed']:,} processed"
             )
             print("| seconds | p50 | p95 | max |")
             print("|---|---:|---:|---:|")
