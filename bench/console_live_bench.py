@@ -246,6 +246,7 @@ def run(
         "answered": len(answered),
         "inbox": inbox,
         "statuses": report["statuses"],
+        "errors": report["errors"],
         "missing": missing,
         "lags": lags,
         "sent_lags": sent_lags,
@@ -394,7 +395,7 @@ def main() -> None:
                 f"load average {r['load_before']:.1f} before, {r['load_after']:.1f} after"
             )
             print(
-                f"webhook answers {r['statuses']}; inbox: {r['inbox']['stored']:,} stored, "
+                f"webhook answers {r['statuses']}, errors {r['errors'] or 'none'}; inbox: {r['inbox']['stored']:,} stored, "
                 f"{r['inbox']['processed']:,} processed"
             )
             print("| seconds | p50 | p95 | max |")
