@@ -19,6 +19,10 @@ and the real ``python -m hosen serve`` (with ``--layout separate``, the producti
   previous fragment arrived), noting for each fragment when it arrived and the number of
   recipients accounted for (answered OK, help or in words).
 
+A third task reads the database every 100 ms: how many recipients are accounted for, i.e. when
+each answer was committed and visible to any reader ("committed → on the board": the board's
+own lag, up to 0.1 s understated by that sampling).
+
 Afterwards the replies are ranked by their inbound row's ``processed_at`` (set by the inbox
 processor in the transaction that records the answer): the k-th one processed is shown by the
 first fragment that counts at least k accounted for. The lag of a reply is that fragment's
@@ -232,6 +236,17 @@ def run(
         lags.append(arrived - processed_at)
         if index is not None and index in sent_at:
             sent_lags.append(arrived - sent_at[index])
+    # Committed → on the board: the k-th answer visible in the database against the first
+    # fragment counting k (both counts only grow).
+    committed = seen["committed"]
+    committed_counts = _running_max([count for _, count in committed])
+    visible_lags = []
+    for k in range(1, (shown_counts[-1] if shown_counts else 0) + 1):
+        at = bisect.bisect_left(committed_counts, k)
+        shown = bisect.bisect_left(shown_counts, k)
+        if at < len(committed) and shown < len(fragments):
+            visible_lags.append(max(0.0, fragments[shown][0] - committed[at][0]))
+    visible_lags.sort()
     lags.sort()
     sent_lags.sort()
     processing.sort()
@@ -249,6 +264,7 @@ def run(
         "errors": report["errors"],
         "missing": missing,
         "lags": lags,
+        "visible_lags": visible_lags,
         "sent_lags": sent_lags,
         "processing": processing,
         "polls": len(fragments),
@@ -269,11 +285,34 @@ def _running_max(values: list[int]) -> list[int]:
     return out
 
 
+async def watch_database(
+    url: str, campaign_id: int, stop: asyncio.Event
+) -> list[tuple[float, int]]:
+    """Every 100 ms, how many recipients the database counts accounted for (committed): when
+    each answer became visible to any reader, the board's query included."""
+    engine = make_engine(url)
+    seen: list[tuple[float, int]] = []
+    accounted = select(func.count()).where(
+        CampaignRecipient.campaign_id == campaign_id,
+        CampaignRecipient.answer.in_((Answer.OK, Answer.HELP, Answer.FREE_TEXT)),
+    )
+    try:
+        while not stop.is_set():
+            with engine.connect() as conn:
+                count = int(conn.scalar(accounted) or 0)
+            seen.append((time.time(), count))
+            await asyncio.sleep(0.1)
+    finally:
+        engine.dispose()
+    return seen
+
+
 async def _load_and_observe(
     spec_path: str, base: str, url: str, campaign_id: int, replying: int, drain: float
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     stop = asyncio.Event()
     watcher = asyncio.create_task(observe(base, url, campaign_id, stop))
+    database_watcher = asyncio.create_task(watch_database(url, campaign_id, stop))
     await asyncio.sleep(2.0)  # signed in and polling before the first reply
     generator = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -301,7 +340,9 @@ async def _load_and_observe(
         await asyncio.sleep(0.5)
     engine.dispose()
     stop.set()
-    return report, await watcher
+    seen = await watcher
+    seen["committed"] = await database_watcher
+    return report, seen
 
 
 def _answers(
@@ -401,6 +442,7 @@ def main() -> None:
             print("| seconds | p50 | p95 | max |")
             print("|---|---:|---:|---:|")
             for name, values in (
+                ("committed → on the board", r["visible_lags"]),
                 ("processed → on the board", r["lags"]),
                 ("sent → on the board", r["sent_lags"]),
                 ("stored → processed (inbox)", r["processing"]),
