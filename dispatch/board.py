@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Integer, cast, func, literal, select
+from sqlalchemy import Integer, Select, cast, func, literal, select
 from sqlalchemy.orm import Session
 
 from dispatch.models import (
@@ -407,46 +407,67 @@ def action_list(
     offset: int = 0,
 ) -> ActionList:
     """The recipients of ``kind``, most at risk first, with what a caller needs to act: phone,
-    address, buddy, the last message and what happens next."""
+    address, buddy, the last message and what happens next. ``limit``/``offset`` page it
+    (``limit=None``: every one, for the printed sheet and the CSV); ``total`` counts them all."""
     where = [
         CampaignRecipient.campaign_id == campaign.id,
         CampaignRecipient.answer.in_(LIST_ANSWERS[kind]),
     ]
     if zone_id is not None:
         where.append(CampaignRecipient.zone_id == zone_id)
+    # Count and page from ix_campaign_recipient_board alone; only the page's rows are joined to
+    # their people and their last message.
     counted = session.scalar(select(func.count()).select_from(CampaignRecipient).where(*where))
     total = int(counted or 0)
-    query = (
-        select(CampaignRecipient, Person)
-        .join(Person, Person.id == CampaignRecipient.person_id)
-        .where(*where)
-        .order_by(CampaignRecipient.zone_id, CampaignRecipient.risk_rank, Person.id)
-        .offset(offset)
-    )
+    order = (CampaignRecipient.zone_id, CampaignRecipient.risk_rank, CampaignRecipient.person_id)
+    page = select(CampaignRecipient.id).where(*where).order_by(*order).offset(offset)
     if limit is not None:
-        query = query.limit(limit)
-    found = session.execute(query).all()
-    ids = [person.id for _, person in found]
-    buddies = _buddies(session, ids)
-    last = _last_messages(session, campaign.id, ids)
-    tasks = _tasks(session, campaign.id, ids)
-    alerts = _alerts(session, campaign.id, ids)
+        page = page.limit(limit)
+    found = session.execute(
+        select(
+            CampaignRecipient.person_id,
+            CampaignRecipient.zone_id,
+            CampaignRecipient.risk_rank,
+            CampaignRecipient.answer,
+            CampaignRecipient.step,
+            CampaignRecipient.next_step_at,
+            Person.name,
+            Person.phone,
+            Person.address,
+        )
+        .join(Person, Person.id == CampaignRecipient.person_id)
+        .where(CampaignRecipient.id.in_(page.scalar_subquery()))
+        .order_by(*order)
+    ).all()
+    # The page's people for the lookups below: a page's few hundred ids, or for a whole list
+    # (the printed sheet, the CSV: thousands) the list's own condition, so that no statement
+    # carries thousands of bound ids.
+    people: People = (
+        _chunks([row.person_id for row in found])
+        if limit is not None
+        else [select(CampaignRecipient.person_id).where(*where)]
+    )
+    buddies = _buddies(session, people)
+    last = _last_messages(session, campaign.id, people)
+    tasks = _tasks(session, campaign.id, people)
+    alerts = _alerts(session, campaign.id, people)
+    active = campaign.status == CampaignStatus.ACTIVE
     rows = []
-    for recipient, person in found:
-        buddy = buddies.get(person.id)
-        message = last.get(person.id)
+    for person_id, zone, rank, answer, step, next_at, name, phone, address in found:
+        buddy = buddies.get(person_id)
+        message = last.get(person_id)
         action, at, helper = _next_action(
-            recipient, campaign, tasks.get(person.id), alerts.get(person.id)
+            Answer(answer), step, next_at, active, tasks.get(person_id), alerts.get(person_id)
         )
         rows.append(
             ListRow(
-                person_id=person.id,
-                name=person.name or "?",
-                zone_id=recipient.zone_id,
-                phone=person.phone,
-                address=person.address,
-                priority=recipient.risk_rank,
-                answer=recipient.answer,
+                person_id=person_id,
+                name=name or "?",
+                zone_id=zone,
+                phone=phone,
+                address=address,
+                priority=rank,
+                answer=Answer(answer),
                 buddy=buddy[0] if buddy else None,
                 buddy_phone=buddy[1] if buddy else None,
                 last_channel=message[0] if message else None,
@@ -461,18 +482,21 @@ def action_list(
 
 
 def _chunks(ids: list[int], size: int = 900) -> list[list[int]]:
-    return [ids[i : i + size] for i in range(0, len(ids), size)] or [[]]
+    return [ids[i : i + size] for i in range(0, len(ids), size)]
 
 
-def _buddies(session: Session, ids: list[int]) -> dict[int, tuple[str, str | None]]:
+People = list[list[int]] | list[Select[Any]]
+
+
+def _buddies(session: Session, people: People) -> dict[int, tuple[str, str | None]]:
     """Each resident's first-ranked active buddy: name and phone."""
     found: dict[int, tuple[int, str, str | None]] = {}
-    for chunk in _chunks(ids):
+    for chunk in people:
         for resident_id, rank, name, phone in session.execute(
             select(BuddyAssignment.resident_id, BuddyAssignment.rank, Person.name, Person.phone)
             .join(Person, Person.id == BuddyAssignment.volunteer_id)
             .where(
-                BuddyAssignment.resident_id.in_(chunk or [-1]),
+                BuddyAssignment.resident_id.in_(chunk),
                 BuddyAssignment.status.in_(ACTIVE_ASSIGNMENT),
             )
         ):
@@ -482,17 +506,15 @@ def _buddies(session: Session, ids: list[int]) -> dict[int, tuple[str, str | Non
 
 
 def _last_messages(
-    session: Session, campaign_id: int, ids: list[int]
+    session: Session, campaign_id: int, people: People
 ) -> dict[int, tuple[str, str, datetime]]:
-    """The latest message of the campaign to each person: channel, status, when."""
+    """The latest message of the campaign to each person: channel, status, when (found through
+    ix_outbox_campaign_person)."""
     found: dict[int, tuple[str, str, datetime]] = {}
-    for chunk in _chunks(ids):
+    for chunk in people:
         latest = (
             select(func.max(OutboxMessage.id))
-            .where(
-                OutboxMessage.campaign_id == campaign_id,
-                OutboxMessage.person_id.in_(chunk or [-1]),
-            )
+            .where(OutboxMessage.campaign_id == campaign_id, OutboxMessage.person_id.in_(chunk))
             .group_by(OutboxMessage.person_id)
         )
         for person_id, channel, status, created, sent in session.execute(
@@ -509,24 +531,24 @@ def _last_messages(
     return found
 
 
-def _tasks(session: Session, campaign_id: int, ids: list[int]) -> dict[int, tuple[str, str]]:
+def _tasks(session: Session, campaign_id: int, people: People) -> dict[int, tuple[str, str]]:
     """Each resident's latest visit task of the campaign: status and the volunteer's name."""
     found: dict[int, tuple[str, str]] = {}
-    for chunk in _chunks(ids):
+    for chunk in people:
         for resident_id, status, name in session.execute(
             select(Task.resident_id, Task.status, Person.name)
             .join(Person, Person.id == Task.volunteer_id)
-            .where(Task.campaign_id == campaign_id, Task.resident_id.in_(chunk or [-1]))
+            .where(Task.campaign_id == campaign_id, Task.resident_id.in_(chunk))
             .order_by(Task.id)
         ):
             found[resident_id] = (str(status), name or "?")
     return found
 
 
-def _alerts(session: Session, campaign_id: int, ids: list[int]) -> dict[int, tuple[str, str]]:
+def _alerts(session: Session, campaign_id: int, people: People) -> dict[int, tuple[str, str]]:
     """Each resident's help alert of the campaign: its state and its owner's name."""
     found: dict[int, tuple[str, str]] = {}
-    for chunk in _chunks(ids):
+    for chunk in people:
         for person_id, state, staff_name, volunteer_name in session.execute(
             select(Alert.person_id, Alert.state, StaffMember.name, Person.name)
             .outerjoin(StaffMember, StaffMember.id == Alert.owner_staff_id)
@@ -534,7 +556,7 @@ def _alerts(session: Session, campaign_id: int, ids: list[int]) -> dict[int, tup
             .where(
                 Alert.campaign_id == campaign_id,
                 Alert.kind.in_(HELP_KINDS),
-                Alert.person_id.in_(chunk or [-1]),
+                Alert.person_id.in_(chunk),
             )
             .order_by(Alert.id)
         ):
@@ -544,12 +566,14 @@ def _alerts(session: Session, campaign_id: int, ids: list[int]) -> dict[int, tup
 
 
 def _next_action(
-    recipient: CampaignRecipient,
-    campaign: Campaign,
+    answer: Answer,
+    step: int,
+    next_step_at: datetime | None,
+    active: bool,
     task: tuple[str, str] | None,
     alert: tuple[str, str] | None,
 ) -> tuple[NextAction, datetime | None, str | None]:
-    if recipient.answer == Answer.HELP and alert is not None:
+    if answer == Answer.HELP and alert is not None:
         state, owner = alert
         if state == AlertState.OPEN.value:
             return NextAction.TAKE_ALERT, None, None
@@ -563,8 +587,8 @@ def _next_action(
             return NextAction.VISIT_ACCEPTED, None, volunteer
         if status == "done":
             return NextAction.VISIT_DONE, None, volunteer
-    if recipient.answer == Answer.PENDING and campaign.status == CampaignStatus.ACTIVE:
-        step = {0: NextAction.REMINDER, 1: NextAction.VISIT, 2: NextAction.UNREACHED}
-        if recipient.step in step and recipient.next_step_at is not None:
-            return step[recipient.step], recipient.next_step_at, None
+    if answer == Answer.PENDING and active:
+        steps = {0: NextAction.REMINDER, 1: NextAction.VISIT, 2: NextAction.UNREACHED}
+        if step in steps and next_step_at is not None:
+            return steps[step], next_step_at, None
     return NextAction.CALL, None, None

@@ -59,6 +59,8 @@ class OutboxMessage(Base):
         Index("ix_outbox_due", "status", "channel", "priority", "risk_rank", "due_at", "id"),
         Index("ix_outbox_person", "person_id"),
         Index("ix_outbox_provider_id", "provider_id"),
+        # A campaign's messages, and the latest one to each person of a page of the lists.
+        Index("ix_outbox_campaign_person", "campaign_id", "person_id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -76,7 +78,7 @@ class OutboxMessage(Base):
     kind: Mapped[str] = mapped_column(
         String(24), default="reply"
     )  # reply | checkin | task | announcement ...
-    campaign_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    campaign_id: Mapped[int | None] = mapped_column(Integer)
     status: Mapped[OutboxStatus] = mapped_column(
         enum_type(OutboxStatus), default=OutboxStatus.QUEUED
     )
@@ -265,6 +267,17 @@ class CampaignRecipient(Base):
         UniqueConstraint("campaign_id", "person_id"),
         Index("ix_campaign_recipient_timer", "next_step_at"),
         Index("ix_campaign_recipient_person", "person_id"),
+        # The console's board (counts by zone and answer, the answers curve) and its lists
+        # (one answer, a zone, most at risk first) read this index without the table.
+        Index(
+            "ix_campaign_recipient_board",
+            "campaign_id",
+            "answer",
+            "zone_id",
+            "risk_rank",
+            "person_id",
+            "answered_at",
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)

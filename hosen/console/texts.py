@@ -42,6 +42,24 @@ def environment() -> Environment:
     )
 
 
+@lru_cache(maxsize=16)
+def _locale(language: str) -> Locale:
+    return Locale.parse(language)
+
+
+@lru_cache(maxsize=8192, typed=True)
+def _number(language: str, value: float) -> str:
+    """A number in the language's digits and grouping (a page of counts repeats the same few;
+    Babel's parsing of the locale costs more than the formatting)."""
+    return str(format_decimal(value, locale=_locale(language)))
+
+
+@lru_cache(maxsize=4096)
+def _text(language: Language, key: str) -> str:
+    """A catalog text without parameters: the same column headings and states on every row."""
+    return t(language, key)
+
+
 @lru_cache(maxsize=8192)
 def _short(language: str, local: datetime, *, with_date: bool) -> str:
     """A local time to the minute in the language's short form (a call-down sheet of thousands
@@ -63,15 +81,15 @@ class Words:
         return "rtl" if self.language.rtl else "ltr"
 
     def __call__(self, key: str, /, **params: Any) -> str:
-        return t(self.language, key, **params)
+        return t(self.language, key, **params) if params else _text(self.language, key)
 
     def plural(self, key: str, count: int, **params: Any) -> str:
         """``key`` in the CLDR plural form of ``count`` for this language."""
-        form = Locale.parse(self.language.value).plural_form(count)
+        form = _locale(self.language.value).plural_form(count)
         return t(self.language, f"{key}.{form}", count=self.number(count), **params)
 
     def number(self, value: float) -> str:
-        return str(format_decimal(value, locale=self.language.value))
+        return _number(self.language.value, value)
 
     def time(self, moment: datetime | None) -> str:
         if moment is None:

@@ -45,9 +45,9 @@ from dispatch.models import (
     Priority,
 )
 from dispatch.reports import close_campaign
+from hosen.console import map as maps
 from hosen.console.assign_page import AssignPages
 from hosen.console.import_page import ImportPages
-from hosen.console import map as maps
 from hosen.console.map import content_security_policy
 from hosen.console.pdf import PdfUnavailable, sheet_pdf
 from hosen.console.registry_pages import RegistryPages
@@ -727,6 +727,7 @@ class Console:
                 if campaign is not None
                 else []
             )
+            names = self._zone_names(db, visit)
             return self._html(
                 request,
                 visit,
@@ -737,10 +738,10 @@ class Console:
                 kinds=list(boards.ListKind),
                 zone_id=zone_id,
                 zones=zones,
-                found=found,
+                found=Shown(rows=list_lines(visit.words, names, found.rows), total=found.total),
                 page=page,
                 pages=max(1, math.ceil(found.total / PAGE_ROWS)),
-                names=self._zone_names(db, visit),
+                names=names,
                 query=_query,
             )
 
@@ -793,11 +794,12 @@ class Console:
         found = boards.action_list(db, campaign=campaign, kind=kind, zone_id=zone_id, limit=None)
         names = self._zone_names(db, visit)
         zone = names.get(zone_id) if zone_id is not None else visit.words("console.lists.all_zones")
-        groups: list[tuple[int | None, list[boards.ListRow]]] = []
-        for row in found.rows:  # ordered by zone: one sheet per zone
+        groups: list[tuple[int | None, list[ListLine]]] = []
+        lines = list_lines(visit.words, names, found.rows)
+        for row, line in zip(found.rows, lines, strict=True):  # ordered by zone: a sheet a zone
             if not groups or groups[-1][0] != row.zone_id:
                 groups.append((row.zone_id, []))
-            groups[-1][1].append(row)
+            groups[-1][1].append(line)
         return {
             "campaign": campaign,
             "kind": kind,
@@ -837,7 +839,8 @@ class Console:
                     "next",
                 )
             )
-            for row in found.rows:
+            lines = list_lines(words, names, found.rows)
+            for row, line in zip(found.rows, lines, strict=True):
                 writer.writerow(
                     [
                         row.name,
@@ -845,9 +848,9 @@ class Console:
                         row.address or "",
                         names.get(row.zone_id, ""),
                         f"{row.buddy} {row.buddy_phone or ''}".strip() if row.buddy else "",
-                        words(f"console.lists.{priority_of(row.priority)}"),
-                        last_attempt(words, row),
-                        next_action(words, row),
+                        line.priority,
+                        line.last,
+                        line.next,
                     ]
                 )
             name = f"hosen-{campaign.id}-{kind.value}.csv"
@@ -1000,6 +1003,48 @@ def priority_of(risk_rank: int) -> str:
     if risk_rank <= 27:
         return "medium"
     return "normal"
+
+
+@dataclass(frozen=True)
+class ListLine:
+    """One row of a list as shown, printed and exported: every cell already in words."""
+
+    name: str
+    phone: str
+    address: str
+    zone: str
+    buddy: str | None
+    buddy_phone: str | None
+    priority: str
+    last: str
+    next: str
+
+
+@dataclass(frozen=True)
+class Shown:
+    rows: list[ListLine]
+    total: int
+
+
+def list_lines(
+    words: Words, names: dict[int | None, str], rows: list[boards.ListRow]
+) -> list[ListLine]:
+    """The rows' cells in the reader's words, in Python rather than in the template: a sheet
+    of a few thousand rows renders in a fraction of the time."""
+    return [
+        ListLine(
+            name=row.name,
+            phone=row.phone or "-",
+            address=row.address or "-",
+            zone=names.get(row.zone_id, "?"),
+            buddy=row.buddy,
+            buddy_phone=row.buddy_phone,
+            priority=words(f"console.lists.{priority_of(row.priority)}"),
+            last=last_attempt(words, row),
+            next=next_action(words, row),
+        )
+        for row in rows
+    ]
 
 
 def last_attempt(words: Words, row: boards.ListRow) -> str:

@@ -203,3 +203,62 @@ def test_the_help_queue_is_oldest_first_with_owner_and_changes_its_version(
         ]
         assert help_queue(session, authority_ids=[authority.id + 1000]) == []
         assert open_help_count(session, authority_ids=[authority.id]) == 1
+
+
+def test_pages_cover_the_whole_list_once_and_agree_with_the_board(
+    sessions: sessionmaker[Session],
+    authority: Authority,
+    make_person: MakePerson,
+    make_buddy: Callable[..., None],
+) -> None:
+    zones = sorted(z.id for z in authority.zones)[:3]
+    people = [
+        make_person(needs=("lives_alone",) if n % 2 else ("mobility",), zone_id=zones[n % 3])
+        for n in range(23)
+    ]
+    volunteer = make_person(name="Dana Buddy", is_volunteer=True)
+    make_buddy(people[7], volunteer)
+    with sessions() as session:
+        campaign = start_drill_checkin(
+            session,
+            authority=session.get_one(Authority, authority.id),
+            audience=Audience(residents_only=True),
+            started_by="test",
+            now=START,
+        )
+        for n in range(0, 23, 4):
+            _answer(session, campaign, people[n], Answer.HELP if n % 8 else Answer.OK, 3)
+        session.commit()
+
+        counts = board_counts(session, campaign=campaign).total.counts
+        whole = action_list(session, campaign=campaign, kind=ListKind.UNREACHED, limit=None)
+        assert (
+            whole.total
+            == len(whole.rows)
+            == (counts[BoardState.WAITING] + counts[BoardState.UNREACHED])
+        )
+        helped = action_list(session, campaign=campaign, kind=ListKind.HELP, limit=None)
+        assert helped.total == len(helped.rows) == counts[BoardState.HELP]
+        # Pages of 5, one after another: every person once, in the whole list's order.
+        paged = []
+        for offset in range(0, whole.total + 5, 5):
+            page = action_list(
+                session, campaign=campaign, kind=ListKind.UNREACHED, limit=5, offset=offset
+            )
+            assert page.total == whole.total
+            paged += page.rows
+        assert paged == whole.rows
+        # The printed sheets, a zone each, are the whole list.
+        sheets = [
+            action_list(
+                session, campaign=campaign, kind=ListKind.UNREACHED, zone_id=zone, limit=None
+            )
+            for zone in zones
+        ]
+        assert sum(sheet.total for sheet in sheets) == whole.total
+        assert sorted(r.person_id for s in sheets for r in s.rows) == sorted(
+            r.person_id for r in whole.rows
+        )
+        buddied = next(r for r in whole.rows if r.person_id == people[7].id)
+        assert buddied.buddy == "Dana Buddy" and buddied.next_action == NextAction.REMINDER
+        assert all(r.last_channel is not None for r in whole.rows)
