@@ -1,7 +1,7 @@
 """voice: one voice_call row per CallSid (a repeated inbound-call webhook records its call once)
 
 Revision ID: 0022
-Revises: 0019
+Revises: 0020
 Create Date: 2026-12-03
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0022"
-down_revision: str | Sequence[str] | None = "0019"
+down_revision: str | Sequence[str] | None = "0020"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
