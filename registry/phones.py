@@ -44,6 +44,7 @@ _NO_PHONE_WORDS = frozenset(
 )  # fmt: skip
 _FILLER = re.compile(r"[\s\-\u2010-\u2015_.,'\"()*#]+")
 _ZEROS = re.compile(r"0+")
+_SIGNIFICANT_DIGIT = re.compile(r"[1-9]")
 _TOO_LONG_TEXT = 40
 
 
@@ -88,6 +89,8 @@ def is_no_phone(text: str | None) -> bool:
     """Whether a cell or answer means "no phone": empty, spaces, dashes, zeros, "N/A", "אין"..."""
     if text is None:
         return True
+    if _SIGNIFICANT_DIGIT.search(text):
+        return False  # the usual number: no placeholder has a digit but zero
     squeezed = _FILLER.sub("", text.translate(_INVISIBLE)).casefold()
     return squeezed in _NO_PHONE_WORDS or _ZEROS.fullmatch(squeezed) is not None
 

@@ -393,6 +393,8 @@ def on_duty(session: Session) -> list[StaffMember]:
             .order_by(StaffMember.id)
         )
     )
+
+
 # --- the SMS PIN ---------------------------------------------------------------------------------
 
 PIN_ATTEMPTS = 5
