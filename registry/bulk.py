@@ -318,7 +318,7 @@ def _processed_shared(table: Table, dialect: Dialect, shared: Mapping[str, Any])
 
 def _plain_column(column: Sequence[Any]) -> Sequence[Any]:
     """:func:`_plain` over a column, each distinct value once (see :func:`_converted`)."""
-    if not any(isinstance(value, Enum | list | dict) for value in column):
+    if not any(issubclass(kind, Enum | list | dict) for kind in set(map(type, column))):
         return column
     return _converted(column, _plain)
 
