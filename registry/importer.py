@@ -433,6 +433,7 @@ _LANGUAGE_WORDS: dict[str, Language] = {
     "אמהרית": Language.AM, "amharic": Language.AM, "አማርኛ": Language.AM,
 }  # fmt: skip
 _LIST_SEPARATORS = re.compile(r"[,;|\n]")
+_BIRTH_YEAR = re.compile(r"(?<!\d)(1[89]\d\d|20\d\d)(?!\d)")
 NEEDS_FIELDS = (*NEED_FLAGS, "emergency_contact_name", "emergency_contact_phone")
 VOLUNTEER_FIELDS = (
     "skills",
@@ -690,7 +691,7 @@ def _read_row(
 
     birth = cells.get("birth_year", "")
     if birth:
-        found = re.findall(r"(?<!\d)(1[89]\d\d|20\d\d)(?!\d)", birth)
+        found = _BIRTH_YEAR.findall(birth)
         if len(found) == 1 and rules.plausible_birth_year(int(found[0]), year):
             row.birth_year = int(found[0])
         else:
