@@ -1134,26 +1134,10 @@ _NO_NEEDS = NeedsDetails()
 _NEW_VOLUNTEER = VolunteerDetails()
 
 
-@functools.lru_cache(maxsize=1024)  # most new residents share a few combinations of needs
-def _new_needs(
-    flags: tuple[tuple[str, bool], ...], contact_name: str | None, contact_phone: str | None
-) -> NeedsDetails:
-    """A new resident's needs: what the list gives, the rest as :class:`NeedsDetails` has it."""
-    values: dict[str, Any] = {name: getattr(_NO_NEEDS, name) for name in NEEDS_FIELDS}
-    values.update(flags)
-    if contact_name is not None:
-        values["emergency_contact_name"] = contact_name
-    if contact_phone is not None:
-        values["emergency_contact_phone"] = contact_phone
-    return NeedsDetails(**values)
-
-
 def _details(row: ParsedRow, existing: Person | PersonRecord | None) -> PersonDetails:
     """The row as details; a column the list lacks keeps what the registry already knows."""
     needs = None
-    if row.needs_help and (existing is None or existing.needs is None):
-        needs = _new_needs(tuple(row.flags.items()), row.contact_name, row.contact_phone)
-    elif row.needs_help:
+    if row.needs_help:
         known = existing.needs if existing is not None else None
         values: dict[str, Any] = {
             name: getattr(known if known is not None else _NO_NEEDS, name) for name in NEEDS_FIELDS
