@@ -29,6 +29,7 @@ import argparse
 import csv
 import inspect
 import json
+import os
 import resource
 import secrets
 import statistics
@@ -221,6 +222,7 @@ def main() -> int:
     from config.profile import DEFAULT_PROFILE_PATH, load_profile
     from fakes.town import generate_town, write_municipal_csv
 
+    load_at_start = os.getloadavg()
     profile = load_profile(DEFAULT_PROFILE_PATH)
     dbs = ["sqlite", "postgresql"] if args.db == "all" else [args.db]
     trees = {"after": ROOT}
@@ -264,8 +266,13 @@ def main() -> int:
             f"{db:<11}{step:<17}{code:<8}{written:>8}{seconds:>9.1f}{cpu:>7.1f}"
             f"{written / seconds:>9.0f}{peak:>9.0f}  {outcome}"
         )
+    start_load, end_load = load_at_start, os.getloadavg()
     print(
-        f"\nmedian of {args.repeat} run(s); seconds: wall clock; cpu: the importing process's "
+        f"\nload average (1, 5, 15 min): {'/'.join(f'{x:.1f}' for x in start_load)} at the "
+        f"start, {'/'.join(f'{x:.1f}' for x in end_load)} at the end (2 cores idle: under 2)"
+    )
+    print(
+        f"median of {args.repeat} run(s); seconds: wall clock; cpu: the importing process's "
         "own CPU seconds; peak MB = max RSS of the step's subprocess (interpreter and libraries "
         "included)"
     )

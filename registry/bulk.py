@@ -106,13 +106,17 @@ def _copy(
             )
         )
     keys = list(rows[0].keys())  # every row has the same keys
-    columns = ["id", *keys] if return_ids else keys
-    names = ", ".join(f'"{name}"' for name in columns)
+    names = ", ".join(f'"{name}"' for name in (["id", *keys] if return_ids else keys))
+    get = operator.itemgetter(*keys)
+    values = [get(row) for row in rows] if len(keys) > 1 else [(row[keys[0]],) for row in rows]
+    columns = [_plain_column(column) for column in zip(*values, strict=True)]
+    if return_ids:
+        columns.insert(0, ids)
     raw = cast("psycopg.Connection[Any]", session.connection().connection.dbapi_connection)
     with raw.cursor() as cursor, cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
-        for position, row in enumerate(rows):
-            values = [_plain(row[key]) for key in keys]
-            copy.write_row([ids[position], *values] if return_ids else values)
+        write = copy.write_row
+        for row in zip(*columns, strict=True):
+            write(row)
     return ids
 
 
@@ -259,25 +263,45 @@ def _tuples(
         for index, name in enumerate(names)
         if (process := _bind_processor(table, name, dialect)) is not None
     ]
-    if not processors:
+    if not processors or not values:
         return values
-    # Most such columns repeat a few values (an enum, the batch's one timestamp): each distinct
-    # value is converted once.
-    seen: list[dict[Any, Any]] = [{} for _ in processors]
-    converted = []
-    for value in values:
-        row = list(value)
-        for (index, process), done in zip(processors, seen, strict=True):
-            item = row[index]
-            if item is None:
-                continue
+    columns: list[Sequence[Any]] = list(zip(*values, strict=True))
+    for index, process in processors:
+        columns[index] = _converted(columns[index], process)
+    return list(zip(*columns, strict=True))
+
+
+def _converted(column: Sequence[Any], process: Any) -> list[Any]:
+    """A column's values converted by ``process``. Most such columns repeat a few values (an
+    enum, the batch's one timestamp, an audit entry's details): each distinct value is
+    converted once. A JSON list or object is told apart from others by its ``repr``."""
+    try:
+        distinct = set(column)
+    except TypeError:  # a JSON list or object among them
+        pass
+    else:
+        converted_once = {value: None if value is None else process(value) for value in distinct}
+        return list(map(converted_once.__getitem__, column))
+    done: dict[Any, Any] = {}
+    shaped: dict[str, Any] = {}
+    converted: list[Any] = []
+    append = converted.append
+    for item in column:
+        if item is None:
+            append(None)
+        elif isinstance(item, list | dict):
+            shape = repr(item)
+            if shape not in shaped:
+                shaped[shape] = process(item)
+            append(shaped[shape])
+        else:
             try:
-                row[index] = done[item]
+                append(done[item])
             except KeyError:
-                row[index] = done[item] = process(item)
-            except TypeError:  # not hashable (a JSON list)
-                row[index] = process(item)
-        converted.append(tuple(row))
+                done[item] = value = process(item)
+                append(value)
+            except TypeError:  # another value that is not hashable
+                append(process(item))
     return converted
 
 
@@ -290,6 +314,13 @@ def _bind_processor(table: Table, name: str, dialect: Dialect) -> Any:
 def _processed_shared(table: Table, dialect: Dialect, shared: Mapping[str, Any]) -> dict[str, Any]:
     values = _tuples(table, dialect, [shared], list(shared))[0] if shared else ()
     return {f"s_{name}": value for name, value in zip(shared, values, strict=True)}
+
+
+def _plain_column(column: Sequence[Any]) -> Sequence[Any]:
+    """:func:`_plain` over a column, each distinct value once (see :func:`_converted`)."""
+    if not any(issubclass(kind, Enum | list | dict) for kind in set(map(type, column))):
+        return column
+    return _converted(column, _plain)
 
 
 def _plain(value: Any) -> Any:

@@ -13,8 +13,10 @@ mobility need as it was. The registry's own rules (``registry.people``) decide e
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import functools
+import gc
 import io
 import itertools
 import operator
@@ -431,6 +433,7 @@ _LANGUAGE_WORDS: dict[str, Language] = {
     "אמהרית": Language.AM, "amharic": Language.AM, "አማርኛ": Language.AM,
 }  # fmt: skip
 _LIST_SEPARATORS = re.compile(r"[,;|\n]")
+_BIRTH_YEAR = re.compile(r"(?<!\d)(1[89]\d\d|20\d\d)(?!\d)")
 NEEDS_FIELDS = (*NEED_FLAGS, "emergency_contact_name", "emergency_contact_phone")
 VOLUNTEER_FIELDS = (
     "skills",
@@ -699,7 +702,7 @@ def _read_row(
 
     birth = cells.get("birth_year", "")
     if birth:
-        found = re.findall(r"(?<!\d)(1[89]\d\d|20\d\d)(?!\d)", birth)
+        found = _BIRTH_YEAR.findall(birth)
         if len(found) == 1 and rules.plausible_birth_year(int(found[0]), year):
             row.birth_year = int(found[0])
         else:
@@ -722,7 +725,8 @@ def _read_row(
         # come by SMS or Telegram, so a landline leaves them without any until staff step in.
         warnings.append(Problem("lists.phone_landline", {"value": phone_text[:40]}))
     if row.needs_help:
-        row.flags = {flag: yes_no(flag) for flag in columns.flags}
+        # An empty cell is the usual "no", answered without a call.
+        row.flags = {flag: bool(cells[flag]) and yes_no(flag) for flag in columns.flags}
         contact = cells.get("emergency_contact_name", "")
         row.contact_name = contact or None
         contact_phone = cells.get("emergency_contact_phone", "")
@@ -809,6 +813,55 @@ def import_list(
 
     Raises :class:`ListUnreadable` when the file as a whole cannot be read.
     """
+    with _cyclic_gc_paused():
+        return _import_list(
+            session,
+            data=data,
+            kind=kind,
+            authority=authority,
+            profile=profile,
+            list_name=list_name,
+            list_version=list_version,
+            region=region,
+            actor=actor,
+            dry_run=dry_run,
+            now=now,
+            one_by_one=one_by_one,
+        )
+
+
+@contextlib.contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while a list is imported, as it was afterwards.
+
+    An import keeps every row's report and builds hundreds of thousands of small objects, few
+    of them in reference cycles; the collector would walk the growing heap again and again
+    (a fifth of the CPU time at 20,000 rows). Memory is freed by reference counting all the
+    same, and the collector catches up once it is back on."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _import_list(
+    session: Session,
+    *,
+    data: bytes | BinaryIO,
+    kind: ListKind,
+    authority: Authority,
+    profile: Profile,
+    list_name: str,
+    list_version: str,
+    region: str,
+    actor: str,
+    dry_run: bool,
+    now: datetime | None,
+    one_by_one: bool,
+) -> ImportReport:
     now = now or utcnow()
     list_version = list_version[:20]  # the consent's version column
     listing, columns = _find_header(open_list(data))

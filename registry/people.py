@@ -693,19 +693,31 @@ def _column_values(
 ) -> dict[str, object]:
     """An unsaved object's columns as a row, with the column defaults a flush would fill in."""
     row: dict[str, object] = {}
-    for column in _TABLES[type(obj)].columns:
+    for key, scalar, make in _COLUMN_DEFAULTS[type(obj)]:
+        value = getattr(obj, key)
+        if value is None:
+            value = make(None) if make is not None else scalar
+            if value is not None:
+                setattr(obj, key, value)  # the object reads as the row it was written as
+        row[key] = value
+    return row
+
+
+def _column_defaults(kind: type[object]) -> tuple[tuple[str, object, Any], ...]:
+    """A table's columns but its key, each with its scalar default or the function that makes
+    one (worked out once: an import writes tens of thousands of rows)."""
+    found = []
+    for column in _TABLES[kind].columns:
         if column.primary_key:
             continue
-        value = getattr(obj, column.key)
         default = column.default
-        if value is None and default is not None and default.is_scalar:
-            value = default.arg  # type: ignore[attr-defined]
-        elif value is None and default is not None and default.is_callable:
-            value = default.arg(None)  # type: ignore[attr-defined]
-        if value is not None and getattr(obj, column.key) is None:
-            setattr(obj, column.key, value)  # the object reads as the row it was written as
-        row[column.key] = value
-    return row
+        scalar = default.arg if default is not None and default.is_scalar else None  # type: ignore[attr-defined]
+        make = default.arg if default is not None and default.is_callable else None  # type: ignore[attr-defined]
+        found.append((column.key, scalar, make))
+    return tuple(found)
+
+
+_COLUMN_DEFAULTS = {kind: _column_defaults(kind) for kind in _TABLES}
 
 
 def _apply(person: Person | PersonRecord, details: PersonDetails, now: datetime) -> set[str]:

@@ -37,6 +37,7 @@ def plausible_birth_year(birth_year: int, year: int) -> bool:
 def valid_checkin_capacity(capacity: int) -> bool:
     return MIN_CHECKIN_CAPACITY <= capacity <= MAX_CHECKIN_CAPACITY
 
+
 def age(birth_year: int | None, year: int) -> int | None:
     """Age in ``year`` by birth year alone (None when the birth year is unknown)."""
     return None if birth_year is None else year - birth_year
