@@ -187,7 +187,7 @@ def _bounded(base: type[P], head_timeout: float) -> type[P]:
         _head_deadline: asyncio.TimerHandle | None = None
         _waiting_since: Any = None  # the cycle that was current when the deadline was armed
 
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        def connection_made(self, transport: asyncio.Transport) -> None:
             super().connection_made(transport)
             self._arm()
 
