@@ -19,6 +19,10 @@ CPU seconds. The generator, the server and the fakes share the machine's cores: 
 average printed with the table.
 
 Run: ``python bench/inbound_bench.py [--rate 500] [--seconds 20] [--db sqlite,postgresql]``.
+``--code DIR`` runs another checkout's server, with its own ``.venv`` if it has one (main's, for
+"before"); ``--py-spy`` samples the server (and ``hosen inbox``) with py-spy, if installed, into
+``var/spy-*.txt`` and prints the functions by share of the samples. The last table has each run's
+server CPU a reply.
 
 ``--processor-only N`` leaves the server out: the same town, check-in and replies are stored in
 the inbox as the webhooks store them, and one inbox processor, in a process of its own, drains
