@@ -19,6 +19,10 @@ CPU seconds. The generator, the server and the fakes share the machine's cores: 
 average printed with the table.
 
 Run: ``python bench/inbound_bench.py [--rate 500] [--seconds 20] [--db sqlite,postgresql]``.
+``--code DIR`` runs another checkout's server, with its own ``.venv`` if it has one (main's, for
+"before"); ``--py-spy`` samples the server (and ``hosen inbox``) with py-spy, if installed, into
+``var/spy-*.txt`` and prints the functions by share of the samples. The last table has each run's
+server CPU a reply.
 
 ``--processor-only N`` leaves the server out: the same town, check-in and replies are stored in
 the inbox as the webhooks store them, and one inbox processor, in a process of its own, drains
@@ -201,7 +205,10 @@ async def _generate(spec: dict[str, Any]) -> dict[str, Any]:
     latencies: list[float] = [float("nan")] * len(requests)
     statuses: Counter[int] = Counter()
     errors: Counter[str] = Counter()
-    connector = aiohttp.TCPConnector(limit=0, force_close=False)
+    samples: list[str] = []
+    # Idle connections are let go before the server's keep-alive (5 s) closes them, as a
+    # provider's client would: no request is sent on a connection the server is closing.
+    connector = aiohttp.TCPConnector(limit=0, force_close=False, keepalive_timeout=3.0)
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as client:
         began = time.perf_counter()
@@ -215,6 +222,8 @@ async def _generate(spec: dict[str, Any]) -> dict[str, Any]:
                     statuses[answer.status] += 1
             except (aiohttp.ClientError, TimeoutError) as exc:
                 errors[type(exc).__name__] += 1
+                if len(samples) < 5:
+                    samples.append(f"{type(exc).__name__}: {exc}"[:200])
                 return
             latencies[i] = (time.perf_counter() - scheduled) * 1000
 
@@ -234,6 +243,7 @@ async def _generate(spec: dict[str, Any]) -> dict[str, Any]:
         "latencies": [x for x in latencies if x == x],
         "statuses": dict(statuses),
         "errors": dict(errors),
+        "error_samples": samples,
         "started": wall,
         "sent_until": sent_until,
         "generator_late_ms": late * 1000,
@@ -371,7 +381,13 @@ def run_processor_only(kind: str, *, people: int, code: Path, profile: bool) -> 
 
 def generate_main(spec_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
-    print(json.dumps(asyncio.run(_generate(spec))), flush=True)
+    try:  # the generator's own CPU is the machine's too: the cheaper loop where there is one
+        import uvloop
+
+        result = uvloop.run(_generate(spec))
+    except ImportError:
+        result = asyncio.run(_generate(spec))
+    print(json.dumps(result), flush=True)
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -451,9 +467,72 @@ def _pct(values: list[float], share: float) -> float:
     return statistics.quantiles(values, n=1000, method="inclusive")[round(share * 1000) - 1]
 
 
+def _spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling a process (its threads on the CPU only) into collapsed stacks."""
+    spy = Path(sys.executable).with_name("py-spy")
+    return subprocess.Popen(
+        [str(spy), "record", "--pid", str(pid), "--format", "raw", "--rate", "250",
+         "--nolineno", "--nonblocking", "-o", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def _stop_spy(spy: subprocess.Popen[bytes]) -> None:
+    spy.send_signal(2)  # SIGINT: py-spy writes its file and exits
+    try:
+        spy.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        spy.kill()
+        spy.wait()
+
+
+def summarise_stacks(path: Path, *, top: int = 40) -> str:
+    """The functions of a py-spy collapsed-stack file by share of the samples: inclusive
+    (anywhere on the stack) and self (the frame on the CPU)."""
+    inclusive: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    threads: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = stack.split(";")
+        total += count
+        own[frames[-1]] += count
+        for frame in set(frames):
+            inclusive[frame] += count
+        threads[frames[0]] += count
+    if not total:
+        return f"{path}: no samples"
+    lines = [f"{path}: {total} samples on the CPU"]
+    lines.append(
+        "by thread root: "
+        + ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in threads.most_common(6))
+    )
+    lines.append("inclusive:")
+    lines += [f"  {100 * n / total:5.1f}%  {name}" for name, n in inclusive.most_common(top)]
+    lines.append("self:")
+    lines += [f"  {100 * n / total:5.1f}%  {name}" for name, n in own.most_common(top // 2)]
+    return "\n".join(lines)
+
+
 def run(
-    kind: str, *, rate: float, seconds: float, drain_limit: float, layout: str
+    kind: str,
+    *,
+    rate: float,
+    seconds: float,
+    drain_limit: float,
+    layout: str,
+    spy: bool = False,
+    code: Path = ROOT,
 ) -> dict[str, Any]:
+    """One run against ``hosen serve`` of the checkout ``code`` (its own ``.venv`` if it has
+    one: main's, for "before")."""
+    python = code / ".venv" / "bin" / "python"
+    server_python = str(python) if python.exists() else sys.executable
     people = int(rate * seconds)
     with database(kind) as url:
         campaign_id, replies = prepare(url, people)
@@ -464,7 +543,7 @@ def run(
         env = {k: v for k, v in os.environ.items() if not k.startswith("HOSEN_")}
         env.update(
             {
-                "PYTHONPATH": str(ROOT),
+                "PYTHONPATH": str(code),
                 "HOSEN_DATABASE_URL": url,
                 "HOSEN_TELEGRAM_TOKEN": fakes.telegram_token,
                 "HOSEN_TELEGRAM_API_URL": fakes.telegram_url,
@@ -478,7 +557,7 @@ def run(
         )
         log_path = ROOT / "var" / f"bench-inbound-{kind}-{layout}.log"
         log_path.parent.mkdir(exist_ok=True)
-        serve = [sys.executable, "-m", "hosen", "serve", "--port", str(port)]
+        serve = [server_python, "-m", "hosen", "serve", "--port", str(port)]
         helpers: list[subprocess.Popen[bytes]] = []
         with open(log_path, "wb") as log_file:
             if layout == "separate":
@@ -490,19 +569,24 @@ def run(
                     prefix = ["nice", "-n", "10"] if command[0] == "worker" else []
                     helpers.append(
                         subprocess.Popen(
-                            [*prefix, sys.executable, "-m", "hosen", *command],
-                            cwd=ROOT,
+                            [*prefix, server_python, "-m", "hosen", *command],
+                            cwd=code,
                             env=env,
                             stdout=subprocess.DEVNULL,
                             stderr=log_file,
                         )
                     )
             server = subprocess.Popen(
-                serve, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log_file
+                serve, cwd=code, env=env, stdout=subprocess.DEVNULL, stderr=log_file
             )
             try:
                 _wait_ready(base, secret, server)
                 time.sleep(1.0)  # let start-up work (command menu, first sweep) settle
+                spies = []
+                if spy:
+                    for name, process in [("serve", server)] + [("inbox", h) for h in helpers[:1]]:
+                        out = ROOT / "var" / f"spy-{kind}-{layout}-{name}.txt"
+                        spies.append((out, _spy(process.pid, out)))
                 spec = {
                     "base": base,
                     "secret": secret,
@@ -539,6 +623,9 @@ def run(
                 done_at = time.time()
                 cpu_total = _cpu_seconds(server.pid) - cpu_before
                 helper_total = sum(_cpu_seconds(h.pid) for h in helpers) - helper_before
+                for out, process in spies:
+                    _stop_spy(process)
+                    print(summarise_stacks(out), file=sys.stderr, flush=True)
             finally:
                 for helper in helpers:
                     helper.terminate()
@@ -561,6 +648,7 @@ def run(
         "other": people - ok - sum(report["errors"].values()),
         "errors": sum(report["errors"].values()),
         "error_kinds": report["errors"],
+        "error_samples": report["error_samples"],
         "p50": _pct(latencies, 0.50),
         "p95": _pct(latencies, 0.95),
         "p99": _pct(latencies, 0.99),
@@ -607,9 +695,16 @@ def main() -> None:
         "--code",
         type=Path,
         default=ROOT,
-        help="with --processor-only: the checkout whose processor runs (e.g. main's, for before)",
+        help="the checkout whose server (or, with --processor-only, processor) runs, with its "
+        "own .venv if it has one (e.g. main's, for before)",
     )
     parser.add_argument("--profile", action="store_true", help="with --processor-only: cProfile")
+    parser.add_argument(
+        "--py-spy",
+        action="store_true",
+        help="sample the server (and `hosen inbox`) with py-spy during the load and the drain; "
+        "collapsed stacks in var/spy-*.txt, a summary on stderr",
+    )
     parser.add_argument("--generate", help=argparse.SUPPRESS)
     parser.add_argument("--process", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -651,12 +746,14 @@ def main() -> None:
             seconds=args.seconds,
             drain_limit=args.drain_limit,
             layout=layout,
+            spy=args.py_spy,
+            code=args.code.resolve(),
         )
         results.append(result)
         r = result
         print(
             f"\n{r['db']}, processor {r['layout']}: {r['sent']} replies, 2xx {r['ok']}, other {r['other']}, "
-            f"errors {r['errors']} {r['error_kinds'] or ''}; load average {r['load_before']:.1f} before, "
+            f"errors {r['errors']} {r['error_kinds'] or ''} {r['error_samples'] or ''}; load average {r['load_before']:.1f} before, "
             f"{r['load_during']:.1f} after the load"
         )
         print("| acknowledgement | p50 | p95 | p99 | max |")
@@ -676,6 +773,26 @@ def main() -> None:
             f" / {r['server_cpu_total']:.1f}, processes beside it {r['inbox_cpu_load']:.1f} / "
             f"{r['inbox_cpu_total']:.1f}; generator CPU {r['generator_cpu']:.1f} s; generator behind schedule "
             f"at most {r['late']:.1f} ms; server log {r['log']}",
+            flush=True,
+        )
+    print(
+        "\n| db | layout | code | 2xx | non-2xx | errors | ack p50 ms | p95 | p99 | max "
+        "| all matched after last request, s | server CPU ms / reply (webhooks / all) "
+        "| load average |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        replies = max(r["sent"], 1)
+        matched = (
+            f"{r['drained_after']:.1f}" if r["answered"] == r["sent"] else
+            f"{r['answered']} of {r['sent']} matched"
+        )  # fmt: skip
+        print(
+            f"| {r['db']} | {r['layout']} | {args.code} | {r['ok']} | {r['other']} "
+            f"| {r['errors']} | {r['p50']:.1f} | {r['p95']:.1f} | {r['p99']:.1f} | {r['max']:.1f} "
+            f"| {matched} | {1000 * r['server_cpu_load'] / replies:.2f} / "
+            f"{1000 * (r['server_cpu_total'] + r['inbox_cpu_total']) / replies:.2f} "
+            f"| {r['load_before']:.1f}–{r['load_during']:.1f} |",
             flush=True,
         )
 

@@ -8,10 +8,10 @@ a JSON body may nest.
   never holds more than ``max_body``; a body that is not all there ``body_timeout`` seconds after
   the request began gets 408; a JSON body nested deeper than ``max_json_depth`` gets 400 (Python's
   parser would recurse until it fails). What passes is handed to the application unchanged.
-- :func:`bounded_h11` is uvicorn's HTTP/1.1 protocol with a deadline for the request head: uvicorn
-  itself waits forever for a client that connects and sends nothing, or a byte a minute, so a
-  thousand such connections would hold a thousand sockets. Past ``head_timeout`` such a
-  connection is closed.
+- :func:`bounded_httptools` (what ``hosen serve`` runs) and :func:`bounded_h11` are uvicorn's
+  HTTP/1.1 protocols with a deadline for the request head: uvicorn itself waits forever for a
+  client that connects and sends nothing, or a byte a minute, so a thousand such connections
+  would hold a thousand sockets. Past ``head_timeout`` such a connection is closed.
 - ``hosen serve`` also sets uvicorn's ``limit_concurrency`` (503 beyond it) and
   ``timeout_keep_alive``.
 """
@@ -23,16 +23,19 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+P = TypeVar("P", H11Protocol, HttpToolsProtocol)
 
 MAX_BODY_BYTES = 256 * 1024  # Twilio's webhooks are a few KB; a Telegram update tens at most
 BODY_TIMEOUT_SECONDS = 20.0
 HEAD_TIMEOUT_SECONDS = 10.0
 MAX_JSON_DEPTH = 32  # a Telegram update nests about 6 deep
-MAX_CONNECTIONS = 512
+MAX_CONNECTIONS = 2048  # see docs/performance.md, "Inbound": what the limit protects
 KEEP_ALIVE_SECONDS = 5
 
 
@@ -170,13 +173,27 @@ async def _refuse(send: Send, status: int, reason: str) -> None:
 
 
 def bounded_h11(head_timeout: float = HEAD_TIMEOUT_SECONDS) -> type[H11Protocol]:
-    """uvicorn's h11 protocol, closing connections that have not sent a request head in time."""
+    """uvicorn's h11 protocol (pure Python), closing connections that have not sent a request
+    head in time."""
+    return _bounded(H11Protocol, head_timeout)
 
-    class BoundedH11Protocol(H11Protocol):
+
+def bounded_httptools(head_timeout: float = HEAD_TIMEOUT_SECONDS) -> type[HttpToolsProtocol]:
+    """uvicorn's httptools protocol (llhttp, in C: what ``hosen serve`` runs), closing
+    connections that have not sent a request head in time."""
+    return _bounded(HttpToolsProtocol, head_timeout)
+
+
+def _bounded(base: type[P], head_timeout: float) -> type[P]:
+    """``base`` with a deadline for each request head: armed when a connection opens and after
+    each response, disarmed once a request head has been read (both protocols start a new
+    ``cycle`` then; the body has its own deadline, :class:`EdgeLimits`)."""
+
+    class Bounded(base):  # type: ignore[valid-type,misc]
         _head_deadline: asyncio.TimerHandle | None = None
         _waiting_since: Any = None  # the cycle that was current when the deadline was armed
 
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        def connection_made(self, transport: asyncio.Transport) -> None:
             super().connection_made(transport)
             self._arm()
 
@@ -209,4 +226,21 @@ def bounded_h11(head_timeout: float = HEAD_TIMEOUT_SECONDS) -> type[H11Protocol]
             if self.cycle is self._waiting_since and not self.transport.is_closing():
                 self.transport.close()
 
-    return BoundedH11Protocol
+    Bounded.__name__ = Bounded.__qualname__ = f"Bounded{base.__name__}"
+    return Bounded
+
+
+def raise_open_files_limit(connections: int, *, spare: int = 256) -> int:
+    """Let this process hold ``connections`` sockets and ``spare`` other descriptors (database,
+    spool, log files): the soft limit on open files is raised towards the hard one, as far as
+    needed. Many systems start services with a soft limit of 1,024. Returns the soft limit."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections + spare
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        if target > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    return int(soft)

@@ -11,7 +11,8 @@ from hosen.limits import (
     KEEP_ALIVE_SECONDS,
     MAX_BODY_BYTES,
     MAX_CONNECTIONS,
-    bounded_h11,
+    bounded_httptools,
+    raise_open_files_limit,
 )
 
 
@@ -77,13 +78,17 @@ def run_serve(ctx: Context, args: argparse.Namespace) -> int:
         freeze_heap=True,
         max_body=args.max_body,
     )
+    raise_open_files_limit(args.max_connections)
     uvicorn.run(
         app,
         host=args.host,
         port=args.port,
         log_level="warning",
         log_config=None,  # hosen.logs configured logging for every command
-        http=bounded_h11(HEAD_TIMEOUT_SECONDS),
+        # llhttp's parser in C and libuv's loop: a webhook's HTTP costs a fraction of h11's
+        # pure-Python parsing and asyncio's selector loop (docs/performance.md, "Inbound").
+        http=bounded_httptools(HEAD_TIMEOUT_SECONDS),
+        loop="auto",  # uvloop where it is installed (a dependency, but not on Windows)
         limit_concurrency=args.max_connections,
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )

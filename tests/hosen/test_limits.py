@@ -11,7 +11,7 @@ import socket
 import threading
 import time
 import tracemalloc
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -26,7 +26,13 @@ from fakes.settings import settings_for_fakes
 from fakes.telegram import FakeTelegram
 from hosen.app import build_app
 from hosen.context import Context
-from hosen.limits import MAX_BODY_BYTES, bounded_h11, too_deep
+from hosen.limits import (
+    MAX_BODY_BYTES,
+    bounded_h11,
+    bounded_httptools,
+    raise_open_files_limit,
+    too_deep,
+)
 
 pytestmark = pytest.mark.db
 
@@ -41,8 +47,15 @@ def _free_port() -> int:
 
 
 @contextmanager
-def serving(app: Any, *, max_connections: int = 20, head_timeout: float = 0.5) -> Iterator[int]:
-    """The app on a real uvicorn server, as ``hosen serve`` runs it, in a thread."""
+def serving(
+    app: Any,
+    *,
+    max_connections: int = 20,
+    head_timeout: float = 0.5,
+    http: Callable[[float], type[Any]] = bounded_httptools,
+) -> Iterator[int]:
+    """The app on a real uvicorn server, as ``hosen serve`` runs it (httptools on uvloop), in a
+    thread."""
     port = _free_port()
     config = uvicorn.Config(
         app,
@@ -50,7 +63,8 @@ def serving(app: Any, *, max_connections: int = 20, head_timeout: float = 0.5) -
         port=port,
         log_level="warning",
         log_config=None,
-        http=bounded_h11(head_timeout),
+        http=http(head_timeout),
+        loop="auto",
         limit_concurrency=max_connections,
         timeout_keep_alive=1,
         lifespan="on",
@@ -208,8 +222,11 @@ def test_deeply_nested_json_is_a_400_not_a_500(app: Any) -> None:
         assert ordinary.status_code == 200
 
 
-def test_silent_and_slow_clients_are_cut_off_and_health_answers(app: Any) -> None:
-    with serving(app, max_connections=20, head_timeout=0.5) as port:
+@pytest.mark.parametrize("http", [bounded_httptools, bounded_h11], ids=["httptools", "h11"])
+def test_silent_and_slow_clients_are_cut_off_and_health_answers(
+    app: Any, http: Callable[[float], type[Any]]
+) -> None:
+    with serving(app, max_connections=20, head_timeout=0.5, http=http) as port:
         silent = [socket.create_connection(("127.0.0.1", port)) for _ in range(40)]
         trickling = socket.create_connection(("127.0.0.1", port))
         trickling.sendall(b"POST /sms/inbound HTTP/1.1\r\nHost: x\r\n")  # never finishes
@@ -258,3 +275,31 @@ def test_only_the_consoles_upload_reads_its_own_body(app: Any) -> None:
             ).encode()
             status, sent = exchange(port, head, [b"x" * 65536] * 800, wait_first=5.0)
             assert (status, sent) == (wanted, 0), path
+def test_kept_alive_connection_gets_its_head_deadline_again_after_a_response(app: Any) -> None:
+    """A connection that sent one request and then nothing is closed like a silent one."""
+    with (
+        serving(app, max_connections=20, head_timeout=0.5) as port,
+        socket.create_connection(("127.0.0.1", port)) as sock,
+    ):
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.settimeout(20)
+        received = b""
+        while not received.endswith(b"}"):  # the JSON body of /health
+            chunk = sock.recv(4096)
+            assert chunk, "closed before the answer"
+            received += chunk
+        assert received.split()[1] == b"200"
+        assert sock.recv(1) == b""  # then closed: no second request head came
+
+
+def test_open_files_limit_is_raised_for_the_connections() -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = min(soft + 10, hard) if hard != resource.RLIM_INFINITY else soft + 10
+    try:
+        assert raise_open_files_limit(wanted - 256, spare=256) >= wanted
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[1] == hard  # the hard one untouched
+        assert raise_open_files_limit(1, spare=0) >= wanted  # never lowered
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
