@@ -491,7 +491,9 @@ async def _drill(
         # A wave of answers is over when quiet for about the slowest volunteers' answer time.
         quiet = min(4.0, max(2.5, 3 * VOLUNTEER_DELAY.median / options.speed))
         await run_offer_round(ctx, out, authority_code=authority_code, quiet_seconds=quiet)
-        code = await _run_campaign(ctx, options, ladder, authority_code, clock, people)
+        spool = app.state.runtime.intake.spool
+        pace = DrillPace(clock, spooled=(lambda: spool.active) if spool is not None else None)
+        code = await _run_campaign(ctx, options, ladder, authority_code, pace, people)
         if options.keep_console:
             out.write(f"\nThe console stays up at {public}/console; Ctrl-C stops it.\n")
             out.flush()
@@ -524,13 +526,13 @@ async def _run_campaign(
     options: DemoOptions,
     ladder: Ladder,
     authority_code: str,
-    clock: DrillClock,
+    pace: DrillPace,
     people: People,
 ) -> int:
     out = options.out
+    clock = pace.clock
     # From here the simulated people answer on the drill clock, moved below.
     people.manual = True
-    pace = DrillPace(clock)
     with unit_of_work(ctx.sessions) as session:
         authority = ctx.authority(session, authority_code)
         campaign = start_drill_checkin(

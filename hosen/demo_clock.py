@@ -7,7 +7,8 @@ to visits and the unreached list before the residents' answers had been read ("0
 
 So the drill runs on a :class:`dispatch.clock.DrillClock` that the demo pauses while the service
 is behind (a virtual time barrier) and resumes once it has caught up: the messages due, the
-answers received and the calls placed up to :data:`LAG` ago are all dealt with. The simulated
+answers received (in the inbox, or in the webhooks' spool while the database was slow) and the
+calls placed up to :data:`LAG` ago are all dealt with. The simulated
 people answer on the same clock (``fakes.people`` in manual mode, moved by the demo), and the
 service stamps what it records with it. On an idle machine the service keeps within the lag and
 the clock never stops; on a loaded one the drill takes longer and tells the same story.
@@ -15,6 +16,7 @@ the clock never stops; on a loaded one the drill takes longer and tells the same
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -67,6 +69,8 @@ class DrillPace:
     """Pauses and resumes the drill clock as the service falls behind and catches up."""
 
     clock: DrillClock
+    # Answers kept in the webhooks' spool while the database was too slow to take them.
+    spooled: Callable[[], bool] | None = None
     lag: timedelta = LAG
     max_pause: float = MAX_PAUSE
     pauses: int = 0  # how many times the clock stopped
@@ -77,6 +81,8 @@ class DrillPace:
     def check(self, session: Session, *, real: float) -> None:
         """Look at the service (``real``: a monotonic reading, seconds) and set the clock."""
         waiting = behind(session, now=self.clock.now(), lag=self.lag)
+        if waiting is None and self.spooled is not None and self.spooled():
+            waiting = "spool"
         if waiting is None:
             self._go_on()
             return
