@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -127,3 +128,65 @@ class ManualClock:
         if not future.done():
             future.set_result(None)
         asyncio.get_running_loop().call_soon(self._release_next)
+
+
+class DrillClock:
+    """The real time, except that it can be made to stand still: a rehearsed drill's clock that
+    waits for the service (the demo pauses it while the service is behind and resumes it when
+    the service has caught up, so a slow machine slows the drill down instead of letting the
+    ladder climb past answers that were on their way).
+
+    :meth:`now` never goes back: paused, it stays where it was; resumed, it goes on from there
+    at the real pace (behind the real time by every pause so far, :attr:`held`). Sleeping and
+    :meth:`monotonic` are real: rates and round trips are measured in real seconds. Safe to
+    read from threads.
+    """
+
+    def __init__(self, real: Callable[[], datetime] = utcnow) -> None:
+        self._real = real
+        self._lock = threading.Lock()
+        self._offset = timedelta(0)
+        self._paused_at: datetime | None = None
+
+    def now(self) -> datetime:
+        with self._lock:
+            if self._paused_at is not None:
+                return self._paused_at
+            return self._real() - self._offset
+
+    @property
+    def paused(self) -> bool:
+        return self._paused_at is not None
+
+    @property
+    def held(self) -> float:
+        """Seconds this clock is behind the real time (every pause so far, and this one)."""
+        with self._lock:
+            end = self._paused_at if self._paused_at is not None else self._real() - self._offset
+            return (self._real() - end).total_seconds()
+
+    def pause(self) -> None:
+        with self._lock:
+            if self._paused_at is None:
+                self._paused_at = self._real() - self._offset
+
+    def resume(self) -> None:
+        with self._lock:
+            if self._paused_at is not None:
+                self._offset = max(self._offset, self._real() - self._paused_at)
+                self._paused_at = None
+
+    def monotonic(self) -> float:
+        return time.perf_counter()
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            await asyncio.sleep(seconds)
+
+    async def sleep_until(self, when: datetime) -> None:
+        """Sleeps in real seconds until ``when`` on this clock would be reached at the real
+        pace (a pause meanwhile makes the sleeper early, never late)."""
+        await self.sleep((when - self.now()).total_seconds())
+
+    def hold(self) -> Callable[[], None]:
+        return _nothing

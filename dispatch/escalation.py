@@ -37,6 +37,7 @@ from dispatch.models import (
     CampaignStatus,
     ChannelBlock,
     OutboxMessage,
+    OutboxStatus,
     Priority,
     Task,
     TaskReason,
@@ -317,7 +318,8 @@ def send_visit(
 
 def next_visit(session: Session, *, task: Task, now: datetime) -> Task | None:
     """A visitor could not reach the resident: the visit goes to the next person on the ladder
-    who has not gone yet (None, with a "no buddy" alert, when nobody is left)."""
+    who has not gone yet (None, with a "no buddy" alert, when nobody is left; None as well
+    once the campaign is closed, unless the resident asked for help)."""
     resident = session.get(Person, task.resident_id)
     if resident is None or resident.status != PersonStatus.ACTIVE:
         return None
@@ -329,6 +331,13 @@ def next_visit(session: Session, *, task: Task, now: datetime) -> Task | None:
         )
     )
     campaign = session.get(Campaign, task.campaign_id) if task.campaign_id else None
+    if (
+        campaign is not None
+        and campaign.status != CampaignStatus.ACTIVE
+        and task.reason != TaskReason.HELP
+    ):
+        # A closed check-in sends nobody new: the resident stays on the officers' list.
+        return None
     return send_visit(
         session, campaign=campaign, resident=resident, reason=task.reason, now=now, exclude=went
     )
@@ -723,3 +732,140 @@ def _authority(session: Session, authority_id: int) -> Authority:
     authority = session.get(Authority, authority_id)
     assert authority is not None
     return authority
+
+
+# --- the check-in closes -------------------------------------------------------------------------
+
+TASK_MESSAGE_KINDS = ("task", "task_list")
+CLOSE_NOTICE_KIND = "notice"  # not a campaign message: a late "1" still answers the offer
+
+
+@dataclass(frozen=True)
+class ClosedVisits:
+    """What closing a campaign did to its home visits."""
+
+    withdrawn: int  # offered (or no longer needed) visits, cancelled
+    under_way: int  # accepted visits to residents not accounted for, kept open
+    told: int  # visitors told (a visit they never received is withdrawn silently)
+
+
+def _task_ids(buttons: list[list[dict[str, str]]] | None) -> set[int]:
+    ids = set()
+    for row in buttons or ():
+        for button in row:
+            parts = button.get("data", "").split(":")
+            if len(parts) == 3 and parts[0] == "t" and parts[1].isdigit():
+                ids.add(int(parts[1]))
+    return ids
+
+
+def close_visits(session: Session, *, campaign: Campaign, now: datetime) -> ClosedVisits:
+    """The campaign closes: no visit of it may look live unless it still matters.
+
+    - A visit offered and not accepted is withdrawn (cancelled); its visitor is told so, and
+      whether the resident answered or is on the officers' list (an offer still waiting in the
+      queue is cancelled with it, and nobody is told about a visit they never heard of).
+    - An accepted visit to a resident nobody has accounted for stays open: the visitor may be at
+      the door. They are told the check-in is closed and that their report still counts (it
+      takes the resident off the unreached list); the report says "wait for the buddy's report".
+    - An accepted visit to a resident who answered is withdrawn, and the visitor told why.
+    - A visit for someone who asked for help is not the campaign's to end: it stays as it is,
+      like the help alert, which keeps its owner and its climb.
+    """
+    tasks = session.scalars(
+        select(Task)
+        .where(
+            Task.campaign_id == campaign.id,
+            Task.status.in_((TaskStatus.OFFERED, TaskStatus.ACCEPTED)),
+            Task.reason != TaskReason.HELP,
+        )
+        .order_by(Task.id)
+    ).all()
+    if not tasks:
+        return ClosedVisits(withdrawn=0, under_way=0, told=0)
+    answered = set(
+        session.scalars(
+            select(CampaignRecipient.person_id).where(
+                CampaignRecipient.campaign_id == campaign.id,
+                CampaignRecipient.answer.in_((Answer.OK, Answer.HELP, Answer.FREE_TEXT)),
+            )
+        )
+    )
+    keep = {
+        task.id
+        for task in tasks
+        if task.status == TaskStatus.ACCEPTED and task.resident_id not in answered
+    }
+    ending = {task.id for task in tasks} - keep
+    # Offers still waiting in the queue: cancelled, unless they also carry a visit that stays.
+    unheard: set[int] = set()
+    for message in session.scalars(
+        select(OutboxMessage).where(
+            OutboxMessage.campaign_id == campaign.id,
+            OutboxMessage.kind.in_(TASK_MESSAGE_KINDS),
+            OutboxMessage.status == OutboxStatus.QUEUED,
+        )
+    ):
+        ids = _task_ids(message.buttons)
+        if ids and ids <= ending:
+            message.status = OutboxStatus.CANCELLED
+            unheard |= ids
+    notices: dict[int, list[Task]] = defaultdict(list)
+    told = 0
+    for task in tasks:
+        if task.id in ending:
+            task.status, task.closed_at = TaskStatus.CANCELLED, now
+            if task.id not in unheard:
+                notices[task.volunteer_id].append(task)
+            continue
+        visitor = session.get(Person, task.volunteer_id)
+        resident = session.get(Person, task.resident_id)
+        if visitor is None or resident is None:
+            continue
+        language = visitor.language
+        sent = send_to(
+            session,
+            person=visitor,
+            text=campaign_text(
+                campaign, language, "dispatch.close.under_way", name=resident.name or "?"
+            ),
+            buttons=[task_buttons(language, task.id)[0][1:]],  # done, could not reach
+            priority=Priority.INTERACTIVE,
+            kind="task",
+            campaign_id=campaign.id,
+            now=now,
+        )
+        told += sent is not None
+    for visitor_id, withdrawn in notices.items():
+        visitor = session.get(Person, visitor_id)
+        if visitor is None:
+            continue
+        language = visitor.language
+        # A task list's round ends as one list; a buddy's visits are told one by one.
+        listed = [task for task in withdrawn if task.reason == TaskReason.ASSIGNED]
+        texts = (
+            [campaign_text(campaign, language, "dispatch.close.withdrawn_list")] if listed else []
+        )
+        for task in withdrawn:
+            if task.reason != TaskReason.ASSIGNED:
+                resident = session.get(Person, task.resident_id)
+                key = (
+                    "dispatch.close.withdrawn_answered"
+                    if task.resident_id in answered
+                    else "dispatch.close.withdrawn_unreached"
+                )
+                name = (resident.name if resident else None) or "?"
+                texts.append(campaign_text(campaign, language, key, name=name))
+        for text in texts:
+            sent = send_to(
+                session,
+                person=visitor,
+                text=text,
+                buttons=None,
+                priority=Priority.INTERACTIVE,
+                kind=CLOSE_NOTICE_KIND,
+                campaign_id=campaign.id,
+                now=now,
+            )
+            told += sent is not None
+    return ClosedVisits(withdrawn=len(ending), under_way=len(keep), told=told)

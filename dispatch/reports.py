@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, aliased
 from config.i18n import t
 from config.languages import Language
 from dispatch.calls import CALL_KIND, call_counts
+from dispatch.escalation import close_visits
 from dispatch.models import (
     HELP_KINDS,
     Alert,
@@ -544,10 +545,16 @@ def drill_report(session: Session, *, campaign: Campaign) -> DrillReport:
 
 
 def close_campaign(session: Session, *, campaign: Campaign, now: datetime) -> DrillReport:
-    """Stop the ladder and cancel what is still queued; the silent go on the unreached list."""
+    """Stop the ladder and cancel what is still queued; the silent go on the unreached list.
+
+    Home visits end with it (:func:`dispatch.escalation.close_visits`), except an accepted
+    visit to someone nobody has accounted for, and every visit for someone who asked for help.
+    Help alerts are not the campaign's: they stay open, with their owner, and go on climbing."""
     if campaign.status == CampaignStatus.ACTIVE:
         campaign.status = CampaignStatus.CLOSED
         campaign.closed_at = now
+        # Offered visits are withdrawn (their visitors told); a visit under way stays open.
+        close_visits(session, campaign=campaign, now=now)
         session.execute(
             update(OutboxMessage)
             .where(

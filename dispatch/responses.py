@@ -396,12 +396,18 @@ def _answer_task(
         or task.status not in (TaskStatus.OFFERED, TaskStatus.ACCEPTED)
         or parsed[1] not in ("accept", "done", "fail")
     ):
+        withdrawn = (
+            task is not None
+            and task.status == TaskStatus.CANCELLED
+            and campaign is not None
+            and campaign.status != CampaignStatus.ACTIVE
+        )
         _ack(
             session,
             person=person,
             channel=channel,
             campaign=campaign,
-            key="dispatch.task.gone",
+            key="dispatch.close.gone" if withdrawn else "dispatch.task.gone",
             now=now,
         )
         return True

@@ -353,8 +353,11 @@ class People:
             fake.run(due.action())
         return len(ready)
 
-    async def advance_async(self, seconds: float) -> int:
-        """:meth:`advance` for async callers (deliveries run on the fakes' loop)."""
+    async def advance_async(self, seconds: float, *, together: int = 1) -> int:
+        """:meth:`advance` for async callers (deliveries run on the fakes' loop).
+
+        ``together``: how many answers are on their way at once (people do not wait for each
+        other); 1 delivers them one after the other, in the order they are due."""
         assert self.manual, "advance_async() is for manual mode"
         with self._lock:
             self.now += seconds
@@ -363,8 +366,10 @@ class People:
                 ready.append(heapq.heappop(self._due))
         fake = self.telegram or self.twilio
         assert fake is not None
-        for due in ready:
-            await fake.run_async(due.action())
+        for start in range(0, len(ready), max(1, together)):
+            await asyncio.gather(
+                *(fake.run_async(due.action()) for due in ready[start : start + max(1, together)])
+            )
         return len(ready)
 
     @property

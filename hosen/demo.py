@@ -10,7 +10,10 @@ are wrong); two simulated officers on duty take the help alerts pushed to them
 unreached list) and the alerts' climb run with their times compressed; and the drill ends with a
 report in the terminal and as an HTML page.
 
-Times in the report are drill time: the real seconds multiplied by the compression factor.
+Times in the report are drill time: the drill clock's seconds multiplied by the compression
+factor. The drill clock (:mod:`hosen.demo_clock`) keeps the real pace, but stands still while the
+service is behind, so a busy machine slows the drill down instead of running the ladder past
+answers that are still on their way.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from config.i18n import t
 from config.languages import Language
 from config.settings import Settings
 from dispatch.campaigns import Audience, Ladder, start_drill_checkin
+from dispatch.clock import DrillClock
 from dispatch.escalation import run_escalations
 from dispatch.estimate import minutes as duration
 from dispatch.help import run_alert_climbs
@@ -57,6 +61,7 @@ from fakes.twilio_voice import Callee
 from hosen import migrations
 from hosen.app import build_app
 from hosen.context import Context
+from hosen.demo_clock import DrillPace
 from hosen.demo_offers import offer_answer, run_offer_round
 from hosen.demo_officers import OfficersOnDuty, untaken_help
 from hosen.prompts import PromptsError, synthesise_prompts
@@ -108,6 +113,7 @@ CALL_MIX: tuple[tuple[str, Callee, float], ...] = (
     ("called: no answer", Callee(answer="no-answer", keys=[]), 0.12),
 )
 OFFER_SEED = 7  # which simulated volunteers decline their offer
+ANSWERS_AT_ONCE = 16  # simulated answers on their way to the webhooks together
 
 
 @dataclass
@@ -457,8 +463,10 @@ async def _drill(
         f" (drill time; ×{scale:g} faster)\n\n"
     )
 
-    # The demo sweeps the compressed ladder itself, several times a second.
-    app = build_app(ctx, run_scheduler=False)
+    # The demo sweeps the compressed ladder itself, several times a second, on a drill clock
+    # that waits for the service (hosen.demo_clock); the service stamps what it records with it.
+    clock = DrillClock()
+    app = build_app(ctx, run_scheduler=False, clock=clock.now)
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -474,7 +482,8 @@ async def _drill(
             if serving.done():
                 raise RuntimeError("the service did not start")
             await asyncio.sleep(0.05)
-        await asyncio.wait_for(app.state.runtime.telegram_ready.wait(), timeout=20)
+        # A loaded machine takes a while to bring the bot up against the fake.
+        await asyncio.wait_for(app.state.runtime.telegram_ready.wait(), timeout=90)
         out.write(
             f"Officers' console: {public}/console  (sign in as {DEMO_OFFICER}; "
             "the code appears here)\n\n"
@@ -482,7 +491,9 @@ async def _drill(
         # A wave of answers is over when quiet for about the slowest volunteers' answer time.
         quiet = min(4.0, max(2.5, 3 * VOLUNTEER_DELAY.median / options.speed))
         await run_offer_round(ctx, out, authority_code=authority_code, quiet_seconds=quiet)
-        code = await _run_campaign(ctx, options, ladder, authority_code)
+        spool = app.state.runtime.intake.spool
+        pace = DrillPace(clock, spooled=(lambda: spool.active) if spool is not None else None)
+        code = await _run_campaign(ctx, options, ladder, authority_code, pace, people)
         if options.keep_console:
             out.write(f"\nThe console stays up at {public}/console; Ctrl-C stops it.\n")
             out.flush()
@@ -511,9 +522,17 @@ def _prompts(ctx: Context, out: TextIO) -> None:
 
 
 async def _run_campaign(
-    ctx: Context, options: DemoOptions, ladder: Ladder, authority_code: str
+    ctx: Context,
+    options: DemoOptions,
+    ladder: Ladder,
+    authority_code: str,
+    pace: DrillPace,
+    people: People,
 ) -> int:
     out = options.out
+    clock = pace.clock
+    # From here the simulated people answer on the drill clock, moved below.
+    people.manual = True
     with unit_of_work(ctx.sessions) as session:
         authority = ctx.authority(session, authority_code)
         campaign = start_drill_checkin(
@@ -521,7 +540,7 @@ async def _run_campaign(
             authority=authority,
             audience=Audience(residents_only=True),
             started_by="demo:officer",
-            now=utcnow(),
+            now=clock.now(),
             ladder=ladder,
         )
         campaign_id = campaign.id
@@ -532,11 +551,17 @@ async def _run_campaign(
     screen = Screen(out)
     deadline = started + ladder.unreached_after + ladder.reminder_after
     while True:
-        now = utcnow()
+        with unit_of_work(ctx.sessions) as session:
+            pace.check(session, real=time.monotonic())
+        now = clock.now()
+        # The answers due by now on the drill clock (people answer at their own pace, together).
+        drill_seconds = (now - started).total_seconds() * options.speed
+        await people.advance_async(max(0.0, drill_seconds - people.now), together=ANSWERS_AT_ONCE)
         with unit_of_work(ctx.sessions) as session:
             run_escalations(session, now=now)
             run_alert_climbs(session, now=now)  # help nobody took goes to the next officer
-            requeue_expired_leases(session, now=now)
+            # Leases are the worker's, on the real time.
+            requeue_expired_leases(session, now=utcnow())
         with unit_of_work(ctx.sessions) as session:
             status = live_status(session, campaign=session.get_one(Campaign, campaign_id))
             open_tasks = session.scalar(
@@ -562,7 +587,7 @@ async def _run_campaign(
 
     with unit_of_work(ctx.sessions) as session:
         campaign = session.get_one(Campaign, campaign_id)
-        closed_at = utcnow()
+        closed_at = clock.now()
         report = close_campaign(session, campaign=campaign, now=closed_at)
         # The last frame is the closed campaign's: the bars and the report agree.
         screen.draw(
@@ -587,4 +612,19 @@ async def _run_campaign(
     options.html.parent.mkdir(parents=True, exist_ok=True)
     options.html.write_text(render(view), encoding="utf-8")
     _print_report(out, view, options.html)
+    out.write(_pace_line(pace, clock))
     return 0
+
+
+def _pace_line(pace: DrillPace, clock: DrillClock) -> str:
+    """How long the drill clock waited for the service (nothing on an idle machine)."""
+    if not pace.pauses:
+        return "Drill clock: never waited for the service.\n"
+    why = ", ".join(f"{name} {count}" for name, count in sorted(pace.why.items()))
+    line = (
+        f"Drill clock: waited {clock.held:.1f} s in {pace.pauses} pauses for the service "
+        f"to catch up (behind: {why})"
+    )
+    if pace.let_go:
+        line += f"; {pace.let_go} pauses let go after {pace.max_pause:g} s"
+    return line + ".\n"

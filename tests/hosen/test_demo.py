@@ -27,9 +27,9 @@ def test_demo_runs_a_whole_drill(
     tmp_path: Path, unit_settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     out = io.StringIO()
-    # The demo plays the drill on the wall clock, compressed: at 1500 times the real pace the
-    # two-hour ladder lasted 5 s, and a busy machine had not delivered the check-ins before it
-    # ended ("0.0% answered"). At 300 it lasts 27 s; the residents answer after half a second.
+    # The demo plays the drill compressed, 300 times the real pace: the two-hour ladder lasts
+    # about 24 s. Its drill clock stands still while the service is behind (hosen.demo_clock),
+    # so a busy machine makes the drill longer, never the residents too late for the ladder.
     options = DemoOptions(
         size=400,
         seed=3,
@@ -49,10 +49,18 @@ def test_demo_runs_a_whole_drill(
     confirmed = [int(n) for n in re.findall(r"(\d+) confirmed / \d+ offered / \d+ none", text)]
     assert confirmed and sum(confirmed) > 0
     answered = re.search(r"([\d.]+)% answered", text)
-    assert answered is not None and float(answered.group(1)) > 0
+    # 80% of the simulated residents mean to answer "I'm OK" and 5% "help"; those with a
+    # landline are called. However loaded the machine, the answers arrive before the ladder
+    # has run out (on a clock that ran ahead, a loaded machine saw "0.0% answered").
+    assert answered is not None and float(answered.group(1)) > 50, text
+    assert re.search(r"Drill clock: (never waited|waited [\d.]+ s in \d+ pauses)", text), text
     html = options.html.read_text(encoding="utf-8")
     # Two charts (the answers curve, the zones' bars); the legends' swatches are small SVGs too.
-    assert html.count('<svg viewBox=') == 2 and "DRILL" in html and '<html lang="en" dir="ltr">' in html
+    assert (
+        html.count("<svg viewBox=") == 2
+        and "DRILL" in html
+        and '<html lang="en" dir="ltr">' in html
+    )
     # The last frame of the bars is the closed campaign's: it says what the report says.
     frame = text[: text.index("Drill report")].rsplit("Drill time", 1)[-1]
     listed = re.search(r"Not accounted for: (\d+)", text)
