@@ -8,7 +8,9 @@ to visits and the unreached list before the residents' answers had been read ("0
 So the drill runs on a :class:`dispatch.clock.DrillClock` that the demo pauses while the service
 is behind (a virtual time barrier) and resumes once it has caught up: the messages due, the
 answers received (in the inbox, or in the webhooks' spool while the database was slow) and the
-calls placed up to :data:`LAG` ago are all dealt with. The simulated
+calls due up to :data:`LAG` ago are all dealt with (placed: a call's request is an outbox row).
+A call under way does not hold the clock: it takes real seconds by nature (it rings, the callee
+listens and presses), and one whose end never comes would hold the drill for good. The simulated
 people answer on the same clock (``fakes.people`` in manual mode, moved by the demo), and the
 service stamps what it records with it. On an idle machine the service keeps within the lag and
 the clock never stops; on a loaded one the drill takes longer and tells the same story.
@@ -24,20 +26,20 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dispatch.clock import DrillClock
-from dispatch.models import InboundMessage, OutboxMessage, OutboxStatus, VoiceCall
+from dispatch.models import InboundMessage, OutboxMessage, OutboxStatus
 
 # Work older than this (in real seconds, on the drill clock) means the service is behind. Half a
 # second is two and a half minutes of drill time at 300 times the real pace: far inside the
 # ladder's steps (15 min, 45 min, 2 h), and more than an idle machine needs.
 LAG = timedelta(seconds=0.5)
 # A pause that lasts this long (real seconds) is let go for a moment: something that never
-# drains (a call whose end never comes) must not stop the drill for good.
+# drains must not stop the drill for good.
 MAX_PAUSE = 20.0
 
 
 def behind(session: Session, *, now: datetime, lag: timedelta = LAG) -> str | None:
-    """What the service has not done yet that was due ``lag`` before ``now`` (a message to send,
-    an answer to read, a call still under way); None when it has caught up."""
+    """What the service has not done yet that was due ``lag`` before ``now`` (a message or a call
+    to send, an answer to read); None when it has caught up."""
     cutoff = now - lag
     waiting = {
         "outbox": select(OutboxMessage.id).where(
@@ -50,12 +52,6 @@ def behind(session: Session, *, now: datetime, lag: timedelta = LAG) -> str | No
             InboundMessage.parked_at.is_(None),
             InboundMessage.sender.is_not(None),
             InboundMessage.received_at <= cutoff,
-        ),
-        "calls": select(VoiceCall.id).where(
-            VoiceCall.inbound.is_(False),
-            VoiceCall.ended_at.is_(None),
-            VoiceCall.status != "queued",
-            VoiceCall.created_at <= cutoff,
         ),
     }
     for name, query in waiting.items():

@@ -21,6 +21,7 @@ import io
 import itertools
 import operator
 import re
+import threading
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -830,6 +831,15 @@ def import_list(
         )
 
 
+# Imports under way that paused the collector, and whether it was on before the first of them:
+# the console imports in worker threads, so two can overlap, and the collector must come back
+# on when the last one ends (a thread that saw it off because another paused it must not leave
+# it off for good).
+_gc_lock = threading.Lock()
+_gc_pausers = 0
+_gc_was_enabled = False
+
+
 @contextlib.contextmanager
 def _cyclic_gc_paused() -> Iterator[None]:
     """The cyclic garbage collector off while a list is imported, as it was afterwards.
@@ -837,14 +847,21 @@ def _cyclic_gc_paused() -> Iterator[None]:
     An import keeps every row's report and builds hundreds of thousands of small objects, few
     of them in reference cycles; the collector would walk the growing heap again and again
     (a fifth of the CPU time at 20,000 rows). Memory is freed by reference counting all the
-    same, and the collector catches up once it is back on."""
-    enabled = gc.isenabled()
-    gc.disable()
+    same, and the collector catches up once it is back on. Overlapping imports (threads) count
+    themselves in and out: the last one out restores what the first one in found."""
+    global _gc_pausers, _gc_was_enabled
+    with _gc_lock:
+        if _gc_pausers == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_pausers += 1
     try:
         yield
     finally:
-        if enabled:
-            gc.enable()
+        with _gc_lock:
+            _gc_pausers -= 1
+            if _gc_pausers == 0 and _gc_was_enabled:
+                gc.enable()
 
 
 def _import_list(
