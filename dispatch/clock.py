@@ -130,7 +130,7 @@ class ManualClock:
         asyncio.get_running_loop().call_soon(self._release_next)
 
 
-class DrillClock:
+class DrillClock(SystemClock):
     """The real time, except that it can be made to stand still: a rehearsed drill's clock that
     waits for the service (the demo pauses it while the service is behind and resumes it when
     the service has caught up, so a slow machine slows the drill down instead of letting the
@@ -138,7 +138,7 @@ class DrillClock:
 
     :meth:`now` never goes back: paused, it stays where it was; resumed, it goes on from there
     at the real pace (behind the real time by every pause so far, :attr:`held`). Sleeping and
-    :meth:`monotonic` are real: rates and round trips are measured in real seconds. Safe to
+    :meth:`monotonic` are the system clock's (inherited): rates and round trips are measured in real seconds. Safe to
     read from threads.
     """
 
@@ -176,17 +176,7 @@ class DrillClock:
                 self._offset = max(self._offset, self._real() - self._paused_at)
                 self._paused_at = None
 
-    def monotonic(self) -> float:
-        return time.perf_counter()
-
-    async def sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            await asyncio.sleep(seconds)
-
     async def sleep_until(self, when: datetime) -> None:
         """Sleeps in real seconds until ``when`` on this clock would be reached at the real
         pace (a pause meanwhile makes the sleeper early, never late)."""
         await self.sleep((when - self.now()).total_seconds())
-
-    def hold(self) -> Callable[[], None]:
-        return _nothing
