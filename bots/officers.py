@@ -640,6 +640,7 @@ def _open_help(desk: Desk, authority: Authority) -> None:
             age=duration(desk.language, row.age_seconds),
             owner=row.owner or t(desk.language, "dispatch.alert.nobody"),
         )
+        + (f" · {t(desk.language, 'dispatch.answered.mark')}" if row.later_ok_at else "")
         for row in rows
     ]
     desk.replies.append(Prompt(text=fitting(desk, head, lines)))

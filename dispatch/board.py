@@ -235,13 +235,20 @@ class QueueRow:
     owner: str
     owner_staff_id: int | None
     campaign_id: int | None
+    later_ok_at: datetime | None = None  # the resident has since answered a check-in "I'm OK"
 
 
 def queue_version(session: Session, *, authority_ids: list[int]) -> str:
     """Changes whenever an open help alert appears, changes hands or is closed: a cheap way for
     the page to know it must redraw."""
     row = session.execute(
-        select(func.count(), func.max(Alert.id), func.max(Alert.taken_at), func.max(Alert.climb))
+        select(
+            func.count(),
+            func.max(Alert.id),
+            func.max(Alert.taken_at),
+            func.max(Alert.climb),
+            func.max(Alert.later_ok_at),
+        )
         .join(Person, Person.id == Alert.person_id)
         .where(
             Alert.kind.in_(HELP_KINDS),
@@ -249,13 +256,13 @@ def queue_version(session: Session, *, authority_ids: list[int]) -> str:
             Person.authority_id.in_(authority_ids),
         )
     ).one()
-    count, last, taken, climb = row
+    count, last, taken, climb, later_ok = row
     closed = session.scalar(
         select(func.max(Alert.resolved_at))
         .join(Person, Person.id == Alert.person_id)
         .where(Alert.kind.in_(HELP_KINDS), Person.authority_id.in_(authority_ids))
     )
-    stamp = [str(count), str(last), str(taken), str(climb), str(closed)]
+    stamp = [str(count), str(last), str(taken), str(climb), str(closed), str(later_ok)]
     return "-".join(part.replace(" ", "T") for part in stamp)
 
 
@@ -341,6 +348,7 @@ def help_queue(
                 owner=owner,
                 owner_staff_id=alert.owner_staff_id,
                 campaign_id=alert.campaign_id,
+                later_ok_at=alert.later_ok_at,
             )
         )
     return out

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from config.i18n import t
@@ -338,6 +338,17 @@ def next_visit(session: Session, *, task: Task, now: datetime) -> Task | None:
     ):
         # A closed check-in sends nobody new: the resident stays on the officers' list.
         return None
+    if campaign is not None and task.reason in SILENCE_REASONS:
+        answer = session.scalar(
+            select(CampaignRecipient.answer).where(
+                CampaignRecipient.campaign_id == campaign.id,
+                CampaignRecipient.person_id == task.resident_id,
+            )
+        )
+        if answer == Answer.OK:
+            return (
+                None  # they answered "I'm OK" meanwhile: nobody else is sent on a needless errand
+            )
     return send_visit(
         session, campaign=campaign, resident=resident, reason=task.reason, now=now, exclude=went
     )
@@ -869,3 +880,174 @@ def close_visits(session: Session, *, campaign: Campaign, now: datetime) -> Clos
             )
             told += sent is not None
     return ClosedVisits(withdrawn=len(ending), under_way=len(keep), told=told)
+
+
+# --- what an answer withdraws --------------------------------------------------------------------
+
+# Sent messages an answer has answered: they are marked read.
+ANSWERED_KINDS = ("checkin", "reminder")
+# Queued messages an answer makes pointless: a reminder not sent yet, a call not placed yet.
+WITHDRAWN_KINDS = ("reminder", "call")
+# Visits the ladder sent because the resident was silent: an "I'm OK" ends their reason.
+SILENCE_REASONS = (TaskReason.NO_ANSWER, TaskReason.NO_CHANNEL)
+# Ids per statement in an IN list (well under SQLite's and PostgreSQL's parameter limits).
+ANSWERED_CHUNK = 2000
+
+
+@dataclass(frozen=True)
+class Answered:
+    """One check-in answered (or its resident seen): the campaign, the resident, when."""
+
+    campaign_id: int
+    person_id: int
+    at: datetime
+
+
+def withdraw_for_answers(session: Session, *, answered: Sequence[Answered], ok: bool) -> set[int]:
+    """What answers to check-ins withdraw, for one or many at once: the one definition for every
+    way an answer comes (a button, an SMS number, words, a key pressed in a call, the inbox's
+    batch of OKs, a buddy's "done, all OK").
+
+    - Sent check-ins and reminders are read; a reminder not sent yet and a call not placed yet
+      are cancelled (nobody is asked again, no phone rings, after they answered).
+    - ``ok`` ("I'm OK") also ends the visits the ladder sent for their silence: an offer not yet
+      accepted is withdrawn and its visitor told why (an offer still in the queue is cancelled
+      with it, unheard); a visitor who accepted is told the resident has since answered, and
+      may still look in (their report still counts).
+    - ``ok`` from a resident whose help alert is open changes nothing of the alert's state or
+      owner (the officer decides): the alert shows the answer and its officers are told once
+      (:func:`dispatch.help.said_ok_after_help`).
+
+    A few statements for the whole set; visits and help alerts are read only for its residents
+    (and are few). Returns the residents whose help alert is still open. The caller commits.
+    """
+    if not answered:
+        return set()
+    pairs = {(a.campaign_id, a.person_id) for a in answered}
+    person_ids = sorted({person_id for _, person_id in pairs})
+    campaign_ids = sorted({campaign_id for campaign_id, _ in pairs})
+    chunks = [
+        person_ids[start : start + ANSWERED_CHUNK]
+        for start in range(0, len(person_ids), ANSWERED_CHUNK)
+    ]
+    read: list[int] = []
+    cancelled: list[int] = []
+    for chunk in chunks:
+        for message_id, campaign_id, person_id, kind, status in session.execute(
+            select(
+                OutboxMessage.id,
+                OutboxMessage.campaign_id,
+                OutboxMessage.person_id,
+                OutboxMessage.kind,
+                OutboxMessage.status,
+            ).where(
+                OutboxMessage.person_id.in_(chunk),
+                OutboxMessage.campaign_id.in_(campaign_ids),
+                OutboxMessage.kind.in_(sorted({*ANSWERED_KINDS, *WITHDRAWN_KINDS})),
+                OutboxMessage.status.in_(
+                    (OutboxStatus.SENT, OutboxStatus.DELIVERED, OutboxStatus.QUEUED)
+                ),
+            )
+        ):
+            if (campaign_id, person_id) not in pairs:
+                continue
+            if status == OutboxStatus.QUEUED:
+                if kind in WITHDRAWN_KINDS:
+                    cancelled.append(message_id)
+            elif kind in ANSWERED_KINDS:
+                read.append(message_id)
+    # The statuses again: a worker may have claimed a reminder or a call meanwhile.
+    for ids, status, was in (
+        (read, OutboxStatus.READ, (OutboxStatus.SENT, OutboxStatus.DELIVERED)),
+        (cancelled, OutboxStatus.CANCELLED, (OutboxStatus.QUEUED,)),
+    ):
+        for start in range(0, len(ids), ANSWERED_CHUNK):
+            session.execute(
+                update(OutboxMessage)
+                .where(
+                    OutboxMessage.id.in_(ids[start : start + ANSWERED_CHUNK]),
+                    OutboxMessage.status.in_(was),
+                )
+                .values(status=status)
+                .execution_options(synchronize_session=False)
+            )
+    if not ok:
+        return set()
+    at: dict[tuple[int | None, int], datetime] = {
+        (a.campaign_id, a.person_id): a.at for a in answered
+    }
+    tasks = [
+        task
+        for chunk in chunks
+        for task in session.scalars(
+            select(Task)
+            .where(
+                Task.resident_id.in_(chunk),
+                Task.campaign_id.in_(campaign_ids),
+                Task.status.in_((TaskStatus.OFFERED, TaskStatus.ACCEPTED)),
+                Task.reason.in_(SILENCE_REASONS),
+            )
+            .order_by(Task.id)
+        )
+        if (task.campaign_id, task.resident_id) in pairs
+    ]
+    if tasks:
+        _visits_answered(session, tasks=tasks, at=at)
+    from dispatch.help import said_ok_after_help
+
+    latest: dict[int, datetime] = {}
+    for (_, person_id), when in at.items():
+        latest[person_id] = max(when, latest.get(person_id, when))
+    return said_ok_after_help(session, answered_at=latest)
+
+
+def _visits_answered(
+    session: Session, *, tasks: Sequence[Task], at: dict[tuple[int | None, int], datetime]
+) -> None:
+    """The resident answered "I'm OK": their silence visits end or are told (see above)."""
+    offered = {task.id for task in tasks if task.status == TaskStatus.OFFERED}
+    unheard: set[int] = set()
+    if offered:
+        for message in session.scalars(
+            select(OutboxMessage).where(
+                OutboxMessage.campaign_id.in_(sorted({task.campaign_id for task in tasks})),
+                OutboxMessage.kind.in_(TASK_MESSAGE_KINDS),
+                OutboxMessage.status == OutboxStatus.QUEUED,
+            )
+        ):
+            ids = _task_ids(message.buttons)
+            if ids and ids <= offered:
+                message.status = OutboxStatus.CANCELLED
+                unheard |= ids
+    for task in tasks:
+        now = at[(task.campaign_id, task.resident_id)]
+        campaign = session.get(Campaign, task.campaign_id) if task.campaign_id else None
+        visitor = session.get(Person, task.volunteer_id)
+        resident = session.get(Person, task.resident_id)
+        name = (resident.name if resident else None) or "?"
+        if task.id in offered:
+            task.status, task.closed_at = TaskStatus.CANCELLED, now
+            if task.id in unheard or visitor is None:
+                continue
+            text = campaign_text(
+                campaign, visitor.language, "dispatch.answered.withdrawn", name=name
+            )
+            buttons = None
+            kind = CLOSE_NOTICE_KIND
+        else:
+            if visitor is None:
+                continue
+            language = visitor.language
+            text = campaign_text(campaign, language, "dispatch.answered.under_way", name=name)
+            buttons = [task_buttons(language, task.id)[0][1:]]  # done, could not reach
+            kind = "task"
+        send_to(
+            session,
+            person=visitor,
+            text=text,
+            buttons=buttons,
+            priority=Priority.INTERACTIVE,
+            kind=kind,
+            campaign_id=task.campaign_id,
+            now=now,
+        )

@@ -171,6 +171,8 @@ def _push(
     if alert.climb > 0:
         minutes = max(1, round((now - alert.created_at).total_seconds() / 60))
         lines.insert(0, t(language, "dispatch.alert.climbed", minutes=minutes))
+    if alert.later_ok_at is not None:
+        lines.append(t(language, "dispatch.answered.mark"))
     if channel == Channel.TELEGRAM:
         # Never by SMS: what they need and their own words may be health data.
         if alert.need is not None:
@@ -238,6 +240,70 @@ def tell_on_the_way(
         priority=Priority.INTERACTIVE,
         kind="ack",
         campaign_id=campaign.id if campaign else None,
+        now=now,
+    )
+
+
+# --- the resident says "I'm OK" after asking for help ------------------------------------------
+
+
+def said_ok_after_help(session: Session, *, answered_at: dict[int, datetime]) -> set[int]:
+    """Residents (id -> when) answered a check-in "I'm OK": a help alert of theirs that is open
+    or taken stays as it is (its owner, its climb: the officer decides whether help is still
+    needed), but it records the answer, which the officers' lists show, and the officers who
+    know of it are told once: its owner, else those it was pushed to. Returns the residents
+    whose help alert is open. The caller commits."""
+    ids = sorted(answered_at)
+    still_open: set[int] = set()
+    for start in range(0, len(ids), 2000):
+        for alert in session.scalars(
+            select(Alert)
+            .where(
+                Alert.person_id.in_(ids[start : start + 2000]),
+                Alert.kind.in_(HELP_KINDS),
+                Alert.state.in_((AlertState.OPEN, AlertState.TAKEN)),
+            )
+            .order_by(Alert.id)
+        ):
+            assert alert.person_id is not None
+            still_open.add(alert.person_id)
+            if alert.later_ok_at is not None:
+                continue  # told already
+            now = answered_at[alert.person_id]
+            alert.later_ok_at = now
+            resident = session.get(Person, alert.person_id)
+            if resident is not None:
+                for member in _who_knows(session, alert=alert, resident=resident):
+                    _tell_said_ok(session, alert=alert, resident=resident, member=member, now=now)
+    return still_open
+
+
+def _who_knows(session: Session, *, alert: Alert, resident: Person) -> list[StaffMember]:
+    """The officer who owns the alert; else the officers it has been pushed to so far."""
+    if alert.owner_staff_id is not None:
+        owner = session.get(StaffMember, alert.owner_staff_id)
+        return [owner] if owner is not None and owner.active else []
+    officers = officers_on_duty(session, authority_id=resident.authority_id)
+    return officers if alert.climb > LAST_RUNG else officers[: alert.climb]
+
+
+def _tell_said_ok(
+    session: Session, *, alert: Alert, resident: Person, member: StaffMember, now: datetime
+) -> None:
+    from dispatch.campaigns import for_channel
+
+    channel, address = _address(member)
+    language = language_of(session, member)
+    text = t(language, "dispatch.answered.officer", alert=alert.id, name=resident.name or "?")
+    enqueue(
+        session,
+        channel=channel,
+        address=address,
+        text=for_channel(text, None, channel),
+        priority=Priority.INTERACTIVE,
+        kind="alert",
+        campaign_id=alert.campaign_id,
+        due_at=now,
         now=now,
     )
 
@@ -448,6 +514,7 @@ class OpenHelp:
     age_seconds: float
     owner: str
     need: HelpNeed | None
+    later_ok_at: datetime | None = None  # the resident has since answered a check-in "I'm OK"
 
 
 def open_help(
@@ -472,6 +539,7 @@ def open_help(
             age_seconds=(now - alert.created_at).total_seconds(),
             owner=owner_name(session, alert),
             need=alert.need,
+            later_ok_at=alert.later_ok_at,
         )
         for alert, person in session.execute(query).all()
     ]

@@ -403,6 +403,9 @@ class Alert(Base):
     # The resident's own words with a help answer or request: for the officer on Telegram or the
     # console, never in an SMS (it may be health data).
     detail: Mapped[str | None] = mapped_column(String(500))
+    # A help alert's resident answered a check-in "I'm OK" after asking for help: shown to the
+    # officers, who decide (the alert stays open, with its owner and its climb).
+    later_ok_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class DrillSchedule(Base):

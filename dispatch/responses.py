@@ -15,7 +15,8 @@ still takes someone off the unreached list, and the person is told the check-in 
 :func:`take_checkin_answers` is the same "I'm OK" for a whole batch of replies at once (the inbox
 processor's set-based path): what it needs is read with :func:`open_checkins`,
 :func:`latest_kinds` and :func:`latest_campaign_buttons` for every person of the batch in one
-statement each, and the answers, the messages marked read, the reminders cancelled and the
+statement each, and the answers, what they withdraw
+(:func:`dispatch.escalation.withdraw_for_answers`, shared with every other path) and the
 acknowledgements are written in a few statements for the whole batch. It writes exactly what
 :func:`take_campaign_reply` writes for an OK to open check-ins; everything else (help, tasks,
 late answers, free text) keeps the per-message path.
@@ -32,8 +33,21 @@ from sqlalchemy.orm import Session
 
 from config.i18n import t
 from dispatch.campaigns import MESSAGE_KINDS, marked
-from dispatch.escalation import next_visit, raise_alert, send_to, send_visit
-from dispatch.help import raise_help, tell_on_the_way, volunteer_accepted, volunteer_finished
+from dispatch.escalation import (
+    Answered,
+    next_visit,
+    raise_alert,
+    send_to,
+    send_visit,
+    withdraw_for_answers,
+)
+from dispatch.help import (
+    open_help_alert,
+    raise_help,
+    tell_on_the_way,
+    volunteer_accepted,
+    volunteer_finished,
+)
 from dispatch.models import (
     Alert,
     AlertKind,
@@ -194,6 +208,8 @@ def _answer_all(
     campaign = answered[0][1]
     if answer == Answer.HELP:
         key = "dispatch.ack.help"
+    elif open_help_alert(session, resident_id=person.id) is not None:
+        key = "dispatch.answered.help_open"  # glad, and the truth: the request is still open
     elif all(c.status == CampaignStatus.CLOSED for _, c in answered):
         key = "dispatch.ack.late_ok"  # honest: the check-in is over, the answer still counts
     else:
@@ -299,28 +315,11 @@ def record_answer(
     if previous == Answer.NO_ANSWER:
         # A late answer takes the person off the unreached list.
         resolve_unreached(session, campaign_id=campaign.id, person_id=person.id, now=now)
-    session.execute(
-        update(OutboxMessage)
-        .where(
-            OutboxMessage.campaign_id == campaign.id,
-            OutboxMessage.person_id == person.id,
-            OutboxMessage.kind.in_(("checkin", "reminder")),
-            OutboxMessage.status.in_((OutboxStatus.SENT, OutboxStatus.DELIVERED)),
-        )
-        .values(status=OutboxStatus.READ)
-        .execution_options(synchronize_session=False)
-    )
-    # A reminder not sent yet is no longer needed.
-    session.execute(
-        update(OutboxMessage)
-        .where(
-            OutboxMessage.campaign_id == campaign.id,
-            OutboxMessage.person_id == person.id,
-            OutboxMessage.kind.in_(("reminder", "call")),  # nor a call not placed yet
-            OutboxMessage.status == OutboxStatus.QUEUED,
-        )
-        .values(status=OutboxStatus.CANCELLED)
-        .execution_options(synchronize_session=False)
+    # What the answer withdraws (reminders, calls, silence visits): one rule for every path.
+    withdraw_for_answers(
+        session,
+        answered=[Answered(campaign.id, person.id, now)],
+        ok=answer == Answer.OK and previous != Answer.OK,
     )
     if answer == Answer.HELP and previous != Answer.HELP:
         raise_help(
@@ -468,9 +467,13 @@ def _answer_task(
 
 
 def _checked(session: Session, *, task: Task, now: datetime) -> None:
-    """A buddy saw the resident: the ladder stops and any unreached alert is resolved."""
+    """A buddy saw the resident: the ladder stops, nobody asks or calls them again, and any
+    unreached alert is resolved."""
     if task.campaign_id is None:
         return
+    withdraw_for_answers(
+        session, answered=[Answered(task.campaign_id, task.resident_id, now)], ok=False
+    )
     session.execute(
         update(CampaignRecipient)
         .where(
@@ -616,7 +619,7 @@ def take_checkin_answers(session: Session, *, answers: Sequence[CheckinAnswer]) 
     from dispatch.campaigns import for_channel
 
     recipients: list[dict[str, object]] = []
-    pairs: set[tuple[int, int]] = set()
+    answered: list[Answered] = []
     acks: list[dict[str, object]] = []
     for reply in answers:
         person = reply.person
@@ -624,15 +627,25 @@ def take_checkin_answers(session: Session, *, answers: Sequence[CheckinAnswer]) 
             recipients.append(
                 {"id": checkin.recipient_id, "answered_at": checkin.answered_at or reply.now}
             )
-            pairs.add((checkin.campaign.id, person.id))
+            answered.append(Answered(checkin.campaign.id, person.id, reply.now))
             if checkin.answer == Answer.NO_ANSWER:
                 resolve_unreached(
                     session, campaign_id=checkin.campaign.id, person_id=person.id, now=reply.now
                 )
+    bulk_update(
+        session,
+        CampaignRecipient,
+        recipients,
+        same={"answer": Answer.OK, "next_step_at": None},
+    )
+    help_open = withdraw_for_answers(session, answered=answered, ok=True)
+    for reply in answers:
+        person = reply.person
         if reply.channel == Channel.NONE or not person.reachable:
             continue
         campaign = reply.answered[0].campaign
-        text = marked(person.language, campaign.mode, t(person.language, "dispatch.ack.ok"))
+        key = "dispatch.answered.help_open" if person.id in help_open else "dispatch.ack.ok"
+        text = marked(person.language, campaign.mode, t(person.language, key))
         acks.append(
             {
                 "person_id": person.id,
@@ -650,60 +663,8 @@ def take_checkin_answers(session: Session, *, answers: Sequence[CheckinAnswer]) 
                 "created_at": reply.now,
             }
         )
-    bulk_update(
-        session,
-        CampaignRecipient,
-        recipients,
-        same={"answer": Answer.OK, "next_step_at": None},
-    )
-    _mark_answered_messages(session, pairs)
     bulk_insert(session, OutboxMessage, acks)
     return len(acks)
-
-
-def _mark_answered_messages(session: Session, pairs: set[tuple[int, int]]) -> None:
-    """What :func:`record_answer` does to the outbox, for many (campaign, person) pairs: sent
-    check-ins and reminders are read, reminders not sent yet are cancelled."""
-    person_ids = sorted({person_id for _, person_id in pairs})
-    campaign_ids = sorted({campaign_id for campaign_id, _ in pairs})
-    read: list[int] = []
-    cancelled: list[int] = []
-    for chunk in _chunks(person_ids):
-        for message_id, campaign_id, person_id, kind, status in session.execute(
-            select(
-                OutboxMessage.id,
-                OutboxMessage.campaign_id,
-                OutboxMessage.person_id,
-                OutboxMessage.kind,
-                OutboxMessage.status,
-            ).where(
-                OutboxMessage.person_id.in_(chunk),
-                OutboxMessage.campaign_id.in_(campaign_ids),
-                OutboxMessage.kind.in_(("checkin", "reminder")),
-                OutboxMessage.status.in_(
-                    (OutboxStatus.SENT, OutboxStatus.DELIVERED, OutboxStatus.QUEUED)
-                ),
-            )
-        ):
-            if (campaign_id, person_id) not in pairs:
-                continue
-            if status in (OutboxStatus.SENT, OutboxStatus.DELIVERED):
-                read.append(message_id)
-            elif kind == "reminder":
-                cancelled.append(message_id)
-    # The statuses again: a worker may have claimed a reminder meanwhile, as it may between
-    # the two statements of record_answer.
-    for ids, status, was in (
-        (read, OutboxStatus.READ, (OutboxStatus.SENT, OutboxStatus.DELIVERED)),
-        (cancelled, OutboxStatus.CANCELLED, (OutboxStatus.QUEUED,)),
-    ):
-        for chunk in _chunks(ids):
-            session.execute(
-                update(OutboxMessage)
-                .where(OutboxMessage.id.in_(chunk), OutboxMessage.status.in_(was))
-                .values(status=status)
-                .execution_options(synchronize_session=False)
-            )
 
 
 __all__ = [

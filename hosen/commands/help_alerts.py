@@ -56,6 +56,7 @@ def list_help(ctx: Context, args: argparse.Namespace) -> int:
                         "age_seconds": round(row.age_seconds),
                         "owner": row.owner or None,
                         "need": row.need.value if row.need else None,
+                        "later_ok_at": row.later_ok_at.isoformat() if row.later_ok_at else None,
                     },
                     ensure_ascii=False,
                 )
@@ -70,5 +71,6 @@ def list_help(ctx: Context, args: argparse.Namespace) -> int:
         print(
             f"{row.alert_id:>6}  {_age(row.age_seconds):>6}  {row.state.value:<6}  "
             f"{owner[:20]:<20}  {row.resident} ({row.zone})"
+            + ("  [since answered OK]" if row.later_ok_at else "")
         )
     return 0
