@@ -1027,27 +1027,22 @@ def _visits_answered(
         name = (resident.name if resident else None) or "?"
         if task.id in offered:
             task.status, task.closed_at = TaskStatus.CANCELLED, now
-            if task.id in unheard or visitor is None:
+            if task.id in unheard:
                 continue
-            text = campaign_text(
-                campaign, visitor.language, "dispatch.answered.withdrawn", name=name
-            )
-            buttons = None
-            kind = CLOSE_NOTICE_KIND
+            key = "dispatch.answered.withdrawn"
         else:
-            if visitor is None:
-                continue
-            language = visitor.language
-            text = campaign_text(campaign, language, "dispatch.answered.under_way", name=name)
-            buttons = [task_buttons(language, task.id)[0][1:]]  # done, could not reach
-            kind = "task"
+            # A notice, not a new offer: the offer's own buttons (or SMS numbers) still report
+            # the visit, and closing the campaign does not take this message back unsent.
+            key = "dispatch.answered.under_way"
+        if visitor is None:
+            continue
         send_to(
             session,
             person=visitor,
-            text=text,
-            buttons=buttons,
+            text=campaign_text(campaign, visitor.language, key, name=name),
+            buttons=None,
             priority=Priority.INTERACTIVE,
-            kind=kind,
+            kind=CLOSE_NOTICE_KIND,
             campaign_id=task.campaign_id,
             now=now,
         )
