@@ -217,3 +217,110 @@ def test_the_batch_and_one_message_withdraw_the_same_on_an_ok(
         ]
         acks = [text for kind, _, text in one["messages"] if kind == "ack" and drill in text]
         assert acks == [f"{drill} {t(EN, 'dispatch.answered.help_open')}"]
+
+
+def _start(sessions: sessionmaker[Session], authority: Authority, clock: ManualClock) -> int:
+    with sessions() as session:
+        campaign = start_campaign(
+            session,
+            authority=session.get_one(Authority, authority.id),
+            kind=CampaignKind.CHECKIN,
+            mode=CampaignMode.DRILL,
+            audience=Audience(residents_only=True),
+            started_by="test",
+            now=clock.now(),
+            ladder=LADDER,
+        )
+        session.commit()
+        return campaign.id
+
+
+def _accepted_visit(
+    sessions: sessionmaker[Session], campaign_id: int, resident: Person, clock: ManualClock
+) -> int:
+    """The ladder's visit for a silent resident, accepted by their buddy."""
+    clock.advance(40 * 60)
+    with sessions() as session:
+        task = send_visit(
+            session,
+            campaign=session.get_one(Campaign, campaign_id),
+            resident=session.get_one(Person, resident.id),
+            reason=TaskReason.NO_ANSWER,
+            now=clock.now(),
+        )
+        assert task is not None
+        task_id = task.id
+        session.commit()
+    _press(sessions, task_volunteer(sessions, task_id), f"t:{task_id}:accept", clock)
+    return task_id
+
+
+def task_volunteer(sessions: sessionmaker[Session], task_id: int) -> int:
+    with sessions() as session:
+        return session.get_one(Task, task_id).volunteer_id
+
+
+def _press(sessions: sessionmaker[Session], person_id: int, data: str, clock: ManualClock) -> None:
+    clock.advance(60)
+    with sessions() as session:
+        assert take_campaign_reply(
+            session,
+            person=session.get_one(Person, person_id),
+            channel=Channel.TELEGRAM,
+            callback_data=data,
+            now=clock.now(),
+        )
+        session.commit()
+
+
+def test_could_not_reach_after_the_resident_answered_ok_sends_nobody_else(
+    sessions: sessionmaker[Session],
+    authority: Authority,
+    clock: ManualClock,
+    make_person: MakePerson,
+    make_buddy: Callable[..., None],
+) -> None:
+    resident = make_person(language=EN, name="Ruth Adler", needs=("lives_alone",))
+    first = make_person(language=EN, is_volunteer=True, birth_year=1980, name="Yossi Amar")
+    backup = make_person(language=EN, is_volunteer=True, birth_year=1980, name="Eli Gal")
+    make_buddy(resident, first)
+    make_buddy(resident, backup, rank=2)
+    campaign_id = _start(sessions, authority, clock)
+    task_id = _accepted_visit(sessions, campaign_id, resident, clock)
+    _press(sessions, resident.id, f"c:{campaign_id}:ok", clock)
+    # Yossi knocks anyway and finds nobody home: she said she is OK, nobody else is sent.
+    _press(sessions, first.id, f"t:{task_id}:fail", clock)
+    with sessions() as session:
+        tasks = [(task.volunteer_id, task.status) for task in session.scalars(select(Task))]
+        assert tasks == [(first.id, TaskStatus.NOT_REACHED)]
+        assert (
+            session.scalars(select(OutboxMessage).where(OutboxMessage.person_id == backup.id)).all()
+            == []
+        )
+
+
+def test_a_buddys_done_cancels_the_call_waiting_to_ring(
+    sessions: sessionmaker[Session],
+    authority: Authority,
+    clock: ManualClock,
+    make_person: MakePerson,
+    make_buddy: Callable[..., None],
+) -> None:
+    resident = make_person(language=EN, name="Ruth Adler", needs=("lives_alone",))
+    buddy = make_person(language=EN, is_volunteer=True, birth_year=1980, name="Yossi Amar")
+    make_buddy(resident, buddy)
+    campaign_id = _start(sessions, authority, clock)
+    task_id = _accepted_visit(sessions, campaign_id, resident, clock)
+    with sessions() as session:
+        call = place_call(
+            session,
+            campaign=session.get_one(Campaign, campaign_id),
+            person=session.get_one(Person, resident.id),
+            now=clock.now(),
+            due_at=clock.now() + timedelta(minutes=10),
+        )
+        session.commit()
+        call_id = call.id
+    _press(sessions, buddy.id, f"t:{task_id}:done", clock)
+    with sessions() as session:
+        assert session.get_one(OutboxMessage, call_id).status == OutboxStatus.CANCELLED
