@@ -308,6 +308,14 @@ def _tell_said_ok(
     )
 
 
+def reaches(session: Session, person: Person) -> bool:
+    """Whether a message to ``person`` goes out at all (what :func:`send_to` needs): a landline
+    resident without Telegram or SMS is told nothing in writing, so nobody may say they were."""
+    from dispatch.escalation import channel_for
+
+    return person.reachable and channel_for(session, person) != Channel.NONE
+
+
 # --- help at any time ---------------------------------------------------------------------------
 
 

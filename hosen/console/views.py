@@ -644,6 +644,11 @@ class Console:
         if found is None or found[1].authority_id not in self._authority_ids(visit):
             return visit.words("console.queue.gone")
         alert, resident = found
+        if key == "yours" and not help_alerts.reaches(db, resident):
+            # Taken, but no message reaches them: the officer must not believe they were told.
+            return visit.words(
+                "console.queue_untold.yours", alert=alert.id, name=resident.name or "?"
+            )
         return visit.words(
             f"console.queue.{key}",
             alert=alert.id,
