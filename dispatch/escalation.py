@@ -13,6 +13,10 @@ nothing. :func:`run_escalations` (the sweep) moves each silent recipient one ste
 "I need help" skips the ladder: a task for the buddy and an alert at once. A buddy who is a
 minor never gets a home visit alone: the task goes to an adult coordinator of the minor's group,
 who goes together with them. With nobody to send, the officer gets a "no buddy" alert.
+
+An answer stops the ladder: :func:`withdraw_for_answers` is the one rule for what it withdraws
+(a reminder or a call still queued; on "I'm OK", the visits sent for the resident's silence),
+shared by every path an answer takes.
 """
 
 from __future__ import annotations
