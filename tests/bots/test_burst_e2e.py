@@ -129,9 +129,9 @@ def test_a_burst_of_replies_is_stored_once_answered_and_forgeries_refused(
             )
             assert answered == PEOPLE
         assert _all_done(ctx, campaign_id)
-        acknowledged = {
-            c["chat_id"] for c in fake_telegram.calls("sendMessage")
-        } | {m["to"] for m in fake_twilio.sent}
+        acknowledged = {c["chat_id"] for c in fake_telegram.calls("sendMessage")} | {
+            m["to"] for m in fake_twilio.sent
+        }
         assert len(acknowledged) == PEOPLE
     finally:
         ctx.engine.dispose()
