@@ -18,6 +18,12 @@ for as long as its campaign waits on it, and a channel whose every send fails is
 (:func:`dispatch.gates.count_answers`) and probed until it answers. Permanent errors move the
 message to the next channel (:func:`dispatch.delivery.move_on`). Time comes from an injected
 clock.
+
+Idle, a lane's empty claims come further and further apart (``idle_sleep`` doubling to
+``idle_max``) while one read-only look a poll interval (:meth:`Worker._due_watch_loop`) wakes
+it when a message is due on its channel, so a campaign started by another process still goes
+within one poll interval; a commit in this process that queued messages wakes it at once
+(:meth:`Worker.wake_on_enqueue`).
 """
 
 from __future__ import annotations
