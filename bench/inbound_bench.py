@@ -22,7 +22,8 @@ Run: ``python bench/inbound_bench.py [--rate 500] [--seconds 20] [--db sqlite,po
 ``--code DIR`` runs another checkout's server, with its own ``.venv`` if it has one (main's, for
 "before"); ``--py-spy`` samples the server (and ``hosen inbox``) with py-spy, if installed, into
 ``var/spy-*.txt`` and prints the functions by share of the samples. The last table has each run's
-server CPU a reply.
+server CPU a reply. ``--idle SECONDS`` first measures what the serving processes cost while
+nothing arrives and nothing is due (the outbox worker's idle lanes, the processor's polls).
 
 ``--processor-only N`` leaves the server out: the same town, check-in and replies are stored in
 the inbox as the webhooks store them, and one inbox processor, in a process of its own, drains
@@ -528,6 +529,7 @@ def run(
     layout: str,
     spy: bool = False,
     code: Path = ROOT,
+    idle: float = 0.0,
 ) -> dict[str, Any]:
     """One run against ``hosen serve`` of the checkout ``code`` (its own ``.venv`` if it has
     one: main's, for "before")."""
@@ -582,6 +584,18 @@ def run(
             try:
                 _wait_ready(base, secret, server)
                 time.sleep(1.0)  # let start-up work (command menu, first sweep) settle
+                idle_share = float("nan")
+                if idle:
+                    # Nothing arriving, nothing to send: what the serving processes cost
+                    # doing nothing (the outbox worker's idle lanes, the processor's polls).
+                    idle_before = _cpu_seconds(server.pid) + sum(
+                        _cpu_seconds(h.pid) for h in helpers
+                    )
+                    time.sleep(idle)
+                    idle_after = _cpu_seconds(server.pid) + sum(
+                        _cpu_seconds(h.pid) for h in helpers
+                    )
+                    idle_share = (idle_after - idle_before) / idle
                 spies = []
                 if spy:
                     for name, process in [("serve", server)] + [("inbox", h) for h in helpers[:1]]:
@@ -666,6 +680,7 @@ def run(
         "inbox_cpu_load": helper_load,
         "inbox_cpu_total": helper_total,
         "generator_cpu": report["generator_cpu"],
+        "idle_share": idle_share,
         "load_before": load_before,
         "load_during": load_during,
         "log": str(log_path.relative_to(ROOT)),
@@ -704,6 +719,13 @@ def main() -> None:
         action="store_true",
         help="sample the server (and `hosen inbox`) with py-spy during the load and the drain; "
         "collapsed stacks in var/spy-*.txt, a summary on stderr",
+    )
+    parser.add_argument(
+        "--idle",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="before the load, measure the serving processes' CPU while nothing happens",
     )
     parser.add_argument("--generate", help=argparse.SUPPRESS)
     parser.add_argument("--process", help=argparse.SUPPRESS)
@@ -748,9 +770,15 @@ def main() -> None:
             layout=layout,
             spy=args.py_spy,
             code=args.code.resolve(),
+            idle=args.idle,
         )
         results.append(result)
         r = result
+        if args.idle:
+            print(
+                f"\n{r['db']}, {r['layout']}: idle for {args.idle:.0f} s, the serving processes "
+                f"used {100 * r['idle_share']:.1f}% of a core"
+            )
         print(
             f"\n{r['db']}, processor {r['layout']}: {r['sent']} replies, 2xx {r['ok']}, other {r['other']}, "
             f"errors {r['errors']} {r['error_kinds'] or ''} {r['error_samples'] or ''}; load average {r['load_before']:.1f} before, "

@@ -18,6 +18,7 @@ retry a status callback either. Only when the spool too is full is the answer 50
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -99,9 +100,15 @@ class SmsWebhooks:
         now = self.clock()
         spool, database = self.intake.spool, self.intake.database
         sid, state, error_code = receipt.message_sid, receipt.status, receipt.error_code
+        turns = self.intake.turns
         if spool is None or not spool.active:
             try:
-                with unit_of_work(self.sessions) as session:
+                with (
+                    # SQLite: in the webhooks' turn, not in the busy handler behind the
+                    # processor's or the worker's transaction.
+                    turns.urgent() if turns is not None else contextlib.nullcontext(),
+                    unit_of_work(self.sessions) as session,
+                ):
                     record_sms_status(
                         session, message_sid=sid, status=state, error_code=error_code, now=now
                     )

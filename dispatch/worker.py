@@ -18,6 +18,12 @@ for as long as its campaign waits on it, and a channel whose every send fails is
 (:func:`dispatch.gates.count_answers`) and probed until it answers. Permanent errors move the
 message to the next channel (:func:`dispatch.delivery.move_on`). Time comes from an injected
 clock.
+
+Idle, a lane's empty claims come further and further apart (``idle_sleep`` doubling to
+``idle_max``) while one read-only look a poll interval (:meth:`Worker._due_watch_loop`) wakes
+it when a message is due on its channel, so a campaign started by another process still goes
+within one poll interval; a commit in this process that queued messages wakes it at once
+(:meth:`Worker.wake_on_enqueue`).
 """
 
 from __future__ import annotations
@@ -34,15 +40,15 @@ import random
 import secrets
 import socket
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, TypeVar
 
-from sqlalchemy import ColumnElement, Text, cast, exists, func, select, update
+from sqlalchemy import ColumnElement, Text, cast, event, exists, func, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction, sessionmaker
 
 from config.settings import Settings
 from dispatch import calls, delivery, gates, outages, sweeps
@@ -141,7 +147,12 @@ class WorkerConfig:
     max_attempts: int = 6
     backoff_base: float = 2.0
     backoff_cap: float = 60.0  # the longest wait between two tries
+    # An empty claim waits ``idle_sleep``, then twice as long after each further empty one, up
+    # to ``idle_max``; meanwhile one cheap look every ``idle_sleep`` (:meth:`Worker._due_watch_loop`)
+    # wakes a resting channel as soon as a message is due on it, and so does a commit in this
+    # process that queued one (:meth:`Worker.wake_on_enqueue`).
     idle_sleep: float = 0.25
+    idle_max: float = 4.0
     sweep_every: float = 5.0
     lanes_per_channel: int = 2  # concurrent claim→send→record loops per channel in ``run``
     # How often a sending worker reads the channels' shared pauses: under half a send's step
@@ -368,8 +379,13 @@ class Worker:
         config: WorkerConfig | None = None,
         worker_id: str | None = None,
         rng: random.Random | None = None,
+        write_turn: Callable[[], contextlib.AbstractContextManager[None]] | None = None,
     ) -> None:
         self.sessions = sessions
+        # SQLite: the serving process's turns at its one writer (bots.intake.WriteTurns): the
+        # worker's writes wait behind the webhooks' inserts instead of making them (or the
+        # inbox processor they wait for) sleep in SQLite's busy handler.
+        self.write_turn = write_turn
         self.senders = dict(senders)
         self.settings = settings
         self.clock = clock or SystemClock()
@@ -404,6 +420,13 @@ class Worker:
         self._down: set[Channel] = set()
         self._starting = {channel: asyncio.Lock() for channel in self.senders}
         self._recorders = {channel: _Recorder(self, channel) for channel in self.senders}
+        # Idle lanes rest (backing off) until their channel's event is set: by the due watch,
+        # or by :meth:`wake`. ``_resting`` counts the lanes resting on each channel.
+        self._due = {channel: asyncio.Event() for channel in self.senders}
+        self._resting = dict.fromkeys(self.senders, 0)
+        self._event_loop: asyncio.AbstractEventLoop | None = None
+        self.claims_made = 0  # claims run (empty ones included): what idle lanes cost
+        self.looks_made = 0  # the due watch's looks
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -488,11 +511,139 @@ class Worker:
             return self.settings.voice_rate_per_second
         return self.settings.sms_rate_per_second
 
+    # --- waking idle lanes ---------------------------------------------------------------------
+
+    def wake(self, channel: Channel | None = None) -> None:
+        """Something may be due on ``channel`` (None: any): resting lanes claim now. Safe from
+        any thread; before :meth:`run` has started it does nothing (the first claim comes at
+        once anyway)."""
+        loop = self._event_loop
+        if loop is None or loop.is_closed():
+            return
+        channels = [channel] if channel is not None else list(self._due)
+        for one in channels:
+            if one in self._due:
+                try:
+                    loop.call_soon_threadsafe(self._due[one].set)
+                except RuntimeError:  # the loop closed meanwhile
+                    return
+
+    @contextlib.contextmanager
+    def wake_on_enqueue(self) -> Iterator[None]:
+        """While inside, a commit through this worker's sessions that queued outbox rows (a
+        reply, a campaign started from the console) wakes the resting lanes at once."""
+        queued = "hosen.outbox_queued"
+
+        def statement(state: ORMExecuteState) -> None:
+            table = getattr(state.statement, "table", None)
+            if state.is_insert and getattr(table, "name", None) == OutboxMessage.__tablename__:
+                state.session.info[queued] = True
+
+        def before_flush(session: Session, _flush: UOWTransaction, _instances: object) -> None:
+            # ``new`` is empty once flushed: look before.
+            if any(isinstance(item, OutboxMessage) for item in session.new):
+                session.info[queued] = True
+
+        def committed(session: Session) -> None:
+            if session.info.pop(queued, False):
+                self.wake()
+
+        def rolled_back(session: Session, *_: object) -> None:
+            session.info.pop(queued, None)
+
+        hooks: list[tuple[str, Callable[..., None]]] = [
+            ("do_orm_execute", statement),
+            ("before_flush", before_flush),
+            ("after_commit", committed),
+            ("after_soft_rollback", rolled_back),
+        ]
+        for name, hook in hooks:
+            event.listen(self.sessions, name, hook)
+        try:
+            yield
+        finally:
+            for name, hook in hooks:
+                event.remove(self.sessions, name, hook)
+
+    async def _rest(self, stop: asyncio.Event, channel: Channel, seconds: float) -> None:
+        """An idle lane's wait: ``seconds``, or less if its channel is woken or we stop."""
+        due = self._due[channel]
+        self._resting[channel] += 1
+        try:
+            if isinstance(self.clock, SystemClock):
+                waiters = [asyncio.ensure_future(due.wait()), asyncio.ensure_future(stop.wait())]
+                try:
+                    await asyncio.wait(
+                        waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    for waiter in waiters:
+                        waiter.cancel()
+                return
+            # An injected clock: in steps of the poll interval (a sleep on it cannot be
+            # cancelled without moving its time), looking at the event between them.
+            waited = 0.0
+            while waited < seconds and not due.is_set() and not stop.is_set():
+                step = min(self.config.idle_sleep, seconds - waited)
+                await self.clock.sleep(step)
+                waited += step
+        finally:
+            self._resting[channel] -= 1
+
+    async def _due_watch_loop(self, stop: asyncio.Event) -> None:
+        """Every ``idle_sleep``, while lanes rest, one read-only look at whether a message is due
+        on their channels (a campaign started by another process, a retry come due): cheaper
+        than every lane claiming, and a resting lane still claims within one poll interval."""
+        while not stop.is_set():
+            await self._idle(stop, self.config.idle_sleep)
+            if stop.is_set():
+                return
+            now = self.clock.now()
+            channels = tuple(
+                channel
+                for channel, resting in self._resting.items()
+                if resting
+                and not self._due[channel].is_set()
+                and channel not in self._down
+                and self._paused_until.get(channel, now) <= now
+            )
+            if not channels:
+                continue
+            try:
+                due = await self._in_thread(self._due_channels, channels)
+            except (OperationalError, DBAPIError):
+                continue  # the lanes' own claims see the database's trouble
+            for channel in due:
+                self._due[channel].set()
+
+    def _due_channels(self, channels: tuple[Channel, ...]) -> list[Channel]:
+        """Which of ``channels`` have a queued message due now (one statement, each an index
+        probe that stops at the first due row)."""
+        now = self.clock.now()
+        table = table_of(OutboxMessage)
+        with unit_of_work(self.sessions) as session:
+            found = session.execute(
+                select(
+                    *(
+                        exists()
+                        .where(
+                            table.c.status == OutboxStatus.QUEUED,
+                            table.c.channel == channel,
+                            table.c.due_at <= now,
+                        )
+                        .label(f"due_{index}")
+                        for index, channel in enumerate(channels)
+                    )
+                )
+            ).one()
+        self.looks_made += 1
+        return [channel for channel, due in zip(channels, found, strict=True) if due]
+
     # --- one pass ----------------------------------------------------------------------------
 
     async def run_once(self) -> int:
         """Sweep if due, then one claim→send→record round on every channel; rows handled."""
-        await self._in_thread(self._housekeeping)
+        await self._in_thread(self._housekeeping, writes=True)
         up = [channel for channel in self.senders if channel not in self._down]
         counts = await asyncio.gather(*(self._lane(channel) for channel in up))
         return sum(counts)
@@ -501,6 +652,7 @@ class Worker:
         """Work until ``stop`` is set; database outages are waited out, not fatal."""
         if not self._started:
             await self.start()
+        self._event_loop = asyncio.get_running_loop()
         try:
             loops = [
                 self._loop(stop, channel)
@@ -514,9 +666,11 @@ class Worker:
                 self._renewal_loop(stop),
                 self._sender_lease_loop(stop),
                 self._pause_watch_loop(stop),
+                self._due_watch_loop(stop),
                 *loops,
             )
         finally:
+            self._event_loop = None
             await self.close()
 
     async def _loop(self, stop: asyncio.Event, channel: Channel) -> None:
@@ -526,17 +680,27 @@ class Worker:
         failures = 0
         upcoming: asyncio.Future[list[Claimed]] | None = None
         recording: asyncio.Task[None] | None = None
+        rest = self.config.idle_sleep
         await self._bring_up(stop, channel)
         try:
             while not stop.is_set():
                 claimed: list[Claimed] = []
                 try:
+                    if upcoming is None:
+                        self._due[channel].clear()  # before the claim looks: no wake is lost
                     claiming, upcoming = upcoming or self._in_db(self._claim, channel), None
                     claimed = await claiming
                     if not claimed:
                         failures = 0
-                        await self._idle(stop, self._nothing_to_do_for(channel))
+                        paused = self._paused_for(channel)
+                        if paused is not None:
+                            await self._idle(stop, paused)
+                        else:
+                            await self._rest(stop, channel, rest)
+                            rest = min(rest * 2, max(self.config.idle_max, self.config.idle_sleep))
                         continue
+                    rest = self.config.idle_sleep
+                    self._due[channel].clear()
                     upcoming = self._in_db(self._claim, channel)
                     recorder = self._recorders[channel]
                     await self._send_all(channel, claimed, completed=recorder.add)
@@ -566,14 +730,14 @@ class Worker:
         finally:
             await self._wind_down(channel, upcoming, recording)
 
-    def _nothing_to_do_for(self, channel: Channel) -> float:
-        """How long an empty claim waits: to the end of a provider's pause, so that sending
-        resumes when the provider said, not up to an idle sleep after."""
+    def _paused_for(self, channel: Channel) -> float | None:
+        """Seconds left of a provider's pause on ``channel``: an empty claim waits exactly that
+        long, so that sending resumes when the provider said, not up to an idle rest after."""
         paused = self._paused_until.get(channel)
         now = self.clock.now()
         if paused is not None and paused > now:
             return (paused - now).total_seconds()
-        return self.config.idle_sleep
+        return None
 
     async def _wind_down(
         self,
@@ -598,19 +762,31 @@ class Worker:
 
     def _in_db(self, work: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """Database work on this worker's one database thread: claims and records queue up
-        there instead of contending for SQLite's write lock (whose busy handler sleeps)."""
-        future = asyncio.get_running_loop().run_in_executor(self._database, work, *args)
+        there instead of contending for SQLite's write lock (whose busy handler sleeps), and
+        take the serving process's write turn when there is one."""
+        future = asyncio.get_running_loop().run_in_executor(
+            self._database, self._in_turn, work, *args
+        )
         release = self.clock.hold()
         future.add_done_callback(lambda _: release())
         return future
 
-    async def _in_thread(self, work: Callable[..., T], *args: Any) -> T:
-        """Database work on a thread of its own (beside the claims and records)."""
+    async def _in_thread(self, work: Callable[..., T], *args: Any, writes: bool = False) -> T:
+        """Database work on a thread of its own (beside the claims and records); ``writes``:
+        it writes, so it takes the write turn."""
         release = self.clock.hold()
         try:
+            if writes:
+                return await asyncio.to_thread(self._in_turn, work, *args)
             return await asyncio.to_thread(work, *args)
         finally:
             release()
+
+    def _in_turn(self, work: Callable[..., T], *args: Any) -> T:
+        if self.write_turn is None:
+            return work(*args)
+        with self.write_turn():
+            return work(*args)
 
     def _give_back(self, claimed: list[Claimed]) -> None:
         with unit_of_work(self.sessions) as session:
@@ -722,7 +898,7 @@ class Worker:
     async def _housekeeping_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                await self._in_thread(self._housekeeping)
+                await self._in_thread(self._housekeeping, writes=True)
             except (OperationalError, DBAPIError):
                 log.warning("worker %s: database unavailable for housekeeping", self.worker_id)
             await self._idle(stop, self.config.sweep_every / 2)
@@ -767,6 +943,7 @@ class Worker:
             log.info("worker %s: %d expired leases back in the queue", self.worker_id, requeued)
 
     def _claim(self, channel: Channel) -> list[Claimed]:
+        self.claims_made += 1
         now = self.clock.now()
         rate = self._pacers[channel].rate  # the configured rate, less margin and back-off
         # A batch must be sent well within its lease, or the sweep would hand it out again.

@@ -192,7 +192,13 @@ def build_app(
             runtime.tasks.append(asyncio.create_task(processor.run(runtime.stop)))
         # Whoever takes the webhooks replays their spool: with or without the processor.
         runtime.tasks.append(asyncio.create_task(replay_spool()))
-        await _start(ctx, runtime, run_worker=run_worker, run_scheduler=run_scheduler)
+        await _start(
+            ctx,
+            runtime,
+            run_worker=run_worker,
+            run_scheduler=run_scheduler,
+            write_turn=turns.background if turns is not None else None,
+        )
         if freeze_heap:
             freeze_startup_heap()
         try:
@@ -233,12 +239,19 @@ def build_app(
     return app
 
 
-async def _start(ctx: Context, runtime: Runtime, *, run_worker: bool, run_scheduler: bool) -> None:
+async def _start(
+    ctx: Context,
+    runtime: Runtime,
+    *,
+    run_worker: bool,
+    run_scheduler: bool,
+    write_turn: Callable[[], contextlib.AbstractContextManager[None]] | None = None,
+) -> None:
     if runtime.telegram is not None:
         # In the background: Telegram being unreachable must not keep SMS and the worker down.
         runtime.tasks.append(asyncio.create_task(_bring_up_telegram(ctx.settings, runtime)))
     if run_worker:
-        await _start_worker(ctx, runtime)
+        await _start_worker(ctx, runtime, write_turn=write_turn)
     if run_scheduler:
         runtime.tasks.append(asyncio.create_task(_keep_scheduler(ctx, runtime)))
 
@@ -312,21 +325,36 @@ async def _start_telegram(settings: Settings, runtime: Runtime) -> None:
     runtime.watch.mark()
 
 
-async def _start_worker(ctx: Context, runtime: Runtime) -> None:
+async def _start_worker(
+    ctx: Context,
+    runtime: Runtime,
+    *,
+    write_turn: Callable[[], contextlib.AbstractContextManager[None]] | None = None,
+) -> None:
     from dispatch.senders import build_senders
     from dispatch.worker import AnotherWorkerRunning, Worker
 
     senders = build_senders(ctx.settings)
     if not senders:
         return
-    worker = Worker(sessions=ctx.sessions, senders=senders, settings=ctx.settings)
+    # On SQLite the worker takes the same turns as the processor: behind the webhooks.
+    worker = Worker(
+        sessions=ctx.sessions, senders=senders, settings=ctx.settings, write_turn=write_turn
+    )
     try:
         await worker.start()
     except AnotherWorkerRunning as exc:
         log.warning("outbox worker not started here: %s", exc)
         return
     runtime.worker = worker
-    runtime.tasks.append(asyncio.create_task(worker.run(runtime.stop)))
+
+    async def work() -> None:
+        # A reply the processor queued, a campaign started from the console: sent at once,
+        # not at the idle lanes' next look.
+        with worker.wake_on_enqueue():
+            await worker.run(runtime.stop)
+
+    runtime.tasks.append(asyncio.create_task(work()))
 
 
 async def _stop(runtime: Runtime) -> None:

@@ -81,7 +81,8 @@ def run_worker(ctx: Context, args: argparse.Namespace) -> int:
         await _start_when_free(worker, patience=2 * args.lease + 1)
         freeze_startup_heap()
         print(f"worker {worker.worker_id} running; {ctx.settings.channel_summary()}", flush=True)
-        await asyncio.gather(worker.run(stop), beat_until(args.heartbeat, stop))
+        with worker.wake_on_enqueue():  # its own follow-ups (the next channel) go at once
+            await asyncio.gather(worker.run(stop), beat_until(args.heartbeat, stop))
         return 0
 
     try:

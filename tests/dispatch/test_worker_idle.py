@@ -1,0 +1,172 @@
+"""An idle outbox worker: its lanes back off instead of claiming every poll interval, and
+still send a new campaign's first message within one poll interval (the due watch), or at once
+when the campaign was queued in the worker's own process (``wake_on_enqueue``)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from config.settings import Settings
+from dispatch.campaigns import Audience, start_drill_checkin
+from dispatch.clock import ManualClock, SystemClock
+from dispatch.worker import Worker, WorkerConfig
+from registry.models import Authority, Channel
+from tests.dispatch.conftest import MakePerson, ScriptedSender
+
+pytestmark = pytest.mark.db
+
+POLL = 0.25
+IDLE_MAX = 4.0
+
+
+def make_worker(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    clock: ManualClock | SystemClock,
+    *senders: ScriptedSender,
+    **config: object,
+) -> Worker:
+    return Worker(
+        sessions=sessions,
+        senders={sender.channel: sender for sender in senders},
+        settings=settings,
+        clock=clock,
+        config=WorkerConfig(**config),  # type: ignore[arg-type]
+    )
+
+
+def start_campaign(sessions: sessionmaker[Session], authority: Authority, clock: object) -> None:
+    """A drill check-in, committed by a session of its own (as another process would)."""
+    with sessions() as session:
+        start_drill_checkin(
+            session,
+            authority=authority,
+            audience=Audience(),
+            started_by="t",
+            now=clock.now(),  # type: ignore[attr-defined]
+        )
+        session.commit()
+
+
+def test_idle_lanes_back_off_and_a_new_campaign_still_goes_within_a_poll_interval(
+    sessions: sessionmaker[Session],
+    fast_settings: Settings,
+    clock: ManualClock,
+    authority: Authority,
+    make_person: MakePerson,
+    telegram: ScriptedSender,
+    sms: ScriptedSender,
+) -> None:
+    """Two channels, two lanes each, nothing to send for 60 s of the test's clock: claiming
+    every poll interval would be 4 × 240 claims; backing off to 4 s, it is a few dozen, and one
+    read-only look a poll interval. Then a campaign started by another session (no wake in
+    this process) is sent no later than one poll interval after it was committed."""
+    make_person(needs=("lives_alone",))
+    lanes = 2 * 2
+    worker = make_worker(
+        sessions, fast_settings, clock, telegram, sms, idle_sleep=POLL, idle_max=IDLE_MAX
+    )
+
+    async def go() -> float:
+        stop = asyncio.Event()
+        running = asyncio.create_task(worker.run(stop))
+        await clock.sleep(60.0)
+        idle_claims = worker.claims_made
+        looks = worker.looks_made
+        # Claiming every poll interval: lanes × 240. Backing off: the first 3.75 s take four
+        # claims a lane, then one every 4 s.
+        assert idle_claims <= lanes * (4 + 60 / IDLE_MAX + 1), idle_claims
+        assert idle_claims * 10 < lanes * 60 / POLL
+        assert looks >= 60 / POLL * 0.9  # the watch looked every poll interval meanwhile
+        assert telegram.sent == [] and sms.sent == []
+        await clock.sleep(1.3)  # somewhere inside the lanes' 4-second rest
+        started = clock.now()
+        await asyncio.to_thread(start_campaign, sessions, authority, clock)
+        for _ in range(400):
+            if telegram.sent:
+                break
+            await clock.sleep(0.01)
+        stop.set()
+        await asyncio.wait_for(running, timeout=20)
+        assert telegram.sent, "the campaign was never sent"
+        return (telegram.sent[0][0] - started).total_seconds()
+
+    delay = asyncio.run(go())
+    assert delay <= POLL + 0.02, delay
+
+
+def test_a_lane_that_found_work_claims_again_at_once(
+    sessions: sessionmaker[Session],
+    fast_settings: Settings,
+    clock: ManualClock,
+    authority: Authority,
+    make_person: MakePerson,
+    telegram: ScriptedSender,
+) -> None:
+    """The back-off is for idle lanes only: after a long rest, a campaign of several people is
+    sent at the channel's rate, not one claim per rest."""
+    for _ in range(5):
+        make_person(needs=("lives_alone",))
+    worker = make_worker(
+        sessions, fast_settings, clock, telegram, idle_sleep=POLL, idle_max=IDLE_MAX
+    )
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        running = asyncio.create_task(worker.run(stop))
+        await clock.sleep(20.0)
+        await asyncio.to_thread(start_campaign, sessions, authority, clock)
+        started = clock.now()
+        for _ in range(300):
+            if len(telegram.sent) == 5:
+                break
+            await clock.sleep(0.01)
+        stop.set()
+        await asyncio.wait_for(running, timeout=20)
+        assert len(telegram.sent) == 5
+        last = max(at for at, _ in telegram.sent)
+        rate = fast_settings.telegram_rate_per_second
+        assert last - started <= timedelta(seconds=POLL + 5 / rate + 0.05)
+
+    asyncio.run(go())
+
+
+def test_a_campaign_queued_in_this_process_wakes_a_resting_lane_at_once(
+    sessions: sessionmaker[Session],
+    fast_settings: Settings,
+    authority: Authority,
+    make_person: MakePerson,
+) -> None:
+    """With a poll interval and a rest of an hour, only the wake of a commit that queued
+    outbox rows can send the campaign: the wait below is a guard, not a measure."""
+    make_person(needs=("lives_alone",))
+    clock = SystemClock()
+    telegram = ScriptedSender(Channel.TELEGRAM, clock)  # type: ignore[arg-type]
+    worker = make_worker(
+        sessions, fast_settings, clock, telegram, idle_sleep=3600.0, idle_max=3600.0
+    )
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        with worker.wake_on_enqueue():
+            running = asyncio.create_task(worker.run(stop))
+            while worker.claims_made < 2:  # both lanes have claimed once and rest
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.05)
+            claims = worker.claims_made
+            await asyncio.to_thread(start_campaign, sessions, authority, clock)
+            for _ in range(2000):
+                if telegram.sent:
+                    break
+                await asyncio.sleep(0.01)
+            stop.set()
+            await asyncio.wait_for(running, timeout=20)
+        assert telegram.sent, "the resting lanes were not woken"
+        assert worker.claims_made > claims
+        assert worker.looks_made == 0  # no poll interval went by: the wake did it
+
+    asyncio.run(go())
