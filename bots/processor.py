@@ -105,9 +105,12 @@ def claim(
     """Take up to ``limit`` waiting rows, oldest first; a sender's rows only in the order they
     came, from their first unfinished one on. The ids, in the order to process; see
     :func:`claim_rows`."""
-    return [row.id for row in claim_rows(
-        session, holder=holder, now=now, limit=limit, lease=lease, skip_locked=skip_locked
-    )]
+    return [
+        row.id
+        for row in claim_rows(
+            session, holder=holder, now=now, limit=limit, lease=lease, skip_locked=skip_locked
+        )
+    ]
 
 
 def claim_rows(

@@ -194,13 +194,13 @@ def _plain_delivery(payload: dict[str, Any]) -> Delivery | None:
             channel=Channel.TELEGRAM, address=address, button=data.removeprefix(CALLBACK_PREFIX)
         )
         return Delivery(provider_key=key, inbound=inbound, payload=payload, group_chat=not private)
-    message = payload.get("message")
-    if not _is_message(message) or ("from" in message and not _is_user(message["from"])):
+    said: Any = payload.get("message")
+    if not _is_message(said) or ("from" in said and not _is_user(said["from"])):
         return None
-    text = message.get("text")
-    if not isinstance(text, str) or "contact" in message or "location" in message:
+    text = said.get("text")
+    if not isinstance(text, str) or "contact" in said or "location" in said:
         return None
-    chat = message["chat"]
+    chat = said["chat"]
     private = chat["type"] == "private"
     inbound = Inbound(channel=Channel.TELEGRAM, address=str(chat["id"]), text=text)
     return Delivery(
