@@ -38,6 +38,7 @@ from dispatch.responses import (
     open_checkins,
 )
 from dispatch.senders import choice_from_reply
+from registry.bulk import among
 from registry.models import Channel, Person, PersonStatus
 from registry.staff import StaffMember
 
@@ -247,7 +248,7 @@ def _conversations(
             for conversation in session.scalars(
                 select(Conversation).where(
                     Conversation.channel == channel,
-                    Conversation.address.in_(addresses[start : start + 2000]),
+                    among(session, Conversation.address, addresses[start : start + 2000]),
                 )
             ):
                 found[(channel, conversation.address)] = conversation
@@ -262,7 +263,10 @@ def _staff(session: Session, keys: set[tuple[Channel, str]]) -> set[tuple[Channe
     for chat, phone in session.execute(
         select(StaffMember.telegram_chat_id, StaffMember.phone).where(
             StaffMember.active.is_(True),
-            or_(StaffMember.telegram_chat_id.in_(chats), StaffMember.phone.in_(phones)),
+            or_(
+                among(session, StaffMember.telegram_chat_id, chats),
+                among(session, StaffMember.phone, phones),
+            ),
         )
     ):
         if chat is not None:
@@ -292,7 +296,7 @@ def _people(
             for start in range(0, len(ids), 2000)
             for person in session.scalars(
                 select(Person).where(
-                    Person.id.in_(ids[start : start + 2000]),
+                    among(session, Person.id, ids[start : start + 2000]),
                     Person.status != PersonStatus.ERASED,
                 )
             )
@@ -313,9 +317,9 @@ def _people(
                 or_(
                     and_(
                         Person.telegram_chat_id.is_not(None),
-                        Person.telegram_chat_id.in_(sorted(chunk_chats)),
+                        among(session, Person.telegram_chat_id, sorted(chunk_chats)),
                     ),
-                    Person.phone.in_(chunk_phones),
+                    among(session, Person.phone, chunk_phones),
                 ),
             )
             .order_by(Person.id.desc())  # the lowest id is written last and wins

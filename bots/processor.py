@@ -33,13 +33,13 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Row, and_, or_, select, update
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from bots.batch import Stored, split
 from bots.dialog import Dialog
@@ -51,7 +51,7 @@ from dispatch.channels.sms import delivery_from_params
 from dispatch.channels.telegram import delivery_from_payload
 from dispatch.models import InboundMessage
 from dispatch.responses import take_checkin_answers
-from registry.bulk import bulk_update
+from registry.bulk import among, bulk_update
 from registry.db import unit_of_work, utcnow
 from registry.models import Channel
 
@@ -103,58 +103,63 @@ def claim(
     skip_locked: bool,
 ) -> list[int]:
     """Take up to ``limit`` waiting rows, oldest first; a sender's rows only in the order they
-    came, from their first unfinished one on.
+    came, from their first unfinished one on. The ids, in the order to process; see
+    :func:`claim_rows`."""
+    return [
+        row.id
+        for row in claim_rows(
+            session, holder=holder, now=now, limit=limit, lease=lease, skip_locked=skip_locked
+        )
+    ]
+
+
+def claim_rows(
+    session: Session,
+    *,
+    holder: str,
+    now: datetime,
+    limit: int,
+    lease: timedelta,
+    skip_locked: bool,
+) -> list[Row[Any]]:
+    """:func:`claim`, returning the claimed rows as the processor reads them, in id order.
 
     A row is waiting while neither processed nor parked, with no live lease (a claim, or the
-    back-off after a failure). The caller commits; the ids come back in the order to process.
+    back-off after a failure). The caller commits.
 
-    The oldest free rows are locked first (``FOR UPDATE SKIP LOCKED`` on PostgreSQL: rows
-    another processor is claiming are left to it), then only their senders' unfinished rows are
-    read, by the sender index, to keep of each sender the rows that follow on from its first
-    unfinished one: a row behind one in flight, backing off, or locked by another processor
-    waits. Each processor thus orders only what it took, never the whole backlog.
+    One statement: the oldest free rows are locked (``FOR UPDATE SKIP LOCKED`` on PostgreSQL:
+    rows another processor is claiming are left to it); of those, a row is taken unless an
+    earlier waiting row of its sender is not among them (in flight, backing off, or locked by
+    another processor): then it waits, and so do its sender's later rows. Both reads use the
+    partial indexes of waiting rows, so each processor reads what it takes and its senders'
+    earlier rows, never the backlog or the processed history, and no two processors decide
+    the same sender's first row: the rows are divided by their locks before anything is read.
     """
-    unfinished = and_(
-        InboundMessage.processed_at.is_(None),
-        InboundMessage.parked_at.is_(None),
-        InboundMessage.sender.is_not(None),
-    )
+    waiting = and_(InboundMessage.processed_at.is_(None), InboundMessage.parked_at.is_(None))
     free = or_(InboundMessage.lease_until.is_(None), InboundMessage.lease_until <= now)
-    oldest = (
+    oldest_rows = (
         select(InboundMessage.id, InboundMessage.sender)
-        .where(unfinished, free)
+        .where(waiting, InboundMessage.sender.is_not(None), free)
         .order_by(InboundMessage.id)
         .limit(limit)
     )
     if skip_locked:
-        oldest = oldest.with_for_update(skip_locked=True)
-    candidates: dict[int, str | None] = {
-        row_id: sender for row_id, sender in session.execute(oldest)
-    }
-    if not candidates:
-        return []
-    senders = sorted({sender for sender in candidates.values() if sender is not None})
-    taken: list[int] = []
-    blocked: set[str] = set()
-    for start in range(0, len(senders), 1000):
-        for row_id, sender in session.execute(
-            select(InboundMessage.id, InboundMessage.sender)
-            .where(
-                InboundMessage.sender.in_(senders[start : start + 1000]),
-                unfinished,
-                InboundMessage.id <= max(candidates),
-            )
-            .order_by(InboundMessage.id)
-        ):
-            if sender is None or sender in blocked:
-                continue
-            if row_id in candidates:
-                taken.append(row_id)
-            else:
-                blocked.add(sender)  # an earlier row of theirs is not ours to take now
-    if not taken:
-        return []
-    ids = session.scalars(
+        oldest_rows = oldest_rows.with_for_update(skip_locked=True)
+    oldest = oldest_rows.cte("oldest")
+    earlier = aliased(InboundMessage)
+    behind = (
+        select(earlier.id)
+        .where(
+            earlier.sender == oldest.c.sender,
+            earlier.id < oldest.c.id,
+            earlier.processed_at.is_(None),
+            earlier.parked_at.is_(None),
+            earlier.id.not_in(select(oldest.c.id)),
+        )
+        .exists()
+    )
+    taken = select(oldest.c.id).where(~behind)
+    rows = session.execute(
         update(InboundMessage)
         .where(InboundMessage.id.in_(taken))
         .values(
@@ -162,10 +167,22 @@ def claim(
             leased_by=holder,
             attempts=InboundMessage.attempts + 1,
         )
-        .returning(InboundMessage.id)
+        .returning(*CLAIMED)
         .execution_options(synchronize_session=False)
     ).all()
-    return sorted(ids)
+    return sorted(rows, key=lambda row: int(row.id))
+
+
+# What a claim returns of each row: all the processor's batch path reads.
+CLAIMED = (
+    InboundMessage.id,
+    InboundMessage.channel,
+    InboundMessage.payload,
+    InboundMessage.received_at,
+    InboundMessage.attempts,
+    InboundMessage.sender,
+    InboundMessage.person_id,
+)
 
 
 @dataclass
@@ -205,10 +222,11 @@ class InboxProcessor:
 
     def step(self) -> list[Done]:
         """One claim and the processing of what it took."""
-        ids = self.claim()
-        if not ids:
+        claimed = self.claim_rows()
+        if not claimed:
             return []
-        done, rest, senders = self.process_quick(ids)
+        ids = [row.id for row in claimed]
+        done, rest, senders = self.process_quick(ids, claimed=claimed)
         if self.on_postgresql and len(rest) > 1:
             done.update({d.inbox_id: d for d in self.process_together(rest, senders=senders)})
         else:
@@ -228,10 +246,13 @@ class InboxProcessor:
             done.update({d.inbox_id: d for d in self._release(held)})
         return [done[inbox_id] for inbox_id in ids]
 
-    def process_quick(self, ids: list[int]) -> tuple[dict[int, Done], list[int], dict[int, str]]:
+    def process_quick(
+        self, ids: list[int], *, claimed: Sequence[Row[Any]] = ()
+    ) -> tuple[dict[int, Done], list[int], dict[int, str]]:
         """The batch's plain "I'm OK" answers to open check-ins, in one transaction of a few
         statements (:mod:`bots.batch`); returns what was done, the ids left for the per-message
-        path (in order) and each row's sender.
+        path (in order) and each row's sender. ``claimed``: the rows as the claim returned them
+        (else they are read again).
 
         The rows are processed and marked so in the same transaction, only while still leased
         to this processor (locked on PostgreSQL): a crash before the commit leaves them all
@@ -241,18 +262,11 @@ class InboxProcessor:
         senders: dict[int, str] = {}
         try:
             with self._turn(), unit_of_work(self.sessions) as session:
+                known = {row.id: row for row in claimed}
                 query = (
-                    select(
-                        InboundMessage.id,
-                        InboundMessage.channel,
-                        InboundMessage.payload,
-                        InboundMessage.received_at,
-                        InboundMessage.attempts,
-                        InboundMessage.sender,
-                        InboundMessage.person_id,
-                    )
+                    select(*((InboundMessage.id,) if known else CLAIMED))
                     .where(
-                        InboundMessage.id.in_(ids),
+                        among(session, InboundMessage.id, ids),
                         InboundMessage.leased_by == self.holder,
                         InboundMessage.processed_at.is_(None),
                         InboundMessage.parked_at.is_(None),
@@ -261,7 +275,9 @@ class InboxProcessor:
                 )
                 if self.on_postgresql:
                     query = query.with_for_update()
-                rows = session.execute(query).all()
+                # Still ours (and, on PostgreSQL, locked until the commit): what a claim
+                # returned of a row does not change while it is leased to us.
+                rows = [known.get(row.id, row) for row in session.execute(query)]
                 senders = {row.id: row.sender for row in rows if row.sender is not None}
                 # A row to be parked takes the per-message path; its sender's later rows wait.
                 stored = [
@@ -319,7 +335,7 @@ class InboxProcessor:
             session.execute(
                 update(InboundMessage)
                 .where(
-                    InboundMessage.id.in_(ids),
+                    among(session, InboundMessage.id, ids),
                     InboundMessage.leased_by == self.holder,
                     InboundMessage.processed_at.is_(None),
                 )
@@ -369,8 +385,11 @@ class InboxProcessor:
         return self.turns.background() if self.turns is not None else contextlib.nullcontext()
 
     def claim(self) -> list[int]:
+        return [row.id for row in self.claim_rows()]
+
+    def claim_rows(self) -> list[Row[Any]]:
         with self._turn(), unit_of_work(self.sessions) as session:
-            return claim(
+            return claim_rows(
                 session,
                 holder=self.holder,
                 now=self.clock(),

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -93,6 +94,9 @@ class OutboxMessage(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+_WAITING = "processed_at IS NULL AND parked_at IS NULL"
+
+
 class InboundMessage(Base):
     """Every inbound Telegram update or SMS, stored before it is acted on.
 
@@ -111,7 +115,24 @@ class InboundMessage(Base):
     """
 
     __tablename__ = "inbox"
-    __table_args__ = (UniqueConstraint("provider_key"),)
+    __table_args__ = (
+        UniqueConstraint("provider_key"),
+        # The processor's claim reads only the rows still waiting: the oldest, then their
+        # senders' earlier ones. Processed rows, kept for the record, are in neither index.
+        Index(
+            "ix_inbox_waiting",
+            "id",
+            sqlite_where=text(f"{_WAITING} AND sender IS NOT NULL"),
+            postgresql_where=text(f"{_WAITING} AND sender IS NOT NULL"),
+        ),
+        Index(
+            "ix_inbox_sender_waiting",
+            "sender",
+            "id",
+            sqlite_where=text(_WAITING),
+            postgresql_where=text(_WAITING),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     provider_key: Mapped[str] = mapped_column(String(80))

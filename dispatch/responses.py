@@ -64,7 +64,7 @@ from dispatch.models import (
     TaskStatus,
 )
 from dispatch.senders import choice_from_reply
-from registry.bulk import bulk_insert, bulk_update
+from registry.bulk import among, bulk_insert, bulk_update
 from registry.models import Channel, Person
 
 # How far back a number or a word is matched to a campaign message.
@@ -537,7 +537,7 @@ def open_checkins(
             )
             .join(Campaign, Campaign.id == CampaignRecipient.campaign_id)
             .where(
-                CampaignRecipient.person_id.in_(chunk),
+                among(session, CampaignRecipient.person_id, chunk),
                 Campaign.kind == CampaignKind.CHECKIN,
                 Campaign.started_at >= since,
                 Campaign.status == CampaignStatus.ACTIVE,
@@ -558,7 +558,7 @@ def latest_kinds(session: Session, *, person_ids: Collection[int]) -> dict[int, 
     for chunk in _chunks(sorted(person_ids)):
         latest = (
             select(func.max(OutboxMessage.id))
-            .where(OutboxMessage.person_id.in_(chunk))
+            .where(among(session, OutboxMessage.person_id, chunk))
             .group_by(OutboxMessage.person_id)
         )
         for person_id, kind in session.execute(
@@ -579,7 +579,7 @@ def latest_campaign_buttons(
         latest = (
             select(func.max(OutboxMessage.id))
             .where(
-                OutboxMessage.person_id.in_(chunk),
+                among(session, OutboxMessage.person_id, chunk),
                 OutboxMessage.kind.in_(MESSAGE_KINDS),
                 OutboxMessage.created_at >= since,
             )

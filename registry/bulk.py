@@ -4,6 +4,9 @@
   list): COPY on PostgreSQL, executemany on SQLite.
 * :func:`stage`, a temporary table of keys for a set-based lookup (an import's municipal
   references and phones, joined to ``person`` in one statement): COPY on PostgreSQL.
+* :func:`among`, ``column IN (values)`` for a batch's lookups: one array parameter on
+  PostgreSQL (``= ANY``), so the statement's text, its conversion and its plan do not change
+  with the number of values; an IN list on SQLite.
 * :func:`bulk_update` and :func:`bulk_upsert`, for the dispatcher's hot path (a batch of sends
   recorded): one statement for the whole batch, over one JSON array of the rows
   (``json_array_elements`` on PostgreSQL, ``json_each`` on SQLite). Values go through each
@@ -20,13 +23,14 @@ from __future__ import annotations
 
 import json
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import date, datetime, time
 from decimal import Decimal
 from enum import Enum
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Column, MetaData, Table, text
+from sqlalchemy import Column, ColumnElement, MetaData, Table, any_, bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateTable
@@ -39,6 +43,17 @@ if TYPE_CHECKING:
 
 def table_of(model: type[Base]) -> Table:
     return cast(Table, model.__table__)
+
+
+def among(session: Session, column: Any, values: Collection[Any]) -> ColumnElement[bool]:
+    """``column IN (values)``: on PostgreSQL ``column = ANY(:array)``, one parameter however
+    many values (an IN list's text differs with every length, so psycopg converts it and the
+    server plans it each time, and a prepared statement is never reused). On SQLite an IN list:
+    the caller keeps each list under SQLite's parameter limit."""
+    if session.get_bind().dialect.name == "postgresql":
+        array = bindparam(None, list(values), type_=ARRAY(column.type), unique=True)
+        return cast("ColumnElement[bool]", column == any_(array))
+    return cast("ColumnElement[bool]", column.in_(list(values)))
 
 
 def bulk_insert(

@@ -193,6 +193,7 @@ class Person(Base):
         UniqueConstraint("authority_id", "phone"),
         UniqueConstraint("authority_id", "external_ref"),
         Index("ix_person_authority_status", "authority_id", "status"),
+        Index("ix_person_phone", "phone"),  # a reply by SMS finds its sender by phone alone
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bots.dialog import Dialog, Inbound
 from bots.inbound import Delivery, accept, handle_inbound
-from bots.processor import InboxProcessor, ProcessorConfig, claim
+from bots.processor import InboxProcessor, ProcessorConfig, claim, decoders
 from config.i18n import t
 from dispatch.campaigns import Audience, marked, start_drill_checkin
 from dispatch.models import (
@@ -533,3 +533,96 @@ def test_a_message_to_be_parked_keeps_its_place_before_a_plain_answer(
             .order_by(OutboxMessage.id)
         ).all()
         assert told == [t("he", "bot.error.internal"), ok]
+
+
+def test_two_processors_divide_a_burst_each_row_once_each_sender_in_order(
+    engine: Any, sessions: sessionmaker[Session], directory: Directory, dialog: Dialog, clock: Clock
+) -> None:
+    """Two processors, engines of their own, step in rounds over one inbox (PostgreSQL): each
+    round both claim at once. Every row is processed once; each sender's rows in the order they
+    came; each processor takes a full batch every round but the last; and no row is decoded by
+    both (neither repeats what the other decides)."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SKIP LOCKED is PostgreSQL's; SQLite serialises writers")
+    senders, batch = 60, 20
+    town(sessions, directory, clock, count=senders, checkins=1)
+    # Three messages each, one sender's after another: a plain answer, then words for the
+    # dialog. A batch's boundary falls inside a sender's three, so one processor holds their
+    # first while the other's claim meets the rest.
+    stored(
+        sessions, clock, [reply(n, said) for n in range(senders) for said in ("1", "STOP", "hello")]
+    )
+    url = engine.url.render_as_string(hide_password=False)
+    lock = threading.Lock()
+    ticks = iter(range(1, 1_000_000))
+
+    def ticking() -> Any:
+        with lock:  # a clock that moves at every reading: processed_at orders what was done
+            return clock.now + timedelta(microseconds=next(ticks))
+
+    decoded: dict[str, list[str]] = {"a": [], "b": []}
+    processed: dict[str, list[int]] = {"a": [], "b": []}
+    rounds, start = 10, threading.Barrier(2)
+
+    def serve(name: str) -> None:
+        own = make_engine(url)
+        base = decoders(region=dialog.region)
+
+        def recording(channel: Channel) -> Callable[[dict[str, Any]], Any]:
+            def decode(payload: dict[str, Any]) -> Any:
+                key = payload.get("MessageSid") or payload.get("update_id")
+                decoded[name].append(f"sms:{key}" if channel == Channel.SMS else f"tg:{key}")
+                return base[channel](payload)
+
+            return decode
+
+        try:
+            work = InboxProcessor(
+                sessions=make_sessionmaker(own),
+                dialog=dialog,
+                clock=ticking,
+                config=ProcessorConfig(batch=batch),
+                decode={channel: recording(channel) for channel in base},
+            )
+            for _ in range(rounds):
+                start.wait()  # both claim at once, every round
+                processed[name].extend(d.inbox_id for d in work.step() if d.processed)
+        finally:
+            own.dispose()
+
+    threads = [threading.Thread(target=serve, args=(name,)) for name in processed]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    with sessions() as session:
+        rows = session.execute(
+            select(
+                InboundMessage.id,
+                InboundMessage.provider_key,
+                InboundMessage.sender,
+                InboundMessage.processed_at,
+            ).order_by(InboundMessage.id)
+        ).all()
+        a, b = processed["a"], processed["b"]
+        assert sorted(a + b) == [row.id for row in rows] and not set(a) & set(b)
+        by_sender: dict[str, list[Any]] = {}
+        for row in rows:
+            by_sender.setdefault(row.sender, []).append(row.processed_at)
+        assert len(by_sender) == senders
+        for times in by_sender.values():
+            assert times == sorted(times) and len(set(times)) == 3, times
+        # While 40 rows wait, each claim takes 20 but for at most two whose sender's first is
+        # in the other's hands: at least 18 each for three rounds.
+        assert min(len(a), len(b)) >= 3 * (batch - 2), (len(a), len(b))
+        key_of = {row.id: row.provider_key for row in rows}
+        assert set(decoded["a"]) == {key_of[i] for i in a}
+        assert set(decoded["b"]) == {key_of[i] for i in b}
+        acks = session.execute(
+            select(OutboxMessage.person_id, func.count())
+            .where(OutboxMessage.kind == "ack")
+            .group_by(OutboxMessage.person_id)
+        ).all()
+        assert len(acks) == senders and {count for _, count in acks} == {1}
+        assert {person_of(session, n).status for n in range(senders)} == {PersonStatus.OPTED_OUT}

@@ -11,7 +11,7 @@ import pytest
 from telegram import Bot, Update
 
 from bots.telegram import PollWatch, keep_polling, restart_if_stalled
-from dispatch.channels.telegram import delivery_from_update
+from dispatch.channels.telegram import delivery_from_payload, delivery_from_update
 from fakes.telegram import FakeTelegram
 
 
@@ -82,6 +82,50 @@ def test_callbacks_lose_their_prefix_and_keep_foreign_ones(builder: FakeTelegram
     )
     assert dialog is not None and dialog.inbound.button == "who:both"
     assert campaign is not None and campaign.inbound.button == "c:17:ok"
+
+
+def test_a_stored_update_decodes_as_python_telegram_bot_decodes_it(builder: FakeTelegram) -> None:
+    """The processor reads plain texts and button presses from the stored dict itself: every
+    kind of update gives the same delivery as python-telegram-bot's objects give."""
+    user = builder.new_user("Dana")
+    group = builder.new_group()
+    asked = builder._incoming(user, None, text="Q")
+    asked["from"] = {"id": 1, "is_bot": True, "first_name": "Hosen"}
+    in_group = builder._incoming(user, group, text="Q")
+    gone = {**asked, "date": 0}  # an inaccessible message: its chat is still given
+    without_message = builder.callback(user, asked, "c:17:ok", check_button=False)
+    del without_message["callback_query"]["message"]
+    without_data = builder.callback(user, asked, "b:x:y", check_button=False)
+    del without_data["callback_query"]["data"]
+    no_from = builder.text(user, "1")
+    del no_from["message"]["from"]
+    malformed = builder.text(user, "1")
+    del malformed["message"]["date"]
+    updates = [
+        builder.text(user, "1"),
+        builder.text(user, "כן"),
+        builder.text(user, "/start ba-7f3k"),
+        builder.text(user, "hello all", chat=group),
+        builder.text(user, "/start", chat=group),
+        no_from,
+        builder.callback(user, asked, "c:17:ok", check_button=False),
+        builder.callback(user, asked, "b:who:both", check_button=False),
+        builder.callback(user, in_group, "c:17:ok", check_button=False),
+        builder.callback(user, gone, "c:17:ok", check_button=False),
+        without_message,
+        without_data,
+        builder.contact(user, "+972525557777"),
+        builder.location(user, 31.61, 34.77),
+        builder.sticker(user),
+        builder.photo(user, caption="me"),
+        builder.edited(builder.text(user, "Noa"), "Noa L"),
+    ]
+    for update in updates:
+        assert delivery_from_payload(update) == delivery_from_update(
+            as_update(update), payload=update
+        ), update
+    with pytest.raises(KeyError):  # what python-telegram-bot refuses is refused as before
+        delivery_from_payload(malformed)
 
 
 @dataclass
