@@ -14,6 +14,7 @@ import secrets
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
@@ -46,6 +47,39 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         choice = metafunc.config.getoption("--db")
         kinds = ["sqlite", "postgresql"] if choice == "all" else [choice]
         metafunc.parametrize("db_kind", kinds, scope="session")
+
+
+# Modules whose module-scoped fixture is costly (a wheel built, prompts synthesised, a town of
+# 6,000 generated): in parallel runs each goes whole to one worker, which builds it once.
+ONE_WORKER = frozenset(
+    {"tests/test_packaging.py", "tests/bots/test_voice_e2e.py", "tests/fakes/test_town.py"}
+)
+
+
+@pytest.hookimpl(trylast=True)  # after pytest has grouped the tests by database
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow tests first, in their order (a stable sort keeps each database's tests
+    together): run in parallel (scripts/test), the suite then ends on short tests rather than
+    on one worker alone with a long one while the others wait."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """pytest-xdist's ``load`` (the default with ``-n``): each test goes to the next free worker
+    in the order above, except that the ``ONE_WORKER`` modules go whole to one worker. (xdist's
+    own ``xdist_group`` mark cannot do it: its ``loadgroup`` renames node ids, which pytest 9.2
+    ignores.)"""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Scheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if module in ONE_WORKER else nodeid
+
+    return Scheduling(config, log)
 
 
 @pytest.fixture(autouse=True)
