@@ -21,6 +21,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+import hosen.schema  # noqa: F401  (every table on Base.metadata, for _empty_all_tables)
 from config.profile import DEFAULT_PROFILE_PATH, Profile, load_profile
 from config.settings import Settings
 from hosen import migrations
@@ -145,14 +146,20 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 
 def _empty_all_tables(eng: Engine) -> None:
-    tables = list(reversed(Base.metadata.sorted_tables))
+    """Every table emptied (children first) and, on PostgreSQL, every sequence back at its start,
+    as in a new database. DELETE rather than TRUNCATE: a test leaves a few rows, and TRUNCATE
+    gives each of the tables and indexes new files, about half a second per test on PostgreSQL
+    where these DELETEs take a few milliseconds."""
     with eng.begin() as conn:
+        for table in reversed(Base.metadata.sorted_tables):
+            conn.execute(table.delete())
         if eng.dialect.name == "postgresql":
-            names = ", ".join(f'"{t.name}"' for t in tables)
-            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-        else:
-            for table in tables:
-                conn.execute(table.delete())
+            conn.execute(
+                text(
+                    "SELECT setval(format('%I.%I', schemaname, sequencename), start_value, false)"
+                    " FROM pg_sequences WHERE schemaname = current_schema()"
+                )
+            )
 
 
 @pytest.fixture
