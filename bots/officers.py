@@ -44,6 +44,7 @@ from dispatch import escalation
 from dispatch import help as help_alerts
 from dispatch.campaigns import Audience, CampaignError, Ladder, start_campaign
 from dispatch.channels.base import Choice, Prompt, Request
+from dispatch.channels.sms import MAX_SMS_SEGMENTS
 from dispatch.estimate import Estimate, estimate_campaign, quiet_hours_of, unconfigured_warnings
 from dispatch.help import ALERT_BUTTON, AlertAction
 from dispatch.models import (
@@ -96,7 +97,6 @@ ALERT_COMMANDS = {"/take": AlertAction.TAKE, "/done": AlertAction.DONE, "/failed
 # Also a resident's own commands (their status and menu, their language): staff's only when
 # staff send them.
 SHARED_WITH_BOTS = frozenset({"/status", "/language"})
-MAX_SMS_SEGMENTS = 3
 MAX_LIST = 40  # lines of a Telegram list (unreached people, tasks)
 MAX_TEXT = 600  # an announcement's text
 OPEN_TASK = (TaskStatus.OFFERED, TaskStatus.ACCEPTED)
@@ -969,7 +969,8 @@ def _campaign_status(desk: Desk, authority: Authority) -> None:
 
 
 def fitting(desk: Desk, head: str, lines: list[str]) -> str:
-    """``head`` and as many lines as fit (3 SMS segments; ``MAX_LIST`` lines on Telegram)."""
+    """``head`` and as many lines as fit (``MAX_SMS_SEGMENTS`` by SMS; ``MAX_LIST`` lines on
+    Telegram)."""
     text = head
     for shown, line in enumerate(lines):
         more = t(desk.language, "officer.more", count=len(lines) - shown)
@@ -1158,7 +1159,7 @@ def _outside(session: Session, task_id: int, groups: list[int]) -> bool:
 
 
 def fitting_choices(desk: Desk, choices: list[Choice]) -> list[Choice]:
-    """By SMS, as many choices as a three-segment numbered list holds."""
+    """By SMS, as many choices as a numbered list of ``MAX_SMS_SEGMENTS`` segments holds."""
     if desk.channel != Channel.SMS:
         return choices
     kept: list[Choice] = []

@@ -31,7 +31,8 @@ language.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+import functools
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -58,6 +59,27 @@ TWIML = "text/xml"
 
 class DatabaseAway(Exception):
     """The database cannot take this callback now (or something waits in the spool before it)."""
+
+
+Route = Callable[["VoiceWebhooks", Request], Awaitable[Response]]
+SignedRoute = Callable[["VoiceWebhooks", Request, dict[str, str]], Awaitable[Response]]
+
+
+def _signed(*required: str) -> Callable[[SignedRoute], Route]:
+    """A Twilio route: the handler gets the signed form's parameters (``required`` among them);
+    an unsigned or forged request, or one without them, is refused before it is called."""
+
+    def wrap(handler: SignedRoute) -> Route:
+        @functools.wraps(handler)
+        async def route(self: VoiceWebhooks, request: Request) -> Response:
+            params = await signed_form(self.settings, request, *required)
+            if isinstance(params, Response):
+                return params
+            return await handler(self, request, params)
+
+        return route
+
+    return wrap
 
 
 @dataclass
@@ -87,17 +109,14 @@ class VoiceWebhooks:
     def _url(self, path: str, **query: str) -> str:
         return f"{self.voices.public_url}{path}?{urlencode(query)}"
 
-    async def call(self, request: Request) -> Response:
+    @_signed("CallSid")
+    async def call(self, request: Request, params: dict[str, str]) -> Response:
         """What an answered outbound call says."""
-        params = await signed_form(self.settings, request, "CallSid")
-        if isinstance(params, Response):
-            return params
         outbox_id = int(request.path_params["outbox"])
         sid = params["CallSid"]
         answered_by = params.get("AnsweredBy")
         try:
-            script = await run_in_threadpool(
-                self._in_db,
+            script = await self._db(
                 calls.call_answered,
                 ordered=False,
                 outbox_id=outbox_id,
@@ -125,18 +144,15 @@ class VoiceWebhooks:
             )
         )
 
-    async def keys(self, request: Request) -> Response:
+    @_signed()
+    async def keys(self, request: Request, params: dict[str, str]) -> Response:
         """A key pressed in a check-in call."""
-        params = await signed_form(self.settings, request)
-        if isinstance(params, Response):
-            return params
         outbox_id = int(request.path_params["outbox"])
         sid, digits = params.get("CallSid", ""), params.get("Digits", "")
         heard_in = _language(request.query_params.get("lang"))
         keys_url = self._url(f"/voice/call/{outbox_id}/keys", lang=heard_in.value)
         try:
-            pressed = await run_in_threadpool(
-                self._in_db,
+            pressed = await self._db(
                 calls.keys_pressed,
                 ordered=True,
                 outbox_id=outbox_id,
@@ -160,17 +176,14 @@ class VoiceWebhooks:
             return self._twiml(voice.again_twiml(self.voices, language=language, keys_url=keys_url))
         return self._goodbye(language, "bye_well" if outcome == CallOutcome.WELL else "bye_help")
 
-    async def status(self, request: Request) -> Response:
+    @_signed("CallSid", "CallStatus")
+    async def status(self, request: Request, params: dict[str, str]) -> Response:
         """A call's status callback."""
-        params = await signed_form(self.settings, request, "CallSid", "CallStatus")
-        if isinstance(params, Response):
-            return params
         sid, state = params["CallSid"], params["CallStatus"]
         outbox_id = int(request.path_params["outbox"])
         answered_by = params.get("AnsweredBy")
         try:
-            await run_in_threadpool(
-                self._in_db,
+            await self._db(
                 calls.call_ended,
                 ordered=True,
                 outbox_id=outbox_id,
@@ -186,15 +199,12 @@ class VoiceWebhooks:
                 return Response(status_code=503)
         return Response(status_code=204)
 
-    async def inbound(self, request: Request) -> Response:
+    @_signed("CallSid", "From")
+    async def inbound(self, request: Request, params: dict[str, str]) -> Response:
         """Someone calls the Hosen number: their open check-in, or the menu."""
-        params = await signed_form(self.settings, request, "CallSid", "From")
-        if isinstance(params, Response):
-            return params
         sid, phone = params["CallSid"], params["From"]
         try:
-            caller = await run_in_threadpool(
-                self._in_db,
+            caller = await self._db(
                 calls.inbound_call,
                 ordered=False,
                 call_sid=sid,
@@ -215,16 +225,14 @@ class VoiceWebhooks:
             voice.menu_twiml(self.voices, language=caller.language, keys_url=keys_url)
         )
 
-    async def inbound_keys(self, request: Request) -> Response:
-        params = await signed_form(self.settings, request, "CallSid", "From")
-        if isinstance(params, Response):
-            return params
+    @_signed("CallSid", "From")
+    async def inbound_keys(self, request: Request, params: dict[str, str]) -> Response:
+        """A key pressed by someone who called in, after their check-in or the menu."""
         sid, phone = params["CallSid"], params["From"]
         digits = params.get("Digits", "")
         heard_in = _language(request.query_params.get("lang"))
         try:
-            language, prompt = await run_in_threadpool(
-                self._in_db,
+            language, prompt = await self._db(
                 _inbound_keys,
                 ordered=True,
                 call_sid=sid,
@@ -254,6 +262,10 @@ class VoiceWebhooks:
                 if path is not None:
                     return FileResponse(path, media_type="audio/wav")
         return Response(status_code=404)
+
+    async def _db(self, action: Callable[..., Any], *, ordered: bool, **params: Any) -> Any:
+        """:meth:`_in_db` on a worker thread, the event loop serving on meanwhile."""
+        return await run_in_threadpool(self._in_db, action, ordered=ordered, **params)
 
     def _in_db(self, action: Callable[..., Any], *, ordered: bool, **params: Any) -> Any:
         """``action`` in a transaction of its own; :class:`DatabaseAway` when the database is

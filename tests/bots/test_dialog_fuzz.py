@@ -256,8 +256,9 @@ def _answers(draft: dict[str, Any]) -> dict[str, Any]:
 
 
 @dataclass
-class Person:
-    """One fuzzed person, at one step, on one channel."""
+class FuzzedChat:
+    """One fuzzed person, at one step, on one channel: each message goes through the
+    provider's decoder and ``handle_inbound``; the texts queued for them in answer come back."""
 
     sessions: sessionmaker[Session]
     dialog: Dialog
@@ -272,7 +273,7 @@ class Person:
             payload = _sms_params(self.address, message)
         delivery: Delivery | None = decoders(region="IL")[self.channel](payload)
         assert delivery is not None
-        self.clock += timedelta(minutes=5)  # well inside the flood allowance
+        self.clock += timedelta(minutes=5)  # inside the flood allowance and a staff PIN session
         with unit_of_work(self.sessions) as session:
             last = session.scalar(select(OutboxMessage.id).order_by(OutboxMessage.id.desc()))
             handle_inbound(session, delivery=delivery, dialog=self.dialog, now=self.clock)
@@ -302,7 +303,7 @@ def _open(
     language: Language,
     start: str,
     draft: dict[str, Any],
-) -> Person:
+) -> FuzzedChat:
     n = next(_numbers)
     address = f"+9725{n % 10_000_000:08d}" if channel == Channel.SMS else str(900_000 + n)
     registered, _, step = start.rpartition(":")
@@ -351,7 +352,7 @@ def _open(
                 allowance=0.0,
             )
         )
-    return Person(sessions, dialog, channel, address, START)
+    return FuzzedChat(sessions, dialog, channel, address, START)
 
 
 @settings(

@@ -28,21 +28,17 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bots.dialog import Dialog
-from bots.inbound import Delivery, handle_inbound
 from bots.models import Conversation
 from bots.officers import STATE, OfficerStep
-from bots.processor import decoders
 from config.i18n import catalog, t
 from config.languages import ALL_LANGUAGES, Language
 from dispatch.models import (
     Alert,
     AlertKind,
     AlertState,
-    OutboxMessage,
     Task,
     TaskReason,
     TaskStatus,
@@ -51,7 +47,7 @@ from registry.db import unit_of_work
 from registry.models import Channel, Group, GroupKind, GroupMember, Person, PhoneKind, Source
 from registry.profile_sync import Directory
 from registry.staff import StaffMember, StaffRole, hash_pin
-from tests.bots.test_dialog_fuzz import START, Message, _sms_params, _telegram_update, texts
+from tests.bots.test_dialog_fuzz import START, FuzzedChat, Message, texts
 
 pytestmark = [pytest.mark.db, pytest.mark.slow]
 
@@ -212,42 +208,12 @@ def _pieces(language: Language) -> frozenset[str]:
 
 
 @dataclass
-class Officer:
-    sessions: sessionmaker[Session]
-    dialog: Dialog
-    channel: Channel
-    address: str
-    clock: Any
-
-    def send(self, message: Message, town: Town) -> list[str]:
+class Officer(FuzzedChat):
+    def send_in(self, message: Message, town: Town) -> list[str]:
+        """``message``, its button data filled with ``town``'s own rows."""
         if message.kind == "button":
             message = Message("button", text=_filled(message.text, town))
-        if self.channel == Channel.TELEGRAM:
-            payload: Any = _telegram_update(int(self.address), message)
-        else:
-            payload = _sms_params(self.address, message)
-        delivery: Delivery | None = decoders(region="IL")[self.channel](payload)
-        assert delivery is not None
-        self.clock += timedelta(minutes=5)  # well inside the flood allowance and the PIN session
-        with unit_of_work(self.sessions) as session:
-            last = session.scalar(select(OutboxMessage.id).order_by(OutboxMessage.id.desc()))
-            handle_inbound(session, delivery=delivery, dialog=self.dialog, now=self.clock)
-        with self.sessions() as session:
-            return list(
-                session.scalars(
-                    select(OutboxMessage.text)
-                    .where(OutboxMessage.address == self.address, OutboxMessage.id > (last or 0))
-                    .order_by(OutboxMessage.id)
-                )
-            )
-
-    def conversation(self) -> Conversation | None:
-        with self.sessions() as session:
-            return session.scalar(
-                select(Conversation).where(
-                    Conversation.channel == self.channel, Conversation.address == self.address
-                )
-            )
+        return self.send(message)
 
 
 def _open(
@@ -330,7 +296,7 @@ def test_no_message_breaks_the_officers_dialog(
         before = officer.conversation()
         assert before is not None
         flow = _flow(before)
-        replies = officer.send(message, town)  # no exception escapes
+        replies = officer.send_in(message, town)  # no exception escapes
         after = officer.conversation()
         assert after is not None
         if after.step == "stopped" and channel == Channel.SMS:
@@ -370,7 +336,7 @@ def test_a_bad_answer_mid_flow_keeps_the_flow_and_asks_again_in_the_officers_lan
         StaffRole.OFFICER,
     )
     for text in ("٩", "🙂", "\u202e٣\u200f", "x" * 4000):
-        replies = officer.send(Message("text", text=text), town)
+        replies = officer.send_in(Message("text", text=text), town)
         assert replies[0].startswith(t(Language.AR, "officer.template.ask"))
         conversation = officer.conversation()
         assert conversation is not None
@@ -382,6 +348,6 @@ def test_a_bad_answer_mid_flow_keeps_the_flow_and_asks_again_in_the_officers_lan
             "offered": [],
         }
     # The number of a choice in another script is the choice (direction marks are invisible).
-    replies = officer.send(Message("text", text="\u200f١"), town)
+    replies = officer.send_in(Message("text", text="\u200f١"), town)
     what = t(Language.AR, "officer.what.drill_checkin")
     assert replies[0] == t(Language.AR, "officer.confirm.summary", what=what, people=2)
