@@ -237,14 +237,17 @@ class RecordIndex:
 
     def matches(self, details: PersonDetails) -> list[PersonRecord]:
         """Like :meth:`PeopleIndex.matches`, by municipal reference and phone."""
-        found: list[PersonRecord] = []
-        for person in (
-            self.by_ref.get(details.external_ref) if details.external_ref else None,
-            self.by_phone.get(details.phone.e164) if details.phone else None,
-        ):
-            if person is not None and all(person is not other for other in found):
-                found.append(person)
-        return found if len(found) < 2 else sorted(found, key=lambda p: p.id or 0)
+        return self.find(details.external_ref, details.phone.e164 if details.phone else None)
+
+    def find(self, ref: str | None, phone: str | None) -> list[PersonRecord]:
+        """The people a municipal reference and an E.164 phone find, by id."""
+        by_ref = self.by_ref.get(ref) if ref else None
+        by_phone = self.by_phone.get(phone) if phone else None
+        if by_ref is None:
+            return [by_phone] if by_phone is not None else []
+        if by_phone is None or by_phone is by_ref:
+            return [by_ref]
+        return sorted((by_ref, by_phone), key=lambda p: p.id or 0)
 
 
 _TABLES: dict[type[object], Table] = {
@@ -991,21 +994,20 @@ def record_consents(
         for g in grants
     ]
     bulk_insert(session, Consent, rows)
-    bulk_insert(
-        session,
-        AuditEntry,
-        [
-            audit.entry_row(
-                actor=actor,
-                action="consent.give",
-                person_id=g.person_id,
-                at=now,
-                kind=g.kind.value,
-                version=g.version,
-            )
-            for g in grants
-        ],
-    )
+    audit_rows = []
+    shared: dict[tuple[ConsentKind, str], object] = {}  # equal details, one object: encoded once
+    for g in grants:
+        entry = audit.entry_row(
+            actor=actor,
+            action="consent.give",
+            person_id=g.person_id,
+            at=now,
+            kind=g.kind.value,
+            version=g.version,
+        )
+        entry["detail"] = shared.setdefault((g.kind, g.version), entry["detail"])
+        audit_rows.append(entry)
+    bulk_insert(session, AuditEntry, audit_rows)
     return len(rows)
 
 
