@@ -5,7 +5,8 @@ Every function takes ``session`` and leaves the commit to its caller (the unit o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import operator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -695,29 +696,39 @@ def _column_values(
     obj: Person | VolunteerProfile | ResidentNeeds | PersonRecord | VolunteerRecord | NeedsRecord,
 ) -> dict[str, object]:
     """An unsaved object's columns as a row, with the column defaults a flush would fill in."""
-    row: dict[str, object] = {}
-    for key, scalar, make in _COLUMN_DEFAULTS[type(obj)]:
-        value = getattr(obj, key)
-        if value is None:
+    keys, read, defaults = _COLUMN_DEFAULTS[type(obj)]
+    row = dict(zip(keys, read(obj), strict=True))
+    for key, scalar, make in defaults:
+        if row[key] is None:
             value = make(None) if make is not None else scalar
             if value is not None:
                 setattr(obj, key, value)  # the object reads as the row it was written as
-        row[key] = value
+                row[key] = value
     return row
 
 
-def _column_defaults(kind: type[object]) -> tuple[tuple[str, object, Any], ...]:
-    """A table's columns but its key, each with its scalar default or the function that makes
-    one (worked out once: an import writes tens of thousands of rows)."""
-    found = []
+def _column_defaults(
+    kind: type[object],
+) -> tuple[
+    tuple[str, ...], Callable[[object], tuple[object, ...]], tuple[tuple[str, object, Any], ...]
+]:
+    """A table's columns but its key, a reader of all of them at once, and the columns that
+    have a default, each with its scalar or the function that makes one (worked out once: an
+    import writes tens of thousands of rows)."""
+    keys = []
+    defaults = []
     for column in _TABLES[kind].columns:
         if column.primary_key:
             continue
+        keys.append(column.key)
         default = column.default
         scalar = default.arg if default is not None and default.is_scalar else None  # type: ignore[attr-defined]
         make = default.arg if default is not None and default.is_callable else None  # type: ignore[attr-defined]
-        found.append((column.key, scalar, make))
-    return tuple(found)
+        if scalar is not None or make is not None:
+            defaults.append((column.key, scalar, make))
+    getter = operator.attrgetter(*keys)
+    read = getter if len(keys) > 1 else lambda obj: (getter(obj),)
+    return tuple(keys), read, tuple(defaults)
 
 
 _COLUMN_DEFAULTS = {kind: _column_defaults(kind) for kind in _TABLES}
