@@ -14,8 +14,9 @@ the changed copy (a tenth updated). With --load-town, ``load_town``'s bulk load 
 people is measured too, for comparison. ``--before DIR`` runs the same steps with the code of
 another checkout (say, ``git worktree add /tmp/main main``) and shows both side by side.
 
-"seconds" is wall-clock time of the step, "cpu" the subprocess's own CPU time (the database
-server's is not in it). Peak memory is the subprocess's maximum resident set size
+"seconds" is wall-clock time of the step, "cpu" the subprocess's own CPU time, "server" the
+CPU time of the PostgreSQL backend that served it (read from ``/proc``: the server must run on
+this machine), "disk MB" what the subprocess wrote to storage (SQLite's file and its WAL). Peak memory is the subprocess's maximum resident set size
 (``getrusage`` ru_maxrss), which includes the interpreter and its libraries. PostgreSQL runs
 in a scratch database created and dropped on 127.0.0.1:5432 as user ``postgres``.
 
@@ -53,6 +54,24 @@ def max_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user and system) of a process on this machine, from ``/proc``: the
+    PostgreSQL backend that serves the import."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def written_mb() -> float:
+    """Bytes this process has caused to be written to storage so far, in MB."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("write_bytes:"):
+            return int(line.split()[1]) / 1e6
+    return float("nan")
+
+
 # -------------------------------------------------------------------------- child steps
 
 
@@ -85,6 +104,12 @@ def child(step: str, url: str, csv_path: Path, rows: int) -> dict[str, Any]:
     if step == "load":
         town = generate_town(profile, size=rows, seed=SEED, year=YEAR, authorities=[AUTHORITY])
     baseline = max_rss_mb()
+    backend = None
+    if url.startswith("postgresql"):
+        with engine.connect() as conn:  # the pool hands the import this same connection
+            backend = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+    server = process_cpu(backend) if backend else 0.0
+    written = written_mb()
     started, cpu = time.perf_counter(), time.process_time()
     with unit_of_work(sessions) as session:
         if step == "load":
@@ -106,11 +131,27 @@ def child(step: str, url: str, csv_path: Path, rows: int) -> dict[str, Any]:
                     list_version="bench",
                 )
             totals = report.totals
+        if (
+            backend
+            and session.connection().exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+            != backend
+        ):
+            backend = None  # another connection served it: no server figure
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    server = (
+        (process_cpu(backend) - server)
+        if backend
+        else float("nan")
+        if url.startswith("postgresql")
+        else 0.0
+    )
+    written = written_mb() - written
     engine.dispose()
     return {
         "seconds": seconds,
         "cpu": cpu,
+        "server_cpu": server,
+        "written_mb": written,
         "totals": totals,
         "peak_mb": max_rss_mb(),
         "baseline_mb": baseline,
@@ -252,7 +293,7 @@ def main() -> int:
 
     print(
         f"\n{'database':<11}{'step':<17}{'code':<8}{'rows':>8}{'seconds':>9}{'cpu':>7}"
-        f"{'rows/s':>9}{'peak MB':>9}  outcome"
+        f"{'server':>7}{'rows/s':>9}{'peak MB':>9}{'disk MB':>8}  outcome"
     )
     for (db, step, code), results in sorted(
         runs.items(), key=lambda kv: (dbs.index(kv[0][0]), [*STEPS, "load_town"].index(kv[0][1]), kv[0][2] != "before")
@@ -260,11 +301,13 @@ def main() -> int:
         seconds = statistics.median(r["seconds"] for r in results)
         cpu = statistics.median(r.get("cpu", 0.0) for r in results)
         peak = statistics.median(r["peak_mb"] for r in results)
+        server = statistics.median(r.get("server_cpu", 0.0) for r in results)
+        disk = statistics.median(r.get("written_mb", 0.0) for r in results)
         totals = results[-1]["totals"]
         outcome = ", ".join(f"{k} {v}" for k, v in totals.items() if v and k in ("created", "updated", "unchanged", "skipped"))  # fmt: skip
         print(
             f"{db:<11}{step:<17}{code:<8}{written:>8}{seconds:>9.1f}{cpu:>7.1f}"
-            f"{written / seconds:>9.0f}{peak:>9.0f}  {outcome}"
+            f"{server:>7.1f}{written / seconds:>9.0f}{peak:>9.0f}{disk:>8.0f}  {outcome}"
         )
     start_load, end_load = load_at_start, os.getloadavg()
     print(
@@ -273,7 +316,8 @@ def main() -> int:
     )
     print(
         f"median of {args.repeat} run(s); seconds: wall clock; cpu: the importing process's "
-        "own CPU seconds; peak MB = max RSS of the step's subprocess (interpreter and libraries "
+        "own CPU seconds; server: the PostgreSQL backend's CPU seconds (0 on SQLite); disk MB: "
+        "what the importing process wrote to storage (SQLite's file and journal); peak MB = max RSS of the step's subprocess (interpreter and libraries "
         "included)"
     )
     return 0

@@ -299,15 +299,20 @@ def _converted(column: Sequence[Any], process: Any) -> list[Any]:
         return list(map(converted_once.__getitem__, column))
     done: dict[Any, Any] = {}
     shaped: dict[str, Any] = {}
+    by_id: dict[int, Any] = {}  # one list or object shared by many rows: its repr once
     converted: list[Any] = []
     append = converted.append
     for item in column:
         if item is None:
             append(None)
         elif isinstance(item, list | dict):
+            if (seen := by_id.get(id(item))) is not None:
+                append(seen)
+                continue
             shape = repr(item)
             if shape not in shaped:
                 shaped[shape] = process(item)
+            by_id[id(item)] = shaped[shape]
             append(shaped[shape])
         else:
             try:

@@ -957,33 +957,31 @@ def _import_rows(batch: _Batch, rows: list[ParsedRow], *, one_by_one: bool = Fal
         for row in rows:
             _import_batch(batch, [row])
         return
-    index = RecordIndex.load(
-        session,
-        authority=batch.authority,
-        keys=[(row.ref, row.phone.e164 if row.phone else None) for row in rows],
-    )
-    keys = [
-        PersonDetails(phone=row.phone, phone_source=PhoneSource.IMPORT, external_ref=row.ref)
-        for row in rows
-    ]
-    found = [index.matches(key) for key in keys]
+    pairs = [(row.ref, row.phone.e164 if row.phone else None) for row in rows]
+    index = RecordIndex.load(session, authority=batch.authority, keys=pairs)
+    found = [index.find(ref, phone) for ref, phone in pairs]
     finders = Counter(id(person) for people in found for person in people)
     done: list[tuple[ParsedRow, PersonRecord, list[str], bool]] = []
-    for row, key, people in zip(rows, keys, found, strict=True):
-        matches = sort_matches(people, key)
-        if (
-            len(people) > 1
-            or matches.displace
-            or matches.conflict
-            or any(finders[id(person)] > 1 for person in people)
-        ):
-            _write(batch, done)
-            done = []
-            session.flush()
-            session.expire_all()  # the bulk writes went around the ORM's objects
-            _import_batch(batch, [row])
-            continue
-        existing = matches.update[0] if matches.update else None
+    for row, people in zip(rows, found, strict=True):
+        existing = None
+        if people:  # else a new person: nobody to merge, displace or share
+            key = PersonDetails(
+                phone=row.phone, phone_source=PhoneSource.IMPORT, external_ref=row.ref
+            )
+            matches = sort_matches(people, key)
+            if (
+                len(people) > 1
+                or matches.displace
+                or matches.conflict
+                or any(finders[id(person)] > 1 for person in people)
+            ):
+                _write(batch, done)
+                done = []
+                session.flush()
+                session.expire_all()  # the bulk writes went around the ORM's objects
+                _import_batch(batch, [row])
+                continue
+            existing = matches.update[0] if matches.update else None
         details = _details(row, existing)
         if existing is None:
             record = PersonRecord(
@@ -1012,6 +1010,7 @@ def _write(batch: _Batch, done: list[tuple[ParsedRow, PersonRecord, list[str], b
         session, [record for _, record, changed, created in done if changed and not created]
     )
     audit_rows = []
+    details: dict[tuple[bool, tuple[str, ...]], object] = {}  # equal details, one object
     for row, record, changed, created in done:
         row.report.person_id = record.id
         row.report.changed = changed
@@ -1019,16 +1018,17 @@ def _write(batch: _Batch, done: list[tuple[ParsedRow, PersonRecord, list[str], b
             Outcome.CREATED if created else Outcome.UPDATED if changed else Outcome.UNCHANGED
         )
         if created or changed:
-            audit_rows.append(
-                audit.entry_row(
-                    actor=batch.actor,
-                    action="person.create" if created else "person.update",
-                    person_id=record.id,
-                    at=now,
-                    fields=changed,
-                    source=Source.IMPORT.value,
-                )
+            entry = audit.entry_row(
+                actor=batch.actor,
+                action="person.create" if created else "person.update",
+                person_id=record.id,
+                at=now,
+                fields=changed,
+                source=Source.IMPORT.value,
             )
+            # Shared, it is encoded once for the batch (bulk_insert).
+            entry["detail"] = details.setdefault((created, tuple(changed)), entry["detail"])
+            audit_rows.append(entry)
     bulk_insert(session, AuditEntry, audit_rows)
     updated = [record.id for _, record, changed, created in done if changed and not created]
     consents = _existing_consents(session, [i for i in updated if i is not None])
@@ -1159,6 +1159,7 @@ def _existing_consents(
 
 
 _NO_NEEDS = NeedsDetails()
+_NO_NEEDS_VALUES = {name: getattr(_NO_NEEDS, name) for name in NEEDS_FIELDS}
 _NEW_VOLUNTEER = VolunteerDetails()
 
 
@@ -1167,9 +1168,11 @@ def _details(row: ParsedRow, existing: Person | PersonRecord | None) -> PersonDe
     needs = None
     if row.needs_help:
         known = existing.needs if existing is not None else None
-        values: dict[str, Any] = {
-            name: getattr(known if known is not None else _NO_NEEDS, name) for name in NEEDS_FIELDS
-        }
+        values: dict[str, Any] = (
+            {name: getattr(known, name) for name in NEEDS_FIELDS}
+            if known is not None
+            else dict(_NO_NEEDS_VALUES)
+        )
         values.update(row.flags)
         if row.contact_name is not None:
             values["emergency_contact_name"] = row.contact_name

@@ -5,7 +5,8 @@ Every function takes ``session`` and leaves the commit to its caller (the unit o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import operator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -237,14 +238,17 @@ class RecordIndex:
 
     def matches(self, details: PersonDetails) -> list[PersonRecord]:
         """Like :meth:`PeopleIndex.matches`, by municipal reference and phone."""
-        found: list[PersonRecord] = []
-        for person in (
-            self.by_ref.get(details.external_ref) if details.external_ref else None,
-            self.by_phone.get(details.phone.e164) if details.phone else None,
-        ):
-            if person is not None and all(person is not other for other in found):
-                found.append(person)
-        return found if len(found) < 2 else sorted(found, key=lambda p: p.id or 0)
+        return self.find(details.external_ref, details.phone.e164 if details.phone else None)
+
+    def find(self, ref: str | None, phone: str | None) -> list[PersonRecord]:
+        """The people a municipal reference and an E.164 phone find, by id."""
+        by_ref = self.by_ref.get(ref) if ref else None
+        by_phone = self.by_phone.get(phone) if phone else None
+        if by_ref is None:
+            return [by_phone] if by_phone is not None else []
+        if by_phone is None or by_phone is by_ref:
+            return [by_ref]
+        return sorted((by_ref, by_phone), key=lambda p: p.id or 0)
 
 
 _TABLES: dict[type[object], Table] = {
@@ -692,29 +696,39 @@ def _column_values(
     obj: Person | VolunteerProfile | ResidentNeeds | PersonRecord | VolunteerRecord | NeedsRecord,
 ) -> dict[str, object]:
     """An unsaved object's columns as a row, with the column defaults a flush would fill in."""
-    row: dict[str, object] = {}
-    for key, scalar, make in _COLUMN_DEFAULTS[type(obj)]:
-        value = getattr(obj, key)
-        if value is None:
+    keys, read, defaults = _COLUMN_DEFAULTS[type(obj)]
+    row = dict(zip(keys, read(obj), strict=True))
+    for key, scalar, make in defaults:
+        if row[key] is None:
             value = make(None) if make is not None else scalar
             if value is not None:
                 setattr(obj, key, value)  # the object reads as the row it was written as
-        row[key] = value
+                row[key] = value
     return row
 
 
-def _column_defaults(kind: type[object]) -> tuple[tuple[str, object, Any], ...]:
-    """A table's columns but its key, each with its scalar default or the function that makes
-    one (worked out once: an import writes tens of thousands of rows)."""
-    found = []
+def _column_defaults(
+    kind: type[object],
+) -> tuple[
+    tuple[str, ...], Callable[[object], tuple[object, ...]], tuple[tuple[str, object, Any], ...]
+]:
+    """A table's columns but its key, a reader of all of them at once, and the columns that
+    have a default, each with its scalar or the function that makes one (worked out once: an
+    import writes tens of thousands of rows)."""
+    keys = []
+    defaults = []
     for column in _TABLES[kind].columns:
         if column.primary_key:
             continue
+        keys.append(column.key)
         default = column.default
         scalar = default.arg if default is not None and default.is_scalar else None  # type: ignore[attr-defined]
         make = default.arg if default is not None and default.is_callable else None  # type: ignore[attr-defined]
-        found.append((column.key, scalar, make))
-    return tuple(found)
+        if scalar is not None or make is not None:
+            defaults.append((column.key, scalar, make))
+    getter = operator.attrgetter(*keys)
+    read = getter if len(keys) > 1 else lambda obj: (getter(obj),)
+    return tuple(keys), read, tuple(defaults)
 
 
 _COLUMN_DEFAULTS = {kind: _column_defaults(kind) for kind in _TABLES}
@@ -991,21 +1005,20 @@ def record_consents(
         for g in grants
     ]
     bulk_insert(session, Consent, rows)
-    bulk_insert(
-        session,
-        AuditEntry,
-        [
-            audit.entry_row(
-                actor=actor,
-                action="consent.give",
-                person_id=g.person_id,
-                at=now,
-                kind=g.kind.value,
-                version=g.version,
-            )
-            for g in grants
-        ],
-    )
+    audit_rows = []
+    shared: dict[tuple[ConsentKind, str], object] = {}  # equal details, one object: encoded once
+    for g in grants:
+        entry = audit.entry_row(
+            actor=actor,
+            action="consent.give",
+            person_id=g.person_id,
+            at=now,
+            kind=g.kind.value,
+            version=g.version,
+        )
+        entry["detail"] = shared.setdefault((g.kind, g.version), entry["detail"])
+        audit_rows.append(entry)
+    bulk_insert(session, AuditEntry, audit_rows)
     return len(rows)
 
 

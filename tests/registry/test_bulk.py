@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dispatch.models import ChatGate, OutboxMessage, OutboxStatus
 from dispatch.outbox import enqueue
-from registry.bulk import bulk_update, bulk_upsert
-from registry.models import Channel
+from registry.bulk import bulk_insert, bulk_update, bulk_upsert
+from registry.models import AuditEntry, Channel
 
 pytestmark = pytest.mark.db
 
@@ -104,3 +104,27 @@ def test_upsert_inserts_new_keys_and_updates_existing_ones(
         (Channel.TELEGRAM, "2"): later,
         (Channel.SMS, "2"): AT,
     }
+
+
+def test_insert_writes_shared_and_equal_json_values_each_as_its_row_has_it(
+    sessions: sessionmaker[Session],
+) -> None:
+    """One detail object shared by many rows, equal ones apart, and different ones: each row
+    reads back its own (the shared object is encoded once, never mixed up with another)."""
+    shared = {"kind": "registration", "version": "v1"}
+    details = [shared, {"kind": "health_data", "version": "v1"}, shared, dict(shared), {}, shared]
+    details.append({"fields": ["language", "name"], "source": "import"})
+    with sessions() as session:
+        bulk_insert(
+            session,
+            AuditEntry,
+            [
+                {"actor": "t", "action": "x", "person_id": None, "at": AT, "detail": detail}
+                for detail in details
+            ],
+        )
+        found = session.scalars(
+            select(AuditEntry.detail).where(AuditEntry.actor == "t").order_by(AuditEntry.id)
+        ).all()
+        session.rollback()
+    assert found == details

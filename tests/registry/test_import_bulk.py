@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from config.languages import Language
 from config.profile import Profile
 from registry import importer
 from registry.bulk import table_of
@@ -247,3 +248,122 @@ def test_records_hold_every_column() -> None:
         columns = [c.key for c in table_of(model).columns if c.key != "person_id"]
         fields = [name for name in record.__dataclass_fields__ if name not in extra]
         assert fields == columns
+
+
+def test_rows_across_batch_boundaries_are_reported_by_their_own_line(
+    session: Session, authority: Authority, profile: Profile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Duplicates of a row in an earlier batch, bad rows and blank lines on either side of a
+    boundary: every row keeps its line number, outcome and reason, and its person."""
+    monkeypatch.setattr(importer, "BATCH", 3)
+    lines = [
+        "10,Rachel,Levi,052-5550010,,,",  # line 2
+        "11,Yosef,Levi,052-5550011,,,",  # 3
+        "12,Noa,Levi,call me,,,",  # 4: kept, by its id, with the phone to fix
+        "",  # 5: blank, not a row
+        "13,Dan,Levi,052-5550013,,,",  # 6
+        "14,Tamar,Levi,052-5550010,,,",  # 7: the phone of line 2, two batches back
+        "10,Again,Levi,052-5550099,,,",  # 8: the id of line 2
+        ",Nobody,Levi,call me,,,",  # 9: no id, no usable phone
+        "15,Ayala,Levi,052-5550015,,,",  # 10
+        "16,Short,row",  # 11: too few cells
+        "17,Eli,Levi,052-5550017,,,",  # 12
+    ]
+    data = "\n".join([HEADER, *lines]).encode()
+    report = import_list(
+        session,
+        data=data,
+        kind="residents",
+        authority=authority,
+        profile=profile,
+        list_name="welfare",
+        list_version="v1",
+        now=NOW,
+    )
+    got = {
+        r.row: (r.outcome.value, [p.key for p in r.problems], [w.key for w in r.warnings])
+        for r in report.rows
+    }
+    assert got == {
+        2: ("created", [], []),
+        3: ("created", [], []),
+        4: ("created", [], ["lists.phone_unusable"]),
+        6: ("created", [], []),
+        7: ("skipped", ["lists.duplicate_phone"], []),
+        8: ("skipped", ["lists.duplicate_id"], []),
+        9: ("skipped", ["lists.phone_unusable_no_key"], []),
+        10: ("created", [], []),
+        11: ("skipped", ["lists.row_cells"], []),
+        12: ("created", [], []),
+    }
+    by_line = {r.row: r for r in report.rows}
+    assert by_line[7].problems[0].params == {"first": 2}
+    assert by_line[8].problems[0].params == {"first": 2}
+    # Each created row names the person its own line made.
+    refs = dict(session.execute(select(Person.id, Person.external_ref)).all())
+    for line, ref in ((2, 10), (3, 11), (4, 12), (6, 13), (10, 15), (12, 17)):
+        assert refs[by_line[line].person_id] == f"welfare:{ref}"
+    assert by_line[4].person_id is not None
+    assert report.totals == {
+        "created": 6,
+        "updated": 0,
+        "unchanged": 0,
+        "skipped": 4,
+        "rows": 10,
+        "with_warnings": 1,
+    }
+    message = by_line[7].problems[0].render(Language.HE)
+    assert "2" in message and message != "lists.duplicate_phone"
+
+
+def test_a_reimport_updates_exactly_the_changed_rows(
+    session: Session, authority: Authority, profile: Profile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the rows whose values changed are updated, audited and stamped; the rest are
+    unchanged to the row and to their stored time."""
+    monkeypatch.setattr(importer, "BATCH", 4)
+    lines = [(str(n), f"Name{n}", "Levi", f"052-55{n:05d}", "עברית", "", "") for n in range(1, 12)]
+    changed_lines = {3, 4, 9}  # positions whose language changes, across three batches
+    second = [
+        (*line[:4], "russian" if n in changed_lines else line[4], *line[5:])
+        for n, line in enumerate(lines)
+    ]
+
+    def run(data: bytes, at: datetime) -> importer.ImportReport:
+        return import_list(
+            session,
+            data=data,
+            kind="residents",
+            authority=authority,
+            profile=profile,
+            list_name="welfare",
+            list_version="v1",
+            now=at,
+        )
+
+    run(csv_of(lines), NOW)
+    audits = session.scalar(select(func.count()).select_from(AuditEntry))
+    later = NOW + timedelta(hours=1)
+    report = run(csv_of(second), later)
+    outcomes = {r.row - 2: (r.outcome.value, r.changed) for r in report.rows}
+    assert outcomes == {
+        n: (("updated", ["language"]) if n in changed_lines else ("unchanged", []))
+        for n in range(len(lines))
+    }
+    stamped = {
+        ref: updated_at
+        for ref, updated_at in session.execute(select(Person.external_ref, Person.updated_at))
+    }
+    assert stamped == {
+        f"welfare:{n + 1}": later if n in changed_lines else NOW for n in range(len(lines))
+    }
+    new_audits = session.execute(
+        select(AuditEntry.action, AuditEntry.detail).order_by(AuditEntry.id).offset(audits)
+    ).all()
+    assert [(action, detail["fields"]) for action, detail in new_audits] == [
+        ("person.update", ["language"])
+    ] * len(changed_lines)
+    languages = dict(session.execute(select(Person.external_ref, Person.language)).all())
+    assert sorted(ref for ref, lang in languages.items() if lang == Language.RU) == sorted(
+        f"welfare:{n + 1}" for n in changed_lines
+    )
