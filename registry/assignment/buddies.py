@@ -416,6 +416,9 @@ def _stage(
     """
     started = time.perf_counter()
     wanted = np.flatnonzero(problem.slot)
+    if not len(wanted):
+        # Nobody to find a volunteer for (the backups' pass has every primary pinned).
+        return _Stage([], np.zeros(len(problem.residents), dtype=bool), 0, 0, proven=True)
     pairs_found = _candidates(problem, area, wanted, rules, rules.candidate_limit)
     prepared = time.perf_counter()
     timings["candidates_s"] += prepared - started
@@ -626,10 +629,13 @@ def _best_coverage(
         return _heaviest_matching(problem, pairs), Pairs.empty()
     matching = _max_matching(problem, pairs)
     # First the heaviest over the candidate lists (cheap: short lists, nothing to open), then
-    # over every pair within reach, which then has only the last few paths left to find.
+    # over every pair within reach, which then has only the last few paths left to find. Over
+    # the lists the matching is already maximum, so only exchanges are looked for there: a
+    # maximum matching has no augmenting path, and an exchange keeps the number matched.
     matching, _ = _passes(
-        problem, area, matching, _CandidateLists(pairs, len(problem.residents)), open_lists=False
-    )
+        problem, area, matching, _CandidateLists(pairs, len(problem.residents)),
+        open_lists=False, maximum=True,
+    )  # fmt: skip
     return _passes(problem, area, matching, {}, open_lists=True)
 
 
@@ -654,12 +660,18 @@ def _passes(
     lists: dict[int, _List],
     *,
     open_lists: bool,
+    maximum: bool = False,
 ) -> tuple[dict[int, int], Pairs]:
-    """Passes of :func:`_augmenting_pairs` until a whole round changes nothing."""
+    """Passes of :func:`_augmenting_pairs` until a whole round changes nothing.
+
+    ``maximum``: ``matching`` is a maximum matching over ``lists``, so the augmenting passes
+    would find nothing (exchanges keep it maximum): only exchange passes are run.
+    """
     extras: list[Pairs] = []
+    kinds = (True,) if maximum else (False, True)
     for _ in range(_MAX_SEARCH_ROUNDS):
         moved = 0
-        for exchanges in (False, True):
+        for exchanges in kinds:
             extra, matching, paths = _augmenting_pairs(
                 problem, area, matching, exchanges=exchanges, lists=lists, open_lists=open_lists
             )
@@ -702,6 +714,10 @@ def _augmenting_pairs(
             primary_of[r] = v
             members[v].append(r)
     load = {v: len(rs) for v, rs in members.items()}
+    left = [r for r in np.flatnonzero(with_slot).tolist() if r not in primary_of]
+    if not left:  # every path starts at a resident without a volunteer
+        return Pairs.empty(), primary_of, 0
+    left.sort(key=lambda r: -int(problem.weight[r]))
     excluded: dict[int, set[int]] = defaultdict(set)
     for r, v in problem.excluded:
         excluded[r].add(v)
@@ -742,8 +758,6 @@ def _augmenting_pairs(
 
     added: dict[tuple[int, int], tuple[int, bool]] = {}
     paths = 0
-    left = [r for r in np.flatnonzero(with_slot).tolist() if r not in primary_of]
-    left.sort(key=lambda r: -int(problem.weight[r]))
     # Volunteers a failed search went through lead nowhere for later searches either (they
     # start from residents of equal or lower priority): the Hungarian method's dead set. It
     # keeps the whole pass near one sweep of the town instead of one sweep per resident.
