@@ -416,6 +416,9 @@ def _stage(
     """
     started = time.perf_counter()
     wanted = np.flatnonzero(problem.slot)
+    if not len(wanted):
+        # Nobody to find a volunteer for (the backups' pass has every primary pinned).
+        return _Stage([], np.zeros(len(problem.residents), dtype=bool), 0, 0, proven=True)
     pairs_found = _candidates(problem, area, wanted, rules, rules.candidate_limit)
     prepared = time.perf_counter()
     timings["candidates_s"] += prepared - started
@@ -507,12 +510,13 @@ def _candidates(
             Pairs.join([found, area.nearest_residents(residents, problem.needs_language, limit)]),
             n_v,
         )
-    known = set((found.resident * n_v + found.volunteer).tolist())
-    asked = set(residents.tolist())
-    extra = [(r, v) for (r, v) in problem.current if r in asked and (r * n_v + v) not in known]
-    if extra:
-        er = np.array([r for r, _ in extra], dtype=np.int64)
-        ev = np.array([v for _, v in extra], dtype=np.int64)
+    extra = np.array(list(problem.current), dtype=np.int64).reshape(-1, 2)
+    asked = np.zeros(len(problem.residents), dtype=bool)
+    asked[residents] = True
+    extra = extra[asked[extra[:, 0]]]
+    extra = extra[~_among(extra[:, 0] * n_v + extra[:, 1], found.resident * n_v + found.volunteer)]
+    if len(extra):
+        er, ev = extra[:, 0], extra[:, 1]
         pr, pv = problem.places_r, problem.places_v
         both = pr.located[er] & pv.located[ev]
         d = np.where(
@@ -534,6 +538,17 @@ def _candidates(
     if problem.excluded:
         ex = np.array([r * n_v + v for r, v in problem.excluded], dtype=np.int64)
         found = found.select(~np.isin(found.resident * n_v + found.volunteer, ex))
+    return found
+
+
+def _among(keys: IntArray, pool: IntArray) -> npt.NDArray[np.bool_]:
+    """``np.isin(keys, pool)`` for few keys in a large pool, by binary search (``np.isin``
+    takes ten times as long there: 0.3 s for the current pairs among a large town's arcs)."""
+    if not len(pool):
+        return np.zeros(len(keys), dtype=bool)
+    ordered = np.sort(pool)
+    at = np.minimum(np.searchsorted(ordered, keys), len(ordered) - 1)
+    found: npt.NDArray[np.bool_] = ordered[at] == keys
     return found
 
 
@@ -626,10 +641,13 @@ def _best_coverage(
         return _heaviest_matching(problem, pairs), Pairs.empty()
     matching = _max_matching(problem, pairs)
     # First the heaviest over the candidate lists (cheap: short lists, nothing to open), then
-    # over every pair within reach, which then has only the last few paths left to find.
+    # over every pair within reach, which then has only the last few paths left to find. Over
+    # the lists the matching is already maximum, so only exchanges are looked for there: a
+    # maximum matching has no augmenting path, and an exchange keeps the number matched.
     matching, _ = _passes(
-        problem, area, matching, _CandidateLists(pairs, len(problem.residents)), open_lists=False
-    )
+        problem, area, matching, _CandidateLists(pairs, len(problem.residents)),
+        open_lists=False, maximum=True,
+    )  # fmt: skip
     return _passes(problem, area, matching, {}, open_lists=True)
 
 
@@ -654,12 +672,18 @@ def _passes(
     lists: dict[int, _List],
     *,
     open_lists: bool,
+    maximum: bool = False,
 ) -> tuple[dict[int, int], Pairs]:
-    """Passes of :func:`_augmenting_pairs` until a whole round changes nothing."""
+    """Passes of :func:`_augmenting_pairs` until a whole round changes nothing.
+
+    ``maximum``: ``matching`` is a maximum matching over ``lists``, so the augmenting passes
+    would find nothing (exchanges keep it maximum): only exchange passes are run.
+    """
     extras: list[Pairs] = []
+    kinds = (True,) if maximum else (False, True)
     for _ in range(_MAX_SEARCH_ROUNDS):
         moved = 0
-        for exchanges in (False, True):
+        for exchanges in kinds:
             extra, matching, paths = _augmenting_pairs(
                 problem, area, matching, exchanges=exchanges, lists=lists, open_lists=open_lists
             )
@@ -702,6 +726,10 @@ def _augmenting_pairs(
             primary_of[r] = v
             members[v].append(r)
     load = {v: len(rs) for v, rs in members.items()}
+    left = [r for r in np.flatnonzero(with_slot).tolist() if r not in primary_of]
+    if not left:  # every path starts at a resident without a volunteer
+        return Pairs.empty(), primary_of, 0
+    left.sort(key=lambda r: -int(problem.weight[r]))
     excluded: dict[int, set[int]] = defaultdict(set)
     for r, v in problem.excluded:
         excluded[r].add(v)
@@ -742,8 +770,6 @@ def _augmenting_pairs(
 
     added: dict[tuple[int, int], tuple[int, bool]] = {}
     paths = 0
-    left = [r for r in np.flatnonzero(with_slot).tolist() if r not in primary_of]
-    left.sort(key=lambda r: -int(problem.weight[r]))
     # Volunteers a failed search went through lead nowhere for later searches either (they
     # start from residents of equal or lower priority): the Hungarian method's dead set. It
     # keeps the whole pass near one sweep of the town instead of one sweep per resident.
@@ -997,26 +1023,48 @@ def _rank(
     chosen: Sequence[tuple[int, int, int, bool, int]],
     pinned_ranks: dict[int, set[int]],
 ) -> list[Buddy]:
-    """Ranks: the stage-1 pick takes the lowest rank a pinned pair leaves free, stage 2 the next."""
-    out: list[Buddy] = []
-    by_resident: dict[int, list[tuple[int, int, int, bool, int]]] = defaultdict(list)
-    for pick in chosen:
-        by_resident[pick[0]].append(pick)
-    for r, picks in by_resident.items():
-        resident = problem.residents[r]
-        free = sorted({1, 2} - pinned_ranks.get(resident.id, set()))
-        for (_, v, d, measured, _), rank in zip(
-            sorted(picks, key=lambda p: p[4]), free, strict=False
-        ):
-            out.append(
-                Buddy(
-                    resident_id=resident.id,
-                    volunteer_id=problem.volunteers[v].id,
-                    rank=rank,
-                    distance_m=d if measured else None,
-                )
-            )
-    return out
+    """Ranks: the stage-1 pick takes the lowest rank a pinned pair leaves free, stage 2 the next.
+
+    In the order of ``chosen`` by resident (first appearance), then by stage."""
+    if not chosen:
+        return []
+    resident, volunteer, metres, measured, stage = (
+        np.array(column) for column in zip(*chosen, strict=True)
+    )
+    index = {r.id: i for i, r in enumerate(problem.residents)} if pinned_ranks else {}
+    pinned = np.zeros((3, len(problem.residents)), dtype=bool)  # [rank, resident]
+    for resident_id, ranks in pinned_ranks.items():
+        if resident_id in index:
+            pinned[[rank for rank in ranks if rank in (1, 2)], index[resident_id]] = True
+    # The ranks a pinned pair leaves free: a resident's first pick takes the first of them, the
+    # second pick the second (none: the pick is dropped).
+    first_free = np.where(~pinned[1], 1, np.where(~pinned[2], 2, 0))
+    second_free = np.where(~pinned[1] & ~pinned[2], 2, 0)
+    values, appearance = np.unique(resident, return_index=True)
+    seen = np.empty(len(problem.residents), dtype=np.int64)
+    seen[values] = appearance
+    order = np.lexsort((stage, seen[resident]))
+    resident, volunteer, metres, measured = (
+        resident[order],
+        volunteer[order],
+        metres[order],
+        measured[order],
+    )
+    starts = np.flatnonzero(np.r_[True, resident[1:] != resident[:-1]])
+    nth = np.arange(len(resident)) - np.repeat(starts, np.diff(np.r_[starts, len(resident)]))
+    rank = np.where(nth == 0, first_free[resident], np.where(nth == 1, second_free[resident], 0))
+    residents, volunteers = problem.residents, problem.volunteers
+    return [
+        Buddy(
+            resident_id=residents[r].id, volunteer_id=volunteers[v].id, rank=k,
+            distance_m=d if exact else None,
+        )
+        for r, v, k, d, exact in zip(
+            resident.tolist(), volunteer.tolist(), rank.tolist(), metres.tolist(),
+            measured.tolist(), strict=True,
+        )
+        if k
+    ]  # fmt: skip
 
 
 def _reasons(problem: _Problem, reach: Reachability, pairs: Sequence[Buddy]) -> dict[int, str]:

@@ -124,10 +124,14 @@ class Neighbourhood:
         self._zone_unlocated: dict[int, IntArray] = {}
         self._active = np.ones(len(volunteers), dtype=bool) if active is None else active
         vol_located = volunteers.located
-        for zone in np.unique(volunteers.zone[volunteers.zone >= 0]).tolist():
+        self._zones = np.unique(volunteers.zone[volunteers.zone >= 0])
+        # Per zone of ``_zones``: how many volunteers each pool holds (see ``_has_pool``).
+        self._zone_sizes = np.zeros((2, len(self._zones)), dtype=np.int64)
+        for i, zone in enumerate(self._zones.tolist()):
             members = np.flatnonzero((volunteers.zone == zone) & self._active)
             self._zone_all[zone] = members
             self._zone_unlocated[zone] = members[~vol_located[members]]
+            self._zone_sizes[:, i] = len(members), len(self._zone_unlocated[zone])
 
     def _project(self, places: Places) -> FloatArray:
         k = np.pi / 180 * EARTH_RADIUS_M
@@ -225,11 +229,23 @@ class Neighbourhood:
         pools = self._zone_unlocated if self.residents.located[r] else self._zone_all
         return pools.get(zone)
 
+    def _has_pool(self, residents: IntArray) -> BoolArray:
+        """Whether :meth:`_zone_pool` is non-empty for each of these residents (vectorised: in a
+        town where everyone has coordinates, nobody has one)."""
+        zone = self.residents.zone[residents]
+        at = np.minimum(np.searchsorted(self._zones, zone), max(0, len(self._zones) - 1))
+        if not len(self._zones):
+            return np.zeros(len(residents), dtype=bool)
+        known = (zone >= 0) & (self._zones[at] == zone)
+        size = self._zone_sizes[self.residents.located[residents].astype(np.int64), at]
+        has: BoolArray = known & (size > 0)
+        return has
+
     def _by_zone(self, residents: IntArray, needs_language: IntArray, limit: int | None) -> Pairs:
         """Same-zone pairs where at least one side has no coordinates, at the fallback cost."""
         fallback = round(self.reach_m)
         parts: list[Pairs] = []
-        for r in residents.tolist():
+        for r in residents[self._has_pool(residents)].tolist():
             pool = self._zone_pool(r)
             if pool is None or not len(pool):
                 continue
@@ -320,7 +336,7 @@ class Neighbourhood:
                         )[0]  # fmt: skip
                         if exact <= self.reach_m and usable(r, v):
                             return r, v
-            for r in group.tolist():
+            for r in group[self._has_pool(group)].tolist():
                 pool = self._zone_pool(r)
                 if pool is None:
                     continue
@@ -394,7 +410,7 @@ class Neighbourhood:
             found = self._tree(need)
             if found is not None and len(group):
                 parts += self._lifted(found[1], group, budget, lift_m, k)
-            wide = of_need & (budget_m > fallback)
+            wide = of_need & (budget_m > fallback) & self._has_pool(residents)
             for r, limit in zip(residents[wide].tolist(), budget_m[wide].tolist(), strict=True):
                 pool = self._zone_pool(r)
                 if pool is None or not len(pool):
