@@ -427,17 +427,20 @@ def _progress(url: str, campaign_id: int) -> tuple[int, int, int]:
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
-            answered = conn.scalar(
-                select(func.count()).where(
-                    CampaignRecipient.campaign_id == campaign_id,
-                    CampaignRecipient.answer != Answer.PENDING,
-                )
-            )
+            # Waiting first: on PostgreSQL each statement sees its own snapshot, and a batch
+            # committed between the two counts must not leave "none waiting" beside an answer
+            # count taken before it (answers only grow, so read after they are all in).
             waiting = conn.scalar(
                 select(func.count()).where(
                     InboundMessage.processed_at.is_(None),
                     InboundMessage.parked_at.is_(None),
                     InboundMessage.sender.is_not(None),
+                )
+            )
+            answered = conn.scalar(
+                select(func.count()).where(
+                    CampaignRecipient.campaign_id == campaign_id,
+                    CampaignRecipient.answer != Answer.PENDING,
                 )
             )
             parked = conn.scalar(select(func.count()).where(InboundMessage.parked_at.is_not(None)))

@@ -5,6 +5,7 @@ when the campaign was queued in the worker's own process (``wake_on_enqueue``)."
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import timedelta
 
 import pytest
@@ -170,3 +171,44 @@ def test_a_campaign_queued_in_this_process_wakes_a_resting_lane_at_once(
         assert worker.looks_made == 0  # no poll interval went by: the wake did it
 
     asyncio.run(go())
+
+
+def test_the_workers_writes_wait_for_the_write_turn_it_is_given(
+    sessions: sessionmaker[Session],
+    fast_settings: Settings,
+    clock: ManualClock,
+    authority: Authority,
+    make_person: MakePerson,
+    telegram: ScriptedSender,
+) -> None:
+    """On SQLite ``hosen serve`` hands the worker the webhooks' write turns: while another
+    writer holds the turn, the worker claims nothing (so sends nothing), and it goes on once the
+    turn is free."""
+    make_person(needs=("lives_alone",))
+    start_campaign(sessions, authority, clock)
+    turn = threading.Lock()  # stands in for bots.intake.WriteTurns.background
+    worker = Worker(
+        sessions=sessions,
+        senders={Channel.TELEGRAM: telegram},
+        settings=fast_settings,
+        clock=clock,
+        write_turn=lambda: turn,
+    )
+
+    async def go() -> tuple[int, int]:
+        async with worker:
+            turn.acquire()  # a webhook's insert under way
+            try:
+                round_ = asyncio.create_task(worker.run_once())
+                for _ in range(30):
+                    await asyncio.sleep(0.01)  # the loop's turn: not the test's clock
+                claimed_meanwhile = worker.claims_made
+                sent_meanwhile = len(telegram.sent)
+            finally:
+                turn.release()
+            await asyncio.wait_for(round_, timeout=20)
+        return claimed_meanwhile + sent_meanwhile, len(telegram.sent)
+
+    while_held, after = asyncio.run(go())
+    assert while_held == 0
+    assert after == 1
