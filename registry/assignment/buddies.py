@@ -681,23 +681,49 @@ def _passes(
     """
     extras: list[Pairs] = []
     kinds = (True,) if maximum else (False, True)
+    matched = _Matched.of(problem, matching)
     for _ in range(_MAX_SEARCH_ROUNDS):
         moved = 0
         for exchanges in kinds:
-            extra, matching, paths = _augmenting_pairs(
-                problem, area, matching, exchanges=exchanges, lists=lists, open_lists=open_lists
+            extra, _, paths = _augmenting_pairs(
+                problem, area, matched, exchanges=exchanges, lists=lists, open_lists=open_lists
             )
             extras.append(extra)
             moved += paths
         if not moved:
             break
-    return matching, Pairs.join(extras)
+    return matched.primary_of, Pairs.join(extras)
+
+
+@dataclass
+class _Matched:
+    """A matching as the path search keeps it across its passes: each resident's volunteer,
+    each volunteer's residents and load, and the pairs no path may use."""
+
+    primary_of: dict[int, int]
+    members: dict[int, list[int]]
+    load: dict[int, int]
+    excluded: dict[int, set[int]]
+
+    @classmethod
+    def of(cls, problem: _Problem, matching: dict[int, int]) -> _Matched:
+        members: dict[int, list[int]] = defaultdict(list)
+        primary_of: dict[int, int] = {}
+        for r, v in matching.items():
+            if problem.slot[r]:
+                primary_of[r] = v
+                members[v].append(r)
+        excluded: dict[int, set[int]] = defaultdict(set)
+        for r, v in problem.excluded:
+            excluded[r].add(v)
+        load = {v: len(rs) for v, rs in members.items()}
+        return cls(primary_of, members, load, excluded)
 
 
 def _augmenting_pairs(
     problem: _Problem,
     area: Neighbourhood,
-    matching: dict[int, int],
+    matched: _Matched,
     *,
     exchanges: bool,
     lists: dict[int, _List],
@@ -705,10 +731,10 @@ def _augmenting_pairs(
 ) -> tuple[Pairs, dict[int, int], int]:
     """One pass of paths that would let more residents have a buddy (or graver needs first).
 
-    Returns the pairs the paths used, the matching after them, and how many paths were applied.
-    From each resident without a buddy, highest priority first, a breadth-first search alternates
-    "a volunteer within reach" and "a resident that volunteer already serves" until it finds a
-    volunteer with room (an augmenting path: one more resident covered) or, with ``exchanges``, a
+    Returns the pairs the paths used, the matching after them (``matched``, updated in place),
+    and how many paths were applied. From each resident without a buddy, highest priority
+    first, a breadth-first search alternates "a volunteer within reach" and "a resident that
+    volunteer already serves" until it finds a volunteer with room (an augmenting path: one more resident covered) or, with ``exchanges``, a
     resident of lower priority (an exchange: graver needs first). When no augmenting path exists
     from a resident, none appears later either (a classic property of bipartite matching). The
     residents that can be covered together form a matroid, so once a pass finds no path at all,
@@ -718,21 +744,12 @@ def _augmenting_pairs(
     (cached in ``lists`` across passes); otherwise ``lists`` holds the candidate lists, searched
     as they are.
     """
-    with_slot = problem.slot
-    members: dict[int, list[int]] = defaultdict(list)
-    primary_of: dict[int, int] = {}
-    for r, v in matching.items():
-        if with_slot[r]:
-            primary_of[r] = v
-            members[v].append(r)
-    load = {v: len(rs) for v, rs in members.items()}
-    left = [r for r in np.flatnonzero(with_slot).tolist() if r not in primary_of]
+    primary_of, members, load = matched.primary_of, matched.members, matched.load
+    excluded = matched.excluded
+    left = [r for r in np.flatnonzero(problem.slot).tolist() if r not in primary_of]
     if not left:  # every path starts at a resident without a volunteer
         return Pairs.empty(), primary_of, 0
     left.sort(key=lambda r: -int(problem.weight[r]))
-    excluded: dict[int, set[int]] = defaultdict(set)
-    for r, v in problem.excluded:
-        excluded[r].add(v)
 
     # Volunteers with room when the pass starts: asked first at every resident the search
     # visits, which ends most searches one step after they start (none gains room later).
@@ -1177,5 +1194,7 @@ def primary_upper_bound(
     pairs_found = area.pairs(everyone, problem.needs_language, rules.candidate_limit)
     matched = _max_matching(problem, pairs_found)
     # One pass is enough: a resident with no augmenting path never gains one later.
-    _, matched, _ = _augmenting_pairs(problem, area, matched, exchanges=False, lists={})
+    _, matched, _ = _augmenting_pairs(
+        problem, area, _Matched.of(problem, matched), exchanges=False, lists={}
+    )
     return len(matched)

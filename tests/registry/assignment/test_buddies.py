@@ -370,3 +370,43 @@ def test_the_candidate_limit_never_costs_walking() -> None:
     plan = plan_buddies([a, b], [x, y], rules=rules)
     assert {(p.resident_id, p.volunteer_id) for p in plan.pairs} == {(1, 10), (2, 11)}
     assert plan.walking_proven and plan.priced >= 1
+
+
+def test_a_pinned_backup_leaves_the_primary_rank_to_the_new_pick() -> None:
+    far = volunteer(10, 1400, 0)
+    near = volunteer(11, 10, 0)
+    pinned = Buddy(resident_id=1, volunteer_id=10, rank=2, pinned=True, distance_m=1400)
+    plan = plan_buddies(
+        [resident(1), resident(2, 20, 0)], [far, near], current=[pinned], rules=RULES
+    )
+    assert {(b.resident_id, b.volunteer_id): b.rank for b in plan.pairs} == {
+        (1, 10): 2, (1, 11): 1, (2, 11): 1, (2, 10): 2,
+    }  # fmt: skip
+
+
+def test_both_ranks_pinned_leave_nothing_to_plan_for_that_resident() -> None:
+    pinned = [
+        Buddy(resident_id=1, volunteer_id=10, rank=1, pinned=True),
+        Buddy(resident_id=1, volunteer_id=11, rank=2, pinned=True),
+    ]
+    plan = plan_buddies(
+        [resident(1), resident(2)],
+        [volunteer(10), volunteer(11), volunteer(12, 5, 0)],
+        current=pinned,
+        rules=RULES,
+    )
+    mine = sorted((b.volunteer_id, b.rank, b.pinned) for b in plan.pairs if b.resident_id == 1)
+    assert mine == [(10, 1, True), (11, 2, True)]
+    assert sorted(b.rank for b in plan.pairs if b.resident_id == 2) == [1, 2]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_among_is_isin(seed: int) -> None:
+    import numpy as np
+
+    from registry.assignment.buddies import _among
+
+    rng = np.random.default_rng(seed)
+    pool = rng.integers(0, 1000, size=int(rng.integers(0, 300)))
+    keys = rng.integers(-5, 1005, size=200)
+    assert (_among(keys, pool) == np.isin(keys, pool)).all()
