@@ -27,7 +27,8 @@ nothing arrives and nothing is due (the outbox worker's idle lanes, the processo
 
 ``--processor-only N`` leaves the server out: the same town, check-in and replies are stored in
 the inbox as the webhooks store them, and one inbox processor, in a process of its own, drains
-them; it prints wall time, CPU time and CPU a reply. ``--code DIR`` runs another checkout's
+them; it prints wall time, CPU time and CPU a reply, its own and (PostgreSQL) that of the
+server backends serving it. ``--code DIR`` runs another checkout's
 processor (main's, for "before") on the same data; ``--profile`` adds a cProfile of the drain.
 """
 
@@ -58,7 +59,7 @@ sys.path.insert(
     0, os.environ.get("HOSEN_BENCH_CODE") or str(Path(__file__).resolve().parent.parent)
 )
 
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 
 from bench.dispatch_e2e import database
 from dispatch.campaigns import Audience, start_drill_checkin
@@ -316,6 +317,21 @@ def process_main(spec_path: str) -> None:
         session.commit()
     dialog = Dialog(profile=load_profile(DEFAULT_PROFILE_PATH), region="IL")
     processor = InboxProcessor(sessions=sessions, dialog=dialog)
+    # PostgreSQL's share: the CPU of the server processes (backends) serving this process.
+    backends: list[int] = []
+    if engine.dialect.name == "postgresql":
+        engine.dispose()
+
+        @event.listens_for(engine, "connect")
+        def _backend(dbapi: Any, _record: Any) -> None:
+            with dbapi.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                backends.append(cursor.fetchone()[0])
+            dbapi.commit()
+
+        with engine.connect():
+            pass
+    server_cpu = sum(_cpu_seconds(pid) for pid in backends)
     profiler = cProfile.Profile() if spec.get("profile") else None
     cpu, wall = time.process_time(), time.perf_counter()
     if profiler is not None:
@@ -324,13 +340,21 @@ def process_main(spec_path: str) -> None:
     if profiler is not None:
         profiler.disable()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    server_cpu = sum(_cpu_seconds(pid) for pid in backends) - server_cpu
     if profiler is not None:
         stats = pstats.Stats(profiler, stream=sys.stderr)
         stats.sort_stats("cumulative").print_stats(45)
         stats.sort_stats("tottime").print_stats(25)
     engine.dispose()
     print(
-        json.dumps({"processed": sum(d.processed for d in done), "wall": wall, "cpu": cpu}),
+        json.dumps(
+            {
+                "processed": sum(d.processed for d in done),
+                "wall": wall,
+                "cpu": cpu,
+                "db_cpu": server_cpu,
+            }
+        ),
         flush=True,
     )
 
@@ -740,8 +764,11 @@ def main() -> None:
         process_main(args.process)
         return
     if args.processor_only:
-        print("| db | code | replies | matched | wall s | CPU s | CPU ms / reply | replies / s |")
-        print("|---|---|---|---|---|---|---|---|")
+        print(
+            "| db | code | replies | matched | wall s | CPU s | CPU ms / reply "
+            "| database server CPU ms / reply | replies / s | load average |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for kind in [k.strip() for k in args.db.split(",") if k.strip()]:
             r = run_processor_only(
                 kind, people=args.processor_only, code=args.code.resolve(), profile=args.profile
@@ -749,7 +776,8 @@ def main() -> None:
             print(
                 f"| {kind} | {args.code} | {r['processed']} | {r['answered']} | {r['wall']:.2f} "
                 f"| {r['cpu']:.2f} | {1000 * r['cpu'] / max(r['processed'], 1):.2f} "
-                f"| {r['processed'] / max(r['wall'], 1e-9):.0f} |",
+                f"| {1000 * r['db_cpu'] / max(r['processed'], 1):.2f} "
+                f"| {r['processed'] / max(r['wall'], 1e-9):.0f} | {os.getloadavg()[0]:.1f} |",
                 flush=True,
             )
         return
