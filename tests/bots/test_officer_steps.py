@@ -62,9 +62,9 @@ def test_a_choice_by_its_number_in_any_script_is_the_choice_by_its_button(
         sessions, dialog, directory, town, Channel.TELEGRAM, language, start, StaffRole.OFFICER
     )
     first: Choice = _first_choice(pressed, step)
-    pressed.send(Message("button", text=f"officer.{step}:{first.value}"), town)
+    pressed.send_in(Message("button", text=f"officer.{step}:{first.value}"), town)
     if step == "zones":  # a tap toggles a zone; "done" goes on
-        pressed.send(Message("button", text="officer.zones:done"), town)
+        pressed.send_in(Message("button", text="officer.zones:done"), town)
     by_button = pressed.conversation()
     assert by_button is not None
     assert _flow(by_button).get("step", "") == goes
@@ -72,7 +72,7 @@ def test_a_choice_by_its_number_in_any_script_is_the_choice_by_its_button(
         typed = _open(
             sessions, dialog, directory, town, Channel.SMS, language, start, StaffRole.OFFICER
         )
-        replies = typed.send(Message("text", text=digit), town)
+        replies = typed.send_in(Message("text", text=digit), town)
         conversation = typed.conversation()
         assert conversation is not None
         assert _flow(conversation).get("step", "") == goes, (digit, replies)
@@ -91,15 +91,17 @@ def test_the_emergency_is_sent_only_by_its_typed_word(
         officer = _open(
             sessions, dialog, directory, town, Channel.SMS, Language.AR, start, StaffRole.OFFICER
         )
-        assert officer.send(Message("text", text=text), town) == [t(Language.AR, "staff.pin.ask")]
-        assert officer.send(Message("text", text="482913"), town) == [
+        assert officer.send_in(Message("text", text=text), town) == [
+            t(Language.AR, "staff.pin.ask")
+        ]
+        assert officer.send_in(Message("text", text="482913"), town) == [
             t(Language.AR, "officer.cancelled")
         ]
     officer = _open(
         sessions, dialog, directory, town, Channel.SMS, Language.AR, start, StaffRole.OFFICER
     )
-    officer.send(Message("text", text=t(Language.AR, "officer.confirm.word")), town)
-    replies = officer.send(Message("text", text="482913"), town)
+    officer.send_in(Message("text", text=t(Language.AR, "officer.confirm.word")), town)
+    replies = officer.send_in(Message("text", text="482913"), town)
     assert replies[0].startswith(t(Language.AR, "officer.started", campaign="\0", people=0)[:8])
 
 

@@ -1,7 +1,7 @@
 """Fixtures for the dispatcher tests: people to message, a clock that moves only when told to,
 a scripted in-memory sender (a fake channel: it records what it was given and answers what
-the test scripted for each address, like a provider would), and the plan of a statement the
-code under test ran."""
+the test scripted for each address, like a provider would), the plan of a statement the
+code under test ran, and a campaign started on a known ladder with what it queued per person."""
 
 from __future__ import annotations
 
@@ -9,16 +9,18 @@ import asyncio
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.languages import Language
 from config.settings import Settings
+from dispatch.campaigns import Audience, Ladder, start_campaign
 from dispatch.clock import ManualClock
+from dispatch.models import CampaignKind, CampaignMode, OutboxMessage
 from dispatch.senders import Outgoing, SendResult, Sent
 from registry.models import (
     AssignmentStatus,
@@ -32,6 +34,11 @@ from registry.models import (
 )
 
 START = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+LADDER = Ladder(
+    reminder_after=timedelta(minutes=10),
+    visit_after=timedelta(minutes=30),
+    unreached_after=timedelta(minutes=60),
+)
 
 
 @contextmanager
@@ -208,3 +215,38 @@ def make_buddy(sessions: sessionmaker[Session]) -> Callable[..., None]:
             session.commit()
 
     return pair
+
+
+def begin(
+    session: Session,
+    authority: Authority,
+    clock: ManualClock,
+    *,
+    mode: CampaignMode = CampaignMode.EMERGENCY,
+    kind: CampaignKind = CampaignKind.CHECKIN,
+    audience: Audience | None = None,
+) -> int:
+    """A campaign started now on ``LADDER`` (for the residents unless ``audience`` says), committed."""
+    campaign = start_campaign(
+        session,
+        authority=session.get_one(Authority, authority.id),
+        kind=kind,
+        mode=mode,
+        audience=audience or Audience(residents_only=True),
+        started_by="test",
+        now=clock.now(),
+        ladder=LADDER,
+    )
+    session.commit()
+    return campaign.id
+
+
+def outbox_to(session: Session, person: Person) -> list[OutboxMessage]:
+    """Every message queued for ``person``, oldest first."""
+    return list(
+        session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.person_id == person.id)
+            .order_by(OutboxMessage.id)
+        )
+    )

@@ -4,7 +4,7 @@ help (its alert, its owner, its visit) is not the campaign's to end."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from config.i18n import t
 from config.languages import Language
-from dispatch.campaigns import Audience, Ladder, start_campaign
+from dispatch.campaigns import Audience
 from dispatch.clock import ManualClock
 from dispatch.escalation import run_escalations, send_visit
 from dispatch.help import run_alert_climbs
@@ -34,39 +34,19 @@ from dispatch.responses import take_campaign_reply
 from registry.models import Authority, Channel, Person
 from registry.phones import normalise_phone
 from registry.staff import StaffRole, add_staff, verify_telegram
-from tests.dispatch.conftest import MakePerson
+from tests.dispatch.conftest import MakePerson, begin
 
 pytestmark = pytest.mark.db
 
-LADDER = Ladder(
-    reminder_after=timedelta(minutes=10),
-    visit_after=timedelta(minutes=30),
-    unreached_after=timedelta(minutes=60),
-)
 EN = Language.EN
 DRILL = t(EN, "dispatch.drill_marker")
 
 
-def begin(
-    sessions: sessionmaker[Session],
-    authority: Authority,
-    clock: ManualClock,
-    kind: CampaignKind = CampaignKind.CHECKIN,
-    audience: Audience | None = None,
+def begin_drill(
+    sessions: sessionmaker[Session], authority: Authority, clock: ManualClock, **options: Any
 ) -> int:
     with sessions() as session:
-        campaign = start_campaign(
-            session,
-            authority=session.get_one(Authority, authority.id),
-            kind=kind,
-            mode=CampaignMode.DRILL,
-            audience=audience or Audience(residents_only=True),
-            started_by="test",
-            now=clock.now(),
-            ladder=LADDER,
-        )
-        session.commit()
-        return campaign.id
+        return begin(session, authority, clock, mode=CampaignMode.DRILL, **options)
 
 
 def visit(sessions: sessionmaker[Session], campaign_id: int, resident: Person, now: object) -> int:
@@ -145,7 +125,7 @@ def test_close_withdraws_offered_visits_and_keeps_one_under_way(
     make_buddy(ruth, buddy)
     make_buddy(moshe, buddy)
     make_buddy(rachel, other)
-    campaign_id = begin(sessions, authority, clock)
+    campaign_id = begin_drill(sessions, authority, clock)
     clock.advance(30 * 60)
     ruth_task = visit(sessions, campaign_id, ruth, clock.now())
     moshe_task = visit(sessions, campaign_id, moshe, clock.now())
@@ -223,7 +203,7 @@ def test_could_not_reach_after_close_sends_nobody_new(
     backup = make_person(language=EN, is_volunteer=True)
     make_buddy(ruth, buddy)
     make_buddy(ruth, backup, rank=2)
-    campaign_id = begin(sessions, authority, clock)
+    campaign_id = begin_drill(sessions, authority, clock)
     task_id = visit(sessions, campaign_id, ruth, clock.now())
     press(sessions, buddy, f"t:{task_id}:accept", clock)
     close(sessions, campaign_id, clock)
@@ -249,7 +229,7 @@ def test_an_offer_still_queued_is_cancelled_and_nobody_is_told(
     ruth = make_person(needs=("lives_alone",), language=EN)
     buddy = make_person(language=EN, is_volunteer=True)
     make_buddy(ruth, buddy)
-    campaign_id = begin(sessions, authority, clock)
+    campaign_id = begin_drill(sessions, authority, clock)
     clock.advance(30 * 60)
     with sessions() as session:
         assert run_escalations(session, now=clock.now()) == 1  # the reminder
@@ -290,7 +270,7 @@ def test_help_outlives_the_close_with_its_owner_and_its_visit(
             )
             verify_telegram(session, phone=phone, chat_id=900 + n)
         session.commit()
-    campaign_id = begin(sessions, authority, clock)
+    campaign_id = begin_drill(sessions, authority, clock)
     clock.advance(60)
     press(sessions, ruth, f"c:{campaign_id}:help", clock)
     press(sessions, moshe, f"c:{campaign_id}:help", clock)
@@ -341,7 +321,7 @@ def test_a_task_list_round_closes_with_one_notice(
     buddy = make_person(language=EN, is_volunteer=True)
     for resident in residents:
         make_buddy(resident, buddy)
-    campaign_id = begin(
+    campaign_id = begin_drill(
         sessions, authority, clock, kind=CampaignKind.TASKS, audience=Audience(volunteers_only=True)
     )
     with sessions() as session:

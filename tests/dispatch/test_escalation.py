@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
@@ -13,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from config.languages import Language
 from config.profile import Profile
 from config.settings import Settings
-from dispatch.campaigns import Audience, Ladder, start_campaign
+from dispatch.campaigns import Audience
 from dispatch.clock import ManualClock
 from dispatch.escalation import run_escalations
 from dispatch.models import (
@@ -22,9 +21,7 @@ from dispatch.models import (
     Answer,
     BlockReason,
     CampaignKind,
-    CampaignMode,
     CampaignRecipient,
-    OutboxMessage,
     Task,
     TaskReason,
     TaskStatus,
@@ -32,36 +29,9 @@ from dispatch.models import (
 from dispatch.senders import Permanent
 from dispatch.worker import Worker, WorkerConfig
 from registry.models import Authority, Channel, Group, GroupKind, GroupMember, Person
-from tests.dispatch.conftest import MakePerson, ScriptedSender
+from tests.dispatch.conftest import MakePerson, ScriptedSender, begin, outbox_to
 
 pytestmark = pytest.mark.db
-
-LADDER = Ladder(
-    reminder_after=timedelta(minutes=10),
-    visit_after=timedelta(minutes=30),
-    unreached_after=timedelta(minutes=60),
-)
-
-
-def begin(
-    session: Session,
-    authority: Authority,
-    clock: ManualClock,
-    kind: CampaignKind = CampaignKind.CHECKIN,
-    audience: Audience | None = None,
-) -> int:
-    campaign = start_campaign(
-        session,
-        authority=authority,
-        kind=kind,
-        mode=CampaignMode.EMERGENCY,
-        audience=audience or Audience(residents_only=True),
-        started_by="test",
-        now=clock.now(),
-        ladder=LADDER,
-    )
-    session.commit()
-    return campaign.id
 
 
 def sweep(sessions: sessionmaker[Session], clock: ManualClock) -> int:
@@ -69,16 +39,6 @@ def sweep(sessions: sessionmaker[Session], clock: ManualClock) -> int:
         moved = run_escalations(session, now=clock.now())
         session.commit()
         return moved
-
-
-def messages_to(session: Session, person: Person) -> list[OutboxMessage]:
-    return list(
-        session.scalars(
-            select(OutboxMessage)
-            .where(OutboxMessage.person_id == person.id)
-            .order_by(OutboxMessage.id)
-        )
-    )
 
 
 def test_silence_climbs_the_ladder_reminder_then_visit_then_unreached(
@@ -100,19 +60,19 @@ def test_silence_climbs_the_ladder_reminder_then_visit_then_unreached(
     clock.advance(10 * 60)
     assert sweep(sessions, clock) == 1
     with sessions() as session:
-        first, reminder = messages_to(session, resident)
+        first, reminder = outbox_to(session, resident)
         assert first.channel == Channel.TELEGRAM
         # A missed Telegram message: the reminder tries SMS.
         assert reminder.channel == Channel.SMS and reminder.kind == "reminder"
         assert reminder.text.startswith("Ruth, we have not heard from you. Are you OK?\n1 ")
-        assert messages_to(session, buddy) == []
+        assert outbox_to(session, buddy) == []
 
     clock.advance(20 * 60)
     assert sweep(sessions, clock) == 1
     with sessions() as session:
         task = session.scalars(select(Task)).one()
         assert (task.volunteer_id, task.reason) == (buddy.id, TaskReason.NO_ANSWER)
-        (visit,) = messages_to(session, buddy)
+        (visit,) = outbox_to(session, buddy)
         assert visit.text == "Please check on Ruth Adler at Hagefen 3."
         assert session.scalars(select(Alert)).all() == []
 
@@ -170,8 +130,8 @@ def test_a_minor_buddy_never_visits_alone_the_coordinator_goes_with_them(
         task = session.scalars(select(Task)).one()
         assert task.volunteer_id == coordinator.id and task.group_id is not None
         assert task.reason == TaskReason.NO_CHANNEL
-        assert messages_to(session, teen) == []
-        (visit,) = messages_to(session, coordinator)
+        assert outbox_to(session, teen) == []
+        (visit,) = outbox_to(session, coordinator)
         assert visit.text == "Please check on Eli Ben at Rimon 1, together with Noa Sela."
 
 
@@ -283,8 +243,8 @@ def test_a_youth_groups_tasks_go_to_its_coordinator_as_one_list(
         assert {t.volunteer_id for t in tasks} == {coordinator.id, adult.id}
         assert all(t.campaign_id == campaign_id for t in tasks)
         for teen in teens:
-            assert messages_to(session, teen) == []
-        (task_list,) = messages_to(session, coordinator)
+            assert outbox_to(session, teen) == []
+        (task_list,) = outbox_to(session, coordinator)
         assert task_list.kind == "task_list" and task_list.channel == Channel.SMS
         assert task_list.text == (
             "Home visits for Bnei Akiva:\n"
@@ -293,7 +253,7 @@ def test_a_youth_groups_tasks_go_to_its_coordinator_as_one_list(
             "3 Resident1 Y, Street 1 (Teen1 X): Done, all OK\n"
             "4 Resident1 Y: Could not reach"
         )
-        (single,) = messages_to(session, adult)
+        (single,) = outbox_to(session, adult)
         assert single.text == "Please check on Resident2 Y at Street 2."
 
         # The coordinator answers "3" by SMS: the second visit is done; "2": the first one could
@@ -386,7 +346,7 @@ def test_could_not_reach_moves_the_visit_to_the_next_person_on_the_ladder(
             (backup.id, TaskStatus.OFFERED),
         ]
         assert tasks[1].reason == TaskReason.HELP
-        assert messages_to(session, backup)[-1].kind == "task"
+        assert outbox_to(session, backup)[-1].kind == "task"
         # Dina cannot reach her either: nobody is left, and the officers are told.
         take_campaign_reply(
             session,

@@ -27,7 +27,7 @@ from dispatch.outbox import enqueue
 from dispatch.reports import close_campaign
 from dispatch.responses import take_campaign_reply
 from registry.models import Authority, Channel, Person
-from tests.dispatch.conftest import MakePerson
+from tests.dispatch.conftest import MakePerson, outbox_to
 
 pytestmark = pytest.mark.db
 
@@ -61,16 +61,6 @@ def answer_of(session: Session, person: Person) -> CampaignRecipient:
     return session.scalars(
         select(CampaignRecipient).where(CampaignRecipient.person_id == person.id)
     ).one()
-
-
-def outbox_to(session: Session, person: Person) -> list[OutboxMessage]:
-    return list(
-        session.scalars(
-            select(OutboxMessage)
-            .where(OutboxMessage.person_id == person.id)
-            .order_by(OutboxMessage.id)
-        )
-    )
 
 
 def test_the_ok_button_answers_stops_the_ladder_and_acknowledges(
