@@ -275,6 +275,8 @@ def test_only_the_consoles_upload_reads_its_own_body(app: Any) -> None:
             ).encode()
             status, sent = exchange(port, head, [b"x" * 65536] * 800, wait_first=5.0)
             assert (status, sent) == (wanted, 0), path
+
+
 def test_kept_alive_connection_gets_its_head_deadline_again_after_a_response(app: Any) -> None:
     """A connection that sent one request and then nothing is closed like a silent one."""
     with (
