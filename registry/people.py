@@ -236,12 +236,9 @@ class RecordIndex:
             if record.phone:
                 self.by_phone[record.phone] = record
 
-    def matches(self, details: PersonDetails) -> list[PersonRecord]:
-        """Like :meth:`PeopleIndex.matches`, by municipal reference and phone."""
-        return self.find(details.external_ref, details.phone.e164 if details.phone else None)
-
     def find(self, ref: str | None, phone: str | None) -> list[PersonRecord]:
-        """The people a municipal reference and an E.164 phone find, by id."""
+        """Like :meth:`PeopleIndex.matches`: the people a municipal reference and an E.164
+        phone find, by id."""
         by_ref = self.by_ref.get(ref) if ref else None
         by_phone = self.by_phone.get(phone) if phone else None
         if by_ref is None:

@@ -8,6 +8,8 @@ typed, proven), a merge of two records, rows that change only the language, unus
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -254,8 +256,10 @@ def test_rows_across_batch_boundaries_are_reported_by_their_own_line(
     session: Session, authority: Authority, profile: Profile, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Duplicates of a row in an earlier batch, bad rows and blank lines on either side of a
-    boundary: every row keeps its line number, outcome and reason, and its person."""
+    boundary: every row keeps its line number, outcome and reason, and its person. The
+    reading thread hands rows over two at a time, across the batches' boundaries."""
     monkeypatch.setattr(importer, "BATCH", 3)
+    monkeypatch.setattr(importer, "READ_AHEAD", 2)
     lines = [
         "10,Rachel,Levi,052-5550010,,,",  # line 2
         "11,Yosef,Levi,052-5550011,,,",  # 3
@@ -367,3 +371,48 @@ def test_a_reimport_updates_exactly_the_changed_rows(
     assert sorted(ref for ref, lang in languages.items() if lang == Language.RU) == sorted(
         f"welfare:{n + 1}" for n in changed_lines
     )
+
+
+def test_rows_read_ahead_come_in_order_then_the_reading_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The reading thread hands rows over in chunks: every row comes, in file order, the ones
+    read before a failure included, and the failure is raised where the next row would be."""
+    monkeypatch.setattr(importer, "READ_AHEAD", 3)
+
+    def rows() -> Iterator[Any]:
+        yield from range(7)
+        raise OSError("the disk went away")
+
+    got: list[Any] = []
+    with (
+        pytest.raises(OSError, match="disk went away"),
+        importer._read_ahead(rows()) as ahead,  # type: ignore[arg-type]
+    ):
+        got.extend(ahead)
+    assert got == list(range(7))
+    assert not [t for t in threading.enumerate() if t.name == "import-read-ahead"]
+
+
+def test_an_import_interrupted_stops_reading_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the import stops (a database error, an interrupt), the reading thread stops too,
+    having read at most its bounded way ahead of the row the import reached."""
+    monkeypatch.setattr(importer, "READ_AHEAD", 4)
+    read = 0
+
+    def endless() -> Iterator[int]:
+        nonlocal read
+        while True:
+            read += 1
+            yield read
+
+    with (
+        pytest.raises(KeyboardInterrupt),
+        importer._read_ahead(endless()) as ahead,  # type: ignore[arg-type]
+    ):
+        for row in ahead:
+            if row == 10:
+                raise KeyboardInterrupt
+    assert not [t for t in threading.enumerate() if t.name == "import-read-ahead"]
+    # The queue's chunks, the one being handed over and the one consumed: no more.
+    assert read <= 10 + (importer._READ_AHEAD_CHUNKS + 2) * 4
