@@ -135,12 +135,19 @@ class VoiceWebhooks:
             return self._goodbye(DEFAULT_LANGUAGE, "outage.call")
         if script is None or not script.ask:
             return self._twiml(voice.hangup_twiml())
+        # Whether a volunteer would come rides in the signed keys URL, like the language: the
+        # goodbye after a wrong key in the second round says the same as after no key at all.
+        visit = "1" if script.visit else "0"
+        keys_url = self._url(
+            f"/voice/call/{outbox_id}/keys", lang=script.language.value, visit=visit
+        )
         return self._twiml(
             voice.checkin_twiml(
                 self.voices,
                 language=script.language,
                 drill=script.drill,
-                keys_url=self._url(f"/voice/call/{outbox_id}/keys", lang=script.language.value),
+                keys_url=keys_url,
+                no_key=calls.no_key_prompt(script.visit),
             )
         )
 
@@ -150,7 +157,11 @@ class VoiceWebhooks:
         outbox_id = int(request.path_params["outbox"])
         sid, digits = params.get("CallSid", ""), params.get("Digits", "")
         heard_in = _language(request.query_params.get("lang"))
-        keys_url = self._url(f"/voice/call/{outbox_id}/keys", lang=heard_in.value)
+        visit = request.query_params.get("visit") != "0"
+        no_key = calls.no_key_prompt(visit)
+        keys_url = self._url(
+            f"/voice/call/{outbox_id}/keys", lang=heard_in.value, visit="1" if visit else "0"
+        )
         try:
             pressed = await self._db(
                 calls.keys_pressed,
@@ -172,8 +183,10 @@ class VoiceWebhooks:
         language, outcome = pressed
         if outcome is None:
             if request.query_params.get("round") == "2":
-                return self._goodbye(language, "bye_no_key")
-            return self._twiml(voice.again_twiml(self.voices, language=language, keys_url=keys_url))
+                return self._goodbye(language, no_key)
+            return self._twiml(
+                voice.again_twiml(self.voices, language=language, keys_url=keys_url, no_key=no_key)
+            )
         return self._goodbye(language, "bye_well" if outcome == CallOutcome.WELL else "bye_help")
 
     @_signed("CallSid", "CallStatus")
@@ -218,7 +231,11 @@ class VoiceWebhooks:
         if caller.campaign_id is not None:
             return self._twiml(
                 voice.checkin_twiml(
-                    self.voices, language=caller.language, drill=caller.drill, keys_url=keys_url
+                    self.voices,
+                    language=caller.language,
+                    drill=caller.drill,
+                    keys_url=keys_url,
+                    no_key=calls.no_key_prompt(caller.visit),
                 )
             )
         return self._twiml(

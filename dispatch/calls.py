@@ -221,6 +221,7 @@ class Script:
     language: Language
     drill: bool
     ask: bool  # False: hang up (an answering machine, or nothing left to ask)
+    visit: bool = True  # someone would go if no key is pressed (else the officers' list)
 
 
 def call_answered(
@@ -240,7 +241,36 @@ def call_answered(
     if is_machine(answered_by):
         call.outcome = CallOutcome.MACHINE
         return Script(language=language, drill=drill, ask=False)
-    return Script(language=language, drill=drill, ask=person is not None and campaign is not None)
+    ask = person is not None and campaign is not None
+    return Script(
+        language=language,
+        drill=drill,
+        ask=ask,
+        visit=not ask
+        or _visit_would_go(
+            session,
+            person_id=call.person_id,
+            campaign_id=campaign.id if campaign else None,
+            now=now,
+        ),
+    )
+
+
+def _visit_would_go(
+    session: Session, *, person_id: int | None, campaign_id: int | None, now: datetime
+) -> bool:
+    """Whether no key pressed sends someone to the resident (the goodbye says so only then)."""
+    from dispatch.escalation import visit_would_go
+
+    if person_id is None:
+        return False
+    return visit_would_go(session, resident_id=person_id, campaign_id=campaign_id, now=now)
+
+
+def no_key_prompt(visit: bool) -> str:
+    """The goodbye after no key: a volunteer will come by only when one would; else what is
+    true (the resident is on the municipality's emergency team's list, a "no buddy" alert)."""
+    return "bye_no_key" if visit else "no_buddy.bye_no_key"
 
 
 def keys_pressed(
@@ -380,6 +410,7 @@ class Caller:
     campaign_id: int | None
     language: Language
     drill: bool = False  # the open check-in is a drill's
+    visit: bool = True  # someone would go if no key is pressed (see Script.visit)
 
 
 def inbound_call(
@@ -427,6 +458,10 @@ def inbound_call(
         campaign_id=campaign_id,
         language=person.language if person else default,
         drill=campaign is not None and campaign.mode == CampaignMode.DRILL,
+        visit=campaign is None
+        or _visit_would_go(
+            session, person_id=person.id if person else None, campaign_id=campaign_id, now=now
+        ),
     )
 
 

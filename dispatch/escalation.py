@@ -180,6 +180,27 @@ def choose_visitor(
     return None
 
 
+def visit_would_go(
+    session: Session, *, resident_id: int, campaign_id: int | None, now: datetime
+) -> bool:
+    """Whether a silence visit for the resident would go to someone now (the campaign's visit
+    already under way, or a buddy :func:`choose_visitor` finds); False when :func:`send_visit`
+    would raise a "no buddy" alert instead. What a call's goodbye may promise."""
+    under_way = session.scalar(
+        select(Task.id)
+        .where(
+            Task.resident_id == resident_id,
+            Task.campaign_id == campaign_id,
+            Task.status.in_((TaskStatus.OFFERED, TaskStatus.ACCEPTED)),
+        )
+        .limit(1)
+    )
+    return (
+        under_way is not None
+        or choose_visitor(session, resident_id=resident_id, now=now) is not None
+    )
+
+
 def resident_group_visitor(
     session: Session, *, resident: Person, now: datetime, exclude: frozenset[int] = frozenset()
 ) -> Visitor | None:

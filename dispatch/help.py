@@ -198,6 +198,55 @@ def _push(
     )
 
 
+def tell_not_reached(
+    session: Session,
+    *,
+    alert: Alert,
+    resident: Person,
+    visitor: Person,
+    next_visitor: Person | None,
+    now: datetime,
+) -> bool:
+    """A visitor could not reach the resident: the "not reached" alert is pushed at once to the
+    first officer on duty (as a help alert's first rung), saying who the visit goes to next or
+    that nobody is left. False when there is no officer to push to (the alert waits on the
+    officers' list), so that the visitor is not told the municipality has been told."""
+    officers = officers_on_duty(session, authority_id=resident.authority_id)
+    if not officers:
+        log.warning("not-reached alert %s: no officer on duty to push it to", alert.id)
+        return False
+    member = officers[0]
+    channel, address = _address(member)
+    language = language_of(session, member)
+    fields = {
+        "alert": alert.id,
+        "visitor": visitor.name or "?",
+        "name": resident.name or "?",
+        "place": place_of(session, resident, language),
+        "phone": resident.phone or "-",
+    }
+    if next_visitor is not None:
+        text = t(
+            language, "dispatch.not_reached.push_next", next=next_visitor.name or "?", **fields
+        )
+    else:
+        text = t(language, "dispatch.not_reached.push_nobody", **fields)
+    from dispatch.campaigns import for_channel
+
+    enqueue(
+        session,
+        channel=channel,
+        address=address,
+        text=for_channel(text, None, channel),
+        priority=Priority.INTERACTIVE,
+        kind="alert",
+        campaign_id=alert.campaign_id,
+        due_at=now,
+        now=now,
+    )
+    return True
+
+
 def run_alert_climbs(session: Session, *, now: datetime) -> int:
     """Push every open help alert whose timer is due to its next rung; returns how many."""
     query = (

@@ -110,7 +110,9 @@ def notify_changes(
         query = query.where(AssignmentChange.id.in_(list(ids)))
     changes = list(session.scalars(query.order_by(AssignmentChange.id).limit(limit)))
     for change in changes:
-        told = _withdraw(session, kind=change.kind, assignment_id=change.assignment_id, now=now)
+        told, confirmed = _withdraw(
+            session, kind=change.kind, assignment_id=change.assignment_id, now=now
+        )
         if change.action in ("new", "rank"):
             session.add(
                 AssignmentOffer(
@@ -121,15 +123,22 @@ def notify_changes(
                     created_at=now,
                 )
             )
-        elif change.action == "released" and told:
-            _tell_released(session, change=change, profile=profile, now=now)
+        elif change.action == "released":
+            if told:
+                _tell_released(session, change=change, profile=profile, now=now)
+            if confirmed and change.kind == "buddy":
+                # The resident was told this buddy's name: they are told it no longer holds.
+                _tell_resident_released(session, change=change, now=now)
         change.notified_at = now
     session.flush()
     return len(changes)
 
 
-def _withdraw(session: Session, *, kind: str, assignment_id: int, now: datetime) -> bool:
-    """Withdraw the seat's pending offers; whether its volunteer had been asked or had accepted."""
+def _withdraw(
+    session: Session, *, kind: str, assignment_id: int, now: datetime
+) -> tuple[bool, bool]:
+    """Withdraw the seat's pending offers; whether its volunteer had been asked or had accepted,
+    and whether they had accepted (a buddy's resident was then told their name)."""
     offers = list(
         session.scalars(
             select(AssignmentOffer).where(
@@ -139,12 +148,13 @@ def _withdraw(session: Session, *, kind: str, assignment_id: int, now: datetime)
             )
         )
     )
-    told = False
+    told = confirmed = False
     for offer in offers:
         told = told or offer.state != OfferState.QUEUED.value
+        confirmed = confirmed or offer.state == OfferState.CONFIRMED.value
         if offer.state != OfferState.CONFIRMED.value:
             offer.state, offer.due_at = OfferState.WITHDRAWN.value, None
-    return told
+    return told, confirmed
 
 
 def send_queued(
@@ -505,6 +515,18 @@ def _tell_released(
             return
         role = _role_name(profile, role_row.role_code, volunteer.language)
         _notice(session, person=volunteer, key="assign.offer.released_role", now=now, role=role)
+
+
+def _tell_resident_released(session: Session, *, change: AssignmentChange, now: datetime) -> None:
+    """A released buddy's resident, who had been told their name: that name no longer holds
+    (first name only, in the resident's language); a new buddy's name comes when one accepts."""
+    row = session.get(BuddyAssignment, change.assignment_id)
+    resident = session.get(Person, row.resident_id) if row is not None else None
+    volunteer = session.get(Person, change.volunteer_id)
+    if resident is None or resident.status != PersonStatus.ACTIVE:
+        return
+    name = first_name(volunteer.name if volunteer else None, resident.language)
+    _notice(session, person=resident, key="assign.buddy_changed.released", now=now, name=name)
 
 
 def _seat(session: Session, offer: AssignmentOffer) -> BuddyAssignment | RoleAssignment | None:

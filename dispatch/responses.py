@@ -44,6 +44,7 @@ from dispatch.escalation import (
 from dispatch.help import (
     open_help_alert,
     raise_help,
+    tell_not_reached,
     tell_on_the_way,
     volunteer_accepted,
     volunteer_finished,
@@ -446,8 +447,8 @@ def _answer_task(
         )
     else:
         task.status = TaskStatus.NOT_REACHED
-        next_visit(session, task=task, now=now)
-        raise_alert(
+        following = next_visit(session, task=task, now=now)
+        alert = raise_alert(
             session,
             campaign_id=task.campaign_id,
             person_id=task.resident_id,
@@ -455,12 +456,22 @@ def _answer_task(
             task_id=task.id,
             now=now,
         )
+        session.flush()
+        told = resident is not None and tell_not_reached(
+            session,
+            alert=alert,
+            resident=resident,
+            visitor=person,
+            next_visitor=session.get(Person, following.volunteer_id) if following else None,
+            now=now,
+        )
+        # "The municipality has been told" only once an officer is pushed; else the list.
         _ack(
             session,
             person=person,
             channel=channel,
             campaign=campaign,
-            key="dispatch.task.ack_not_reached",
+            key="dispatch.task.ack_not_reached" if told else "dispatch.not_reached.ack_listed",
             now=now,
         )
     return True

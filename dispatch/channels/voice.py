@@ -35,7 +35,8 @@ PROMPTS = (
     "question",  # press 1 if you are well, 2 if you need help
     "bye_well",
     "bye_help",  # the team has your request: what happens next
-    "bye_no_key",  # no key: someone will come by
+    "bye_no_key",  # no key: someone will come by (only when a buddy would go)
+    "no_buddy.bye_no_key",  # no key and nobody to send: the emergency team's list
     "welcome",  # an inbound caller we do not know
     "menu",  # press 2 to ask for help, 1 to hear how to register
     "register",  # how to register
@@ -101,10 +102,17 @@ class Voices:
 
 
 def checkin_twiml(
-    voices: Voices, *, language: Language, drill: bool, keys_url: str, message: bool = True
+    voices: Voices,
+    *,
+    language: Language,
+    drill: bool,
+    keys_url: str,
+    message: bool = True,
+    no_key: str = "bye_no_key",
 ) -> str:
     """A check-in: the message, then the question in a Gather, asked twice; no key at all ends
-    with the goodbye for that case. ``keys_url`` receives the key (``&round=1|2`` added)."""
+    with the goodbye ``no_key`` (:func:`dispatch.calls.no_key_prompt`: what is true for this
+    resident). ``keys_url`` receives the key (``&round=1|2`` added)."""
     response = VoiceResponse()
     if message:
         if drill:
@@ -120,7 +128,7 @@ def checkin_twiml(
         )
         voices.speak(gather, language, "question")
         response.append(gather)
-    voices.speak(response, language, "bye_no_key")
+    voices.speak(response, language, no_key)
     response.hangup()
     return str(response)
 
@@ -132,9 +140,13 @@ def goodbye_twiml(voices: Voices, *, language: Language, prompt: str) -> str:
     return str(response)
 
 
-def again_twiml(voices: Voices, *, language: Language, keys_url: str) -> str:
+def again_twiml(
+    voices: Voices, *, language: Language, keys_url: str, no_key: str = "bye_no_key"
+) -> str:
     """A key that is neither 1 nor 2: the question once more."""
-    return checkin_twiml(voices, language=language, drill=False, keys_url=keys_url, message=False)
+    return checkin_twiml(
+        voices, language=language, drill=False, keys_url=keys_url, message=False, no_key=no_key
+    )
 
 
 def hangup_twiml() -> str:
