@@ -351,7 +351,8 @@ def test_help_answers_every_open_check_in_once_and_a_closed_one_is_answered_hone
         # One call for help: one alert, one visit, however many check-ins it answered.
         assert len(session.scalars(select(Alert).where(Alert.kind == AlertKind.HELP)).all()) == 1
         assert len(session.scalars(select(Task)).all()) == 1
-    # A new check-in, closed before she answers: her OK still counts, and she is told it ended.
+    # A new check-in, closed before she answers: her OK still counts. Her call for help is still
+    # open with the team, so that is what she is told (not only that the check-in ended).
     campaign_id = _start_checkin(sessions, authority, clock)
     with unit_of_work(sessions) as session:
         from dispatch.models import Campaign
@@ -359,5 +360,5 @@ def test_help_answers_every_open_check_in_once_and_a_closed_one_is_answered_hone
         close_campaign(session, campaign=session.get_one(Campaign, campaign_id), now=clock.tick())
     replies = chat.send("1")
     drill = t(language, "dispatch.drill_marker")
-    assert replies == [f"{drill} {t(language, 'dispatch.ack.late_ok')}"]
+    assert replies == [f"{drill} {t(language, 'dispatch.answered.help_open')}"]
     assert _answers(sessions, person_id)[-1] == Answer.OK
