@@ -139,10 +139,13 @@ def raise_help(
 def _push_rung(session: Session, *, alert: Alert, resident: Person, now: datetime) -> None:
     """Send the alert to the officers of its current rung and set the timer for the next."""
     officers = officers_on_duty(session, authority_id=resident.authority_id)
+    authority = session.get(Authority, resident.authority_id)
+    after = timedelta(seconds=authority.alert_climb_after if authority else 600)
     if not officers:
-        # Nobody to push to: the alert waits on /status and `hosen help list`.
+        # Nobody to push to: the alert waits on /status, the console and `hosen help list`, and
+        # the sweep looks again after the climb time (an officer may have come on duty).
         log.warning("%s alert %s: no officer on duty to push it to", alert.kind.value, alert.id)
-        alert.due_at = None
+        alert.due_at = now + after
         return
     rung = min(alert.climb, LAST_RUNG)
     if rung < len(officers) and rung < LAST_RUNG:
@@ -152,8 +155,6 @@ def _push_rung(session: Session, *, alert: Alert, resident: Person, now: datetim
     for member in targets:
         _push(session, alert=alert, resident=resident, member=member, now=now)
     alert.climb = rung + 1
-    authority = session.get(Authority, resident.authority_id)
-    after = timedelta(seconds=authority.alert_climb_after if authority else 600)
     alert.due_at = now + after if rung < LAST_RUNG else None
 
 

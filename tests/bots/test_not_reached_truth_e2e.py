@@ -3,7 +3,8 @@ twilio clients against the loopback fakes): the "not reached" alert is pushed at
 officer on duty, with a take number, who reads who went, where, and that nobody else can be sent; the buddy is told
 "the municipality has been told" only then. With a backup buddy, the officer reads who the
 visit goes to next. With no officer on duty to push to, the buddy hears
-that it is on the emergency team's list (what is true), never that anyone was told."""
+that it is on the emergency team's list (what is true), never that anyone was told; the alert
+is pushed at the next climb once an officer is on duty."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from registry.profile_sync import Directory
 from registry.staff import StaffMember, language_of
 from tests.bots.test_answer_truth_e2e import _task, _visit, drilled
 from tests.bots.test_e2e import _free_port, run, service_settings, start_service, tg
-from tests.bots.test_help_e2e import OFFICERS, _setup
+from tests.bots.test_help_e2e import OFFICERS, _climb, _setup
 
 pytestmark = pytest.mark.e2e
 HE, RU = Language.HE, Language.RU
@@ -137,6 +138,13 @@ def test_could_not_reach_is_pushed_to_the_officer_and_the_buddy_told_the_truth(
             else:
                 assert pushed == []
                 assert [m["text"] for m in told] == [drilled(RU, "dispatch.not_reached.ack_listed")]
+                # An officer comes on duty: the waiting alerts are pushed to them at the next
+                # climb, each with its take number.
+                with unit_of_work(service.ctx.sessions) as session:
+                    session.execute(update(StaffMember).values(active=True))
+                await _climb(service)
+                late = [str(m["body"]) for m in fake_twilio.sent_to(officer_phone)[before:]]
+                assert len(late) == 2 and any(expected in body for body in late), late
         finally:
             await service.stop()
 
