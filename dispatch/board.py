@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from dispatch.models import (
     HELP_KINDS,
+    OWNED_KINDS,
     Alert,
     AlertState,
     Answer,
@@ -239,7 +240,7 @@ class QueueRow:
 
 
 def queue_version(session: Session, *, authority_ids: list[int]) -> str:
-    """Changes whenever an open help alert appears, changes hands or is closed: a cheap way for
+    """Changes whenever an owned alert (help, no buddy, could not reach) appears, changes hands or is closed: a cheap way for
     the page to know it must redraw."""
     row = session.execute(
         select(
@@ -251,7 +252,7 @@ def queue_version(session: Session, *, authority_ids: list[int]) -> str:
         )
         .join(Person, Person.id == Alert.person_id)
         .where(
-            Alert.kind.in_(HELP_KINDS),
+            Alert.kind.in_(OWNED_KINDS),
             Alert.state.in_((AlertState.OPEN, AlertState.TAKEN)),
             Person.authority_id.in_(authority_ids),
         )
@@ -260,20 +261,21 @@ def queue_version(session: Session, *, authority_ids: list[int]) -> str:
     closed = session.scalar(
         select(func.max(Alert.resolved_at))
         .join(Person, Person.id == Alert.person_id)
-        .where(Alert.kind.in_(HELP_KINDS), Person.authority_id.in_(authority_ids))
+        .where(Alert.kind.in_(OWNED_KINDS), Person.authority_id.in_(authority_ids))
     )
     stamp = [str(count), str(last), str(taken), str(climb), str(closed), str(later_ok)]
     return "-".join(part.replace(" ", "T") for part in stamp)
 
 
 def open_help_count(session: Session, *, authority_ids: list[int]) -> int:
-    """How many help alerts of the authorities are open or taken."""
+    """How many owned alerts (help, no buddy, could not reach) of the authorities are open or
+    taken."""
     counted = session.scalar(
         select(func.count())
         .select_from(Alert)
         .join(Person, Person.id == Alert.person_id)
         .where(
-            Alert.kind.in_(HELP_KINDS),
+            Alert.kind.in_(OWNED_KINDS),
             Alert.state.in_((AlertState.OPEN, AlertState.TAKEN)),
             Person.authority_id.in_(authority_ids),
         )
@@ -284,13 +286,13 @@ def open_help_count(session: Session, *, authority_ids: list[int]) -> int:
 def help_queue(
     session: Session, *, authority_ids: list[int], person_ids: set[int] | None = None
 ) -> list[QueueRow]:
-    """Every open or taken help alert of the authorities, oldest first (``person_ids``: only
+    """Every open or taken owned alert (help, no buddy, could not reach) of the authorities, oldest first (``person_ids``: only
     these residents, for a coordinator's groups)."""
     query = (
         select(Alert, Person)
         .join(Person, Person.id == Alert.person_id)
         .where(
-            Alert.kind.in_(HELP_KINDS),
+            Alert.kind.in_(OWNED_KINDS),
             Alert.state.in_((AlertState.OPEN, AlertState.TAKEN)),
             Person.authority_id.in_(authority_ids),
         )

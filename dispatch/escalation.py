@@ -32,6 +32,8 @@ from sqlalchemy.orm import Session
 from config.i18n import t
 from config.languages import Language
 from dispatch.models import (
+    HELP_KINDS,
+    OWNED_KINDS,
     Alert,
     AlertKind,
     Answer,
@@ -388,6 +390,15 @@ def raise_alert(
     now: datetime,
     task_id: int | None = None,
 ) -> Alert:
+    """An alert on the officers' list; a "no buddy" or "could not reach" one about a resident is
+    also owned: pushed to the officer on duty and climbing (:func:`dispatch.help.raise_owned`)."""
+    resident = session.get(Person, person_id) if person_id is not None else None
+    if resident is not None and kind in OWNED_KINDS and kind not in HELP_KINDS:
+        from dispatch.help import raise_owned
+
+        return raise_owned(
+            session, resident=resident, campaign_id=campaign_id, kind=kind, now=now, task_id=task_id
+        )
     alert = Alert(
         campaign_id=campaign_id, person_id=person_id, kind=kind, task_id=task_id, created_at=now
     )

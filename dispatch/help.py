@@ -7,7 +7,9 @@ or one number (SMS) to take it. The alert's ``due_at`` is its timer: while it st
 :func:`run_alert_climbs` (the scheduler's sweep) sends it to the next officer after the
 authority's ``alert_climb_after``, and after as long again to all of them.
 
-Taking, closing ("done") and giving up ("could not help") are audited. The resident hears that
+A resident nobody can be sent to (``NO_BUDDY``) and a visit that could not reach them
+(``NOT_REACHED``) are owned the same way (:func:`raise_owned`): one push, one take button, one
+climb. Taking, closing ("done") and giving up ("could not help") are audited. The resident hears that
 someone is on the way only when a named person has accepted: the officer who takes the alert, or
 the volunteer who accepts the visit (first name only, :func:`tell_on_the_way`). SMS texts carry
 no medical detail: the resident's own words and what they need go to Telegram only.
@@ -27,6 +29,7 @@ from config.languages import Language
 from dispatch.escalation import campaign_text, place_of, send_to
 from dispatch.models import (
     HELP_KINDS,
+    OWNED_KINDS,
     Alert,
     AlertKind,
     AlertState,
@@ -35,6 +38,7 @@ from dispatch.models import (
     Priority,
     Task,
     TaskReason,
+    TaskStatus,
 )
 from dispatch.outbox import enqueue
 from registry import audit
@@ -135,10 +139,13 @@ def raise_help(
 def _push_rung(session: Session, *, alert: Alert, resident: Person, now: datetime) -> None:
     """Send the alert to the officers of its current rung and set the timer for the next."""
     officers = officers_on_duty(session, authority_id=resident.authority_id)
+    authority = session.get(Authority, resident.authority_id)
+    after = timedelta(seconds=authority.alert_climb_after if authority else 600)
     if not officers:
-        # Nobody to push to: the alert waits on /status and `hosen help list`.
-        log.warning("help alert %s: no officer on duty to push it to", alert.id)
-        alert.due_at = None
+        # Nobody to push to: the alert waits on /status, the console and `hosen help list`, and
+        # the sweep looks again after the climb time (an officer may have come on duty).
+        log.warning("%s alert %s: no officer on duty to push it to", alert.kind.value, alert.id)
+        alert.due_at = now + after
         return
     rung = min(alert.climb, LAST_RUNG)
     if rung < len(officers) and rung < LAST_RUNG:
@@ -148,8 +155,6 @@ def _push_rung(session: Session, *, alert: Alert, resident: Person, now: datetim
     for member in targets:
         _push(session, alert=alert, resident=resident, member=member, now=now)
     alert.climb = rung + 1
-    authority = session.get(Authority, resident.authority_id)
-    after = timedelta(seconds=authority.alert_climb_after if authority else 600)
     alert.due_at = now + after if rung < LAST_RUNG else None
 
 
@@ -158,16 +163,7 @@ def _push(
 ) -> None:
     channel, address = _address(member)
     language = language_of(session, member)
-    lines = [
-        t(
-            language,
-            f"dispatch.alert.push_{alert.kind.value}",
-            alert=alert.id,
-            name=resident.name or "?",
-            place=place_of(session, resident, language),
-            phone=resident.phone or "-",
-        )
-    ]
+    lines = [_push_text(session, alert=alert, resident=resident, language=language)]
     if alert.climb > 0:
         minutes = max(1, round((now - alert.created_at).total_seconds() / 60))
         lines.insert(0, t(language, "dispatch.alert.climbed", minutes=minutes))
@@ -198,57 +194,93 @@ def _push(
     )
 
 
-def tell_not_reached(
-    session: Session,
-    *,
-    alert: Alert,
-    resident: Person,
-    visitor: Person,
-    next_visitor: Person | None,
-    now: datetime,
-) -> bool:
-    """A visitor could not reach the resident: the "not reached" alert is pushed at once to the
-    first officer on duty (as a help alert's first rung), saying who the visit goes to next or
-    that nobody is left. False when there is no officer to push to (the alert waits on the
-    officers' list), so that the visitor is not told the municipality has been told."""
-    officers = officers_on_duty(session, authority_id=resident.authority_id)
-    if not officers:
-        log.warning("not-reached alert %s: no officer on duty to push it to", alert.id)
-        return False
-    member = officers[0]
-    channel, address = _address(member)
-    language = language_of(session, member)
+def _push_text(session: Session, *, alert: Alert, resident: Person, language: Language) -> str:
+    """What the officer reads first: the kind of alert, who, where, and its number."""
     fields = {
         "alert": alert.id,
-        "visitor": visitor.name or "?",
         "name": resident.name or "?",
         "place": place_of(session, resident, language),
         "phone": resident.phone or "-",
     }
-    if next_visitor is not None:
-        text = t(
-            language, "dispatch.not_reached.push_next", next=next_visitor.name or "?", **fields
-        )
-    else:
-        text = t(language, "dispatch.not_reached.push_nobody", **fields)
-    from dispatch.campaigns import for_channel
+    if alert.kind == AlertKind.NO_BUDDY:
+        return t(language, "dispatch.owned.push_no_buddy", **fields)
+    if alert.kind == AlertKind.NOT_REACHED:
+        task = session.get(Task, alert.task_id) if alert.task_id is not None else None
+        visitor = session.get(Person, task.volunteer_id) if task is not None else None
+        following = session.scalars(
+            select(Task)
+            .where(
+                Task.resident_id == resident.id,
+                Task.id > (alert.task_id or 0),
+                Task.status.in_((TaskStatus.OFFERED, TaskStatus.ACCEPTED)),
+            )
+            .order_by(Task.id.desc())
+            .limit(1)
+        ).first()
+        going = session.get(Person, following.volunteer_id) if following is not None else None
+        fields["visitor"] = (visitor.name if visitor else None) or "?"
+        if going is not None:
+            return t(language, "dispatch.not_reached.push_next", next=going.name or "?", **fields)
+        return t(language, "dispatch.not_reached.push_nobody", **fields)
+    return t(language, f"dispatch.alert.push_{alert.kind.value}", **fields)
 
-    enqueue(
-        session,
-        channel=channel,
-        address=address,
-        text=for_channel(text, None, channel),
-        priority=Priority.INTERACTIVE,
-        kind="alert",
-        campaign_id=alert.campaign_id,
-        due_at=now,
-        now=now,
+
+def raise_owned(
+    session: Session,
+    *,
+    resident: Person,
+    campaign_id: int | None,
+    kind: AlertKind,
+    now: datetime,
+    task_id: int | None = None,
+    push: bool = True,
+) -> Alert:
+    """A "no buddy" or "could not reach" alert, owned as a help alert is: pushed at once to the
+    first officer on duty with a take button, climbing while nobody takes it (``push=False``: the
+    caller pushes it with :func:`push_owned` once it knows more). A "no buddy" while one for the
+    same resident and check-in is open is that one (nobody is pushed twice for it). The caller
+    commits."""
+    assert kind in OWNED_KINDS and kind not in HELP_KINDS
+    if kind == AlertKind.NO_BUDDY:
+        existing = session.scalars(
+            select(Alert)
+            .where(
+                Alert.person_id == resident.id,
+                Alert.campaign_id.is_(None)
+                if campaign_id is None
+                else Alert.campaign_id == campaign_id,
+                Alert.kind == AlertKind.NO_BUDDY,
+                Alert.state.in_((AlertState.OPEN, AlertState.TAKEN)),
+            )
+            .limit(1)
+        ).first()
+        if existing is not None:
+            return existing
+    alert = Alert(
+        campaign_id=campaign_id,
+        person_id=resident.id,
+        kind=kind,
+        task_id=task_id,
+        created_at=now,
+        state=AlertState.OPEN,
+        climb=0,
     )
-    return True
+    session.add(alert)
+    session.flush()
+    if push:
+        push_owned(session, alert=alert, resident=resident, now=now)
+    return alert
+
+
+def push_owned(session: Session, *, alert: Alert, resident: Person, now: datetime) -> bool:
+    """Push an owned alert to its first rung; False when no officer is on duty to push it to (it
+    waits on the officers' list), so that nobody is told the emergency team has been told."""
+    _push_rung(session, alert=alert, resident=resident, now=now)
+    return alert.climb > 0
 
 
 def run_alert_climbs(session: Session, *, now: datetime) -> int:
-    """Push every open help alert whose timer is due to its next rung; returns how many."""
+    """Push every open owned alert whose timer is due to its next rung; returns how many."""
     query = (
         select(Alert)
         .where(Alert.state == AlertState.OPEN, Alert.due_at <= now)
@@ -297,11 +329,11 @@ def tell_on_the_way(
 
 
 def said_ok_after_help(session: Session, *, answered_at: dict[int, datetime]) -> set[int]:
-    """Residents (id -> when) answered a check-in "I'm OK": a help alert of theirs that is open
+    """Residents (id -> when) answered a check-in "I'm OK": an owned alert of theirs that is open
     or taken stays as it is (its owner, its climb: the officer decides whether help is still
     needed), but it records the answer, which the officers' lists show, and the officers who
     know of it are told once: its owner, else those it was pushed to. Returns the residents
-    whose help alert is open. The caller commits."""
+    whose help alert (``HELP_KINDS``) is open. The caller commits."""
     ids = sorted(answered_at)
     still_open: set[int] = set()
     for start in range(0, len(ids), 2000):
@@ -309,13 +341,14 @@ def said_ok_after_help(session: Session, *, answered_at: dict[int, datetime]) ->
             select(Alert)
             .where(
                 Alert.person_id.in_(ids[start : start + 2000]),
-                Alert.kind.in_(HELP_KINDS),
+                Alert.kind.in_(OWNED_KINDS),
                 Alert.state.in_((AlertState.OPEN, AlertState.TAKEN)),
             )
             .order_by(Alert.id)
         ):
             assert alert.person_id is not None
-            still_open.add(alert.person_id)
+            if alert.kind in HELP_KINDS:
+                still_open.add(alert.person_id)
             if alert.later_ok_at is not None:
                 continue  # told already
             now = answered_at[alert.person_id]
@@ -465,7 +498,7 @@ class Handled:
 
 def resident_of(session: Session, alert_id: int) -> tuple[Alert, Person] | None:
     alert = session.get(Alert, alert_id)
-    if alert is None or alert.kind not in HELP_KINDS or alert.person_id is None:
+    if alert is None or alert.kind not in OWNED_KINDS or alert.person_id is None:
         return None
     resident = session.get(Person, alert.person_id)
     return (alert, resident) if resident is not None else None
@@ -474,7 +507,7 @@ def resident_of(session: Session, alert_id: int) -> tuple[Alert, Person] | None:
 def handle(
     session: Session, *, alert_id: int, action: str, member: StaffMember, now: datetime
 ) -> Handled:
-    """An officer takes, closes or gives up a help alert (already authorized; audited here)."""
+    """An officer takes, closes or gives up an owned alert (already authorized; audited here)."""
     found = resident_of(session, alert_id)
     if found is None:
         return Handled("gone", None)
@@ -494,8 +527,11 @@ def handle(
         audit.record(
             session, actor=actor, action="help.take", person_id=resident.id, at=now, alert=alert.id
         )
-        campaign = session.get(Campaign, alert.campaign_id) if alert.campaign_id else None
-        tell_on_the_way(session, resident=resident, name=member.name, campaign=campaign, now=now)
+        if alert.kind in HELP_KINDS:  # who asked for help hears who took it; a silent one, not
+            campaign = session.get(Campaign, alert.campaign_id) if alert.campaign_id else None
+            tell_on_the_way(
+                session, resident=resident, name=member.name, campaign=campaign, now=now
+            )
         return Handled("yours", alert, resident)
     if action not in (AlertAction.DONE, AlertAction.FAIL):
         return Handled("gone", alert)
@@ -577,11 +613,12 @@ class OpenHelp:
 def open_help(
     session: Session, *, authority_id: int | None, now: datetime, language: Language
 ) -> list[OpenHelp]:
-    """Help alerts not yet closed, oldest first, with their age and owner ("" for nobody)."""
+    """Owned alerts (help, no buddy, could not reach) not yet closed, oldest first, with their
+    age and owner ("" for nobody)."""
     query = (
         select(Alert, Person)
         .join(Person, Person.id == Alert.person_id)
-        .where(Alert.kind.in_(HELP_KINDS), Alert.state.in_((AlertState.OPEN, AlertState.TAKEN)))
+        .where(Alert.kind.in_(OWNED_KINDS), Alert.state.in_((AlertState.OPEN, AlertState.TAKEN)))
         .order_by(Alert.created_at, Alert.id)
     )
     if authority_id is not None:

@@ -366,8 +366,11 @@ class AlertKind(StrEnum):
     NOT_REACHED = "not_reached"  # the volunteer went and could not reach the resident
 
 
-# Alerts that are pushed to the officers on duty, owned, and climb while nobody takes them.
+# A resident's call for help (the resident hears who is on the way when it is taken).
 HELP_KINDS = (AlertKind.HELP, AlertKind.HELP_REQUEST)
+# Alerts that are pushed to the officers on duty, owned, and climb while nobody takes them: help,
+# and a resident nobody can be sent to or the visitor could not reach.
+OWNED_KINDS = (*HELP_KINDS, AlertKind.NO_BUDDY, AlertKind.NOT_REACHED)
 
 
 class AlertState(StrEnum):
@@ -391,8 +394,8 @@ class HelpNeed(StrEnum):
 class Alert(Base):
     """Something an officer must look at now: the officer's list in ``hosen campaign status``.
 
-    A help alert (``HELP_KINDS``) is also owned: it is pushed to the officers on duty, ``state``
-    says whether somebody has it, ``owner_staff_id`` (an officer) or ``owner_person_id`` (the
+    An alert of ``OWNED_KINDS`` (help, no buddy, could not reach) is owned: it is pushed to the
+    officers on duty, ``state`` says whether somebody has it, ``owner_staff_id`` (an officer) or ``owner_person_id`` (the
     volunteer who accepted the visit) who, and ``due_at`` is its climbing timer: when it passes
     with the alert still open, the sweep sends it to the next officer (``climb`` counts the
     rungs already pushed), and then to all of them.

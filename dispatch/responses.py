@@ -43,8 +43,9 @@ from dispatch.escalation import (
 )
 from dispatch.help import (
     open_help_alert,
+    push_owned,
     raise_help,
-    tell_not_reached,
+    raise_owned,
     tell_on_the_way,
     volunteer_accepted,
     volunteer_finished,
@@ -447,24 +448,30 @@ def _answer_task(
         )
     else:
         task.status = TaskStatus.NOT_REACHED
-        following = next_visit(session, task=task, now=now)
-        alert = raise_alert(
-            session,
-            campaign_id=task.campaign_id,
-            person_id=task.resident_id,
-            kind=AlertKind.NOT_REACHED,
-            task_id=task.id,
-            now=now,
+        # Pushed once the visit has moved on: the officer reads who goes next, or nobody.
+        alert = (
+            raise_owned(
+                session,
+                resident=resident,
+                campaign_id=task.campaign_id,
+                kind=AlertKind.NOT_REACHED,
+                task_id=task.id,
+                now=now,
+                push=False,
+            )
+            if resident is not None
+            else raise_alert(
+                session,
+                campaign_id=task.campaign_id,
+                person_id=None,
+                kind=AlertKind.NOT_REACHED,
+                task_id=task.id,
+                now=now,
+            )
         )
+        next_visit(session, task=task, now=now)
         session.flush()
-        told = resident is not None and tell_not_reached(
-            session,
-            alert=alert,
-            resident=resident,
-            visitor=person,
-            next_visitor=session.get(Person, following.volunteer_id) if following else None,
-            now=now,
-        )
+        told = resident is not None and push_owned(session, alert=alert, resident=resident, now=now)
         # "The municipality has been told" only once an officer is pushed; else the list.
         _ack(
             session,

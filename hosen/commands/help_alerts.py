@@ -1,5 +1,6 @@
-"""``hosen help list``: the help alerts still open (not done, not given up), oldest first, with
-their age and who owns them. An alert nobody owns is the one to act on."""
+"""``hosen help list``: the owned alerts still open (help, no buddy, could not reach; not done,
+not given up), oldest first, with their age, who owns them and their kind. An alert nobody owns
+is the one to act on."""
 
 from __future__ import annotations
 
@@ -65,12 +66,12 @@ def list_help(ctx: Context, args: argparse.Namespace) -> int:
     if not rows:
         print("no open help")
         return 0
-    print(f"{'alert':>6}  {'age':>6}  {'state':<6}  {'owner':<20}  resident (zone)")
+    print(f"{'alert':>6}  {'age':>6}  {'state':<6}  {'owner':<20}  resident (zone)  kind")
     for row in rows:
         owner = row.owner or "NOBODY"
         print(
             f"{row.alert_id:>6}  {_age(row.age_seconds):>6}  {row.state.value:<6}  "
-            f"{owner[:20]:<20}  {row.resident} ({row.zone})"
+            f"{owner[:20]:<20}  {row.resident} ({row.zone})  {row.kind.value}"
             + ("  [since answered OK]" if row.later_ok_at else "")
         )
     return 0

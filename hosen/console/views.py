@@ -37,6 +37,7 @@ from dispatch import outbox
 from dispatch.campaigns import Audience, CampaignError, start_campaign
 from dispatch.estimate import Estimate, estimate_campaign
 from dispatch.models import (
+    HELP_KINDS,
     Campaign,
     CampaignKind,
     CampaignMode,
@@ -644,6 +645,11 @@ class Console:
         if found is None or found[1].authority_id not in self._authority_ids(visit):
             return visit.words("console.queue.gone")
         alert, resident = found
+        if key == "yours" and alert.kind not in HELP_KINDS:
+            # Nobody asked: the resident is told nothing when an officer takes the alert.
+            return visit.words(
+                "console.queue_owned.yours", alert=alert.id, name=resident.name or "?"
+            )
         if key == "yours" and not help_alerts.reaches(db, resident):
             # Taken, but no message reaches them: the officer must not believe they were told.
             return visit.words(

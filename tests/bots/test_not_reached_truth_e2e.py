@@ -1,9 +1,10 @@
 """A buddy's "could not reach", end to end (the real ``hosen serve`` app, python-telegram-bot and
 twilio clients against the loopback fakes): the "not reached" alert is pushed at once to the first
-officer on duty, who reads who went, where, and that nobody else can be sent; the buddy is told
+officer on duty, with a take number, who reads who went, where, and that nobody else can be sent; the buddy is told
 "the municipality has been told" only then. With a backup buddy, the officer reads who the
 visit goes to next. With no officer on duty to push to, the buddy hears
-that it is on the emergency team's list (what is true), never that anyone was told."""
+that it is on the emergency team's list (what is true), never that anyone was told; the alert
+is pushed at the next climb once an officer is on duty."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from registry.profile_sync import Directory
 from registry.staff import StaffMember, language_of
 from tests.bots.test_answer_truth_e2e import _task, _visit, drilled
 from tests.bots.test_e2e import _free_port, run, service_settings, start_service, tg
-from tests.bots.test_help_e2e import OFFICERS, _setup
+from tests.bots.test_help_e2e import OFFICERS, _climb, _setup
 
 pytestmark = pytest.mark.e2e
 HE, RU = Language.HE, Language.RU
@@ -127,11 +128,23 @@ def test_could_not_reach_is_pushed_to_the_officer_and_the_buddy_told_the_truth(
             else:
                 assert kinds == {AlertKind.NOT_REACHED, AlertKind.NO_BUDDY}  # nobody else
             if on_duty:
-                assert [m["body"] for m in pushed] == [expected]
+                # Owned as a help alert is: with its take number. With nobody else to send, the
+                # "no buddy" alert is pushed as well, on its own.
+                bodies = [str(m["body"]) for m in pushed]
+                take = t(language, "dispatch.alert.take")
+                assert [b for b in bodies if b.startswith(expected)] == [f"{expected}\n1 {take}"]
+                assert len(bodies) == (1 if backup else 2)
                 assert [m["text"] for m in told] == [drilled(RU, "dispatch.task.ack_not_reached")]
             else:
                 assert pushed == []
                 assert [m["text"] for m in told] == [drilled(RU, "dispatch.not_reached.ack_listed")]
+                # An officer comes on duty: the waiting alerts are pushed to them at the next
+                # climb, each with its take number.
+                with unit_of_work(service.ctx.sessions) as session:
+                    session.execute(update(StaffMember).values(active=True))
+                await _climb(service)
+                late = [str(m["body"]) for m in fake_twilio.sent_to(officer_phone)[before:]]
+                assert len(late) == 2 and any(expected in body for body in late), late
         finally:
             await service.stop()
 
