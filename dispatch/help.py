@@ -203,7 +203,18 @@ def _push_text(session: Session, *, alert: Alert, resident: Person, language: La
         "phone": resident.phone or "-",
     }
     if alert.kind == AlertKind.NO_BUDDY:
-        return t(language, "dispatch.owned.push_no_buddy", **fields)
+        # The visit nobody can make was for a call for help, or for silence: say which is true.
+        asked = session.scalars(
+            select(Alert.id)
+            .where(
+                Alert.person_id == resident.id,
+                Alert.kind.in_(HELP_KINDS),
+                Alert.state.in_((AlertState.OPEN, AlertState.TAKEN)),
+            )
+            .limit(1)
+        ).first()
+        key = "push_no_buddy_help" if asked is not None else "push_no_buddy"
+        return t(language, f"dispatch.owned.{key}", **fields)
     if alert.kind == AlertKind.NOT_REACHED:
         task = session.get(Task, alert.task_id) if alert.task_id is not None else None
         visitor = session.get(Person, task.volunteer_id) if task is not None else None

@@ -18,6 +18,7 @@ from bots.dialog import Dialog, Inbound
 from bots.inbound import Delivery, accept, handle_inbound
 from bots.processor import InboxProcessor, ProcessorConfig, claim, decoders
 from config.i18n import t
+from config.languages import Language
 from dispatch.campaigns import Audience, marked, start_drill_checkin
 from dispatch.models import (
     Alert,
@@ -343,8 +344,22 @@ def test_help_in_a_batch_is_pushed_once_and_acknowledged_truthfully(
     done = processor(sessions, dialog, clock).drain()
     assert len(done) == 4 and all(d.processed for d in done)
     with sessions() as session:
-        pushes = session.scalars(select(OutboxMessage.text).where(OutboxMessage.kind == "alert"))
-        assert len(pushes.all()) == 2  # one per resident asking for help
+        pushes = session.scalars(
+            select(OutboxMessage.text).where(OutboxMessage.kind == "alert")
+        ).all()
+
+        # One help push per resident asking for help. This town has no buddies, so each also has
+        # a "no buddy" push of its own, which says she asked for help, not that she was silent.
+        def middle(key: str) -> str:  # the words of a push between its phone and its number
+            return t(Language.HE, key, name="\0", place="\0", phone="\0", alert="\0").split("\0")[3]
+
+        asked, silent = (
+            middle("dispatch.owned.push_no_buddy_help"),
+            middle("dispatch.owned.push_no_buddy"),
+        )
+        assert len(pushes) == 4
+        assert sum(asked in text for text in pushes) == 2
+        assert not any(silent in text for text in pushes)
         for n, key in ((0, "dispatch.ack.help"), (1, "dispatch.ack.ok"), (2, "dispatch.ack.ok")):
             person = person_of(session, n)
             acks = session.scalars(
