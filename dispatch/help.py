@@ -34,6 +34,7 @@ from dispatch.models import (
     AlertKind,
     AlertState,
     Campaign,
+    ChannelGate,
     HelpNeed,
     Priority,
     Task,
@@ -70,9 +71,13 @@ def officers_on_duty(session: Session, *, authority_id: int) -> list[StaffMember
     return sorted(members, key=lambda m: (m.role != StaffRole.OFFICER, m.id))
 
 
-def _address(member: StaffMember) -> tuple[Channel, str]:
+def _address(session: Session, member: StaffMember) -> tuple[Channel, str]:
+    """The officer's Telegram chat, unless Telegram is down and they have a phone: an alert waits
+    for nobody's provider (the channel-down notice goes the same way, dispatch.outages)."""
     if member.telegram_chat_id is not None:
-        return Channel.TELEGRAM, str(member.telegram_chat_id)
+        gate = session.get(ChannelGate, Channel.TELEGRAM)
+        if gate is None or gate.down_since is None or not member.phone:
+            return Channel.TELEGRAM, str(member.telegram_chat_id)
     return Channel.SMS, member.phone
 
 
@@ -161,7 +166,7 @@ def _push_rung(session: Session, *, alert: Alert, resident: Person, now: datetim
 def _push(
     session: Session, *, alert: Alert, resident: Person, member: StaffMember, now: datetime
 ) -> None:
-    channel, address = _address(member)
+    channel, address = _address(session, member)
     language = language_of(session, member)
     lines = [_push_text(session, alert=alert, resident=resident, language=language)]
     if alert.climb > 0:
@@ -385,7 +390,7 @@ def _tell_said_ok(
 ) -> None:
     from dispatch.campaigns import for_channel
 
-    channel, address = _address(member)
+    channel, address = _address(session, member)
     language = language_of(session, member)
     text = t(language, "dispatch.answered.officer", alert=alert.id, name=resident.name or "?")
     enqueue(

@@ -29,6 +29,8 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from config.i18n import t
+from config.languages import Language
 from config.settings import Settings
 from dispatch.models import Alert, AlertState
 from fakes.people import Delay, People, Persona
@@ -258,10 +260,16 @@ def test_an_officer_runs_a_drill_from_the_console(
             expect(page.locator("[data-total=waiting]")).to_have_text("2")
             _shoot(page, "console-board-he")
 
-            # The help answer waits in the queue; take it.
+            # The help answer waits in the queue, and beside it the alert that nobody can be sent
+            # to him (this town has no buddies for him): take the help alert.
             page.click("a[href='/console/queue']")
-            row = page.locator("tr", has_text="David Levi")
+            rows = page.locator("tr", has_text="David Levi")
+            expect(rows).to_have_count(2)
+            row = rows.filter(has_text=t(Language.HE, "console.queue.help"))
             expect(row).to_be_visible()
+            expect(
+                rows.filter(has_text=t(Language.HE, "console.queue_owned.no_buddy"))
+            ).to_be_visible()
             _axe(page, "queue")
             _shoot(page, "console-queue-he")
             row.locator("button.primary").click()
