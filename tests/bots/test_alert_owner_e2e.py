@@ -22,12 +22,13 @@ from dispatch.models import Alert, AlertKind, AlertState, Campaign, TaskReason
 from fakes.telegram import FakeTelegram
 from fakes.twilio import FakeTwilio
 from registry.db import unit_of_work, utcnow
-from registry.models import AssignmentStatus, BuddyAssignment, Channel, Person
+from registry.models import BuddyAssignment, Channel, Person
 from registry.profile_sync import Directory
 from registry.staff import StaffMember, language_of
+from tests.bots.e2e_helpers import add_backup_buddy, miriam_with_buddy, on_telegram
 from tests.bots.test_answer_truth_e2e import _visit
 from tests.bots.test_e2e import Service, _free_port, run, service_settings, sms, start_service, tg
-from tests.bots.test_help_e2e import OFFICER_PIN, OFFICERS, _climb, _setup
+from tests.bots.test_help_e2e import OFFICER_PIN, OFFICERS, _climb
 
 pytestmark = pytest.mark.e2e
 HE, RU = Language.HE, Language.RU
@@ -68,13 +69,12 @@ def test_a_no_buddy_alert_is_pushed_climbs_and_is_owned_by_the_officer_who_takes
     async def scenario() -> None:
         service = await start_service(config, port)
         try:
-            ids = _setup(
+            ids = miriam_with_buddy(
                 service,
-                residents=[dict(name="מרים כהן", language=HE, channel=Channel.SMS, phone=MIRIAM)],
+                reach=dict(channel=Channel.SMS, phone=MIRIAM),
                 buddy=dict(
                     name="Yossi Amar", language=HE, channel=Channel.SMS, phone="+972525550403"
                 ),
-                officer_chats={},
             )
             with unit_of_work(service.ctx.sessions) as session:
                 session.execute(delete(BuddyAssignment))  # nobody to send
@@ -155,39 +155,13 @@ def test_a_could_not_reach_alert_climbs_and_is_owned_by_the_officer_who_takes_it
         try:
             igor = fake_telegram.new_user("Игорь", language_code="ru")
             dana = fake_telegram.new_user("Dana", language_code="he")
-            ids = _setup(
+            ids = miriam_with_buddy(
                 service,
-                residents=[dict(name="מרים כהן", language=HE, channel=Channel.SMS, phone=MIRIAM)],
-                buddy=dict(
-                    name="Игорь Ким",
-                    language=RU,
-                    channel=Channel.TELEGRAM,
-                    telegram_chat_id=igor.id,
-                ),
+                reach=dict(channel=Channel.SMS, phone=MIRIAM),
+                buddy=on_telegram("Игорь Ким", RU, igor.id),
                 officer_chats={"Dana Levi": dana.id},
             )
-            with unit_of_work(service.ctx.sessions) as session:  # a backup buddy goes next
-                first = session.scalars(select(Person).where(Person.name == "Игорь Ким")).one()
-                lea = Person(
-                    authority_id=first.authority_id,
-                    source=first.source,
-                    name="Lea Backup",
-                    phone="+972525550499",
-                    phone_kind=first.phone_kind,
-                    channel=Channel.SMS,
-                    is_volunteer=True,
-                    birth_year=1980,
-                )
-                session.add(lea)
-                session.flush()
-                session.add(
-                    BuddyAssignment(
-                        resident_id=ids["resident0"],
-                        volunteer_id=lea.id,
-                        rank=2,
-                        status=AssignmentStatus.CONFIRMED,
-                    )
-                )
+            add_backup_buddy(service, ids["resident0"], "Игорь Ким")  # a backup buddy goes next
             await service.flush()
             _visit(service, ids["resident0"])
             await service.flush()

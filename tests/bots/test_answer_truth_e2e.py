@@ -42,8 +42,9 @@ from registry.db import unit_of_work, utcnow
 from registry.models import Authority, Channel, Person
 from registry.profile_sync import Directory
 from registry.staff import StaffMember, language_of
+from tests.bots.e2e_helpers import miriam_with_buddy, on_telegram
 from tests.bots.test_e2e import Service, _free_port, run, service_settings, sms, start_service, tg
-from tests.bots.test_help_e2e import _climb, _setup
+from tests.bots.test_help_e2e import _climb
 from tests.bots.test_voice_e2e import _voice_settings
 
 pytestmark = pytest.mark.e2e
@@ -96,15 +97,12 @@ def test_an_ok_by_sms_in_the_inbox_batch_cancels_the_call_waiting_to_ring(
                     select(Authority).where(Authority.code == "kiryat-tamar")
                 ).one()
                 authority.calls = True
-            ids = _setup(
+            ids = miriam_with_buddy(
                 service,
-                residents=[
-                    dict(name="מרים כהן", language=HE, channel=Channel.SMS, phone=RESIDENT_PHONE)
-                ],
+                reach=dict(channel=Channel.SMS, phone=RESIDENT_PHONE),
                 buddy=dict(
                     name="Yossi Amar", language=HE, channel=Channel.SMS, phone="+972525550411"
                 ),
-                officer_chats={},
             )
             await service.flush()  # the check-in SMS goes out
             # A missed call is to be tried again in ten minutes (as the ladder queues a retry).
@@ -151,23 +149,10 @@ def test_an_ok_while_the_visit_is_offered_withdraws_it_and_tells_the_buddy_in_ar
         try:
             miriam = fake_telegram.new_user("מרים", language_code="he")
             salma = fake_telegram.new_user("سلمى", language_code="ar")
-            ids = _setup(
+            ids = miriam_with_buddy(
                 service,
-                residents=[
-                    dict(
-                        name="מרים כהן",
-                        language=HE,
-                        channel=Channel.TELEGRAM,
-                        telegram_chat_id=miriam.id,
-                    )
-                ],
-                buddy=dict(
-                    name="سلمى خوري",
-                    language=AR,
-                    channel=Channel.TELEGRAM,
-                    telegram_chat_id=salma.id,
-                ),
-                officer_chats={},
+                reach=dict(channel=Channel.TELEGRAM, telegram_chat_id=miriam.id),
+                buddy=on_telegram("سلمى خوري", AR, salma.id),
             )
             await service.flush()  # the check-in goes out; Miriam is silent
             checkin = fake_telegram.last_sent(miriam.id)
@@ -212,18 +197,10 @@ def test_an_ok_by_sms_after_the_buddy_accepted_tells_the_buddy_and_the_visit_sta
         service = await start_service(config, port)
         try:
             igor = fake_telegram.new_user("Игорь", language_code="ru")
-            ids = _setup(
+            ids = miriam_with_buddy(
                 service,
-                residents=[
-                    dict(name="מרים כהן", language=HE, channel=Channel.SMS, phone=RESIDENT_PHONE)
-                ],
-                buddy=dict(
-                    name="Игорь Ким",
-                    language=RU,
-                    channel=Channel.TELEGRAM,
-                    telegram_chat_id=igor.id,
-                ),
-                officer_chats={},
+                reach=dict(channel=Channel.SMS, phone=RESIDENT_PHONE),
+                buddy=on_telegram("Игорь Ким", RU, igor.id),
             )
             await service.flush()
             task_id = _visit(service, ids["resident0"])
@@ -270,22 +247,10 @@ def test_help_then_ok_keeps_the_taken_alert_with_its_owner_and_tells_the_officer
             miriam = fake_telegram.new_user("מרים", language_code="he")
             yossi = fake_telegram.new_user("Yossi", language_code="he")
             dana = fake_telegram.new_user("Dana", language_code="en")
-            ids = _setup(
+            ids = miriam_with_buddy(
                 service,
-                residents=[
-                    dict(
-                        name="מרים כהן",
-                        language=HE,
-                        channel=Channel.TELEGRAM,
-                        telegram_chat_id=miriam.id,
-                    )
-                ],
-                buddy=dict(
-                    name="Yossi Amar",
-                    language=HE,
-                    channel=Channel.TELEGRAM,
-                    telegram_chat_id=yossi.id,
-                ),
+                reach=dict(channel=Channel.TELEGRAM, telegram_chat_id=miriam.id),
+                buddy=on_telegram("Yossi Amar", HE, yossi.id),
                 officer_chats={"Dana Levi": dana.id},
             )
             await service.flush()
@@ -351,22 +316,10 @@ def test_help_at_any_time_then_ok_in_the_batch_keeps_the_alert_climbing_and_says
             yossi = fake_telegram.new_user("Yossi", language_code="he")
             dana = fake_telegram.new_user("Dana", language_code="he")
             avi = fake_telegram.new_user("Avi", language_code="he")
-            ids = _setup(
+            ids = miriam_with_buddy(
                 service,
-                residents=[
-                    dict(
-                        name="מרים כהן",
-                        language=HE,
-                        channel=Channel.TELEGRAM,
-                        telegram_chat_id=miriam.id,
-                    )
-                ],
-                buddy=dict(
-                    name="Yossi Amar",
-                    language=HE,
-                    channel=Channel.TELEGRAM,
-                    telegram_chat_id=yossi.id,
-                ),
+                reach=dict(channel=Channel.TELEGRAM, telegram_chat_id=miriam.id),
+                buddy=on_telegram("Yossi Amar", HE, yossi.id),
                 officer_chats={"Dana Levi": dana.id, "Avi Peretz": avi.id},
             )
             await service.flush()  # the check-in goes out

@@ -19,12 +19,13 @@ from dispatch.models import Alert, AlertKind, TaskStatus
 from fakes.telegram import FakeTelegram
 from fakes.twilio import FakeTwilio
 from registry.db import unit_of_work
-from registry.models import AssignmentStatus, BuddyAssignment, Channel, Person
+from registry.models import Channel, Person
 from registry.profile_sync import Directory
 from registry.staff import StaffMember, language_of
+from tests.bots.e2e_helpers import add_backup_buddy, miriam_with_buddy, on_telegram
 from tests.bots.test_answer_truth_e2e import _task, _visit, drilled
 from tests.bots.test_e2e import _free_port, run, service_settings, start_service, tg
-from tests.bots.test_help_e2e import OFFICERS, _climb, _setup
+from tests.bots.test_help_e2e import OFFICERS, _climb
 
 pytestmark = pytest.mark.e2e
 HE, RU = Language.HE, Language.RU
@@ -47,42 +48,13 @@ def test_could_not_reach_is_pushed_to_the_officer_and_the_buddy_told_the_truth(
         service = await start_service(config, port)
         try:
             igor = fake_telegram.new_user("Игорь", language_code="ru")
-            ids = _setup(
+            ids = miriam_with_buddy(
                 service,
-                residents=[
-                    dict(name="מרים כהן", language=HE, channel=Channel.SMS, phone="+972525550212")
-                ],
-                buddy=dict(
-                    name="Игорь Ким",
-                    language=RU,
-                    channel=Channel.TELEGRAM,
-                    telegram_chat_id=igor.id,
-                ),
-                officer_chats={},
+                reach=dict(channel=Channel.SMS, phone="+972525550212"),
+                buddy=on_telegram("Игорь Ким", RU, igor.id),
             )
             if backup:  # a second buddy the visit moves on to
-                with unit_of_work(service.ctx.sessions) as session:
-                    first = session.scalars(select(Person).where(Person.name == "Игорь Ким")).one()
-                    second = Person(
-                        authority_id=first.authority_id,
-                        source=first.source,
-                        name="Lea Backup",
-                        phone="+972525550499",
-                        phone_kind=first.phone_kind,
-                        channel=Channel.SMS,
-                        is_volunteer=True,
-                        birth_year=1980,
-                    )
-                    session.add(second)
-                    session.flush()
-                    session.add(
-                        BuddyAssignment(
-                            resident_id=ids["resident0"],
-                            volunteer_id=second.id,
-                            rank=2,
-                            status=AssignmentStatus.CONFIRMED,
-                        )
-                    )
+                add_backup_buddy(service, ids["resident0"], "Игорь Ким")
             if not on_duty:
                 with unit_of_work(service.ctx.sessions) as session:
                     session.execute(update(StaffMember).values(active=False))
