@@ -4,14 +4,18 @@ backup buddy the visit moves on to."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import select
 
 from config.languages import Language
+from config.settings import Settings
+from fakes.telegram import FakeTelegram
+from fakes.twilio import FakeTwilio
 from registry.db import unit_of_work
 from registry.models import AssignmentStatus, BuddyAssignment, Channel, Person
-from tests.bots.test_e2e import Service
+from tests.bots.test_e2e import Service, _free_port, run, service_settings, start_service
 from tests.bots.test_help_e2e import _setup
 
 MIRIAM = "מרים כהן"
@@ -62,3 +66,25 @@ def add_backup_buddy(service: Service, resident_id: int, first_buddy: str) -> No
                 status=AssignmentStatus.CONFIRMED,
             )
         )
+
+
+def serve(
+    settings: Settings,
+    scenario: Callable[[Service], Awaitable[None]],
+    *,
+    telegram: FakeTelegram | None,
+    twilio: FakeTwilio | None,
+) -> None:
+    """Runs ``scenario`` against ``hosen serve`` started on a free port with clients against the
+    given loopback fakes, and stops the service however the scenario ends."""
+    port = _free_port()
+    config = service_settings(settings, telegram=telegram, twilio=twilio, port=port)
+
+    async def main() -> None:
+        service = await start_service(config, port)
+        try:
+            await scenario(service)
+        finally:
+            await service.stop()
+
+    run(main)
