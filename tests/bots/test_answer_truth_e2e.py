@@ -141,7 +141,6 @@ def test_an_ok_by_sms_in_the_inbox_batch_cancels_the_call_waiting_to_ring(
 def test_an_ok_while_the_visit_is_offered_withdraws_it_and_tells_the_buddy_in_arabic(
     settings: Settings, directory: Directory, fake_telegram: FakeTelegram
 ) -> None:
-
     async def scenario(service: Service) -> None:
         miriam = fake_telegram.new_user("מרים", language_code="he")
         salma = fake_telegram.new_user("سلمى", language_code="ar")
@@ -184,7 +183,6 @@ def test_an_ok_while_the_visit_is_offered_withdraws_it_and_tells_the_buddy_in_ar
 def test_an_ok_by_sms_after_the_buddy_accepted_tells_the_buddy_and_the_visit_stays_theirs(
     settings: Settings, directory: Directory, fake_telegram: FakeTelegram, fake_twilio: FakeTwilio
 ) -> None:
-
     async def scenario(service: Service) -> None:
         igor = fake_telegram.new_user("Игорь", language_code="ru")
         ids = miriam_with_buddy(
@@ -226,7 +224,6 @@ def test_an_ok_by_sms_after_the_buddy_accepted_tells_the_buddy_and_the_visit_sta
 def test_help_then_ok_keeps_the_taken_alert_with_its_owner_and_tells_the_officer(
     settings: Settings, directory: Directory, fake_telegram: FakeTelegram
 ) -> None:
-
     async def scenario(service: Service) -> None:
         miriam = fake_telegram.new_user("מרים", language_code="he")
         yossi = fake_telegram.new_user("Yossi", language_code="he")
@@ -286,7 +283,6 @@ def test_help_then_ok_keeps_the_taken_alert_with_its_owner_and_tells_the_officer
 def test_help_at_any_time_then_ok_in_the_batch_keeps_the_alert_climbing_and_says_so(
     settings: Settings, directory: Directory, fake_telegram: FakeTelegram
 ) -> None:
-
     async def scenario(service: Service) -> None:
         miriam = fake_telegram.new_user("מרים", language_code="he")
         yossi = fake_telegram.new_user("Yossi", language_code="he")

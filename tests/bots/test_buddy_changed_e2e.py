@@ -38,7 +38,6 @@ def _stops_volunteering(service: Service, person_id: int) -> None:
 def test_a_released_buddy_is_unnamed_to_the_resident_and_an_unnamed_one_is_not(
     settings: Settings, directory: Directory, fake_telegram: FakeTelegram
 ) -> None:
-
     async def scenario(service: Service) -> None:
         salma = fake_telegram.new_user("سلمى", language_code="ar")
         yossi = fake_telegram.new_user("Yossi", language_code="he")
