@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 
 import pytest
@@ -22,6 +23,24 @@ pytestmark = pytest.mark.db
 
 POLL = 0.25
 IDLE_MAX = 4.0
+
+
+async def sent_then_stop(
+    sent: Sequence[object],
+    count: int,
+    stop: asyncio.Event,
+    running: asyncio.Task[None],
+    pause: Callable[[float], Awaitable[None]],
+    tries: int,
+) -> None:
+    """Wait (``tries`` pauses of 10 ms on ``pause``'s clock) until ``count`` messages are sent,
+    then stop the worker and wait for it to end."""
+    for _ in range(tries):
+        if len(sent) >= count:
+            break
+        await pause(0.01)
+    stop.set()
+    await asyncio.wait_for(running, timeout=20)
 
 
 def make_worker(
@@ -87,12 +106,7 @@ def test_idle_lanes_back_off_and_a_new_campaign_still_goes_within_a_poll_interva
         await clock.sleep(1.3)  # somewhere inside the lanes' 4-second rest
         started = clock.now()
         await asyncio.to_thread(start_campaign, sessions, authority, clock)
-        for _ in range(400):
-            if telegram.sent:
-                break
-            await clock.sleep(0.01)
-        stop.set()
-        await asyncio.wait_for(running, timeout=20)
+        await sent_then_stop(telegram.sent, 1, stop, running, clock.sleep, tries=400)
         assert telegram.sent, "the campaign was never sent"
         return (telegram.sent[0][0] - started).total_seconds()
 
@@ -122,12 +136,7 @@ def test_a_lane_that_found_work_claims_again_at_once(
         await clock.sleep(20.0)
         await asyncio.to_thread(start_campaign, sessions, authority, clock)
         started = clock.now()
-        for _ in range(300):
-            if len(telegram.sent) == 5:
-                break
-            await clock.sleep(0.01)
-        stop.set()
-        await asyncio.wait_for(running, timeout=20)
+        await sent_then_stop(telegram.sent, 5, stop, running, clock.sleep, tries=300)
         assert len(telegram.sent) == 5
         last = max(at for at, _ in telegram.sent)
         rate = fast_settings.telegram_rate_per_second
@@ -160,12 +169,7 @@ def test_a_campaign_queued_in_this_process_wakes_a_resting_lane_at_once(
             await asyncio.sleep(0.05)
             claims = worker.claims_made
             await asyncio.to_thread(start_campaign, sessions, authority, clock)
-            for _ in range(2000):
-                if telegram.sent:
-                    break
-                await asyncio.sleep(0.01)
-            stop.set()
-            await asyncio.wait_for(running, timeout=20)
+            await sent_then_stop(telegram.sent, 1, stop, running, asyncio.sleep, tries=2000)
         assert telegram.sent, "the resting lanes were not woken"
         assert worker.claims_made > claims
         assert worker.looks_made == 0  # no poll interval went by: the wake did it
